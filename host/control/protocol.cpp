@@ -1,0 +1,30 @@
+#include "host/control/protocol.hpp"
+
+namespace vigil {
+
+std::optional<nlohmann::json> parse_request(const std::string& line, std::string& error) {
+  if (line.size() > kMaxRequestBytes) {
+    error = "request too large";
+    return std::nullopt;
+  }
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded()) {
+    error = "request is not valid JSON";
+    return std::nullopt;
+  }
+  if (!j.is_object() || !j.contains("cmd") || !j["cmd"].is_string()) {
+    error = "request must be an object with a string \"cmd\"";
+    return std::nullopt;
+  }
+  return j;
+}
+
+nlohmann::json ok_reply(nlohmann::json fields) {
+  if (!fields.is_object()) fields = nlohmann::json::object();
+  fields["ok"] = true;
+  return fields;
+}
+
+nlohmann::json error_reply(const std::string& error) { return {{"ok", false}, {"error", error}}; }
+
+}  // namespace vigil

@@ -1,0 +1,164 @@
+#include "host/control/server.hpp"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "host/control/protocol.hpp"
+#include "host/core/strings.hpp"
+
+namespace vigil {
+
+ControlServer::ControlServer(EventLoop& loop, Handler handler, Rejected on_reject)
+    : loop_(loop), handler_(std::move(handler)), on_reject_(std::move(on_reject)) {}
+
+ControlServer::~ControlServer() {
+  for (auto& [id, c] : conns_) loop_.remove(c.watch);
+  if (listen_watch_) loop_.remove(listen_watch_);
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+bool ControlServer::listen(const std::string& path, std::string& error) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long: " + path;
+    return false;
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  // Someone answering there? Then another daemon owns it.
+  {
+    Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      error = "another vigil is already listening on " + path;
+      return false;
+    }
+  }
+  ::unlink(path.c_str());
+  listen_fd_ = Fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  mode_t old = umask(0177);
+  int rc = bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int err = errno;
+  umask(old);
+  if (rc != 0 || ::listen(listen_fd_.get(), 64) != 0) {
+    error = "cannot listen on " + path + ": " + errno_text(rc != 0 ? err : errno);
+    return false;
+  }
+  chmod(path.c_str(), 0600);
+  path_ = path;
+  listen_watch_ = loop_.add(listen_fd_.get(), EPOLLIN, [this](uint32_t) { on_accept(); });
+  return true;
+}
+
+void ControlServer::on_accept() {
+  for (;;) {
+    Fd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd) return;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+      on_reject_("peer uid " + std::to_string(cred.uid) + " is not allowed");
+      continue;  // closes
+    }
+    uint64_t id = next_id_++;
+    Conn& c = conns_[id];
+    c.watch = loop_.add(fd.get(), EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) {
+      if (ev & EPOLLOUT) on_writable(id);
+      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(id);
+    });
+    c.fd = std::move(fd);
+  }
+}
+
+void ControlServer::on_readable(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  if (c.answered) {
+    // Waiting to flush or for a late reply; a hang-up just closes it.
+    char buf[256];
+    if (::read(c.fd.get(), buf, sizeof buf) == 0 && c.out.empty()) close_conn(id);
+    return;
+  }
+  char buf[8192];
+  bool eof = false;
+  for (;;) {
+    ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      c.in.append(buf, static_cast<size_t>(n));
+      if (c.in.size() > kMaxRequestBytes) {
+        on_reject_("request larger than " + std::to_string(kMaxRequestBytes) + " bytes");
+        send(id, error_reply("request too large (limit " + std::to_string(kMaxRequestBytes) +
+                             " bytes)"));
+        return;
+      }
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    eof = n == 0 || errno != EAGAIN;
+    break;
+  }
+  size_t nl = c.in.find('\n');
+  if (nl == std::string::npos) {
+    if (!eof) return;  // wait for the rest of the line
+    if (c.in.empty()) {
+      close_conn(id);
+      return;
+    }
+    nl = c.in.size();  // a last line without newline counts
+  }
+  std::string line = c.in.substr(0, nl);
+  c.answered = true;
+  std::string error;
+  auto req = parse_request(line, error);
+  if (!req) {
+    on_reject_(error);
+    send(id, error_reply(error));
+    return;
+  }
+  handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
+}
+
+void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  c.answered = true;
+  c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  c.out_off = 0;
+  on_writable(id);
+}
+
+void ControlServer::on_writable(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  while (c.out_off < c.out.size()) {
+    ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.out_off += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN) {
+      loop_.modify(c.watch, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+      return;
+    }
+    close_conn(id);
+    return;
+  }
+  if (!c.out.empty()) close_conn(id);
+}
+
+void ControlServer::close_conn(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  loop_.remove(it->second.watch);
+  conns_.erase(it);
+}
+
+}  // namespace vigil

@@ -1,0 +1,55 @@
+// ControlServer: the daemon end of the control socket. Non-blocking, on the
+// event loop; one request per connection; replies may come later (a `stop`
+// answers when the process is down). The socket is mode 0600 and only root
+// or vigil's own user may talk to it (SO_PEERCRED).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "host/core/fd.hpp"
+#include "host/loop/event_loop.hpp"
+
+namespace vigil {
+
+class ControlServer {
+ public:
+  using Reply = std::function<void(const nlohmann::json&)>;
+  using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
+  using Rejected = std::function<void(const std::string& error)>;
+
+  ControlServer(EventLoop& loop, Handler handler, Rejected on_reject);
+  ~ControlServer();
+
+  // Binds path; fails if another daemon answers there.
+  bool listen(const std::string& path, std::string& error);
+
+ private:
+  struct Conn {
+    Fd fd;
+    WatchId watch = 0;
+    std::string in;
+    std::string out;
+    size_t out_off = 0;
+    bool answered = false;
+  };
+  void on_accept();
+  void on_readable(uint64_t id);
+  void on_writable(uint64_t id);
+  void send(uint64_t id, const nlohmann::json& reply);
+  void close_conn(uint64_t id);
+
+  EventLoop& loop_;
+  Handler handler_;
+  Rejected on_reject_;
+  Fd listen_fd_;
+  WatchId listen_watch_ = 0;
+  std::string path_;
+  std::map<uint64_t, Conn> conns_;
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace vigil

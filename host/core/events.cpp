@@ -1,0 +1,182 @@
+#include "host/core/events.hpp"
+
+#include <spdlog/logger.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <syslog.h>
+
+#include "host/core/clock.hpp"
+
+namespace vigil {
+
+std::string_view severity_name(Severity s) {
+  switch (s) {
+    case Severity::Debug: return "debug";
+    case Severity::Info: return "info";
+    case Severity::Notice: return "notice";
+    case Severity::Warning: return "warning";
+    case Severity::Error: return "error";
+    case Severity::Critical: return "critical";
+  }
+  return "info";
+}
+
+namespace {
+
+using S = Severity;
+// Keep in step with docs/messages.md (a test checks every id is documented).
+const std::vector<MessageDef> kCatalog = {
+    {Msg::DaemonStarted, "VGL0001", S::Notice, "daemon_started",
+     "vigil {version} started (pid {pid}, rules {rules})"},
+    {Msg::DaemonStopping, "VGL0002", S::Notice, "daemon_stopping", "vigil stopping ({reason})"},
+    {Msg::RulesLoaded, "VGL0003", S::Notice, "rules_loaded",
+     "rules loaded: {files} files, {watches} watches ({reason})"},
+    {Msg::RulesRejected, "VGL0004", S::Error, "rules_rejected",
+     "rules rejected, previous rules keep running: {error}"},
+    {Msg::RuleError, "VGL0005", S::Error, "rule_error", "rule error in {callback}: {error}"},
+    {Msg::RuleBudget, "VGL0006", S::Error, "rule_budget",
+     "rule cut off in {callback}: {error}"},
+    {Msg::ControlRejected, "VGL0007", S::Warning, "control_rejected",
+     "control request rejected: {error}"},
+    {Msg::RulesChanged, "VGL0008", S::Info, "rules_changed",
+     "rule files changed, reloading ({path})"},
+    {Msg::ProcessStarted, "VGL0101", S::Info, "process_started", "{watch}: started pid {pid}"},
+    {Msg::ProcessExited, "VGL0102", S::Warning, "process_exited",
+     "{watch}: pid {pid} {how} after {uptime}s"},
+    {Msg::SpawnFailed, "VGL0103", S::Error, "spawn_failed", "{watch}: cannot start: {error}"},
+    {Msg::RestartScheduled, "VGL0104", S::Notice, "restart_scheduled",
+     "{watch}: restart {restart} of {limit} in {delay}s"},
+    {Msg::BudgetExhausted, "VGL0105", S::Critical, "budget_exhausted",
+     "{watch}: restart budget exhausted ({used} restarts within {within}s), giving up"},
+    {Msg::ExhaustedHook, "VGL0106", S::Notice, "exhausted_hook",
+     "{watch}: on_exhausted action {action} ran"},
+    {Msg::Rearmed, "VGL0107", S::Notice, "rearmed", "{watch}: re-armed ({reason})"},
+    {Msg::StopRequested, "VGL0108", S::Info, "stop_requested",
+     "{watch}: stopping pid {pid} ({how})"},
+    {Msg::Stopped, "VGL0109", S::Info, "stopped", "{watch}: stopped ({how})"},
+    {Msg::KilledAfterGrace, "VGL0110", S::Warning, "killed_after_grace",
+     "{watch}: pid {pid} still alive after {timeout}s, sent KILL to its process group"},
+    {Msg::Paused, "VGL0111", S::Notice, "paused", "{watch}: monitoring paused"},
+    {Msg::Resumed, "VGL0112", S::Notice, "resumed", "{watch}: monitoring resumed"},
+    {Msg::DeathWhilePaused, "VGL0113", S::Warning, "death_while_paused",
+     "{watch}: pid {pid} exited while paused; not acting"},
+    {Msg::ParameterSet, "VGL0114", S::Notice, "parameter_set", "{watch}: {key} set to {value}"},
+    {Msg::WatchAdded, "VGL0115", S::Info, "watch_added", "{watch}: added ({where})"},
+    {Msg::WatchChanged, "VGL0116", S::Notice, "watch_changed",
+     "{watch}: spec changed, restarting ({where})"},
+    {Msg::WatchRemoved, "VGL0117", S::Notice, "watch_removed", "{watch}: removed from rules"},
+    {Msg::StopCommandFailed, "VGL0118", S::Warning, "stop_command_failed",
+     "{watch}: stop command failed: {error}"},
+    {Msg::OutputLogError, "VGL0119", S::Warning, "output_log_error",
+     "{watch}: output log {path}: {error}"},
+    {Msg::PolicyFallback, "VGL0120", S::Error, "policy_fallback",
+     "{watch}: restart policy gave no decision; restarting in {delay}s"},
+    {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
+};
+
+spdlog::level::level_enum spd_level(Severity s) {
+  switch (s) {
+    case S::Debug: return spdlog::level::debug;
+    case S::Info: return spdlog::level::info;
+    case S::Notice: return spdlog::level::info;
+    case S::Warning: return spdlog::level::warn;
+    case S::Error: return spdlog::level::err;
+    case S::Critical: return spdlog::level::critical;
+  }
+  return spdlog::level::info;
+}
+
+}  // namespace
+
+const std::vector<MessageDef>& message_catalog() { return kCatalog; }
+
+const MessageDef& message_def(Msg m) { return kCatalog[static_cast<size_t>(m)]; }
+
+std::string render_template(std::string_view tmpl, const nlohmann::json& fields) {
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  size_t i = 0;
+  while (i < tmpl.size()) {
+    size_t open = tmpl.find('{', i);
+    if (open == std::string_view::npos) break;
+    size_t close = tmpl.find('}', open);
+    if (close == std::string_view::npos) break;
+    out.append(tmpl.substr(i, open - i));
+    std::string key(tmpl.substr(open + 1, close - open - 1));
+    auto it = fields.find(key);
+    if (it == fields.end()) {
+      out.append(tmpl.substr(open, close - open + 1));
+    } else if (it->is_string()) {
+      out.append(it->get_ref<const std::string&>());
+    } else if (it->is_number_float()) {
+      char buf[32];
+      snprintf(buf, sizeof buf, "%.3g", it->get<double>());
+      out.append(buf);
+    } else {
+      out.append(it->dump());
+    }
+    i = close + 1;
+  }
+  out.append(tmpl.substr(std::min(i, tmpl.size())));
+  return out;
+}
+
+nlohmann::json Event::to_json() const {
+  const MessageDef& def = message_def(msg);
+  nlohmann::json j = {{"seq", seq},       {"time", rfc3339(time, true)},
+                      {"id", def.id},     {"event", def.name},
+                      {"severity", severity_name(severity)}};
+  j["watch"] = watch.empty() ? nlohmann::json(nullptr) : nlohmann::json(watch);
+  j["message"] = text;
+  j["fields"] = fields;
+  return j;
+}
+
+EventLog::EventLog(const LogOptions& options) : capacity_(options.ring_capacity) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (options.console) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_st>());
+  if (!options.file.empty())
+    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_st>(options.file));
+  if (options.syslog)
+    sinks.push_back(
+        std::make_shared<spdlog::sinks::syslog_sink_st>("vigil", LOG_PID, LOG_DAEMON, false));
+  logger_ = std::make_shared<spdlog::logger>("vigil", sinks.begin(), sinks.end());
+  logger_->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  logger_->set_level(spd_level(options.min_severity));
+  logger_->flush_on(spdlog::level::trace);
+}
+
+EventLog::~EventLog() = default;
+
+const Event& EventLog::emit(Msg msg, std::string_view watch, nlohmann::json fields) {
+  const MessageDef& def = message_def(msg);
+  if (!watch.empty()) fields["watch"] = watch;
+  std::string text = render_template(def.text, fields);
+  return emit(msg, def.severity, watch, std::move(fields), std::move(text));
+}
+
+const Event& EventLog::emit(Msg msg, Severity sev, std::string_view watch,
+                            nlohmann::json fields, std::string text) {
+  if (ring_.size() >= capacity_) ring_.pop_front();
+  Event& ev = ring_.emplace_back();
+  ev.seq = next_seq_++;
+  ev.time = wall_seconds();
+  ev.msg = msg;
+  ev.severity = sev;
+  ev.watch = std::string(watch);
+  ev.fields = fields.is_object() ? std::move(fields) : nlohmann::json::object();
+  ev.text = std::move(text);
+  logger_->log(spd_level(sev), "{} {}", message_def(msg).id, ev.text);
+  if (listener_) listener_(ev);
+  return ev;
+}
+
+std::vector<const Event*> EventLog::recent(size_t n, std::string_view watch) const {
+  std::vector<const Event*> out;
+  for (auto it = ring_.rbegin(); it != ring_.rend() && out.size() < n; ++it)
+    if (watch.empty() || it->watch == watch) out.push_back(&*it);
+  return {out.rbegin(), out.rend()};
+}
+
+}  // namespace vigil

@@ -1,0 +1,117 @@
+// The event log: every operator-visible event has a stable message id
+// (VGLnnnn, see docs/messages.md), a severity and typed fields. Events go to
+// an in-memory ring (for `vigil events`), to the spdlog sinks (console, file,
+// syslog) and to listeners (the Lua bridge).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace vigil {
+
+enum class Severity { Debug, Info, Notice, Warning, Error, Critical };
+std::string_view severity_name(Severity s);
+
+// The catalog. Ids never change meaning; new events get new ids.
+enum class Msg {
+  DaemonStarted,      // VGL0001
+  DaemonStopping,     // VGL0002
+  RulesLoaded,        // VGL0003
+  RulesRejected,      // VGL0004
+  RuleError,          // VGL0005
+  RuleBudget,         // VGL0006
+  ControlRejected,    // VGL0007
+  RulesChanged,       // VGL0008
+  ProcessStarted,     // VGL0101
+  ProcessExited,      // VGL0102
+  SpawnFailed,        // VGL0103
+  RestartScheduled,   // VGL0104
+  BudgetExhausted,    // VGL0105
+  ExhaustedHook,      // VGL0106
+  Rearmed,            // VGL0107
+  StopRequested,      // VGL0108
+  Stopped,            // VGL0109
+  KilledAfterGrace,   // VGL0110
+  Paused,             // VGL0111
+  Resumed,            // VGL0112
+  DeathWhilePaused,   // VGL0113
+  ParameterSet,       // VGL0114
+  WatchAdded,         // VGL0115
+  WatchChanged,       // VGL0116
+  WatchRemoved,       // VGL0117
+  StopCommandFailed,  // VGL0118
+  OutputLogError,     // VGL0119
+  PolicyFallback,     // VGL0120
+  RuleMessage,        // VGL0900
+  kCount
+};
+
+struct MessageDef {
+  Msg msg;
+  const char* id;        // "VGL0102"
+  Severity severity;
+  const char* name;      // short machine name, e.g. "process_exited"
+  const char* text;      // template; {field} is replaced by the field's value
+};
+const MessageDef& message_def(Msg m);
+const std::vector<MessageDef>& message_catalog();
+
+struct Event {
+  uint64_t seq = 0;
+  double time = 0;          // wall clock, seconds since epoch
+  Msg msg{};
+  Severity severity{};      // usually the catalog's, rule messages choose their own
+  std::string watch;        // empty when not about one watch
+  nlohmann::json fields;    // object
+  std::string text;         // rendered
+
+  nlohmann::json to_json() const;
+};
+
+// Renders "{a} and {b}" from fields; unknown placeholders stay as they are.
+std::string render_template(std::string_view tmpl, const nlohmann::json& fields);
+
+struct LogOptions {
+  bool console = true;
+  std::string file;          // empty: no file sink
+  bool syslog = false;       // syslog(3), facility daemon
+  Severity min_severity = Severity::Info;
+  size_t ring_capacity = 4096;
+};
+
+class EventLog {
+ public:
+  explicit EventLog(const LogOptions& options);
+  ~EventLog();
+
+  // Emits an event with the catalog's severity and template.
+  const Event& emit(Msg msg, std::string_view watch, nlohmann::json fields);
+  // Emits with an explicit severity and text (rule messages).
+  const Event& emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
+                    std::string text);
+
+  // The newest `n` events, oldest first; filtered by watch when given.
+  std::vector<const Event*> recent(size_t n, std::string_view watch = {}) const;
+
+  using Listener = std::function<void(const Event&)>;
+  void set_listener(Listener l) { listener_ = std::move(l); }
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+  std::deque<Event> ring_;
+  size_t capacity_;
+  uint64_t next_seq_ = 1;
+  Listener listener_;
+};
+
+}  // namespace vigil

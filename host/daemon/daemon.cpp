@@ -1,0 +1,297 @@
+#include "host/daemon/daemon.hpp"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host/control/protocol.hpp"
+#include "host/core/strings.hpp"
+#include "host/daemon/paths.hpp"
+
+namespace vigil {
+
+namespace {
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+}  // namespace
+
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
+
+Daemon::~Daemon() {
+  // Children first, then the rules that reference them.
+  control_.reset();
+  if (supervisor_) supervisor_->set_policy(nullptr);
+  if (log_) log_->set_listener({});
+  runtime_.reset();
+  supervisor_.reset();
+}
+
+bool Daemon::start(std::string& error) {
+  started_ = wall_seconds();
+  // Orphans of supervised programs reparent to us and are reaped at once
+  // (PID 1 may reap late), and their death is ours to see.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGCHLD, SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal_fd_ = Fd(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signal_fd_) {
+    error = "signalfd: " + errno_text(errno);
+    return false;
+  }
+  loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) { on_signal(); });
+
+  std::string log_dir = options_.state_dir + "/logs";
+  for (const auto& dir : {options_.state_dir, log_dir}) {
+    if (auto e = make_dirs(dir, 0750); !e.empty()) {
+      error = "state directory: " + e;
+      return false;
+    }
+  }
+  std::string sock_dir = options_.socket_path.substr(0, options_.socket_path.rfind('/'));
+  if (!sock_dir.empty()) {
+    if (auto e = make_dirs(sock_dir, 0755); !e.empty()) {
+      error = "socket directory: " + e;
+      return false;
+    }
+  }
+  if (options_.log.file.empty()) options_.log.file = options_.state_dir + "/vigil.log";
+  try {
+    log_ = std::make_unique<EventLog>(options_.log);
+  } catch (const std::exception& e) {
+    error = std::string("event log: ") + e.what();
+    return false;
+  }
+  log_->set_listener([this](const Event& ev) {
+    if (runtime_) runtime_->on_event(ev);
+  });
+  supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir);
+
+  control_ = std::make_unique<ControlServer>(
+      loop_, [this](const nlohmann::json& req, ControlServer::Reply reply) { handle(req, std::move(reply)); },
+      [this](const std::string& err) { log_->emit(Msg::ControlRejected, "", {{"error", err}}); });
+  if (!control_->listen(options_.socket_path, error)) return false;
+
+  auto errors = reload("start");
+  if (!errors.empty()) {
+    error = "rules rejected:\n  " + join(errors, "\n  ");
+    return false;
+  }
+  if (options_.watch_rules && !watch_rule_dirs(error)) return false;
+  schedule_rotation();
+  log_->emit(Msg::DaemonStarted, "",
+             {{"version", VIGIL_VERSION}, {"pid", getpid()}, {"rules", options_.rules},
+              {"socket", options_.socket_path}, {"state_dir", options_.state_dir}});
+  return true;
+}
+
+int Daemon::run() { return loop_.run(); }
+
+std::vector<std::string> Daemon::reload(const std::string& reason) {
+  RuntimeOptions ro;
+  ro.stdlib_dir = options_.stdlib_dir;
+  ro.callback_budget = options_.callback_budget;
+  auto candidate = std::make_unique<RuleRuntime>(ro, HostContext{&loop_, log_.get(), supervisor_.get()});
+  LoadResult res = candidate->load(options_.rules);
+  if (!res.ok) {
+    log_->emit(Msg::RulesRejected, "", {{"error", join(res.errors, "; ")}, {"errors", res.errors}, {"reason", reason}});
+    return res.errors;
+  }
+  // Live changes made with `vigil set` outlive reloads while their key is
+  // still valid.
+  for (const auto& [name, unit] : supervisor_->units()) {
+    for (auto it = unit->overrides.begin(); it != unit->overrides.end();) {
+      std::string err;
+      if (candidate->set_param(name, it->first, it->second, err)) {
+        ++it;
+      } else {
+        log_->emit(Msg::ParameterSet, name, {{"key", it->first}, {"value", "(dropped: " + err + ")"}});
+        it = unit->overrides.erase(it);
+      }
+    }
+  }
+  runtime_ = std::move(candidate);  // the old state and its timers go here
+  supervisor_->set_policy(runtime_.get());
+  runtime_->go_live();
+  supervisor_->apply(runtime_->declarations());
+  log_->emit(Msg::RulesLoaded, "",
+             {{"files", res.files.size()}, {"watches", runtime_->declarations().size()}, {"reason", reason}});
+  return {};
+}
+
+void Daemon::on_signal() {
+  signalfd_siginfo si;
+  while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+    switch (si.ssi_signo) {
+      case SIGCHLD: supervisor_->reaper().on_sigchld(); break;
+      case SIGHUP: reload("SIGHUP"); break;
+      case SIGTERM: shutdown("SIGTERM"); break;
+      case SIGINT: shutdown("SIGINT"); break;
+      default: break;
+    }
+  }
+}
+
+void Daemon::shutdown(const std::string& reason) {
+  if (shutting_down_) {
+    loop_.stop(0);  // a second signal: leave now
+    return;
+  }
+  shutting_down_ = true;
+  log_->emit(Msg::DaemonStopping, "", {{"reason", reason}});
+  supervisor_->stop_all([this] { loop_.stop(0); });
+}
+
+bool Daemon::watch_rule_dirs(std::string& error) {
+  inotify_fd_ = Fd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!inotify_fd_) {
+    error = "inotify: " + errno_text(errno);
+    return false;
+  }
+  std::string dir = options_.rules;
+  if (!is_dir(dir)) dir = dir.substr(0, std::max<size_t>(dir.rfind('/'), 1));
+  uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE;
+  for (const auto& d : {dir, dir + "/lib"})
+    if (is_dir(d)) inotify_add_watch(inotify_fd_.get(), d.c_str(), mask);
+  loop_.add(inotify_fd_.get(), EPOLLIN, [this](uint32_t) { on_inotify(); });
+  return true;
+}
+
+void Daemon::on_inotify() {
+  alignas(inotify_event) char buf[4096];
+  std::string changed;
+  for (;;) {
+    ssize_t n = ::read(inotify_fd_.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(p);
+      std::string name = ev->len ? ev->name : "";
+      if (name.ends_with(".lua") && name[0] != '.') changed = name;
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+  if (changed.empty()) return;
+  // Editors write in several steps: reload once things settle.
+  if (reload_debounce_) loop_.cancel(reload_debounce_);
+  reload_debounce_ = loop_.after(std::chrono::milliseconds(200), [this, changed] {
+    reload_debounce_ = 0;
+    log_->emit(Msg::RulesChanged, "", {{"path", changed}});
+    reload("rule files changed");
+  });
+}
+
+void Daemon::schedule_rotation() {
+  loop_.after(from_seconds(options_.rotate_interval), [this] {
+    supervisor_->rotate_logs();
+    schedule_rotation();
+  });
+}
+
+nlohmann::json Daemon::status_json() const {
+  nlohmann::json watches = nlohmann::json::array();
+  for (const auto& [name, u] : supervisor_->units()) watches.push_back(u->to_json());
+  return {{"daemon",
+           {{"pid", getpid()},
+            {"version", VIGIL_VERSION},
+            {"rules", options_.rules},
+            {"since", rfc3339(started_)},
+            {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
+          {"watches", std::move(watches)}};
+}
+
+void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
+  const std::string cmd = req["cmd"].get<std::string>();
+  auto str = [&](const char* key) -> std::string {
+    auto it = req.find(key);
+    return it != req.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  auto reject = [&](const std::string& err) {
+    log_->emit(Msg::ControlRejected, "", {{"error", err}, {"cmd", cmd}});
+    reply(error_reply(err));
+  };
+  auto unit_arg = [&]() -> Unit* {
+    std::string name = str("name");
+    if (name.empty()) {
+      reject(cmd + ": a watch name is required");
+      return nullptr;
+    }
+    Unit* u = supervisor_->find(name);
+    if (!u) reject("no watch named '" + name + "'");
+    return u;
+  };
+
+  if (cmd == "ping") return reply(ok_reply({{"pid", getpid()}}));
+  if (cmd == "status") return reply(ok_reply(status_json()));
+  if (cmd == "reload") {
+    auto errors = reload("vigil reload");
+    if (errors.empty()) return reply(ok_reply({{"watches", runtime_->declarations().size()}}));
+    nlohmann::json r = error_reply(join(errors, "\n"));
+    r["errors"] = errors;
+    return reply(r);
+  }
+  if (cmd == "events") {
+    size_t n = 20;
+    if (auto it = req.find("n"); it != req.end()) {
+      if (!it->is_number_integer() || it->get<int64_t>() < 1) return reject("events: n must be a positive integer");
+      n = static_cast<size_t>(it->get<int64_t>());
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const Event* ev : log_->recent(n, str("watch"))) out.push_back(ev->to_json());
+    return reply(ok_reply({{"events", std::move(out)}}));
+  }
+  if (cmd == "pause" || cmd == "resume") {
+    std::vector<Unit*> targets;
+    if (req.value("all", false)) {
+      for (const auto& [name, u] : supervisor_->units()) targets.push_back(u.get());
+    } else if (Unit* u = unit_arg()) {
+      targets.push_back(u);
+    } else {
+      return;
+    }
+    for (Unit* u : targets) cmd == "pause" ? supervisor_->pause(*u) : supervisor_->resume(*u);
+    return reply(ok_reply({{"count", targets.size()}}));
+  }
+  if (cmd == "start" || cmd == "stop" || cmd == "restart") {
+    Unit* u = unit_arg();
+    if (!u) return;
+    std::string name = u->name;
+    auto done = [this, reply, name] {
+      Unit* unit = supervisor_->find(name);
+      reply(ok_reply({{"watch", unit ? unit->to_json() : nlohmann::json(nullptr)}}));
+    };
+    if (cmd == "start") {
+      supervisor_->start(*u);
+      return done();
+    }
+    if (cmd == "stop") return supervisor_->stop(*u, done);
+    return supervisor_->restart(*u, done);
+  }
+  if (cmd == "set") {
+    Unit* u = unit_arg();
+    if (!u) return;
+    std::string key = str("key"), value = str("value");
+    if (key.empty()) return reject("set: a key is required");
+    std::string err;
+    auto normalized = runtime_->set_param(u->name, key, value, err);
+    if (!normalized) return reject("set " + u->name + " " + key + ": " + err);
+    u->overrides[key] = *normalized;
+    log_->emit(Msg::ParameterSet, u->name, {{"key", key}, {"value", *normalized}});
+    return reply(ok_reply({{"key", key}, {"value", *normalized}}));
+  }
+  reject("unknown command '" + cmd + "'");
+}
+
+}  // namespace vigil

@@ -1,0 +1,65 @@
+// Daemon: wires the mechanisms together on one event loop: signals
+// (signalfd), the control socket, inotify on the rule files, the
+// supervisor and the live rule runtime, and reload (build a candidate
+// runtime, validate, swap).
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "host/control/server.hpp"
+#include "host/core/events.hpp"
+#include "host/loop/event_loop.hpp"
+#include "host/supervise/supervisor.hpp"
+#include "lua/runtime.hpp"
+
+namespace vigil {
+
+struct DaemonOptions {
+  std::string rules;          // directory (or one file)
+  std::string state_dir;
+  std::string socket_path;
+  std::string stdlib_dir = VIGIL_STDLIB_DIR;
+  LogOptions log;
+  double callback_budget = 0.5;
+  double rotate_interval = 60;  // seconds between output-log size checks
+  bool watch_rules = true;      // inotify-driven reload
+};
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options);
+  ~Daemon();
+
+  // Sets up everything and loads the rules; false (and `error`) when the
+  // daemon cannot start (bad rules at start are an error too).
+  bool start(std::string& error);
+  int run();
+
+  // Reload: returns the errors (empty on success).
+  std::vector<std::string> reload(const std::string& reason);
+
+ private:
+  void on_signal();
+  void on_inotify();
+  void handle(const nlohmann::json& req, ControlServer::Reply reply);
+  void shutdown(const std::string& reason);
+  bool watch_rule_dirs(std::string& error);
+  void schedule_rotation();
+  nlohmann::json status_json() const;
+
+  DaemonOptions options_;
+  EventLoop loop_;
+  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<RuleRuntime> runtime_;
+  std::unique_ptr<ControlServer> control_;
+  Fd signal_fd_;
+  Fd inotify_fd_;
+  TimerId reload_debounce_ = 0;
+  bool shutting_down_ = false;
+  double started_ = 0;
+};
+
+}  // namespace vigil

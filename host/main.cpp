@@ -1,0 +1,291 @@
+// vigil: the daemon (`vigil run`) and its control CLI, one binary.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/control/client.hpp"
+#include "host/core/clock.hpp"
+#include "host/daemon/daemon.hpp"
+#include "host/daemon/paths.hpp"
+#include "lua/runtime.hpp"
+
+using nlohmann::json;
+using namespace vigil;
+
+namespace {
+
+const char* kUsage = R"(usage: vigil [--socket PATH] COMMAND [ARGS]
+
+Daemon:
+  run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
+      [--syslog] [--quiet] [--rule-budget SECONDS] [--no-watch-rules]
+                          run in the foreground on the rules
+  check FILE|DIR [--stdlib DIR]
+                          load rules without running anything
+
+Control (talks to the running daemon):
+  status [--json]         every watch: state, pid, uptime, restarts, last exit
+  start|stop|restart NAME
+  pause|resume NAME|--all suspend or resume monitoring
+  set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
+  reload                  re-read the rules (the old ones stay on error)
+  events [-n N] [--watch NAME] [--json]
+  version
+
+Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
+)";
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "vigil: " << msg << "\n\n" << kUsage;
+  std::exit(2);
+}
+
+struct Args {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> options;  // --key value
+  std::vector<std::string> flags;                             // --flag
+
+  bool flag(const std::string& f) const {
+    for (const auto& x : flags)
+      if (x == f) return true;
+    return false;
+  }
+  std::optional<std::string> option(const std::string& k) const {
+    for (const auto& [key, v] : options)
+      if (key == k) return v;
+    return std::nullopt;
+  }
+};
+
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& valued,
+                const std::vector<std::string>& boolean) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.size() > 1 && s[0] == '-') {
+      std::string key = s, value;
+      bool has_value = false;
+      if (auto eq = s.find('='); eq != std::string::npos) {
+        key = s.substr(0, eq);
+        value = s.substr(eq + 1);
+        has_value = true;
+      }
+      bool is_valued = std::find(valued.begin(), valued.end(), key) != valued.end();
+      bool is_bool = std::find(boolean.begin(), boolean.end(), key) != boolean.end();
+      if (is_valued) {
+        if (!has_value) {
+          if (i + 1 >= argc) usage_error(key + " needs a value");
+          value = argv[++i];
+        }
+        a.options.emplace_back(key, value);
+      } else if (is_bool && !has_value) {
+        a.flags.push_back(key);
+      } else {
+        usage_error("unknown option " + s);
+      }
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+std::string stdlib_dir(const Args& a) {
+  if (auto v = a.option("--stdlib")) return *v;
+  if (const char* e = getenv("VIGIL_STDLIB"); e && *e) return e;
+  return VIGIL_STDLIB_DIR;
+}
+
+std::string human_duration(double s) {
+  char buf[32];
+  long t = static_cast<long>(s);
+  if (t < 60) snprintf(buf, sizeof buf, "%lds", t);
+  else if (t < 3600) snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else if (t < 86400) snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  else snprintf(buf, sizeof buf, "%ldd%02ldh", t / 86400, (t % 86400) / 3600);
+  return buf;
+}
+
+std::string last_exit_text(const json& e) {
+  if (e.is_null()) return "-";
+  if (e.contains("error")) return "failed: " + e["error"].get<std::string>();
+  if (!e["signal"].is_null()) return "signal " + e["signal"].get<std::string>();
+  return "exit " + std::to_string(e["code"].get<int>());
+}
+
+void print_status(const json& r) {
+  printf("%-24s %-10s %-8s %-9s %-8s %s\n", "NAME", "STATE", "PID", "UPTIME", "RESTARTS",
+         "LAST EXIT");
+  for (const auto& w : r["watches"]) {
+    std::string pid = w["pid"].is_null() ? "-" : std::to_string(w["pid"].get<int>());
+    std::string up = w["uptime"].is_null() ? "-" : human_duration(w["uptime"].get<double>());
+    printf("%-24s %-10s %-8s %-9s %-8llu %s\n", w["name"].get<std::string>().c_str(),
+           w["state"].get<std::string>().c_str(), pid.c_str(), up.c_str(),
+           static_cast<unsigned long long>(w["restarts"].get<uint64_t>()),
+           last_exit_text(w["last_exit"]).c_str());
+  }
+}
+
+void print_events(const json& r) {
+  for (const auto& e : r["events"])
+    printf("%s %s %-8s %s\n", e["time"].get<std::string>().c_str(), e["id"].get<std::string>().c_str(),
+           e["severity"].get<std::string>().c_str(), e["message"].get<std::string>().c_str());
+}
+
+int cmd_run(int argc, char** argv, int first, const std::string& socket) {
+  Args a = parse_args(argc, argv, first,
+                      {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket"},
+                      {"--syslog", "--quiet", "--no-watch-rules"});
+  if (!a.positional.empty()) usage_error("run takes no positional arguments");
+  DaemonOptions o;
+  o.rules = a.option("--rules").value_or("/etc/vigil/rules");
+  o.state_dir = a.option("--state-dir").value_or(default_state_dir());
+  o.socket_path = a.option("--socket").value_or(socket);
+  o.stdlib_dir = stdlib_dir(a);
+  o.log.file = a.option("--log-file").value_or("");
+  o.log.syslog = a.flag("--syslog");
+  o.log.console = !a.flag("--quiet");
+  o.watch_rules = !a.flag("--no-watch-rules");
+  if (auto b = a.option("--rule-budget")) {
+    char* end = nullptr;
+    o.callback_budget = strtod(b->c_str(), &end);
+    if (!end || *end || o.callback_budget <= 0) usage_error("--rule-budget: expected seconds, got " + *b);
+  }
+  Daemon d(o);
+  std::string error;
+  if (!d.start(error)) {
+    std::cerr << "vigil: " << error << "\n";
+    return 1;
+  }
+  return d.run();
+}
+
+int cmd_check(int argc, char** argv, int first) {
+  Args a = parse_args(argc, argv, first, {"--stdlib"}, {});
+  if (a.positional.size() != 1) usage_error("check needs one FILE or DIR");
+  RuntimeOptions ro;
+  ro.stdlib_dir = stdlib_dir(a);
+  RuleRuntime rt(ro, HostContext{});
+  LoadResult res = rt.load(a.positional[0]);
+  if (!res.ok) {
+    for (const auto& e : res.errors) std::cerr << e << "\n";
+    return 1;
+  }
+  printf("%s: OK (%zu files, %zu watches)\n", a.positional[0].c_str(), res.files.size(),
+         rt.declarations().size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket = default_socket_path();
+  int i = 1;
+  // Global options before the command.
+  while (i < argc && argv[i][0] == '-') {
+    std::string s = argv[i];
+    if (s == "--socket" && i + 1 < argc) {
+      socket = argv[i + 1];
+      i += 2;
+    } else if (s.starts_with("--socket=")) {
+      socket = s.substr(9);
+      ++i;
+    } else if (s == "-h" || s == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      usage_error("unknown option " + s);
+    }
+  }
+  if (i >= argc) usage_error("no command");
+  std::string cmd = argv[i++];
+  if (cmd == "run") return cmd_run(argc, argv, i, socket);
+  if (cmd == "check") return cmd_check(argc, argv, i);
+  if (cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "version") {
+    printf("vigil %s\n", VIGIL_VERSION);
+    return 0;
+  }
+
+  json req = {{"cmd", cmd}};
+  bool as_json = false;
+  if (cmd == "status" || cmd == "reload" || cmd == "ping") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (!a.positional.empty()) usage_error(cmd + " takes no arguments");
+    as_json = a.flag("--json");
+  } else if (cmd == "start" || cmd == "stop" || cmd == "restart") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (a.positional.size() != 1) usage_error(cmd + " needs one watch NAME");
+    req["name"] = a.positional[0];
+    as_json = a.flag("--json");
+  } else if (cmd == "pause" || cmd == "resume") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--all", "--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (a.flag("--all") == (a.positional.size() == 1) || a.positional.size() > 1)
+      usage_error(cmd + " needs one watch NAME or --all");
+    if (a.flag("--all")) req["all"] = true;
+    else req["name"] = a.positional[0];
+    as_json = a.flag("--json");
+  } else if (cmd == "set") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (a.positional.size() != 3) usage_error("set needs NAME KEY VALUE");
+    req["name"] = a.positional[0];
+    req["key"] = a.positional[1];
+    req["value"] = a.positional[2];
+    as_json = a.flag("--json");
+  } else if (cmd == "events") {
+    Args a = parse_args(argc, argv, i, {"-n", "--watch", "--socket"}, {"--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (!a.positional.empty()) usage_error("events takes no positional arguments");
+    if (auto n = a.option("-n")) {
+      char* end = nullptr;
+      long v = strtol(n->c_str(), &end, 10);
+      if (!end || *end || v < 1) usage_error("-n: expected a positive number, got " + *n);
+      req["n"] = v;
+    }
+    if (auto w = a.option("--watch")) req["watch"] = *w;
+    as_json = a.flag("--json");
+  } else {
+    usage_error("unknown command '" + cmd + "'");
+  }
+
+  std::string error;
+  auto reply = control_request(socket, req, error);
+  if (!reply) {
+    std::cerr << "vigil: " << error << "\n";
+    return 3;
+  }
+  bool ok = reply->value("ok", false);
+  if (!ok) {
+    std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  if (as_json) {
+    if (cmd == "status") std::cout << (*reply)["watches"].dump(2) << "\n";
+    else if (cmd == "events") std::cout << (*reply)["events"].dump(2) << "\n";
+    else std::cout << reply->dump(2) << "\n";
+    return 0;
+  }
+  if (cmd == "status") print_status(*reply);
+  else if (cmd == "events") print_events(*reply);
+  else if (cmd == "set") printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
+                                req["key"].get<std::string>().c_str(),
+                                (*reply)["value"].get<std::string>().c_str());
+  else if (cmd == "reload") printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
+  else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
+    const auto& w = (*reply)["watch"];
+    printf("%s: %s\n", w["name"].get<std::string>().c_str(), w["state"].get<std::string>().c_str());
+  }
+  return 0;
+}

@@ -1,0 +1,72 @@
+#include "host/supervise/reaper.hpp"
+
+#include <errno.h>
+#include "host/core/pidfd.hpp"
+#include <sys/wait.h>
+
+namespace vigil {
+
+namespace {
+ExitStatus from_siginfo(const siginfo_t& si) {
+  ExitStatus st;
+  if (si.si_code == CLD_EXITED) {
+    st.code = si.si_status;
+  } else {
+    st.signal = si.si_status;
+    st.core = si.si_code == CLD_DUMPED;
+  }
+  return st;
+}
+}  // namespace
+
+Reaper::~Reaper() {
+  for (auto& [pid, child] : children_) loop_.remove(child.watch);
+}
+
+void Reaper::track(pid_t pid, Fd pidfd, OnExit on_exit) {
+  Child c;
+  c.watch = loop_.add(pidfd.get(), EPOLLIN, [this, pid](uint32_t) { handle(pid); });
+  c.pidfd = std::move(pidfd);
+  c.on_exit = std::move(on_exit);
+  children_.emplace(pid, std::move(c));
+}
+
+bool Reaper::signal(pid_t pid, int sig) {
+  auto it = children_.find(pid);
+  if (it == children_.end()) return false;
+  return pidfd_send_signal(it->second.pidfd.get(), sig, nullptr, 0) == 0;
+}
+
+void Reaper::handle(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end()) return;
+  siginfo_t si{};
+  // Peek first (WNOWAIT): the callback runs while the zombie pins the pid.
+  if (waitid(P_PIDFD, static_cast<id_t>(it->second.pidfd.get()), &si,
+             WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      si.si_pid == 0)
+    return;
+  Child child = std::move(it->second);
+  children_.erase(it);
+  loop_.remove(child.watch);
+  child.on_exit(from_siginfo(si));
+  siginfo_t reaped{};
+  waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &reaped, WEXITED | WNOHANG);
+}
+
+void Reaper::on_sigchld() {
+  for (;;) {
+    siginfo_t si{};
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) return;
+    if (children_.contains(si.si_pid)) {
+      handle(si.si_pid);
+      if (children_.contains(si.si_pid)) return;  // not waitable through its pidfd yet
+    } else {
+      // An orphan reparented to us (we are a subreaper), or a child we no
+      // longer track: reap it.
+      waitpid(si.si_pid, nullptr, WNOHANG);
+    }
+  }
+}
+
+}  // namespace vigil

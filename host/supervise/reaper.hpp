@@ -1,0 +1,52 @@
+// Reaper: owns the pidfd of every child vigil forked and turns its death
+// into one callback, whichever comes first: the pidfd turning readable on
+// the loop, or SIGCHLD. The callback runs while the child is still an
+// unreaped zombie, so its pid (and process-group id) cannot be recycled
+// yet: that is the moment to sweep the rest of its process group.
+// Vigil is a child subreaper; orphans that reparent to it are reaped too.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <unordered_map>
+
+#include "host/core/fd.hpp"
+#include "host/loop/event_loop.hpp"
+
+namespace vigil {
+
+struct ExitStatus {
+  int code = -1;    // exit code when exited normally, else -1
+  int signal = 0;   // terminating signal, else 0
+  bool core = false;
+};
+
+class Reaper {
+ public:
+  using OnExit = std::function<void(const ExitStatus&)>;
+  explicit Reaper(EventLoop& loop) : loop_(loop) {}
+  ~Reaper();
+
+  void track(pid_t pid, Fd pidfd, OnExit on_exit);
+  bool tracked(pid_t pid) const { return children_.contains(pid); }
+  // Signals through the pidfd: never hits a recycled pid.
+  bool signal(pid_t pid, int sig);
+  // Call on SIGCHLD: handles every child that is waitable now.
+  void on_sigchld();
+  size_t size() const { return children_.size(); }
+
+ private:
+  void handle(pid_t pid);
+
+  struct Child {
+    Fd pidfd;
+    WatchId watch = 0;
+    OnExit on_exit;
+  };
+  EventLoop& loop_;
+  std::unordered_map<pid_t, Child> children_;
+};
+
+}  // namespace vigil

@@ -1,0 +1,308 @@
+#include "host/supervise/spawn.hpp"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <pwd.h>
+#include <signal.h>
+#include "host/core/pidfd.hpp"
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "host/core/strings.hpp"
+#include "host/proc/proc_stat.hpp"
+
+extern char** environ;
+
+namespace vigil {
+
+namespace {
+
+enum Stage { kStageSetup, kStageChdir, kStageGroups, kStageGid, kStageUid, kStageExec, kStageCount };
+const char* const kStageNames[kStageCount] = {"setup", "chdir", "setgroups", "setgid", "setuid",
+                                              "exec"};
+
+void put(std::string& out, const std::string& s) {
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+}
+
+bool executable(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+}
+
+std::string lookup_env(const ProcessSpec& spec, const char* key) {
+  for (const auto& [k, v] : spec.env)
+    if (k == key) return v;
+  const char* v = getenv(key);
+  return v ? v : "";
+}
+
+struct Identity {
+  bool set = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  std::string home, name;
+};
+
+// Resolves user/group to ids in the parent (getpwnam is not safe after fork).
+std::optional<std::string> resolve_identity(const ProcessSpec& spec, Identity& id) {
+  if (spec.user.empty() && spec.group.empty()) return std::nullopt;
+  id.set = true;
+  id.uid = geteuid();
+  id.gid = getegid();
+  if (!spec.user.empty()) {
+    std::vector<char> buf(16384);
+    passwd pw, *res = nullptr;
+    int rc = getpwnam_r(spec.user.c_str(), &pw, buf.data(), buf.size(), &res);
+    if (rc != 0 || !res) return "user: no such user '" + spec.user + "'";
+    id.uid = pw.pw_uid;
+    id.gid = pw.pw_gid;
+    id.home = pw.pw_dir;
+    id.name = pw.pw_name;
+    int n = 64;
+    id.groups.resize(static_cast<size_t>(n));
+    if (getgrouplist(pw.pw_name, pw.pw_gid, id.groups.data(), &n) < 0) {
+      id.groups.resize(static_cast<size_t>(n));
+      getgrouplist(pw.pw_name, pw.pw_gid, id.groups.data(), &n);
+    }
+    id.groups.resize(static_cast<size_t>(n));
+  }
+  if (!spec.group.empty()) {
+    std::vector<char> buf(16384);
+    group gr, *res = nullptr;
+    int rc = getgrnam_r(spec.group.c_str(), &gr, buf.data(), buf.size(), &res);
+    if (rc != 0 || !res) return "group: no such group '" + spec.group + "'";
+    id.gid = gr.gr_gid;
+    if (spec.user.empty()) id.groups = {gr.gr_gid};
+  }
+  return std::nullopt;
+}
+
+// Everything the child needs, prepared before fork.
+struct ChildPlan {
+  const char* path;
+  std::vector<char*> argv;
+  std::vector<std::string> env_storage;
+  std::vector<char*> envp;
+  const char* cwd = nullptr;
+  Identity id;
+  int umask = -1;
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  int status_fd = -1;
+};
+
+[[noreturn]] void child_fail(int status_fd, int stage) {
+  SpawnFailure f{stage, errno};
+  ssize_t ignored = ::write(status_fd, &f, sizeof f);
+  (void)ignored;
+  _exit(127);
+}
+
+// Runs in the forked child: async-signal-safe calls only.
+[[noreturn]] void child_main(const ChildPlan& plan) {
+  // vigil blocks the signals it reads through signalfd and ignores SIGPIPE;
+  // the program must start with neither.
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  prctl(PR_SET_PDEATHSIG, 0);
+  if (setsid() < 0) child_fail(plan.status_fd, kStageSetup);
+  if (dup2(plan.stdin_fd, 0) < 0 || dup2(plan.stdout_fd, 1) < 0 || dup2(plan.stderr_fd, 2) < 0)
+    child_fail(plan.status_fd, kStageSetup);
+  if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
+  if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan.status_fd, kStageChdir);
+  if (plan.id.set) {
+    if (geteuid() == 0 && setgroups(plan.id.groups.size(), plan.id.groups.data()) != 0)
+      child_fail(plan.status_fd, kStageGroups);
+    if (setresgid(plan.id.gid, plan.id.gid, plan.id.gid) != 0) child_fail(plan.status_fd, kStageGid);
+    if (setresuid(plan.id.uid, plan.id.uid, plan.id.uid) != 0) child_fail(plan.status_fd, kStageUid);
+  }
+  // Nothing of vigil's leaks into the program (the status pipe is
+  // close-on-exec already and must stay open until exec).
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  execve(plan.path, plan.argv.data(), plan.envp.data());
+  child_fail(plan.status_fd, kStageExec);
+}
+
+std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0) {
+    error = "pipe: " + errno_text(errno);
+    return std::nullopt;
+  }
+  Fd status_read(pipefd[0]), status_write(pipefd[1]);
+  Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) {
+    error = "/dev/null: " + errno_text(errno);
+    return std::nullopt;
+  }
+  plan.status_fd = status_write.get();
+  plan.stdin_fd = devnull.get();
+  if (plan.stdout_fd < 0) plan.stdout_fd = devnull.get();
+  if (plan.stderr_fd < 0) plan.stderr_fd = devnull.get();
+  plan.argv.push_back(nullptr);
+  for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
+  plan.envp.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    error = "fork: " + errno_text(errno);
+    return std::nullopt;
+  }
+  if (pid == 0) child_main(plan);
+
+  Spawned out;
+  out.pid = pid;
+  // pid cannot be recycled before we reap it, so this pidfd is the child's.
+  out.pidfd = Fd(pidfd_open(pid, 0));
+  if (!out.pidfd) {
+    error = "pidfd_open: " + errno_text(errno);
+    kill(pid, SIGKILL);
+    return std::nullopt;
+  }
+  out.start_time = proc_start_time(pid);
+  out.exec_status = std::move(status_read);
+  return out;
+}
+
+std::vector<std::string> build_env(const ProcessSpec* spec, const Identity* id) {
+  std::vector<std::string> env;
+  auto overridden = [&](std::string_view entry) {
+    size_t eq = entry.find('=');
+    std::string_view key = entry.substr(0, eq);
+    if (id && id->set && !id->name.empty() && (key == "HOME" || key == "USER" || key == "LOGNAME"))
+      return true;
+    if (spec)
+      for (const auto& [k, v] : spec->env)
+        if (k == key) return true;
+    return false;
+  };
+  for (char** e = environ; *e; ++e)
+    if (!overridden(*e)) env.emplace_back(*e);
+  if (id && id->set && !id->name.empty()) {
+    env.push_back("HOME=" + id->home);
+    env.push_back("USER=" + id->name);
+    env.push_back("LOGNAME=" + id->name);
+  }
+  if (spec)
+    for (const auto& [k, v] : spec->env) env.push_back(k + "=" + v);
+  return env;
+}
+
+}  // namespace
+
+const char* spawn_stage_name(int stage) {
+  return stage >= 0 && stage < kStageCount ? kStageNames[stage] : "unknown";
+}
+
+std::string ProcessSpec::digest() const {
+  std::string d;
+  d += "argv";
+  for (const auto& a : argv) put(d, a);
+  d += "path";
+  put(d, path);
+  d += "env";
+  for (const auto& [k, v] : env) put(d, k), put(d, v);
+  d += "cwd";
+  put(d, cwd);
+  d += "user";
+  put(d, user);
+  d += "group";
+  put(d, group);
+  d += "umask" + std::to_string(umask);
+  d += "stop" + std::to_string(stop_signal) + "/" + std::to_string(stop_timeout);
+  for (const auto& a : stop_command) put(d, a);
+  d += capture_output ? "out1" : "out0";
+  d += std::to_string(log_max_bytes) + "/" + std::to_string(log_keep);
+  return d;
+}
+
+std::optional<std::string> resolve_program(const std::string& prog, const std::string& cwd,
+                                           std::string path) {
+  if (prog.find('/') != std::string::npos) {
+    std::string p = prog;
+    if (p[0] != '/' && !cwd.empty()) p = cwd + "/" + p;
+    if (executable(p)) return p;
+    return std::nullopt;
+  }
+  if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = path.substr(start, end - start);
+    if (!dir.empty() && executable(dir + "/" + prog)) return dir + "/" + prog;
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> validate_spec(ProcessSpec& spec) {
+  if (spec.argv.empty() || spec.argv[0].empty()) return std::string("start: empty command");
+  const std::string& prog = spec.argv[0];
+  auto resolved = resolve_program(prog, spec.cwd, lookup_env(spec, "PATH"));
+  if (!resolved) {
+    if (prog.find('/') != std::string::npos)
+      return "start: '" + prog + "' is not an executable file";
+    return "start: command '" + prog + "' not found in PATH";
+  }
+  spec.path = *resolved;
+  if (!spec.cwd.empty()) {
+    struct stat st;
+    if (::stat(spec.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return "cwd: '" + spec.cwd + "' is not a directory";
+  }
+  Identity id;
+  if (auto err = resolve_identity(spec, id)) return err;
+  if (!spec.stop_command.empty() &&
+      !resolve_program(spec.stop_command[0], spec.cwd, lookup_env(spec, "PATH")))
+    return "stop.command: command '" + spec.stop_command[0] + "' not found";
+  return std::nullopt;
+}
+
+std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
+                                     std::string& error) {
+  ChildPlan plan;
+  if (auto err = resolve_identity(spec, plan.id)) {
+    error = *err;
+    return std::nullopt;
+  }
+  plan.path = spec.path.empty() ? spec.argv.at(0).c_str() : spec.path.c_str();
+  for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.env_storage = build_env(&spec, &plan.id);
+  plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  plan.umask = spec.umask;
+  plan.stdout_fd = io.stdout_fd;
+  plan.stderr_fd = io.stderr_fd;
+  return fork_plan(plan, error);
+}
+
+std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error) {
+  if (argv.empty()) {
+    error = "empty command";
+    return std::nullopt;
+  }
+  const char* env_path = getenv("PATH");
+  auto resolved = resolve_program(argv[0], "", env_path ? env_path : "");
+  if (!resolved) {
+    error = "command '" + argv[0] + "' not found";
+    return std::nullopt;
+  }
+  ChildPlan plan;
+  plan.path = resolved->c_str();
+  for (const auto& a : argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.env_storage = build_env(nullptr, nullptr);
+  return fork_plan(plan, error);
+}
+
+}  // namespace vigil

@@ -1,0 +1,77 @@
+// Spawning a supervised process: fork, then in the child only async-signal-
+// safe calls (everything is prepared in the parent), then exec. The child
+// gets its own session and process group, so stopping it can signal the
+// whole group. Exec failure is reported through a close-on-exec pipe that
+// the event loop reads, so spawning never blocks the loop.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "host/core/fd.hpp"
+
+namespace vigil {
+
+// What a watch runs. Everything that, when changed, needs a new process.
+struct ProcessSpec {
+  std::vector<std::string> argv;       // argv[0] as the program sees it
+  std::string path;                    // resolved executable
+  std::vector<std::pair<std::string, std::string>> env;  // on top of vigil's
+  std::string cwd;
+  std::string user;
+  std::string group;
+  int umask = -1;                      // -1: inherit
+  int stop_signal = 15;
+  double stop_timeout = 10;            // seconds before KILL
+  std::vector<std::string> stop_command;
+  bool capture_output = true;
+  uint64_t log_max_bytes = 1 << 20;
+  int log_keep = 3;
+
+  // Canonical text of the spec; equal digests mean the running process
+  // can be kept across a reload.
+  std::string digest() const;
+};
+
+// Checks a spec before it is accepted: the program exists and is executable,
+// the user and group exist, the cwd exists. Returns an error naming the key,
+// or nullopt. Resolves `path` from argv[0] through PATH.
+std::optional<std::string> validate_spec(ProcessSpec& spec);
+
+struct SpawnIo {
+  int stdout_fd = -1;  // -1: /dev/null
+  int stderr_fd = -1;
+};
+
+struct Spawned {
+  pid_t pid = -1;
+  Fd pidfd;
+  Fd exec_status;      // readable: EOF = exec succeeded, data = SpawnFailure
+  uint64_t start_time = 0;
+};
+
+// Written by a child whose exec (or preparation) failed.
+struct SpawnFailure {
+  int stage;  // index into spawn_stage_name
+  int err;
+};
+const char* spawn_stage_name(int stage);
+
+// Finds prog (absolute, relative to cwd, or through PATH); nullopt if it
+// is not an executable file.
+std::optional<std::string> resolve_program(const std::string& prog, const std::string& cwd,
+                                           std::string path);
+
+// Forks and execs. On error returns nullopt and sets `error`.
+std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
+                                     std::string& error);
+
+// Runs a one-shot command (stop commands, hooks) in its own process group
+// with stdio to /dev/null; same failure reporting as spawn_process.
+std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error);
+
+}  // namespace vigil

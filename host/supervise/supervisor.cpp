@@ -1,0 +1,433 @@
+#include "host/supervise/supervisor.hpp"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host/core/clock.hpp"
+#include "host/core/strings.hpp"
+
+namespace vigil {
+
+const char* unit_state_name(UnitState s) {
+  switch (s) {
+    case UnitState::Starting: return "starting";
+    case UnitState::Running: return "running";
+    case UnitState::Backoff: return "backoff";
+    case UnitState::Exhausted: return "exhausted";
+    case UnitState::Stopped: return "stopped";
+  }
+  return "stopped";
+}
+
+std::string ExitInfo::describe() const {
+  if (!error.empty()) return "failed to start: " + error;
+  if (status.signal) return "killed by " + signal_name(status.signal) + (status.core ? " (core dumped)" : "");
+  return "exited " + std::to_string(status.code);
+}
+
+nlohmann::json ExitInfo::to_json() const {
+  nlohmann::json j = {{"pid", pid}, {"uptime", uptime}, {"at", rfc3339(wall)}};
+  j["code"] = status.signal ? nlohmann::json(nullptr) : nlohmann::json(status.code);
+  j["signal"] = status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json(nullptr);
+  if (!error.empty()) j["error"] = error;
+  return j;
+}
+
+nlohmann::json Unit::to_json() const {
+  nlohmann::json j;
+  j["name"] = name;
+  j["state"] = paused ? "paused" : unit_state_name(state);
+  j["pid"] = child ? nlohmann::json(child->pid) : nlohmann::json(nullptr);
+  j["restarts"] = restarts;
+  j["since"] = rfc3339(since);
+  j["uptime"] = child ? nlohmann::json(to_seconds(MonoClock::now() - child->started))
+                      : nlohmann::json(nullptr);
+  j["last_exit"] = last_exit ? last_exit->to_json() : nlohmann::json(nullptr);
+  j["paused"] = paused;
+  j["where"] = where;
+  if (!overrides.empty()) j["overrides"] = overrides;
+  return j;
+}
+
+Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir)
+    : loop_(loop), log_(log), log_dir_(std::move(log_dir)), reaper_(loop) {}
+
+Supervisor::~Supervisor() {
+  for (auto& [name, u] : units_) {
+    cancel_timer(*u);
+    if (u->child) {
+      loop_.cancel(u->child->kill_timer);
+      if (u->child->exec_watch) loop_.remove(u->child->exec_watch);
+    }
+  }
+}
+
+Unit* Supervisor::find(const std::string& name) {
+  auto it = units_.find(name);
+  return it == units_.end() ? nullptr : it->second.get();
+}
+
+size_t Supervisor::running_count() const {
+  size_t n = 0;
+  for (const auto& [name, u] : units_) n += u->state == UnitState::Running;
+  return n;
+}
+
+void Supervisor::set_state(Unit& u, UnitState s) {
+  if (u.state == s) return;
+  u.state = s;
+  u.since = wall_seconds();
+}
+
+void Supervisor::cancel_timer(Unit& u) {
+  if (u.timer) loop_.cancel(u.timer);
+  u.timer = 0;
+}
+
+void Supervisor::apply(const std::vector<Declaration>& decls) {
+  std::map<std::string, const Declaration*> wanted;
+  for (const auto& d : decls) wanted[d.name] = &d;
+
+  std::vector<std::string> removed;
+  for (auto& [name, u] : units_)
+    if (!wanted.contains(name) && !u->remove_when_stopped) removed.push_back(name);
+  for (const auto& name : removed) {
+    Unit* u = find(name);
+    log_.emit(Msg::WatchRemoved, name, {});
+    u->remove_when_stopped = true;
+    u->respawn_with.reset();
+    stop(*u);  // may erase u
+  }
+  for (const auto& d : decls) {
+    Unit* u = find(d.name);
+    if (!u) {
+      auto fresh = std::make_unique<Unit>();
+      fresh->name = d.name;
+      fresh->spec = d.spec;
+      fresh->digest = d.spec.digest();
+      fresh->where = d.where;
+      fresh->since = wall_seconds();
+      u = fresh.get();
+      units_.emplace(d.name, std::move(fresh));
+      log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
+      spawn(*u);
+      continue;
+    }
+    u->where = d.where;
+    u->remove_when_stopped = false;
+    std::string digest = d.spec.digest();
+    if (digest == u->digest) continue;  // same process spec: leave it alone
+    log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
+    u->digest = digest;
+    if (u->child) {
+      u->respawn_with = d.spec;
+      stop(*u);
+    } else {
+      u->spec = d.spec;
+      u->out = OutputLog();
+      u->err = OutputLog();
+      if (u->want_running && !u->paused && u->state != UnitState::Exhausted) spawn(*u);
+    }
+  }
+}
+
+void Supervisor::open_output(Unit& u) {
+  if (!u.spec.capture_output || log_dir_.empty()) return;
+  auto open_one = [&](OutputLog& log, const char* stream) {
+    if (log.fd() >= 0) return;
+    std::string path = log_dir_ + "/" + u.name + "." + stream + ".log";
+    std::string err = log.open(path, u.spec.log_max_bytes, u.spec.log_keep);
+    if (!err.empty()) log_.emit(Msg::OutputLogError, u.name, {{"path", path}, {"error", err}});
+  };
+  open_one(u.out, "stdout");
+  open_one(u.err, "stderr");
+}
+
+void Supervisor::spawn(Unit& u) {
+  cancel_timer(u);
+  if (u.child) return;
+  u.want_running = true;
+  open_output(u);
+  std::string error;
+  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd()}, error);
+  if (!spawned) {
+    // Could not even fork: the rules decide, as for any failed start.
+    ExitInfo e;
+    e.error = error;
+    e.wall = wall_seconds();
+    u.last_exit = e;
+    log_.emit(Msg::SpawnFailed, u.name, {{"error", error}});
+    std::string name = u.name;
+    loop_.post([this, name] {
+      Unit* unit = find(name);
+      if (unit && !unit->child && unit->state != UnitState::Backoff) on_exit(*unit, ExitStatus{127, 0, false});
+    });
+    return;
+  }
+  Unit::Child c;
+  c.pid = spawned->pid;
+  c.start_time = spawned->start_time;
+  c.started = MonoClock::now();
+  c.exec_status = std::move(spawned->exec_status);
+  Unit* up = &u;
+  c.exec_watch = loop_.add(c.exec_status.get(), EPOLLIN, [this, up](uint32_t) { on_exec_status(*up); });
+  u.child = std::move(c);
+  set_state(u, UnitState::Starting);
+  reaper_.track(spawned->pid, std::move(spawned->pidfd),
+                [this, up](const ExitStatus& st) { on_exit(*up, st); });
+}
+
+void Supervisor::on_exec_status(Unit& u) {
+  if (!u.child || !u.child->exec_status) return;
+  SpawnFailure f{};
+  ssize_t n = ::read(u.child->exec_status.get(), &f, sizeof f);
+  if (n < 0 && errno == EAGAIN) return;  // exec still under way
+  loop_.remove(u.child->exec_watch);
+  u.child->exec_watch = 0;
+  u.child->exec_status.reset();
+  if (n == static_cast<ssize_t>(sizeof f)) {
+    u.child->failure = f;
+    return;  // the child _exits; on_exit reports it
+  }
+  if (u.state == UnitState::Starting) set_state(u, UnitState::Running);
+  log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+}
+
+void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
+  ExitInfo e;
+  e.status = st;
+  e.wall = wall_seconds();
+  bool was_stopping = false;
+  if (u.child) {
+    Unit::Child& c = *u.child;
+    // Exec result may still sit in the pipe when death wins the race.
+    if (c.exec_status) on_exec_status(u);
+    e.pid = c.pid;
+    e.uptime = to_seconds(MonoClock::now() - c.started);
+    if (c.failure)
+      e.error = std::string(spawn_stage_name(c.failure->stage)) + ": " + errno_text(c.failure->err);
+    // The leader is still an unreaped zombie, so its group id is pinned:
+    // sweep whatever is left of the group (KillMode=control-group).
+    ::kill(-c.pid, SIGKILL);
+    loop_.cancel(c.kill_timer);
+    if (c.exec_watch) loop_.remove(c.exec_watch);
+    was_stopping = c.stopping;
+    u.child.reset();
+  } else if (u.last_exit) {
+    e = *u.last_exit;  // spawn failed before there was a child
+  }
+  u.last_exit = e;
+  nlohmann::json fields = {{"pid", e.pid}, {"how", e.describe()}, {"uptime", e.uptime}};
+  fields["code"] = st.signal ? nlohmann::json(nullptr) : nlohmann::json(st.code);
+  fields["signal"] = st.signal ? nlohmann::json(signal_name(st.signal)) : nlohmann::json(nullptr);
+  fields["restarts"] = u.restarts;
+  if (was_stopping || !u.want_running) {
+    finish_stopped(u, e.pid ? e.describe() : "not running");
+    return;
+  }
+  if (!e.error.empty() && e.pid) {
+    fields["error"] = e.error;
+    log_.emit(Msg::SpawnFailed, u.name, fields);
+  } else if (e.pid) {
+    log_.emit(Msg::ProcessExited, u.name, fields);
+  }
+  if (u.paused) {
+    set_state(u, UnitState::Stopped);
+    log_.emit(Msg::DeathWhilePaused, u.name, {{"pid", e.pid}});
+    return;
+  }
+  uint64_t before = u.decisions;
+  if (policy_) policy_->on_exit(u, e);
+  // A decision made before a later part of the rules failed stands; with
+  // none at all the process is not left dead: restart it after a pause.
+  if (u.decisions == before) {
+    log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
+    restart_later(u, 1.0);
+  }
+}
+
+void Supervisor::restart_later(Unit& u, double delay) {
+  ++u.decisions;
+  double uptime = u.last_exit ? u.last_exit->uptime : 0;
+  u.history.push_back({mono_seconds(MonoClock::now()), uptime});
+  while (u.history.size() > 1000) u.history.pop_front();
+  ++u.restarts;
+  cancel_timer(u);
+  std::string name = u.name;
+  auto go = [this, name] {
+    Unit* unit = find(name);
+    if (!unit) return;
+    unit->timer = 0;
+    if (!unit->paused && unit->want_running) spawn(*unit);
+  };
+  if (delay <= 0) {
+    set_state(u, UnitState::Starting);
+    loop_.post(go);
+  } else {
+    set_state(u, UnitState::Backoff);
+    u.timer = loop_.after(from_seconds(delay), go);
+  }
+}
+
+void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
+  ++u.decisions;
+  cancel_timer(u);
+  set_state(u, UnitState::Exhausted);
+  if (!rearm_after) return;
+  std::string name = u.name;
+  u.timer = loop_.after(from_seconds(*rearm_after), [this, name] {
+    Unit* unit = find(name);
+    if (!unit || unit->state != UnitState::Exhausted) return;
+    unit->timer = 0;
+    unit->history.clear();
+    log_.emit(Msg::Rearmed, name, {{"reason", "cool-down"}});
+    if (!unit->paused && unit->want_running) spawn(*unit);
+  });
+}
+
+void Supervisor::start(Unit& u) {
+  u.want_running = true;
+  if (u.child) return;
+  if (u.state == UnitState::Exhausted) {
+    u.history.clear();
+    log_.emit(Msg::Rearmed, u.name, {{"reason", "operator start"}});
+  }
+  if (!u.paused) spawn(u);
+}
+
+void Supervisor::begin_stop(Unit& u) {
+  Unit::Child& c = *u.child;
+  c.stopping = true;
+  pid_t pid = c.pid;
+  if (!u.spec.stop_command.empty()) {
+    std::string error;
+    auto cmd = spawn_command(u.spec.stop_command, error);
+    if (cmd) {
+      std::string name = u.name;
+      reaper_.track(cmd->pid, std::move(cmd->pidfd), [this, name](const ExitStatus& st) {
+        if (st.code != 0)
+          log_.emit(Msg::StopCommandFailed, name,
+                    {{"error", st.signal ? "killed by " + signal_name(st.signal)
+                                         : "exited " + std::to_string(st.code)}});
+      });
+      log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", "stop command"}});
+    } else {
+      log_.emit(Msg::StopCommandFailed, u.name, {{"error", error}});
+    }
+  }
+  if (u.spec.stop_command.empty()) {
+    // The group first (pinned while the leader is unreaped); the leader
+    // alone if it has not reached setsid() yet.
+    if (::kill(-pid, u.spec.stop_signal) != 0) reaper_.signal(pid, u.spec.stop_signal);
+    ::kill(-pid, SIGCONT);
+    log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", signal_name(u.spec.stop_signal)}});
+  }
+  std::string name = u.name;
+  double timeout = u.spec.stop_timeout;
+  c.kill_timer = loop_.after(from_seconds(timeout), [this, name, pid, timeout] {
+    Unit* unit = find(name);
+    if (!unit || !unit->child || unit->child->pid != pid) return;
+    unit->child->kill_timer = 0;
+    if (::kill(-pid, SIGKILL) != 0) reaper_.signal(pid, SIGKILL);
+    log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout}});
+  });
+}
+
+void Supervisor::stop(Unit& u, std::function<void()> done) {
+  u.want_running = false;
+  cancel_timer(u);
+  if (!u.child) {
+    bool was_stopped = u.state == UnitState::Stopped;
+    set_state(u, UnitState::Stopped);
+    if (!was_stopped) log_.emit(Msg::Stopped, u.name, {{"how", "not running"}});
+    if (done) done();
+    if (u.remove_when_stopped) erase(u.name);
+    return;
+  }
+  if (done) u.stop_waiters.push_back(std::move(done));
+  if (!u.child->stopping) begin_stop(u);
+}
+
+void Supervisor::finish_stopped(Unit& u, const std::string& how) {
+  set_state(u, UnitState::Stopped);
+  log_.emit(Msg::Stopped, u.name, {{"how", how}});
+  auto waiters = std::move(u.stop_waiters);
+  u.stop_waiters.clear();
+  if (u.remove_when_stopped) {
+    std::string name = u.name;
+    erase(name);  // u is gone after this
+    for (auto& w : waiters) w();
+    return;
+  }
+  if (u.respawn_with) {
+    u.spec = std::move(*u.respawn_with);
+    u.respawn_with.reset();
+    u.out = OutputLog();
+    u.err = OutputLog();
+    u.want_running = true;
+    if (!u.paused) spawn(u);
+  }
+  for (auto& w : waiters) w();
+}
+
+void Supervisor::restart(Unit& u, std::function<void()> done) {
+  u.history.clear();
+  if (u.state == UnitState::Exhausted)
+    log_.emit(Msg::Rearmed, u.name, {{"reason", "operator restart"}});
+  if (!u.child) {
+    start(u);
+    if (done) done();
+    return;
+  }
+  u.respawn_with = u.spec;
+  stop(u, std::move(done));
+}
+
+void Supervisor::pause(Unit& u) {
+  if (u.paused) return;
+  u.paused = true;
+  if (u.state == UnitState::Backoff) {
+    cancel_timer(u);
+    set_state(u, UnitState::Stopped);
+  }
+  log_.emit(Msg::Paused, u.name, {});
+}
+
+void Supervisor::resume(Unit& u) {
+  if (!u.paused) return;
+  u.paused = false;
+  log_.emit(Msg::Resumed, u.name, {});
+  if (u.want_running && !u.child && u.state != UnitState::Exhausted) spawn(u);
+}
+
+void Supervisor::stop_all(std::function<void()> done) {
+  auto remaining = std::make_shared<size_t>(units_.size() + 1);
+  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+  auto one = [remaining, shared_done] {
+    if (--*remaining == 0 && *shared_done) (*shared_done)();
+  };
+  std::vector<Unit*> all;
+  for (auto& [name, u] : units_) all.push_back(u.get());
+  for (Unit* u : all) stop(*u, one);
+  one();
+}
+
+void Supervisor::rotate_logs() {
+  for (auto& [name, u] : units_) {
+    for (OutputLog* log : {&u->out, &u->err}) {
+      std::string err = log->rotate_if_needed();
+      if (!err.empty()) log_.emit(Msg::OutputLogError, name, {{"path", log->path()}, {"error", err}});
+    }
+  }
+}
+
+void Supervisor::erase(const std::string& name) {
+  auto it = units_.find(name);
+  if (it == units_.end()) return;
+  cancel_timer(*it->second);
+  units_.erase(it);
+}
+
+}  // namespace vigil

@@ -1,0 +1,481 @@
+#include "lua/runtime.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "lua/runtime_internal.hpp"
+
+namespace vigil {
+
+namespace {
+
+// Hard cap on memory: a rule cannot grow the daemon without bound.
+void* limited_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* a = static_cast<Allocator*>(ud);
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    a->used -= old;
+    return nullptr;
+  }
+  if (nsize > old && a->used - old + nsize > a->limit) return nullptr;
+  void* p = realloc(ptr, nsize);
+  if (p) a->used = a->used - old + nsize;
+  return p;
+}
+
+// Count hook: checks the wall-clock deadline every 1000 instructions. Once
+// expired it keeps raising, so a rule's own pcall cannot swallow the cut.
+void budget_hook(lua_State* L, lua_Debug*) {
+  RuntimeState& rt = runtime_of(L);
+  Budget& b = rt.budget;
+  if (!b.armed || b.in_handler) return;
+  if (!b.expired && MonoClock::now() < b.deadline) return;
+  b.expired = true;
+  luaL_error(L, "rule budget exceeded (ran over %.0f ms)", b.seconds * 1000);
+}
+
+int traceback_handler(lua_State* L) {
+  RuntimeState& rt = runtime_of(L);
+  rt.budget.in_handler = true;
+  const char* msg = lua_tostring(L, 1);
+  if (!msg) msg = luaL_tolstring(L, 1, nullptr);
+  luaL_traceback(L, L, msg, 1);
+  rt.budget.in_handler = false;
+  return 1;
+}
+
+void log_failure(RuntimeState& rt, const CallResult& r, const char* what) {
+  if (!rt.host.log) return;
+  Msg m = r.status == CallStatus::Budget ? Msg::RuleBudget : Msg::RuleError;
+  rt.host.log->emit(m, "", {{"callback", what}, {"error", r.error}, {"traceback", r.traceback}});
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// Removes what rules must not have: process exit, shelling out, native
+// code, reading arbitrary chunks as bytecode.
+void sandbox(lua_State* L) {
+  lua_pushnil(L);
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
+
+  lua_getglobal(L, "os");
+  for (const char* k : {"execute", "exit", "remove", "rename", "setlocale", "tmpname"}) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, k);
+  }
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "io");
+  for (const char* k : {"popen", "input", "output", "tmpfile"}) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, k);
+  }
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "package");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "loadlib");
+  lua_pushstring(L, "");
+  lua_setfield(L, -2, "cpath");
+  // Keep the preload and Lua-file searchers; drop the C ones.
+  lua_getfield(L, -1, "searchers");
+  lua_pushnil(L);
+  lua_rawseti(L, -2, 4);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, 3);
+  lua_pop(L, 1);
+
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_vigil_log);
+  lua_setfield(L, -2, "vigil.log");
+  lua_pushcfunction(L, luaopen_vigil_timer);
+  lua_setfield(L, -2, "vigil.timer");
+  lua_pushcfunction(L, luaopen_vigil_exec);
+  lua_setfield(L, -2, "vigil.exec");
+  lua_pushcfunction(L, luaopen_vigil_runtime);
+  lua_setfield(L, -2, "vigil.runtime");
+  lua_pop(L, 2);
+
+  // load(): text chunks only.
+  luaL_dostring(L,
+                "local load = load\n"
+                "_G.load = function(chunk, name, mode, env)\n"
+                "  return load(chunk, name, 't', env)\n"
+                "end");
+}
+
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::vector<std::string> rule_files(const std::string& dir) {
+  std::vector<std::string> files;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return files;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > 4 && n.ends_with(".lua") && n[0] != '.') files.push_back(dir + "/" + n);
+  }
+  closedir(d);
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+RuntimeState& runtime_of(lua_State* L) {
+  return **static_cast<RuntimeState**>(lua_getextraspace(L));
+}
+
+std::string lua_where(lua_State* L, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "Sl", &ar) || ar.currentline < 0) return "?";
+  return std::string(ar.short_src) + ":" + std::to_string(ar.currentline);
+}
+
+void require_live(lua_State* L, const char* what) {
+  if (!runtime_of(L).live)
+    luaL_error(L, "%s is not allowed while rules are being loaded or checked", what);
+}
+
+CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char* what,
+                          double budget_seconds) {
+  lua_State* L = rt.L;
+  int base = lua_gettop(L) - nargs;  // index of the function
+  lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, base);
+  bool outer = rt.depth == 0;
+  Budget saved = rt.budget;
+  if (outer) {
+    rt.budget.armed = true;
+    rt.budget.expired = false;
+    rt.budget.seconds = budget_seconds;
+    rt.budget.deadline = MonoClock::now() + from_seconds(budget_seconds);
+  }
+  ++rt.depth;
+  int rc = lua_pcall(L, nargs, nresults, base);
+  --rt.depth;
+  CallResult r;
+  if (rc != LUA_OK) {
+    std::string full = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
+    r.status = rt.budget.expired ? CallStatus::Budget
+               : rc == LUA_ERRMEM ? CallStatus::Memory
+                                  : CallStatus::Error;
+    r.error = first_line(full);
+    r.traceback = full;
+    lua_pop(L, 1);
+  }
+  lua_remove(L, base);  // the handler
+  if (outer) rt.budget = saved, rt.budget.armed = false;
+  if (!r.ok()) log_failure(rt, r, what);
+  return r;
+}
+
+CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresults) {
+  lua_State* L = rt.L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.entry_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  lua_insert(L, -(nargs + 1));
+  CallResult r = protected_call(rt, nargs, nresults, name, rt.options.callback_budget);
+  if (rt.depth == 0) drain_events(rt);
+  return r;
+}
+
+void drain_events(RuntimeState& rt) {
+  while (!rt.queued_events.empty() && rt.depth == 0) {
+    std::vector<nlohmann::json> batch;
+    batch.swap(rt.queued_events);
+    for (auto& ev : batch) {
+      push_json(rt.L, ev);
+      call_entry(rt, "event", 1, 0);
+    }
+  }
+}
+
+void push_json(lua_State* L, const nlohmann::json& j) {
+  luaL_checkstack(L, 4, "json nesting");
+  switch (j.type()) {
+    case nlohmann::json::value_t::null: lua_pushnil(L); break;
+    case nlohmann::json::value_t::boolean: lua_pushboolean(L, j.get<bool>()); break;
+    case nlohmann::json::value_t::number_integer:
+    case nlohmann::json::value_t::number_unsigned: lua_pushinteger(L, j.get<lua_Integer>()); break;
+    case nlohmann::json::value_t::number_float: lua_pushnumber(L, j.get<double>()); break;
+    case nlohmann::json::value_t::string: lua_pushlstring(L, j.get_ref<const std::string&>().data(), j.get_ref<const std::string&>().size()); break;
+    case nlohmann::json::value_t::array: {
+      lua_createtable(L, static_cast<int>(j.size()), 0);
+      lua_Integer i = 1;
+      for (const auto& v : j) {
+        push_json(L, v);
+        lua_rawseti(L, -2, i++);
+      }
+      break;
+    }
+    case nlohmann::json::value_t::object: {
+      lua_createtable(L, 0, static_cast<int>(j.size()));
+      for (const auto& [k, v] : j.items()) {
+        push_json(L, v);
+        lua_setfield(L, -2, k.c_str());
+      }
+      break;
+    }
+    default: lua_pushnil(L);
+  }
+}
+
+nlohmann::json to_json(lua_State* L, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return static_cast<bool>(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) return static_cast<int64_t>(lua_tointeger(L, idx));
+      return lua_tonumber(L, idx);
+    case LUA_TSTRING: {
+      size_t n;
+      const char* s = lua_tolstring(L, idx, &n);
+      return std::string(s, n);
+    }
+    case LUA_TTABLE: {
+      if (depth > 16) return "<nested too deep>";
+      lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
+      if (n > 0) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (lua_Integer i = 1; i <= n; ++i) {
+          lua_rawgeti(L, idx, i);
+          arr.push_back(to_json(L, -1, depth + 1));
+          lua_pop(L, 1);
+        }
+        return arr;
+      }
+      nlohmann::json obj = nlohmann::json::object();
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING) obj[lua_tostring(L, -2)] = to_json(L, -1, depth + 1);
+        lua_pop(L, 1);
+      }
+      return obj;
+    }
+    case LUA_TFUNCTION: return "<function>";
+    default: return nullptr;
+  }
+}
+
+RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
+    : state_(std::make_unique<RuntimeState>()) {
+  RuntimeState& rt = *state_;
+  rt.options = std::move(options);
+  rt.host = host;
+  rt.alloc.limit = rt.options.memory_limit;
+  rt.L = lua_newstate(limited_alloc, &rt.alloc);
+  if (!rt.L) throw std::runtime_error("cannot create Lua state");
+  *static_cast<RuntimeState**>(lua_getextraspace(rt.L)) = &rt;
+  luaL_openlibs(rt.L);
+  // The debug library is for the host only (traceback); rules do not get it.
+  lua_pushnil(rt.L);
+  lua_setglobal(rt.L, "debug");
+  lua_getglobal(rt.L, "package");
+  lua_getfield(rt.L, -1, "loaded");
+  lua_pushnil(rt.L);
+  lua_setfield(rt.L, -2, "debug");
+  lua_pop(rt.L, 2);
+  sandbox(rt.L);
+  lua_sethook(rt.L, budget_hook, LUA_MASKCOUNT, 1000);
+}
+
+RuleRuntime::~RuleRuntime() {
+  RuntimeState& rt = *state_;
+  if (rt.host.loop)
+    for (TimerId id : rt.timers) rt.host.loop->cancel(id);
+  if (rt.L) lua_close(rt.L);
+}
+
+LoadResult RuleRuntime::load(const std::string& path) {
+  RuntimeState& rt = *state_;
+  lua_State* L = rt.L;
+  LoadResult result;
+  std::string dir = path;
+  std::vector<std::string> files;
+  if (is_dir(path)) {
+    files = rule_files(path);
+  } else {
+    files = {path};
+    size_t slash = path.rfind('/');
+    dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  }
+  result.files = files;
+
+  std::string lib = dir + "/lib";
+  std::string lua_path = lib + "/?.lua;" + lib + "/?/init.lua;" + rt.options.stdlib_dir + "/?.lua;" +
+                         rt.options.stdlib_dir + "/?/init.lua";
+  lua_getglobal(L, "package");
+  lua_pushstring(L, lua_path.c_str());
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+
+  // The prelude defines the rule language (watch, vigil.on, ...) and
+  // returns the entry table through which the host calls the rules.
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "vigil.rules");
+  CallResult r = protected_call(rt, 1, 1, "require vigil.rules", rt.options.load_budget);
+  if (!r.ok()) {
+    result.ok = false;
+    result.errors.push_back(r.error);
+    return result;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    result.ok = false;
+    result.errors.push_back("vigil.rules did not return its entry table");
+    return result;
+  }
+  rt.entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  if (files.empty() && !is_dir(path)) {
+    result.ok = false;
+    result.errors.push_back(path + ": no such file or directory");
+    return result;
+  }
+  for (const auto& file : files) {
+    if (luaL_loadfilex(L, file.c_str(), "t") != LUA_OK) {
+      result.errors.push_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+      continue;
+    }
+    CallResult fr = protected_call(rt, 0, 0, file.c_str(), rt.options.load_budget);
+    if (!fr.ok()) result.errors.push_back(fr.error);
+  }
+  if (result.errors.empty()) {
+    CallResult fr = call_entry(rt, "finish", 0, 0);
+    if (!fr.ok()) result.errors.push_back(fr.error);
+  }
+  result.ok = result.errors.empty();
+  return result;
+}
+
+const std::vector<Declaration>& RuleRuntime::declarations() const { return state_->decls; }
+
+void RuleRuntime::go_live() {
+  RuntimeState& rt = *state_;
+  rt.live = true;
+  for (const auto& t : rt.pending_timers) arm_timer(rt, t);
+  rt.pending_timers.clear();
+}
+
+void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF) return;
+  lua_State* L = rt.L;
+  lua_pushlstring(L, unit.name.data(), unit.name.size());
+  nlohmann::json ev = exit.to_json();
+  ev["uptime"] = exit.uptime;
+  ev["restarts"] = unit.restarts;
+  push_json(L, ev);
+  call_entry(rt, "exit", 2, 0);
+}
+
+std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,
+                                                  const std::string& value, std::string& error) {
+  RuntimeState& rt = *state_;
+  lua_State* L = rt.L;
+  lua_pushstring(L, watch.c_str());
+  lua_pushstring(L, key.c_str());
+  lua_pushstring(L, value.c_str());
+  CallResult r = call_entry(rt, "set", 3, 2);
+  if (!r.ok()) {
+    error = r.error;
+    return std::nullopt;
+  }
+  std::optional<std::string> out;
+  if (lua_isstring(L, -2)) {
+    out = lua_tostring(L, -2);
+  } else {
+    error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
+  }
+  lua_pop(L, 2);
+  return out;
+}
+
+void RuleRuntime::on_event(const Event& ev) {
+  RuntimeState& rt = *state_;
+  if (!rt.live || !rt.want_events || rt.entry_ref == LUA_NOREF) return;
+  // Rule messages are not fed back to rules: a subscriber that logs would
+  // otherwise feed itself forever.
+  if (ev.msg == Msg::RuleMessage || ev.msg == Msg::RuleError || ev.msg == Msg::RuleBudget) return;
+  nlohmann::json j = ev.fields;
+  const MessageDef& def = message_def(ev.msg);
+  j["id"] = def.id;
+  j["event"] = def.name;
+  j["severity"] = severity_name(ev.severity);
+  j["message"] = ev.text;
+  j["time"] = ev.time;
+  if (!ev.watch.empty()) j["watch"] = ev.watch;
+  rt.queued_events.push_back(std::move(j));
+  if (rt.depth == 0) drain_events(rt);
+}
+
+bool RuleRuntime::run_string(const std::string& code, const std::string& chunkname,
+                             std::string& error) {
+  RuntimeState& rt = *state_;
+  if (luaL_loadbufferx(rt.L, code.data(), code.size(), chunkname.c_str(), "t") != LUA_OK) {
+    error = lua_tostring(rt.L, -1);
+    lua_pop(rt.L, 1);
+    return false;
+  }
+  CallResult r = protected_call(rt, 0, 0, chunkname.c_str(), rt.options.callback_budget);
+  if (rt.depth == 0) drain_events(rt);
+  error = r.error;
+  return r.ok();
+}
+
+size_t RuleRuntime::memory_used() const { return state_->alloc.used; }
+
+// vigil.runtime: what the stdlib needs from the runtime itself.
+namespace {
+
+// where(level) -> "file:line" of the caller `level` frames above the caller.
+int l_where(lua_State* L) {
+  int level = static_cast<int>(luaL_optinteger(L, 1, 1));
+  std::string w = lua_where(L, level + 1);
+  lua_pushstring(L, w.c_str());
+  return 1;
+}
+
+// live() -> boolean: false while loading or checking.
+int l_live(lua_State* L) {
+  lua_pushboolean(L, runtime_of(L).live);
+  return 1;
+}
+
+// want_events(): a subscriber exists; the host starts delivering events.
+int l_want_events(lua_State* L) {
+  runtime_of(L).want_events = true;
+  return 0;
+}
+
+// now() -> monotonic seconds (the clock restart history uses).
+int l_now(lua_State* L) {
+  lua_pushnumber(L, mono_seconds(MonoClock::now()));
+  return 1;
+}
+
+const luaL_Reg kRuntimeFns[] = {{"where", l_where},
+                                {"live", l_live},
+                                {"want_events", l_want_events},
+                                {"now", l_now},
+                                {nullptr, nullptr}};
+}  // namespace
+
+int luaopen_vigil_runtime(lua_State* L) {
+  luaL_newlib(L, kRuntimeFns);
+  return 1;
+}
+
+}  // namespace vigil

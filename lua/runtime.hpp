@@ -1,0 +1,78 @@
+// RuleRuntime: one Lua 5.4 state holding the rules. The host sees Lua only
+// through this class (lua.h stays inside lua/). A reload builds a new
+// runtime, loads and validates every rule file, and only then replaces the
+// live one; while validating, rules can declare but not act.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "host/core/events.hpp"
+#include "host/supervise/supervisor.hpp"
+
+namespace vigil {
+
+class EventLoop;
+struct RuntimeState;
+
+struct HostContext {
+  EventLoop* loop = nullptr;
+  EventLog* log = nullptr;
+  Supervisor* supervisor = nullptr;
+};
+
+struct RuntimeOptions {
+  std::string stdlib_dir = VIGIL_STDLIB_DIR;
+  double callback_budget = 0.5;   // seconds a rule callback may run
+  double load_budget = 5.0;       // seconds loading all rule files may take
+  size_t memory_limit = 256u << 20;
+};
+
+struct LoadResult {
+  bool ok = true;
+  std::vector<std::string> errors;   // "file:line: message"
+  std::vector<std::string> files;
+};
+
+class RuleRuntime : public Policy {
+ public:
+  // `validating`: a candidate (reload, `vigil check`) whose rules must not
+  // act until go_live().
+  RuleRuntime(RuntimeOptions options, HostContext host);
+  ~RuleRuntime() override;
+  RuleRuntime(const RuleRuntime&) = delete;
+  RuleRuntime& operator=(const RuleRuntime&) = delete;
+
+  // Loads one rule file, or every *.lua file of a directory in name order.
+  // The directory's lib/ (or the file's directory's lib/) is on the
+  // require path, after nothing and before stdlib/.
+  LoadResult load(const std::string& path);
+
+  const std::vector<Declaration>& declarations() const;
+
+  // The state becomes the live one: actions are allowed, timers armed,
+  // events delivered.
+  void go_live();
+
+  // Policy: asks the rules what to do about an ended process.
+  void on_exit(Unit& unit, const ExitInfo& exit) override;
+
+  // `vigil set`: returns the normalized value, or an error in `error`.
+  std::optional<std::string> set_param(const std::string& watch, const std::string& key,
+                                       const std::string& value, std::string& error);
+
+  // Delivers a host event to rule subscribers (vigil.on).
+  void on_event(const Event& ev);
+
+  // Runs a chunk in the state (tests, and `vigil eval` later).
+  bool run_string(const std::string& code, const std::string& chunkname, std::string& error);
+
+  size_t memory_used() const;
+
+ private:
+  std::unique_ptr<RuntimeState> state_;
+};
+
+}  // namespace vigil

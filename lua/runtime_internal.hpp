@@ -1,0 +1,108 @@
+// Internals of the rule runtime shared by the lua_*.cpp module files. Only
+// files under lua/ include this (and lua.h).
+//
+// Keeping C++ safe from Lua's longjmp: a lua_CFunction checks its arguments
+// first (luaL_check* may raise), does its C++ work inside a scope that
+// catches every exception and leaves an error message on the Lua stack, and
+// raises only after that scope has closed, so no destructor is skipped.
+#pragma once
+
+extern "C" {
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+}
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "host/loop/event_loop.hpp"
+#include "lua/runtime.hpp"
+
+namespace vigil {
+
+struct Allocator {
+  size_t used = 0;
+  size_t limit = 0;
+};
+
+struct Budget {
+  bool armed = false;
+  bool expired = false;
+  bool in_handler = false;
+  MonoTime deadline;
+  double seconds = 0;
+};
+
+enum class CallStatus { Ok, Error, Budget, Memory };
+
+struct CallResult {
+  CallStatus status = CallStatus::Ok;
+  std::string error;      // first line: "file:line: message"
+  std::string traceback;
+  bool ok() const { return status == CallStatus::Ok; }
+};
+
+struct PendingTimer {
+  double delay;
+  double interval;  // 0 = one-shot
+  int ref;          // registry ref of the callback
+  int handle_ref;   // registry ref of the handle table
+};
+
+struct RuntimeState {
+  lua_State* L = nullptr;
+  RuntimeOptions options;
+  HostContext host;
+  Allocator alloc;
+  Budget budget;
+  bool live = false;
+  int entry_ref = LUA_NOREF;
+  int depth = 0;                      // nesting of protected calls
+  bool want_events = false;
+  std::vector<Declaration> decls;
+  std::set<std::string> declared_names;
+  std::vector<nlohmann::json> queued_events;
+  std::set<TimerId> timers;           // armed timers owned by this state
+  std::vector<PendingTimer> pending_timers;  // created while loading
+  std::shared_ptr<int> alive = std::make_shared<int>(0);  // expires with the state
+};
+
+RuntimeState& runtime_of(lua_State* L);
+
+// The one path from C++ into Lua: function and nargs on the stack; arms the
+// budget (seconds), installs a traceback handler, pcalls, logs failures as
+// VGL0005/VGL0006 naming `what`, and leaves nresults (or nothing on error).
+CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char* what,
+                          double budget_seconds);
+
+// Calls entry[name](args...) (args already pushed); results are popped.
+CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresults);
+
+// Delivers events queued during a callback (outermost call only).
+void drain_events(RuntimeState& rt);
+
+// Raises a "not allowed while rules are being validated" error when the
+// state is not live. Use at the top of functions with side effects.
+void require_live(lua_State* L, const char* what);
+
+// "file:line" of the Lua function `level` frames up (1 = caller of the C
+// function), or "?".
+std::string lua_where(lua_State* L, int level);
+
+void push_json(lua_State* L, const nlohmann::json& j);
+// Converts the value at idx (tables with 1..n keys become arrays).
+nlohmann::json to_json(lua_State* L, int idx, int depth = 0);
+
+int luaopen_vigil_log(lua_State* L);
+int luaopen_vigil_timer(lua_State* L);
+int luaopen_vigil_exec(lua_State* L);
+int luaopen_vigil_runtime(lua_State* L);
+
+// Timer support for lua_timer.cpp: arms a pending timer in the live state.
+void arm_timer(RuntimeState& rt, const PendingTimer& t);
+
+}  // namespace vigil

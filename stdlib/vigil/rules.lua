@@ -1,0 +1,70 @@
+--- vigil.rules: the prelude of every rule state. It defines the rule
+-- language (the `watch` global and the `vigil` table) and returns the one
+-- entry table through which the host calls the rules:
+--   exit(name, ev)        a watched process ended; decide
+--   set(name, key, value) `vigil set`; -> normalized | nil, err
+--   event(ev)             a host event, for vigil.on subscribers
+--   finish()              all rule files loaded; cross-checks
+local watch = require "vigil.watch"
+local log = require "vigil.log"
+local runtime = require "vigil.runtime"
+
+local subscribers = {}  -- event name or "*" -> list of { fn, where }
+
+-- Short names for the events rules most often want.
+local aliases = {
+  exit = "process_exited",
+  start = "process_started",
+  restart = "restart_scheduled",
+  exhausted = "budget_exhausted",
+  stopped = "stopped",
+}
+
+vigil = {
+  version = "1",
+  log = log,
+  timer = require "vigil.timer",
+  exec = require "vigil.exec",
+  duration = require "vigil.duration",
+  watches = watch.watches,
+}
+
+--- vigil.on(event, fn): fn(ev) runs for each host event of that name
+-- (a catalog name such as "process_exited", an alias: exit, start, restart,
+-- exhausted, stopped, or "*" for all). ev holds the event's fields plus
+-- id, event, watch, severity, message, time.
+function vigil.on(name, fn)
+  if type(name) ~= "string" then error("vigil.on: event name must be a string", 2) end
+  if type(fn) ~= "function" then error("vigil.on: handler must be a function", 2) end
+  local key = aliases[name] or name
+  subscribers[key] = subscribers[key] or {}
+  table.insert(subscribers[key], { fn = fn, where = runtime.where(1) })
+  runtime.want_events()
+end
+
+_G.watch = watch.watch
+
+local entry = {}
+
+function entry.exit(name, ev) watch.on_exit(name, ev) end
+
+function entry.set(name, key, value) return watch.set(name, key, value) end
+
+function entry.finish() end
+
+local function deliver(list, ev)
+  if not list then return end
+  for _, s in ipairs(list) do
+    local ok, err = pcall(s.fn, ev)
+    if not ok then
+      log.event("rule_error", ev.watch or "", { callback = "handler at " .. s.where, error = tostring(err) })
+    end
+  end
+end
+
+function entry.event(ev)
+  deliver(subscribers[ev.event], ev)
+  deliver(subscribers["*"], ev)
+end
+
+return entry

@@ -1,0 +1,165 @@
+--- vigil.schema: closed schemas for rule tables.
+-- A schema is a table of field name -> checker. A checker is a function
+-- (value, path) -> normalized | nil, err. Unknown keys are errors that
+-- suggest the nearest known key.
+local M = { _VERSION = "1" }
+
+local function distance(a, b)
+  local la, lb = #a, #b
+  if math.abs(la - lb) > 3 then return 99 end
+  local prev = {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    local cur = { [0] = i }
+    for j = 1, lb do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[lb]
+end
+
+local function suggest(key, schema)
+  local best, best_d
+  for k in pairs(schema) do
+    local d = distance(key, k)
+    if d <= 2 and (not best_d or d < best_d) then best, best_d = k, d end
+  end
+  return best and string.format(" (did you mean '%s'?)", best) or ""
+end
+
+--- check(tbl, schema, path) -> normalized table | nil, err
+-- Array entries (integer keys) are rejected unless schema[1] exists, in
+-- which case it checks each of them.
+function M.check(tbl, schema, path)
+  if type(tbl) ~= "table" then
+    return nil, string.format("%s: expected a table, got %s", path, type(tbl))
+  end
+  local out = {}
+  for k, v in pairs(tbl) do
+    if type(k) ~= "string" then
+      if not schema[1] or math.type(k) ~= "integer" then
+        return nil, string.format("%s: unexpected list entry %s", path, tostring(v))
+      end
+    elseif not schema[k] then
+      return nil, string.format("%s: unknown key '%s'%s", path, k, suggest(k, schema))
+    end
+  end
+  for k, checker in pairs(schema) do
+    if type(k) == "string" and tbl[k] ~= nil then
+      local norm, err = checker(tbl[k], path .. "." .. k)
+      if norm == nil and err then return nil, err end
+      out[k] = norm
+    end
+  end
+  if schema[1] then
+    for i, v in ipairs(tbl) do
+      local norm, err = schema[1](v, string.format("%s[%d]", path, i))
+      if norm == nil and err then return nil, err end
+      out[i] = norm
+    end
+  end
+  return out
+end
+
+-- Checkers ------------------------------------------------------------
+
+local duration = require "vigil.duration"
+
+local function typed(t)
+  return function(v, path)
+    if type(v) ~= t then return nil, string.format("%s: expected a %s, got %s", path, t, type(v)) end
+    return v
+  end
+end
+M.string = typed "string"
+M.boolean = typed "boolean"
+M.func = typed "function"
+
+function M.integer(min, max)
+  return function(v, path)
+    if math.type(v) ~= "integer" and not (type(v) == "string" and v:match("^%d+$")) then
+      return nil, string.format("%s: expected an integer, got %s", path, tostring(v))
+    end
+    v = math.tointeger(tonumber(v))
+    if (min and v < min) or (max and v > max) then
+      return nil, string.format("%s: %d is out of range [%s, %s]", path, v, min or "", max or "")
+    end
+    return v
+  end
+end
+
+function M.duration(v, path)
+  local d, err = duration.parse(v)
+  if not d then return nil, path .. ": " .. err end
+  return d
+end
+
+function M.duration_range(v, path)
+  local r, err = duration.parse_range(v)
+  if not r then return nil, path .. ": " .. err end
+  return r
+end
+
+function M.size(v, path)
+  local s, err = duration.parse_size(v)
+  if not s then return nil, path .. ": " .. err end
+  return s
+end
+
+function M.list_of_strings(v, path)
+  if type(v) ~= "table" then return nil, string.format("%s: expected a list of strings", path) end
+  local n = #v
+  for k, x in pairs(v) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      return nil, string.format("%s: expected a list of strings, found key '%s'", path, tostring(k))
+    end
+    if type(x) ~= "string" then
+      return nil, string.format("%s[%d]: expected a string, got %s", path, k, type(x))
+    end
+  end
+  if n == 0 then return nil, path .. ": empty list" end
+  return v
+end
+
+function M.map_of_strings(v, path)
+  if type(v) ~= "table" then return nil, string.format("%s: expected a table of strings", path) end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) ~= "string" then return nil, string.format("%s: keys must be names", path) end
+    if type(x) ~= "string" and type(x) ~= "number" then
+      return nil, string.format("%s.%s: expected a string, got %s", path, k, type(x))
+    end
+    out[k] = tostring(x)
+  end
+  return out
+end
+
+function M.one_of(...)
+  local allowed = { ... }
+  return function(v, path)
+    for _, a in ipairs(allowed) do if v == a then return v end end
+    return nil, string.format("%s: expected one of %s, got %s", path, table.concat(allowed, ", "), tostring(v))
+  end
+end
+
+-- Tries checkers in order; the error of the last one wins.
+function M.either(...)
+  local checkers = { ... }
+  return function(v, path)
+    local err
+    for _, c in ipairs(checkers) do
+      local norm, e = c(v, path)
+      if norm ~= nil then return norm end
+      err = e
+    end
+    return nil, err
+  end
+end
+
+function M.table(schema)
+  return function(v, path) return M.check(v, schema, path) end
+end
+
+return M
