@@ -36,7 +36,20 @@ void budget_hook(lua_State* L, lua_Debug*) {
   if (!b.armed || b.in_handler) return;
   if (!b.expired && MonoClock::now() < b.deadline) return;
   b.expired = true;
-  luaL_error(L, "rule budget exceeded (ran over %.0f ms)", b.seconds * 1000);
+  // In a hook, level 0 is the Lua function that was running: name its line.
+  char msg[512];
+  lua_Debug ar;
+  const char* src = "?";
+  int line = -1;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "Sl", &ar)) {
+    src = ar.short_src;
+    line = ar.currentline;
+  }
+  snprintf(msg, sizeof msg, "%s:%d: rule budget exceeded (ran over %.0f ms)", src, line,
+           b.seconds * 1000);
+  if (b.message.empty()) b.message = msg;
+  lua_pushstring(L, msg);
+  lua_error(L);
 }
 
 int traceback_handler(lua_State* L) {
@@ -157,6 +170,7 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
   if (outer) {
     rt.budget.armed = true;
     rt.budget.expired = false;
+    rt.budget.message.clear();
     rt.budget.seconds = budget_seconds;
     rt.budget.deadline = MonoClock::now() + from_seconds(budget_seconds);
   }
@@ -164,7 +178,14 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
   int rc = lua_pcall(L, nargs, nresults, base);
   --rt.depth;
   CallResult r;
-  if (rc != LUA_OK) {
+  if (rc == LUA_OK && outer && rt.budget.expired) {
+    // The rule caught the cut with pcall and finished before the hook
+    // fired again: still a failure.
+    lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
+    r.status = CallStatus::Budget;
+    r.error = rt.budget.message + " (caught by the rule, cut off anyway)";
+    r.traceback = r.error;
+  } else if (rc != LUA_OK) {
     std::string full = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
     r.status = rt.budget.expired ? CallStatus::Budget
                : rc == LUA_ERRMEM ? CallStatus::Memory

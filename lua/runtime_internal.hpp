@@ -35,6 +35,7 @@ struct Budget {
   bool in_handler = false;
   MonoTime deadline;
   double seconds = 0;
+  std::string message;  // the first cut, with the rule's file:line
 };
 
 enum class CallStatus { Ok, Error, Budget, Memory };

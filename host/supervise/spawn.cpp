@@ -287,7 +287,8 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
   return fork_plan(plan, error);
 }
 
-std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error) {
+std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error,
+                                     const std::vector<std::pair<std::string, std::string>>& env) {
   if (argv.empty()) {
     error = "empty command";
     return std::nullopt;
@@ -301,7 +302,9 @@ std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::
   ChildPlan plan;
   plan.path = resolved->c_str();
   for (const auto& a : argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
-  plan.env_storage = build_env(nullptr, nullptr);
+  ProcessSpec with_env;
+  with_env.env = env;
+  plan.env_storage = build_env(&with_env, nullptr);
   return fork_plan(plan, error);
 }
 

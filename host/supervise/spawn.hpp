@@ -71,7 +71,9 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
                                      std::string& error);
 
 // Runs a one-shot command (stop commands, hooks) in its own process group
-// with stdio to /dev/null; same failure reporting as spawn_process.
-std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error);
+// with stdio to /dev/null and `env` added to vigil's environment; same
+// failure reporting as spawn_process.
+std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error,
+                                     const std::vector<std::pair<std::string, std::string>>& env = {});
 
 }  // namespace vigil

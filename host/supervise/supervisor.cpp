@@ -303,7 +303,9 @@ void Supervisor::begin_stop(Unit& u) {
   pid_t pid = c.pid;
   if (!u.spec.stop_command.empty()) {
     std::string error;
-    auto cmd = spawn_command(u.spec.stop_command, error);
+    // Like systemd's ExecStop, the command learns whom to stop.
+    auto cmd = spawn_command(u.spec.stop_command, error,
+                             {{"MAINPID", std::to_string(pid)}, {"VIGIL_WATCH", u.name}});
     if (cmd) {
       std::string name = u.name;
       reaper_.track(cmd->pid, std::move(cmd->pidfd), [this, name](const ExitStatus& st) {
@@ -373,9 +375,8 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
 }
 
 void Supervisor::restart(Unit& u, std::function<void()> done) {
+  // An operator restart is a fresh start: the budget is re-armed.
   u.history.clear();
-  if (u.state == UnitState::Exhausted)
-    log_.emit(Msg::Rearmed, u.name, {{"reason", "operator restart"}});
   if (!u.child) {
     start(u);
     if (done) done();

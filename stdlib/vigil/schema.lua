@@ -144,17 +144,17 @@ function M.one_of(...)
   end
 end
 
--- Tries checkers in order; the error of the last one wins.
-function M.either(...)
-  local checkers = { ... }
+--- by_type { string = checker, table = checker, ... }: picks the checker
+-- for the value's type ("integer" and "float" are tried before "number"),
+-- so the error is the one that fits what the user wrote.
+function M.by_type(checkers, expected)
   return function(v, path)
-    local err
-    for _, c in ipairs(checkers) do
-      local norm, e = c(v, path)
-      if norm ~= nil then return norm end
-      err = e
+    local t = type(v)
+    local c = (t == "number" and checkers[math.type(v)]) or checkers[t]
+    if not c then
+      return nil, string.format("%s: expected %s, got %s", path, expected, t)
     end
-    return nil, err
+    return c(v, path)
   end
 end
 

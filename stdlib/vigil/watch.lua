@@ -66,7 +66,8 @@ local restart_schema = {
 local stop_schema = {
   signal = signal_checker,
   timeout = schema.duration,
-  command = schema.either(schema.list_of_strings, shell_command),
+  command = schema.by_type({ table = schema.list_of_strings, string = shell_command },
+    "a command list or a shell command string"),
 }
 
 local log_schema = {
@@ -80,33 +81,33 @@ local function off(v, path)
 end
 
 local function action_name(v, path)
-  if type(v) == "string" then
-    if v == "stop" or v == "alert" then return v end
-    return nil, string.format("%s: unknown action '%s' (use \"stop\", \"alert\", a command list or a function)", path, v)
-  end
-  return nil, string.format("%s: expected an action name, a command list or a function", path)
+  if v == "stop" or v == "alert" then return v end
+  return nil, string.format("%s: unknown action '%s' (use \"stop\", \"alert\", a command list or a function)", path, v)
+end
+
+local function stop_signal(v, path)
+  local s, err = signal_checker(v, path)
+  if not s then return nil, err end
+  return { signal = s }
 end
 
 local watch_schema = {
   description = schema.string,
-  start = schema.either(shell_command, schema.list_of_strings),
+  start = schema.by_type({ string = shell_command, table = schema.list_of_strings },
+    "a command list or a shell command string"),
   env = schema.map_of_strings,
   cwd = schema.string,
   user = schema.string,
   group = schema.string,
   umask = umask_checker,
-  restart = schema.either(never_restart, schema.table(restart_schema)),
+  restart = schema.by_type({ boolean = never_restart, table = schema.table(restart_schema) },
+    "a table or false"),
   rearm = schema.duration,
-  on_exhausted = schema.either(schema.func, schema.list_of_strings, action_name),
-  stop = schema.either(function(v, path)
-    if type(v) == "string" or math.type(v) == "integer" then
-      local s, err = signal_checker(v, path)
-      if not s then return nil, err end
-      return { signal = s }
-    end
-    return nil, path .. ": expected a signal name or a table"
-  end, schema.table(stop_schema)),
-  log = schema.either(off, schema.table(log_schema)),
+  on_exhausted = schema.by_type({ ["function"] = schema.func, table = schema.list_of_strings,
+    string = action_name }, "an action name, a command list or a function"),
+  stop = schema.by_type({ string = stop_signal, integer = stop_signal, table = schema.table(stop_schema) },
+    "a signal name or a table"),
+  log = schema.by_type({ boolean = off, table = schema.table(log_schema) }, "a table or false"),
 }
 
 -- Keys `vigil set` may change on a running watch: key -> checker and how

@@ -1,0 +1,191 @@
+// End-to-end: the control socket and CLI, including bad input.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "tests/e2e/harness.hpp"
+
+using namespace vigil::test;
+using namespace std::chrono_literals;
+
+namespace {
+// Sends raw bytes to the control socket and returns the reply.
+std::string raw_request(const std::string& socket_path, const std::string& bytes) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "";
+  }
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  std::string reply;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return reply;
+}
+}  // namespace
+
+TEST(Control, SetChangesTheRestartLimitLive) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" }, restart = { limit = 5 } })");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  auto r = d.cli({"set", "s", "restart.limit", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("restart.limit = 0"), std::string::npos) << r.out;
+  EXPECT_EQ(d.count_events("VGL0114", "s"), 1);
+  kill(d.watch_pid("s"), SIGKILL);
+  EXPECT_TRUE(wait_for([&] { return d.watch_state("s") == "exhausted"; }));
+  // The change outlives a reload.
+  ASSERT_EQ(d.cli({"reload"}).code, 0);
+  EXPECT_EQ(d.watch("s")["overrides"]["restart.limit"], "0");
+}
+
+TEST(Control, SetRejectsBadKeysAndValues) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  auto r = d.cli({"set", "s", "start", "x"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("cannot be changed live"), std::string::npos) << r.err;
+  r = d.cli({"set", "s", "restart.within", "10 minutes"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("10 minutes"), std::string::npos) << r.err;
+  r = d.cli({"set", "nosuch", "restart.limit", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
+}
+
+TEST(Control, EventsCommand) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0101", "s"));
+  auto r = d.cli({"events", "-n", "3"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  auto j = d.events(1000);
+  ASSERT_TRUE(j.is_array());
+  for (const auto& e : j)
+    for (const char* k : {"seq", "time", "id", "event", "severity", "message", "fields"})
+      EXPECT_TRUE(e.contains(k)) << k;
+  auto only = nlohmann::json::parse(d.cli({"events", "--watch", "s", "--json"}).out);
+  for (const auto& e : only) EXPECT_EQ(e["watch"], "s");
+}
+
+TEST(Control, MalformedAndOversizedRequestsGetErrors) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  EXPECT_NE(raw_request(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(raw_request(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"), std::string::npos);
+  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"), std::string::npos);
+  std::string big(1 << 20, 'x');
+  EXPECT_NE(raw_request(d.socket(), big).find("too large"), std::string::npos);
+  EXPECT_EQ(raw_request(d.socket(), ""), "");  // connect and hang up
+  EXPECT_EQ(d.cli({"status"}).code, 0);
+  EXPECT_EQ(d.watch_state("s"), "running");
+}
+
+TEST(Control, SocketIsPrivateAndCliReportsUsageErrors) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  struct stat st;
+  ASSERT_EQ(stat(d.socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(d.cli({"stop"}).code, 2);
+  EXPECT_EQ(d.cli({"frob"}).code, 2);
+  EXPECT_EQ(d.cli({"events", "-n", "zero"}).code, 2);
+  EXPECT_EQ(d.cli({"stop", "nosuch"}).code, 1);
+  auto none = run_command({VIGIL_BINARY, "--socket", d.dir() + "/nothing.sock", "status"});
+  EXPECT_EQ(none.code, 3);
+  EXPECT_NE(none.err.find("nothing.sock"), std::string::npos);
+}
+
+TEST(Control, PeerOfAnotherUserIsRefused) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  // Open the socket's mode so only the credential check stands in the way.
+  chmod(d.socket().c_str(), 0666);
+  chmod(d.dir().c_str(), 0755);
+  auto r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket", d.socket(), "status"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_TRUE(d.wait_event("VGL0007"));
+}
+
+TEST(Control, SecondDaemonOnTheSameSocketRefusesToStart) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  auto r = run_command({VIGIL_BINARY, "--socket", d.socket(), "run", "--rules", d.rules_dir(),
+                        "--state-dir", d.dir() + "/state2"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("already"), std::string::npos) << r.err;
+  EXPECT_EQ(d.cli({"status"}).code, 0);
+}
+
+TEST(Check, GoodAndBadRules) {
+  Daemon d;
+  d.write_rule("good.lua", R"(watch "s" { start = { "sleep", "1000" }, restart = { limit = 3, within = "10m", backoff = "1s..30s" } })");
+  auto ok = run_command({VIGIL_BINARY, "check", d.rules_dir()});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("OK"), std::string::npos);
+
+  struct Case {
+    const char* text;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"watch \"a\" {\n start = { \"sleep\", \"1\" },\n restart = { within = \"10 minutes\" } }", "bad.lua:1: watch 'a'.restart.within: bad duration \"10 minutes\""},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, bogus = 1 }", "unknown key 'bogus'"},
+      {"watch \"a\" { start = 42 }", "watch 'a'.start"},
+      {"watch \"a\" { start = { \"/no/such/program\" } }", "bad.lua:1: watch 'a': start: '/no/such/program' is not an executable file"},
+      {"watch \"a\" { start = { \"no-such-command-xyz\" } }", "not found in PATH"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, user = \"no-such-user-xyz\" }", "user: no such user 'no-such-user-xyz'"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" } }\nwatch \"a\" { start = { \"sleep\", \"1\" } }", "bad.lua:2: watch 'a': declared twice (first at"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, restart = { limit = -1 } }", "restart.limit"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, stop = \"SIGFOO\" }", "unknown signal"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, on_exhausted = \"explode\" }", "unknown action 'explode'"},
+      {"watch \"a\" { }", "'start' is required"},
+      {"watch \"bad name!\" { start = \"true\" }", "watch name"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" } ", "bad.lua:1:"},
+  };
+  for (const auto& c : cases) {
+    Daemon bad;
+    bad.write_rule("bad.lua", c.text);
+    auto r = run_command({VIGIL_BINARY, "check", bad.rules_dir() + "/bad.lua"});
+    EXPECT_EQ(r.code, 1) << c.text;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << "rule: " << c.text << "\nerr: " << r.err;
+  }
+  auto missing = run_command({VIGIL_BINARY, "check", d.dir() + "/nope"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.err.find("nope"), std::string::npos);
+}
+
+TEST(Check, CheckStartsNothing) {
+  Daemon d;
+  std::string marker = d.dir() + "/ran";
+  d.write_rule("a.lua", "watch \"s\" { start = { \"touch\", \"" + marker + "\" } }\n"
+                        "vigil.timer.after(0, function() io.open(\"" + marker + "\", \"w\"):close() end)\n");
+  auto r = run_command({VIGIL_BINARY, "check", d.rules_dir()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(access(marker.c_str(), F_OK), -1);
+}

@@ -1,0 +1,221 @@
+#include "tests/e2e/harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "host/proc/proc_stat.hpp"
+
+namespace vigil::test {
+
+namespace {
+// Orphans of the processes under test reparent to us and are reaped at
+// once, instead of lingering as zombies under a slow PID 1.
+struct SubreaperSetup {
+  SubreaperSetup() {
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+  }
+} subreaper_setup;
+}  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  CommandResult r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    if (poll(fds, 2, -1) < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() > deadline) return cond();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval, not a sync
+  }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << text;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+bool process_alive(pid_t pid) {
+  auto st = read_proc_stat(pid);
+  return st && st->state != 'Z' && st->state != 'X';
+}
+
+Daemon::Daemon() {
+  char tmpl[] = "/tmp/vigil-e2e-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  chmod(dir_.c_str(), 0755);
+  std::filesystem::create_directories(rules_dir());
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGTERM);
+    bool gone = wait_for([&] { return waitpid(pid_, &status_, WNOHANG) == pid_; },
+                         std::chrono::seconds(15));
+    if (!gone) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status_, 0);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+void Daemon::write_rule(const std::string& name, const std::string& text) {
+  std::filesystem::path p = rules_dir() + "/" + name;
+  std::filesystem::create_directories(p.parent_path());
+  write_file(p.string(), text);
+}
+
+bool Daemon::start(const std::vector<std::string>& extra) {
+  std::string log = dir_ + "/daemon.err";
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 2);
+    dup2(fd, 1);
+    std::vector<std::string> argv = {VIGIL_BINARY, "--socket", socket(), "run", "--rules", rules_dir(),
+                                     "--state-dir", state_dir()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  reaped_ = false;
+  return wait_for([&] {
+    if (!running()) return true;
+    return cli({"ping"}).code == 0;
+  }) && running();
+}
+
+bool Daemon::running() {
+  if (reaped_) return false;
+  if (waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+int Daemon::stop() {
+  if (pid_ <= 0 || reaped_) return status_;
+  kill(pid_, SIGTERM);
+  waitpid(pid_, &status_, 0);
+  reaped_ = true;
+  return status_;
+}
+
+void Daemon::kill9() {
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status_, 0);
+  reaped_ = true;
+}
+
+std::string Daemon::output() const { return read_file(dir_ + "/daemon.err"); }
+
+CommandResult Daemon::cli(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {VIGIL_BINARY, "--socket", socket()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+nlohmann::json Daemon::status() const {
+  auto r = cli({"status", "--json"});
+  if (r.code != 0) return nlohmann::json::array();
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_discarded() ? nlohmann::json::array() : j;
+}
+
+nlohmann::json Daemon::watch(const std::string& name) const {
+  for (const auto& w : status())
+    if (w["name"] == name) return w;
+  return nullptr;
+}
+
+pid_t Daemon::watch_pid(const std::string& name) const {
+  auto w = watch(name);
+  return w.is_object() && w["pid"].is_number() ? w["pid"].get<pid_t>() : 0;
+}
+
+std::string Daemon::watch_state(const std::string& name) const {
+  auto w = watch(name);
+  return w.is_object() ? w["state"].get<std::string>() : "";
+}
+
+nlohmann::json Daemon::events(int n) const {
+  auto r = cli({"events", "-n", std::to_string(n), "--json"});
+  if (r.code != 0) return nlohmann::json::array();
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_discarded() ? nlohmann::json::array() : j;
+}
+
+int Daemon::count_events(const std::string& id, const std::string& watch) const {
+  int n = 0;
+  for (const auto& e : events())
+    if (e["id"] == id && (watch.empty() || e["watch"] == watch)) ++n;
+  return n;
+}
+
+bool Daemon::wait_event(const std::string& id, const std::string& watch, int at_least,
+                        std::chrono::milliseconds timeout) const {
+  return wait_for([&] { return count_events(id, watch) >= at_least; }, timeout);
+}
+
+}  // namespace vigil::test

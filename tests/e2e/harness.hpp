@@ -1,0 +1,76 @@
+// Harness for end-to-end tests: a real vigil daemon on rules in a temp
+// directory, driven through the real CLI. Waiting is always for a
+// condition with a deadline, never a fixed sleep.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace vigil::test {
+
+struct CommandResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs argv to completion, capturing stdout and stderr.
+CommandResult run_command(const std::vector<std::string>& argv);
+
+// Polls `cond` until it is true or `timeout` passes; returns its last value.
+bool wait_for(const std::function<bool()>& cond,
+              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& text);
+bool process_alive(pid_t pid);  // exists and is not a zombie
+
+class Daemon {
+ public:
+  Daemon();
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string rules_dir() const { return dir_ + "/rules"; }
+  std::string state_dir() const { return dir_ + "/state"; }
+  std::string socket() const { return dir_ + "/vigil.sock"; }
+
+  // Writes rules/<name> (and creates rules/lib when name starts with lib/).
+  void write_rule(const std::string& name, const std::string& text);
+
+  // Starts `vigil run` and waits until it answers; false if it exited.
+  bool start(const std::vector<std::string>& extra = {});
+  // SIGTERM and wait; returns the exit status.
+  int stop();
+  void kill9();
+  pid_t pid() const { return pid_; }
+  bool running();
+  // The daemon's own stderr so far.
+  std::string output() const;
+
+  CommandResult cli(const std::vector<std::string>& args) const;
+  nlohmann::json status() const;               // status --json (array)
+  nlohmann::json watch(const std::string& name) const;  // one entry or null
+  pid_t watch_pid(const std::string& name) const;       // 0 when none
+  std::string watch_state(const std::string& name) const;
+  nlohmann::json events(int n = 500) const;
+  // Number of events with this id (e.g. "VGL0102") for this watch ("" any).
+  int count_events(const std::string& id, const std::string& watch = "") const;
+  bool wait_event(const std::string& id, const std::string& watch = "", int at_least = 1,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool reaped_ = false;
+};
+
+}  // namespace vigil::test

@@ -1,0 +1,263 @@
+// End-to-end: the real daemon supervising real processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "host/proc/proc_stat.hpp"
+#include "tests/e2e/harness.hpp"
+
+using namespace vigil::test;
+using namespace std::chrono_literals;
+
+TEST(Supervise, KilledChildIsRestartedWithNewPid) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "sleeper" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("sleeper") == "running"; }));
+  pid_t first = d.watch_pid("sleeper");
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(kill(first, SIGKILL), 0);
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("sleeper");
+    return p > 0 && p != first && d.watch_state("sleeper") == "running";
+  }, 5s));
+  auto w = d.watch("sleeper");
+  EXPECT_EQ(w["restarts"], 1);
+  EXPECT_EQ(w["last_exit"]["signal"], "KILL");
+  EXPECT_TRUE(process_alive(w["pid"].get<pid_t>()));
+  // The exit and the decision were logged with their ids.
+  EXPECT_GE(d.count_events("VGL0102", "sleeper"), 1);
+  EXPECT_GE(d.count_events("VGL0104", "sleeper"), 1);
+}
+
+TEST(Supervise, StatusJsonHasTheDocumentedFields) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "one" { start = "sleep 1000" })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("one") == "running"; }));
+  auto w = d.watch("one");
+  for (const char* key : {"name", "state", "pid", "restarts", "since", "uptime", "last_exit"})
+    EXPECT_TRUE(w.contains(key)) << key;
+  EXPECT_TRUE(w["pid"].is_number());
+  EXPECT_TRUE(w["last_exit"].is_null());
+  auto table = d.cli({"status"});
+  EXPECT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("NAME"), std::string::npos);
+  EXPECT_NE(table.out.find("one"), std::string::npos);
+  EXPECT_NE(table.out.find("running"), std::string::npos);
+}
+
+TEST(Supervise, BudgetExhaustedRunsHookOnceAndRestartRearms) {
+  Daemon d;
+  std::string marker = d.dir() + "/hook.txt";
+  d.write_rule("a.lua", R"(
+watch "crasher" {
+  start = { "/bin/sh", "-c", "exit 7" },
+  restart = { limit = 2, within = "10m", backoff = "10ms..20ms" },
+  on_exhausted = function(w, ev)
+    local f = assert(io.open(")" + marker + R"(", "a"))
+    f:write(w.name, " ", tostring(ev.code), "\n")
+    f:close()
+  end,
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("crasher") == "exhausted"; })) << d.output();
+  auto w = d.watch("crasher");
+  EXPECT_EQ(w["restarts"], 2);
+  EXPECT_TRUE(w["pid"].is_null());
+  EXPECT_EQ(w["last_exit"]["code"], 7);
+  EXPECT_EQ(read_file(marker), "crasher 7\n");
+  EXPECT_EQ(d.count_events("VGL0105", "crasher"), 1);
+  EXPECT_EQ(d.count_events("VGL0106", "crasher"), 1);
+
+  // Operator restart re-arms: it runs, fails through its budget again, and
+  // the hook runs once more (once per exhaustion, never per attempt).
+  auto r = d.cli({"restart", "crasher"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(d.wait_event("VGL0105", "crasher", 2)) << d.output();
+  EXPECT_TRUE(wait_for([&] { return read_file(marker) == "crasher 7\ncrasher 7\n"; }));
+  EXPECT_EQ(d.count_events("VGL0107", "crasher"), 1);
+}
+
+TEST(Supervise, RearmAfterCoolDown) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "crasher" {
+  start = { "/bin/sh", "-c", "exit 1" },
+  restart = { limit = 1, within = "10m", backoff = "10ms" },
+  rearm = "300ms",
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0105", "crasher", 1));
+  // After the cool-down it is re-armed, runs and exhausts again.
+  ASSERT_TRUE(d.wait_event("VGL0107", "crasher", 1, 5s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0105", "crasher", 2, 5s));
+}
+
+TEST(Supervise, PausedDeathIsLoggedNotActedOn) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t pid = d.watch_pid("s");
+  ASSERT_EQ(d.cli({"pause", "s"}).code, 0);
+  EXPECT_EQ(d.watch_state("s"), "paused");
+  kill(pid, SIGKILL);
+  ASSERT_TRUE(d.wait_event("VGL0113", "s"));
+  auto w = d.watch("s");
+  EXPECT_EQ(w["state"], "paused");
+  EXPECT_TRUE(w["pid"].is_null());
+  EXPECT_EQ(w["restarts"], 0);
+  EXPECT_EQ(d.count_events("VGL0104", "s"), 0);
+  // Resuming brings it back.
+  ASSERT_EQ(d.cli({"resume", "s"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  EXPECT_NE(d.watch_pid("s"), pid);
+}
+
+TEST(Supervise, PauseAllAndResumeAll) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "a" { start = { "sleep", "1000" } }
+watch "b" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_EQ(d.cli({"pause", "--all"}).code, 0);
+  EXPECT_EQ(d.watch_state("a"), "paused");
+  EXPECT_EQ(d.watch_state("b"), "paused");
+  ASSERT_EQ(d.cli({"resume", "--all"}).code, 0);
+  EXPECT_NE(d.watch_state("a"), "paused");
+  EXPECT_NE(d.watch_state("b"), "paused");
+}
+
+TEST(Supervise, StopAndStartByOperator) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t pid = d.watch_pid("s");
+  auto r = d.cli({"stop", "s"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // `stop` answers once the process is gone.
+  EXPECT_FALSE(process_alive(pid));
+  EXPECT_EQ(d.watch_state("s"), "stopped");
+  EXPECT_EQ(d.count_events("VGL0104", "s"), 0);  // a requested stop is not a failure
+  ASSERT_EQ(d.cli({"start", "s"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+}
+
+TEST(Supervise, StopKillsTheWholeProcessGroupAfterGrace) {
+  Daemon d;
+  std::string pidfile = d.dir() + "/grandchild.pid";
+  // The leader ignores TERM and has a child in its process group.
+  d.write_rule("a.lua", R"(
+watch "stubborn" {
+  start = { "/bin/sh", "-c", "trap '' TERM; sleep 1000 & echo $! > )" + pidfile + R"(; wait" },
+  stop = { signal = "TERM", timeout = "300ms" },
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return !read_file(pidfile).empty() && d.watch_state("stubborn") == "running"; }));
+  pid_t leader = d.watch_pid("stubborn");
+  pid_t grandchild = std::stoi(read_file(pidfile));
+  ASSERT_TRUE(process_alive(grandchild));
+  auto r = d.cli({"stop", "stubborn"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(process_alive(leader));
+  EXPECT_TRUE(wait_for([&] { return !process_alive(grandchild); }, 3s));
+  EXPECT_EQ(d.count_events("VGL0110", "stubborn"), 1);
+}
+
+TEST(Supervise, StopCommandIsUsed) {
+  Daemon d;
+  std::string marker = d.dir() + "/stopped-by-command";
+  d.write_rule("a.lua", R"(
+watch "svc" {
+  start = { "sleep", "1000" },
+  stop = { command = "touch )" + marker + R"(; kill $MAINPID", timeout = "5s" },
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("svc") == "running"; }));
+  auto r = d.cli({"stop", "svc"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(marker));
+  EXPECT_EQ(d.watch_state("svc"), "stopped");
+  EXPECT_EQ(d.count_events("VGL0110", "svc"), 0);  // stopped by the command, not by KILL
+}
+
+TEST(Supervise, StartOptionsReachTheChild) {
+  Daemon d;
+  std::string out = d.dir() + "/child.txt";
+  std::string cwd = d.dir() + "/work";
+  std::filesystem::create_directories(cwd);
+  d.write_rule("a.lua", R"(
+watch "opts" {
+  start = "echo \"$GREETING $(pwd) $(umask) $(id -un)\" > )" + out + R"(; echo to-stdout; echo to-stderr >&2; exec sleep 1000",
+  env = { GREETING = "hello" },
+  cwd = ")" + cwd + R"(",
+  umask = "027",
+  user = "nobody",
+})");
+  chmod(d.dir().c_str(), 0777);
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return !read_file(out).empty(); })) << d.output();
+  EXPECT_EQ(read_file(out), "hello " + cwd + " 0027 nobody\n");
+  pid_t pid = d.watch_pid("opts");
+  auto st = vigil::read_proc_stat(pid);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->session, pid);  // its own session and process group
+  EXPECT_EQ(st->pgrp, pid);
+  // stdout and stderr land in per-watch files under the state directory.
+  EXPECT_TRUE(wait_for([&] {
+    return read_file(d.state_dir() + "/logs/opts.stdout.log") == "to-stdout\n" &&
+           read_file(d.state_dir() + "/logs/opts.stderr.log") == "to-stderr\n";
+  }));
+}
+
+TEST(Supervise, MissingProgramAtRunTimeCountsAsFailedStart) {
+  Daemon d;
+  std::string prog = d.dir() + "/prog.sh";
+  write_file(prog, "#!/bin/sh\nexec sleep 1000\n");
+  chmod(prog.c_str(), 0755);
+  d.write_rule("a.lua", R"(
+watch "gone" {
+  start = { ")" + prog + R"(" },
+  restart = { limit = 1, within = "10m", backoff = "10ms" },
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("gone") == "running"; }));
+  std::filesystem::remove(prog);
+  kill(d.watch_pid("gone"), SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("gone") == "exhausted"; })) << d.output();
+  auto w = d.watch("gone");
+  ASSERT_TRUE(w["last_exit"].contains("error")) << w.dump();
+  EXPECT_NE(w["last_exit"]["error"].get<std::string>().find("exec"), std::string::npos);
+  EXPECT_GE(d.count_events("VGL0103", "gone"), 1);
+}
+
+TEST(Supervise, OrphansAreReapedBySubreaper) {
+  Daemon d;
+  std::string pidfile = d.dir() + "/orphan.pid";
+  // The child double-forks a short-lived process whose parent exits at
+  // once, so it reparents to the nearest subreaper: vigil.
+  d.write_rule("a.lua", R"(
+watch "forker" {
+  start = { "/bin/sh", "-c", "(setsid sh -c 'echo $$ > )" + pidfile + R"(; exec sleep 0.2' &); exec sleep 1000" },
+})");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return !read_file(pidfile).empty(); }));
+  pid_t orphan = std::stoi(read_file(pidfile));
+  // Gone entirely (not a lingering zombie) once it exits.
+  EXPECT_TRUE(wait_for([&] { return !vigil::read_proc_stat(orphan); }, 5s));
+}
+
+TEST(Supervise, DaemonStopsChildrenOnSigterm) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t pid = d.watch_pid("s");
+  int st = d.stop();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_FALSE(process_alive(pid));
+}
