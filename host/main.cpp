@@ -48,7 +48,7 @@ Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
 struct Args {
   std::vector<std::string> positional;
   std::vector<std::pair<std::string, std::string>> options;  // --key value
-  std::vector<std::string> flags;                             // --flag
+  std::vector<std::string> flags;                            // --flag
 
   bool flag(const std::string& f) const {
     for (const auto& x : flags)
@@ -104,10 +104,14 @@ std::string stdlib_dir(const Args& a) {
 std::string human_duration(double s) {
   char buf[32];
   long t = static_cast<long>(s);
-  if (t < 60) snprintf(buf, sizeof buf, "%lds", t);
-  else if (t < 3600) snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
-  else if (t < 86400) snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-  else snprintf(buf, sizeof buf, "%ldd%02ldh", t / 86400, (t % 86400) / 3600);
+  if (t < 60)
+    snprintf(buf, sizeof buf, "%lds", t);
+  else if (t < 3600)
+    snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else if (t < 86400)
+    snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  else
+    snprintf(buf, sizeof buf, "%ldd%02ldh", t / 86400, (t % 86400) / 3600);
   return buf;
 }
 
@@ -133,14 +137,16 @@ void print_status(const json& r) {
 
 void print_events(const json& r) {
   for (const auto& e : r["events"])
-    printf("%s %s %-8s %s\n", e["time"].get<std::string>().c_str(), e["id"].get<std::string>().c_str(),
-           e["severity"].get<std::string>().c_str(), e["message"].get<std::string>().c_str());
+    printf("%s %s %-8s %s\n", e["time"].get<std::string>().c_str(),
+           e["id"].get<std::string>().c_str(), e["severity"].get<std::string>().c_str(),
+           e["message"].get<std::string>().c_str());
 }
 
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
-  Args a = parse_args(argc, argv, first,
-                      {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket"},
-                      {"--syslog", "--quiet", "--no-watch-rules"});
+  Args a =
+      parse_args(argc, argv, first,
+                 {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket"},
+                 {"--syslog", "--quiet", "--no-watch-rules"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -154,7 +160,8 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
     o.callback_budget = strtod(b->c_str(), &end);
-    if (!end || *end || o.callback_budget <= 0) usage_error("--rule-budget: expected seconds, got " + *b);
+    if (!end || *end || o.callback_budget <= 0)
+      usage_error("--rule-budget: expected seconds, got " + *b);
   }
   Daemon d(o);
   std::string error;
@@ -233,8 +240,10 @@ int main(int argc, char** argv) {
     if (auto s = a.option("--socket")) socket = *s;
     if (a.flag("--all") == (a.positional.size() == 1) || a.positional.size() > 1)
       usage_error(cmd + " needs one watch NAME or --all");
-    if (a.flag("--all")) req["all"] = true;
-    else req["name"] = a.positional[0];
+    if (a.flag("--all"))
+      req["all"] = true;
+    else
+      req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "set") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
@@ -272,17 +281,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (as_json) {
-    if (cmd == "status") std::cout << (*reply)["watches"].dump(2) << "\n";
-    else if (cmd == "events") std::cout << (*reply)["events"].dump(2) << "\n";
-    else std::cout << reply->dump(2) << "\n";
+    if (cmd == "status")
+      std::cout << (*reply)["watches"].dump(2) << "\n";
+    else if (cmd == "events")
+      std::cout << (*reply)["events"].dump(2) << "\n";
+    else
+      std::cout << reply->dump(2) << "\n";
     return 0;
   }
-  if (cmd == "status") print_status(*reply);
-  else if (cmd == "events") print_events(*reply);
-  else if (cmd == "set") printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
-                                req["key"].get<std::string>().c_str(),
-                                (*reply)["value"].get<std::string>().c_str());
-  else if (cmd == "reload") printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
+  if (cmd == "status")
+    print_status(*reply);
+  else if (cmd == "events")
+    print_events(*reply);
+  else if (cmd == "set")
+    printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
+           req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
+  else if (cmd == "reload")
+    printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
   else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
     const auto& w = (*reply)["watch"];
     printf("%s: %s\n", w["name"].get<std::string>().c_str(), w["state"].get<std::string>().c_str());

@@ -197,29 +197,33 @@ int l_run(lua_State* L) {
     });
     std::weak_ptr<int> alive = rt.alive;
     RuntimeState* rtp = &rt;
-    reaper.track(pid, std::move(sp->pidfd), [alive, rtp, loop, kill_timer, cb_ref, pid](const ExitStatus& st) {
-      loop->cancel(kill_timer);
-      ::kill(-pid, SIGKILL);
-      if (alive.expired() || cb_ref == LUA_NOREF) return;
-      lua_State* Ls = rtp->L;
-      lua_rawgeti(Ls, LUA_REGISTRYINDEX, cb_ref);
-      luaL_unref(Ls, LUA_REGISTRYINDEX, cb_ref);
-      if (st.signal) lua_pushnil(Ls); else lua_pushinteger(Ls, st.code);
-      if (st.signal) lua_pushstring(Ls, signal_name(st.signal).c_str()); else lua_pushnil(Ls);
-      protected_call(*rtp, 2, 0, "exec.run on_exit", rtp->options.callback_budget);
-      if (rtp->depth == 0) drain_events(*rtp);
-    });
+    reaper.track(pid, std::move(sp->pidfd),
+                 [alive, rtp, loop, kill_timer, cb_ref, pid](const ExitStatus& st) {
+                   loop->cancel(kill_timer);
+                   ::kill(-pid, SIGKILL);
+                   if (alive.expired() || cb_ref == LUA_NOREF) return;
+                   lua_State* Ls = rtp->L;
+                   lua_rawgeti(Ls, LUA_REGISTRYINDEX, cb_ref);
+                   luaL_unref(Ls, LUA_REGISTRYINDEX, cb_ref);
+                   if (st.signal)
+                     lua_pushnil(Ls);
+                   else
+                     lua_pushinteger(Ls, st.code);
+                   if (st.signal)
+                     lua_pushstring(Ls, signal_name(st.signal).c_str());
+                   else
+                     lua_pushnil(Ls);
+                   protected_call(*rtp, 2, 0, "exec.run on_exit", rtp->options.callback_budget);
+                   if (rtp->depth == 0) drain_events(*rtp);
+                 });
   }
   lua_pushinteger(L, pid);
   return 1;
 }
 
-const luaL_Reg kExecFns[] = {{"declare", l_declare},
-                             {"info", l_info},
-                             {"restart_later", l_restart_later},
-                             {"exhaust", l_exhaust},
-                             {"run", l_run},
-                             {nullptr, nullptr}};
+const luaL_Reg kExecFns[] = {
+    {"declare", l_declare}, {"info", l_info}, {"restart_later", l_restart_later},
+    {"exhaust", l_exhaust}, {"run", l_run},   {nullptr, nullptr}};
 
 }  // namespace
 

@@ -48,11 +48,14 @@ int l_event(lua_State* L) {
   return 0;
 }
 
-const luaL_Reg kLogFns[] = {
-    {"debug", l_message<Severity::Debug>},   {"info", l_message<Severity::Info>},
-    {"notice", l_message<Severity::Notice>}, {"warn", l_message<Severity::Warning>},
-    {"error", l_message<Severity::Error>},   {"critical", l_message<Severity::Critical>},
-    {"event", l_event},                      {nullptr, nullptr}};
+const luaL_Reg kLogFns[] = {{"debug", l_message<Severity::Debug>},
+                            {"info", l_message<Severity::Info>},
+                            {"notice", l_message<Severity::Notice>},
+                            {"warn", l_message<Severity::Warning>},
+                            {"error", l_message<Severity::Error>},
+                            {"critical", l_message<Severity::Critical>},
+                            {"event", l_event},
+                            {nullptr, nullptr}};
 
 }  // namespace
 

@@ -56,8 +56,12 @@ int create(lua_State* L, bool repeat) {
   return 1;
 }
 
-int l_after(lua_State* L) { return create(L, false); }
-int l_every(lua_State* L) { return create(L, true); }
+int l_after(lua_State* L) {
+  return create(L, false);
+}
+int l_every(lua_State* L) {
+  return create(L, true);
+}
 
 int l_handle_cancel(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -81,7 +85,8 @@ void arm_timer(RuntimeState& rt, const PendingTimer& t) {
   std::weak_ptr<int> alive = rt.alive;
   RuntimeState* rtp = &rt;
   auto id = std::make_shared<TimerId>(0);
-  *id = rt.host.loop->after(from_seconds(t.delay), [alive, rtp, t, id] { fire(alive, rtp, t, *id); });
+  *id =
+      rt.host.loop->after(from_seconds(t.delay), [alive, rtp, t, id] { fire(alive, rtp, t, *id); });
   rt.timers.insert(*id);
 }
 

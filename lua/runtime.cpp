@@ -68,7 +68,9 @@ void log_failure(RuntimeState& rt, const CallResult& r, const char* what) {
   rt.host.log->emit(m, "", {{"callback", what}, {"error", r.error}, {"traceback", r.traceback}});
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 // Removes what rules must not have: process exit, shelling out, native
 // code, reading arbitrary chunks as bytecode.
@@ -187,7 +189,7 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
     r.traceback = r.error;
   } else if (rc != LUA_OK) {
     std::string full = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
-    r.status = rt.budget.expired ? CallStatus::Budget
+    r.status = rt.budget.expired  ? CallStatus::Budget
                : rc == LUA_ERRMEM ? CallStatus::Memory
                                   : CallStatus::Error;
     r.error = first_line(full);
@@ -230,7 +232,10 @@ void push_json(lua_State* L, const nlohmann::json& j) {
     case nlohmann::json::value_t::number_integer:
     case nlohmann::json::value_t::number_unsigned: lua_pushinteger(L, j.get<lua_Integer>()); break;
     case nlohmann::json::value_t::number_float: lua_pushnumber(L, j.get<double>()); break;
-    case nlohmann::json::value_t::string: lua_pushlstring(L, j.get_ref<const std::string&>().data(), j.get_ref<const std::string&>().size()); break;
+    case nlohmann::json::value_t::string:
+      lua_pushlstring(L, j.get_ref<const std::string&>().data(),
+                      j.get_ref<const std::string&>().size());
+      break;
     case nlohmann::json::value_t::array: {
       lua_createtable(L, static_cast<int>(j.size()), 0);
       lua_Integer i = 1;
@@ -334,8 +339,8 @@ LoadResult RuleRuntime::load(const std::string& path) {
   result.files = files;
 
   std::string lib = dir + "/lib";
-  std::string lua_path = lib + "/?.lua;" + lib + "/?/init.lua;" + rt.options.stdlib_dir + "/?.lua;" +
-                         rt.options.stdlib_dir + "/?/init.lua";
+  std::string lua_path = lib + "/?.lua;" + lib + "/?/init.lua;" + rt.options.stdlib_dir +
+                         "/?.lua;" + rt.options.stdlib_dir + "/?/init.lua";
   lua_getglobal(L, "package");
   lua_pushstring(L, lua_path.c_str());
   lua_setfield(L, -2, "path");
@@ -381,7 +386,9 @@ LoadResult RuleRuntime::load(const std::string& path) {
   return result;
 }
 
-const std::vector<Declaration>& RuleRuntime::declarations() const { return state_->decls; }
+const std::vector<Declaration>& RuleRuntime::declarations() const {
+  return state_->decls;
+}
 
 void RuleRuntime::go_live() {
   RuntimeState& rt = *state_;
@@ -456,7 +463,9 @@ bool RuleRuntime::run_string(const std::string& code, const std::string& chunkna
   return r.ok();
 }
 
-size_t RuleRuntime::memory_used() const { return state_->alloc.used; }
+size_t RuleRuntime::memory_used() const {
+  return state_->alloc.used;
+}
 
 // vigil.runtime: what the stdlib needs from the runtime itself.
 namespace {

@@ -25,14 +25,14 @@ struct HostContext {
 
 struct RuntimeOptions {
   std::string stdlib_dir = VIGIL_STDLIB_DIR;
-  double callback_budget = 0.5;   // seconds a rule callback may run
-  double load_budget = 5.0;       // seconds loading all rule files may take
+  double callback_budget = 0.5;  // seconds a rule callback may run
+  double load_budget = 5.0;      // seconds loading all rule files may take
   size_t memory_limit = 256u << 20;
 };
 
 struct LoadResult {
   bool ok = true;
-  std::vector<std::string> errors;   // "file:line: message"
+  std::vector<std::string> errors;  // "file:line: message"
   std::vector<std::string> files;
 };
 

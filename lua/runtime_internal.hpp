@@ -42,7 +42,7 @@ enum class CallStatus { Ok, Error, Budget, Memory };
 
 struct CallResult {
   CallStatus status = CallStatus::Ok;
-  std::string error;      // first line: "file:line: message"
+  std::string error;  // first line: "file:line: message"
   std::string traceback;
   bool ok() const { return status == CallStatus::Ok; }
 };
@@ -62,13 +62,13 @@ struct RuntimeState {
   Budget budget;
   bool live = false;
   int entry_ref = LUA_NOREF;
-  int depth = 0;                      // nesting of protected calls
+  int depth = 0;  // nesting of protected calls
   bool want_events = false;
   std::vector<Declaration> decls;
   std::set<std::string> declared_names;
   std::vector<nlohmann::json> queued_events;
-  std::set<TimerId> timers;           // armed timers owned by this state
-  std::vector<PendingTimer> pending_timers;  // created while loading
+  std::set<TimerId> timers;                               // armed timers owned by this state
+  std::vector<PendingTimer> pending_timers;               // created while loading
   std::shared_ptr<int> alive = std::make_shared<int>(0);  // expires with the state
 };
 

@@ -25,6 +25,8 @@ nlohmann::json ok_reply(nlohmann::json fields) {
   return fields;
 }
 
-nlohmann::json error_reply(const std::string& error) { return {{"ok", false}, {"error", error}}; }
+nlohmann::json error_reply(const std::string& error) {
+  return {{"ok", false}, {"error", error}};
+}
 
 }  // namespace vigil

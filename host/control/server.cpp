@@ -139,7 +139,8 @@ void ControlServer::on_writable(uint64_t id) {
   if (it == conns_.end()) return;
   Conn& c = it->second;
   while (c.out_off < c.out.size()) {
-    ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
+    ssize_t n =
+        ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
     if (n > 0) {
       c.out_off += static_cast<size_t>(n);
       continue;

@@ -12,12 +12,16 @@ using MonoClock = std::chrono::steady_clock;
 using MonoTime = MonoClock::time_point;
 using Duration = std::chrono::nanoseconds;
 
-inline double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+inline double to_seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 inline Duration from_seconds(double s) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }
 // Seconds on the monotonic clock, the unit Lua policy code sees.
-inline double mono_seconds(MonoTime t) { return to_seconds(t.time_since_epoch()); }
+inline double mono_seconds(MonoTime t) {
+  return to_seconds(t.time_since_epoch());
+}
 
 // Wall-clock seconds since the Unix epoch.
 double wall_seconds();

@@ -35,8 +35,7 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::RulesRejected, "VGL0004", S::Error, "rules_rejected",
      "rules rejected, previous rules keep running: {error}"},
     {Msg::RuleError, "VGL0005", S::Error, "rule_error", "rule error in {callback}: {error}"},
-    {Msg::RuleBudget, "VGL0006", S::Error, "rule_budget",
-     "rule cut off in {callback}: {error}"},
+    {Msg::RuleBudget, "VGL0006", S::Error, "rule_budget", "rule cut off in {callback}: {error}"},
     {Msg::ControlRejected, "VGL0007", S::Warning, "control_rejected",
      "control request rejected: {error}"},
     {Msg::RulesChanged, "VGL0008", S::Info, "rules_changed",
@@ -89,9 +88,13 @@ spdlog::level::level_enum spd_level(Severity s) {
 
 }  // namespace
 
-const std::vector<MessageDef>& message_catalog() { return kCatalog; }
+const std::vector<MessageDef>& message_catalog() {
+  return kCatalog;
+}
 
-const MessageDef& message_def(Msg m) { return kCatalog[static_cast<size_t>(m)]; }
+const MessageDef& message_def(Msg m) {
+  return kCatalog[static_cast<size_t>(m)];
+}
 
 std::string render_template(std::string_view tmpl, const nlohmann::json& fields) {
   std::string out;
@@ -124,8 +127,10 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
 
 nlohmann::json Event::to_json() const {
   const MessageDef& def = message_def(msg);
-  nlohmann::json j = {{"seq", seq},       {"time", rfc3339(time, true)},
-                      {"id", def.id},     {"event", def.name},
+  nlohmann::json j = {{"seq", seq},
+                      {"time", rfc3339(time, true)},
+                      {"id", def.id},
+                      {"event", def.name},
                       {"severity", severity_name(severity)}};
   j["watch"] = watch.empty() ? nlohmann::json(nullptr) : nlohmann::json(watch);
   j["message"] = text;
@@ -156,8 +161,8 @@ const Event& EventLog::emit(Msg msg, std::string_view watch, nlohmann::json fiel
   return emit(msg, def.severity, watch, std::move(fields), std::move(text));
 }
 
-const Event& EventLog::emit(Msg msg, Severity sev, std::string_view watch,
-                            nlohmann::json fields, std::string text) {
+const Event& EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
+                            std::string text) {
   if (ring_.size() >= capacity_) ring_.pop_front();
   Event& ev = ring_.emplace_back();
   ev.seq = next_seq_++;

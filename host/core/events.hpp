@@ -58,22 +58,22 @@ enum class Msg {
 
 struct MessageDef {
   Msg msg;
-  const char* id;        // "VGL0102"
+  const char* id;  // "VGL0102"
   Severity severity;
-  const char* name;      // short machine name, e.g. "process_exited"
-  const char* text;      // template; {field} is replaced by the field's value
+  const char* name;  // short machine name, e.g. "process_exited"
+  const char* text;  // template; {field} is replaced by the field's value
 };
 const MessageDef& message_def(Msg m);
 const std::vector<MessageDef>& message_catalog();
 
 struct Event {
   uint64_t seq = 0;
-  double time = 0;          // wall clock, seconds since epoch
+  double time = 0;  // wall clock, seconds since epoch
   Msg msg{};
-  Severity severity{};      // usually the catalog's, rule messages choose their own
-  std::string watch;        // empty when not about one watch
-  nlohmann::json fields;    // object
-  std::string text;         // rendered
+  Severity severity{};    // usually the catalog's, rule messages choose their own
+  std::string watch;      // empty when not about one watch
+  nlohmann::json fields;  // object
+  std::string text;       // rendered
 
   nlohmann::json to_json() const;
 };
@@ -83,8 +83,8 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
 
 struct LogOptions {
   bool console = true;
-  std::string file;          // empty: no file sink
-  bool syslog = false;       // syslog(3), facility daemon
+  std::string file;     // empty: no file sink
+  bool syslog = false;  // syslog(3), facility daemon
   Severity min_severity = Severity::Info;
   size_t ring_capacity = 4096;
 };

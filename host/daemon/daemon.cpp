@@ -81,8 +81,13 @@ bool Daemon::start(std::string& error) {
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir);
 
   control_ = std::make_unique<ControlServer>(
-      loop_, [this](const nlohmann::json& req, ControlServer::Reply reply) { handle(req, std::move(reply)); },
-      [this](const std::string& err) { log_->emit(Msg::ControlRejected, "", {{"error", err}}); });
+      loop_,
+      [this](const nlohmann::json& req, ControlServer::Reply reply) {
+        handle(req, std::move(reply));
+      },
+      [this](const std::string& err) {
+        log_->emit(Msg::ControlRejected, "", {{"error", err}});
+      });
   if (!control_->listen(options_.socket_path, error)) return false;
 
   auto errors = reload("start");
@@ -93,21 +98,28 @@ bool Daemon::start(std::string& error) {
   if (options_.watch_rules && !watch_rule_dirs(error)) return false;
   schedule_rotation();
   log_->emit(Msg::DaemonStarted, "",
-             {{"version", VIGIL_VERSION}, {"pid", getpid()}, {"rules", options_.rules},
-              {"socket", options_.socket_path}, {"state_dir", options_.state_dir}});
+             {{"version", VIGIL_VERSION},
+              {"pid", getpid()},
+              {"rules", options_.rules},
+              {"socket", options_.socket_path},
+              {"state_dir", options_.state_dir}});
   return true;
 }
 
-int Daemon::run() { return loop_.run(); }
+int Daemon::run() {
+  return loop_.run();
+}
 
 std::vector<std::string> Daemon::reload(const std::string& reason) {
   RuntimeOptions ro;
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
-  auto candidate = std::make_unique<RuleRuntime>(ro, HostContext{&loop_, log_.get(), supervisor_.get()});
+  auto candidate =
+      std::make_unique<RuleRuntime>(ro, HostContext{&loop_, log_.get(), supervisor_.get()});
   LoadResult res = candidate->load(options_.rules);
   if (!res.ok) {
-    log_->emit(Msg::RulesRejected, "", {{"error", join(res.errors, "; ")}, {"errors", res.errors}, {"reason", reason}});
+    log_->emit(Msg::RulesRejected, "",
+               {{"error", join(res.errors, "; ")}, {"errors", res.errors}, {"reason", reason}});
     return res.errors;
   }
   // Live changes made with `vigil set` outlive reloads while their key is
@@ -118,7 +130,8 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
       if (candidate->set_param(name, it->first, it->second, err)) {
         ++it;
       } else {
-        log_->emit(Msg::ParameterSet, name, {{"key", it->first}, {"value", "(dropped: " + err + ")"}});
+        log_->emit(Msg::ParameterSet, name,
+                   {{"key", it->first}, {"value", "(dropped: " + err + ")"}});
         it = unit->overrides.erase(it);
       }
     }
@@ -128,7 +141,9 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_->go_live();
   supervisor_->apply(runtime_->declarations());
   log_->emit(Msg::RulesLoaded, "",
-             {{"files", res.files.size()}, {"watches", runtime_->declarations().size()}, {"reason", reason}});
+             {{"files", res.files.size()},
+              {"watches", runtime_->declarations().size()},
+              {"reason", reason}});
   return {};
 }
 
@@ -245,7 +260,8 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   if (cmd == "events") {
     size_t n = 20;
     if (auto it = req.find("n"); it != req.end()) {
-      if (!it->is_number_integer() || it->get<int64_t>() < 1) return reject("events: n must be a positive integer");
+      if (!it->is_number_integer() || it->get<int64_t>() < 1)
+        return reject("events: n must be a positive integer");
       n = static_cast<size_t>(it->get<int64_t>());
     }
     nlohmann::json out = nlohmann::json::array();

@@ -17,7 +17,7 @@
 namespace vigil {
 
 struct DaemonOptions {
-  std::string rules;          // directory (or one file)
+  std::string rules;  // directory (or one file)
   std::string state_dir;
   std::string socket_path;
   std::string stdlib_dir = VIGIL_STDLIB_DIR;

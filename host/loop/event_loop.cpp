@@ -40,7 +40,9 @@ void EventLoop::remove(WatchId id) {
   watches_.erase(it);
 }
 
-TimerId EventLoop::after(Duration delay, Task task) { return at(now() + delay, std::move(task)); }
+TimerId EventLoop::after(Duration delay, Task task) {
+  return at(now() + delay, std::move(task));
+}
 
 TimerId EventLoop::at(MonoTime deadline, Task task) {
   TimerId id = next_timer_++;
@@ -49,9 +51,13 @@ TimerId EventLoop::at(MonoTime deadline, Task task) {
   return id;
 }
 
-void EventLoop::cancel(TimerId id) { timers_.erase(id); }
+void EventLoop::cancel(TimerId id) {
+  timers_.erase(id);
+}
 
-void EventLoop::post(Task task) { posted_.push_back(std::move(task)); }
+void EventLoop::post(Task task) {
+  posted_.push_back(std::move(task));
+}
 
 void EventLoop::stop(int code) {
   stopping_ = true;
@@ -76,7 +82,8 @@ void EventLoop::run_once(Duration max_wait) {
               static_cast<long>(wait.count() % 1'000'000'000)};
   epoll_event events[64];
   int n = epoll_pwait2(epfd_.get(), events, 64, &ts, nullptr);
-  if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_pwait2");
+  if (n < 0 && errno != EINTR)
+    throw std::system_error(errno, std::generic_category(), "epoll_pwait2");
   MonoTime start = now();
   if (n > 0) dispatch_io(events, n);
   run_timers();

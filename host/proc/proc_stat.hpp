@@ -13,15 +13,15 @@ namespace vigil {
 
 struct ProcStat {
   pid_t pid = 0;
-  std::string comm;          // without the parentheses; may contain anything
-  char state = '?';          // R S D Z T t X I ...
+  std::string comm;  // without the parentheses; may contain anything
+  char state = '?';  // R S D Z T t X I ...
   pid_t ppid = 0;
   pid_t pgrp = 0;
   pid_t session = 0;
-  uint64_t utime = 0;        // clock ticks
+  uint64_t utime = 0;  // clock ticks
   uint64_t stime = 0;
   int64_t num_threads = 0;
-  uint64_t start_time = 0;   // clock ticks after boot: with pid, the process identity
+  uint64_t start_time = 0;  // clock ticks after boot: with pid, the process identity
   uint64_t vsize = 0;
   int64_t rss_pages = 0;
 };

@@ -29,7 +29,8 @@ std::string OutputLog::rotate_if_needed() {
     return {};
   }
   for (int i = keep_ - 1; i >= 1; --i)
-    ::rename((path_ + "." + std::to_string(i)).c_str(), (path_ + "." + std::to_string(i + 1)).c_str());
+    ::rename((path_ + "." + std::to_string(i)).c_str(),
+             (path_ + "." + std::to_string(i + 1)).c_str());
   Fd src(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
   Fd dst(::open((path_ + ".1").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   if (!src || !dst) return errno_text(errno);

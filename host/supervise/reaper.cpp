@@ -1,8 +1,9 @@
 #include "host/supervise/reaper.hpp"
 
 #include <errno.h>
-#include "host/core/pidfd.hpp"
 #include <sys/wait.h>
+
+#include "host/core/pidfd.hpp"
 
 namespace vigil {
 

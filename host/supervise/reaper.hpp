@@ -18,8 +18,8 @@
 namespace vigil {
 
 struct ExitStatus {
-  int code = -1;    // exit code when exited normally, else -1
-  int signal = 0;   // terminating signal, else 0
+  int code = -1;   // exit code when exited normally, else -1
+  int signal = 0;  // terminating signal, else 0
   bool core = false;
 };
 

@@ -6,7 +6,6 @@
 #include <linux/close_range.h>
 #include <pwd.h>
 #include <signal.h>
-#include "host/core/pidfd.hpp"
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
 #include "host/proc/proc_stat.hpp"
 
@@ -23,9 +23,17 @@ namespace vigil {
 
 namespace {
 
-enum Stage { kStageSetup, kStageChdir, kStageGroups, kStageGid, kStageUid, kStageExec, kStageCount };
-const char* const kStageNames[kStageCount] = {"setup", "chdir", "setgroups", "setgid", "setuid",
-                                              "exec"};
+enum Stage {
+  kStageSetup,
+  kStageChdir,
+  kStageGroups,
+  kStageGid,
+  kStageUid,
+  kStageExec,
+  kStageCount
+};
+const char* const kStageNames[kStageCount] = {"setup",  "chdir",  "setgroups",
+                                              "setgid", "setuid", "exec"};
 
 void put(std::string& out, const std::string& s) {
   out += std::to_string(s.size());
@@ -124,8 +132,10 @@ struct ChildPlan {
   if (plan.id.set) {
     if (geteuid() == 0 && setgroups(plan.id.groups.size(), plan.id.groups.data()) != 0)
       child_fail(plan.status_fd, kStageGroups);
-    if (setresgid(plan.id.gid, plan.id.gid, plan.id.gid) != 0) child_fail(plan.status_fd, kStageGid);
-    if (setresuid(plan.id.uid, plan.id.uid, plan.id.uid) != 0) child_fail(plan.status_fd, kStageUid);
+    if (setresgid(plan.id.gid, plan.id.gid, plan.id.gid) != 0)
+      child_fail(plan.status_fd, kStageGid);
+    if (setresuid(plan.id.uid, plan.id.uid, plan.id.uid) != 0)
+      child_fail(plan.status_fd, kStageUid);
   }
   // Nothing of vigil's leaks into the program (the status pipe is
   // close-on-exec already and must stay open until exec).

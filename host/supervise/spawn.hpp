@@ -18,15 +18,15 @@ namespace vigil {
 
 // What a watch runs. Everything that, when changed, needs a new process.
 struct ProcessSpec {
-  std::vector<std::string> argv;       // argv[0] as the program sees it
-  std::string path;                    // resolved executable
+  std::vector<std::string> argv;                         // argv[0] as the program sees it
+  std::string path;                                      // resolved executable
   std::vector<std::pair<std::string, std::string>> env;  // on top of vigil's
   std::string cwd;
   std::string user;
   std::string group;
-  int umask = -1;                      // -1: inherit
+  int umask = -1;  // -1: inherit
   int stop_signal = 15;
-  double stop_timeout = 10;            // seconds before KILL
+  double stop_timeout = 10;  // seconds before KILL
   std::vector<std::string> stop_command;
   bool capture_output = true;
   uint64_t log_max_bytes = 1 << 20;
@@ -50,7 +50,7 @@ struct SpawnIo {
 struct Spawned {
   pid_t pid = -1;
   Fd pidfd;
-  Fd exec_status;      // readable: EOF = exec succeeded, data = SpawnFailure
+  Fd exec_status;  // readable: EOF = exec succeeded, data = SpawnFailure
   uint64_t start_time = 0;
 };
 
@@ -73,7 +73,8 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
 // Runs a one-shot command (stop commands, hooks) in its own process group
 // with stdio to /dev/null and `env` added to vigil's environment; same
 // failure reporting as spawn_process.
-std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error,
-                                     const std::vector<std::pair<std::string, std::string>>& env = {});
+std::optional<Spawned> spawn_command(
+    const std::vector<std::string>& argv, std::string& error,
+    const std::vector<std::pair<std::string, std::string>>& env = {});
 
 }  // namespace vigil

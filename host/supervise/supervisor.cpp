@@ -23,14 +23,16 @@ const char* unit_state_name(UnitState s) {
 
 std::string ExitInfo::describe() const {
   if (!error.empty()) return "failed to start: " + error;
-  if (status.signal) return "killed by " + signal_name(status.signal) + (status.core ? " (core dumped)" : "");
+  if (status.signal)
+    return "killed by " + signal_name(status.signal) + (status.core ? " (core dumped)" : "");
   return "exited " + std::to_string(status.code);
 }
 
 nlohmann::json ExitInfo::to_json() const {
   nlohmann::json j = {{"pid", pid}, {"uptime", uptime}, {"at", rfc3339(wall)}};
   j["code"] = status.signal ? nlohmann::json(nullptr) : nlohmann::json(status.code);
-  j["signal"] = status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json(nullptr);
+  j["signal"] =
+      status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json(nullptr);
   if (!error.empty()) j["error"] = error;
   return j;
 }
@@ -162,7 +164,8 @@ void Supervisor::spawn(Unit& u) {
     std::string name = u.name;
     loop_.post([this, name] {
       Unit* unit = find(name);
-      if (unit && !unit->child && unit->state != UnitState::Backoff) on_exit(*unit, ExitStatus{127, 0, false});
+      if (unit && !unit->child && unit->state != UnitState::Backoff)
+        on_exit(*unit, ExitStatus{127, 0, false});
     });
     return;
   }
@@ -172,7 +175,8 @@ void Supervisor::spawn(Unit& u) {
   c.started = MonoClock::now();
   c.exec_status = std::move(spawned->exec_status);
   Unit* up = &u;
-  c.exec_watch = loop_.add(c.exec_status.get(), EPOLLIN, [this, up](uint32_t) { on_exec_status(*up); });
+  c.exec_watch =
+      loop_.add(c.exec_status.get(), EPOLLIN, [this, up](uint32_t) { on_exec_status(*up); });
   u.child = std::move(c);
   set_state(u, UnitState::Starting);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),
@@ -419,7 +423,8 @@ void Supervisor::rotate_logs() {
   for (auto& [name, u] : units_) {
     for (OutputLog* log : {&u->out, &u->err}) {
       std::string err = log->rotate_if_needed();
-      if (!err.empty()) log_.emit(Msg::OutputLogError, name, {{"path", log->path()}, {"error", err}});
+      if (!err.empty())
+        log_.emit(Msg::OutputLogError, name, {{"path", log->path()}, {"error", err}});
     }
   }
 }

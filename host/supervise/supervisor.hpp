@@ -31,9 +31,9 @@ const char* unit_state_name(UnitState s);
 struct ExitInfo {
   pid_t pid = 0;
   ExitStatus status;
-  double uptime = 0;       // seconds the process ran
-  double wall = 0;         // when it ended
-  std::string error;       // spawn failure text, if it never ran
+  double uptime = 0;             // seconds the process ran
+  double wall = 0;               // when it ended
+  std::string error;             // spawn failure text, if it never ran
   std::string describe() const;  // "exited 3", "killed by KILL", "failed to start: ..."
   nlohmann::json to_json() const;
 };
@@ -47,12 +47,12 @@ struct Unit {
   std::string name;
   ProcessSpec spec;
   std::string digest;
-  std::string where;          // file:line of the declaration
+  std::string where;  // file:line of the declaration
 
   UnitState state = UnitState::Stopped;
   bool paused = false;
   bool want_running = true;
-  double since = 0;           // wall time the state was entered
+  double since = 0;  // wall time the state was entered
 
   struct Child {
     pid_t pid = 0;
@@ -68,9 +68,9 @@ struct Unit {
   std::optional<ExitInfo> last_exit;
 
   uint64_t restarts = 0;
-  uint64_t decisions = 0;     // restart_later/exhaust calls, to see the policy answered
+  uint64_t decisions = 0;  // restart_later/exhaust calls, to see the policy answered
   std::deque<RestartRecord> history;
-  TimerId timer = 0;          // pending backoff restart or re-arm
+  TimerId timer = 0;  // pending backoff restart or re-arm
 
   OutputLog out, err;
   std::vector<std::function<void()>> stop_waiters;

@@ -94,8 +94,10 @@ TEST(Control, MalformedAndOversizedRequestsGetErrors) {
   ASSERT_TRUE(d.start()) << d.output();
   EXPECT_NE(raw_request(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
   EXPECT_NE(raw_request(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"),
+            std::string::npos);
+  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"),
+            std::string::npos);
   std::string big(1 << 20, 'x');
   EXPECT_NE(raw_request(d.socket(), big).find("too large"), std::string::npos);
   EXPECT_EQ(raw_request(d.socket(), ""), "");  // connect and hang up
@@ -126,7 +128,8 @@ TEST(Control, PeerOfAnotherUserIsRefused) {
   // Open the socket's mode so only the credential check stands in the way.
   chmod(d.socket().c_str(), 0666);
   chmod(d.dir().c_str(), 0755);
-  auto r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket", d.socket(), "status"});
+  auto r = run_command(
+      {"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket", d.socket(), "status"});
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_TRUE(d.wait_event("VGL0007"));
 }
@@ -144,7 +147,9 @@ TEST(Control, SecondDaemonOnTheSameSocketRefusesToStart) {
 
 TEST(Check, GoodAndBadRules) {
   Daemon d;
-  d.write_rule("good.lua", R"(watch "s" { start = { "sleep", "1000" }, restart = { limit = 3, within = "10m", backoff = "1s..30s" } })");
+  d.write_rule(
+      "good.lua",
+      R"(watch "s" { start = { "sleep", "1000" }, restart = { limit = 3, within = "10m", backoff = "1s..30s" } })");
   auto ok = run_command({VIGIL_BINARY, "check", d.rules_dir()});
   EXPECT_EQ(ok.code, 0) << ok.err;
   EXPECT_NE(ok.out.find("OK"), std::string::npos);
@@ -154,16 +159,21 @@ TEST(Check, GoodAndBadRules) {
     const char* expect;
   };
   const Case cases[] = {
-      {"watch \"a\" {\n start = { \"sleep\", \"1\" },\n restart = { within = \"10 minutes\" } }", "bad.lua:1: watch 'a'.restart.within: bad duration \"10 minutes\""},
+      {"watch \"a\" {\n start = { \"sleep\", \"1\" },\n restart = { within = \"10 minutes\" } }",
+       "bad.lua:1: watch 'a'.restart.within: bad duration \"10 minutes\""},
       {"watch \"a\" { start = { \"sleep\", \"1\" }, bogus = 1 }", "unknown key 'bogus'"},
       {"watch \"a\" { start = 42 }", "watch 'a'.start"},
-      {"watch \"a\" { start = { \"/no/such/program\" } }", "bad.lua:1: watch 'a': start: '/no/such/program' is not an executable file"},
+      {"watch \"a\" { start = { \"/no/such/program\" } }",
+       "bad.lua:1: watch 'a': start: '/no/such/program' is not an executable file"},
       {"watch \"a\" { start = { \"no-such-command-xyz\" } }", "not found in PATH"},
-      {"watch \"a\" { start = { \"sleep\", \"1\" }, user = \"no-such-user-xyz\" }", "user: no such user 'no-such-user-xyz'"},
-      {"watch \"a\" { start = { \"sleep\", \"1\" } }\nwatch \"a\" { start = { \"sleep\", \"1\" } }", "bad.lua:2: watch 'a': declared twice (first at"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, user = \"no-such-user-xyz\" }",
+       "user: no such user 'no-such-user-xyz'"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" } }\nwatch \"a\" { start = { \"sleep\", \"1\" } }",
+       "bad.lua:2: watch 'a': declared twice (first at"},
       {"watch \"a\" { start = { \"sleep\", \"1\" }, restart = { limit = -1 } }", "restart.limit"},
       {"watch \"a\" { start = { \"sleep\", \"1\" }, stop = \"SIGFOO\" }", "unknown signal"},
-      {"watch \"a\" { start = { \"sleep\", \"1\" }, on_exhausted = \"explode\" }", "unknown action 'explode'"},
+      {"watch \"a\" { start = { \"sleep\", \"1\" }, on_exhausted = \"explode\" }",
+       "unknown action 'explode'"},
       {"watch \"a\" { }", "'start' is required"},
       {"watch \"bad name!\" { start = \"true\" }", "watch name"},
       {"watch \"a\" { start = { \"sleep\", \"1\" } ", "bad.lua:1:"},
@@ -183,8 +193,10 @@ TEST(Check, GoodAndBadRules) {
 TEST(Check, CheckStartsNothing) {
   Daemon d;
   std::string marker = d.dir() + "/ran";
-  d.write_rule("a.lua", "watch \"s\" { start = { \"touch\", \"" + marker + "\" } }\n"
-                        "vigil.timer.after(0, function() io.open(\"" + marker + "\", \"w\"):close() end)\n");
+  d.write_rule("a.lua", "watch \"s\" { start = { \"touch\", \"" + marker +
+                            "\" } }\n"
+                            "vigil.timer.after(0, function() io.open(\"" +
+                            marker + "\", \"w\"):close() end)\n");
   auto r = run_command({VIGIL_BINARY, "check", d.rules_dir()});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(access(marker.c_str(), F_OK), -1);

@@ -132,8 +132,8 @@ bool Daemon::start(const std::vector<std::string>& extra) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 2);
     dup2(fd, 1);
-    std::vector<std::string> argv = {VIGIL_BINARY, "--socket", socket(), "run", "--rules", rules_dir(),
-                                     "--state-dir", state_dir()};
+    std::vector<std::string> argv = {VIGIL_BINARY, "--socket",  socket(),      "run",
+                                     "--rules",    rules_dir(), "--state-dir", state_dir()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -143,9 +143,10 @@ bool Daemon::start(const std::vector<std::string>& extra) {
   }
   reaped_ = false;
   return wait_for([&] {
-    if (!running()) return true;
-    return cli({"ping"}).code == 0;
-  }) && running();
+           if (!running()) return true;
+           return cli({"ping"}).code == 0;
+         }) &&
+         running();
 }
 
 bool Daemon::running() {
@@ -168,7 +169,9 @@ void Daemon::kill9() {
   reaped_ = true;
 }
 
-std::string Daemon::output() const { return read_file(dir_ + "/daemon.err"); }
+std::string Daemon::output() const {
+  return read_file(dir_ + "/daemon.err");
+}
 
 CommandResult Daemon::cli(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {VIGIL_BINARY, "--socket", socket()};

@@ -56,7 +56,7 @@ class Daemon {
   std::string output() const;
 
   CommandResult cli(const std::vector<std::string>& args) const;
-  nlohmann::json status() const;               // status --json (array)
+  nlohmann::json status() const;                        // status --json (array)
   nlohmann::json watch(const std::string& name) const;  // one entry or null
   pid_t watch_pid(const std::string& name) const;       // 0 when none
   std::string watch_state(const std::string& name) const;

@@ -26,7 +26,8 @@ TEST(Reload, KeepsUnchangedRestartsChangedStopsRemovedStartsAdded) {
   pid_t keep = d.watch_pid("keep"), change = d.watch_pid("change"), drop = d.watch_pid("drop");
   // History that must survive the reload.
   kill(keep, SIGKILL);
-  ASSERT_TRUE(wait_for([&] { return d.watch_pid("keep") != keep && d.watch_state("keep") == "running"; }));
+  ASSERT_TRUE(
+      wait_for([&] { return d.watch_pid("keep") != keep && d.watch_state("keep") == "running"; }));
   keep = d.watch_pid("keep");
 
   d.write_rule("a.lua", R"(
@@ -55,7 +56,9 @@ TEST(Reload, BrokenFileKeepsOldRulesAndReportsFileLine) {
   ASSERT_TRUE(wait_for([&] { return d.watch_state("svc") == "running"; }));
   pid_t pid = d.watch_pid("svc");
 
-  d.write_rule("a.lua", "watch \"svc\" { start = { \"sleep\", \"1000\" } }\nwatch \"new\" {\n  start = \"x\",\n  restrat = {},\n}\n");
+  d.write_rule("a.lua",
+               "watch \"svc\" { start = { \"sleep\", \"1000\" } }\nwatch \"new\" {\n  start = "
+               "\"x\",\n  restrat = {},\n}\n");
   auto r = d.cli({"reload"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("a.lua:2:"), std::string::npos) << r.err;
@@ -73,7 +76,8 @@ TEST(Reload, BrokenFileKeepsOldRulesAndReportsFileLine) {
 
   // The old rules still act: a death is still recovered.
   kill(pid, SIGKILL);
-  EXPECT_TRUE(wait_for([&] { return d.watch_pid("svc") != pid && d.watch_state("svc") == "running"; }));
+  EXPECT_TRUE(
+      wait_for([&] { return d.watch_pid("svc") != pid && d.watch_state("svc") == "running"; }));
 }
 
 TEST(Reload, SighupAndFileChangeReload) {
@@ -106,7 +110,8 @@ mylib.sleeper "x1"
 mylib.sleeper "x2"
 )");
   ASSERT_TRUE(d.start()) << d.output();
-  EXPECT_TRUE(wait_for([&] { return d.watch_state("x1") == "running" && d.watch_state("x2") == "running"; }));
+  EXPECT_TRUE(wait_for(
+      [&] { return d.watch_state("x1") == "running" && d.watch_state("x2") == "running"; }));
 }
 
 TEST(Rules, InfiniteLoopInCallbackIsCutOffAndDaemonGoesOn) {
@@ -125,7 +130,8 @@ end)
   auto events = d.events();
   bool names_line = false;
   for (const auto& e : events)
-    if (e["id"] == "VGL0006" && e["fields"]["error"].get<std::string>().find("a.lua:4:") != std::string::npos)
+    if (e["id"] == "VGL0006" &&
+        e["fields"]["error"].get<std::string>().find("a.lua:4:") != std::string::npos)
       names_line = true;
   EXPECT_TRUE(names_line) << events.dump(1);
   // The daemon answers and the policy decision made before the loop stands.
@@ -160,7 +166,9 @@ vigil.on("exit", function(ev) error("boom") end)
 
 TEST(Rules, StartFailsCleanlyOnBadRules) {
   Daemon d;
-  d.write_rule("a.lua", "watch \"s\" { start = { \"sleep\", \"1000\" }, restart = { within = \"10 minutes\" } }\n");
+  d.write_rule(
+      "a.lua",
+      "watch \"s\" { start = { \"sleep\", \"1000\" }, restart = { within = \"10 minutes\" } }\n");
   EXPECT_FALSE(d.start());
   EXPECT_NE(d.output().find("a.lua:1:"), std::string::npos) << d.output();
   EXPECT_NE(d.output().find("10 minutes"), std::string::npos) << d.output();

@@ -19,10 +19,12 @@ TEST(Supervise, KilledChildIsRestartedWithNewPid) {
   pid_t first = d.watch_pid("sleeper");
   ASSERT_GT(first, 0);
   ASSERT_EQ(kill(first, SIGKILL), 0);
-  ASSERT_TRUE(wait_for([&] {
-    pid_t p = d.watch_pid("sleeper");
-    return p > 0 && p != first && d.watch_state("sleeper") == "running";
-  }, 5s));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        pid_t p = d.watch_pid("sleeper");
+        return p > 0 && p != first && d.watch_state("sleeper") == "running";
+      },
+      5s));
   auto w = d.watch("sleeper");
   EXPECT_EQ(w["restarts"], 1);
   EXPECT_EQ(w["last_exit"]["signal"], "KILL");
@@ -57,7 +59,8 @@ watch "crasher" {
   start = { "/bin/sh", "-c", "exit 7" },
   restart = { limit = 2, within = "10m", backoff = "10ms..20ms" },
   on_exhausted = function(w, ev)
-    local f = assert(io.open(")" + marker + R"(", "a"))
+    local f = assert(io.open(")" +
+                            marker + R"(", "a"))
     f:write(w.name, " ", tostring(ev.code), "\n")
     f:close()
   end,
@@ -153,11 +156,13 @@ TEST(Supervise, StopKillsTheWholeProcessGroupAfterGrace) {
   // The leader ignores TERM and has a child in its process group.
   d.write_rule("a.lua", R"(
 watch "stubborn" {
-  start = { "/bin/sh", "-c", "trap '' TERM; sleep 1000 & echo $! > )" + pidfile + R"(; wait" },
+  start = { "/bin/sh", "-c", "trap '' TERM; sleep 1000 & echo $! > )" +
+                            pidfile + R"(; wait" },
   stop = { signal = "TERM", timeout = "300ms" },
 })");
   ASSERT_TRUE(d.start()) << d.output();
-  ASSERT_TRUE(wait_for([&] { return !read_file(pidfile).empty() && d.watch_state("stubborn") == "running"; }));
+  ASSERT_TRUE(wait_for(
+      [&] { return !read_file(pidfile).empty() && d.watch_state("stubborn") == "running"; }));
   pid_t leader = d.watch_pid("stubborn");
   pid_t grandchild = std::stoi(read_file(pidfile));
   ASSERT_TRUE(process_alive(grandchild));
@@ -174,7 +179,8 @@ TEST(Supervise, StopCommandIsUsed) {
   d.write_rule("a.lua", R"(
 watch "svc" {
   start = { "sleep", "1000" },
-  stop = { command = "touch )" + marker + R"(; kill $MAINPID", timeout = "5s" },
+  stop = { command = "touch )" +
+                            marker + R"(; kill $MAINPID", timeout = "5s" },
 })");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return d.watch_state("svc") == "running"; }));
@@ -192,7 +198,8 @@ TEST(Supervise, StartOptionsReachTheChild) {
   std::filesystem::create_directories(cwd);
   d.write_rule("a.lua", R"(
 watch "opts" {
-  start = "echo \"$GREETING $(pwd) $(umask) $(id -un)\" > )" + out + R"(; echo to-stdout; echo to-stderr >&2; exec sleep 1000",
+  start = "echo \"$GREETING $(pwd) $(umask) $(id -un)\" > )" +
+                            out + R"(; echo to-stdout; echo to-stderr >&2; exec sleep 1000",
   env = { GREETING = "hello" },
   cwd = ")" + cwd + R"(",
   umask = "027",
@@ -242,7 +249,8 @@ TEST(Supervise, OrphansAreReapedBySubreaper) {
   // once, so it reparents to the nearest subreaper: vigil.
   d.write_rule("a.lua", R"(
 watch "forker" {
-  start = { "/bin/sh", "-c", "(setsid sh -c 'echo $$ > )" + pidfile + R"(; exec sleep 0.2' &); exec sleep 1000" },
+  start = { "/bin/sh", "-c", "(setsid sh -c 'echo $$ > )" +
+                            pidfile + R"(; exec sleep 0.2' &); exec sleep 1000" },
 })");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return !read_file(pidfile).empty(); }));

@@ -1,9 +1,9 @@
+#include "host/loop/event_loop.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <vector>
-
-#include "host/loop/event_loop.hpp"
 
 using namespace vigil;
 using namespace std::chrono_literals;
@@ -14,7 +14,10 @@ TEST(EventLoop, TimersFireInDeadlineOrderAndCancelWorks) {
   loop.after(30ms, [&] { order.push_back(3); });
   loop.after(10ms, [&] { order.push_back(1); });
   TimerId cancelled = loop.after(15ms, [&] { order.push_back(99); });
-  loop.after(20ms, [&] { order.push_back(2); loop.stop(7); });
+  loop.after(20ms, [&] {
+    order.push_back(2);
+    loop.stop(7);
+  });
   loop.cancel(cancelled);
   EXPECT_EQ(loop.run(), 7);
   EXPECT_EQ(order, (std::vector<int>{1, 2}));

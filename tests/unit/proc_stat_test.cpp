@@ -1,7 +1,7 @@
+#include "host/proc/proc_stat.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
-
-#include "host/proc/proc_stat.hpp"
 
 using vigil::parse_proc_stat;
 

@@ -1,12 +1,13 @@
 // The rule runtime: budget, memory cap, sandbox, error locations, and the
 // restart policy run inside the real runtime against replayed histories.
+#include "lua/runtime.hpp"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "host/loop/event_loop.hpp"
-#include "lua/runtime.hpp"
 
 using namespace vigil;
 
@@ -49,8 +50,8 @@ TEST(Runtime, InfiniteLoopIsCutOffWithLocation) {
 TEST(Runtime, PcallCannotSwallowTheBudget) {
   Loaded l;
   std::string err;
-  EXPECT_FALSE(l.rt.run_string(
-      "for i = 1, 100 do pcall(function() while true do end end) end", "=swallow", err));
+  EXPECT_FALSE(l.rt.run_string("for i = 1, 100 do pcall(function() while true do end end) end",
+                               "=swallow", err));
   EXPECT_NE(err.find("budget"), std::string::npos) << err;
 }
 
@@ -70,11 +71,11 @@ TEST(Runtime, MemoryIsCapped) {
 TEST(Runtime, SandboxRemovesDangerousFunctions) {
   Loaded l;
   std::string err;
-  for (const char* probe : {"assert(os.exit == nil)", "assert(os.execute == nil)",
-                            "assert(io.popen == nil)", "assert(package.loadlib == nil)",
-                            "assert(dofile == nil)", "assert(loadfile == nil)", "assert(debug == nil)",
-                            "assert(load(string.dump(function() end)) == nil)",
-                            "assert(package.cpath == '')"}) {
+  for (const char* probe :
+       {"assert(os.exit == nil)", "assert(os.execute == nil)", "assert(io.popen == nil)",
+        "assert(package.loadlib == nil)", "assert(dofile == nil)", "assert(loadfile == nil)",
+        "assert(debug == nil)", "assert(load(string.dump(function() end)) == nil)",
+        "assert(package.cpath == '')"}) {
     EXPECT_TRUE(l.rt.run_string(probe, "=probe", err)) << probe << ": " << err;
   }
   EXPECT_FALSE(l.rt.run_string("require 'socket.core'", "=c", err));
@@ -90,10 +91,13 @@ TEST(Runtime, ActionsAreRefusedWhileValidating) {
 
 TEST(Runtime, LoadErrorsNameFileAndLine) {
   RuleRuntime rt(opts(), HostContext{});
-  auto res = rt.load(write_rules("bad.lua", "\n\nwatch \"w\" {\n  start = { \"sleep\", \"1\" },\n  restart = { limt = 3 },\n}\n"));
+  auto res = rt.load(write_rules(
+      "bad.lua",
+      "\n\nwatch \"w\" {\n  start = { \"sleep\", \"1\" },\n  restart = { limt = 3 },\n}\n"));
   ASSERT_FALSE(res.ok);
   ASSERT_EQ(res.errors.size(), 1u);
-  EXPECT_NE(res.errors[0].find("bad.lua:3: watch 'w'.restart: unknown key 'limt' (did you mean 'limit'?)"),
+  EXPECT_NE(res.errors[0].find(
+                "bad.lua:3: watch 'w'.restart: unknown key 'limt' (did you mean 'limit'?)"),
             std::string::npos)
       << res.errors[0];
 }
@@ -136,7 +140,8 @@ TEST_P(LuaSuite, Passes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Lua, LuaSuite,
-                         ::testing::Values("policy_test.lua", "duration_test.lua", "schema_test.lua"),
+                         ::testing::Values("policy_test.lua", "duration_test.lua",
+                                           "schema_test.lua"),
                          [](const auto& info) {
                            std::string n = info.param.substr(0, info.param.find('.'));
                            return n;

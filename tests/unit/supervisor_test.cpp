@@ -1,5 +1,7 @@
 // The supervisor's mechanism with a scripted policy, on the real loop and
 // real processes.
+#include "host/supervise/supervisor.hpp"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -8,7 +10,6 @@
 
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
-#include "host/supervise/supervisor.hpp"
 
 using namespace vigil;
 using namespace std::chrono_literals;
@@ -126,10 +127,12 @@ TEST_F(SupervisorTest, ApplyKeepsUnchangedAndRestartsChanged) {
   sup.apply({decl("a", {"sleep", "1000"}), decl("b", {"sleep", "1000"})});
   Unit* a = sup.find("a");
   Unit* b = sup.find("b");
-  ASSERT_TRUE(run_until([&] { return a->state == UnitState::Running && b->state == UnitState::Running; }));
+  ASSERT_TRUE(
+      run_until([&] { return a->state == UnitState::Running && b->state == UnitState::Running; }));
   pid_t pa = a->child->pid, pb = b->child->pid;
   sup.apply({decl("a", {"sleep", "1000"}), decl("b", {"sleep", "2000"})});
-  ASSERT_TRUE(run_until([&] { return b->child && b->child->pid != pb && b->state == UnitState::Running; }));
+  ASSERT_TRUE(
+      run_until([&] { return b->child && b->child->pid != pb && b->state == UnitState::Running; }));
   EXPECT_EQ(a->child->pid, pa);
   EXPECT_EQ(policy.calls, 0);  // a spec change is not a failure
   sup.apply({decl("a", {"sleep", "1000"})});
