@@ -154,17 +154,16 @@ EventLog::EventLog(const LogOptions& options) : capacity_(options.ring_capacity)
 
 EventLog::~EventLog() = default;
 
-const Event& EventLog::emit(Msg msg, std::string_view watch, nlohmann::json fields) {
+void EventLog::emit(Msg msg, std::string_view watch, nlohmann::json fields) {
   const MessageDef& def = message_def(msg);
   if (!watch.empty()) fields["watch"] = watch;
   std::string text = render_template(def.text, fields);
-  return emit(msg, def.severity, watch, std::move(fields), std::move(text));
+  emit(msg, def.severity, watch, std::move(fields), std::move(text));
 }
 
-const Event& EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
-                            std::string text) {
-  if (ring_.size() >= capacity_) ring_.pop_front();
-  Event& ev = ring_.emplace_back();
+void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
+                    std::string text) {
+  Event ev;
   ev.seq = next_seq_++;
   ev.time = wall_seconds();
   ev.msg = msg;
@@ -173,15 +172,16 @@ const Event& EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohm
   ev.fields = fields.is_object() ? std::move(fields) : nlohmann::json::object();
   ev.text = std::move(text);
   logger_->log(spd_level(sev), "{} {}", message_def(msg).id, ev.text);
+  if (ring_.size() >= capacity_) ring_.pop_front();
+  ring_.push_back({ev.watch, ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
   if (listener_) listener_(ev);
-  return ev;
 }
 
-std::vector<const Event*> EventLog::recent(size_t n, std::string_view watch) const {
-  std::vector<const Event*> out;
+std::vector<nlohmann::json> EventLog::recent(size_t n, std::string_view watch) const {
+  std::vector<nlohmann::json> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && out.size() < n; ++it)
-    if (watch.empty() || it->watch == watch) out.push_back(&*it);
-  return {out.rbegin(), out.rend()};
+    if (watch.empty() || it->watch == watch) out.push_back(nlohmann::json::parse(it->json));
+  return {std::make_move_iterator(out.rbegin()), std::make_move_iterator(out.rend())};
 }
 
 }  // namespace vigil

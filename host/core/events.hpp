@@ -86,7 +86,7 @@ struct LogOptions {
   std::string file;     // empty: no file sink
   bool syslog = false;  // syslog(3), facility daemon
   Severity min_severity = Severity::Info;
-  size_t ring_capacity = 4096;
+  size_t ring_capacity = 2048;
 };
 
 class EventLog {
@@ -95,20 +95,26 @@ class EventLog {
   ~EventLog();
 
   // Emits an event with the catalog's severity and template.
-  const Event& emit(Msg msg, std::string_view watch, nlohmann::json fields);
+  void emit(Msg msg, std::string_view watch, nlohmann::json fields);
   // Emits with an explicit severity and text (rule messages).
-  const Event& emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
+  void emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
                     std::string text);
 
   // The newest `n` events, oldest first; filtered by watch when given.
-  std::vector<const Event*> recent(size_t n, std::string_view watch = {}) const;
+  // (as Event::to_json objects).
+  std::vector<nlohmann::json> recent(size_t n, std::string_view watch = {}) const;
 
   using Listener = std::function<void(const Event&)>;
   void set_listener(Listener l) { listener_ = std::move(l); }
 
  private:
   std::shared_ptr<spdlog::logger> logger_;
-  std::deque<Event> ring_;
+  // Kept serialized: a JSON line costs a fraction of the structured event.
+  struct Stored {
+    std::string watch;
+    std::string json;
+  };
+  std::deque<Stored> ring_;
   size_t capacity_;
   uint64_t next_seq_ = 1;
   Listener listener_;

@@ -265,7 +265,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
       n = static_cast<size_t>(it->get<int64_t>());
     }
     nlohmann::json out = nlohmann::json::array();
-    for (const Event* ev : log_->recent(n, str("watch"))) out.push_back(ev->to_json());
+    for (auto& ev : log_->recent(n, str("watch"))) out.push_back(std::move(ev));
     return reply(ok_reply({{"events", std::move(out)}}));
   }
   if (cmd == "pause" || cmd == "resume") {

@@ -61,7 +61,7 @@ struct SupervisorTest : ::testing::Test {
   }
   int count(Msg m) {
     int n = 0;
-    for (const Event* e : log.recent(10000)) n += e->msg == m;
+    for (const auto& e : log.recent(10000)) n += e["id"] == message_def(m).id;
     return n;
   }
 };
