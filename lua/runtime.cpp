@@ -383,7 +383,15 @@ LoadResult RuleRuntime::load(const std::string& path) {
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   result.ok = result.errors.empty();
+  // Loading leaves the spec tables handed to the host as garbage.
+  lua_gc(L, LUA_GCCOLLECT);
   return result;
+}
+
+std::vector<Declaration> RuleRuntime::take_declarations() {
+  std::vector<Declaration> out = std::move(state_->decls);
+  state_->decls.clear();
+  return out;
 }
 
 const std::vector<Declaration>& RuleRuntime::declarations() const {

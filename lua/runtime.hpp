@@ -51,6 +51,9 @@ class RuleRuntime : public Policy {
   LoadResult load(const std::string& path);
 
   const std::vector<Declaration>& declarations() const;
+  // Hands the declarations over (the supervisor keeps its own copy of
+  // each spec; the runtime need not carry a second one).
+  std::vector<Declaration> take_declarations();
 
   // The state becomes the live one: actions are allowed, timers armed,
   // events delivered.

@@ -86,7 +86,7 @@ struct LogOptions {
   std::string file;     // empty: no file sink
   bool syslog = false;  // syslog(3), facility daemon
   Severity min_severity = Severity::Info;
-  size_t ring_capacity = 2048;
+  size_t ring_capacity = 1024;
 };
 
 class EventLog {

@@ -1,6 +1,7 @@
 #include "host/daemon/daemon.hpp"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
@@ -139,11 +140,17 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_ = std::move(candidate);  // the old state and its timers go here
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();
-  supervisor_->apply(runtime_->declarations());
+  std::vector<Declaration> decls = runtime_->take_declarations();
+  size_t watches = decls.size();
+  supervisor_->apply(decls);
+  decls = {};
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()},
-              {"watches", runtime_->declarations().size()},
+              {"watches", watches},
               {"reason", reason}});
+  // A reload frees a whole Lua state and the load's garbage: give the
+  // pages back instead of carrying them as resident memory.
+  malloc_trim(0);
   return {};
 }
 
@@ -249,10 +256,14 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   };
 
   if (cmd == "ping") return reply(ok_reply({{"pid", getpid()}}));
-  if (cmd == "status") return reply(ok_reply(status_json()));
+  if (cmd == "status") {
+    reply(ok_reply(status_json()));
+    malloc_trim(0);  // a big reply's buffers are garbage now
+    return;
+  }
   if (cmd == "reload") {
     auto errors = reload("vigil reload");
-    if (errors.empty()) return reply(ok_reply({{"watches", runtime_->declarations().size()}}));
+    if (errors.empty()) return reply(ok_reply({{"watches", supervisor_->units().size()}}));
     nlohmann::json r = error_reply(join(errors, "\n"));
     r["errors"] = errors;
     return reply(r);

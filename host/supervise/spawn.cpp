@@ -35,11 +35,6 @@ enum Stage {
 const char* const kStageNames[kStageCount] = {"setup",  "chdir",  "setgroups",
                                               "setgid", "setuid", "exec"};
 
-void put(std::string& out, const std::string& s) {
-  out += std::to_string(s.size());
-  out += ':';
-  out += s;
-}
 
 bool executable(const std::string& p) {
   struct stat st;
@@ -215,27 +210,6 @@ const char* spawn_stage_name(int stage) {
   return stage >= 0 && stage < kStageCount ? kStageNames[stage] : "unknown";
 }
 
-std::string ProcessSpec::digest() const {
-  std::string d;
-  d += "argv";
-  for (const auto& a : argv) put(d, a);
-  d += "path";
-  put(d, path);
-  d += "env";
-  for (const auto& [k, v] : env) put(d, k), put(d, v);
-  d += "cwd";
-  put(d, cwd);
-  d += "user";
-  put(d, user);
-  d += "group";
-  put(d, group);
-  d += "umask" + std::to_string(umask);
-  d += "stop" + std::to_string(stop_signal) + "/" + std::to_string(stop_timeout);
-  for (const auto& a : stop_command) put(d, a);
-  d += capture_output ? "out1" : "out0";
-  d += std::to_string(log_max_bytes) + "/" + std::to_string(log_keep);
-  return d;
-}
 
 std::optional<std::string> resolve_program(const std::string& prog, const std::string& cwd,
                                            std::string path) {

@@ -32,9 +32,8 @@ struct ProcessSpec {
   uint64_t log_max_bytes = 1 << 20;
   int log_keep = 3;
 
-  // Canonical text of the spec; equal digests mean the running process
-  // can be kept across a reload.
-  std::string digest() const;
+  // Equal specs mean the running process can be kept across a reload.
+  bool operator==(const ProcessSpec&) const = default;
 };
 
 // Checks a spec before it is accepted: the program exists and is executable,

@@ -10,6 +10,12 @@
 
 namespace vigil {
 
+namespace {
+// Restart records kept per watch; budgets count within a window, so only
+// the newest ones ever matter.
+constexpr size_t kMaxHistory = 1000;
+}  // namespace
+
 const char* unit_state_name(UnitState s) {
   switch (s) {
     case UnitState::Starting: return "starting";
@@ -108,7 +114,6 @@ void Supervisor::apply(const std::vector<Declaration>& decls) {
       auto fresh = std::make_unique<Unit>();
       fresh->name = d.name;
       fresh->spec = d.spec;
-      fresh->digest = d.spec.digest();
       fresh->where = d.where;
       fresh->since = wall_seconds();
       u = fresh.get();
@@ -119,12 +124,11 @@ void Supervisor::apply(const std::vector<Declaration>& decls) {
     }
     u->where = d.where;
     u->remove_when_stopped = false;
-    std::string digest = d.spec.digest();
-    if (digest == u->digest) continue;  // same process spec: leave it alone
+    const ProcessSpec& current = u->respawn_with ? *u->respawn_with : u->spec;
+    if (current == d.spec) continue;  // same process spec: leave it alone
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
-    u->digest = digest;
     if (u->child) {
-      u->respawn_with = d.spec;
+      u->respawn_with = std::make_unique<ProcessSpec>(d.spec);
       stop(*u);
     } else {
       u->spec = d.spec;
@@ -256,7 +260,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
   ++u.decisions;
   double uptime = u.last_exit ? u.last_exit->uptime : 0;
   u.history.push_back({mono_seconds(MonoClock::now()), uptime});
-  while (u.history.size() > 1000) u.history.pop_front();
+  if (u.history.size() > kMaxHistory) u.history.erase(u.history.begin());
   ++u.restarts;
   cancel_timer(u);
   std::string name = u.name;
@@ -386,7 +390,7 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
     if (done) done();
     return;
   }
-  u.respawn_with = u.spec;
+  u.respawn_with = std::make_unique<ProcessSpec>(u.spec);
   stop(u, std::move(done));
 }
 

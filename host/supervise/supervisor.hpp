@@ -8,7 +8,6 @@
 
 #include <sys/types.h>
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -46,7 +45,6 @@ struct RestartRecord {
 struct Unit {
   std::string name;
   ProcessSpec spec;
-  std::string digest;
   std::string where;  // file:line of the declaration
 
   UnitState state = UnitState::Stopped;
@@ -69,14 +67,13 @@ struct Unit {
 
   uint64_t restarts = 0;
   uint64_t decisions = 0;  // restart_later/exhaust calls, to see the policy answered
-  std::deque<RestartRecord> history;
+  std::vector<RestartRecord> history;  // oldest first, bounded
   TimerId timer = 0;  // pending backoff restart or re-arm
 
   OutputLog out, err;
   std::vector<std::function<void()>> stop_waiters;
   bool remove_when_stopped = false;
-  std::optional<ProcessSpec> respawn_with;  // changed spec: start this after the stop
-  std::string respawn_where;
+  std::unique_ptr<ProcessSpec> respawn_with;  // start this after the stop completes
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;

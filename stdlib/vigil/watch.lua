@@ -164,7 +164,7 @@ function M.watch(name)
     watches[name] = {
       name = name,
       where = where,
-      spec = s,
+      description = s.description,
       restart = policy.normalize(s.restart),
       rearm = s.rearm,
       on_exhausted = s.on_exhausted,
