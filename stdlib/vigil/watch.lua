@@ -125,6 +125,8 @@ local live_keys = {
 }
 M.live_keys = live_keys
 
+local default_restart = policy.normalize(nil)
+
 local function fail(where, name, msg)
   error(string.format("%s: watch '%s': %s", where, name, msg), 0)
 end
@@ -165,7 +167,9 @@ function M.watch(name)
       name = name,
       where = where,
       description = s.description,
-      restart = policy.normalize(s.restart),
+      -- Watches without their own policy share one table (memory at
+      -- thousands of watches); `vigil set` copies before changing it.
+      restart = s.restart and policy.normalize(s.restart) or default_restart,
       rearm = s.rearm,
       on_exhausted = s.on_exhausted,
     }
@@ -232,6 +236,10 @@ function M.set(name, key, value)
   end
   local v, err = k[1](value, key)
   if v == nil then return nil, err end
+  if w.restart == default_restart then
+    w.restart = {}
+    for kk, vv in pairs(default_restart) do w.restart[kk] = vv end
+  end
   k[2](w, v)
   if type(v) == "table" then return string.format("%s..%s", duration.format(v.min), duration.format(v.max)) end
   if v == false then return "off" end

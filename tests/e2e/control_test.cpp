@@ -201,3 +201,18 @@ TEST(Check, CheckStartsNothing) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(access(marker.c_str(), F_OK), -1);
 }
+
+TEST(Control, SetOnOneWatchLeavesWatchesWithDefaultPolicyAlone) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "a" { start = { "sleep", "1000" } }
+watch "b" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("a") == "running" && d.watch_state("b") == "running"; }));
+  ASSERT_EQ(d.cli({"set", "a", "restart.limit", "0"}).code, 0);
+  pid_t b = d.watch_pid("b");
+  kill(b, SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("b") != b && d.watch_state("b") == "running"; }));
+  kill(d.watch_pid("a"), SIGKILL);
+  EXPECT_TRUE(wait_for([&] { return d.watch_state("a") == "exhausted"; }));
+}
