@@ -68,10 +68,21 @@ void ControlServer::on_accept() {
     uint64_t id = next_id_++;
     Conn& c = conns_[id];
     c.watch = loop_.add(fd.get(), EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) {
+      if (ev & (EPOLLHUP | EPOLLERR)) {
+        close_conn(id);  // gone entirely: a late reply has nobody to go to
+        return;
+      }
       if (ev & EPOLLOUT) on_writable(id);
-      if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(id);
+      if (ev & (EPOLLIN | EPOLLRDHUP)) on_readable(id);
     });
     c.fd = std::move(fd);
+    // A client that never finishes its request does not hold a slot forever.
+    c.idle_timer = loop_.after(kRequestTimeout, [this, id] {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) return;
+      it->second.idle_timer = 0;
+      if (!it->second.taken) close_conn(id);
+    });
   }
 }
 
@@ -79,12 +90,7 @@ void ControlServer::on_readable(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = it->second;
-  if (c.answered) {
-    // Waiting to flush or for a late reply; a hang-up just closes it.
-    char buf[256];
-    if (::read(c.fd.get(), buf, sizeof buf) == 0 && c.out.empty()) close_conn(id);
-    return;
-  }
+  if (c.taken) return;
   char buf[8192];
   bool eof = false;
   for (;;) {
@@ -113,7 +119,10 @@ void ControlServer::on_readable(uint64_t id) {
     nl = c.in.size();  // a last line without newline counts
   }
   std::string line = c.in.substr(0, nl);
-  c.answered = true;
+  // One request per connection: stop reading (a half-closed client would
+  // otherwise keep the fd readable while a slow reply, e.g. stop, is due).
+  c.taken = true;
+  loop_.modify(c.watch, 0);
   std::string error;
   auto req = parse_request(line, error);
   if (!req) {
@@ -128,7 +137,7 @@ void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = it->second;
-  c.answered = true;
+  c.taken = true;
   c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   c.out_off = 0;
   on_writable(id);
@@ -146,7 +155,7 @@ void ControlServer::on_writable(uint64_t id) {
       continue;
     }
     if (n < 0 && errno == EAGAIN) {
-      loop_.modify(c.watch, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
+      loop_.modify(c.watch, EPOLLOUT);
       return;
     }
     close_conn(id);
@@ -159,6 +168,7 @@ void ControlServer::close_conn(uint64_t id) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   loop_.remove(it->second.watch);
+  if (it->second.idle_timer) loop_.cancel(it->second.idle_timer);
   conns_.erase(it);
 }
 

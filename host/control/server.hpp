@@ -17,6 +17,7 @@ namespace vigil {
 
 class ControlServer {
  public:
+  static constexpr std::chrono::seconds kRequestTimeout{10};
   using Reply = std::function<void(const nlohmann::json&)>;
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
   using Rejected = std::function<void(const std::string& error)>;
@@ -34,7 +35,8 @@ class ControlServer {
     std::string in;
     std::string out;
     size_t out_off = 0;
-    bool answered = false;
+    bool taken = false;  // the request was read; only the reply is left
+    TimerId idle_timer = 0;
   };
   void on_accept();
   void on_readable(uint64_t id);

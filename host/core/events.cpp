@@ -173,7 +173,8 @@ void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::jso
   ev.text = std::move(text);
   logger_->log(spd_level(sev), "{} {}", message_def(msg).id, ev.text);
   if (ring_.size() >= capacity_) ring_.pop_front();
-  ring_.push_back({ev.watch, ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+  ring_.push_back(
+      {ev.watch, ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
   if (listener_) listener_(ev);
 }
 

@@ -97,8 +97,7 @@ class EventLog {
   // Emits an event with the catalog's severity and template.
   void emit(Msg msg, std::string_view watch, nlohmann::json fields);
   // Emits with an explicit severity and text (rule messages).
-  void emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields,
-                    std::string text);
+  void emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields, std::string text);
 
   // The newest `n` events, oldest first; filtered by watch when given.
   // (as Event::to_json objects).

@@ -142,12 +142,11 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_->go_live();
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
+  loaded_watches_ = watches;
   supervisor_->apply(decls);
   decls = {};
   log_->emit(Msg::RulesLoaded, "",
-             {{"files", res.files.size()},
-              {"watches", watches},
-              {"reason", reason}});
+             {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
   // A reload frees a whole Lua state and the load's garbage: give the
   // pages back instead of carrying them as resident memory.
   malloc_trim(0);
@@ -263,7 +262,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   }
   if (cmd == "reload") {
     auto errors = reload("vigil reload");
-    if (errors.empty()) return reply(ok_reply({{"watches", supervisor_->units().size()}}));
+    if (errors.empty()) return reply(ok_reply({{"watches", loaded_watches_}}));
     nlohmann::json r = error_reply(join(errors, "\n"));
     r["errors"] = errors;
     return reply(r);

@@ -60,6 +60,7 @@ class Daemon {
   TimerId reload_debounce_ = 0;
   bool shutting_down_ = false;
   double started_ = 0;
+  size_t loaded_watches_ = 0;  // declared by the live rules
 };
 
 }  // namespace vigil

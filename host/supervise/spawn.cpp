@@ -35,7 +35,6 @@ enum Stage {
 const char* const kStageNames[kStageCount] = {"setup",  "chdir",  "setgroups",
                                               "setgid", "setuid", "exec"};
 
-
 bool executable(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
@@ -210,7 +209,6 @@ const char* spawn_stage_name(int stage) {
   return stage >= 0 && stage < kStageCount ? kStageNames[stage] : "unknown";
 }
 
-
 std::optional<std::string> resolve_program(const std::string& prog, const std::string& cwd,
                                            std::string path) {
   if (prog.find('/') != std::string::npos) {
@@ -248,9 +246,13 @@ std::optional<std::string> validate_spec(ProcessSpec& spec) {
   }
   Identity id;
   if (auto err = resolve_identity(spec, id)) return err;
-  if (!spec.stop_command.empty() &&
-      !resolve_program(spec.stop_command[0], spec.cwd, lookup_env(spec, "PATH")))
-    return "stop.command: command '" + spec.stop_command[0] + "' not found";
+  if (!spec.stop_command.empty()) {
+    // Resolved now, with the watch's cwd and PATH, so that stop time finds
+    // the same program.
+    auto cmd = resolve_program(spec.stop_command[0], spec.cwd, lookup_env(spec, "PATH"));
+    if (!cmd) return "stop.command: command '" + spec.stop_command[0] + "' not found";
+    spec.stop_command[0] = *cmd;
+  }
   return std::nullopt;
 }
 

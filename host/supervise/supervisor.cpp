@@ -123,7 +123,20 @@ void Supervisor::apply(const std::vector<Declaration>& decls) {
       continue;
     }
     u->where = d.where;
-    u->remove_when_stopped = false;
+    if (u->remove_when_stopped) {
+      // Removed by an earlier reload whose stop has not finished: it is
+      // wanted again, with this spec, once it is down.
+      u->remove_when_stopped = false;
+      u->want_running = true;
+      log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
+      if (u->child) {
+        u->respawn_with = std::make_unique<ProcessSpec>(d.spec);
+      } else {
+        u->spec = d.spec;
+        spawn(*u);
+      }
+      continue;
+    }
     const ProcessSpec& current = u->respawn_with ? *u->respawn_with : u->spec;
     if (current == d.spec) continue;  // same process spec: leave it alone
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
@@ -219,6 +232,9 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     // The leader is still an unreaped zombie, so its group id is pinned:
     // sweep whatever is left of the group (KillMode=control-group).
     ::kill(-c.pid, SIGKILL);
+    // A stop command still running has nothing left to do.
+    if (c.stop_command_pid && reaper_.tracked(c.stop_command_pid))
+      ::kill(-c.stop_command_pid, SIGKILL);
     loop_.cancel(c.kill_timer);
     if (c.exec_watch) loop_.remove(c.exec_watch);
     was_stopping = c.stopping;
@@ -291,17 +307,18 @@ void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
     unit->timer = 0;
     unit->history.clear();
     log_.emit(Msg::Rearmed, name, {{"reason", "cool-down"}});
+    // Paused: it is no longer exhausted, so resume() starts it.
+    set_state(*unit, UnitState::Stopped);
     if (!unit->paused && unit->want_running) spawn(*unit);
   });
 }
 
-void Supervisor::start(Unit& u) {
+void Supervisor::start(Unit& u, const char* reason) {
   u.want_running = true;
   if (u.child) return;
-  if (u.state == UnitState::Exhausted) {
-    u.history.clear();
-    log_.emit(Msg::Rearmed, u.name, {{"reason", "operator start"}});
-  }
+  // An operator start is a fresh start: the budget is re-armed.
+  if (u.state == UnitState::Exhausted) log_.emit(Msg::Rearmed, u.name, {{"reason", reason}});
+  u.history.clear();
   if (!u.paused) spawn(u);
 }
 
@@ -309,6 +326,7 @@ void Supervisor::begin_stop(Unit& u) {
   Unit::Child& c = *u.child;
   c.stopping = true;
   pid_t pid = c.pid;
+  bool by_command = false;
   if (!u.spec.stop_command.empty()) {
     std::string error;
     // Like systemd's ExecStop, the command learns whom to stop.
@@ -316,6 +334,7 @@ void Supervisor::begin_stop(Unit& u) {
                              {{"MAINPID", std::to_string(pid)}, {"VIGIL_WATCH", u.name}});
     if (cmd) {
       std::string name = u.name;
+      c.stop_command_pid = cmd->pid;
       reaper_.track(cmd->pid, std::move(cmd->pidfd), [this, name](const ExitStatus& st) {
         if (st.code != 0)
           log_.emit(Msg::StopCommandFailed, name,
@@ -323,11 +342,12 @@ void Supervisor::begin_stop(Unit& u) {
                                          : "exited " + std::to_string(st.code)}});
       });
       log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", "stop command"}});
+      by_command = true;
     } else {
-      log_.emit(Msg::StopCommandFailed, u.name, {{"error", error}});
+      log_.emit(Msg::StopCommandFailed, u.name, {{"error", error + "; sending the stop signal"}});
     }
   }
-  if (u.spec.stop_command.empty()) {
+  if (!by_command) {
     // The group first (pinned while the leader is unreaped); the leader
     // alone if it has not reached setsid() yet.
     if (::kill(-pid, u.spec.stop_signal) != 0) reaper_.signal(pid, u.spec.stop_signal);
@@ -383,10 +403,9 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
 }
 
 void Supervisor::restart(Unit& u, std::function<void()> done) {
-  // An operator restart is a fresh start: the budget is re-armed.
   u.history.clear();
   if (!u.child) {
-    start(u);
+    start(u, "operator restart");
     if (done) done();
     return;
   }

@@ -61,19 +61,20 @@ struct Unit {
     std::optional<SpawnFailure> failure;
     bool stopping = false;
     TimerId kill_timer = 0;
+    pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
   };
   std::optional<Child> child;
   std::optional<ExitInfo> last_exit;
 
   uint64_t restarts = 0;
-  uint64_t decisions = 0;  // restart_later/exhaust calls, to see the policy answered
+  uint64_t decisions = 0;              // restart_later/exhaust calls, to see the policy answered
   std::vector<RestartRecord> history;  // oldest first, bounded
-  TimerId timer = 0;  // pending backoff restart or re-arm
+  TimerId timer = 0;                   // pending backoff restart or re-arm
 
   OutputLog out, err;
   std::vector<std::function<void()>> stop_waiters;
   bool remove_when_stopped = false;
-  std::unique_ptr<ProcessSpec> respawn_with;  // start this after the stop completes
+  std::unique_ptr<ProcessSpec> respawn_with;     // start this after the stop completes
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;
@@ -115,7 +116,7 @@ class Supervisor {
   void exhaust(Unit& u, std::optional<double> rearm_after);
 
   // Operator commands. `done` runs when the command has taken effect.
-  void start(Unit& u);
+  void start(Unit& u, const char* reason = "operator start");
   void stop(Unit& u, std::function<void()> done = {});
   void restart(Unit& u, std::function<void()> done = {});
   void pause(Unit& u);

@@ -208,11 +208,25 @@ TEST(Control, SetOnOneWatchLeavesWatchesWithDefaultPolicyAlone) {
 watch "a" { start = { "sleep", "1000" } }
 watch "b" { start = { "sleep", "1000" } })");
   ASSERT_TRUE(d.start()) << d.output();
-  ASSERT_TRUE(wait_for([&] { return d.watch_state("a") == "running" && d.watch_state("b") == "running"; }));
+  ASSERT_TRUE(
+      wait_for([&] { return d.watch_state("a") == "running" && d.watch_state("b") == "running"; }));
   ASSERT_EQ(d.cli({"set", "a", "restart.limit", "0"}).code, 0);
   pid_t b = d.watch_pid("b");
   kill(b, SIGKILL);
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("b") != b && d.watch_state("b") == "running"; }));
   kill(d.watch_pid("a"), SIGKILL);
   EXPECT_TRUE(wait_for([&] { return d.watch_state("a") == "exhausted"; }));
+}
+
+TEST(Control, SlowReplyReachesAClientThatHalfClosed) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done" },
+            stop = { timeout = "300ms" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  // raw_request shuts down its write side before reading the reply.
+  std::string reply = raw_request(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+  EXPECT_EQ(d.watch_state("s"), "stopped");
 }

@@ -22,9 +22,9 @@ TEST(Shipped, DefaultRulesAndExamplesPassCheck) {
 
 TEST(Shipped, DefaultRulesRunTheDemo) {
   Daemon d;
-  std::filesystem::copy(VIGIL_SOURCE_DIR "/rules", d.rules_dir(),
-                        std::filesystem::copy_options::recursive |
-                            std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy(
+      VIGIL_SOURCE_DIR "/rules", d.rules_dir(),
+      std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
   ASSERT_TRUE(d.start()) << d.output();
   auto status = d.status();
   ASSERT_GE(status.size(), 2u) << status.dump();

@@ -269,3 +269,72 @@ TEST(Supervise, DaemonStopsChildrenOnSigterm) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
   EXPECT_FALSE(process_alive(pid));
 }
+
+TEST(Supervise, RearmWhilePausedStartsOnResume) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "c" { start = { "/bin/sh", "-c", "exit 1" },
+            restart = { limit = 1, within = "10m", backoff = "10ms" }, rearm = "300ms" })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0105", "c", 1));
+  ASSERT_EQ(d.cli({"pause", "c"}).code, 0);
+  ASSERT_TRUE(d.wait_event("VGL0107", "c", 1));
+  EXPECT_EQ(d.watch_state("c"), "paused");
+  int started = d.count_events("VGL0101", "c");
+  ASSERT_EQ(d.cli({"resume", "c"}).code, 0);
+  EXPECT_TRUE(d.wait_event("VGL0101", "c", started + 1)) << d.output();
+}
+
+TEST(Supervise, OperatorStartAfterStopRearmsTheBudget) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "c" { start = { "/bin/sh", "-c", "exit 1" },
+            restart = { limit = 1, within = "10m", backoff = "10ms" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0105", "c", 1));
+  ASSERT_EQ(d.count_events("VGL0104", "c"), 1);
+  ASSERT_EQ(d.cli({"stop", "c"}).code, 0);
+  ASSERT_EQ(d.cli({"start", "c"}).code, 0);
+  // A fresh budget: one more restart before it is exhausted again.
+  ASSERT_TRUE(d.wait_event("VGL0105", "c", 2));
+  EXPECT_EQ(d.count_events("VGL0104", "c"), 2);
+}
+
+TEST(Supervise, WatchReaddedWhileItsRemovalIsStoppingComesBack) {
+  Daemon d;
+  const char* rule = R"(
+watch "slow" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done" },
+               stop = { timeout = "500ms" } })";
+  d.write_rule("a.lua", rule);
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("slow") == "running"; }));
+  pid_t old = d.watch_pid("slow");
+  d.write_rule("a.lua", "-- nothing\n");
+  ASSERT_EQ(d.cli({"reload"}).code, 0);
+  d.write_rule("a.lua", rule);
+  ASSERT_EQ(d.cli({"reload"}).code, 0);
+  EXPECT_TRUE(wait_for(
+      [&] {
+        pid_t p = d.watch_pid("slow");
+        return p > 0 && p != old && d.watch_state("slow") == "running";
+      },
+      5s))
+      << d.status().dump();
+}
+
+TEST(Supervise, StopCommandThatCannotStartFallsBackToTheSignal) {
+  Daemon d;
+  std::string prog = d.dir() + "/stopper.sh";
+  write_file(prog, "#!/bin/sh\nkill $MAINPID\n");
+  chmod(prog.c_str(), 0755);
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "sleep", "1000" }, stop = { command = { ")" +
+                            prog + R"(" }, timeout = "10s" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  std::filesystem::remove(prog);
+  auto r = d.cli({"stop", "s"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.count_events("VGL0118", "s"), 1);
+  EXPECT_EQ(d.count_events("VGL0110", "s"), 0);  // TERM did it, not the KILL after 10 s
+}
