@@ -7,7 +7,9 @@
 //   exec.info(name) -> table | nil      state, pid, restarts, history, ...
 //   exec.restart_later(name, delay)     decision: restart after delay s
 //   exec.exhaust(name [, rearm])        decision: give up (re-arm after s)
-//   exec.run(argv [, {timeout=, on_exit=fn(code, signal)}]) -> pid | nil, err
+//   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
+//       A one-shot command in its own process group, stdio to /dev/null,
+//       KILLed (with its group) after timeout seconds (default 60).
 // Decisions and run() act on the live state only.
 #include <signal.h>
 
@@ -150,6 +152,8 @@ Unit& live_unit(lua_State* L, const char* what) {
 int l_restart_later(lua_State* L) {
   double delay = luaL_checknumber(L, 2);
   Unit& u = live_unit(L, "exec.restart_later");
+  if (u.child)
+    return luaL_error(L, "exec.restart_later: watch '%s' has a running process", u.name.c_str());
   runtime_of(L).host.supervisor->restart_later(u, delay);
   return 0;
 }
@@ -180,8 +184,21 @@ int l_run(lua_State* L) {
   {
     std::string err;
     std::vector<std::string> argv = string_list(L, 1, "command", err);
+    std::vector<std::pair<std::string, std::string>> env;
+    if (lua_istable(L, 2)) {
+      lua_getfield(L, 2, "env");
+      if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+          if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+            env.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
     std::optional<Spawned> sp;
-    if (err.empty() && rt.host.supervisor) sp = spawn_command(argv, err);
+    if (err.empty() && rt.host.supervisor) sp = spawn_command(argv, err, env);
     if (!sp) {
       if (err.empty()) err = "no supervisor";
       lua_pushnil(L);

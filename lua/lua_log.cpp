@@ -4,7 +4,9 @@
 //     present, names the watch the message is about.
 //   vigil.log.event(name, watch, fields)
 //     emits a catalog event by its name (e.g. "restart_scheduled"); used by
-//     the stdlib so that policy decisions carry their stable ids.
+//     the stdlib so that policy decisions carry their stable ids. Only
+//     policy events and rule_error; the others are the host's.
+//   vigil.log.is_event(name) -> boolean
 #include "lua/runtime_internal.hpp"
 
 namespace vigil {
@@ -30,6 +32,13 @@ int l_message(lua_State* L) {
   return 0;
 }
 
+// Catalog events a rule library may emit: policy decisions and rule
+// errors. The rest are the host's to report.
+bool rule_may_emit(Msg m) {
+  return m == Msg::RestartScheduled || m == Msg::BudgetExhausted || m == Msg::ExhaustedHook ||
+         m == Msg::RuleError;
+}
+
 int l_event(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
   const char* watch = luaL_optstring(L, 2, "");
@@ -39,6 +48,8 @@ int l_event(lua_State* L) {
   for (const auto& d : message_catalog())
     if (std::string_view(d.name) == name) def = &d;
   if (!def) return luaL_error(L, "vigil.log.event: unknown event name '%s'", name);
+  if (!rule_may_emit(def->msg))
+    return luaL_error(L, "vigil.log.event: '%s' is reported by the host, not by rules", name);
   if (!rt.host.log) return 0;
   {
     nlohmann::json fields = lua_istable(L, 3) ? to_json(L, 3) : nlohmann::json::object();
@@ -48,6 +59,15 @@ int l_event(lua_State* L) {
   return 0;
 }
 
+// is_event(name) -> boolean: a catalog event name (for vigil.on).
+int l_is_event(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  bool found = false;
+  for (const auto& d : message_catalog()) found = found || std::string_view(d.name) == name;
+  lua_pushboolean(L, found);
+  return 1;
+}
+
 const luaL_Reg kLogFns[] = {{"debug", l_message<Severity::Debug>},
                             {"info", l_message<Severity::Info>},
                             {"notice", l_message<Severity::Notice>},
@@ -55,6 +75,7 @@ const luaL_Reg kLogFns[] = {{"debug", l_message<Severity::Debug>},
                             {"error", l_message<Severity::Error>},
                             {"critical", l_message<Severity::Critical>},
                             {"event", l_event},
+                            {"is_event", l_is_event},
                             {nullptr, nullptr}};
 
 }  // namespace

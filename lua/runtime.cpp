@@ -339,6 +339,7 @@ LoadResult RuleRuntime::load(const std::string& path) {
   result.files = files;
 
   std::string lib = dir + "/lib";
+  rt.lib_dir = lib + "/";
   std::string lua_path = lib + "/?.lua;" + lib + "/?/init.lua;" + rt.options.stdlib_dir +
                          "/?.lua;" + rt.options.stdlib_dir + "/?/init.lua";
   lua_getglobal(L, "package");
@@ -479,9 +480,22 @@ size_t RuleRuntime::memory_used() const {
 namespace {
 
 // where(level) -> "file:line" of the caller `level` frames above the caller.
+// Frames in the stdlib or in the rules' lib/ are skipped, so a watch
+// declared through a shared helper points at the rule file that called it.
 int l_where(lua_State* L) {
-  int level = static_cast<int>(luaL_optinteger(L, 1, 1));
-  std::string w = lua_where(L, level + 1);
+  int level = static_cast<int>(luaL_optinteger(L, 1, 1)) + 1;
+  RuntimeState& rt = runtime_of(L);
+  lua_Debug ar;
+  for (int l = level; lua_getstack(L, l, &ar); ++l) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline < 0 || ar.source[0] != '@') continue;
+    std::string_view src(ar.source + 1);
+    bool library = (!rt.options.stdlib_dir.empty() && src.starts_with(rt.options.stdlib_dir)) ||
+                   (!rt.lib_dir.empty() && src.starts_with(rt.lib_dir));
+    if (library) continue;
+    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+    return 1;
+  }
+  std::string w = lua_where(L, level);
   lua_pushstring(L, w.c_str());
   return 1;
 }

@@ -57,6 +57,7 @@ struct PendingTimer {
 struct RuntimeState {
   lua_State* L = nullptr;
   RuntimeOptions options;
+  std::string lib_dir;  // the rules' lib/, with a trailing slash
   HostContext host;
   Allocator alloc;
   Budget budget;

@@ -49,7 +49,7 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::BudgetExhausted, "VGL0105", S::Critical, "budget_exhausted",
      "{watch}: restart budget exhausted ({used} restarts within {within}s), giving up"},
     {Msg::ExhaustedHook, "VGL0106", S::Notice, "exhausted_hook",
-     "{watch}: on_exhausted action {action} ran"},
+     "{watch}: on_exhausted: {action}"},
     {Msg::Rearmed, "VGL0107", S::Notice, "rearmed", "{watch}: re-armed ({reason})"},
     {Msg::StopRequested, "VGL0108", S::Info, "stop_requested",
      "{watch}: stopping pid {pid} ({how})"},

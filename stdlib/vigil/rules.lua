@@ -37,6 +37,9 @@ function vigil.on(name, fn)
   if type(name) ~= "string" then error("vigil.on: event name must be a string", 2) end
   if type(fn) ~= "function" then error("vigil.on: handler must be a function", 2) end
   local key = aliases[name] or name
+  if key ~= "*" and not log.is_event(key) then
+    error(string.format("vigil.on: unknown event '%s' (a catalog name from docs/messages.md, or exit, start, restart, exhausted, stopped, *)", name), 2)
+  end
   subscribers[key] = subscribers[key] or {}
   table.insert(subscribers[key], { fn = fn, where = runtime.where(1) })
   runtime.want_events()

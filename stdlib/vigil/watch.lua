@@ -112,16 +112,21 @@ local watch_schema = {
 
 -- Keys `vigil set` may change on a running watch: key -> checker and how
 -- to store the normalized value.
+local function fmt_duration(v) return duration.format(v) end
+local function fmt_range(v) return string.format("%s..%s", duration.format(v.min), duration.format(v.max)) end
+
+-- Keys `vigil set` may change on a running watch: key -> { checker, store,
+-- format }.
 local live_keys = {
-  ["restart.limit"] = { schema.integer(0), function(w, v) w.restart.limit = v end },
-  ["restart.within"] = { schema.duration, function(w, v) w.restart.within = v end },
-  ["restart.delay"] = { schema.duration, function(w, v) w.restart.delay = v end },
-  ["restart.reset"] = { schema.duration, function(w, v) w.restart.reset = v end },
-  ["restart.backoff"] = { schema.duration_range, function(w, v) w.restart.backoff = v end },
+  ["restart.limit"] = { schema.integer(0), function(w, v) w.restart.limit = v end, tostring },
+  ["restart.within"] = { schema.duration, function(w, v) w.restart.within = v end, fmt_duration },
+  ["restart.delay"] = { schema.duration, function(w, v) w.restart.delay = v end, fmt_duration },
+  ["restart.reset"] = { schema.duration, function(w, v) w.restart.reset = v end, fmt_duration },
+  ["restart.backoff"] = { schema.duration_range, function(w, v) w.restart.backoff = v end, fmt_range },
   ["rearm"] = { function(v, path)
     if v == "off" or v == "none" then return false end
     return schema.duration(v, path)
-  end, function(w, v) w.rearm = v or nil end },
+  end, function(w, v) w.rearm = v or nil end, function(v) return v and duration.format(v) or "off" end },
 }
 M.live_keys = live_keys
 
@@ -134,6 +139,9 @@ end
 --- watch(name) { spec }: declares a watch.
 function M.watch(name)
   local where = runtime.where(1)
+  if runtime.live() then
+    error("watch: watches are declared when rule files load (at start and reload), not from callbacks", 2)
+  end
   if type(name) ~= "string" or not name:match("^[%w_@][%w_.@%-]*$") or #name > 64 then
     error(string.format("%s: watch name %s must be 1-64 letters, digits, '_', '.', '@' or '-'",
       where, type(name) == "string" and ("'" .. name .. "'") or tostring(name)), 0)
@@ -189,7 +197,19 @@ local function run_exhausted_hook(w, ev)
     end
   elseif type(action) == "table" then
     label = table.concat(action, " ")
-    local pid, err = exec.run(action, { timeout = 60 })
+    local pid, err = exec.run(action, {
+      timeout = 60,
+      env = { VIGIL_WATCH = w.name, VIGIL_EVENT = "budget_exhausted",
+              VIGIL_EXIT = ev.signal and ("signal " .. ev.signal) or tostring(ev.code) },
+      on_exit = function(code, sig)
+        if code ~= 0 then
+          log.event("rule_error", w.name, {
+            callback = "on_exhausted command of " .. w.name,
+            error = string.format("%s %s", label, sig and ("killed by " .. sig) or ("exited " .. code)),
+          })
+        end
+      end,
+    })
     if not pid then
       log.event("rule_error", w.name, { callback = "on_exhausted of " .. w.name, error = err })
       return
@@ -241,9 +261,7 @@ function M.set(name, key, value)
     for kk, vv in pairs(default_restart) do w.restart[kk] = vv end
   end
   k[2](w, v)
-  if type(v) == "table" then return string.format("%s..%s", duration.format(v.min), duration.format(v.max)) end
-  if v == false then return "off" end
-  return tostring(v)
+  return k[3](v)
 end
 
 return M

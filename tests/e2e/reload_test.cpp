@@ -112,6 +112,9 @@ mylib.sleeper "x2"
   ASSERT_TRUE(d.start()) << d.output();
   EXPECT_TRUE(wait_for(
       [&] { return d.watch_state("x1") == "running" && d.watch_state("x2") == "running"; }));
+  // Declared through the library, located at the rule file's line.
+  std::string where = d.watch("x2")["where"];
+  EXPECT_TRUE(where.ends_with("a.lua:4")) << where;
 }
 
 TEST(Rules, InfiniteLoopInCallbackIsCutOffAndDaemonGoesOn) {
@@ -172,4 +175,22 @@ TEST(Rules, StartFailsCleanlyOnBadRules) {
   EXPECT_FALSE(d.start());
   EXPECT_NE(d.output().find("a.lua:1:"), std::string::npos) << d.output();
   EXPECT_NE(d.output().find("10 minutes"), std::string::npos) << d.output();
+}
+
+TEST(Rules, MisuseIsAnErrorNotSilence) {
+  Daemon d;
+  d.write_rule(
+      "a.lua",
+      "watch \"s\" { start = { \"sleep\", \"1000\" } }\nvigil.on(\"exitt\", function() end)\n");
+  auto r = run_command({VIGIL_BINARY, "check", d.rules_dir()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("a.lua:2: vigil.on: unknown event 'exitt'"), std::string::npos) << r.err;
+
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "sleep", "1000" } }
+vigil.timer.after(0, function() watch "late" { start = { "sleep", "1" } } end)
+)");
+  ASSERT_TRUE(d.start()) << d.output();
+  EXPECT_TRUE(d.wait_event("VGL0005")) << d.output();
+  EXPECT_TRUE(d.watch("late").is_null());
 }

