@@ -35,6 +35,7 @@ Control (talks to the running daemon):
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--watch NAME] [--json]
+  ping                    is the daemon there? (exit 0 if it answers)
   version
 
 Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
@@ -95,9 +96,18 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
   return a;
 }
 
+// --stdlib, then VIGIL_STDLIB, then an installed copy beside the binary
+// (PREFIX/bin/vigil -> PREFIX/share/vigil/stdlib), then the source tree.
 std::string stdlib_dir(const Args& a) {
   if (auto v = a.option("--stdlib")) return *v;
   if (const char* e = getenv("VIGIL_STDLIB"); e && *e) return e;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    std::string bin(exe, static_cast<size_t>(n));
+    std::string installed = bin.substr(0, bin.rfind('/')) + "/../share/vigil/stdlib";
+    if (access((installed + "/vigil/rules.lua").c_str(), R_OK) == 0) return installed;
+  }
   return VIGIL_STDLIB_DIR;
 }
 

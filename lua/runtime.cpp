@@ -354,7 +354,8 @@ LoadResult RuleRuntime::load(const std::string& path) {
   CallResult r = protected_call(rt, 1, 1, "require vigil.rules", rt.options.load_budget);
   if (!r.ok()) {
     result.ok = false;
-    result.errors.push_back(r.error);
+    result.errors.push_back("cannot load the standard rule library from " + rt.options.stdlib_dir +
+                            " (see --stdlib / VIGIL_STDLIB): " + r.error);
     return result;
   }
   if (!lua_istable(L, -1)) {

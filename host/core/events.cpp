@@ -1,7 +1,7 @@
 #include "host/core/events.hpp"
 
 #include <spdlog/logger.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <syslog.h>
@@ -142,12 +142,14 @@ EventLog::EventLog(const LogOptions& options) : capacity_(options.ring_capacity)
   std::vector<spdlog::sink_ptr> sinks;
   if (options.console) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_st>());
   if (!options.file.empty())
-    sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_st>(options.file));
+    sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_st>(
+        options.file, options.file_max_bytes, options.file_keep));
   if (options.syslog)
     sinks.push_back(
         std::make_shared<spdlog::sinks::syslog_sink_st>("vigil", LOG_PID, LOG_DAEMON, false));
   logger_ = std::make_shared<spdlog::logger>("vigil", sinks.begin(), sinks.end());
-  logger_->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  // The severity is part of the message: spdlog has no "notice" level.
+  logger_->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %v");
   logger_->set_level(spd_level(options.min_severity));
   logger_->flush_on(spdlog::level::trace);
 }
@@ -171,7 +173,7 @@ void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::jso
   ev.watch = std::string(watch);
   ev.fields = fields.is_object() ? std::move(fields) : nlohmann::json::object();
   ev.text = std::move(text);
-  logger_->log(spd_level(sev), "{} {}", message_def(msg).id, ev.text);
+  logger_->log(spd_level(sev), "{} {} {}", severity_name(sev), message_def(msg).id, ev.text);
   if (ring_.size() >= capacity_) ring_.pop_front();
   ring_.push_back(
       {ev.watch, ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});

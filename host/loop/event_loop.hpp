@@ -1,7 +1,7 @@
 // EventLoop: the host's one single-threaded epoll loop. File descriptors
 // (pidfds, sockets, signalfd, inotify) get callbacks; timers live in a heap
 // whose earliest deadline becomes epoll_pwait2's timeout, so an idle daemon
-// makes no system calls at all. `post` defers work until the current
+// sleeps until its next timer (or forever) instead of polling. `post` defers work until the current
 // callback returns (Lua never re-enters the loop).
 #pragma once
 
