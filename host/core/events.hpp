@@ -83,10 +83,10 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
 
 struct LogOptions {
   bool console = true;
-  std::string file;     // empty: no file sink
+  std::string file;                   // empty: no file sink
   size_t file_max_bytes = 10u << 20;  // rotated at this size ...
   size_t file_keep = 3;               // ... keeping this many old files
-  bool syslog = false;  // syslog(3), facility daemon
+  bool syslog = false;                // syslog(3), facility daemon
   Severity min_severity = Severity::Info;
   size_t ring_capacity = 1024;
 };
