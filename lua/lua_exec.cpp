@@ -100,6 +100,7 @@ int l_declare(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
+  if (rt.live) return luaL_error(L, "exec.declare: watches are declared while rules load");
   {
     if (rt.declared_names.contains(name)) {
       lua_pushnil(L);

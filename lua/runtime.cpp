@@ -393,6 +393,9 @@ LoadResult RuleRuntime::load(const std::string& path) {
 std::vector<Declaration> RuleRuntime::take_declarations() {
   std::vector<Declaration> out = std::move(state_->decls);
   state_->decls.clear();
+  // Only loading declares (watch() refuses once live): the duplicate check
+  // has done its work.
+  std::set<std::string>().swap(state_->declared_names);
   return out;
 }
 

@@ -5,9 +5,10 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -99,74 +100,101 @@ struct ChildPlan {
   Identity id;
   int umask = -1;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
-  int status_fd = -1;
+  std::optional<SpawnFailure> failure;  // written by the child
+  const int* ignored = nullptr;         // signals vigil ignores (SIG_IGN)
+  int ignored_count = 0;
 };
 
-[[noreturn]] void child_fail(int status_fd, int stage) {
-  SpawnFailure f{stage, errno};
-  ssize_t ignored = ::write(status_fd, &f, sizeof f);
-  (void)ignored;
+// The signals whose disposition is SIG_IGN, read once: vigil sets its
+// dispositions when it starts and never changes them afterwards.
+struct IgnoredSignals {
+  int list[NSIG];
+  int count = 0;
+  IgnoredSignals() {
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa {};
+      if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) list[count++] = sig;
+    }
+  }
+};
+
+// The child reports a failed stage here. It shares the parent's memory
+// (CLONE_VM) and the parent is suspended until the child execs or exits
+// (CLONE_VFORK), so a plain store is seen by the parent when it resumes.
+[[noreturn]] void child_fail(ChildPlan& plan, int stage) {
+  plan.failure = SpawnFailure{stage, errno};
   _exit(127);
 }
 
-// Runs in the forked child: async-signal-safe calls only.
-[[noreturn]] void child_main(const ChildPlan& plan) {
+// Runs in the cloned child, on its own stack, in the parent's address
+// space: async-signal-safe calls only, no allocation, and the identity
+// changes as raw syscalls (glibc's setxid wrappers would try to
+// synchronise threads of the parent).
+int child_main(void* arg) {
+  ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   // vigil blocks the signals it reads through signalfd and ignores SIGPIPE;
-  // the program must start with neither.
-  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  // the program must start with neither. exec resets caught signals but
+  // keeps ignored ones, so only those are reset. The child has its own copy
+  // of the dispositions (no CLONE_SIGHAND): vigil's are not touched.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int i = 0; i < plan.ignored_count; ++i) sigaction(plan.ignored[i], &dfl, nullptr);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  prctl(PR_SET_PDEATHSIG, 0);
-  if (setsid() < 0) child_fail(plan.status_fd, kStageSetup);
+  if (setsid() < 0) child_fail(plan, kStageSetup);
   if (dup2(plan.stdin_fd, 0) < 0 || dup2(plan.stdout_fd, 1) < 0 || dup2(plan.stderr_fd, 2) < 0)
-    child_fail(plan.status_fd, kStageSetup);
+    child_fail(plan, kStageSetup);
   if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
-  if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan.status_fd, kStageChdir);
+  if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan, kStageChdir);
   if (plan.id.set) {
-    if (geteuid() == 0 && setgroups(plan.id.groups.size(), plan.id.groups.data()) != 0)
-      child_fail(plan.status_fd, kStageGroups);
-    if (setresgid(plan.id.gid, plan.id.gid, plan.id.gid) != 0)
-      child_fail(plan.status_fd, kStageGid);
-    if (setresuid(plan.id.uid, plan.id.uid, plan.id.uid) != 0)
-      child_fail(plan.status_fd, kStageUid);
+    if (geteuid() == 0 && syscall(SYS_setgroups, plan.id.groups.size(), plan.id.groups.data()) != 0)
+      child_fail(plan, kStageGroups);
+    if (syscall(SYS_setresgid, plan.id.gid, plan.id.gid, plan.id.gid) != 0)
+      child_fail(plan, kStageGid);
+    if (syscall(SYS_setresuid, plan.id.uid, plan.id.uid, plan.id.uid) != 0)
+      child_fail(plan, kStageUid);
   }
-  // Nothing of vigil's leaks into the program (the status pipe is
-  // close-on-exec already and must stay open until exec).
+  // Nothing of vigil's leaks into the program.
   close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   execve(plan.path, plan.argv.data(), plan.envp.data());
-  child_fail(plan.status_fd, kStageExec);
+  child_fail(plan, kStageExec);
 }
 
+// The child's stack. The parent is suspended while the child uses it
+// (CLONE_VFORK) and the loop is single-threaded, so one is enough.
+alignas(64) char g_child_stack[64 * 1024];
+
 std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) != 0) {
-    error = "pipe: " + errno_text(errno);
-    return std::nullopt;
-  }
-  Fd status_read(pipefd[0]), status_write(pipefd[1]);
   Fd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!devnull) {
     error = "/dev/null: " + errno_text(errno);
     return std::nullopt;
   }
-  plan.status_fd = status_write.get();
   plan.stdin_fd = devnull.get();
   if (plan.stdout_fd < 0) plan.stdout_fd = devnull.get();
   if (plan.stderr_fd < 0) plan.stderr_fd = devnull.get();
+  static const IgnoredSignals ignored;
+  plan.ignored = ignored.list;
+  plan.ignored_count = ignored.count;
   plan.argv.push_back(nullptr);
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
 
-  pid_t pid = fork();
+  // clone(CLONE_VM | CLONE_VFORK) instead of fork(): no page tables are
+  // copied and no page of the daemon goes copy-on-write, so the daemon's
+  // size does not slow its restarts. The call returns once the child has
+  // exec'd (or failed and exited), which also tells the exec result at once.
+  pid_t pid = clone(child_main, g_child_stack + sizeof g_child_stack,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
   if (pid < 0) {
-    error = "fork: " + errno_text(errno);
+    error = "clone: " + errno_text(errno);
     return std::nullopt;
   }
-  if (pid == 0) child_main(plan);
 
   Spawned out;
   out.pid = pid;
+  out.failure = plan.failure;
   // pid cannot be recycled before we reap it, so this pidfd is the child's.
   out.pidfd = Fd(pidfd_open(pid, 0));
   if (!out.pidfd) {
@@ -175,7 +203,6 @@ std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
     return std::nullopt;
   }
   out.start_time = proc_start_time(pid);
-  out.exec_status = std::move(status_read);
   return out;
 }
 

@@ -1,8 +1,8 @@
-// Spawning a supervised process: fork, then in the child only async-signal-
-// safe calls (everything is prepared in the parent), then exec. The child
-// gets its own session and process group, so stopping it can signal the
-// whole group. Exec failure is reported through a close-on-exec pipe that
-// the event loop reads, so spawning never blocks the loop.
+// Spawning a supervised process: clone(CLONE_VM | CLONE_VFORK), then in the
+// child only async-signal-safe calls (everything is prepared in the
+// parent), then exec. The child gets its own session and process group, so
+// stopping it can signal the whole group. The parent resumes when the child
+// has exec'd or failed, so the exec result is known when spawn returns.
 #pragma once
 
 #include <sys/types.h>
@@ -46,17 +46,17 @@ struct SpawnIo {
   int stderr_fd = -1;
 };
 
-struct Spawned {
-  pid_t pid = -1;
-  Fd pidfd;
-  Fd exec_status;  // readable: EOF = exec succeeded, data = SpawnFailure
-  uint64_t start_time = 0;
-};
-
-// Written by a child whose exec (or preparation) failed.
+// Set by a child whose exec (or preparation) failed; it then exits 127.
 struct SpawnFailure {
   int stage;  // index into spawn_stage_name
   int err;
+};
+
+struct Spawned {
+  pid_t pid = -1;
+  Fd pidfd;
+  std::optional<SpawnFailure> failure;  // the child failed before exec
+  uint64_t start_time = 0;
 };
 const char* spawn_stage_name(int stage);
 

@@ -65,10 +65,7 @@ Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir)
 Supervisor::~Supervisor() {
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
-    if (u->child) {
-      loop_.cancel(u->child->kill_timer);
-      if (u->child->exec_watch) loop_.remove(u->child->exec_watch);
-    }
+    if (u->child) loop_.cancel(u->child->kill_timer);
   }
 }
 
@@ -190,29 +187,16 @@ void Supervisor::spawn(Unit& u) {
   c.pid = spawned->pid;
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
-  c.exec_status = std::move(spawned->exec_status);
+  c.failure = spawned->failure;
   Unit* up = &u;
-  c.exec_watch =
-      loop_.add(c.exec_status.get(), EPOLLIN, [this, up](uint32_t) { on_exec_status(*up); });
   u.child = std::move(c);
-  set_state(u, UnitState::Starting);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),
                 [this, up](const ExitStatus& st) { on_exit(*up, st); });
-}
-
-void Supervisor::on_exec_status(Unit& u) {
-  if (!u.child || !u.child->exec_status) return;
-  SpawnFailure f{};
-  ssize_t n = ::read(u.child->exec_status.get(), &f, sizeof f);
-  if (n < 0 && errno == EAGAIN) return;  // exec still under way
-  loop_.remove(u.child->exec_watch);
-  u.child->exec_watch = 0;
-  u.child->exec_status.reset();
-  if (n == static_cast<ssize_t>(sizeof f)) {
-    u.child->failure = f;
-    return;  // the child _exits; on_exit reports it
+  if (u.child->failure) {
+    set_state(u, UnitState::Starting);  // the child exits 127; on_exit reports it
+    return;
   }
-  if (u.state == UnitState::Starting) set_state(u, UnitState::Running);
+  set_state(u, UnitState::Running);
   log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
 }
 
@@ -223,8 +207,6 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
   bool was_stopping = false;
   if (u.child) {
     Unit::Child& c = *u.child;
-    // Exec result may still sit in the pipe when death wins the race.
-    if (c.exec_status) on_exec_status(u);
     e.pid = c.pid;
     e.uptime = to_seconds(MonoClock::now() - c.started);
     if (c.failure)
@@ -236,7 +218,6 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     if (c.stop_command_pid && reaper_.tracked(c.stop_command_pid))
       ::kill(-c.stop_command_pid, SIGKILL);
     loop_.cancel(c.kill_timer);
-    if (c.exec_watch) loop_.remove(c.exec_watch);
     was_stopping = c.stopping;
     u.child.reset();
   } else if (u.last_exit) {

@@ -56,9 +56,7 @@ struct Unit {
     pid_t pid = 0;
     uint64_t start_time = 0;
     MonoTime started;
-    Fd exec_status;
-    WatchId exec_watch = 0;
-    std::optional<SpawnFailure> failure;
+    std::optional<SpawnFailure> failure;  // it never reached exec
     bool stopping = false;
     TimerId kill_timer = 0;
     pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
@@ -131,7 +129,6 @@ class Supervisor {
 
  private:
   void spawn(Unit& u);
-  void on_exec_status(Unit& u);
   void on_exit(Unit& u, const ExitStatus& st);
   void set_state(Unit& u, UnitState s);
   void begin_stop(Unit& u);
