@@ -1,24 +1,12 @@
 #include "host/proc/proc_stat.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <charconv>
-#include <cstdio>
+
+#include "host/proc/proc_files.hpp"
 
 namespace vigil {
 
 namespace {
-
-// Reads a small /proc file into buf; returns the length or -1.
-ssize_t read_small(const char* path, char* buf, size_t size) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = ::read(fd, buf, size - 1);
-  ::close(fd);
-  if (n >= 0) buf[n] = '\0';
-  return n;
-}
 
 template <typename T>
 bool take(std::string_view& rest, T& out) {
@@ -41,39 +29,51 @@ bool skip(std::string_view& rest, int fields) {
 
 }  // namespace
 
-std::optional<ProcStat> parse_proc_stat(std::string_view text) {
-  ProcStat st;
+bool parse_proc_stat(std::string_view text, ProcStat& st) {
   size_t open = text.find('(');
   size_t close = text.rfind(')');
   if (open == std::string_view::npos || close == std::string_view::npos || close < open)
-    return std::nullopt;
+    return false;
   std::string_view head = text.substr(0, open);
   while (!head.empty() && head.back() == ' ') head.remove_suffix(1);
-  if (!take(head, st.pid)) return std::nullopt;
-  st.comm = std::string(text.substr(open + 1, close - open - 1));
+  if (!take(head, st.pid)) return false;
+  st.comm.assign(text.data() + open + 1, close - open - 1);
   std::string_view rest = text.substr(close + 1);
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  if (rest.empty()) return std::nullopt;
+  if (rest.empty()) return false;
   st.state = rest.front();
   rest.remove_prefix(1);
-  // Fields (1-based as in proc(5)): 4 ppid 5 pgrp 6 session ... 14 utime
-  // 15 stime ... 20 num_threads 21 itrealvalue 22 starttime 23 vsize 24 rss
-  if (!take(rest, st.ppid) || !take(rest, st.pgrp) || !take(rest, st.session)) return std::nullopt;
-  if (!skip(rest, 7)) return std::nullopt;  // 7..13
-  if (!take(rest, st.utime) || !take(rest, st.stime)) return std::nullopt;
-  if (!skip(rest, 4)) return std::nullopt;  // 16..19
-  if (!take(rest, st.num_threads)) return std::nullopt;
-  if (!skip(rest, 1)) return std::nullopt;  // 21
+  // Fields (1-based as in proc(5)): 4 ppid 5 pgrp 6 session 7 tty_nr
+  // 8 tpgid 9 flags 10 minflt 11 cminflt 12 majflt 13 cmajflt 14 utime
+  // 15 stime 16..19 cutime cstime priority nice 20 num_threads
+  // 21 itrealvalue 22 starttime 23 vsize 24 rss ... 42 delayacct_blkio_ticks
+  if (!take(rest, st.ppid) || !take(rest, st.pgrp) || !take(rest, st.session)) return false;
+  if (!skip(rest, 2)) return false;  // 7, 8
+  if (!take(rest, st.flags) || !take(rest, st.minflt) || !skip(rest, 1) || !take(rest, st.majflt) ||
+      !skip(rest, 1))
+    return false;
+  if (!take(rest, st.utime) || !take(rest, st.stime)) return false;
+  if (!skip(rest, 4)) return false;  // 16..19
+  if (!take(rest, st.num_threads)) return false;
+  if (!skip(rest, 1)) return false;  // 21
   if (!take(rest, st.start_time) || !take(rest, st.vsize) || !take(rest, st.rss_pages))
-    return std::nullopt;
+    return false;
+  // 25..41, then 42: old kernels may stop earlier; the field is optional.
+  st.blkio_ticks = 0;
+  std::string_view tail = rest;
+  if (skip(tail, 17)) take(tail, st.blkio_ticks);
+  return true;
+}
+
+std::optional<ProcStat> parse_proc_stat(std::string_view text) {
+  ProcStat st;
+  if (!parse_proc_stat(text, st)) return std::nullopt;
   return st;
 }
 
 std::optional<ProcStat> read_proc_stat(pid_t pid) {
-  char path[32];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
   char buf[1024];
-  ssize_t n = read_small(path, buf, sizeof buf);
+  ssize_t n = read_proc_file(pid, "stat", buf, sizeof buf);
   if (n <= 0) return std::nullopt;
   return parse_proc_stat(std::string_view(buf, static_cast<size_t>(n)));
 }
@@ -85,7 +85,7 @@ uint64_t proc_start_time(pid_t pid) {
 
 bool proc_alive(pid_t pid, uint64_t start_time) {
   auto st = read_proc_stat(pid);
-  return st && st->start_time == start_time && st->state != 'Z' && st->state != 'X';
+  return st && st->start_time == start_time && !st->dead();
 }
 
 }  // namespace vigil

@@ -12,16 +12,11 @@
 #include <functional>
 #include <unordered_map>
 
+#include "host/core/exit_status.hpp"
 #include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
 
 namespace vigil {
-
-struct ExitStatus {
-  int code = -1;   // exit code when exited normally, else -1
-  int signal = 0;  // terminating signal, else 0
-  bool core = false;
-};
 
 class Reaper {
  public:

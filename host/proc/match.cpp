@@ -1,0 +1,143 @@
+#include "host/proc/match.hpp"
+
+#include <pwd.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "host/proc/proc_scan.hpp"
+
+namespace vigil {
+
+namespace {
+constexpr size_t kCommLen = 15;  // TASK_COMM_LEN - 1
+}
+
+bool MatchSpec::has_keys() const {
+  return !name.empty() || !exe.empty() || !cmdline.empty() || !cmdline_re.empty() || uid ||
+         !parent.empty() || ppid || !cgroup.empty();
+}
+
+const char* select_name(MatchSpec::Select s) {
+  switch (s) {
+    case MatchSpec::Select::Oldest: return "oldest";
+    case MatchSpec::Select::Newest: return "newest";
+    case MatchSpec::Select::All: return "all";
+  }
+  return "oldest";
+}
+
+std::string MatchSpec::describe() const {
+  std::string out;
+  auto add = [&](const char* k, const std::string& v) {
+    if (v.empty()) return;
+    if (!out.empty()) out += ' ';
+    out += k;
+    out += '=';
+    out += v;
+  };
+  add("name", name);
+  add("exe", exe);
+  add("cmdline", cmdline);
+  add("cmdline_re", cmdline_re);
+  add("user", user.empty() && uid ? std::to_string(*uid) : user);
+  add("parent", parent);
+  if (ppid) add("ppid", std::to_string(*ppid));
+  add("cgroup", cgroup);
+  if (kernel) add("kernel", "true");
+  return out;
+}
+
+std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& error) {
+  Matcher m;
+  m.spec_ = spec;
+  if (!spec.has_keys()) {
+    error =
+        "match: needs at least one of name, exe, cmdline, cmdline_re, user, uid, parent, "
+        "ppid, cgroup";
+    return std::nullopt;
+  }
+  if (!spec.user.empty()) {
+    // A name, or digits for a uid that has no passwd entry.
+    uid_t uid = 0;
+    const char* s = spec.user.c_str();
+    if (std::from_chars(s, s + spec.user.size(), uid).ptr == s + spec.user.size()) {
+      m.spec_.uid = uid;
+    } else {
+      std::vector<char> buf(16384);
+      passwd pw, *res = nullptr;
+      if (getpwnam_r(s, &pw, buf.data(), buf.size(), &res) != 0 || !res) {
+        error = "match.user: no such user '" + spec.user + "'";
+        return std::nullopt;
+      }
+      if (spec.uid && *spec.uid != res->pw_uid) {
+        error = "match: user '" + spec.user + "' is uid " + std::to_string(res->pw_uid) +
+                ", not uid " + std::to_string(*spec.uid);
+        return std::nullopt;
+      }
+      m.spec_.uid = res->pw_uid;
+    }
+  }
+  if (!spec.cmdline_re.empty()) {
+    regex_t re;
+    int rc = regcomp(&re, spec.cmdline_re.c_str(), REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+      char msg[256];
+      regerror(rc, &re, msg, sizeof msg);
+      error = "match.cmdline_re: " + std::string(msg) + " in '" + spec.cmdline_re + "'";
+      return std::nullopt;
+    }
+    m.re_ = std::shared_ptr<regex_t>(new regex_t(re), [](regex_t* r) {
+      regfree(r);
+      delete r;
+    });
+  }
+  m.comm_ = spec.name.substr(0, std::min(spec.name.size(), kCommLen));
+  return m;
+}
+
+bool Matcher::matches(const ProcStat& st, ProcReader& reader, pid_t parent_pid) const {
+  if (st.dead()) return false;
+  if (st.kernel_thread() != spec_.kernel) return false;
+  if (!spec_.name.empty() && st.comm != comm_) return false;
+  if (spec_.ppid && st.ppid != *spec_.ppid) return false;
+  if (!spec_.parent.empty() && (parent_pid <= 0 || st.ppid != parent_pid)) return false;
+  if (spec_.uid) {
+    auto status = reader.status(st.pid);
+    if (!status || status->euid != *spec_.uid) return false;
+  }
+  if (!spec_.exe.empty()) {
+    auto exe = reader.exe(st.pid);
+    if (!exe || *exe != spec_.exe) return false;
+  }
+  if (!spec_.cmdline.empty() || re_) {
+    auto cmd = reader.cmdline(st.pid);
+    if (!cmd) return false;
+    if (!spec_.cmdline.empty() && cmd->find(spec_.cmdline) == std::string_view::npos) return false;
+    // cmdline_text leaves the reader's buffer NUL-terminated after the text.
+    if (re_ && regexec(re_.get(), cmd->data(), 0, nullptr, 0) != 0) return false;
+  }
+  if (!spec_.cgroup.empty()) {
+    auto cg = reader.read(st.pid, "cgroup");
+    if (!cg || cg->find(spec_.cgroup) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+std::vector<FoundProcess> find_processes(const Matcher& m, ProcReader& reader, pid_t parent_pid,
+                                         const std::vector<pid_t>& exclude) {
+  std::vector<FoundProcess> out;
+  PidIterator it;
+  ProcStat st;
+  while (auto pid = it.next()) {
+    if (std::find(exclude.begin(), exclude.end(), *pid) != exclude.end()) continue;
+    if (!reader.stat(*pid, st)) continue;
+    if (m.matches(st, reader, parent_pid)) out.push_back({*pid, st.start_time});
+  }
+  std::sort(out.begin(), out.end(), [](const FoundProcess& a, const FoundProcess& b) {
+    return a.start_time != b.start_time ? a.start_time < b.start_time : a.pid < b.pid;
+  });
+  return out;
+}
+
+}  // namespace vigil

@@ -1,0 +1,211 @@
+#include "host/proc/proc_files.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "host/core/fd.hpp"
+
+namespace vigil {
+
+namespace {
+
+// "Key:\tv1\tv2..." -> the first `n` numbers after key.
+template <typename T>
+bool status_numbers(std::string_view line, T* out, int n) {
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view rest = line.substr(colon + 1);
+  for (int i = 0; i < n; ++i) {
+    while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+    auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), out[i]);
+    if (ec != std::errc()) return false;
+    rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
+  }
+  return true;
+}
+
+}  // namespace
+
+ssize_t read_proc_file(pid_t pid, const char* name, char* buf, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t total = 0;
+  ssize_t n;
+  while (total + 1 < size && (n = ::read(fd, buf + total, size - 1 - total)) > 0)
+    total += static_cast<size_t>(n);
+  ::close(fd);
+  buf[total] = '\0';
+  return static_cast<ssize_t>(total);
+}
+
+std::optional<ProcStatus> parse_proc_status(std::string_view text) {
+  ProcStatus st;
+  bool have_uid = false;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (line.starts_with("Uid:")) {
+      uid_t ids[2];
+      if (!status_numbers(line, ids, 2)) return std::nullopt;
+      st.uid = ids[0];
+      st.euid = ids[1];
+      have_uid = true;
+    } else if (line.starts_with("Gid:")) {
+      gid_t ids[2];
+      if (status_numbers(line, ids, 2)) st.gid = ids[0], st.egid = ids[1];
+    } else if (line.starts_with("Threads:")) {
+      status_numbers(line, &st.threads, 1);
+    } else if (line.starts_with("VmSize:")) {
+      status_numbers(line, &st.vm_size_kib, 1);
+    } else if (line.starts_with("VmRSS:")) {
+      status_numbers(line, &st.vm_rss_kib, 1);
+    } else if (line.starts_with("voluntary_ctxt_switches:")) {
+      status_numbers(line, &st.voluntary_ctxt, 1);
+    } else if (line.starts_with("nonvoluntary_ctxt_switches:")) {
+      status_numbers(line, &st.nonvoluntary_ctxt, 1);
+    }
+  }
+  if (!have_uid) return std::nullopt;
+  return st;
+}
+
+std::string_view cmdline_text(char* raw, size_t n) {
+  while (n > 0 && raw[n - 1] == '\0') --n;
+  for (size_t i = 0; i < n; ++i)
+    if (raw[i] == '\0') raw[i] = ' ';
+  return std::string_view(raw, n);
+}
+
+ProcReader::ProcReader() : buf_(4096) {}
+
+std::optional<std::string_view> ProcReader::read_path(const char* path) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  size_t total = 0;
+  for (;;) {
+    if (buf_.size() - total < 2) buf_.resize(buf_.size() * 2);
+    ssize_t n = ::read(fd, buf_.data() + total, buf_.size() - 1 - total);
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    total += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  buf_[total] = '\0';
+  return std::string_view(buf_.data(), total);
+}
+
+std::optional<std::string_view> ProcReader::read(pid_t pid, const char* name) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
+  return read_path(path);
+}
+
+bool ProcReader::stat(pid_t pid, ProcStat& out) {
+  auto text = read(pid, "stat");
+  return text && !text->empty() && parse_proc_stat(*text, out);
+}
+
+std::optional<ProcStat> ProcReader::stat(pid_t pid) {
+  ProcStat st;
+  if (!stat(pid, st)) return std::nullopt;
+  return st;
+}
+
+std::optional<ProcStatus> ProcReader::status(pid_t pid) {
+  auto text = read(pid, "status");
+  if (!text) return std::nullopt;
+  return parse_proc_status(*text);
+}
+
+std::optional<std::string_view> ProcReader::cmdline(pid_t pid) {
+  auto text = read(pid, "cmdline");
+  if (!text) return std::nullopt;
+  return cmdline_text(buf_.data(), text->size());
+}
+
+std::optional<std::string_view> ProcReader::exe(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/exe", pid);
+  for (;;) {
+    ssize_t n = ::readlink(path, buf_.data(), buf_.size());
+    if (n < 0) return std::nullopt;
+    if (static_cast<size_t>(n) < buf_.size()) {
+      std::string_view v(buf_.data(), static_cast<size_t>(n));
+      // An executable replaced on disk (an upgrade) still names the path.
+      if (v.ends_with(" (deleted)")) v.remove_suffix(10);
+      return v;
+    }
+    buf_.resize(buf_.size() * 2);
+  }
+}
+
+int ProcReader::count_fds(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", pid);
+  Fd dir(::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return -1;
+  int count = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, dir.get(), buf_.data(), buf_.size());
+    if (n < 0) return -1;
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      auto* d = reinterpret_cast<const dirent64*>(buf_.data() + off);
+      if (d->d_name[0] != '.') ++count;
+      off += d->d_reclen;
+    }
+  }
+  return count;
+}
+
+std::vector<pid_t> ProcReader::children(pid_t pid) {
+  std::vector<pid_t> out;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  std::vector<pid_t> tids;
+  {
+    Fd dir(::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return out;
+    for (;;) {
+      long n = syscall(SYS_getdents64, dir.get(), buf_.data(), buf_.size());
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        auto* d = reinterpret_cast<const dirent64*>(buf_.data() + off);
+        pid_t tid = 0;
+        const char* name = d->d_name;
+        if (std::from_chars(name, name + strlen(name), tid).ec == std::errc() && tid > 0)
+          tids.push_back(tid);
+        off += d->d_reclen;
+      }
+    }
+  }
+  for (pid_t tid : tids) {
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, tid);
+    auto text = read_path(path);
+    if (!text) continue;
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+      pid_t c = 0;
+      auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), c);
+      if (ec != std::errc()) break;
+      out.push_back(c);
+      rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
+    }
+  }
+  return out;
+}
+
+}  // namespace vigil

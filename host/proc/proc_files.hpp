@@ -1,0 +1,66 @@
+// Readers for /proc/PID files other than stat. A ProcReader owns one
+// buffer that grows to the largest file it has read and is reused, so the
+// paths that run for every event or every watched process do not
+// allocate. Views it returns are valid until its next read.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "host/proc/proc_stat.hpp"
+
+namespace vigil {
+
+// Reads /proc/PID/NAME into buf (NUL-terminated); the length, or -1 when
+// the process is gone or the file unreadable. Reads at most size - 1 bytes.
+ssize_t read_proc_file(pid_t pid, const char* name, char* buf, size_t size);
+
+// The parts of /proc/PID/status that matching and metrics use.
+struct ProcStatus {
+  uid_t uid = 0;  // real
+  uid_t euid = 0;
+  gid_t gid = 0;
+  gid_t egid = 0;
+  int64_t threads = 0;
+  uint64_t vm_size_kib = 0;
+  uint64_t vm_rss_kib = 0;
+  uint64_t voluntary_ctxt = 0;
+  uint64_t nonvoluntary_ctxt = 0;
+};
+std::optional<ProcStatus> parse_proc_status(std::string_view text);
+
+// The cmdline as one line: arguments joined by spaces, the trailing NUL
+// dropped. Rewrites `raw` in place (NUL -> space) and returns a view of it.
+std::string_view cmdline_text(char* raw, size_t n);
+
+class ProcReader {
+ public:
+  ProcReader();
+
+  // The text of /proc/PID/NAME; nullopt when gone or unreadable.
+  std::optional<std::string_view> read(pid_t pid, const char* name);
+  std::optional<ProcStat> stat(pid_t pid);
+  bool stat(pid_t pid, ProcStat& out);  // reuses out's storage
+  std::optional<ProcStatus> status(pid_t pid);
+  // Arguments joined by spaces; "" for kernel threads.
+  std::optional<std::string_view> cmdline(pid_t pid);
+  // The executable's path (readlink of /proc/PID/exe) without a
+  // " (deleted)" suffix; nullopt for kernel threads, gone processes and
+  // (as non-root) other users' processes.
+  std::optional<std::string_view> exe(pid_t pid);
+  // Number of open descriptors (entries of /proc/PID/fd); -1 if unreadable.
+  int count_fds(pid_t pid);
+  // Children of every thread of pid (/proc/PID/task/*/children).
+  std::vector<pid_t> children(pid_t pid);
+
+ private:
+  std::optional<std::string_view> read_path(const char* path);
+  std::vector<char> buf_;
+};
+
+}  // namespace vigil
