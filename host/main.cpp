@@ -24,6 +24,7 @@ const char* kUsage = R"(usage: vigil [--socket PATH] COMMAND [ARGS]
 Daemon:
   run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
       [--syslog] [--quiet] [--rule-budget SECONDS] [--no-watch-rules]
+      [--no-proc-events] [--scan-interval SECONDS]
                           run in the foreground on the rules
   check FILE|DIR [--stdlib DIR]
                           load rules without running anything
@@ -36,6 +37,8 @@ Control (talks to the running daemon):
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--watch NAME] [--json]
   ping                    is the daemon there? (exit 0 if it answers)
+  quit [--keep]           stop the daemon (--keep: leave every process
+                          running; the next vigil re-adopts them)
   version
 
 Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
@@ -137,6 +140,7 @@ void print_status(const json& r) {
          "LAST EXIT");
   for (const auto& w : r["watches"]) {
     std::string pid = w["pid"].is_null() ? "-" : std::to_string(w["pid"].get<int>());
+    if (w.contains("count")) pid = std::to_string(w["count"].get<int>()) + " procs";
     std::string up = w["uptime"].is_null() ? "-" : human_duration(w["uptime"].get<double>());
     printf("%-24s %-10s %-8s %-9s %-8llu %s\n", w["name"].get<std::string>().c_str(),
            w["state"].get<std::string>().c_str(), pid.c_str(), up.c_str(),
@@ -153,10 +157,10 @@ void print_events(const json& r) {
 }
 
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
-  Args a =
-      parse_args(argc, argv, first,
-                 {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket"},
-                 {"--syslog", "--quiet", "--no-watch-rules"});
+  Args a = parse_args(argc, argv, first,
+                      {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget",
+                       "--socket", "--scan-interval"},
+                      {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -167,6 +171,13 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   o.log.syslog = a.flag("--syslog");
   o.log.console = !a.flag("--quiet");
   o.watch_rules = !a.flag("--no-watch-rules");
+  o.proc_events = !a.flag("--no-proc-events");
+  if (auto v = a.option("--scan-interval")) {
+    char* end = nullptr;
+    o.scan_interval = strtod(v->c_str(), &end);
+    if (!end || *end || o.scan_interval < 0.05)
+      usage_error("--scan-interval: expected seconds (>= 0.05), got " + *v);
+  }
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
     o.callback_budget = strtod(b->c_str(), &end);
@@ -238,6 +249,12 @@ int main(int argc, char** argv) {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
     if (!a.positional.empty()) usage_error(cmd + " takes no arguments");
+    as_json = a.flag("--json");
+  } else if (cmd == "quit") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--keep", "--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (!a.positional.empty()) usage_error("quit takes no arguments");
+    if (a.flag("--keep")) req["keep"] = true;
     as_json = a.flag("--json");
   } else if (cmd == "start" || cmd == "stop" || cmd == "restart") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});

@@ -1,17 +1,29 @@
-// vigil.exec: supervised processes (units) and one-shot commands.
+// vigil.exec: watches (units) and one-shot commands.
 //   exec.declare(name, spec) -> true | nil, err
-//       Declares a watch's process (spec is the stdlib's normalized table:
-//       argv, env, cwd, user, group, umask, stop_signal, stop_timeout,
-//       stop_command, capture_output, log_max_bytes, log_keep, where).
-//       Expected problems (program not found, unknown user) return nil, err.
+//       Declares a watch (spec is the stdlib's normalized table: argv (may
+//       be absent when match is given), env, cwd, user, group, umask,
+//       stop_signal, stop_timeout, stop_command, capture_output,
+//       log_max_bytes, log_keep, where, match = {name, exe, cmdline,
+//       cmdline_re, user, uid, parent, ppid, cgroup, kernel, select},
+//       restart_script (argv), script_timeout, find_within,
+//       count = {min, max}, checks = {every, zombie, stopped, blocked}).
+//       Expected problems (program not found, unknown user, bad regex)
+//       return nil, err.
 //   exec.info(name) -> table | nil      state, pid, restarts, history, ...
+//   exec.members(name) -> { {pid=, start_time=}, ... } oldest first
 //   exec.restart_later(name, delay)     decision: restart after delay s
 //   exec.exhaust(name [, rearm])        decision: give up (re-arm after s)
+//   exec.lose(name)                     decision: nothing to start; wait for
+//                                       a matching process to appear
+//   exec.kill(name, signal, reason) -> boolean   kill the watched process
+//   exec.set_count(name, min, max)      change a count's limits (max -1: none)
 //   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
 //       A one-shot command in its own process group, stdio to /dev/null,
 //       KILLed (with its group) after timeout seconds (default 60).
-// Decisions and run() act on the live state only.
+// Decisions, kill and run() act on the live state only.
 #include <signal.h>
+
+#include <cmath>
 
 #include "host/core/strings.hpp"
 #include "lua/runtime_internal.hpp"
@@ -56,7 +68,8 @@ double field_number(lua_State* L, int idx, const char* key, double dflt) {
 }
 
 // Reads the normalized spec table at idx; returns an error text or "".
-std::string read_spec(lua_State* L, int idx, ProcessSpec& spec, std::string& where) {
+std::string read_spec(lua_State* L, int idx, Declaration& d) {
+  ProcessSpec& spec = d.spec;
   std::string err;
   lua_getfield(L, idx, "argv");
   spec.argv = string_list(L, -1, "start", err);
@@ -91,7 +104,49 @@ std::string read_spec(lua_State* L, int idx, ProcessSpec& spec, std::string& whe
   lua_pop(L, 1);
   spec.log_max_bytes = static_cast<uint64_t>(field_number(L, idx, "log_max_bytes", 1 << 20));
   spec.log_keep = static_cast<int>(field_number(L, idx, "log_keep", 3));
-  where = field_string(L, idx, "where");
+  d.where = field_string(L, idx, "where");
+
+  lua_getfield(L, idx, "match");
+  if (lua_istable(L, -1)) err = read_match_table(L, lua_gettop(L), d.match);
+  lua_pop(L, 1);
+  if (!err.empty()) return err;
+  if (spec.argv.empty() && !d.match) return "needs 'start' or 'match'";
+
+  lua_getfield(L, idx, "restart_script");
+  d.adopt.restart_script = string_list(L, -1, "restart_script", err);
+  lua_pop(L, 1);
+  if (!err.empty()) return err;
+  if (!d.adopt.restart_script.empty()) {
+    const char* path = getenv("PATH");
+    auto prog = resolve_program(d.adopt.restart_script[0], "", path ? path : "");
+    if (!prog) return "restart_script: command '" + d.adopt.restart_script[0] + "' not found";
+    d.adopt.restart_script[0] = *prog;
+  }
+  d.adopt.script_timeout = field_number(L, idx, "script_timeout", d.adopt.script_timeout);
+  d.adopt.find_within = field_number(L, idx, "find_within", d.adopt.find_within);
+
+  lua_getfield(L, idx, "count");
+  if (lua_istable(L, -1)) {
+    CountLimits c;
+    c.min = static_cast<int64_t>(field_number(L, -1, "min", 0));
+    c.max = static_cast<int64_t>(field_number(L, -1, "max", -1));
+    d.count = c;
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, idx, "checks");
+  if (lua_istable(L, -1)) {
+    StateChecks& c = d.checks;
+    c.every = field_number(L, -1, "every", c.every);
+    c.zombie = field_number(L, -1, "zombie", c.zombie);
+    c.stopped = field_number(L, -1, "stopped", c.stopped);
+    c.blocked = field_number(L, -1, "blocked", c.blocked);
+  } else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+    d.checks.every = 0;
+  }
+  lua_pop(L, 1);
+
+  if (spec.argv.empty()) return {};
   if (auto e = validate_spec(spec)) return *e;
   return {};
 }
@@ -109,7 +164,7 @@ int l_declare(lua_State* L) {
     }
     Declaration d;
     d.name = name;
-    std::string err = read_spec(L, 2, d.spec, d.where);
+    std::string err = read_spec(L, 2, d);
     if (!err.empty()) {
       lua_pushnil(L);
       lua_pushstring(L, err.c_str());
@@ -167,6 +222,50 @@ int l_exhaust(lua_State* L) {
   return 0;
 }
 
+int l_lose(lua_State* L) {
+  Unit& u = live_unit(L, "exec.lose");
+  runtime_of(L).host.supervisor->lose(u);
+  return 0;
+}
+
+int l_members(lua_State* L) {
+  Unit* u = unit_or_nil(L, 1);
+  lua_newtable(L);
+  if (!u) return 1;
+  std::vector<std::pair<uint64_t, pid_t>> by_age;
+  for (const auto& [pid, st] : u->members) by_age.emplace_back(st, pid);
+  std::sort(by_age.begin(), by_age.end());
+  lua_Integer i = 1;
+  for (const auto& [st, pid] : by_age) {
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, pid);
+    lua_setfield(L, -2, "pid");
+    lua_pushinteger(L, static_cast<lua_Integer>(st));
+    lua_setfield(L, -2, "start_time");
+    lua_rawseti(L, -2, i++);
+  }
+  return 1;
+}
+
+int l_kill(lua_State* L) {
+  const char* signame = luaL_optstring(L, 2, "TERM");
+  const char* reason = luaL_optstring(L, 3, "killed by the rules");
+  Unit& u = live_unit(L, "exec.kill");
+  auto sig = parse_signal(signame);
+  if (!sig) return luaL_error(L, "exec.kill: unknown signal '%s'", signame);
+  bool ok = runtime_of(L).host.supervisor->kill_process(u, *sig, reason);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+int l_set_count(lua_State* L) {
+  lua_Integer min = luaL_checkinteger(L, 2);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  Unit& u = live_unit(L, "exec.set_count");
+  runtime_of(L).host.supervisor->set_count_limits(u, CountLimits{min, max});
+  return 0;
+}
+
 int l_run(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -198,50 +297,48 @@ int l_run(lua_State* L) {
       }
       lua_pop(L, 1);
     }
-    std::optional<Spawned> sp;
-    if (err.empty() && rt.host.supervisor) sp = spawn_command(argv, err, env);
-    if (!sp) {
-      if (err.empty()) err = "no supervisor";
+    std::optional<pid_t> started;
+    if (err.empty() && !rt.host.supervisor) err = "no supervisor";
+    if (err.empty()) {
+      std::weak_ptr<int> alive = rt.alive;
+      RuntimeState* rtp = &rt;
+      started = rt.host.supervisor->run_command(
+          argv, env, timeout,
+          [alive, rtp, cb_ref](const ExitStatus& st, bool) {
+            if (alive.expired() || cb_ref == LUA_NOREF) return;
+            lua_State* Ls = rtp->L;
+            lua_rawgeti(Ls, LUA_REGISTRYINDEX, cb_ref);
+            luaL_unref(Ls, LUA_REGISTRYINDEX, cb_ref);
+            if (st.signal)
+              lua_pushnil(Ls);
+            else
+              lua_pushinteger(Ls, st.code);
+            if (st.signal)
+              lua_pushstring(Ls, signal_name(st.signal).c_str());
+            else
+              lua_pushnil(Ls);
+            protected_call(*rtp, 2, 0, "exec.run on_exit", rtp->options.callback_budget);
+            if (rtp->depth == 0) drain_events(*rtp);
+          },
+          err);
+    }
+    if (!started) {
       lua_pushnil(L);
       lua_pushstring(L, err.c_str());
       if (cb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
       return 2;
     }
-    pid = sp->pid;
-    EventLoop* loop = rt.host.loop;
-    Reaper& reaper = rt.host.supervisor->reaper();
-    TimerId kill_timer = loop->after(from_seconds(timeout), [&reaper, pid] {
-      if (::kill(-pid, SIGKILL) != 0) reaper.signal(pid, SIGKILL);
-    });
-    std::weak_ptr<int> alive = rt.alive;
-    RuntimeState* rtp = &rt;
-    reaper.track(pid, std::move(sp->pidfd),
-                 [alive, rtp, loop, kill_timer, cb_ref, pid](const ExitStatus& st) {
-                   loop->cancel(kill_timer);
-                   ::kill(-pid, SIGKILL);
-                   if (alive.expired() || cb_ref == LUA_NOREF) return;
-                   lua_State* Ls = rtp->L;
-                   lua_rawgeti(Ls, LUA_REGISTRYINDEX, cb_ref);
-                   luaL_unref(Ls, LUA_REGISTRYINDEX, cb_ref);
-                   if (st.signal)
-                     lua_pushnil(Ls);
-                   else
-                     lua_pushinteger(Ls, st.code);
-                   if (st.signal)
-                     lua_pushstring(Ls, signal_name(st.signal).c_str());
-                   else
-                     lua_pushnil(Ls);
-                   protected_call(*rtp, 2, 0, "exec.run on_exit", rtp->options.callback_budget);
-                   if (rtp->depth == 0) drain_events(*rtp);
-                 });
+    pid = *started;
   }
   lua_pushinteger(L, pid);
   return 1;
 }
 
-const luaL_Reg kExecFns[] = {
-    {"declare", l_declare}, {"info", l_info}, {"restart_later", l_restart_later},
-    {"exhaust", l_exhaust}, {"run", l_run},   {nullptr, nullptr}};
+const luaL_Reg kExecFns[] = {{"declare", l_declare}, {"info", l_info},
+                             {"members", l_members}, {"restart_later", l_restart_later},
+                             {"exhaust", l_exhaust}, {"lose", l_lose},
+                             {"kill", l_kill},       {"set_count", l_set_count},
+                             {"run", l_run},         {nullptr, nullptr}};
 
 }  // namespace
 

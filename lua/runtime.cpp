@@ -116,6 +116,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "vigil.exec");
   lua_pushcfunction(L, luaopen_vigil_runtime);
   lua_setfield(L, -2, "vigil.runtime");
+  lua_pushcfunction(L, luaopen_vigil_proc);
+  lua_setfield(L, -2, "vigil.proc");
   lua_pop(L, 2);
 
   // load(): text chunks only.
@@ -214,12 +216,23 @@ CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresult
 }
 
 void drain_events(RuntimeState& rt) {
-  while (!rt.queued_events.empty() && rt.depth == 0) {
+  while ((!rt.queued_events.empty() || !rt.proc_calls.empty()) && rt.depth == 0) {
     std::vector<nlohmann::json> batch;
     batch.swap(rt.queued_events);
     for (auto& ev : batch) {
       push_json(rt.L, ev);
       call_entry(rt, "event", 1, 0);
+    }
+    std::vector<std::pair<int, nlohmann::json>> calls;
+    calls.swap(rt.proc_calls);
+    for (auto& [ref, info] : calls) {
+      // Cancelled meanwhile: its function is gone.
+      bool active = false;
+      for (const auto& sub : rt.proc_subs) active = active || sub->ref == ref;
+      if (!active) continue;
+      lua_rawgeti(rt.L, LUA_REGISTRYINDEX, ref);
+      push_json(rt.L, info);
+      protected_call(rt, 1, 0, "vigil.proc.on handler", rt.options.callback_budget);
     }
   }
 }
@@ -408,6 +421,11 @@ void RuleRuntime::go_live() {
   rt.live = true;
   for (const auto& t : rt.pending_timers) arm_timer(rt, t);
   rt.pending_timers.clear();
+  for (auto& sub : rt.proc_subs) start_subscription(rt, *sub);
+}
+
+void RuleRuntime::on_proc_event(const ProcEvent& ev) {
+  proc_event(*state_, ev);
 }
 
 void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
@@ -420,6 +438,22 @@ void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
   ev["restarts"] = unit.restarts;
   push_json(L, ev);
   call_entry(rt, "exit", 2, 0);
+}
+
+void RuleRuntime::on_count(Unit& unit, const nlohmann::json& ev) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF || !rt.live) return;
+  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
+  push_json(rt.L, ev);
+  call_entry(rt, "count", 2, 0);
+}
+
+void RuleRuntime::on_state(Unit& unit, const nlohmann::json& ev) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF || !rt.live) return;
+  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
+  push_json(rt.L, ev);
+  call_entry(rt, "state", 2, 0);
 }
 
 std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,

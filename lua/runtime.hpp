@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/core/events.hpp"
+#include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
 
 namespace vigil {
@@ -21,6 +22,7 @@ struct HostContext {
   EventLoop* loop = nullptr;
   EventLog* log = nullptr;
   Supervisor* supervisor = nullptr;
+  ProcEvents* proc_events = nullptr;  // null: not available (vigil.proc.on refuses)
 };
 
 struct RuntimeOptions {
@@ -59,8 +61,11 @@ class RuleRuntime : public Policy {
   // events delivered.
   void go_live();
 
-  // Policy: asks the rules what to do about an ended process.
+  // Policy: asks the rules what to do about an ended process, a count out
+  // of its limits, a process in a bad state.
   void on_exit(Unit& unit, const ExitInfo& exit) override;
+  void on_count(Unit& unit, const nlohmann::json& ev) override;
+  void on_state(Unit& unit, const nlohmann::json& ev) override;
 
   // `vigil set`: returns the normalized value, or an error in `error`.
   std::optional<std::string> set_param(const std::string& watch, const std::string& key,
@@ -68,6 +73,8 @@ class RuleRuntime : public Policy {
 
   // Delivers a host event to rule subscribers (vigil.on).
   void on_event(const Event& ev);
+  // A kernel process event, for vigil.proc.on subscribers.
+  void on_proc_event(const ProcEvent& ev);
 
   // Runs a chunk in the state (tests, and `vigil eval` later).
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);

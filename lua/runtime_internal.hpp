@@ -15,8 +15,10 @@ extern "C" {
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "host/loop/event_loop.hpp"
@@ -54,6 +56,16 @@ struct PendingTimer {
   int handle_ref;   // registry ref of the handle table
 };
 
+// A vigil.proc.on subscription.
+struct ProcSubscription {
+  enum class Kind { Spawn, Exec, Exit };
+  Kind kind;
+  Matcher match;
+  int ref;  // registry ref of the function
+  // Exit: processes that matched while alive (pid -> name).
+  std::unordered_map<pid_t, std::string> members;
+};
+
 struct RuntimeState {
   lua_State* L = nullptr;
   RuntimeOptions options;
@@ -68,9 +80,11 @@ struct RuntimeState {
   std::vector<Declaration> decls;
   std::set<std::string> declared_names;
   std::vector<nlohmann::json> queued_events;
-  std::set<TimerId> timers;                               // armed timers owned by this state
-  std::vector<PendingTimer> pending_timers;               // created while loading
-  std::shared_ptr<int> alive = std::make_shared<int>(0);  // expires with the state
+  std::vector<std::shared_ptr<ProcSubscription>> proc_subs;
+  std::vector<std::pair<int, nlohmann::json>> proc_calls;  // queued subscription calls
+  std::set<TimerId> timers;                                // armed timers owned by this state
+  std::vector<PendingTimer> pending_timers;                // created while loading
+  std::shared_ptr<int> alive = std::make_shared<int>(0);   // expires with the state
 };
 
 RuntimeState& runtime_of(lua_State* L);
@@ -103,6 +117,15 @@ int luaopen_vigil_log(lua_State* L);
 int luaopen_vigil_timer(lua_State* L);
 int luaopen_vigil_exec(lua_State* L);
 int luaopen_vigil_runtime(lua_State* L);
+int luaopen_vigil_proc(lua_State* L);
+
+// lua_proc.cpp: a match table (the keys of a watch's `match`) at idx,
+// compiled; returns the error when it is not valid.
+std::string read_match_table(lua_State* L, int idx, std::optional<Matcher>& out);
+// Starts a subscription once its state is live (exit: finds the members).
+void start_subscription(RuntimeState& rt, ProcSubscription& sub);
+// Matches a kernel process event against the state's subscriptions.
+void proc_event(RuntimeState& rt, const ProcEvent& ev);
 
 // Timer support for lua_timer.cpp: arms a pending timer in the live state.
 void arm_timer(RuntimeState& rt, const PendingTimer& t);

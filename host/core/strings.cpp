@@ -77,3 +77,19 @@ std::string rfc3339(double wall, bool millis) {
 }
 
 }  // namespace vigil
+
+namespace vigil {
+
+std::string fmt_seconds(double s) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+std::string join_words(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+}  // namespace vigil

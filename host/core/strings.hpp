@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vigil {
 
@@ -13,5 +14,9 @@ std::optional<int> parse_signal(std::string_view name);
 std::string signal_name(int sig);
 // strerror(errno) without the thread-safety trap.
 std::string errno_text(int err);
+// Seconds for messages: "2", "0.25", "1.5".
+std::string fmt_seconds(double s);
+// argv for messages: the words joined by spaces.
+std::string join_words(const std::vector<std::string>& words);
 
 }  // namespace vigil

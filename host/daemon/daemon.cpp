@@ -32,6 +32,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
 Daemon::~Daemon() {
   // Children first, then the rules that reference them.
   control_.reset();
+  if (proc_events_) proc_events_->set_handler({});
   if (supervisor_) supervisor_->set_policy(nullptr);
   if (log_) log_->set_listener({});
   runtime_.reset();
@@ -79,7 +80,28 @@ bool Daemon::start(std::string& error) {
   log_->set_listener([this](const Event& ev) {
     if (runtime_) runtime_->on_event(ev);
   });
-  supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir);
+  supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
+                                             options_.state_dir + "/processes.journal");
+  if (auto e = supervisor_->load_journal(); !e.empty())
+    log_->emit(Msg::JournalUnreadable, "", {{"error", e}});
+  // Kernel process events: counts at fork time, restarted processes found
+  // the moment they exec, exit statuses of adopted processes.
+  std::string pe_error = "disabled with --no-proc-events";
+  if (options_.proc_events) {
+    proc_events_ = std::make_unique<ProcEvents>(loop_);
+    if (!proc_events_->open(pe_error)) proc_events_.reset();
+  }
+  if (proc_events_) {
+    proc_events_->set_handler([this](const ProcEvent& ev) { on_proc_event(ev); });
+    proc_events_->set_overrun_handler([this] {
+      log_->emit(Msg::ProcEventsLost, "", {});
+      loop_.post([this] { supervisor_->rescan(); });
+    });
+  } else {
+    log_->emit(Msg::ProcEventsUnavailable, "",
+               {{"error", pe_error}, {"interval", options_.scan_interval}});
+  }
+  supervisor_->set_proc_events(proc_events_.get(), options_.scan_interval);
 
   control_ = std::make_unique<ControlServer>(
       loop_,
@@ -115,8 +137,8 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   RuntimeOptions ro;
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
-  auto candidate =
-      std::make_unique<RuleRuntime>(ro, HostContext{&loop_, log_.get(), supervisor_.get()});
+  auto candidate = std::make_unique<RuleRuntime>(
+      ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get()});
   LoadResult res = candidate->load(options_.rules);
   if (!res.ok) {
     log_->emit(Msg::RulesRejected, "",
@@ -143,7 +165,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
-  supervisor_->apply(decls);
+  supervisor_->apply(std::move(decls));
   decls = {};
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
@@ -151,6 +173,11 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   // pages back instead of carrying them as resident memory.
   malloc_trim(0);
   return {};
+}
+
+void Daemon::on_proc_event(const ProcEvent& ev) {
+  supervisor_->on_proc_event(ev);
+  if (runtime_) runtime_->on_proc_event(ev);
 }
 
 void Daemon::on_signal() {
@@ -166,13 +193,20 @@ void Daemon::on_signal() {
   }
 }
 
-void Daemon::shutdown(const std::string& reason) {
+void Daemon::shutdown(const std::string& reason, bool keep_processes) {
   if (shutting_down_) {
     loop_.stop(0);  // a second signal: leave now
     return;
   }
   shutting_down_ = true;
   log_->emit(Msg::DaemonStopping, "", {{"reason", reason}});
+  if (keep_processes) {
+    // An upgrade or a restart of vigil: the processes go on, the journal
+    // names them, and the next vigil adopts them.
+    supervisor_->detach_all();
+    loop_.post([this] { loop_.stop(0); });
+    return;
+  }
   supervisor_->stop_all([this] { loop_.stop(0); });
 }
 
@@ -229,6 +263,7 @@ nlohmann::json Daemon::status_json() const {
             {"version", VIGIL_VERSION},
             {"rules", options_.rules},
             {"since", rfc3339(started_)},
+            {"proc_events", proc_events_ != nullptr},
             {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
           {"watches", std::move(watches)}};
 }
@@ -255,6 +290,12 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   };
 
   if (cmd == "ping") return reply(ok_reply({{"pid", getpid()}}));
+  if (cmd == "quit") {
+    bool keep = req.value("keep", false);
+    reply(ok_reply({{"pid", getpid()}, {"keep", keep}}));
+    shutdown(keep ? "vigil quit --keep" : "vigil quit", keep);
+    return;
+  }
   if (cmd == "status") {
     reply(ok_reply(status_json()));
     malloc_trim(0);  // a big reply's buffers are garbage now

@@ -11,6 +11,7 @@
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
 #include "lua/runtime.hpp"
 
@@ -25,6 +26,8 @@ struct DaemonOptions {
   double callback_budget = 0.5;
   double rotate_interval = 60;  // seconds between output-log size checks
   bool watch_rules = true;      // inotify-driven reload
+  bool proc_events = true;      // use the kernel's process events (else scan /proc)
+  double scan_interval = 5;     // seconds between /proc scans without them
 };
 
 class Daemon {
@@ -44,7 +47,8 @@ class Daemon {
   void on_signal();
   void on_inotify();
   void handle(const nlohmann::json& req, ControlServer::Reply reply);
-  void shutdown(const std::string& reason);
+  void shutdown(const std::string& reason, bool keep_processes = false);
+  void on_proc_event(const ProcEvent& ev);
   bool watch_rule_dirs(std::string& error);
   void schedule_rotation();
   nlohmann::json status_json() const;
@@ -52,6 +56,7 @@ class Daemon {
   DaemonOptions options_;
   EventLoop loop_;
   std::unique_ptr<EventLog> log_;
+  std::unique_ptr<ProcEvents> proc_events_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;

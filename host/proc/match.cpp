@@ -129,9 +129,12 @@ std::vector<FoundProcess> find_processes(const Matcher& m, ProcReader& reader, p
   std::vector<FoundProcess> out;
   PidIterator it;
   ProcStat st;
+  auto excluded = [&](pid_t p) {
+    return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
+  };
   while (auto pid = it.next()) {
-    if (std::find(exclude.begin(), exclude.end(), *pid) != exclude.end()) continue;
-    if (!reader.stat(*pid, st)) continue;
+    if (excluded(*pid)) continue;
+    if (!reader.stat(*pid, st) || excluded(st.pgrp)) continue;
     if (m.matches(st, reader, parent_pid)) out.push_back({*pid, st.start_time});
   }
   std::sort(out.begin(), out.end(), [](const FoundProcess& a, const FoundProcess& b) {

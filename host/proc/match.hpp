@@ -67,7 +67,8 @@ struct FoundProcess {
 };
 
 // Every process on the machine that matches, oldest first. `exclude`
-// (optional) skips pids (vigil itself, its scripts).
+// (optional) skips pids (vigil itself, its scripts) and the members of
+// their process groups (what a script forked and has not detached yet).
 std::vector<FoundProcess> find_processes(const Matcher& m, ProcReader& reader, pid_t parent_pid = 0,
                                          const std::vector<pid_t>& exclude = {});
 

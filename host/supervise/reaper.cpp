@@ -65,6 +65,7 @@ void Reaper::on_sigchld() {
     } else {
       // An orphan reparented to us (we are a subreaper), or a child we no
       // longer track: reap it.
+      if (orphan_) orphan_(si.si_pid, from_siginfo(si));
       waitpid(si.si_pid, nullptr, WNOHANG);
     }
   }

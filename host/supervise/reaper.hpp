@@ -25,6 +25,11 @@ class Reaper {
   ~Reaper();
 
   void track(pid_t pid, Fd pidfd, OnExit on_exit);
+  // Told of every reparented orphan reaped (vigil is a subreaper), before
+  // it is reaped: an adopted process may be one of them.
+  void set_orphan_handler(std::function<void(pid_t, const ExitStatus&)> h) {
+    orphan_ = std::move(h);
+  }
   bool tracked(pid_t pid) const { return children_.contains(pid); }
   // Signals through the pidfd: never hits a recycled pid.
   bool signal(pid_t pid, int sig);
@@ -42,6 +47,7 @@ class Reaper {
   };
   EventLoop& loop_;
   std::unordered_map<pid_t, Child> children_;
+  std::function<void(pid_t, const ExitStatus&)> orphan_;
 };
 
 }  // namespace vigil

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "host/core/clock.hpp"
+#include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
 
 namespace vigil {
@@ -29,6 +30,7 @@ const char* unit_state_name(UnitState s) {
 
 std::string ExitInfo::describe() const {
   if (!error.empty()) return "failed to start: " + error;
+  if (!status.known) return "exited (status unknown)";
   if (status.signal)
     return "killed by " + signal_name(status.signal) + (status.core ? " (core dumped)" : "");
   return "exited " + std::to_string(status.code);
@@ -36,9 +38,8 @@ std::string ExitInfo::describe() const {
 
 nlohmann::json ExitInfo::to_json() const {
   nlohmann::json j = {{"pid", pid}, {"uptime", uptime}, {"at", rfc3339(wall)}};
-  j["code"] = status.signal ? nlohmann::json(nullptr) : nlohmann::json(status.code);
-  j["signal"] =
-      status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json(nullptr);
+  j["code"] = status.known && !status.signal ? nlohmann::json(status.code) : nlohmann::json();
+  j["signal"] = status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json();
   if (!error.empty()) j["error"] = error;
   return j;
 }
@@ -55,17 +56,45 @@ nlohmann::json Unit::to_json() const {
   j["last_exit"] = last_exit ? last_exit->to_json() : nlohmann::json(nullptr);
   j["paused"] = paused;
   j["where"] = where;
+  if (match) {
+    j["match"] = match->spec().describe();
+    j["adopted"] = child && child->adopted;
+  }
+  if (kind() == Kind::Members) {
+    j["count"] = members.size();
+    nlohmann::json pids = nlohmann::json::array();
+    for (const auto& [pid, st] : members) pids.push_back(pid);
+    j["pids"] = std::move(pids);
+    if (count) {
+      j["min"] = count->min;
+      j["max"] = count->max < 0 ? nlohmann::json(nullptr) : nlohmann::json(count->max);
+    }
+    j["bounds"] = bounds == Bounds::Over ? "over" : bounds == Bounds::Under ? "under" : "within";
+  }
   if (!overrides.empty()) j["overrides"] = overrides;
   return j;
 }
 
-Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir)
-    : loop_(loop), log_(log), log_dir_(std::move(log_dir)), reaper_(loop) {}
+Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
+                       std::string journal_path)
+    : loop_(loop), log_(log), log_dir_(std::move(log_dir)), reaper_(loop), journal_(journal_path) {
+  // An adopted process that was reparented to vigil (it is a subreaper)
+  // is reaped by the reaper: keep its status for the pidfd callback.
+  reaper_.set_orphan_handler([this](pid_t pid, const ExitStatus& st) {
+    if (adopted_.contains(pid)) exits_[pid] = st;
+  });
+}
 
 Supervisor::~Supervisor() {
+  loop_.cancel(scan_timer_);
+  loop_.cancel(check_timer_);
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
-    if (u->child) loop_.cancel(u->child->kill_timer);
+    loop_.cancel(u->find_timer);
+    if (u->child) {
+      loop_.cancel(u->child->kill_timer);
+      if (u->child->watch) loop_.remove(u->child->watch);
+    }
   }
 }
 
@@ -80,6 +109,13 @@ size_t Supervisor::running_count() const {
   return n;
 }
 
+bool Supervisor::is_own_command(const ProcStat& st) const {
+  auto own = [&](pid_t p) {
+    return std::find(commands_.begin(), commands_.end(), p) != commands_.end();
+  };
+  return st.pid == getpid() || own(st.pid) || own(st.pgrp);
+}
+
 void Supervisor::set_state(Unit& u, UnitState s) {
   if (u.state == s) return;
   u.state = s;
@@ -91,9 +127,42 @@ void Supervisor::cancel_timer(Unit& u) {
   u.timer = 0;
 }
 
-void Supervisor::apply(const std::vector<Declaration>& decls) {
-  std::map<std::string, const Declaration*> wanted;
-  for (const auto& d : decls) wanted[d.name] = &d;
+// What makes a different process: the start spec, and for adopted watches
+// the match and how to restart. Policy, limits and checks change live.
+bool Supervisor::same_spec(const Unit& u, const Declaration& d) const {
+  const ProcessSpec& current = u.respawn_with ? u.respawn_with->spec : u.spec;
+  bool same_match = u.match.has_value() == d.match.has_value() &&
+                    (!u.match || u.match->spec() == d.match->spec());
+  return current == d.spec && same_match && u.adopt == d.adopt;
+}
+
+void Supervisor::add_unit(Declaration d) {
+  auto fresh = std::make_unique<Unit>();
+  Unit& u = *fresh;
+  u.name = d.name;
+  u.since = wall_seconds();
+  units_.emplace(d.name, std::move(fresh));
+  log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
+  replace_spec(u, std::move(d));
+  reattach(u);
+}
+
+void Supervisor::replace_spec(Unit& u, Declaration d) {
+  u.where = std::move(d.where);
+  u.spec = std::move(d.spec);
+  u.match = std::move(d.match);
+  u.adopt = std::move(d.adopt);
+  u.count = d.count;
+  u.checks = d.checks;
+  u.members.clear();
+  u.bounds = Unit::Bounds::Within;
+  u.out = OutputLog();
+  u.err = OutputLog();
+}
+
+void Supervisor::apply(std::vector<Declaration> decls) {
+  std::map<std::string, Declaration*> wanted;
+  for (auto& d : decls) wanted[d.name] = &d;
 
   std::vector<std::string> removed;
   for (auto& [name, u] : units_)
@@ -105,48 +174,48 @@ void Supervisor::apply(const std::vector<Declaration>& decls) {
     u->respawn_with.reset();
     stop(*u);  // may erase u
   }
-  for (const auto& d : decls) {
+  for (auto& d : decls) {
     Unit* u = find(d.name);
     if (!u) {
-      auto fresh = std::make_unique<Unit>();
-      fresh->name = d.name;
-      fresh->spec = d.spec;
-      fresh->where = d.where;
-      fresh->since = wall_seconds();
-      u = fresh.get();
-      units_.emplace(d.name, std::move(fresh));
-      log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
-      spawn(*u);
+      add_unit(std::move(d));
       continue;
     }
-    u->where = d.where;
     if (u->remove_when_stopped) {
       // Removed by an earlier reload whose stop has not finished: it is
-      // wanted again, with this spec, once it is down.
+      // wanted again, with this declaration, once it is down.
       u->remove_when_stopped = false;
       u->want_running = true;
       log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
       if (u->child) {
-        u->respawn_with = std::make_unique<ProcessSpec>(d.spec);
+        u->respawn_with = std::make_unique<Declaration>(std::move(d));
       } else {
-        u->spec = d.spec;
-        spawn(*u);
+        replace_spec(*u, std::move(d));
+        reattach(*u);
       }
       continue;
     }
-    const ProcessSpec& current = u->respawn_with ? *u->respawn_with : u->spec;
-    if (current == d.spec) continue;  // same process spec: leave it alone
+    if (same_spec(*u, d)) {
+      // Same process: keep it. Limits and checks take effect now.
+      u->where = d.where;
+      u->checks = d.checks;
+      if (u->count != d.count && d.count) set_count_limits(*u, *d.count);
+      if (u->respawn_with) u->respawn_with->where = d.where;
+      continue;
+    }
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
     if (u->child) {
-      u->respawn_with = std::make_unique<ProcessSpec>(d.spec);
+      u->respawn_with = std::make_unique<Declaration>(std::move(d));
       stop(*u);
     } else {
-      u->spec = d.spec;
-      u->out = OutputLog();
-      u->err = OutputLog();
-      if (u->want_running && !u->paused && u->state != UnitState::Exhausted) spawn(*u);
+      bool was_wanted = u->want_running && !u->paused && u->state != UnitState::Exhausted;
+      end_find(*u);
+      replace_spec(*u, std::move(d));
+      if (was_wanted) reattach(*u);
     }
   }
+  journal_previous_.clear();  // only the first apply after a restart re-adopts
+  schedule_checks();
+  schedule_scan();
 }
 
 void Supervisor::open_output(Unit& u) {
@@ -159,6 +228,41 @@ void Supervisor::open_output(Unit& u) {
   };
   open_one(u.out, "stdout");
   open_one(u.err, "stderr");
+}
+
+void Supervisor::start_process(Unit& u) {
+  cancel_timer(u);
+  u.want_running = true;
+  if (u.child || u.script_pid || u.finding) return;
+  if (u.kind() == Unit::Kind::Members) {
+    // One more instance: started and left to run (it is a member by its
+    // match, not this watch's own process), then the count must recover.
+    if (!u.adopt.restart_script.empty()) return run_restart_script(u);
+    if (u.spec.argv.empty()) return;
+    open_output(u);
+    std::string error;
+    auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd()}, error);
+    if (!spawned || spawned->failure)
+      return restart_failed(u, spawned ? std::string("cannot start: ") +
+                                             spawn_stage_name(spawned->failure->stage) + ": " +
+                                             errno_text(spawned->failure->err)
+                                       : "cannot start: " + error);
+    reaper_.track(spawned->pid, std::move(spawned->pidfd), [](const ExitStatus&) {});
+    log_.emit(Msg::ProcessStarted, u.name, {{"pid", spawned->pid}});
+    set_state(u, UnitState::Starting);
+    wait_for_count(u);
+    return;
+  }
+  if (!u.spec.argv.empty()) {
+    // A single watch whose process is already there (it appeared meanwhile)
+    // needs no second copy.
+    if (u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
+    return spawn(u);
+  }
+  if (!u.adopt.restart_script.empty()) return run_restart_script(u);
+  // Nothing vigil can start: wait for the process to appear.
+  set_state(u, UnitState::Stopped);
+  begin_find(u);
 }
 
 void Supervisor::spawn(Unit& u) {
@@ -187,6 +291,7 @@ void Supervisor::spawn(Unit& u) {
   c.pid = spawned->pid;
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
+  c.state_since = c.started;
   c.failure = spawned->failure;
   Unit* up = &u;
   u.child = std::move(c);
@@ -197,7 +302,15 @@ void Supervisor::spawn(Unit& u) {
     return;
   }
   set_state(u, UnitState::Running);
+  record(u);
   log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+}
+
+// Keeps the journal in step with the unit's process.
+void Supervisor::record(Unit& u) {
+  if (!u.child || u.child->failure) return journal_.clear(u.name);
+  journal_.set(u.name, {u.child->pid, u.child->start_time, !u.child->adopted || u.child->own_group,
+                        spec_hash(u.spec)});
 }
 
 void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
@@ -211,22 +324,28 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     e.uptime = to_seconds(MonoClock::now() - c.started);
     if (c.failure)
       e.error = std::string(spawn_stage_name(c.failure->stage)) + ": " + errno_text(c.failure->err);
-    // The leader is still an unreaped zombie, so its group id is pinned:
-    // sweep whatever is left of the group (KillMode=control-group).
-    ::kill(-c.pid, SIGKILL);
+    if (!c.adopted) {
+      // The leader is still an unreaped zombie, so its group id is pinned:
+      // sweep whatever is left of the group (KillMode=control-group).
+      ::kill(-c.pid, SIGKILL);
+    }
     // A stop command still running has nothing left to do.
     if (c.stop_command_pid && reaper_.tracked(c.stop_command_pid))
       ::kill(-c.stop_command_pid, SIGKILL);
     loop_.cancel(c.kill_timer);
+    if (c.watch) loop_.remove(c.watch);
+    if (c.adopted) adopted_.erase(c.pid);
     was_stopping = c.stopping;
     u.child.reset();
+    journal_.clear(u.name);
   } else if (u.last_exit) {
     e = *u.last_exit;  // spawn failed before there was a child
   }
   u.last_exit = e;
   nlohmann::json fields = {{"pid", e.pid}, {"how", e.describe()}, {"uptime", e.uptime}};
-  fields["code"] = st.signal ? nlohmann::json(nullptr) : nlohmann::json(st.code);
-  fields["signal"] = st.signal ? nlohmann::json(signal_name(st.signal)) : nlohmann::json(nullptr);
+  nlohmann::json ej = e.to_json();
+  fields["code"] = ej["code"];
+  fields["signal"] = ej["signal"];
   fields["restarts"] = u.restarts;
   if (was_stopping || !u.want_running) {
     finish_stopped(u, e.pid ? e.describe() : "not running");
@@ -241,6 +360,8 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
   if (u.paused) {
     set_state(u, UnitState::Stopped);
     log_.emit(Msg::DeathWhilePaused, u.name, {{"pid", e.pid}});
+    // An adopted process may come back by itself meanwhile.
+    if (u.kind() == Unit::Kind::Single) begin_find(u);
     return;
   }
   uint64_t before = u.decisions;
@@ -260,12 +381,13 @@ void Supervisor::restart_later(Unit& u, double delay) {
   if (u.history.size() > kMaxHistory) u.history.erase(u.history.begin());
   ++u.restarts;
   cancel_timer(u);
+  end_find(u);
   std::string name = u.name;
   auto go = [this, name] {
     Unit* unit = find(name);
     if (!unit) return;
     unit->timer = 0;
-    if (!unit->paused && unit->want_running) spawn(*unit);
+    if (!unit->paused && unit->want_running) start_process(*unit);
   };
   if (delay <= 0) {
     set_state(u, UnitState::Starting);
@@ -279,6 +401,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
 void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
   ++u.decisions;
   cancel_timer(u);
+  end_find(u);
   set_state(u, UnitState::Exhausted);
   if (!rearm_after) return;
   std::string name = u.name;
@@ -290,8 +413,15 @@ void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
     log_.emit(Msg::Rearmed, name, {{"reason", "cool-down"}});
     // Paused: it is no longer exhausted, so resume() starts it.
     set_state(*unit, UnitState::Stopped);
-    if (!unit->paused && unit->want_running) spawn(*unit);
+    if (!unit->paused && unit->want_running) start_process(*unit);
   });
+}
+
+void Supervisor::lose(Unit& u) {
+  ++u.decisions;
+  cancel_timer(u);
+  set_state(u, UnitState::Stopped);
+  begin_find(u);
 }
 
 void Supervisor::start(Unit& u, const char* reason) {
@@ -300,7 +430,23 @@ void Supervisor::start(Unit& u, const char* reason) {
   // An operator start is a fresh start: the budget is re-armed.
   if (u.state == UnitState::Exhausted) log_.emit(Msg::Rearmed, u.name, {{"reason", reason}});
   u.history.clear();
-  if (!u.paused) spawn(u);
+  if (!u.paused) {
+    end_find(u);
+    start_process(u);
+  }
+}
+
+void Supervisor::signal_process(Unit& u, int sig) {
+  Unit::Child& c = *u.child;
+  if (!c.adopted) {
+    // The group first (pinned while the leader is unreaped); the leader
+    // alone if it has not reached setsid() yet.
+    if (::kill(-c.pid, sig) != 0) reaper_.signal(c.pid, sig);
+    return;
+  }
+  // Not our child: the pidfd pins its identity. Its group only when vigil
+  // made it (and only while the leader is alive, which pins the group id).
+  if (pidfd_send_signal(c.pidfd.get(), sig, nullptr, 0) == 0 && c.own_group) ::kill(-c.pid, sig);
 }
 
 void Supervisor::begin_stop(Unit& u) {
@@ -315,8 +461,11 @@ void Supervisor::begin_stop(Unit& u) {
                              {{"MAINPID", std::to_string(pid)}, {"VIGIL_WATCH", u.name}});
     if (cmd) {
       std::string name = u.name;
-      c.stop_command_pid = cmd->pid;
-      reaper_.track(cmd->pid, std::move(cmd->pidfd), [this, name](const ExitStatus& st) {
+      pid_t cpid = cmd->pid;
+      c.stop_command_pid = cpid;
+      commands_.push_back(cpid);
+      reaper_.track(cpid, std::move(cmd->pidfd), [this, name, cpid](const ExitStatus& st) {
+        std::erase(commands_, cpid);
         if (st.code != 0)
           log_.emit(Msg::StopCommandFailed, name,
                     {{"error", st.signal ? "killed by " + signal_name(st.signal)
@@ -329,10 +478,8 @@ void Supervisor::begin_stop(Unit& u) {
     }
   }
   if (!by_command) {
-    // The group first (pinned while the leader is unreaped); the leader
-    // alone if it has not reached setsid() yet.
-    if (::kill(-pid, u.spec.stop_signal) != 0) reaper_.signal(pid, u.spec.stop_signal);
-    ::kill(-pid, SIGCONT);
+    signal_process(u, u.spec.stop_signal);
+    signal_process(u, SIGCONT);
     log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", signal_name(u.spec.stop_signal)}});
   }
   std::string name = u.name;
@@ -341,14 +488,41 @@ void Supervisor::begin_stop(Unit& u) {
     Unit* unit = find(name);
     if (!unit || !unit->child || unit->child->pid != pid) return;
     unit->child->kill_timer = 0;
-    if (::kill(-pid, SIGKILL) != 0) reaper_.signal(pid, SIGKILL);
+    signal_process(*unit, SIGKILL);
     log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout}});
   });
+}
+
+bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
+  if (!u.child) return false;
+  log_.emit(Msg::ProcessKilled, u.name,
+            {{"pid", u.child->pid}, {"signal", signal_name(signal)}, {"reason", reason}});
+  signal_process(u, signal);
+  if (signal != SIGKILL) {
+    // Whatever it does with the signal, it is gone after the grace time.
+    std::string name = u.name;
+    pid_t pid = u.child->pid;
+    double timeout = u.spec.stop_timeout;
+    loop_.cancel(u.child->kill_timer);
+    u.child->kill_timer = loop_.after(from_seconds(timeout), [this, name, pid, timeout] {
+      Unit* unit = find(name);
+      if (!unit || !unit->child || unit->child->pid != pid) return;
+      unit->child->kill_timer = 0;
+      signal_process(*unit, SIGKILL);
+      log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout}});
+    });
+  }
+  return true;
 }
 
 void Supervisor::stop(Unit& u, std::function<void()> done) {
   u.want_running = false;
   cancel_timer(u);
+  end_find(u);
+  if (u.script_pid > 0) {
+    // A restart script in flight has nothing to restart any more.
+    ::kill(-u.script_pid, SIGKILL);
+  }
   if (!u.child) {
     bool was_stopped = u.state == UnitState::Stopped;
     set_state(u, UnitState::Stopped);
@@ -373,12 +547,10 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
     return;
   }
   if (u.respawn_with) {
-    u.spec = std::move(*u.respawn_with);
-    u.respawn_with.reset();
-    u.out = OutputLog();
-    u.err = OutputLog();
+    auto d = std::move(u.respawn_with);
+    replace_spec(u, std::move(*d));
     u.want_running = true;
-    if (!u.paused) spawn(u);
+    if (!u.paused) start_process(u);
   }
   for (auto& w : waiters) w();
 }
@@ -390,7 +562,16 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
     if (done) done();
     return;
   }
-  u.respawn_with = std::make_unique<ProcessSpec>(u.spec);
+  // Restart with the same declaration: stop, then start it again.
+  auto d = std::make_unique<Declaration>();
+  d->name = u.name;
+  d->where = u.where;
+  d->spec = u.spec;
+  d->match = u.match;
+  d->adopt = u.adopt;
+  d->count = u.count;
+  d->checks = u.checks;
+  u.respawn_with = std::move(d);
   stop(u, std::move(done));
 }
 
@@ -408,7 +589,9 @@ void Supervisor::resume(Unit& u) {
   if (!u.paused) return;
   u.paused = false;
   log_.emit(Msg::Resumed, u.name, {});
-  if (u.want_running && !u.child && u.state != UnitState::Exhausted) spawn(u);
+  if (u.want_running && !u.child && u.state != UnitState::Exhausted &&
+      u.kind() != Unit::Kind::Members)
+    start_process(u);
 }
 
 void Supervisor::stop_all(std::function<void()> done) {
@@ -421,6 +604,38 @@ void Supervisor::stop_all(std::function<void()> done) {
   for (auto& [name, u] : units_) all.push_back(u.get());
   for (Unit* u : all) stop(*u, one);
   one();
+}
+
+void Supervisor::detach_all() {
+  // The journal already names every process; the next vigil adopts them.
+  for (auto& [name, u] : units_) {
+    cancel_timer(*u);
+    end_find(*u);
+    if (u->child) loop_.cancel(u->child->kill_timer);
+  }
+}
+
+std::optional<pid_t> Supervisor::run_command(
+    const std::vector<std::string>& argv,
+    const std::vector<std::pair<std::string, std::string>>& env, double timeout, CommandDone done,
+    std::string& error, bool sweep) {
+  auto cmd = spawn_command(argv, error, env);
+  if (!cmd) return std::nullopt;
+  pid_t pid = cmd->pid;
+  commands_.push_back(pid);
+  auto timed_out = std::make_shared<bool>(false);
+  TimerId timer = loop_.after(from_seconds(timeout), [this, pid, timed_out] {
+    *timed_out = true;
+    if (::kill(-pid, SIGKILL) != 0) reaper_.signal(pid, SIGKILL);
+  });
+  reaper_.track(pid, std::move(cmd->pidfd),
+                [this, pid, timer, timed_out, sweep, done = std::move(done)](const ExitStatus& st) {
+                  loop_.cancel(timer);
+                  std::erase(commands_, pid);
+                  if (sweep) ::kill(-pid, SIGKILL);  // the leader is still a zombie: group pinned
+                  if (done) done(st, *timed_out);
+                });
+  return pid;
 }
 
 void Supervisor::rotate_logs() {
@@ -436,7 +651,10 @@ void Supervisor::rotate_logs() {
 void Supervisor::erase(const std::string& name) {
   auto it = units_.find(name);
   if (it == units_.end()) return;
-  cancel_timer(*it->second);
+  Unit& u = *it->second;
+  cancel_timer(u);
+  end_find(u);
+  journal_.clear(name);
   units_.erase(it);
 }
 

@@ -1,9 +1,19 @@
 // Supervisor: the host's record of every watch (a "unit") and the mechanism
-// that acts on it: spawn, stop (signal -> grace -> KILL of the group),
-// timers for backoff and re-arm, restart history. It owns nothing of policy:
-// when a process ends it asks the Policy (the Lua rules) what to do, and
-// the rules answer by calling restart_later() or exhaust(). Units outlive
-// rule reloads, so history and counters survive them.
+// that acts on it: spawn or adopt, stop (signal -> grace -> KILL), restart
+// scripts, finding processes by match, counting same-name processes,
+// checking process states, timers for backoff and re-arm, restart history.
+// It owns nothing of policy: when something happens it asks the Policy
+// (the Lua rules) what to do, and the rules answer through the decision
+// calls (restart_later, exhaust, lose). Units outlive rule reloads, so
+// history and counters survive them.
+//
+// A unit is one of three kinds, by its declaration:
+//   started   `start` and no `match`: vigil's own child
+//   single    `match` selecting one process (oldest or newest): adopted
+//             through a pidfd, or started/restarted by `start` or a
+//             restart script and found again by the match
+//   members   `match` selecting all, or a `count`: the set of matching
+//             processes, kept current from kernel process events
 #pragma once
 
 #include <sys/types.h>
@@ -14,10 +24,14 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/proc/match.hpp"
+#include "host/proc/proc_events.hpp"
+#include "host/supervise/journal.hpp"
 #include "host/supervise/output_log.hpp"
 #include "host/supervise/reaper.hpp"
 #include "host/supervise/spawn.hpp"
@@ -32,7 +46,7 @@ struct ExitInfo {
   ExitStatus status;
   double uptime = 0;             // seconds the process ran
   double wall = 0;               // when it ended
-  std::string error;             // spawn failure text, if it never ran
+  std::string error;             // failure text when it never ran (or a restart failed)
   std::string describe() const;  // "exited 3", "killed by KILL", "failed to start: ..."
   nlohmann::json to_json() const;
 };
@@ -42,10 +56,57 @@ struct RestartRecord {
   double uptime;  // how long the process that ended had run
 };
 
-struct Unit {
+// How a watch that vigil does not start itself is brought back.
+struct AdoptOptions {
+  std::vector<std::string> restart_script;  // argv; empty: none
+  double script_timeout = 60;               // the script is killed after this
+  double find_within = 10;                  // after the script: how long to wait for a match
+  bool operator==(const AdoptOptions&) const = default;
+};
+
+struct CountLimits {
+  int64_t min = 0;
+  int64_t max = -1;  // -1: no maximum
+  bool operator==(const CountLimits&) const = default;
+};
+
+// Thresholds for processes that are alive but not well, in seconds; 0
+// turns a check off. Sampled every `every` seconds from /proc/PID/stat.
+struct StateChecks {
+  double every = 5;
+  double zombie = 10;   // dead, but its parent does not reap it
+  double stopped = 30;  // state T (SIGSTOP, a debugger)
+  double blocked = 60;  // state D (uninterruptible sleep, usually I/O)
+  bool operator==(const StateChecks&) const = default;
+  bool enabled() const { return every > 0 && (zombie > 0 || stopped > 0 || blocked > 0); }
+};
+
+struct Declaration {
   std::string name;
+  std::string where;  // file:line
+  ProcessSpec spec;   // argv empty: vigil does not start it
+  std::optional<Matcher> match;
+  AdoptOptions adopt;
+  std::optional<CountLimits> count;
+  StateChecks checks;
+};
+
+struct Unit {
+  enum class Kind { Started, Single, Members };
+
+  std::string name;
+  std::string where;
   ProcessSpec spec;
-  std::string where;  // file:line of the declaration
+  std::optional<Matcher> match;
+  AdoptOptions adopt;
+  std::optional<CountLimits> count;
+  StateChecks checks;
+
+  Kind kind() const {
+    if (!match) return Kind::Started;
+    return count || match->spec().select == MatchSpec::Select::All ? Kind::Members : Kind::Single;
+  }
+  bool can_start() const { return !spec.argv.empty() || !adopt.restart_script.empty(); }
 
   UnitState state = UnitState::Stopped;
   bool paused = false;
@@ -57,22 +118,43 @@ struct Unit {
     uint64_t start_time = 0;
     MonoTime started;
     std::optional<SpawnFailure> failure;  // it never reached exec
+    // Adopted: not vigil's child (or no longer: vigil restarted). Watched
+    // through a pidfd of its own; the exit status comes from the proc
+    // connector, or from reaping it when it was reparented to vigil.
+    bool adopted = false;
+    bool own_group = true;  // vigil started it (setsid): stops signal its group
+    Fd pidfd;               // adopted only; the reaper holds its children's
+    WatchId watch = 0;
     bool stopping = false;
     TimerId kill_timer = 0;
     pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
+    // State checks: what /proc/PID/stat said last and since when.
+    char seen_state = 'R';
+    MonoTime state_since;
+    bool state_reported = false;
   };
   std::optional<Child> child;
   std::optional<ExitInfo> last_exit;
 
+  // A restart script running, or a wait for the match to find a process.
+  pid_t script_pid = 0;
+  TimerId find_timer = 0;
+  bool finding = false;
+
+  // Members kind: the matching processes (pid -> start time).
+  std::map<pid_t, uint64_t> members;
+  enum class Bounds { Within, Over, Under };
+  Bounds bounds = Bounds::Within;
+
   uint64_t restarts = 0;
-  uint64_t decisions = 0;              // restart_later/exhaust calls, to see the policy answered
+  uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered
   std::vector<RestartRecord> history;  // oldest first, bounded
   TimerId timer = 0;                   // pending backoff restart or re-arm
 
   OutputLog out, err;
   std::vector<std::function<void()>> stop_waiters;
   bool remove_when_stopped = false;
-  std::unique_ptr<ProcessSpec> respawn_with;     // start this after the stop completes
+  std::unique_ptr<Declaration> respawn_with;     // apply this after the stop completes
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;
@@ -82,29 +164,44 @@ struct Unit {
 class Policy {
  public:
   virtual ~Policy() = default;
-  // A watched process ended and vigil is not stopping it. The policy must
-  // call restart_later() or exhaust() before returning; if it does not
-  // (a broken rule), the supervisor falls back to a delayed restart.
+  // A watched process ended (or a restart of it failed) and vigil is not
+  // stopping it. The policy must call restart_later(), exhaust() or lose()
+  // before returning; if it does not (a broken rule), the supervisor falls
+  // back to a delayed restart.
   virtual void on_exit(Unit& unit, const ExitInfo& exit) = 0;
-};
-
-struct Declaration {
-  std::string name;
-  ProcessSpec spec;
-  std::string where;
+  // A members watch left its bounds, or is still outside them and changed
+  // (`crossed` is true the first time).
+  virtual void on_count(Unit& unit, const nlohmann::json& ev) = 0;
+  // A watched process has been in a bad state (zombie, stopped, blocked)
+  // for longer than its threshold.
+  virtual void on_state(Unit& unit, const nlohmann::json& ev) = 0;
 };
 
 class Supervisor {
  public:
-  Supervisor(EventLoop& loop, EventLog& log, std::string log_dir);
+  Supervisor(EventLoop& loop, EventLog& log, std::string log_dir, std::string journal_path = {});
   ~Supervisor();
 
   void set_policy(Policy* p) { policy_ = p; }
+  // Reads the journal of the vigil that ran before: the next apply adopts
+  // the processes it names that still run. Returns an error text or "".
+  std::string load_journal();
   Reaper& reaper() { return reaper_; }
+  ProcReader& reader() { return reader_; }
+
+  // Kernel process events (null: not available; vigil scans /proc instead
+  // every `scan_interval` seconds where it needs to find processes).
+  void set_proc_events(ProcEvents* events, double scan_interval);
+  // Called by the daemon for every process event.
+  void on_proc_event(const ProcEvent& ev);
+  // Events were lost: rebuild member sets and look for missing processes.
+  void rescan();
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
-  // their process, changed ones restart, removed ones stop, new ones start.
-  void apply(const std::vector<Declaration>& decls);
+  // their process, changed ones restart, removed ones stop, new ones start
+  // (or are adopted: a process of theirs still running from before vigil
+  // restarted, or one the match finds).
+  void apply(std::vector<Declaration> decls);
 
   Unit* find(const std::string& name);
   const std::map<std::string, std::unique_ptr<Unit>>& units() const { return units_; }
@@ -112,6 +209,12 @@ class Supervisor {
   // Decisions (from the policy). Effects run after the current callback.
   void restart_later(Unit& u, double delay);
   void exhaust(Unit& u, std::optional<double> rearm_after);
+  // Nothing to start: the watch waits for a matching process to appear.
+  void lose(Unit& u);
+  // Kills the watched process (a hang, a bad state): it dies and the rules
+  // decide as for any death. `reason` goes into the event.
+  bool kill_process(Unit& u, int signal, const std::string& reason);
+  void set_count_limits(Unit& u, CountLimits limits);
 
   // Operator commands. `done` runs when the command has taken effect.
   void start(Unit& u, const char* reason = "operator start");
@@ -121,14 +224,34 @@ class Supervisor {
   void resume(Unit& u);
   // Stops everything (daemon shutdown); `done` when all are down.
   void stop_all(std::function<void()> done);
+  // Leaves every process running and records them for the next vigil.
+  void detach_all();
+
+  // Runs a one-shot command (hooks, restart scripts) in its own process
+  // group with stdio to /dev/null; its group is KILLed after `timeout`
+  // seconds and when it exits. A match never adopts it. `done` gets the
+  // status and whether the timeout killed it. nullopt and `error` when it
+  // cannot start.
+  using CommandDone = std::function<void(const ExitStatus&, bool timed_out)>;
+  // `sweep`: KILL what is left of its process group when it exits (hooks);
+  // a restart script's background daemon must survive it instead.
+  std::optional<pid_t> run_command(const std::vector<std::string>& argv,
+                                   const std::vector<std::pair<std::string, std::string>>& env,
+                                   double timeout, CommandDone done, std::string& error,
+                                   bool sweep = true);
 
   // Rotates output logs that grew past their size.
   void rotate_logs();
 
   size_t running_count() const;
+  // Processes vigil runs for itself (scripts, hooks, stop commands) and
+  // what they forked into their process group: a match never adopts them.
+  bool is_own_command(const ProcStat& st) const;
 
  private:
+  // supervisor.cpp: lifecycle of started processes, stops, decisions.
   void spawn(Unit& u);
+  void start_process(Unit& u);  // by kind: spawn, restart script, or wait
   void on_exit(Unit& u, const ExitStatus& st);
   void set_state(Unit& u, UnitState s);
   void begin_stop(Unit& u);
@@ -136,13 +259,66 @@ class Supervisor {
   void cancel_timer(Unit& u);
   void open_output(Unit& u);
   void erase(const std::string& name);
+  void add_unit(Declaration d);
+  void replace_spec(Unit& u, Declaration d);
+  bool same_spec(const Unit& u, const Declaration& d) const;
+  void signal_process(Unit& u, int sig);
+  void record(Unit& u);
+
+  // adopt.cpp: adopted processes, restart scripts, finding, members.
+  bool adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how);
+  void on_adopted_exit(Unit& u);
+  void run_restart_script(Unit& u);
+  void on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st, bool timed_out);
+  void begin_find(Unit& u);
+  void wait_for_count(Unit& u);
+  void end_find(Unit& u);
+  bool try_find(Unit& u, const char* how);
+  void restart_failed(Unit& u, const std::string& error);
+  pid_t parent_pid(const Unit& u);
+  void scan_members(Unit& u);
+  void member_added(Unit& u, pid_t pid, uint64_t start_time);
+  void member_removed(Unit& u, pid_t pid);
+  void check_bounds(Unit& u, bool changed);
+  bool needs_exec_events() const;
+  void schedule_scan();
+  void reattach(Unit& u);
+
+  // checks.cpp: process states sampled from /proc.
+  void schedule_checks();
+  void run_checks();
+  void check_unit(Unit& u, MonoTime now);
+  void watch_zombie(const std::string& name, pid_t pid, uint64_t start_time, pid_t ppid);
 
   EventLoop& loop_;
   EventLog& log_;
   std::string log_dir_;
   Reaper reaper_;
+  ProcReader reader_;
+  Journal journal_;
+  std::map<std::string, JournalEntry> journal_previous_;
   Policy* policy_ = nullptr;
   std::map<std::string, std::unique_ptr<Unit>> units_;
+
+  ProcEvents* events_ = nullptr;
+  double scan_interval_ = 5;
+  TimerId scan_timer_ = 0;
+  TimerId check_timer_ = 0;
+  // Exit statuses of adopted processes, from the proc connector or from
+  // reaping a reparented orphan, until their pidfd callback takes them.
+  std::unordered_map<pid_t, ExitStatus> exits_;
+  std::unordered_map<pid_t, std::string> adopted_;  // pid -> unit name
+  std::vector<pid_t> commands_;                     // scripts and hooks running
+  // Dead adopted processes still in /proc as zombies: reported when their
+  // parent leaves them unreaped past the unit's zombie threshold.
+  struct Zombie {
+    std::string unit;
+    pid_t pid;
+    uint64_t start_time;
+    pid_t ppid;
+    MonoTime since;
+  };
+  std::vector<Zombie> zombies_;
 };
 
 }  // namespace vigil

@@ -3,6 +3,8 @@
 -- entry table through which the host calls the rules:
 --   exit(name, ev)        a watched process ended; decide
 --   set(name, key, value) `vigil set`; -> normalized | nil, err
+--   count(name, ev)       a counted watch is outside its limits
+--   state(name, ev)       a watched process is stopped, blocked or a zombie
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
 local watch = require "vigil.watch"
@@ -25,6 +27,7 @@ vigil = {
   log = log,
   timer = require "vigil.timer",
   exec = require "vigil.exec",
+  proc = require "vigil.proc",
   duration = require "vigil.duration",
   watches = watch.watches,
 }
@@ -53,7 +56,11 @@ function entry.exit(name, ev) watch.on_exit(name, ev) end
 
 function entry.set(name, key, value) return watch.set(name, key, value) end
 
-function entry.finish() end
+function entry.count(name, ev) watch.on_count(name, ev) end
+
+function entry.state(name, ev) watch.on_state(name, ev) end
+
+function entry.finish() watch.finish() end
 
 local function deliver(list, ev)
   if not list then return end

@@ -1,10 +1,18 @@
---- vigil.watch: the `watch` rule and the restart policy it applies.
+--- vigil.watch: the `watch` rule and the policies it applies.
 --
---   watch "api" {
+--   watch "api" {                       -- a process vigil starts
 --     start   = { "/usr/bin/python3", "-m", "http.server", "8080" },
 --     restart = { limit = 3, within = "10m", backoff = "1s..30s" },
 --     rearm   = "1h",
 --     on_exhausted = "alert",
+--   }
+--   watch "nginx" {                     -- a process something else started
+--     match = { exe = "/usr/sbin/nginx", cmdline = "master process", user = "root" },
+--     restart_script = "/etc/init.d/nginx restart",
+--   }
+--   watch "mailfilter" {                -- same-name processes, counted
+--     match = { name = "amavisd", user = "amavis" },
+--     count = { min = 2, max = 500 }, on_over = "kill_newest",
 --   }
 --
 -- Loading a rule only declares: the spec is checked against a closed
@@ -17,6 +25,7 @@ local duration = require "vigil.duration"
 local exec = require "vigil.exec"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
+local proc = require "vigil.proc"
 
 local M = { _VERSION = "1" }
 
@@ -91,6 +100,82 @@ local function stop_signal(v, path)
   return { signal = s }
 end
 
+-- match: which running process(es) the watch is about.
+local function user_key(v, path)
+  if type(v) == "string" and v ~= "" then return v end
+  if math.type(v) == "integer" and v >= 0 then return tostring(v) end
+  return nil, string.format("%s: expected a user name or uid, got %s", path, tostring(v))
+end
+
+local function parent_key(v, path)
+  if type(v) == "string" and v:match("^[%w_@][%w_.@%-]*$") then return v end
+  if math.type(v) == "integer" and v > 0 then return v end
+  return nil, string.format("%s: expected another watch's name or a pid, got %s", path, tostring(v))
+end
+
+local function nonempty(v, path)
+  if type(v) ~= "string" then return nil, string.format("%s: expected a string, got %s", path, type(v)) end
+  if v == "" then return nil, path .. ": empty string" end
+  return v
+end
+
+local match_schema = {
+  name = nonempty,
+  exe = function(v, path)
+    local s, err = nonempty(v, path)
+    if not s then return nil, err end
+    if s:sub(1, 1) ~= "/" then return nil, path .. ": expected an absolute path, got " .. s end
+    return s
+  end,
+  cmdline = nonempty,
+  cmdline_re = nonempty,
+  user = user_key,
+  uid = schema.integer(0),
+  parent = parent_key,
+  ppid = schema.integer(1),
+  cgroup = nonempty,
+  kernel = schema.boolean,
+  select = schema.one_of("oldest", "newest", "all"),
+}
+
+local count_schema = { min = schema.integer(0), max = schema.integer(0) }
+
+local script_schema = {
+  command = schema.by_type({ string = shell_command, table = schema.list_of_strings },
+    "a command list or a shell command string"),
+  timeout = schema.duration,
+  find_within = schema.duration,
+}
+
+local function script_table(v, path)
+  if #v > 0 then return { command = schema.list_of_strings(v, path) } end
+  local s, err = schema.check(v, script_schema, path)
+  if not s then return nil, err end
+  if not s.command then return nil, path .. ": 'command' is required" end
+  return s
+end
+
+local checks_schema = {
+  every = schema.duration,
+  zombie = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
+  stopped = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
+  blocked = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
+}
+
+local function named(names, also)
+  return function(v, path)
+    for _, n in ipairs(names) do if v == n then return v end end
+    return nil, string.format("%s: unknown action '%s' (use %s%s)", path, tostring(v),
+      table.concat(names, ", "), also)
+  end
+end
+
+local function action(names)
+  return schema.by_type({ ["function"] = schema.func, table = schema.list_of_strings,
+    string = named(names, ", a command list or a function") },
+    "an action name, a command list or a function")
+end
+
 local watch_schema = {
   description = schema.string,
   start = schema.by_type({ string = shell_command, table = schema.list_of_strings },
@@ -108,7 +193,18 @@ local watch_schema = {
   stop = schema.by_type({ string = stop_signal, integer = stop_signal, table = schema.table(stop_schema) },
     "a signal name or a table"),
   log = schema.by_type({ boolean = off, table = schema.table(log_schema) }, "a table or false"),
+  match = schema.table(match_schema),
+  restart_script = schema.by_type({ string = function(v, path) return { command = shell_command(v, path) } end,
+    table = script_table }, "a command list, a shell command string or a table"),
+  count = schema.table(count_schema),
+  on_over = action({ "alert", "kill_newest" }),
+  on_under = action({ "alert", "restart" }),
+  checks = schema.by_type({ boolean = off, table = schema.table(checks_schema) }, "a table or false"),
+  on_state = action({ "alert", "restart", "continue" }),
 }
+
+-- Keys that only make sense for a process vigil starts.
+local start_only = { "env", "cwd", "user", "group", "umask", "log" }
 
 -- Keys `vigil set` may change on a running watch: key -> checker and how
 -- to store the normalized value.
@@ -127,6 +223,18 @@ local live_keys = {
     if v == "off" or v == "none" then return false end
     return schema.duration(v, path)
   end, function(w, v) w.rearm = v or nil end, function(v) return v and duration.format(v) or "off" end },
+  ["count.min"] = { schema.integer(0), function(w, v)
+    if not w.count then error("'" .. w.name .. "' has no count", 0) end
+    if w.count.max and v > w.count.max then error("count.min " .. v .. " is above count.max " .. w.count.max, 0) end
+    w.count.min = v
+    exec.set_count(w.name, w.count.min, w.count.max or -1)
+  end, tostring },
+  ["count.max"] = { schema.integer(0), function(w, v)
+    if not w.count then error("'" .. w.name .. "' has no count", 0) end
+    if v < (w.count.min or 0) then error("count.max " .. v .. " is below count.min " .. (w.count.min or 0), 0) end
+    w.count.max = v
+    exec.set_count(w.name, w.count.min or 0, w.count.max)
+  end, tostring },
 }
 M.live_keys = live_keys
 
@@ -149,12 +257,52 @@ function M.watch(name)
   return function(spec)
     local s, err = schema.check(spec, watch_schema, "watch '" .. name .. "'")
     if not s then error(where .. ": " .. err, 0) end
-    if not s.start then fail(where, name, "'start' is required (the command to run)") end
+    if not s.start and not s.match then
+      fail(where, name, "needs 'start' (a command to run) or 'match' (a running process to watch)")
+    end
     if watches[name] then
       fail(where, name, "declared twice (first at " .. watches[name].where .. ")")
     end
+    if s.start and s.restart_script then
+      fail(where, name, "'start' and 'restart_script' both say how to start it: use one")
+    end
+    if not s.start then
+      for _, k in ipairs(start_only) do
+        if s[k] ~= nil then
+          fail(where, name, string.format("'%s' applies to a process vigil starts; this watch has no 'start'%s",
+            k, k == "user" and " (to match by user, use match.user)" or ""))
+        end
+      end
+    end
+    if s.count then
+      if not s.match then fail(where, name, "'count' needs a 'match' (which processes to count)") end
+      if s.count.max and s.count.min and s.count.max < s.count.min then
+        fail(where, name, string.format("count.max %d is below count.min %d", s.count.max, s.count.min))
+      end
+    end
+    if s.on_over and not (s.count and s.count.max) then
+      fail(where, name, "'on_over' needs count.max")
+    end
+    if s.on_under and not (s.count or (s.match and s.match.select == "all")) then
+      fail(where, name, "'on_under' needs a 'count' (or match.select = \"all\")")
+    end
+    if s.on_under == "restart" and not (s.start or s.restart_script) then
+      fail(where, name, "on_under = \"restart\" needs 'start' or 'restart_script'")
+    end
+    local match = s.match
+    if match then
+      match = {}
+      for k, v in pairs(s.match) do match[k] = v end
+      if type(match.parent) == "number" then match.ppid, match.parent = match.parent, nil end
+    end
+    local checks = s.checks
+    if checks then
+      checks = {}
+      for k, v in pairs(s.checks) do checks[k] = v == false and 0 or v end
+    end
     local stop = s.stop or {}
     local logcfg = s.log
+    local script = s.restart_script
     local ok, derr = exec.declare(name, {
       argv = s.start,
       env = s.env,
@@ -168,6 +316,12 @@ function M.watch(name)
       capture_output = logcfg ~= false,
       log_max_bytes = logcfg and logcfg.max_size or nil,
       log_keep = logcfg and logcfg.keep or nil,
+      match = match,
+      restart_script = script and script.command,
+      script_timeout = script and script.timeout,
+      find_within = script and script.find_within,
+      count = s.count,
+      checks = checks,
       where = where,
     })
     if not ok then fail(where, name, derr) end
@@ -180,8 +334,52 @@ function M.watch(name)
       restart = s.restart and policy.normalize(s.restart) or default_restart,
       rearm = s.rearm,
       on_exhausted = s.on_exhausted,
+      can_start = (s.start or s.restart_script) and true or false,
+      parent = match and match.parent,
+      count = s.count,
+      on_over = s.on_over,
+      on_under = s.on_under,
+      on_state = s.on_state,
     }
   end
+end
+
+--- Cross-checks once every rule file is loaded: a match's parent names a
+-- watch that exists.
+function M.finish()
+  for name, w in pairs(watches) do
+    if w.parent and not watches[w.parent] then
+      error(string.format("%s: watch '%s': match.parent: no watch named '%s'", w.where, name, w.parent), 0)
+    end
+    if w.parent == name then
+      error(string.format("%s: watch '%s': match.parent: a watch cannot be its own parent", w.where, name), 0)
+    end
+  end
+end
+
+-- Runs a command for a hook with the context in its environment.
+local function run_hook(w, label, cmd, env)
+  env.VIGIL_WATCH = w.name
+  local pid, err = exec.run(cmd, {
+    timeout = 60,
+    env = env,
+    on_exit = function(code, sig)
+      if code ~= 0 then
+        log.event("rule_error", w.name, {
+          callback = label .. " command of " .. w.name,
+          error = string.format("%s %s", table.concat(cmd, " "), sig and ("killed by " .. sig) or ("exited " .. code)),
+        })
+      end
+    end,
+  })
+  if not pid then log.event("rule_error", w.name, { callback = label .. " of " .. w.name, error = err }) end
+  return pid
+end
+
+local function call_hook(w, label, fn, ev)
+  local ok, err = pcall(fn, w, ev)
+  if not ok then log.event("rule_error", w.name, { callback = label .. " of " .. w.name, error = tostring(err) }) end
+  return ok
 end
 
 local function run_exhausted_hook(w, ev)
@@ -224,10 +422,16 @@ local function run_exhausted_hook(w, ev)
   log.event("exhausted_hook", w.name, { action = label })
 end
 
---- The policy: called by the host when a watched process ended.
+--- The policy: called by the host when a watched process ended (or a
+-- restart of it failed).
 function M.on_exit(name, ev)
   local w = watches[name]
   if not w then return end
+  if not w.can_start then
+    -- Nothing vigil can start: wait for it to come back by itself.
+    exec.lose(name)
+    return
+  end
   local info = exec.info(name)
   local d = policy.decide(w.restart, info.history, runtime.now(), ev.uptime or 0)
   if d.action == "exhaust" then
@@ -241,6 +445,71 @@ function M.on_exit(name, ev)
       within = w.restart.within,
     })
   end
+end
+
+--- A counted watch is outside its limits (ev: count, min, max, bounds =
+-- "over" | "under" | "within", crossed, newest = { {pid, start_time}, ...}
+-- when over).
+function M.on_count(name, ev)
+  local w = watches[name]
+  if not w then return end
+  if ev.bounds == "within" then
+    w.killed = nil
+    return
+  end
+  local act
+  if ev.bounds == "over" then
+    act = w.on_over or "alert"
+  else
+    act = w.on_under or (w.can_start and "restart" or "alert")
+  end
+  if act == "alert" then return end  -- the host logged VGL0125/VGL0126
+  if type(act) == "function" then return call_hook(w, "on_" .. ev.bounds, act, ev) end
+  if act == "kill_newest" then
+    w.killed = w.killed or {}
+    for _, p in ipairs(ev.newest or {}) do
+      if not w.killed[p.pid] then
+        w.killed[p.pid] = true
+        if proc.kill(p.pid, p.start_time, "TERM") then
+          log.event("count_killed", name, { pid = p.pid, count = ev.count, max = ev.max })
+        end
+      end
+    end
+    return
+  end
+  if not ev.crossed then return end
+  if act == "restart" then
+    return M.on_exit(name, { error = string.format("%d processes, under the minimum of %d", ev.count, ev.min), uptime = 0 })
+  end
+  run_hook(w, "on_" .. ev.bounds, act, { VIGIL_EVENT = "count_" .. ev.bounds,
+    VIGIL_COUNT = tostring(ev.count), VIGIL_MIN = tostring(ev.min), VIGIL_MAX = tostring(ev.max or "") })
+end
+
+--- A watched process has been in a bad state too long (ev: pid, state =
+-- "stopped" | "blocked" | "zombie", for, threshold).
+function M.on_state(name, ev)
+  local w = watches[name]
+  if not w then return end
+  local act = w.on_state or "alert"
+  if act == "alert" then return end  -- the host logged VGL0129..VGL0131
+  local label
+  if type(act) == "function" then
+    call_hook(w, "on_state", act, ev)
+    label = "function"
+  elseif type(act) == "table" then
+    run_hook(w, "on_state", act, { VIGIL_EVENT = "state_" .. ev.state, VIGIL_PID = tostring(ev.pid) })
+    label = table.concat(act, " ")
+  elseif ev.state == "zombie" then
+    return  -- it is dead already and was recovered at its death
+  elseif act == "restart" then
+    exec.kill(name, "TERM", string.format("%s for %ss", ev.state, math.floor(ev["for"])))
+    label = "restart"
+  elseif act == "continue" then
+    if ev.state ~= "stopped" then return end
+    exec.kill(name, "CONT", "stopped for " .. math.floor(ev["for"]) .. "s")
+    label = "continue"
+  end
+  log.event("state_action", name, { pid = ev.pid, state = ev.state, action = label })
 end
 
 --- `vigil set NAME KEY VALUE` -> normalized text | nil, err
@@ -260,7 +529,8 @@ function M.set(name, key, value)
     w.restart = {}
     for kk, vv in pairs(default_restart) do w.restart[kk] = vv end
   end
-  k[2](w, v)
+  local ok, serr = pcall(k[2], w, v)
+  if not ok then return nil, tostring(serr) end
   return k[3](v)
 end
 

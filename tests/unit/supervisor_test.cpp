@@ -23,6 +23,13 @@ struct ScriptedPolicy : Policy {
     ++calls;
     if (fn) fn(u, e);
   }
+  std::vector<nlohmann::json> counts, states;
+  std::function<void(Unit&, const nlohmann::json&)> count_fn;
+  void on_count(Unit& u, const nlohmann::json& ev) override {
+    counts.push_back(ev);
+    if (count_fn) count_fn(u, ev);
+  }
+  void on_state(Unit&, const nlohmann::json& ev) override { states.push_back(ev); }
 };
 
 LogOptions quiet() {

@@ -1,0 +1,381 @@
+// Supervisor, part two: processes vigil did not start. Adopting one
+// (pidfd, start time), learning how it ended, restart scripts and finding
+// the new instance by the match, keeping member sets of counted watches
+// current from kernel process events (or /proc scans without them), and
+// re-adopting what a previous vigil supervised.
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "host/core/clock.hpp"
+#include "host/core/pidfd.hpp"
+#include "host/core/strings.hpp"
+#include "host/proc/proc_scan.hpp"
+#include "host/supervise/supervisor.hpp"
+
+namespace vigil {
+
+std::string Supervisor::load_journal() {
+  std::string error;
+  journal_previous_ = journal_.load(error);
+  return error;
+}
+
+void Supervisor::set_proc_events(ProcEvents* events, double scan_interval) {
+  events_ = events;
+  scan_interval_ = scan_interval;
+}
+
+// A new (or re-added) unit gets its process: the one a previous vigil ran
+// for it if that still runs, else by kind.
+void Supervisor::reattach(Unit& u) {
+  auto prev = journal_previous_.find(u.name);
+  if (prev != journal_previous_.end()) {
+    JournalEntry e = prev->second;
+    journal_previous_.erase(prev);
+    ProcStat st;
+    bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
+    bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
+                : u.kind() == Unit::Kind::Single ? u.match->matches(st, reader_, parent_pid(u)) ||
+                                                       (e.spawned && !u.spec.argv.empty())
+                                                 : false;
+    if (alive && fits &&
+        adopt(u, e.pid, e.start_time, e.spawned, "re-adopted after vigil restarted")) {
+      if (e.spawned && !u.spec.argv.empty() && e.spec_hash != spec_hash(u.spec)) {
+        // It runs what the watch used to say: restart it with what it says now.
+        log_.emit(Msg::WatchChanged, u.name, {{"where", u.where}});
+        restart(u);
+      }
+      return;
+    }
+  }
+  switch (u.kind()) {
+    case Unit::Kind::Started: spawn(u); return;
+    case Unit::Kind::Single:
+      if (!try_find(u, "found")) start_process(u);
+      return;
+    case Unit::Kind::Members:
+      set_state(u, UnitState::Running);
+      scan_members(u);
+      check_bounds(u, true);
+      return;
+  }
+}
+
+bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how) {
+  Fd pidfd(pidfd_open(pid, 0));
+  if (!pidfd) return false;
+  // The pidfd pins the process: if the start time still matches after it
+  // was opened, it is the process the match saw, not a recycled pid.
+  ProcStat st;
+  if (!reader_.stat(pid, st) || st.start_time != start_time || st.dead()) return false;
+  end_find(u);
+  Unit::Child c;
+  c.pid = pid;
+  c.start_time = start_time;
+  c.started = MonoClock::now();
+  c.state_since = c.started;
+  c.adopted = true;
+  c.own_group = own_group && st.pgrp == pid;
+  c.pidfd = std::move(pidfd);
+  std::string name = u.name;
+  c.watch = loop_.add(c.pidfd.get(), EPOLLIN, [this, name](uint32_t) {
+    if (Unit* unit = find(name)) on_adopted_exit(*unit);
+  });
+  u.child = std::move(c);
+  adopted_[pid] = u.name;
+  set_state(u, UnitState::Running);
+  record(u);
+  log_.emit(Msg::ProcessAdopted, u.name, {{"pid", pid}, {"how", how}});
+  return true;
+}
+
+void Supervisor::on_adopted_exit(Unit& u) {
+  if (!u.child || !u.child->adopted) return;
+  Unit::Child& c = *u.child;
+  // The kernel queues the exit event before the pidfd turns readable.
+  if (events_) events_->drain();
+  if (!u.child) return;  // handled while draining (cannot happen, but cheap)
+  pid_t pid = c.pid;
+  ExitStatus status = ExitStatus::unknown();
+  siginfo_t si{};
+  // Reparented to vigil (a subreaper): it is our child now, reap it.
+  if (waitid(P_PIDFD, static_cast<id_t>(c.pidfd.get()), &si, WEXITED | WNOHANG) == 0 &&
+      si.si_pid == pid) {
+    status = si.si_code == CLD_EXITED ? ExitStatus{si.si_status, 0, false}
+                                      : ExitStatus{-1, si.si_status, si.si_code == CLD_DUMPED};
+  } else if (auto it = exits_.find(pid); it != exits_.end()) {
+    status = it->second;
+  }
+  exits_.erase(pid);
+  // Still in /proc as a zombie: its parent has not reaped it (yet).
+  ProcStat st;
+  if (reader_.stat(pid, st) && st.start_time == c.start_time && st.state == 'Z')
+    watch_zombie(u.name, pid, c.start_time, st.ppid);
+  on_exit(u, status);
+}
+
+void Supervisor::run_restart_script(Unit& u) {
+  std::string error;
+  std::vector<std::pair<std::string, std::string>> env = {{"VIGIL_WATCH", u.name}};
+  if (u.last_exit && u.last_exit->pid)
+    env.emplace_back("VIGIL_PID", std::to_string(u.last_exit->pid));
+  std::string name = u.name;
+  auto shared_pid = std::make_shared<pid_t>(0);
+  auto pid = run_command(
+      u.adopt.restart_script, env, u.adopt.script_timeout,
+      [this, name, shared_pid](const ExitStatus& st, bool timed_out) {
+        on_script_exit(name, *shared_pid, st, timed_out);
+      },
+      error, false);
+  if (!pid) return restart_failed(u, "restart script: " + error);
+  *shared_pid = *pid;
+  u.script_pid = *pid;
+  set_state(u, UnitState::Starting);
+  log_.emit(Msg::RestartScript, u.name,
+            {{"pid", *pid}, {"command", join_words(u.adopt.restart_script)}});
+}
+
+void Supervisor::on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st,
+                                bool timed_out) {
+  Unit* u = find(name);
+  if (!u || u->script_pid != pid) return;
+  u->script_pid = 0;
+  if (!u->want_running) return;
+  if (timed_out)
+    return restart_failed(*u, "restart script timed out after " +
+                                  fmt_seconds(u->adopt.script_timeout) + "s and was killed");
+  if (st.signal) return restart_failed(*u, "restart script killed by " + signal_name(st.signal));
+  if (st.code != 0) return restart_failed(*u, "restart script exited " + std::to_string(st.code));
+  // The script did its part: now the match must find the process.
+  if (u->kind() == Unit::Kind::Single && try_find(*u, "started by the restart script")) return;
+  wait_for_count(*u);
+}
+
+// After a restart (script or start): the match has `find_within` seconds
+// to find the process (single) or the count to recover (members).
+void Supervisor::wait_for_count(Unit& u) {
+  if (u.kind() == Unit::Kind::Members) {
+    scan_members(u);
+    u.finding = true;  // check_bounds ends the wait once the count is back
+    check_bounds(u, true);
+    if (!u.finding) return;
+  }
+  u.finding = true;
+  std::string name = u.name;
+  double within = u.adopt.find_within;
+  u.find_timer = loop_.after(from_seconds(within), [this, name, within] {
+    Unit* unit = find(name);
+    if (!unit || !unit->finding) return;
+    unit->find_timer = 0;
+    if (unit->kind() == Unit::Kind::Single && try_find(*unit, "started by the restart script"))
+      return;
+    unit->finding = false;
+    std::string what = unit->kind() == Unit::Kind::Members
+                           ? std::to_string(unit->members.size()) + " processes match (" +
+                                 unit->match->spec().describe() + "), under the minimum"
+                           : "no process matches (" + unit->match->spec().describe() + ")";
+    restart_failed(*unit, what + " " + fmt_seconds(within) + "s after the restart");
+  });
+  schedule_scan();
+}
+
+void Supervisor::restart_failed(Unit& u, const std::string& error) {
+  log_.emit(Msg::RestartFailed, u.name, {{"error", error}});
+  ExitInfo e;
+  e.error = error;
+  e.wall = wall_seconds();
+  e.pid = u.last_exit ? u.last_exit->pid : 0;
+  u.last_exit = e;
+  if (!u.want_running) return;
+  if (u.paused) return set_state(u, UnitState::Stopped);
+  uint64_t before = u.decisions;
+  if (policy_) policy_->on_exit(u, e);
+  if (u.decisions == before) {
+    log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
+    restart_later(u, 1.0);
+  }
+}
+
+void Supervisor::begin_find(Unit& u) {
+  if (u.kind() == Unit::Kind::Started || u.child) return;
+  u.finding = true;
+  schedule_scan();
+}
+
+void Supervisor::end_find(Unit& u) {
+  u.finding = false;
+  if (u.find_timer) loop_.cancel(u.find_timer);
+  u.find_timer = 0;
+}
+
+pid_t Supervisor::parent_pid(const Unit& u) {
+  if (!u.match || u.match->spec().parent.empty()) return 0;
+  auto it = units_.find(u.match->spec().parent);
+  if (it == units_.end() || !it->second->child) return 0;
+  return it->second->child->pid;
+}
+
+bool Supervisor::try_find(Unit& u, const char* how) {
+  if (!u.match || u.child) return false;
+  std::vector<pid_t> exclude = commands_;
+  exclude.push_back(getpid());
+  auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
+  if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
+  for (const auto& f : found) {
+    // Vigil's own children that are not this watch's (another watch's
+    // process, a hook) are never adopted by a match.
+    if (reaper_.tracked(f.pid)) continue;
+    bool already = false;
+    for (const auto& [name, other] : units_)
+      if (other.get() != &u && other->child && other->child->pid == f.pid) already = true;
+    if (already) continue;
+    if (adopt(u, f.pid, f.start_time, false, how)) return true;
+  }
+  return false;
+}
+
+void Supervisor::scan_members(Unit& u) {
+  std::vector<pid_t> exclude = commands_;
+  exclude.push_back(getpid());
+  auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
+  std::map<pid_t, uint64_t> now;
+  for (const auto& f : found) now[f.pid] = f.start_time;
+  u.members = std::move(now);
+}
+
+void Supervisor::member_added(Unit& u, pid_t pid, uint64_t start_time) {
+  if (!u.members.emplace(pid, start_time).second) return;
+  check_bounds(u, true);
+}
+
+void Supervisor::member_removed(Unit& u, pid_t pid) {
+  if (!u.members.erase(pid)) return;
+  check_bounds(u, true);
+}
+
+void Supervisor::set_count_limits(Unit& u, CountLimits limits) {
+  u.count = limits;
+  check_bounds(u, true);
+}
+
+void Supervisor::check_bounds(Unit& u, bool changed) {
+  if (u.kind() != Unit::Kind::Members) return;
+  int64_t n = static_cast<int64_t>(u.members.size());
+  int64_t min = u.count ? u.count->min : 1;
+  int64_t max = u.count ? u.count->max : -1;
+  Unit::Bounds b = max >= 0 && n > max ? Unit::Bounds::Over
+                   : n < min           ? Unit::Bounds::Under
+                                       : Unit::Bounds::Within;
+  bool crossed = b != u.bounds;
+  u.bounds = b;
+  if (!crossed && (!changed || b == Unit::Bounds::Within)) return;
+  nlohmann::json ev = {{"count", n}, {"min", min}, {"crossed", crossed}};
+  ev["max"] = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
+  ev["bounds"] = b == Unit::Bounds::Over ? "over" : b == Unit::Bounds::Under ? "under" : "within";
+  if (b == Unit::Bounds::Over) {
+    // The newest first: the ones a "kill the newest" policy would take.
+    std::vector<std::pair<uint64_t, pid_t>> by_age;
+    for (const auto& [pid, st] : u.members) by_age.emplace_back(st, pid);
+    std::sort(by_age.rbegin(), by_age.rend());
+    nlohmann::json newest = nlohmann::json::array();
+    for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
+      newest.push_back({{"pid", by_age[i].second}, {"start_time", by_age[i].first}});
+    ev["newest"] = std::move(newest);
+  }
+  if (crossed) {
+    Msg m = b == Unit::Bounds::Over    ? Msg::CountOver
+            : b == Unit::Bounds::Under ? Msg::CountUnder
+                                       : Msg::CountWithin;
+    nlohmann::json fields = {{"count", n}, {"min", min}, {"max", ev["max"]}};
+    log_.emit(m, u.name, fields);
+  }
+  // A restart that was waiting for the count to recover is done.
+  if (b != Unit::Bounds::Under && u.finding) {
+    end_find(u);
+    set_state(u, UnitState::Running);
+  }
+  if (u.paused || !policy_) return;
+  if (b == Unit::Bounds::Under && (u.finding || u.script_pid || u.timer)) return;  // recovering
+  policy_->on_count(u, ev);
+}
+
+bool Supervisor::needs_exec_events() const {
+  for (const auto& [name, u] : units_)
+    if (u->kind() == Unit::Kind::Members || u->finding) return true;
+  return false;
+}
+
+void Supervisor::schedule_scan() {
+  if (events_ || scan_timer_ || !needs_exec_events()) return;
+  scan_timer_ = loop_.after(from_seconds(scan_interval_), [this] {
+    scan_timer_ = 0;
+    rescan();
+    schedule_scan();
+  });
+}
+
+void Supervisor::rescan() {
+  std::vector<std::string> names;
+  for (const auto& [name, u] : units_) names.push_back(name);
+  for (const auto& name : names) {
+    Unit* u = find(name);
+    if (!u) continue;
+    if (u->kind() == Unit::Kind::Members && !u->remove_when_stopped) {
+      auto before = u->members;
+      scan_members(*u);
+      check_bounds(*u, before != u->members);
+    } else if (u->finding) {
+      try_find(*u, u->script_pid || u->find_timer ? "started by the restart script" : "appeared");
+    }
+  }
+}
+
+void Supervisor::on_proc_event(const ProcEvent& ev) {
+  if (ev.kind == ProcEvent::Kind::Exit) {
+    if (adopted_.contains(ev.pid)) exits_[ev.pid] = ExitStatus::from_wait(ev.status);
+    std::vector<std::string> in;
+    for (const auto& [name, u] : units_)
+      if (u->members.contains(ev.pid)) in.push_back(name);
+    // One by one, looked up again: the rules run between them.
+    for (const auto& name : in)
+      if (Unit* u = find(name)) member_removed(*u, ev.pid);
+    return;
+  }
+  if (!needs_exec_events()) return;
+  ProcStat st;
+  bool have_stat = false;
+  auto load = [&] {
+    if (!have_stat) have_stat = reader_.stat(ev.pid, st) && !is_own_command(st);
+    return have_stat;
+  };
+  std::vector<std::string> names;
+  for (const auto& [name, u] : units_) names.push_back(name);
+  for (const auto& name : names) {
+    Unit* u = find(name);
+    if (!u || u->remove_when_stopped) continue;
+    if (u->kind() == Unit::Kind::Members) {
+      if (ev.kind == ProcEvent::Kind::Fork && u->match->inherited_by_fork()) {
+        // A fork of a member is a member, of anything else is not.
+        if (u->members.contains(ev.parent) && load() && !st.dead())
+          member_added(*u, ev.pid, st.start_time);
+        continue;
+      }
+      if (!load()) continue;
+      if (u->match->matches(st, reader_, parent_pid(*u)))
+        member_added(*u, ev.pid, st.start_time);
+      else
+        member_removed(*u, ev.pid);
+    } else if (u->finding && !u->child && ev.kind != ProcEvent::Kind::Fork) {
+      if (!load() || reaper_.tracked(ev.pid)) continue;
+      if (u->match->matches(st, reader_, parent_pid(*u)))
+        adopt(*u, ev.pid, st.start_time, false,
+              u->find_timer ? "started by the restart script" : "appeared");
+    }
+  }
+}
+
+}  // namespace vigil
