@@ -226,13 +226,10 @@ bool Supervisor::try_find(Unit& u, const char* how) {
   auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
   if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
   for (const auto& f : found) {
-    // Vigil's own children that are not this watch's (another watch's
-    // process, a hook) are never adopted by a match.
+    // Vigil's own children belong to the watch that started them. (Two
+    // watches may adopt the same foreign process: each sees it through
+    // its own pidfd.)
     if (reaper_.tracked(f.pid)) continue;
-    bool already = false;
-    for (const auto& [name, other] : units_)
-      if (other.get() != &u && other->child && other->child->pid == f.pid) already = true;
-    if (already) continue;
     if (adopt(u, f.pid, f.start_time, false, how)) return true;
   }
   return false;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <linux/close_range.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,65 @@ void write_file(const std::string& path, const std::string& text) {
   std::filesystem::rename(tmp, path);
 }
 
+pid_t spawn_external(const std::vector<std::string>& argv) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    int nul = open("/dev/null", O_RDWR);
+    dup2(nul, 0);
+    dup2(nul, 1);
+    dup2(nul, 2);
+    close_range(3, ~0U, 0);  // nothing of the test leaks into it
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+bool reap(pid_t pid, std::chrono::milliseconds timeout) {
+  return wait_for([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, timeout);
+}
+
+int count_processes(const std::string& needle) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.empty() || !isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::string cmd = read_file(e.path().string() + "/cmdline");
+    for (char& c : cmd)
+      if (c == '\0') c = ' ';
+    if (cmd.find(needle) != std::string::npos && process_alive(std::stoi(name))) ++n;
+  }
+  return n;
+}
+
+void kill_processes(const std::string& needle) {
+  for (int round = 0; round < 3; ++round) {
+    std::vector<pid_t> killed;
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::string name = e.path().filename();
+      if (name.empty() || !isdigit(static_cast<unsigned char>(name[0]))) continue;
+      std::string cmd = read_file(e.path().string() + "/cmdline");
+      for (char& c : cmd)
+        if (c == '\0') c = ' ';
+      if (cmd.find(needle) == std::string::npos) continue;
+      pid_t pid = std::stoi(name);
+      if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
+    }
+    // Reap the ones that are ours (the rest belong to someone else).
+    wait_for(
+        [&] {
+          for (pid_t p : killed) waitpid(p, nullptr, WNOHANG);
+          return count_processes(needle) == 0;
+        },
+        std::chrono::seconds(2));
+    if (count_processes(needle) == 0) break;
+  }
+}
+
 bool process_alive(pid_t pid) {
   auto st = read_proc_stat(pid);
   return st && st->state != 'Z' && st->state != 'X';
@@ -115,6 +175,8 @@ Daemon::~Daemon() {
       waitpid(pid_, &status_, 0);
     }
   }
+  // Whatever the test left running from its directory goes too.
+  kill_processes(dir_);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }
@@ -132,13 +194,16 @@ bool Daemon::start(const std::vector<std::string>& extra) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 2);
     dup2(fd, 1);
-    std::vector<std::string> argv = {VIGIL_BINARY, "--socket",  socket(),      "run",
-                                     "--rules",    rules_dir(), "--state-dir", state_dir()};
+    std::vector<std::string> argv = prefix_;
+    for (const auto& a :
+         {std::string(VIGIL_BINARY), std::string("--socket"), socket(), std::string("run"),
+          std::string("--rules"), rules_dir(), std::string("--state-dir"), state_dir()})
+      argv.push_back(a);
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());
     _exit(127);
   }
   reaped_ = false;
@@ -214,6 +279,13 @@ int Daemon::count_events(const std::string& id, const std::string& watch) const 
   for (const auto& e : events())
     if (e["id"] == id && (watch.empty() || e["watch"] == watch)) ++n;
   return n;
+}
+
+nlohmann::json Daemon::last_event(const std::string& id, const std::string& watch) const {
+  nlohmann::json found;
+  for (const auto& e : events())
+    if (e["id"] == id && (watch.empty() || e["watch"] == watch)) found = e;
+  return found;
 }
 
 bool Daemon::wait_event(const std::string& id, const std::string& watch, int at_least,

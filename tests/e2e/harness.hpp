@@ -30,6 +30,17 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& text);
 bool process_alive(pid_t pid);  // exists and is not a zombie
 
+// A process "something else started": a child of the test (in its own
+// session), not of vigil. Reap it with reap() once it is dead.
+pid_t spawn_external(const std::vector<std::string>& argv);
+// Waits (with a deadline) for pid to exit and reaps it; false if it did not.
+bool reap(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Number of live processes whose cmdline contains `needle`.
+int count_processes(const std::string& needle);
+// KILLs every process whose cmdline contains `needle` (and reaps those
+// that are the test's children).
+void kill_processes(const std::string& needle);
+
 class Daemon {
  public:
   Daemon();
@@ -47,6 +58,8 @@ class Daemon {
 
   // Starts `vigil run` and waits until it answers; false if it exited.
   bool start(const std::vector<std::string>& extra = {});
+  // Runs vigil under a wrapper command (e.g. {"unshare", "-n"}).
+  void set_prefix(std::vector<std::string> prefix) { prefix_ = std::move(prefix); }
   // SIGTERM and wait; returns the exit status.
   int stop();
   void kill9();
@@ -65,9 +78,12 @@ class Daemon {
   int count_events(const std::string& id, const std::string& watch = "") const;
   bool wait_event(const std::string& id, const std::string& watch = "", int at_least = 1,
                   std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  // The newest event with this id (and watch), or null.
+  nlohmann::json last_event(const std::string& id, const std::string& watch = "") const;
 
  private:
   std::string dir_;
+  std::vector<std::string> prefix_;
   pid_t pid_ = -1;
   int status_ = 0;
   bool reaped_ = false;

@@ -1,0 +1,549 @@
+// End-to-end: processes vigil did not start. The test starts them (they
+// are the test's children, in their own sessions), the real daemon adopts
+// them by match, sees them die, runs restart scripts, counts them.
+// Every process runs a program from the test's own directory (a copy of
+// sleep), so tests running side by side never see each other's processes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "host/proc/proc_files.hpp"
+#include "host/proc/proc_stat.hpp"
+#include "tests/e2e/harness.hpp"
+
+using namespace vigil::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string token_of(const Daemon& d) {
+  return "vt" + std::filesystem::path(d.dir()).filename().string().substr(10);
+}
+
+// A copy of /bin/sleep named `name` in the test's directory: its processes
+// have that comm, and their command line names the directory, which no
+// other test's processes do.
+std::string named_sleep(const std::string& dir, const std::string& name) {
+  std::string path = dir + "/" + name;
+  std::filesystem::copy_file("/bin/sleep", path);
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  return path;
+}
+
+// sh running `sleeper 100000` and waiting for it: when that child dies, it
+// exits 7, so a test can make it exit with a known code.
+std::string waiter_command(const std::string& sleeper) {
+  return sleeper + " 100000 & wait; exit 7";
+}
+pid_t spawn_waiter(const std::string& sleeper) {
+  return spawn_external({"/bin/sh", "-c", waiter_command(sleeper)});
+}
+
+pid_t only_child(pid_t pid) {
+  vigil::ProcReader r;
+  pid_t child = 0;
+  wait_for([&] {
+    auto kids = r.children(pid);
+    if (kids.size() != 1) return false;
+    child = kids[0];
+    return true;
+  });
+  return child;
+}
+
+}  // namespace
+
+TEST(Adopt, DeathIsSeenWithItsExitCodeAndTheRestartScriptIsFollowed) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t first = spawn_waiter(sleeper);
+  // The script starts a fresh copy, detached, and exits 0 at once.
+  d.write_rule("a.lua",
+               "watch \"ext\" {\n"
+               "  match = { cmdline = \"" +
+                   waiter_command(sleeper) +
+                   "\", name = \"sh\" },\n"
+                   "  restart_script = \"setsid /bin/sh -c '" +
+                   waiter_command(sleeper) +
+                   "' </dev/null >/dev/null 2>&1 &\",\n"
+                   "}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("ext") == first; })) << d.output();
+  EXPECT_EQ(d.watch("ext")["adopted"], true);
+  EXPECT_EQ(d.last_event("VGL0121", "ext")["fields"]["how"], "found");
+
+  kill(only_child(first), SIGKILL);  // the waiter then exits 7
+  ASSERT_TRUE(reap(first));
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("ext");
+    return p > 0 && p != first;
+  })) << d.output();
+  auto w = d.watch("ext");
+  EXPECT_EQ(w["last_exit"]["code"], 7) << w.dump();  // from the proc connector
+  EXPECT_EQ(w["restarts"], 1);
+  EXPECT_EQ(w["state"], "running");
+  EXPECT_EQ(d.last_event("VGL0121", "ext")["fields"]["how"], "started by the restart script");
+  EXPECT_EQ(d.count_events("VGL0123", "ext"), 1);
+  // The script's own shell was never taken for the process, and there is
+  // exactly one new instance.
+  EXPECT_EQ(count_processes("sh -c " + waiter_command(sleeper)), 1);
+
+  // The new instance is watched too.
+  pid_t second = d.watch_pid("ext");
+  kill(second, SIGKILL);
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("ext");
+    return p > 0 && p != second;
+  })) << d.output();
+  EXPECT_EQ(d.watch("ext")["last_exit"]["signal"], "KILL");
+}
+
+TEST(Adopt, FailedRestartScriptsCountAgainstTheBudget) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  std::string marker = d.dir() + "/runs";
+  pid_t a = spawn_external({sleeper, "100001"});
+  pid_t b = spawn_external({sleeper, "100002"});
+  pid_t c = spawn_external({sleeper, "100003"});
+  d.write_rule("a.lua",
+               "local budget = { limit = 2, within = \"1h\", backoff = \"10ms..20ms\" }\n"
+               "watch \"fails\" { match = { cmdline = \"" +
+                   sleeper +
+                   " 100001\" },\n"
+                   "  restart_script = \"echo x >> " +
+                   marker +
+                   "; exit 3\", restart = budget }\n"
+                   "watch \"hangs\" { match = { cmdline = \"" +
+                   sleeper +
+                   " 100002\" },\n"
+                   "  restart_script = { command = { \"" +
+                   sleeper +
+                   "\", \"1000\" }, timeout = \"300ms\" },\n"
+                   "  restart = budget }\n"
+                   "watch \"nothing\" { match = { cmdline = \"" +
+                   sleeper +
+                   " 100003\" },\n"
+                   "  restart_script = { command = \"true\", find_within = \"200ms\" },\n"
+                   "  restart = budget }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_pid("fails") == a && d.watch_pid("hangs") == b && d.watch_pid("nothing") == c;
+  })) << d.output();
+  for (pid_t p : {a, b, c}) {
+    kill(p, SIGKILL);
+    reap(p);
+  }
+  for (const char* w : {"fails", "hangs", "nothing"})
+    EXPECT_TRUE(wait_for([&] { return d.watch_state(w) == "exhausted"; }, 15s)) << w << d.output();
+  // Two restarts each, every one a failure with its reason.
+  EXPECT_EQ(read_file(marker), "x\nx\n");
+  auto reason = [&](const char* w) {
+    auto e = d.last_event("VGL0124", w);
+    return e.is_null() ? std::string() : e["fields"]["error"].get<std::string>();
+  };
+  EXPECT_NE(reason("fails").find("restart script exited 3"), std::string::npos) << reason("fails");
+  EXPECT_NE(reason("hangs").find("timed out after 0.3s"), std::string::npos) << reason("hangs");
+  EXPECT_NE(reason("nothing").find("no process matches"), std::string::npos) << reason("nothing");
+  EXPECT_EQ(d.count_events("VGL0124", "hangs"), 2);
+  EXPECT_EQ(count_processes(sleeper + " 1000"), 0) << "a timed-out script was left running";
+  EXPECT_EQ(d.count_events("VGL0105", "fails"), 1);
+}
+
+TEST(Adopt, AWatchWithoutRestartWaitsForItsProcessToComeBack) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t first = spawn_external({sleeper, "100004"});
+  d.write_rule("a.lua", "watch \"mon\" { match = { cmdline = \"" + sleeper + "\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("mon") == first; })) << d.output();
+  kill(first, SIGTERM);
+  reap(first);
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("mon") == "stopped"; })) << d.output();
+  EXPECT_EQ(d.watch("mon")["last_exit"]["signal"], "TERM");
+  EXPECT_EQ(d.count_events("VGL0104", "mon"), 0);  // nothing to restart it with
+  pid_t again = spawn_external({sleeper, "100004"});
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("mon") == again; })) << d.output();
+  EXPECT_EQ(d.watch_state("mon"), "running");
+  EXPECT_EQ(d.last_event("VGL0121", "mon")["fields"]["how"], "appeared");
+  kill(again, SIGKILL);
+  reap(again);
+}
+
+TEST(Adopt, MatchKeysSelectTheRightProcess) {
+  Daemon d;
+  std::string prog = named_sleep(d.dir(), "vtsel" + token_of(d).substr(2, 6));
+  std::string comm = std::filesystem::path(prog).filename();
+  pid_t older = spawn_external({prog, "100005"});
+  ASSERT_TRUE(wait_for([&] {
+    auto st = vigil::read_proc_stat(older);
+    return st && st->comm == comm;
+  }));
+  pid_t newer = spawn_external({prog, "100005"});
+  ASSERT_TRUE(wait_for([&] {
+    auto st = vigil::read_proc_stat(newer);
+    return st && st->comm == comm;
+  }));
+  pid_t other = spawn_external({prog, "100006"});
+  d.write_rule("a.lua", "watch \"oldest\" { match = { name = \"" + comm +
+                            "\", cmdline = \"100005\" } }\n"
+                            "watch \"newest\" { match = { exe = \"" +
+                            prog +
+                            "\", cmdline = \"100005\", select = \"newest\" } }\n"
+                            "watch \"re\" { match = { cmdline_re = \"^" +
+                            prog +
+                            " 10000[6]$\", user = \"root\" } }\n"
+                            "watch \"ppid\" { match = { name = \"" +
+                            comm + "\", ppid = " + std::to_string(getpid()) +
+                            ", cmdline = \"100006\" } }\n"
+                            "watch \"nobody\" { match = { name = \"" +
+                            comm + "\", uid = 4242 } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("re") != 0 && d.watch_pid("ppid") != 0; }))
+      << d.status().dump(1) << d.output();
+  EXPECT_EQ(d.watch_pid("oldest"), older);
+  EXPECT_EQ(d.watch_pid("newest"), newer);
+  EXPECT_EQ(d.watch_pid("re"), other);
+  EXPECT_EQ(d.watch_pid("ppid"), other);
+  EXPECT_EQ(d.watch_pid("nobody"), 0);
+  EXPECT_EQ(d.watch_state("nobody"), "stopped");
+  for (pid_t p : {older, newer, other}) {
+    kill(p, SIGKILL);
+    reap(p);
+  }
+}
+
+TEST(Adopt, ParentKeyFollowsAnotherWatch) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "vtw" + token_of(d).substr(2, 8));
+  std::string comm = std::filesystem::path(sleeper).filename();
+  // A "master" started by vigil whose worker is matched as its child.
+  d.write_rule("a.lua", "watch \"master\" { start = { \"/bin/sh\", \"-c\", \"" + sleeper +
+                            " 100007 & wait\" } }\n"
+                            "watch \"worker\" { match = { name = \"" +
+                            comm + "\", parent = \"master\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("worker") != 0; })) << d.output();
+  pid_t master = d.watch_pid("master");
+  auto st = vigil::read_proc_stat(d.watch_pid("worker"));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->ppid, master);
+}
+
+TEST(Count, OverTheLimitIsSeenAtForkTimeAndTheNewestIsKilled) {
+  Daemon d;
+  std::string name = "vtc" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) pids.push_back(spawn_external({prog, "100008"}));
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { min = 2, max = 3 }, on_over = \"kill_newest\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 3; })) << d.output();
+  EXPECT_EQ(d.count_events("VGL0125", "cnt"), 0);
+
+  pid_t extra = spawn_external({prog, "100008"});
+  ASSERT_TRUE(d.wait_event("VGL0125", "cnt")) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0128", "cnt")) << d.output();
+  EXPECT_EQ(d.last_event("VGL0128", "cnt")["fields"]["pid"], extra);
+  ASSERT_TRUE(reap(extra)) << "the newest process was not killed";
+  for (pid_t p : pids) EXPECT_TRUE(process_alive(p)) << "an older process was killed";
+  ASSERT_TRUE(d.wait_event("VGL0127", "cnt")) << d.output();
+  EXPECT_EQ(d.watch("cnt")["bounds"], "within");
+
+  // Under the minimum: two of three die.
+  for (int i = 0; i < 2; ++i) {
+    kill(pids[static_cast<size_t>(i)], SIGKILL);
+    reap(pids[static_cast<size_t>(i)]);
+  }
+  ASSERT_TRUE(d.wait_event("VGL0126", "cnt")) << d.output();
+  EXPECT_EQ(d.last_event("VGL0126", "cnt")["fields"]["count"], 1);
+  kill(pids[2], SIGKILL);
+  reap(pids[2]);
+}
+
+TEST(Count, WithoutKernelEventsTheScanStillCounts) {
+  Daemon d;
+  // A new network namespace has no proc connector: vigil must say so once
+  // and fall back to scanning /proc.
+  d.set_prefix({"unshare", "-n"});
+  std::string name = "vtf" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string marker = d.dir() + "/over";
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 1 },\n"
+                            "  on_over = { \"/bin/sh\", \"-c\", \"echo $VIGIL_COUNT > " +
+                            marker + "\" } }\n");
+  ASSERT_TRUE(d.start({"--scan-interval", "0.1"})) << d.output();
+  EXPECT_EQ(d.count_events("VGL0009"), 1) << d.output();
+  pid_t a = spawn_external({prog, "100009"});
+  pid_t b = spawn_external({prog, "100009"});
+  ASSERT_TRUE(d.wait_event("VGL0125", "cnt")) << d.output();
+  ASSERT_TRUE(wait_for([&] { return read_file(marker) == "2\n"; })) << read_file(marker);
+  for (pid_t p : {a, b}) {
+    kill(p, SIGKILL);
+    reap(p);
+  }
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 0; })) << d.output();
+  EXPECT_EQ(d.count_events("VGL0009"), 1);
+}
+
+TEST(States, StoppedProcessIsReportedAndContinued) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t p = spawn_external({sleeper, "100010"});
+  d.write_rule("a.lua", "watch \"s\" { match = { cmdline = \"" + sleeper +
+                            "\" }, checks = { every = \"50ms\", stopped = \"200ms\" },\n"
+                            "  on_state = \"continue\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("s") == p; })) << d.output();
+  kill(p, SIGSTOP);
+  ASSERT_TRUE(d.wait_event("VGL0129", "s")) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0133", "s")) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0132", "s")) << d.output();
+  auto st = vigil::read_proc_stat(p);
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->state, 'T');
+  EXPECT_EQ(d.count_events("VGL0129", "s"), 1);  // once per episode
+  kill(p, SIGKILL);
+  reap(p);
+}
+
+TEST(States, BlockedProcessIsReported) {
+  Daemon d;
+  std::string name = "vtd" + token_of(d).substr(2, 8);
+  // A vfork parent waits in uninterruptible sleep until its child execs
+  // or exits: state D for as long as the child pauses.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t p = fork();
+  if (p == 0) {
+    prctl(PR_SET_NAME, name.c_str());
+    close(ready[0]);
+    if (vfork() == 0) {
+      ssize_t ignored = write(ready[1], "x", 1);
+      (void)ignored;
+      pause();
+      _exit(0);
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  d.write_rule("a.lua", "watch \"b\" { match = { name = \"" + name +
+                            "\" }, checks = { every = \"50ms\", blocked = \"200ms\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("b") == p; })) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0130", "b")) << d.output();
+  auto e = d.last_event("VGL0130", "b");
+  EXPECT_EQ(e["fields"]["pid"], p);
+  EXPECT_GE(e["fields"]["for"].get<double>(), 0.2);
+  // End it: the vfork child's death releases the parent.
+  vigil::ProcReader r;
+  std::vector<pid_t> kids = r.children(p);
+  for (pid_t kid : kids) kill(kid, SIGKILL);
+  reap(p);
+  for (pid_t kid : kids) reap(kid);  // reparented to the test
+}
+
+TEST(States, AZombieItsParentDoesNotReapIsReported) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t p = spawn_external({sleeper, "100011"});
+  d.write_rule("a.lua", "watch \"z\" { match = { cmdline = \"" + sleeper +
+                            "\" }, checks = { every = \"50ms\", zombie = \"200ms\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("z") == p; })) << d.output();
+  kill(p, SIGKILL);  // and the test, its parent, does not reap it yet
+  // Its death is seen at once, though it is a zombie.
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("z") == 0; })) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0131", "z")) << d.output();
+  EXPECT_EQ(d.last_event("VGL0131", "z")["fields"]["ppid"], getpid());
+  reap(p);
+}
+
+TEST(Reattach, KillNineOfVigilLosesNothingAndDuplicatesNothing) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t ext = spawn_waiter(sleeper);
+  d.write_rule("a.lua", "watch \"own\" { start = { \"" + sleeper +
+                            "\", \"100012\" } }\n"
+                            "watch \"ext\" { match = { cmdline = \"" +
+                            waiter_command(sleeper) +
+                            "\", name = \"sh\" },\n"
+                            "  restart_script = \"setsid /bin/sh -c '" +
+                            waiter_command(sleeper) + "' </dev/null >/dev/null 2>&1 &\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") > 0 && d.watch_pid("ext") == ext; }))
+      << d.output();
+  pid_t own = d.watch_pid("own");
+
+  d.kill9();
+  ASSERT_TRUE(process_alive(own));
+  ASSERT_TRUE(process_alive(ext));
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") == own && d.watch_pid("ext") == ext; }))
+      << d.output();
+  EXPECT_EQ(d.last_event("VGL0121", "own")["fields"]["how"], "re-adopted after vigil restarted");
+  EXPECT_EQ(count_processes(sleeper + " 100012"), 1) << "a second copy was started";
+  EXPECT_EQ(count_processes("sh -c " + waiter_command(sleeper)), 1);
+  EXPECT_EQ(d.count_events("VGL0101", "own"), 0);
+
+  // A later death is still recovered, for both kinds.
+  kill(own, SIGKILL);
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("own");
+    return p > 0 && p != own;
+  })) << d.output();
+  EXPECT_EQ(d.watch("own")["last_exit"]["signal"], "KILL");
+  kill(only_child(ext), SIGKILL);
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("ext");
+    return p > 0 && p != ext;
+  })) << d.output();
+  EXPECT_EQ(d.watch("ext")["last_exit"]["code"], 7);
+  reap(ext);
+  reap(own);
+
+  // quit --keep leaves them running; the next vigil takes them over.
+  pid_t own2 = d.watch_pid("own");
+  ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return !d.running(); })) << d.output();
+  ASSERT_TRUE(process_alive(own2));
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") == own2; })) << d.output();
+  EXPECT_EQ(count_processes(sleeper + " 100012"), 1);
+  d.stop();
+  EXPECT_EQ(count_processes(sleeper + " 100012"), 0) << "stop left the process running";
+}
+
+namespace {
+// Creates a process with exactly `pid` (clone3 with set_tid, root only):
+// the way to prove that a recycled pid is never signalled.
+pid_t spawn_with_pid(pid_t pid, const char* prog) {
+  struct clone_args args {};
+  pid_t tid = pid;
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&tid);
+  args.set_tid_size = 1;
+  long r = syscall(SYS_clone3, &args, sizeof args);
+  if (r == 0) {
+    setsid();
+    execl(prog, prog, "100013", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return static_cast<pid_t>(r);
+}
+}  // namespace
+
+TEST(Safety, ARecycledPidIsNeverSignalled) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  std::string out = d.dir() + "/kill.txt";
+  std::string seen = d.dir() + "/seen.txt";
+  std::string go = d.dir() + "/go";
+  pid_t victim = spawn_external({sleeper, "100013"});
+  // The rule remembers (pid, start time) of the process, says so, and when
+  // told to, tries to kill it through vigil.proc.kill.
+  d.write_rule("a.lua",
+               "local seen\n"
+               "vigil.timer.every(0.02, function()\n"
+               "  if not seen then\n"
+               "    local p = vigil.proc.find({ cmdline = \"" +
+                   sleeper +
+                   "\" })[1]\n"
+                   "    if not p then return end\n"
+                   "    seen = p\n"
+                   "    local s = io.open(\"" +
+                   seen +
+                   "\", \"w\") s:write(p.pid, \"\\n\") s:close()\n"
+                   "    return\n"
+                   "  end\n"
+                   "  local f = io.open(\"" +
+                   go +
+                   "\")\n"
+                   "  if not f or seen == false then return end\n"
+                   "  f:close()\n"
+                   "  local ok, err = vigil.proc.kill(seen.pid, seen.start_time, \"KILL\")\n"
+                   "  local o = io.open(\"" +
+                   out +
+                   "\", \"w\")\n"
+                   "  o:write(tostring(ok), \" \", tostring(err), \"\\n\")\n"
+                   "  o:close()\n"
+                   "  seen = false\n"
+                   "end)\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return read_file(seen) == std::to_string(victim) + "\n"; }))
+      << d.output();
+  kill(victim, SIGKILL);
+  ASSERT_TRUE(reap(victim));
+  pid_t recycled = spawn_with_pid(victim, sleeper.c_str());
+  ASSERT_EQ(recycled, victim) << "could not recreate the pid (clone3 set_tid)";
+  ASSERT_TRUE(wait_for([&] { return process_alive(recycled); }));
+  write_file(go, "");
+  ASSERT_TRUE(wait_for([&] { return !read_file(out).empty(); })) << d.output();
+  EXPECT_NE(read_file(out).find("nil no such process"), std::string::npos) << read_file(out);
+  EXPECT_TRUE(process_alive(recycled)) << "vigil signalled the process that reused the pid";
+  kill(recycled, SIGKILL);
+  reap(recycled);
+}
+
+TEST(ProcApi, FindInfoChildrenAndEvents) {
+  Daemon d;
+  std::string name = "vtp" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string out = d.dir() + "/events.txt";
+  std::string info = d.dir() + "/info.txt";
+  d.write_rule(
+      "a.lua",
+      "local function log(s) local f = io.open(\"" + out +
+          "\", \"a\") f:write(s, \"\\n\") f:close() end\n"
+          "assert(vigil.proc.available())\n"
+          "vigil.proc.on(\"exec\", { name = \"" +
+          name +
+          "\" }, function(p) log(\"exec \" .. p.pid .. \" \" .. p.cmdline) end)\n"
+          "vigil.proc.on(\"exit\", { name = \"" +
+          name +
+          "\" }, function(p) log(\"exit \" .. p.pid .. \" \" .. tostring(p.signal)) end)\n"
+          "local done\n"
+          "vigil.timer.every(0.05, function()\n"
+          "  local l = vigil.proc.find({ name = \"" +
+          name +
+          "\" })\n"
+          "  if done or #l == 0 then return end\n"
+          "  local p = vigil.proc.info(l[1].pid)\n"
+          "  local f = io.open(\"" +
+          info +
+          "\", \"w\")\n"
+          "  f:write(table.concat({ p.pid, p.ppid, p.name, p.exe, p.user, p.state,\n"
+          "    p.threads, tostring(p.rss > 0), p.fds,\n"
+          "    #vigil.proc.children(p.ppid) > 0 and \"kids\" or \"none\" }, \" \"), \"\\n\")\n"
+          "  f:close()\n"
+          "  done = true\n"
+          "end)\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  pid_t p = spawn_external({prog, "100014"});
+  std::string pids = std::to_string(p);
+  ASSERT_TRUE(wait_for([&] { return read_file(out).find("exec " + pids) != std::string::npos; }))
+      << read_file(out) << d.output();
+  EXPECT_NE(read_file(out).find("exec " + pids + " " + prog + " 100014"), std::string::npos);
+  ASSERT_TRUE(wait_for([&] {
+    std::string t = read_file(info);
+    return !t.empty() && t.back() == '\n';
+  })) << d.output();
+  EXPECT_EQ(read_file(info), pids + " " + std::to_string(getpid()) + " " + name + " " + prog +
+                                 " root S 1 true 3 kids\n");
+  kill(p, SIGTERM);
+  reap(p);
+  ASSERT_TRUE(wait_for([&] {
+    return read_file(out).find("exit " + pids + " TERM") != std::string::npos;
+  })) << read_file(out);
+}
