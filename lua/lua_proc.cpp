@@ -178,7 +178,10 @@ int l_on(lua_State* L) {
       int ref = luaL_ref(L, LUA_REGISTRYINDEX);
       auto sub = std::make_shared<ProcSubscription>(ProcSubscription{k, std::move(*m), ref, {}});
       rt.proc_subs.push_back(sub);
-      if (rt.live) start_subscription(rt, *sub);
+      if (rt.live) {
+        start_subscription(rt, *sub);
+        if (rt.host.supervisor) rt.host.supervisor->set_rule_interest(true);
+      }
       auto** handle = static_cast<std::weak_ptr<ProcSubscription>**>(
           lua_newuserdatauv(L, sizeof(std::weak_ptr<ProcSubscription>*), 0));
       *handle = new std::weak_ptr<ProcSubscription>(sub);

@@ -428,6 +428,10 @@ void RuleRuntime::on_proc_event(const ProcEvent& ev) {
   proc_event(*state_, ev);
 }
 
+bool RuleRuntime::wants_proc_events() const {
+  return !state_->proc_subs.empty();
+}
+
 void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF) return;

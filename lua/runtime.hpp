@@ -75,6 +75,7 @@ class RuleRuntime : public Policy {
   void on_event(const Event& ev);
   // A kernel process event, for vigil.proc.on subscribers.
   void on_proc_event(const ProcEvent& ev);
+  bool wants_proc_events() const;
 
   // Runs a chunk in the state (tests, and `vigil eval` later).
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);

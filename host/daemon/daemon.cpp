@@ -162,6 +162,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_ = std::move(candidate);  // the old state and its timers go here
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();
+  supervisor_->set_rule_interest(runtime_->wants_proc_events());
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
@@ -264,6 +265,7 @@ nlohmann::json Daemon::status_json() const {
             {"rules", options_.rules},
             {"since", rfc3339(started_)},
             {"proc_events", proc_events_ != nullptr},
+            {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
             {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
           {"watches", std::move(watches)}};
 }

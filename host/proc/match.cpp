@@ -96,47 +96,111 @@ std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& erro
   return m;
 }
 
+void ProcView::reset(const ProcStat& st) {
+  st_ = &st;
+  loaded_ = missing_ = 0;
+}
+
+const ProcStatus* ProcView::status() {
+  if (!(loaded_ & kStatus)) {
+    loaded_ |= kStatus;
+    if (auto s = reader_.status(st_->pid))
+      status_ = *s;
+    else
+      missing_ |= kStatus;
+  }
+  return missing_ & kStatus ? nullptr : &status_;
+}
+
+const std::string* ProcView::exe() {
+  if (!(loaded_ & kExe)) {
+    loaded_ |= kExe;
+    if (auto e = reader_.exe(st_->pid))
+      exe_.assign(e->data(), e->size());
+    else
+      missing_ |= kExe;
+  }
+  return missing_ & kExe ? nullptr : &exe_;
+}
+
+const std::string* ProcView::cmdline() {
+  if (!(loaded_ & kCmdline)) {
+    loaded_ |= kCmdline;
+    if (auto c = reader_.cmdline(st_->pid))
+      cmdline_.assign(c->data(), c->size());
+    else
+      missing_ |= kCmdline;
+  }
+  return missing_ & kCmdline ? nullptr : &cmdline_;
+}
+
+const std::string* ProcView::cgroup() {
+  if (!(loaded_ & kCgroup)) {
+    loaded_ |= kCgroup;
+    if (auto c = reader_.read(st_->pid, "cgroup"))
+      cgroup_.assign(c->data(), c->size());
+    else
+      missing_ |= kCgroup;
+  }
+  return missing_ & kCgroup ? nullptr : &cgroup_;
+}
+
 bool Matcher::matches(const ProcStat& st, ProcReader& reader, pid_t parent_pid) const {
+  ProcView view(reader);
+  view.reset(st);
+  return matches(view, parent_pid);
+}
+
+bool Matcher::matches(ProcView& view, pid_t parent_pid) const {
+  const ProcStat& st = view.stat();
   if (st.dead()) return false;
   if (st.kernel_thread() != spec_.kernel) return false;
   if (!spec_.name.empty() && st.comm != comm_) return false;
   if (spec_.ppid && st.ppid != *spec_.ppid) return false;
   if (!spec_.parent.empty() && (parent_pid <= 0 || st.ppid != parent_pid)) return false;
   if (spec_.uid) {
-    auto status = reader.status(st.pid);
+    const ProcStatus* status = view.status();
     if (!status || status->euid != *spec_.uid) return false;
   }
   if (!spec_.exe.empty()) {
-    auto exe = reader.exe(st.pid);
+    const std::string* exe = view.exe();
     if (!exe || *exe != spec_.exe) return false;
   }
   if (!spec_.cmdline.empty() || re_) {
-    auto cmd = reader.cmdline(st.pid);
+    const std::string* cmd = view.cmdline();
     if (!cmd) return false;
-    if (!spec_.cmdline.empty() && cmd->find(spec_.cmdline) == std::string_view::npos) return false;
-    // cmdline_text leaves the reader's buffer NUL-terminated after the text.
-    if (re_ && regexec(re_.get(), cmd->data(), 0, nullptr, 0) != 0) return false;
+    if (!spec_.cmdline.empty() && cmd->find(spec_.cmdline) == std::string::npos) return false;
+    if (re_ && regexec(re_.get(), cmd->c_str(), 0, nullptr, 0) != 0) return false;
   }
   if (!spec_.cgroup.empty()) {
-    auto cg = reader.read(st.pid, "cgroup");
-    if (!cg || cg->find(spec_.cgroup) == std::string_view::npos) return false;
+    const std::string* cg = view.cgroup();
+    if (!cg || cg->find(spec_.cgroup) == std::string::npos) return false;
   }
   return true;
+}
+
+void scan_processes(ProcReader& reader, const std::vector<pid_t>& exclude,
+                    const std::function<void(ProcView&)>& fn) {
+  auto excluded = [&](pid_t p) {
+    return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
+  };
+  PidIterator it;
+  ProcStat st;
+  ProcView view(reader);
+  while (auto pid = it.next()) {
+    if (excluded(*pid)) continue;
+    if (!reader.stat(*pid, st) || excluded(st.pgrp)) continue;
+    view.reset(st);
+    fn(view);
+  }
 }
 
 std::vector<FoundProcess> find_processes(const Matcher& m, ProcReader& reader, pid_t parent_pid,
                                          const std::vector<pid_t>& exclude) {
   std::vector<FoundProcess> out;
-  PidIterator it;
-  ProcStat st;
-  auto excluded = [&](pid_t p) {
-    return std::find(exclude.begin(), exclude.end(), p) != exclude.end();
-  };
-  while (auto pid = it.next()) {
-    if (excluded(*pid)) continue;
-    if (!reader.stat(*pid, st) || excluded(st.pgrp)) continue;
-    if (m.matches(st, reader, parent_pid)) out.push_back({*pid, st.start_time});
-  }
+  scan_processes(reader, exclude, [&](ProcView& v) {
+    if (m.matches(v, parent_pid)) out.push_back({v.stat().pid, v.stat().start_time});
+  });
   std::sort(out.begin(), out.end(), [](const FoundProcess& a, const FoundProcess& b) {
     return a.start_time != b.start_time ? a.start_time < b.start_time : a.pid < b.pid;
   });

@@ -8,6 +8,7 @@
 #include <regex.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,29 @@ struct MatchSpec {
 
 const char* select_name(MatchSpec::Select s);
 
+// One process as matchers see it: its stat line, and the costlier files
+// read at most once, when a key first needs them, however many matchers
+// look. Reused from process to process: its strings keep their storage,
+// so a scan does not allocate per process.
+class ProcView {
+ public:
+  explicit ProcView(ProcReader& reader) : reader_(reader) {}
+  void reset(const ProcStat& st);  // st must outlive the view's use
+  const ProcStat& stat() const { return *st_; }
+  const ProcStatus* status();    // null when unreadable
+  const std::string* exe();      // without " (deleted)"
+  const std::string* cmdline();  // arguments joined by spaces
+  const std::string* cgroup();
+
+ private:
+  enum Loaded : unsigned { kStatus = 1, kExe = 2, kCmdline = 4, kCgroup = 8 };
+  ProcReader& reader_;
+  const ProcStat* st_ = nullptr;
+  unsigned loaded_ = 0, missing_ = 0;
+  ProcStatus status_;
+  std::string exe_, cmdline_, cgroup_;
+};
+
 class Matcher {
  public:
   // Compiles the regex and resolves `user`; nullopt and an error naming
@@ -54,6 +78,7 @@ class Matcher {
   // st: the process's stat, already read. parent_pid: the current pid of
   // the `parent` watch (0 when it has none: nothing matches then).
   bool matches(const ProcStat& st, ProcReader& reader, pid_t parent_pid = 0) const;
+  bool matches(ProcView& view, pid_t parent_pid = 0) const;
 
  private:
   MatchSpec spec_;
@@ -65,6 +90,11 @@ struct FoundProcess {
   pid_t pid = 0;
   uint64_t start_time = 0;
 };
+
+// Calls fn(view) for every process on the machine except `exclude`d ones
+// (as for find_processes): one pass for any number of matchers.
+void scan_processes(ProcReader& reader, const std::vector<pid_t>& exclude,
+                    const std::function<void(ProcView&)>& fn);
 
 // Every process on the machine that matches, oldest first. `exclude`
 // (optional) skips pids (vigil itself, its scripts) and the members of

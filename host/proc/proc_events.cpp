@@ -21,22 +21,70 @@ ProcEvents::~ProcEvents() {
   }
 }
 
-bool ProcEvents::send_op(int op, std::string& error) {
-  alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(cn_msg) + sizeof(proc_cn_mcast_op))] = {};
+namespace {
+
+// The kernel's filtered subscription (Linux 6.6, <linux/cn_proc.h> of
+// newer headers): the operation and a mask of events to deliver.
+struct ProcInput {
+  uint32_t mcast_op;
+  uint32_t event_type;
+};
+constexpr uint32_t kEventNonzeroExit = 0x20000000;
+constexpr uint32_t kEventAll = 0x1 | 0x2 | 0x4 | 0x40 | 0x80 | 0x100 | 0x200 | kEventNonzeroExit |
+                               0x40000000 | 0x80000000;  // PROC_EVENT_ALL
+
+}  // namespace
+
+bool ProcEvents::send_op(int op, std::string& error, int filter) {
+  alignas(nlmsghdr) char buf[NLMSG_SPACE(sizeof(cn_msg) + sizeof(ProcInput))] = {};
   auto* nh = reinterpret_cast<nlmsghdr*>(buf);
-  nh->nlmsg_len = NLMSG_LENGTH(sizeof(cn_msg) + sizeof(proc_cn_mcast_op));
-  nh->nlmsg_type = NLMSG_DONE;
   auto* cn = reinterpret_cast<cn_msg*>(NLMSG_DATA(nh));
   cn->id.idx = CN_IDX_PROC;
   cn->id.val = CN_VAL_PROC;
-  cn->len = sizeof(proc_cn_mcast_op);
-  auto mop = static_cast<proc_cn_mcast_op>(op);
-  memcpy(cn->data, &mop, sizeof mop);
+  if (filter >= 0) {
+    ProcInput in{static_cast<uint32_t>(op), static_cast<uint32_t>(filter)};
+    cn->len = sizeof in;
+    memcpy(cn->data, &in, sizeof in);
+  } else {
+    auto mop = static_cast<proc_cn_mcast_op>(op);
+    cn->len = sizeof mop;
+    memcpy(cn->data, &mop, sizeof mop);
+  }
+  nh->nlmsg_len = NLMSG_LENGTH(sizeof(cn_msg) + cn->len);
+  nh->nlmsg_type = NLMSG_DONE;
   if (::send(sock_.get(), buf, nh->nlmsg_len, 0) < 0) {
     error = "sending the subscription: " + errno_text(errno);
     return false;
   }
   return true;
+}
+
+// Waits for the kernel's PROC_EVENT_NONE acknowledgement; other events
+// that arrive meanwhile are dropped (nobody listens yet).
+bool ProcEvents::wait_ack(std::string& error, int timeout_ms) {
+  alignas(nlmsghdr) char buf[8192];
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    pollfd p{sock_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 10) <= 0) continue;
+    ssize_t n = ::recv(sock_.get(), buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR || errno == ENOBUFS) continue;
+      error = "netlink receive: " + errno_text(errno);
+      return false;
+    }
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+      auto* cn = reinterpret_cast<cn_msg*>(NLMSG_DATA(nh));
+      auto* ev = reinterpret_cast<proc_event*>(cn->data);
+      if (ev->what != proc_event::PROC_EVENT_NONE) continue;
+      if (ev->event_data.ack.err != 0) {
+        error = "subscription refused: " + errno_text(static_cast<int>(ev->event_data.ack.err));
+        return false;
+      }
+      return true;
+    }
+  }
+  error = "no acknowledgement from the kernel (not in the initial network namespace?)";
+  return false;
 }
 
 bool ProcEvents::open(std::string& error) {
@@ -58,40 +106,28 @@ bool ProcEvents::open(std::string& error) {
   if (::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0)
     ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
   sock_ = std::move(s);
-  if (!send_op(PROC_CN_MCAST_LISTEN, error)) {
+  // A filtered subscription first: a kernel without filtering ignores it
+  // (no acknowledgement), and gets the plain one.
+  std::string ignored;
+  if (send_op(PROC_CN_MCAST_LISTEN, ignored, static_cast<int>(kEventAll)) &&
+      wait_ack(ignored, 200)) {
+    filtering_ = true;
+  } else if (!send_op(PROC_CN_MCAST_LISTEN, error) || !wait_ack(error, 1000)) {
     sock_.reset();
     return false;
   }
-  // The kernel acknowledges with a PROC_EVENT_NONE; in another network
-  // namespace nothing comes (or the send fails).
-  alignas(nlmsghdr) char buf[8192];
-  for (int tries = 0; tries < 50; ++tries) {
-    pollfd p{sock_.get(), POLLIN, 0};
-    if (::poll(&p, 1, 20) <= 0) continue;
-    ssize_t n = ::recv(sock_.get(), buf, sizeof buf, 0);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      error = "netlink receive: " + errno_text(errno);
-      sock_.reset();
-      return false;
-    }
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
-      auto* cn = reinterpret_cast<cn_msg*>(NLMSG_DATA(nh));
-      auto* ev = reinterpret_cast<proc_event*>(cn->data);
-      if (ev->what == proc_event::PROC_EVENT_NONE) {
-        if (ev->event_data.ack.err != 0) {
-          error = "subscription refused: " + errno_text(static_cast<int>(ev->event_data.ack.err));
-          sock_.reset();
-          return false;
-        }
-        watch_ = loop_.add(sock_.get(), EPOLLIN, [this](uint32_t) { drain(); });
-        return true;
-      }
-    }
-  }
-  error = "no acknowledgement from the kernel (not in the initial network namespace?)";
-  sock_.reset();
-  return false;
+  interest_ = Interest::All;
+  watch_ = loop_.add(sock_.get(), EPOLLIN, [this](uint32_t) { drain(); });
+  return true;
+}
+
+void ProcEvents::set_interest(Interest i) {
+  if (!sock_ || !filtering_ || i == interest_) return;
+  std::string ignored;
+  uint32_t mask = i == Interest::All ? kEventAll : kEventNonzeroExit;
+  // Before narrowing, take what the wider filter already let through.
+  if (i == Interest::NonzeroExits) drain();
+  if (send_op(PROC_CN_MCAST_LISTEN, ignored, static_cast<int>(mask))) interest_ = i;
 }
 
 void ProcEvents::drain() {

@@ -44,6 +44,16 @@ class ProcEvents {
   bool open(std::string& error);
   bool available() const { return sock_.valid(); }
 
+  // What vigil needs to hear. Since Linux 6.6 the kernel filters per
+  // listener, so an idle vigil is not woken by every fork and exec on a
+  // busy machine: with NonzeroExits it hears only exits with a non-zero
+  // status (a process whose exit it does not hear exited 0). Older
+  // kernels deliver everything whatever is asked (filtering() is false).
+  enum class Interest { NonzeroExits, All };
+  void set_interest(Interest i);
+  Interest interest() const { return interest_; }
+  bool filtering() const { return filtering_; }
+
   // Thread-level events are dropped: handlers see processes only.
   void set_handler(Handler h) { handler_ = std::move(h); }
   // Events were lost (the receive buffer overran): whoever relies on them
@@ -59,7 +69,8 @@ class ProcEvents {
   uint64_t overruns() const { return overruns_; }
 
  private:
-  bool send_op(int op, std::string& error);
+  bool send_op(int op, std::string& error, int filter = -1);
+  bool wait_ack(std::string& error, int timeout_ms);
 
   EventLoop& loop_;
   Fd sock_;
@@ -69,6 +80,8 @@ class ProcEvents {
   uint64_t events_ = 0;
   uint64_t overruns_ = 0;
   bool draining_ = false;
+  bool filtering_ = false;
+  Interest interest_ = Interest::All;
 };
 
 }  // namespace vigil

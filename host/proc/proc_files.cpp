@@ -117,6 +117,13 @@ bool ProcReader::stat(pid_t pid, ProcStat& out) {
   return text && !text->empty() && parse_proc_stat(*text, out);
 }
 
+bool ProcReader::stat_at(int fd, ProcStat& out) {
+  ssize_t n = ::pread(fd, buf_.data(), buf_.size() - 1, 0);
+  if (n <= 0) return false;
+  buf_[static_cast<size_t>(n)] = '\0';
+  return parse_proc_stat(std::string_view(buf_.data(), static_cast<size_t>(n)), out);
+}
+
 std::optional<ProcStat> ProcReader::stat(pid_t pid) {
   ProcStat st;
   if (!stat(pid, st)) return std::nullopt;

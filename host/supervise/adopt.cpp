@@ -27,10 +27,26 @@ std::string Supervisor::load_journal() {
 void Supervisor::set_proc_events(ProcEvents* events, double scan_interval) {
   events_ = events;
   scan_interval_ = scan_interval;
+  update_interest();
+}
+
+void Supervisor::set_rule_interest(bool wants) {
+  rule_interest_ = wants;
+  update_interest();
+}
+
+// Every fork and exec only while something needs them (counts, a process
+// to find, rule subscriptions); else only non-zero exits, for the status
+// of adopted processes.
+void Supervisor::update_interest() {
+  if (!events_) return;
+  events_->set_interest(rule_interest_ || needs_exec_events() ? ProcEvents::Interest::All
+                                                              : ProcEvents::Interest::NonzeroExits);
 }
 
 // A new (or re-added) unit gets its process: the one a previous vigil ran
-// for it if that still runs, else by kind.
+// for it if that still runs, else by kind. Units that must be found by
+// their match are queued: apply() finds them all in one /proc scan.
 void Supervisor::reattach(Unit& u) {
   auto prev = journal_previous_.find(u.name);
   if (prev != journal_previous_.end()) {
@@ -52,17 +68,78 @@ void Supervisor::reattach(Unit& u) {
       return;
     }
   }
-  switch (u.kind()) {
-    case Unit::Kind::Started: spawn(u); return;
-    case Unit::Kind::Single:
-      if (!try_find(u, "found")) start_process(u);
-      return;
-    case Unit::Kind::Members:
-      set_state(u, UnitState::Running);
-      scan_members(u);
-      check_bounds(u, true);
-      return;
+  if (u.kind() == Unit::Kind::Started) return spawn(u);
+  to_discover_.push_back(u.name);
+}
+
+// Finds the processes of many units in one pass over /proc: a full scan
+// reads every process's stat line once, and its other files at most once
+// whatever the number of matchers. Units whose match names a parent watch
+// go in a second pass, once the first has found their parents.
+void Supervisor::discover(std::vector<std::string> names) {
+  std::vector<std::string> later;
+  for (int pass = 0; pass < 2 && !names.empty(); ++pass) {
+    struct Pending {
+      Unit* unit;
+      pid_t parent;
+      std::vector<FoundProcess> found;
+    };
+    std::vector<Pending> pending;
+    for (const auto& name : names) {
+      Unit* u = find(name);
+      if (!u || !u->match || u->child || u->remove_when_stopped) continue;
+      if (pass == 0 && u->match->uses_parent_watch()) {
+        later.push_back(name);
+        continue;
+      }
+      pending.push_back({u, parent_pid(*u), {}});
+    }
+    if (!pending.empty()) {
+      std::vector<pid_t> exclude = commands_;
+      exclude.push_back(getpid());
+      scan_processes(reader_, exclude, [&](ProcView& v) {
+        for (auto& p : pending)
+          if (p.unit->match->matches(v, p.parent))
+            p.found.push_back({v.stat().pid, v.stat().start_time});
+      });
+    }
+    for (auto& p : pending) {
+      std::sort(p.found.begin(), p.found.end(), [](const FoundProcess& a, const FoundProcess& b) {
+        return a.start_time != b.start_time ? a.start_time < b.start_time : a.pid < b.pid;
+      });
+      settle(*p.unit, p.found);
+    }
+    names = std::move(later);
+    later.clear();
   }
+}
+
+// What a unit does with the processes a scan found for it.
+void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
+  if (u.kind() == Unit::Kind::Members) {
+    std::map<pid_t, uint64_t> now;
+    for (const auto& f : found) now[f.pid] = f.start_time;
+    bool changed = now != u.members;
+    u.members = std::move(now);
+    if (u.state == UnitState::Stopped && u.want_running && !u.paused)
+      set_state(u, UnitState::Running);
+    check_bounds(u, changed);
+    return;
+  }
+  if (u.child) return;
+  if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
+  const char* how = u.finding && (u.find_timer || u.script_pid) ? "started by the restart script"
+                    : u.finding                                 ? "appeared"
+                                                                : "found";
+  for (const auto& f : found) {
+    // Vigil's own children belong to the watch that started them. (Two
+    // watches may adopt the same foreign process: each sees it through
+    // its own pidfd.)
+    if (reaper_.tracked(f.pid)) continue;
+    if (adopt(u, f.pid, f.start_time, false, how)) return;
+  }
+  if (!u.finding && u.want_running && !u.paused && u.state != UnitState::Exhausted)
+    start_process(u, false);  // not there: start it, run its script, or wait
 }
 
 bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how) {
@@ -80,7 +157,9 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.state_since = c.started;
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
+  c.overruns = events_ ? events_->overruns() : 0;
   c.pidfd = std::move(pidfd);
+  if (u.checks.enabled()) c.stat_fd = open_stat(pid);
   std::string name = u.name;
   c.watch = loop_.add(c.pidfd.get(), EPOLLIN, [this, name](uint32_t) {
     if (Unit* unit = find(name)) on_adopted_exit(*unit);
@@ -109,6 +188,12 @@ void Supervisor::on_adopted_exit(Unit& u) {
                                       : ExitStatus{-1, si.si_status, si.si_code == CLD_DUMPED};
   } else if (auto it = exits_.find(pid); it != exits_.end()) {
     status = it->second;
+  } else if (events_ && events_->filtering() &&
+             events_->interest() == ProcEvents::Interest::NonzeroExits &&
+             events_->overruns() == c.overruns) {
+    // The kernel reports only non-zero exits now, and lost nothing: this
+    // one exited 0.
+    status = ExitStatus{0, 0, false};
   }
   exits_.erase(pid);
   // Still in /proc as a zombie: its parent has not reaped it (yet).
@@ -165,6 +250,7 @@ void Supervisor::wait_for_count(Unit& u) {
     if (!u.finding) return;
   }
   u.finding = true;
+  update_interest();
   std::string name = u.name;
   double within = u.adopt.find_within;
   u.find_timer = loop_.after(from_seconds(within), [this, name, within] {
@@ -204,12 +290,15 @@ void Supervisor::begin_find(Unit& u) {
   if (u.kind() == Unit::Kind::Started || u.child) return;
   u.finding = true;
   schedule_scan();
+  update_interest();
 }
 
 void Supervisor::end_find(Unit& u) {
+  bool was = u.finding;
   u.finding = false;
   if (u.find_timer) loop_.cancel(u.find_timer);
   u.find_timer = 0;
+  if (was) update_interest();
 }
 
 pid_t Supervisor::parent_pid(const Unit& u) {
@@ -226,10 +315,7 @@ bool Supervisor::try_find(Unit& u, const char* how) {
   auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
   if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
   for (const auto& f : found) {
-    // Vigil's own children belong to the watch that started them. (Two
-    // watches may adopt the same foreign process: each sees it through
-    // its own pidfd.)
-    if (reaper_.tracked(f.pid)) continue;
+    if (reaper_.tracked(f.pid)) continue;  // another watch's child
     if (adopt(u, f.pid, f.start_time, false, how)) return true;
   }
   return false;
@@ -317,18 +403,10 @@ void Supervisor::schedule_scan() {
 
 void Supervisor::rescan() {
   std::vector<std::string> names;
-  for (const auto& [name, u] : units_) names.push_back(name);
-  for (const auto& name : names) {
-    Unit* u = find(name);
-    if (!u) continue;
-    if (u->kind() == Unit::Kind::Members && !u->remove_when_stopped) {
-      auto before = u->members;
-      scan_members(*u);
-      check_bounds(*u, before != u->members);
-    } else if (u->finding) {
-      try_find(*u, u->script_pid || u->find_timer ? "started by the restart script" : "appeared");
-    }
-  }
+  for (const auto& [name, u] : units_)
+    if (!u->remove_when_stopped && (u->kind() == Unit::Kind::Members || (u->finding && !u->child)))
+      names.push_back(name);
+  discover(std::move(names));
 }
 
 void Supervisor::on_proc_event(const ProcEvent& ev) {
@@ -344,9 +422,13 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
   }
   if (!needs_exec_events()) return;
   ProcStat st;
+  ProcView view(reader_);
   bool have_stat = false;
   auto load = [&] {
-    if (!have_stat) have_stat = reader_.stat(ev.pid, st) && !is_own_command(st);
+    if (!have_stat) {
+      have_stat = reader_.stat(ev.pid, st) && !is_own_command(st);
+      if (have_stat) view.reset(st);
+    }
     return have_stat;
   };
   std::vector<std::string> names;
@@ -362,13 +444,13 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
         continue;
       }
       if (!load()) continue;
-      if (u->match->matches(st, reader_, parent_pid(*u)))
+      if (u->match->matches(view, parent_pid(*u)))
         member_added(*u, ev.pid, st.start_time);
       else
         member_removed(*u, ev.pid);
     } else if (u->finding && !u->child && ev.kind != ProcEvent::Kind::Fork) {
       if (!load() || reaper_.tracked(ev.pid)) continue;
-      if (u->match->matches(st, reader_, parent_pid(*u)))
+      if (u->match->matches(view, parent_pid(*u)))
         adopt(*u, ev.pid, st.start_time, false,
               u->find_timer ? "started by the restart script" : "appeared");
     }

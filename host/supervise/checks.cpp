@@ -81,7 +81,8 @@ void Supervisor::run_checks() {
 void Supervisor::check_unit(Unit& u, MonoTime now) {
   Unit::Child& c = *u.child;
   ProcStat st;
-  if (!reader_.stat(c.pid, st) || st.start_time != c.start_time) return;  // gone: its exit comes
+  bool read = c.stat_fd ? reader_.stat_at(c.stat_fd.get(), st) : reader_.stat(c.pid, st);
+  if (!read || st.start_time != c.start_time) return;  // gone: its exit comes
   Bad was = classify(c.seen_state);
   Bad is = classify(st.state);
   if (is != was) {

@@ -1,6 +1,7 @@
 #include "host/supervise/supervisor.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +17,12 @@ namespace {
 // the newest ones ever matter.
 constexpr size_t kMaxHistory = 1000;
 }  // namespace
+
+Fd open_stat(pid_t pid) {
+  char path[32];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  return Fd(::open(path, O_RDONLY | O_CLOEXEC));
+}
 
 const char* unit_state_name(UnitState s) {
   switch (s) {
@@ -213,9 +220,11 @@ void Supervisor::apply(std::vector<Declaration> decls) {
       if (was_wanted) reattach(*u);
     }
   }
+  discover(std::exchange(to_discover_, {}));
   journal_previous_.clear();  // only the first apply after a restart re-adopts
   schedule_checks();
   schedule_scan();
+  update_interest();
 }
 
 void Supervisor::open_output(Unit& u) {
@@ -230,7 +239,7 @@ void Supervisor::open_output(Unit& u) {
   open_one(u.err, "stderr");
 }
 
-void Supervisor::start_process(Unit& u) {
+void Supervisor::start_process(Unit& u, bool look_first) {
   cancel_timer(u);
   u.want_running = true;
   if (u.child || u.script_pid || u.finding) return;
@@ -256,7 +265,7 @@ void Supervisor::start_process(Unit& u) {
   if (!u.spec.argv.empty()) {
     // A single watch whose process is already there (it appeared meanwhile)
     // needs no second copy.
-    if (u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
+    if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
     return spawn(u);
   }
   if (!u.adopt.restart_script.empty()) return run_restart_script(u);
@@ -293,6 +302,7 @@ void Supervisor::spawn(Unit& u) {
   c.started = MonoClock::now();
   c.state_since = c.started;
   c.failure = spawned->failure;
+  if (u.checks.enabled()) c.stat_fd = open_stat(c.pid);
   Unit* up = &u;
   u.child = std::move(c);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),

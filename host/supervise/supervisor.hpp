@@ -38,6 +38,9 @@
 
 namespace vigil {
 
+// An open /proc/PID/stat (for state checks), or an invalid Fd.
+Fd open_stat(pid_t pid);
+
 enum class UnitState { Starting, Running, Backoff, Exhausted, Stopped };
 const char* unit_state_name(UnitState s);
 
@@ -123,12 +126,15 @@ struct Unit {
     // connector, or from reaping it when it was reparented to vigil.
     bool adopted = false;
     bool own_group = true;  // vigil started it (setsid): stops signal its group
+    uint64_t overruns = 0;  // the proc connector's count when adopted
     Fd pidfd;               // adopted only; the reaper holds its children's
     WatchId watch = 0;
     bool stopping = false;
     TimerId kill_timer = 0;
     pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
-    // State checks: what /proc/PID/stat said last and since when.
+    // State checks: /proc/PID/stat kept open, what it said last and since
+    // when.
+    Fd stat_fd;
     char seen_state = 'R';
     MonoTime state_since;
     bool state_reported = false;
@@ -196,6 +202,9 @@ class Supervisor {
   void on_proc_event(const ProcEvent& ev);
   // Events were lost: rebuild member sets and look for missing processes.
   void rescan();
+  // The rules subscribe to process events (vigil.proc.on): the kernel must
+  // deliver every fork and exec, not only non-zero exits.
+  void set_rule_interest(bool wants);
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -251,7 +260,9 @@ class Supervisor {
  private:
   // supervisor.cpp: lifecycle of started processes, stops, decisions.
   void spawn(Unit& u);
-  void start_process(Unit& u);  // by kind: spawn, restart script, or wait
+  // By kind: spawn, restart script, or wait. `look_first`: a single watch
+  // with `start` first looks whether its process came back by itself.
+  void start_process(Unit& u, bool look_first = true);
   void on_exit(Unit& u, const ExitStatus& st);
   void set_state(Unit& u, UnitState s);
   void begin_stop(Unit& u);
@@ -282,7 +293,10 @@ class Supervisor {
   void check_bounds(Unit& u, bool changed);
   bool needs_exec_events() const;
   void schedule_scan();
+  void update_interest();
   void reattach(Unit& u);
+  void discover(std::vector<std::string> names);
+  void settle(Unit& u, std::vector<FoundProcess>& found);
 
   // checks.cpp: process states sampled from /proc.
   void schedule_checks();
@@ -303,12 +317,14 @@ class Supervisor {
   ProcEvents* events_ = nullptr;
   double scan_interval_ = 5;
   TimerId scan_timer_ = 0;
+  bool rule_interest_ = false;
   TimerId check_timer_ = 0;
   // Exit statuses of adopted processes, from the proc connector or from
   // reaping a reparented orphan, until their pidfd callback takes them.
   std::unordered_map<pid_t, ExitStatus> exits_;
   std::unordered_map<pid_t, std::string> adopted_;  // pid -> unit name
   std::vector<pid_t> commands_;                     // scripts and hooks running
+  std::vector<std::string> to_discover_;            // units apply() finds by match
   // Dead adopted processes still in /proc as zombies: reported when their
   // parent leaves them unreaped past the unit's zombie threshold.
   struct Zombie {

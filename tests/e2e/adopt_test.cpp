@@ -105,6 +105,23 @@ TEST(Adopt, DeathIsSeenWithItsExitCodeAndTheRestartScriptIsFollowed) {
   EXPECT_EQ(d.watch("ext")["last_exit"]["signal"], "KILL");
 }
 
+TEST(Adopt, AnExitWithStatusZeroIsKnownToo) {
+  // While nothing needs every fork and exec, the kernel reports only
+  // non-zero exits to vigil (Linux >= 6.6): a process it hears nothing
+  // about exited 0.
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t p = spawn_external({"/bin/sh", "-c", sleeper + " 100020; exit 0"});
+  d.write_rule("a.lua",
+               "watch \"zero\" { match = { cmdline = \"" + sleeper + " 100020; exit\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("zero") == p; })) << d.output();
+  kill(only_child(p), SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("zero") == "stopped"; })) << d.output();
+  EXPECT_EQ(d.watch("zero")["last_exit"]["code"], 0) << d.watch("zero").dump();
+  reap(p);
+}
+
 TEST(Adopt, FailedRestartScriptsCountAgainstTheBudget) {
   Daemon d;
   std::string sleeper = named_sleep(d.dir(), "sleeper");

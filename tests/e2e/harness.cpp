@@ -1,12 +1,12 @@
 #include "tests/e2e/harness.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <linux/close_range.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
