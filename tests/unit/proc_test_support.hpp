@@ -159,9 +159,9 @@ inline std::string joined_with_nuls(const std::vector<std::string>& argv) {
 }
 
 struct SpawnOptions {
-  std::string path;                // what to exec; argv[0] when empty
-  std::function<bool()> in_child;  // runs in the child before exec; false: errno says why
-  pid_t want_pid = 0;              // see fork_as
+  std::string path = {};                // what to exec; argv[0] when empty
+  std::function<bool()> in_child = {};  // runs in the child before exec; false: errno says why
+  pid_t want_pid = 0;                   // see fork_as
 };
 
 // Forks and execs argv; returns once the exec has completed, i.e.
