@@ -208,6 +208,22 @@ TEST_F(ProcMatcher, EachKeyAlone) {
   }
 }
 
+TEST_F(ProcMatcher, UserAloneIsAKey) {
+  // `user` is resolved into uid while compiling; a spec with nothing else
+  // must still count as having a key.
+  MatchSpec s;
+  s.user = "root";
+  EXPECT_TRUE(matches(s, a.pid()));
+  EXPECT_FALSE(matches(s, b.pid()));
+  s.user = "1234";
+  EXPECT_FALSE(matches(s, a.pid()));
+  EXPECT_TRUE(matches(s, b.pid()));
+  MatchSpec nobody;
+  nobody.user = "no-such-user-vigil";
+  std::string error = compile_error(nobody);
+  EXPECT_TRUE(error.starts_with("match.user: no such user")) << error;
+}
+
 TEST_F(ProcMatcher, AllKeysTogetherAndEachOneWrong) {
   EXPECT_TRUE(matches(full_a(), a.pid()));
   EXPECT_FALSE(matches(full_a(), b.pid()));
