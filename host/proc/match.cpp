@@ -14,8 +14,8 @@ constexpr size_t kCommLen = 15;  // TASK_COMM_LEN - 1
 }
 
 bool MatchSpec::has_keys() const {
-  return !name.empty() || !exe.empty() || !cmdline.empty() || !cmdline_re.empty() || uid ||
-         !parent.empty() || ppid || !cgroup.empty();
+  return !name.empty() || !exe.empty() || !cmdline.empty() || !cmdline_re.empty() ||
+         !user.empty() || uid || !parent.empty() || ppid || !cgroup.empty();
 }
 
 const char* select_name(MatchSpec::Select s) {
