@@ -149,6 +149,20 @@ TEST(ProcMatcherCompile, UserAsNameOrDigits) {
   EXPECT_EQ(compile(s).spec().uid, std::optional<uid_t>(65534));
 }
 
+TEST(ProcMatcherCompile, UidOutOfRangeIsNotRoot) {
+  // Digits that do not fit uid_t are no uid at all; they must not leave
+  // the uid at its initial 0 (root).
+  for (const char* user : {"4294967296", "99999999999", "184467440737095516160"}) {
+    MatchSpec s;
+    s.name = "x";
+    s.user = user;
+    std::string error;
+    auto m = Matcher::compile(s, error);
+    EXPECT_FALSE(m) << user << " compiled to uid " << (m && m->spec().uid ? *m->spec().uid : -1);
+    EXPECT_TRUE(error.starts_with("match.user: ")) << error;
+  }
+}
+
 TEST(ProcMatcherCompile, Flags) {
   MatchSpec s;
   s.name = "x";
