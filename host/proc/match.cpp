@@ -61,7 +61,8 @@ std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& erro
     // A name, or digits for a uid that has no passwd entry.
     uid_t uid = 0;
     const char* s = spec.user.c_str();
-    if (std::from_chars(s, s + spec.user.size(), uid).ptr == s + spec.user.size()) {
+    auto [end, ec] = std::from_chars(s, s + spec.user.size(), uid);
+    if (ec == std::errc() && end == s + spec.user.size()) {
       m.spec_.uid = uid;
     } else {
       std::vector<char> buf(16384);
