@@ -351,6 +351,31 @@ TEST(ProcMatcherKernel, KernelThreadsOnlyWithKernelTrue) {
   EXPECT_FALSE(matches(self, getpid()));
 }
 
+TEST(ProcMatcherKernel, LongKernelThreadNames) {
+  // The kernel shows kernel threads' full names (up to 63 bytes), not a
+  // 15-byte comm: "rcu_exp_par_gp_kthread_worker/0" is one. Such a name must
+  // match as written. (kworkers are skipped: their names follow the work.)
+  ProcReader reader;
+  std::optional<ProcStat> kthread;
+  PidIterator it;
+  while (auto pid = it.next()) {
+    auto st = reader.stat(*pid);
+    if (st && st->kernel_thread() && st->comm.size() > 15 && !st->comm.starts_with("kworker")) {
+      kthread = st;
+      break;
+    }
+  }
+  if (!kthread) GTEST_SKIP() << "no kernel thread with a name longer than 15 bytes here";
+  MatchSpec s;
+  s.name = kthread->comm;
+  s.kernel = true;
+  EXPECT_TRUE(matches(s, kthread->pid)) << s.name;
+  EXPECT_EQ(found_pids(s), std::vector<pid_t>{kthread->pid}) << s.name;
+  // A different kernel thread that shares the first 15 bytes is not it.
+  s.name = kthread->comm.substr(0, 15);
+  EXPECT_FALSE(matches(s, kthread->pid)) << s.name;
+}
+
 TEST(ProcFind, OldestFirstNotPidOrderAndExclude) {
   // The younger process gets the lower pid (clone3 with set_tid, as root),
   // so pid order and age order disagree.
