@@ -100,7 +100,8 @@ std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& erro
 bool Matcher::matches(const ProcStat& st, ProcReader& reader, pid_t parent_pid) const {
   if (st.dead()) return false;
   if (st.kernel_thread() != spec_.kernel) return false;
-  if (!spec_.name.empty() && st.comm != comm_) return false;
+  // A process's comm is cut to 15 bytes; a kernel thread's name is shown whole.
+  if (!spec_.name.empty() && st.comm != (st.kernel_thread() ? spec_.name : comm_)) return false;
   if (spec_.ppid && st.ppid != *spec_.ppid) return false;
   if (!spec_.parent.empty() && (parent_pid <= 0 || st.ppid != parent_pid)) return false;
   if (spec_.uid) {
