@@ -309,7 +309,8 @@ TEST(ProcReader, LiveProcess) {
   EXPECT_FALSE(st->kernel_thread());
   EXPECT_FALSE(st->dead());
   EXPECT_GT(st->vsize, 0u);
-  EXPECT_GT(st->rss_pages, 0);
+  // (Not rss_pages: the kernel sums RSS from per-CPU counters lazily, and a
+  // freshly exec'd sleep reads as 0 pages now and then.)
   auto self = reader.stat(getpid());
   ASSERT_TRUE(self);
   EXPECT_GE(st->start_time, self->start_time);
@@ -327,7 +328,6 @@ TEST(ProcReader, LiveProcess) {
   EXPECT_EQ(status->egid, 4322u);
   EXPECT_EQ(status->threads, 1);
   EXPECT_GT(status->vm_size_kib, 0u);
-  EXPECT_GT(status->vm_rss_kib, 0u);
 
   auto cmd = reader.cmdline(child.pid());
   ASSERT_TRUE(cmd);
