@@ -163,6 +163,23 @@ TEST(ProcMatcherCompile, UidOutOfRangeIsNotRoot) {
   }
 }
 
+TEST(ProcMatcherCompile, UserAndUidMustAgree) {
+  // Both set and different is an error, whether user is a name or digits.
+  MatchSpec s;
+  s.name = "x";
+  s.user = "root";
+  s.uid = 5;
+  EXPECT_TRUE(compile_error(s).starts_with("match: user 'root' is uid 0, not uid 5"));
+  s.user = "7";
+  std::string error = compile_error(s);
+  EXPECT_TRUE(error.starts_with("match: user '7' is uid 7, not uid 5")) << error;
+  s.user = "5";
+  EXPECT_EQ(compile(s).spec().uid, std::optional<uid_t>(5));
+  s.user = "root";
+  s.uid = 0;
+  EXPECT_EQ(compile(s).spec().uid, std::optional<uid_t>(0));
+}
+
 TEST(ProcMatcherCompile, Flags) {
   MatchSpec s;
   s.name = "x";
