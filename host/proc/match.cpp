@@ -62,22 +62,21 @@ std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& erro
     uid_t uid = 0;
     const char* s = spec.user.c_str();
     auto [end, ec] = std::from_chars(s, s + spec.user.size(), uid);
-    if (ec == std::errc() && end == s + spec.user.size()) {
-      m.spec_.uid = uid;
-    } else {
+    if (ec != std::errc() || end != s + spec.user.size()) {
       std::vector<char> buf(16384);
       passwd pw, *res = nullptr;
       if (getpwnam_r(s, &pw, buf.data(), buf.size(), &res) != 0 || !res) {
         error = "match.user: no such user '" + spec.user + "'";
         return std::nullopt;
       }
-      if (spec.uid && *spec.uid != res->pw_uid) {
-        error = "match: user '" + spec.user + "' is uid " + std::to_string(res->pw_uid) +
-                ", not uid " + std::to_string(*spec.uid);
-        return std::nullopt;
-      }
-      m.spec_.uid = res->pw_uid;
+      uid = res->pw_uid;
     }
+    if (spec.uid && *spec.uid != uid) {
+      error = "match: user '" + spec.user + "' is uid " + std::to_string(uid) + ", not uid " +
+              std::to_string(*spec.uid);
+      return std::nullopt;
+    }
+    m.spec_.uid = uid;
   }
   if (!spec.cmdline_re.empty()) {
     regex_t re;
