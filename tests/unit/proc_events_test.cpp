@@ -162,7 +162,7 @@ TEST_F(ProcEventsTest, ThreadsAreNotProcesses) {
     t.join();
     // Gone from /proc: its exit has been through exit_notify.
     std::string task = "/proc/self/task/" + std::to_string(tid);
-    while (access(task.c_str(), F_OK) == 0) sched_yield();
+    wait_for([&] { return access(task.c_str(), F_OK) != 0; });
     prctl(PR_SET_NAME, "vigil-leader");
     if (write(report.w.get(), &tid, sizeof tid) != sizeof tid) _exit(1);
     pause_forever();
