@@ -14,8 +14,8 @@ constexpr size_t kCommLen = 15;  // TASK_COMM_LEN - 1
 }
 
 bool MatchSpec::has_keys() const {
-  return !name.empty() || !exe.empty() || !cmdline.empty() || !cmdline_re.empty() || uid ||
-         !parent.empty() || ppid || !cgroup.empty();
+  return !name.empty() || !exe.empty() || !cmdline.empty() || !cmdline_re.empty() ||
+         !user.empty() || uid || !parent.empty() || ppid || !cgroup.empty();
 }
 
 const char* select_name(MatchSpec::Select s) {
@@ -61,22 +61,22 @@ std::optional<Matcher> Matcher::compile(const MatchSpec& spec, std::string& erro
     // A name, or digits for a uid that has no passwd entry.
     uid_t uid = 0;
     const char* s = spec.user.c_str();
-    if (std::from_chars(s, s + spec.user.size(), uid).ptr == s + spec.user.size()) {
-      m.spec_.uid = uid;
-    } else {
+    auto [end, ec] = std::from_chars(s, s + spec.user.size(), uid);
+    if (ec != std::errc() || end != s + spec.user.size()) {
       std::vector<char> buf(16384);
       passwd pw, *res = nullptr;
       if (getpwnam_r(s, &pw, buf.data(), buf.size(), &res) != 0 || !res) {
         error = "match.user: no such user '" + spec.user + "'";
         return std::nullopt;
       }
-      if (spec.uid && *spec.uid != res->pw_uid) {
-        error = "match: user '" + spec.user + "' is uid " + std::to_string(res->pw_uid) +
-                ", not uid " + std::to_string(*spec.uid);
-        return std::nullopt;
-      }
-      m.spec_.uid = res->pw_uid;
+      uid = res->pw_uid;
     }
+    if (spec.uid && *spec.uid != uid) {
+      error = "match: user '" + spec.user + "' is uid " + std::to_string(uid) + ", not uid " +
+              std::to_string(*spec.uid);
+      return std::nullopt;
+    }
+    m.spec_.uid = uid;
   }
   if (!spec.cmdline_re.empty()) {
     regex_t re;
@@ -155,7 +155,8 @@ bool Matcher::matches(ProcView& view, pid_t parent_pid) const {
   const ProcStat& st = view.stat();
   if (st.dead()) return false;
   if (st.kernel_thread() != spec_.kernel) return false;
-  if (!spec_.name.empty() && st.comm != comm_) return false;
+  // A process's comm is cut to 15 bytes; a kernel thread's name is shown whole.
+  if (!spec_.name.empty() && st.comm != (st.kernel_thread() ? spec_.name : comm_)) return false;
   if (spec_.ppid && st.ppid != *spec_.ppid) return false;
   if (!spec_.parent.empty() && (parent_pid <= 0 || st.ppid != parent_pid)) return false;
   if (spec_.uid) {
