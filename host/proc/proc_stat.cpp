@@ -59,9 +59,11 @@ bool parse_proc_stat(std::string_view text, ProcStat& st) {
   if (!take(rest, st.start_time) || !take(rest, st.vsize) || !take(rest, st.rss_pages))
     return false;
   // 25..41, then 42: old kernels may stop earlier; the field is optional.
+  // So is 52, the exit status (43..51 are skipped).
   st.blkio_ticks = 0;
+  st.exit_code = -1;
   std::string_view tail = rest;
-  if (skip(tail, 17)) take(tail, st.blkio_ticks);
+  if (skip(tail, 17) && take(tail, st.blkio_ticks) && skip(tail, 9)) take(tail, st.exit_code);
   return true;
 }
 

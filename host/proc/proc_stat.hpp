@@ -29,6 +29,9 @@ struct ProcStat {
   uint64_t vsize = 0;       // bytes
   int64_t rss_pages = 0;
   uint64_t blkio_ticks = 0;  // aggregated block I/O delay (field 42), 0 if absent
+  // Field 52: the wait status of a zombie (what its parent would reap),
+  // readable by root; -1 if absent.
+  int exit_code = -1;
 
   bool kernel_thread() const { return flags & 0x00200000; }  // PF_KTHREAD
   // Z and X: gone, whether or not the parent has reaped it yet.

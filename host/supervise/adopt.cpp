@@ -172,35 +172,52 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   return true;
 }
 
-void Supervisor::on_adopted_exit(Unit& u) {
+// How an adopted process ended, from the first source that knows: reaping
+// it (it was reparented to vigil), its zombie's stat line (field 52), the
+// proc connector's exit event. The kernel makes the pidfd readable just
+// before it queues the exit event, so when neither the zombie nor the
+// event is there yet, vigil looks again a moment later before it decides
+// (with the kernel filtering for non-zero exits: nothing heard = 0).
+void Supervisor::on_adopted_exit(Unit& u, bool again) {
   if (!u.child || !u.child->adopted) return;
   Unit::Child& c = *u.child;
-  // The kernel queues the exit event before the pidfd turns readable.
-  if (events_) events_->drain();
-  if (!u.child) return;  // handled while draining (cannot happen, but cheap)
   pid_t pid = c.pid;
-  ExitStatus status = ExitStatus::unknown();
+  if (c.watch) {
+    loop_.remove(c.watch);  // level-triggered: it stays readable
+    c.watch = 0;
+  }
+  std::optional<ExitStatus> status;
   siginfo_t si{};
-  // Reparented to vigil (a subreaper): it is our child now, reap it.
   if (waitid(P_PIDFD, static_cast<id_t>(c.pidfd.get()), &si, WEXITED | WNOHANG) == 0 &&
       si.si_pid == pid) {
     status = si.si_code == CLD_EXITED ? ExitStatus{si.si_status, 0, false}
                                       : ExitStatus{-1, si.si_status, si.si_code == CLD_DUMPED};
-  } else if (auto it = exits_.find(pid); it != exits_.end()) {
-    status = it->second;
-  } else if (events_ && events_->filtering() &&
-             events_->interest() == ProcEvents::Interest::NonzeroExits &&
-             events_->overruns() == c.overruns) {
-    // The kernel reports only non-zero exits now, and lost nothing: this
-    // one exited 0.
-    status = ExitStatus{0, 0, false};
+  }
+  ProcStat st;
+  bool zombie = reader_.stat(pid, st) && st.start_time == c.start_time && st.state == 'Z';
+  if (!status && zombie && st.exit_code >= 0) status = ExitStatus::from_wait(st.exit_code);
+  if (events_) events_->drain();
+  if (!u.child) return;  // cannot happen (draining runs no rules on it), but cheap
+  if (!status) {
+    if (auto it = exits_.find(pid); it != exits_.end()) status = it->second;
+  }
+  if (!status && !again) {
+    std::string name = u.name;
+    loop_.after(std::chrono::milliseconds(5), [this, name, pid] {
+      Unit* unit = find(name);
+      if (unit && unit->child && unit->child->pid == pid) on_adopted_exit(*unit, true);
+    });
+    return;
+  }
+  if (!status) {
+    bool nonzero_only = events_ && events_->filtering() &&
+                        events_->interest() == ProcEvents::Interest::NonzeroExits &&
+                        events_->overruns() == c.overruns;
+    status = nonzero_only ? ExitStatus{0, 0, false} : ExitStatus::unknown();
   }
   exits_.erase(pid);
-  // Still in /proc as a zombie: its parent has not reaped it (yet).
-  ProcStat st;
-  if (reader_.stat(pid, st) && st.start_time == c.start_time && st.state == 'Z')
-    watch_zombie(u.name, pid, c.start_time, st.ppid);
-  on_exit(u, status);
+  if (zombie) watch_zombie(u.name, pid, c.start_time, st.ppid);
+  on_exit(u, *status);
 }
 
 void Supervisor::run_restart_script(Unit& u) {

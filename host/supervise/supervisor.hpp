@@ -278,7 +278,7 @@ class Supervisor {
 
   // adopt.cpp: adopted processes, restart scripts, finding, members.
   bool adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how);
-  void on_adopted_exit(Unit& u);
+  void on_adopted_exit(Unit& u, bool again = false);
   void run_restart_script(Unit& u);
   void on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st, bool timed_out);
   void begin_find(Unit& u);

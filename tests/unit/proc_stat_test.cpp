@@ -1,6 +1,7 @@
 #include "host/proc/proc_stat.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -103,6 +104,7 @@ void expect_same(const ProcStat& a, const ProcStat& b) {
   EXPECT_EQ(a.vsize, b.vsize);
   EXPECT_EQ(a.rss_pages, b.rss_pages);
   EXPECT_EQ(a.blkio_ticks, b.blkio_ticks);
+  EXPECT_EQ(a.exit_code, b.exit_code);
 }
 
 }  // namespace
@@ -248,4 +250,25 @@ TEST(ProcStat, ReadsOwnProcess) {
   EXPECT_EQ(vigil::proc_start_time(getpid()), st->start_time);
   EXPECT_TRUE(vigil::proc_alive(getpid(), st->start_time));
   EXPECT_FALSE(vigil::proc_alive(getpid(), st->start_time + 1));  // a recycled pid is not us
+}
+
+TEST(ProcStat, ExitCodeIsField52) {
+  // The recorded perl is alive: its field 52 is 0. Cut before 52: absent.
+  EXPECT_EQ(parse_proc_stat(kPerl)->exit_code, 0);
+  EXPECT_EQ(parse_proc_stat(cut_after_field(kPerl, 51))->exit_code, -1);
+  EXPECT_EQ(parse_proc_stat(cut_after_field(kPerl, 42))->exit_code, -1);
+  // A zombie shows the status its parent would reap: exit 7 -> 7 << 8.
+  pid_t child = fork();
+  if (child == 0) _exit(7);
+  ASSERT_GT(child, 0);
+  std::optional<ProcStat> st;
+  for (int i = 0; i < 2000; ++i) {  // until the kernel has made it a zombie
+    st = vigil::read_proc_stat(child);
+    if (st && st->state == 'Z') break;
+    usleep(1000);
+  }
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, 'Z');
+  EXPECT_EQ(st->exit_code, 7 << 8);
+  waitpid(child, nullptr, 0);
 }
