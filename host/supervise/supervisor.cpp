@@ -612,7 +612,16 @@ void Supervisor::stop_all(std::function<void()> done) {
   };
   std::vector<Unit*> all;
   for (auto& [name, u] : units_) all.push_back(u.get());
-  for (Unit* u : all) stop(*u, one);
+  for (Unit* u : all) {
+    if (u->child && u->child->adopted && !u->child->own_group) {
+      // Someone else's process: vigil going away does not stop it.
+      cancel_timer(*u);
+      end_find(*u);
+      one();
+      continue;
+    }
+    stop(*u, one);
+  }
   one();
 }
 

@@ -193,6 +193,25 @@ TEST(Adopt, AWatchWithoutRestartWaitsForItsProcessToComeBack) {
   reap(again);
 }
 
+TEST(Adopt, ShutdownLeavesOthersProcessesRunningButStopsItsOwn) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t theirs = spawn_external({sleeper, "100021"});
+  d.write_rule("a.lua", "watch \"theirs\" { match = { cmdline = \"" + sleeper +
+                            " 100021\" } }\n"
+                            "watch \"ours\" { start = { \"" +
+                            sleeper + "\", \"100022\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("theirs") == theirs && d.watch_pid("ours") > 0; }))
+      << d.output();
+  pid_t ours = d.watch_pid("ours");
+  EXPECT_EQ(d.stop(), 0);
+  EXPECT_TRUE(process_alive(theirs)) << "vigil's shutdown stopped a process it did not start";
+  EXPECT_FALSE(process_alive(ours));
+  kill(theirs, SIGKILL);
+  reap(theirs);
+}
+
 TEST(Adopt, MatchKeysSelectTheRightProcess) {
   Daemon d;
   std::string prog = named_sleep(d.dir(), "vtsel" + token_of(d).substr(2, 6));
