@@ -538,6 +538,10 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
   std::string prog = named_sleep(d.dir(), name);
   std::string out = d.dir() + "/events.txt";
   std::string info = d.dir() + "/info.txt";
+  // A shell under its own name: its forks are spawns of that name.
+  std::string shell_name = "vts" + token_of(d).substr(2, 8);
+  std::string shell = d.dir() + "/" + shell_name;
+  std::filesystem::copy_file("/bin/sh", shell);
   d.write_rule(
       "a.lua",
       "local function log(s) local f = io.open(\"" + out +
@@ -549,6 +553,9 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
           "vigil.proc.on(\"exit\", { name = \"" +
           name +
           "\" }, function(p) log(\"exit \" .. p.pid .. \" \" .. tostring(p.signal)) end)\n"
+          "vigil.proc.on(\"spawn\", { name = \"" +
+          shell_name +
+          "\" }, function(p) log(\"spawn \" .. p.pid .. \" \" .. p.ppid) end)\n"
           "local done\n"
           "vigil.timer.every(0.05, function()\n"
           "  local l = vigil.proc.find({ name = \"" +
@@ -582,4 +589,12 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
   ASSERT_TRUE(wait_for([&] {
     return read_file(out).find("exit " + pids + " TERM") != std::string::npos;
   })) << read_file(out);
+
+  // The shell forks /bin/true's process: a spawn of the shell's name.
+  pid_t sh = spawn_external({shell, "-c", "/bin/true & wait"});
+  ASSERT_TRUE(wait_for([&] {
+    return read_file(out).find(" " + std::to_string(sh) + "\n") != std::string::npos;
+  })) << read_file(out);
+  EXPECT_NE(read_file(out).find("spawn "), std::string::npos);
+  reap(sh);
 }
