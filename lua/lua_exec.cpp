@@ -233,7 +233,8 @@ int l_members(lua_State* L) {
   lua_newtable(L);
   if (!u) return 1;
   std::vector<std::pair<uint64_t, pid_t>> by_age;
-  for (const auto& [pid, st] : u->members) by_age.emplace_back(st, pid);
+  if (u->m)
+    for (const auto& [pid, st] : u->m->members) by_age.emplace_back(st, pid);
   std::sort(by_age.begin(), by_age.end());
   lua_Integer i = 1;
   for (const auto& [st, pid] : by_age) {

@@ -55,7 +55,7 @@ void Supervisor::reattach(Unit& u) {
     ProcStat st;
     bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
     bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
-                : u.kind() == Unit::Kind::Single ? u.match->matches(st, reader_, parent_pid(u)) ||
+                : u.kind() == Unit::Kind::Single ? u.m->match.matches(st, reader_, parent_pid(u)) ||
                                                        (e.spawned && !u.spec.argv.empty())
                                                  : false;
     if (alive && fits &&
@@ -87,8 +87,8 @@ void Supervisor::discover(std::vector<std::string> names) {
     std::vector<Pending> pending;
     for (const auto& name : names) {
       Unit* u = find(name);
-      if (!u || !u->match || u->child || u->remove_when_stopped) continue;
-      if (pass == 0 && u->match->uses_parent_watch()) {
+      if (!u || !u->m || u->child || u->remove_when_stopped) continue;
+      if (pass == 0 && u->m->match.uses_parent_watch()) {
         later.push_back(name);
         continue;
       }
@@ -99,7 +99,7 @@ void Supervisor::discover(std::vector<std::string> names) {
       exclude.push_back(getpid());
       scan_processes(reader_, exclude, [&](ProcView& v) {
         for (auto& p : pending)
-          if (p.unit->match->matches(v, p.parent))
+          if (p.unit->m->match.matches(v, p.parent))
             p.found.push_back({v.stat().pid, v.stat().start_time});
       });
     }
@@ -119,18 +119,20 @@ void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
   if (u.kind() == Unit::Kind::Members) {
     std::map<pid_t, uint64_t> now;
     for (const auto& f : found) now[f.pid] = f.start_time;
-    bool changed = now != u.members;
-    u.members = std::move(now);
+    bool changed = now != u.m->members;
+    u.m->members = std::move(now);
     if (u.state == UnitState::Stopped && u.want_running && !u.paused)
       set_state(u, UnitState::Running);
     check_bounds(u, changed);
     return;
   }
   if (u.child) return;
-  if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
-  const char* how = u.finding && (u.find_timer || u.script_pid) ? "started by the restart script"
-                    : u.finding                                 ? "appeared"
-                                                                : "found";
+  if (u.m->match.spec().select == MatchSpec::Select::Newest)
+    std::reverse(found.begin(), found.end());
+  const char* how = u.m->finding && (u.m->find_timer || u.m->script_pid)
+                        ? "started by the restart script"
+                    : u.m->finding ? "appeared"
+                                   : "found";
   for (const auto& f : found) {
     // Vigil's own children belong to the watch that started them. (Two
     // watches may adopt the same foreign process: each sees it through
@@ -138,7 +140,7 @@ void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
     if (reaper_.tracked(f.pid)) continue;
     if (adopt(u, f.pid, f.start_time, false, how)) return;
   }
-  if (!u.finding && u.want_running && !u.paused && u.state != UnitState::Exhausted)
+  if (!u.m->finding && u.want_running && !u.paused && u.state != UnitState::Exhausted)
     start_process(u, false);  // not there: start it, run its script, or wait
 }
 
@@ -228,28 +230,28 @@ void Supervisor::run_restart_script(Unit& u) {
   std::string name = u.name;
   auto shared_pid = std::make_shared<pid_t>(0);
   auto pid = run_command(
-      u.adopt.restart_script, env, u.adopt.script_timeout,
+      u.m->adopt.restart_script, env, u.m->adopt.script_timeout,
       [this, name, shared_pid](const ExitStatus& st, bool timed_out) {
         on_script_exit(name, *shared_pid, st, timed_out);
       },
       error, false);
   if (!pid) return restart_failed(u, "restart script: " + error);
   *shared_pid = *pid;
-  u.script_pid = *pid;
+  u.m->script_pid = *pid;
   set_state(u, UnitState::Starting);
   log_.emit(Msg::RestartScript, u.name,
-            {{"pid", *pid}, {"command", join_words(u.adopt.restart_script)}});
+            {{"pid", *pid}, {"command", join_words(u.m->adopt.restart_script)}});
 }
 
 void Supervisor::on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st,
                                 bool timed_out) {
   Unit* u = find(name);
-  if (!u || u->script_pid != pid) return;
-  u->script_pid = 0;
+  if (!u || !u->m || u->m->script_pid != pid) return;
+  u->m->script_pid = 0;
   if (!u->want_running) return;
   if (timed_out)
     return restart_failed(*u, "restart script timed out after " +
-                                  fmt_seconds(u->adopt.script_timeout) + "s and was killed");
+                                  fmt_seconds(u->m->adopt.script_timeout) + "s and was killed");
   if (st.signal) return restart_failed(*u, "restart script killed by " + signal_name(st.signal));
   if (st.code != 0) return restart_failed(*u, "restart script exited " + std::to_string(st.code));
   // The script did its part: now the match must find the process.
@@ -262,25 +264,25 @@ void Supervisor::on_script_exit(const std::string& name, pid_t pid, const ExitSt
 void Supervisor::wait_for_count(Unit& u) {
   if (u.kind() == Unit::Kind::Members) {
     scan_members(u);
-    u.finding = true;  // check_bounds ends the wait once the count is back
+    u.m->finding = true;  // check_bounds ends the wait once the count is back
     check_bounds(u, true);
-    if (!u.finding) return;
+    if (!u.m->finding) return;
   }
-  u.finding = true;
+  u.m->finding = true;
   update_interest();
   std::string name = u.name;
-  double within = u.adopt.find_within;
-  u.find_timer = loop_.after(from_seconds(within), [this, name, within] {
+  double within = u.m->adopt.find_within;
+  u.m->find_timer = loop_.after(from_seconds(within), [this, name, within] {
     Unit* unit = find(name);
-    if (!unit || !unit->finding) return;
-    unit->find_timer = 0;
+    if (!unit || !unit->m->finding) return;
+    unit->m->find_timer = 0;
     if (unit->kind() == Unit::Kind::Single && try_find(*unit, "started by the restart script"))
       return;
-    unit->finding = false;
+    unit->m->finding = false;
     std::string what = unit->kind() == Unit::Kind::Members
-                           ? std::to_string(unit->members.size()) + " processes match (" +
-                                 unit->match->spec().describe() + "), under the minimum"
-                           : "no process matches (" + unit->match->spec().describe() + ")";
+                           ? std::to_string(unit->m->members.size()) + " processes match (" +
+                                 unit->m->match.spec().describe() + "), under the minimum"
+                           : "no process matches (" + unit->m->match.spec().describe() + ")";
     restart_failed(*unit, what + " " + fmt_seconds(within) + "s after the restart");
   });
   schedule_scan();
@@ -305,32 +307,34 @@ void Supervisor::restart_failed(Unit& u, const std::string& error) {
 
 void Supervisor::begin_find(Unit& u) {
   if (u.kind() == Unit::Kind::Started || u.child) return;
-  u.finding = true;
+  u.m->finding = true;
   schedule_scan();
   update_interest();
 }
 
 void Supervisor::end_find(Unit& u) {
-  bool was = u.finding;
-  u.finding = false;
-  if (u.find_timer) loop_.cancel(u.find_timer);
-  u.find_timer = 0;
+  if (!u.m) return;
+  bool was = u.m->finding;
+  u.m->finding = false;
+  if (u.m->find_timer) loop_.cancel(u.m->find_timer);
+  u.m->find_timer = 0;
   if (was) update_interest();
 }
 
 pid_t Supervisor::parent_pid(const Unit& u) {
-  if (!u.match || u.match->spec().parent.empty()) return 0;
-  auto it = units_.find(u.match->spec().parent);
+  if (!u.m || u.m->match.spec().parent.empty()) return 0;
+  auto it = units_.find(u.m->match.spec().parent);
   if (it == units_.end() || !it->second->child) return 0;
   return it->second->child->pid;
 }
 
 bool Supervisor::try_find(Unit& u, const char* how) {
-  if (!u.match || u.child) return false;
+  if (!u.m || u.child) return false;
   std::vector<pid_t> exclude = commands_;
   exclude.push_back(getpid());
-  auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
-  if (u.match->spec().select == MatchSpec::Select::Newest) std::reverse(found.begin(), found.end());
+  auto found = find_processes(u.m->match, reader_, parent_pid(u), exclude);
+  if (u.m->match.spec().select == MatchSpec::Select::Newest)
+    std::reverse(found.begin(), found.end());
   for (const auto& f : found) {
     if (reaper_.tracked(f.pid)) continue;  // another watch's child
     if (adopt(u, f.pid, f.start_time, false, how)) return true;
@@ -341,37 +345,38 @@ bool Supervisor::try_find(Unit& u, const char* how) {
 void Supervisor::scan_members(Unit& u) {
   std::vector<pid_t> exclude = commands_;
   exclude.push_back(getpid());
-  auto found = find_processes(*u.match, reader_, parent_pid(u), exclude);
+  auto found = find_processes(u.m->match, reader_, parent_pid(u), exclude);
   std::map<pid_t, uint64_t> now;
   for (const auto& f : found) now[f.pid] = f.start_time;
-  u.members = std::move(now);
+  u.m->members = std::move(now);
 }
 
 void Supervisor::member_added(Unit& u, pid_t pid, uint64_t start_time) {
-  if (!u.members.emplace(pid, start_time).second) return;
+  if (!u.m->members.emplace(pid, start_time).second) return;
   check_bounds(u, true);
 }
 
 void Supervisor::member_removed(Unit& u, pid_t pid) {
-  if (!u.members.erase(pid)) return;
+  if (!u.m->members.erase(pid)) return;
   check_bounds(u, true);
 }
 
 void Supervisor::set_count_limits(Unit& u, CountLimits limits) {
-  u.count = limits;
+  if (!u.m) return;  // not a match watch: nothing to count
+  u.m->count = limits;
   check_bounds(u, true);
 }
 
 void Supervisor::check_bounds(Unit& u, bool changed) {
   if (u.kind() != Unit::Kind::Members) return;
-  int64_t n = static_cast<int64_t>(u.members.size());
-  int64_t min = u.count ? u.count->min : 1;
-  int64_t max = u.count ? u.count->max : -1;
+  int64_t n = static_cast<int64_t>(u.m->members.size());
+  int64_t min = u.m->count ? u.m->count->min : 1;
+  int64_t max = u.m->count ? u.m->count->max : -1;
   Unit::Bounds b = max >= 0 && n > max ? Unit::Bounds::Over
                    : n < min           ? Unit::Bounds::Under
                                        : Unit::Bounds::Within;
-  bool crossed = b != u.bounds;
-  u.bounds = b;
+  bool crossed = b != u.m->bounds;
+  u.m->bounds = b;
   if (!crossed && (!changed || b == Unit::Bounds::Within)) return;
   nlohmann::json ev = {{"count", n}, {"min", min}, {"crossed", crossed}};
   ev["max"] = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
@@ -379,7 +384,7 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
   if (b == Unit::Bounds::Over) {
     // The newest first: the ones a "kill the newest" policy would take.
     std::vector<std::pair<uint64_t, pid_t>> by_age;
-    for (const auto& [pid, st] : u.members) by_age.emplace_back(st, pid);
+    for (const auto& [pid, st] : u.m->members) by_age.emplace_back(st, pid);
     std::sort(by_age.rbegin(), by_age.rend());
     nlohmann::json newest = nlohmann::json::array();
     for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
@@ -394,18 +399,19 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
     log_.emit(m, u.name, fields);
   }
   // A restart that was waiting for the count to recover is done.
-  if (b != Unit::Bounds::Under && u.finding) {
+  if (b != Unit::Bounds::Under && u.m->finding) {
     end_find(u);
     set_state(u, UnitState::Running);
   }
   if (u.paused || !policy_) return;
-  if (b == Unit::Bounds::Under && (u.finding || u.script_pid || u.timer)) return;  // recovering
+  if (b == Unit::Bounds::Under && (u.m->finding || u.m->script_pid || u.timer))
+    return;  // recovering
   policy_->on_count(u, ev);
 }
 
 bool Supervisor::needs_exec_events() const {
   for (const auto& [name, u] : units_)
-    if (u->kind() == Unit::Kind::Members || u->finding) return true;
+    if (u->kind() == Unit::Kind::Members || u->finding()) return true;
   return false;
 }
 
@@ -421,7 +427,8 @@ void Supervisor::schedule_scan() {
 void Supervisor::rescan() {
   std::vector<std::string> names;
   for (const auto& [name, u] : units_)
-    if (!u->remove_when_stopped && (u->kind() == Unit::Kind::Members || (u->finding && !u->child)))
+    if (!u->remove_when_stopped &&
+        (u->kind() == Unit::Kind::Members || (u->finding() && !u->child)))
       names.push_back(name);
   discover(std::move(names));
 }
@@ -431,7 +438,7 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
     if (adopted_.contains(ev.pid)) exits_[ev.pid] = ExitStatus::from_wait(ev.status);
     std::vector<std::string> in;
     for (const auto& [name, u] : units_)
-      if (u->members.contains(ev.pid)) in.push_back(name);
+      if (u->m && u->m->members.contains(ev.pid)) in.push_back(name);
     // One by one, looked up again: the rules run between them.
     for (const auto& name : in)
       if (Unit* u = find(name)) member_removed(*u, ev.pid);
@@ -454,22 +461,22 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
     Unit* u = find(name);
     if (!u || u->remove_when_stopped) continue;
     if (u->kind() == Unit::Kind::Members) {
-      if (ev.kind == ProcEvent::Kind::Fork && u->match->inherited_by_fork()) {
+      if (ev.kind == ProcEvent::Kind::Fork && u->m->match.inherited_by_fork()) {
         // A fork of a member is a member, of anything else is not.
-        if (u->members.contains(ev.parent) && load() && !st.dead())
+        if (u->m->members.contains(ev.parent) && load() && !st.dead())
           member_added(*u, ev.pid, st.start_time);
         continue;
       }
       if (!load()) continue;
-      if (u->match->matches(view, parent_pid(*u)))
+      if (u->m->match.matches(view, parent_pid(*u)))
         member_added(*u, ev.pid, st.start_time);
       else
         member_removed(*u, ev.pid);
-    } else if (u->finding && !u->child && ev.kind != ProcEvent::Kind::Fork) {
+    } else if (u->finding() && !u->child && ev.kind != ProcEvent::Kind::Fork) {
       if (!load() || reaper_.tracked(ev.pid)) continue;
-      if (u->match->matches(view, parent_pid(*u)))
+      if (u->m->match.matches(view, parent_pid(*u)))
         adopt(*u, ev.pid, st.start_time, false,
-              u->find_timer ? "started by the restart script" : "appeared");
+              u->m->find_timer ? "started by the restart script" : "appeared");
     }
   }
 }

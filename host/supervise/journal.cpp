@@ -43,8 +43,8 @@ uint64_t spec_hash(const ProcessSpec& s) {
 }
 
 std::map<std::string, JournalEntry> Journal::load(std::string& error) {
-  current_.clear();
-  if (!enabled()) return {};
+  std::map<std::string, JournalEntry> current;
+  if (!enabled()) return current;
   std::ifstream in(path_);
   if (in) {
     std::string line;
@@ -56,40 +56,41 @@ std::map<std::string, JournalEntry> Journal::load(std::string& error) {
       if (!(ls >> name >> e.pid >> e.start_time >> kind >> e.spec_hash)) continue;
       e.spawned = kind == "s";
       if (e.pid > 0)
-        current_[name] = e;
+        current[name] = e;
       else
-        current_.erase(name);
+        current.erase(name);
     }
   } else if (errno != ENOENT) {
     error = path_ + ": cannot read";
   }
-  auto previous = current_;
-  rewrite();
-  return previous;
+  rewrite(current);
+  return current;
 }
 
 void Journal::set(const std::string& name, const JournalEntry& e) {
   if (!enabled()) return;
-  current_[name] = e;
+  ++live_;
   append(line_of(name, e));
 }
 
 void Journal::clear(const std::string& name) {
-  if (!enabled() || !current_.erase(name)) return;
+  if (!enabled()) return;
+  if (live_ > 0) --live_;
   append(line_of(name, JournalEntry{}));
 }
 
 void Journal::append(const std::string& line) {
-  if (lines_ > 4 * current_.size() + 256) return rewrite();
+  // Grown to several times what it says: rewrite it from the owner's state.
+  if (lines_ > 4 * live_ + 256 && snapshot_) return rewrite(snapshot_());
   if (!fd_) fd_ = Fd(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!fd_) return;
   // One write: a crash leaves at worst a torn last line, which load skips.
   if (::write(fd_.get(), line.data(), line.size()) == static_cast<ssize_t>(line.size())) ++lines_;
 }
 
-void Journal::rewrite() {
+void Journal::rewrite(const std::map<std::string, JournalEntry>& current) {
   std::string text;
-  for (const auto& [name, e] : current_) text += line_of(name, e);
+  for (const auto& [name, e] : current) text += line_of(name, e);
   std::string tmp = path_ + ".new";
   Fd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!f) return;
@@ -100,7 +101,7 @@ void Journal::rewrite() {
   f.reset();
   if (::rename(tmp.c_str(), path_.c_str()) != 0) return;
   fd_.reset();
-  lines_ = current_.size();
+  lines_ = live_ = current.size();
 }
 
 }  // namespace vigil

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -25,8 +26,13 @@ struct JournalEntry {
 
 class Journal {
  public:
+  // The current state, for rewriting the file: the owner of the units
+  // knows it, so the journal keeps no copy.
+  using Snapshot = std::function<std::map<std::string, JournalEntry>()>;
+
   explicit Journal(std::string path = {}) : path_(std::move(path)) {}
   bool enabled() const { return !path_.empty(); }
+  void set_snapshot(Snapshot s) { snapshot_ = std::move(s); }
 
   // Reads the journal (the last line for a name wins; pid 0 = none) and
   // rewrites it compactly. `error` is set when it exists but is unreadable.
@@ -36,12 +42,13 @@ class Journal {
 
  private:
   void append(const std::string& line);
-  void rewrite();
+  void rewrite(const std::map<std::string, JournalEntry>& current);
 
   std::string path_;
   Fd fd_;
-  std::map<std::string, JournalEntry> current_;
+  Snapshot snapshot_;
   size_t lines_ = 0;
+  size_t live_ = 0;  // entries in the file's current state (for compaction)
 };
 
 // A stable digest of what a process was started with (FNV-1a over the

@@ -63,20 +63,22 @@ nlohmann::json Unit::to_json() const {
   j["last_exit"] = last_exit ? last_exit->to_json() : nlohmann::json(nullptr);
   j["paused"] = paused;
   j["where"] = where;
-  if (match) {
-    j["match"] = match->spec().describe();
+  if (m) {
+    j["match"] = m->match.spec().describe();
     j["adopted"] = child && child->adopted;
   }
   if (kind() == Kind::Members) {
-    j["count"] = members.size();
+    j["count"] = m->members.size();
     nlohmann::json pids = nlohmann::json::array();
-    for (const auto& [pid, st] : members) pids.push_back(pid);
+    for (const auto& [pid, st] : m->members) pids.push_back(pid);
     j["pids"] = std::move(pids);
-    if (count) {
-      j["min"] = count->min;
-      j["max"] = count->max < 0 ? nlohmann::json(nullptr) : nlohmann::json(count->max);
+    if (m->count) {
+      j["min"] = m->count->min;
+      j["max"] = m->count->max < 0 ? nlohmann::json(nullptr) : nlohmann::json(m->count->max);
     }
-    j["bounds"] = bounds == Bounds::Over ? "over" : bounds == Bounds::Under ? "under" : "within";
+    j["bounds"] = m->bounds == Bounds::Over    ? "over"
+                  : m->bounds == Bounds::Under ? "under"
+                                               : "within";
   }
   if (!overrides.empty()) j["overrides"] = overrides;
   return j;
@@ -90,6 +92,14 @@ Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
   reaper_.set_orphan_handler([this](pid_t pid, const ExitStatus& st) {
     if (adopted_.contains(pid)) exits_[pid] = st;
   });
+  journal_.set_snapshot([this] {
+    std::map<std::string, JournalEntry> now;
+    for (const auto& [name, u] : units_)
+      if (u->child && !u->child->failure)
+        now[name] = {u->child->pid, u->child->start_time, !u->child->adopted || u->child->own_group,
+                     spec_hash(u->spec)};
+    return now;
+  });
 }
 
 Supervisor::~Supervisor() {
@@ -97,7 +107,7 @@ Supervisor::~Supervisor() {
   loop_.cancel(check_timer_);
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
-    loop_.cancel(u->find_timer);
+    if (u->m) loop_.cancel(u->m->find_timer);
     if (u->child) {
       loop_.cancel(u->child->kill_timer);
       if (u->child->watch) loop_.remove(u->child->watch);
@@ -138,9 +148,9 @@ void Supervisor::cancel_timer(Unit& u) {
 // the match and how to restart. Policy, limits and checks change live.
 bool Supervisor::same_spec(const Unit& u, const Declaration& d) const {
   const ProcessSpec& current = u.respawn_with ? u.respawn_with->spec : u.spec;
-  bool same_match = u.match.has_value() == d.match.has_value() &&
-                    (!u.match || u.match->spec() == d.match->spec());
-  return current == d.spec && same_match && u.adopt == d.adopt;
+  bool same_match =
+      (u.m != nullptr) == d.match.has_value() && (!u.m || u.m->match.spec() == d.match->spec());
+  return current == d.spec && same_match && (!u.m || u.m->adopt == d.adopt);
 }
 
 void Supervisor::add_unit(Declaration d) {
@@ -157,12 +167,13 @@ void Supervisor::add_unit(Declaration d) {
 void Supervisor::replace_spec(Unit& u, Declaration d) {
   u.where = std::move(d.where);
   u.spec = std::move(d.spec);
-  u.match = std::move(d.match);
-  u.adopt = std::move(d.adopt);
-  u.count = d.count;
   u.checks = d.checks;
-  u.members.clear();
-  u.bounds = Unit::Bounds::Within;
+  if (d.match) {
+    u.m = std::make_unique<Unit::Matching>(
+        Unit::Matching{std::move(*d.match), std::move(d.adopt), d.count, {}});
+  } else {
+    u.m.reset();
+  }
   u.out = OutputLog();
   u.err = OutputLog();
 }
@@ -205,7 +216,7 @@ void Supervisor::apply(std::vector<Declaration> decls) {
       // Same process: keep it. Limits and checks take effect now.
       u->where = d.where;
       u->checks = d.checks;
-      if (u->count != d.count && d.count) set_count_limits(*u, *d.count);
+      if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
       if (u->respawn_with) u->respawn_with->where = d.where;
       continue;
     }
@@ -242,11 +253,11 @@ void Supervisor::open_output(Unit& u) {
 void Supervisor::start_process(Unit& u, bool look_first) {
   cancel_timer(u);
   u.want_running = true;
-  if (u.child || u.script_pid || u.finding) return;
+  if (u.child || u.script_pid() || u.finding()) return;
   if (u.kind() == Unit::Kind::Members) {
     // One more instance: started and left to run (it is a member by its
     // match, not this watch's own process), then the count must recover.
-    if (!u.adopt.restart_script.empty()) return run_restart_script(u);
+    if (!u.m->adopt.restart_script.empty()) return run_restart_script(u);
     if (u.spec.argv.empty()) return;
     open_output(u);
     std::string error;
@@ -268,7 +279,7 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
     return spawn(u);
   }
-  if (!u.adopt.restart_script.empty()) return run_restart_script(u);
+  if (u.m && !u.m->adopt.restart_script.empty()) return run_restart_script(u);
   // Nothing vigil can start: wait for the process to appear.
   set_state(u, UnitState::Stopped);
   begin_find(u);
@@ -529,9 +540,9 @@ void Supervisor::stop(Unit& u, std::function<void()> done) {
   u.want_running = false;
   cancel_timer(u);
   end_find(u);
-  if (u.script_pid > 0) {
+  if (u.script_pid() > 0) {
     // A restart script in flight has nothing to restart any more.
-    ::kill(-u.script_pid, SIGKILL);
+    ::kill(-u.script_pid(), SIGKILL);
   }
   if (!u.child) {
     bool was_stopped = u.state == UnitState::Stopped;
@@ -577,9 +588,11 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
   d->name = u.name;
   d->where = u.where;
   d->spec = u.spec;
-  d->match = u.match;
-  d->adopt = u.adopt;
-  d->count = u.count;
+  if (u.m) {
+    d->match = u.m->match;
+    d->adopt = u.m->adopt;
+    d->count = u.m->count;
+  }
   d->checks = u.checks;
   u.respawn_with = std::move(d);
   stop(u, std::move(done));

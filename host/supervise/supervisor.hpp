@@ -100,16 +100,32 @@ struct Unit {
   std::string name;
   std::string where;
   ProcessSpec spec;
-  std::optional<Matcher> match;
-  AdoptOptions adopt;
-  std::optional<CountLimits> count;
   StateChecks checks;
 
+  // What only a watch with `match` has: its matcher, how it is restarted,
+  // its count and members, a restart script or a search in flight. A
+  // started watch carries none of it (memory at thousands of watches).
+  enum class Bounds { Within, Over, Under };
+  struct Matching {
+    Matcher match;
+    AdoptOptions adopt;
+    std::optional<CountLimits> count;
+    std::map<pid_t, uint64_t> members;  // members kind: pid -> start time
+    Bounds bounds = Bounds::Within;
+    pid_t script_pid = 0;  // a restart script running
+    TimerId find_timer = 0;
+    bool finding = false;  // waiting for the match to find the process
+  };
+  std::unique_ptr<Matching> m;
+
   Kind kind() const {
-    if (!match) return Kind::Started;
-    return count || match->spec().select == MatchSpec::Select::All ? Kind::Members : Kind::Single;
+    if (!m) return Kind::Started;
+    return m->count || m->match.spec().select == MatchSpec::Select::All ? Kind::Members
+                                                                        : Kind::Single;
   }
-  bool can_start() const { return !spec.argv.empty() || !adopt.restart_script.empty(); }
+  bool can_start() const { return !spec.argv.empty() || (m && !m->adopt.restart_script.empty()); }
+  bool finding() const { return m && m->finding; }
+  pid_t script_pid() const { return m ? m->script_pid : 0; }
 
   UnitState state = UnitState::Stopped;
   bool paused = false;
@@ -141,16 +157,6 @@ struct Unit {
   };
   std::optional<Child> child;
   std::optional<ExitInfo> last_exit;
-
-  // A restart script running, or a wait for the match to find a process.
-  pid_t script_pid = 0;
-  TimerId find_timer = 0;
-  bool finding = false;
-
-  // Members kind: the matching processes (pid -> start time).
-  std::map<pid_t, uint64_t> members;
-  enum class Bounds { Within, Over, Under };
-  Bounds bounds = Bounds::Within;
 
   uint64_t restarts = 0;
   uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered

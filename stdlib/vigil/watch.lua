@@ -325,22 +325,25 @@ function M.watch(name)
       where = where,
     })
     if not ok then fail(where, name, derr) end
-    watches[name] = {
+    -- Only the fields a watch has: a constructor naming a dozen keys sizes
+    -- the table for all of them, nil or not (memory at thousands of watches).
+    local w = {
       name = name,
       where = where,
-      description = s.description,
-      -- Watches without their own policy share one table (memory at
-      -- thousands of watches); `vigil set` copies before changing it.
+      -- Watches without their own policy share one table; `vigil set`
+      -- copies before changing it.
       restart = s.restart and policy.normalize(s.restart) or default_restart,
-      rearm = s.rearm,
-      on_exhausted = s.on_exhausted,
-      can_start = (s.start or s.restart_script) and true or false,
-      parent = match and match.parent,
-      count = s.count,
-      on_over = s.on_over,
-      on_under = s.on_under,
-      on_state = s.on_state,
     }
+    w.description = s.description
+    w.rearm = s.rearm
+    w.on_exhausted = s.on_exhausted
+    if s.start or s.restart_script then w.can_start = true end
+    w.parent = match and match.parent
+    w.count = s.count
+    w.on_over = s.on_over
+    w.on_under = s.on_under
+    w.on_state = s.on_state
+    watches[name] = w
   end
 end
 
