@@ -141,6 +141,14 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
     c.zombie = field_number(L, -1, "zombie", c.zombie);
     c.stopped = field_number(L, -1, "stopped", c.stopped);
     c.blocked = field_number(L, -1, "blocked", c.blocked);
+    c.cpu_percent = field_number(L, -1, "cpu_percent", c.cpu_percent);
+    c.cpu_for = field_number(L, -1, "cpu_for", c.cpu_for);
+    c.no_progress = field_number(L, -1, "no_progress", c.no_progress);
+    c.fds = field_number(L, -1, "fds", c.fds);
+    c.close_wait = static_cast<int64_t>(field_number(L, -1, "close_wait", 0));
+    c.threads = static_cast<int64_t>(field_number(L, -1, "threads", 0));
+    c.rss = static_cast<uint64_t>(field_number(L, -1, "rss", 0));
+    c.rss_growth = static_cast<uint64_t>(field_number(L, -1, "rss_growth", 0));
   } else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
     d.checks.every = 0;
   }

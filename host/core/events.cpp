@@ -102,6 +102,21 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: pid {pid} is no longer {was} (now {state})"},
     {Msg::StateAction, "VGL0133", S::Notice, "state_action",
      "{watch}: pid {pid} {state}: {action}"},
+    {Msg::CpuRunaway, "VGL0134", S::Warning, "cpu_runaway",
+     "{watch}: pid {pid} has used {percent}% of a core for {for}s"},
+    {Msg::NoProgress, "VGL0135", S::Warning, "no_progress",
+     "{watch}: pid {pid} has {backlog} connections waiting on port {port} and has used no CPU "
+     "for {for}s"},
+    {Msg::FdsExhausted, "VGL0136", S::Warning, "fds_exhausted",
+     "{watch}: pid {pid} has {count} files open, near its limit of {limit}"},
+    {Msg::CloseWaitSockets, "VGL0137", S::Warning, "close_wait_sockets",
+     "{watch}: pid {pid} has {count} sockets in CLOSE_WAIT (more than {limit})"},
+    {Msg::ThreadsOver, "VGL0138", S::Warning, "threads_over",
+     "{watch}: pid {pid} has {count} threads (more than {limit})"},
+    {Msg::RssOver, "VGL0139", S::Warning, "rss_over",
+     "{watch}: pid {pid} uses {rss} bytes of memory (more than {limit})"},
+    {Msg::RssGrowth, "VGL0140", S::Warning, "rss_growth",
+     "{watch}: pid {pid}'s memory grows by {per_minute} bytes a minute (more than {limit})"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -68,6 +68,13 @@ enum class Msg {
   ZombieUnreaped,         // VGL0131
   StateCleared,           // VGL0132
   StateAction,            // VGL0133
+  CpuRunaway,             // VGL0134
+  NoProgress,             // VGL0135
+  FdsExhausted,           // VGL0136
+  CloseWaitSockets,       // VGL0137
+  ThreadsOver,            // VGL0138
+  RssOver,                // VGL0139
+  RssGrowth,              // VGL0140
   RuleMessage,            // VGL0900
   kCount
 };

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -83,6 +84,63 @@ std::string_view cmdline_text(char* raw, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (raw[i] == '\0') raw[i] = ' ';
   return std::string_view(raw, n);
+}
+
+bool parse_tcp_table(std::string_view text, const std::function<void(const TcpSocket&)>& fn) {
+  // "  sl  local_address rem_address   st tx_queue:rx_queue tr tm->when
+  //  retrnsmt   uid  timeout inode ..."; the first line is the header.
+  size_t nl = text.find('\n');
+  if (nl == std::string_view::npos) return text.empty() || text.find("local_address") != text.npos;
+  text.remove_prefix(nl + 1);
+  auto field = [](std::string_view& line) {
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    size_t sp = line.find(' ');
+    std::string_view f = line.substr(0, sp);
+    line.remove_prefix(sp == std::string_view::npos ? line.size() : sp);
+    return f;
+  };
+  auto hex = [](std::string_view f, uint64_t& out) {
+    return std::from_chars(f.data(), f.data() + f.size(), out, 16).ec == std::errc();
+  };
+  while (!text.empty()) {
+    nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (line.find_first_not_of(' ') == std::string_view::npos) continue;
+    field(line);  // sl
+    std::string_view local = field(line);
+    field(line);  // rem_address
+    std::string_view st = field(line);
+    std::string_view queues = field(line);
+    field(line);  // tr:tm->when
+    field(line);  // retrnsmt
+    field(line);  // uid
+    field(line);  // timeout
+    std::string_view inode = field(line);
+    size_t colon = local.rfind(':');
+    size_t qcolon = queues.find(':');
+    TcpSocket sock;
+    uint64_t state = 0, port = 0;
+    if (colon == std::string_view::npos || qcolon == std::string_view::npos ||
+        !hex(local.substr(colon + 1), port) || !hex(st, state) ||
+        !hex(queues.substr(qcolon + 1), sock.rx_queue) ||
+        std::from_chars(inode.data(), inode.data() + inode.size(), sock.inode).ec != std::errc())
+      return false;
+    sock.state = static_cast<int>(state);
+    sock.local_port = static_cast<unsigned>(port);
+    fn(sock);
+  }
+  return true;
+}
+
+uint64_t parse_nofile_limit(std::string_view text) {
+  size_t at = text.find("Max open files");
+  if (at == std::string_view::npos) return 0;
+  std::string_view rest = text.substr(at + 14);
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  uint64_t v = 0;
+  if (std::from_chars(rest.data(), rest.data() + rest.size(), v).ec != std::errc()) return 0;
+  return v;
 }
 
 ProcReader::ProcReader() : buf_(4096) {}
@@ -175,6 +233,37 @@ int ProcReader::count_fds(pid_t pid) {
     }
   }
   return count;
+}
+
+bool ProcReader::socket_inodes(pid_t pid, std::vector<uint64_t>& out) {
+  out.clear();
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", pid);
+  Fd dir(::open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return false;
+  std::vector<int> fds;
+  for (;;) {
+    long n = syscall(SYS_getdents64, dir.get(), buf_.data(), buf_.size());
+    if (n < 0) return false;
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      auto* d = reinterpret_cast<const dirent64*>(buf_.data() + off);
+      int fd = 0;
+      const char* name = d->d_name;
+      if (std::from_chars(name, name + strlen(name), fd).ec == std::errc()) fds.push_back(fd);
+      off += d->d_reclen;
+    }
+  }
+  char link[64];
+  for (int fd : fds) {
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
+    ssize_t n = ::readlink(path, link, sizeof link - 1);
+    if (n <= 8 || memcmp(link, "socket:[", 8) != 0) continue;
+    uint64_t ino = 0;
+    if (std::from_chars(link + 8, link + n - 1, ino).ec == std::errc()) out.push_back(ino);
+  }
+  std::sort(out.begin(), out.end());
+  return true;
 }
 
 std::vector<pid_t> ProcReader::children(pid_t pid) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,22 @@ std::optional<ProcStatus> parse_proc_status(std::string_view text);
 // dropped. Rewrites `raw` in place (NUL -> space) and returns a view of it.
 std::string_view cmdline_text(char* raw, size_t n);
 
+// One socket of /proc/PID/net/tcp or tcp6.
+struct TcpSocket {
+  int state = 0;  // 0x0A LISTEN, 0x08 CLOSE_WAIT, ... (include/net/tcp_states.h)
+  unsigned local_port = 0;
+  uint64_t rx_queue = 0;  // LISTEN: connections waiting to be accepted
+  uint64_t inode = 0;
+};
+constexpr int kTcpListen = 0x0A;
+constexpr int kTcpCloseWait = 0x08;
+// Calls fn for each line of a /proc/net/tcp{,6} table; false on bad text.
+bool parse_tcp_table(std::string_view text, const std::function<void(const TcpSocket&)>& fn);
+
+// The soft "Max open files" of /proc/PID/limits; 0 when unknown or
+// unlimited.
+uint64_t parse_nofile_limit(std::string_view limits_text);
+
 class ProcReader {
  public:
   ProcReader();
@@ -61,6 +78,9 @@ class ProcReader {
   int count_fds(pid_t pid);
   // Children of every thread of pid (/proc/PID/task/*/children).
   std::vector<pid_t> children(pid_t pid);
+  // The inodes of the sockets pid has open (readlink of every fd); false
+  // when /proc/PID/fd is unreadable.
+  bool socket_inodes(pid_t pid, std::vector<uint64_t>& out);
 
  private:
   std::optional<std::string_view> read_path(const char* path);

@@ -156,7 +156,6 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.pid = pid;
   c.start_time = start_time;
   c.started = MonoClock::now();
-  c.state_since = c.started;
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
   c.overruns = events_ ? events_->overruns() : 0;

@@ -311,7 +311,6 @@ void Supervisor::spawn(Unit& u) {
   c.pid = spawned->pid;
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
-  c.state_since = c.started;
   c.failure = spawned->failure;
   if (u.checks.enabled()) c.stat_fd = open_stat(c.pid);
   Unit* up = &u;

@@ -73,15 +73,46 @@ struct CountLimits {
   bool operator==(const CountLimits&) const = default;
 };
 
-// Thresholds for processes that are alive but not well, in seconds; 0
-// turns a check off. Sampled every `every` seconds from /proc/PID/stat.
+// Signs that a process is alive but not well, seen from /proc alone (no
+// help from the application). Sampled every `every` seconds; 0 turns a
+// check off.
 struct StateChecks {
   double every = 5;
-  double zombie = 10;   // dead, but its parent does not reap it
-  double stopped = 30;  // state T (SIGSTOP, a debugger)
-  double blocked = 60;  // state D (uninterruptible sleep, usually I/O)
+  double zombie = 10;       // seconds dead while its parent does not reap it
+  double stopped = 30;      // seconds in state T (SIGSTOP, a debugger)
+  double blocked = 60;      // seconds in state D (uninterruptible sleep, usually I/O)
+  double cpu_percent = 0;   // a runaway: at least this % of one core ...
+  double cpu_for = 60;      // ... for this many seconds
+  double no_progress = 0;   // seconds with connections waiting to be accepted and no CPU used
+  double fds = 0;           // open fds above this fraction of RLIMIT_NOFILE
+  int64_t close_wait = 0;   // more CLOSE_WAIT sockets than this
+  int64_t threads = 0;      // more threads than this
+  uint64_t rss = 0;         // more resident memory than this (bytes)
+  uint64_t rss_growth = 0;  // resident memory growing faster than this per minute
   bool operator==(const StateChecks&) const = default;
-  bool enabled() const { return every > 0 && (zombie > 0 || stopped > 0 || blocked > 0); }
+  bool enabled() const {
+    return every > 0 &&
+           (zombie > 0 || stopped > 0 || blocked > 0 || cpu_percent > 0 || no_progress > 0 ||
+            fds > 0 || close_wait > 0 || threads > 0 || rss > 0 || rss_growth > 0);
+  }
+  // The costlier samples: sockets (readlink of every fd, /proc/PID/net).
+  bool sockets() const { return no_progress > 0 || close_wait > 0; }
+};
+
+// What the state checks remember about one process between samples.
+struct Sampling {
+  struct Condition {
+    bool bad = false;
+    bool reported = false;
+    MonoTime since;
+  };
+  // stopped, blocked, cpu, no_progress, fds, close_wait, threads, rss, rss_growth
+  Condition cond[9];
+  uint64_t cpu_ticks = 0;
+  MonoTime at;
+  bool primed = false;
+  uint64_t nofile = 0;                             // RLIMIT_NOFILE at the last sample
+  std::vector<std::pair<MonoTime, uint64_t>> rss;  // the last minute, for growth
 };
 
 struct Declaration {
@@ -148,12 +179,9 @@ struct Unit {
     bool stopping = false;
     TimerId kill_timer = 0;
     pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
-    // State checks: /proc/PID/stat kept open, what it said last and since
-    // when.
+    // State checks: /proc/PID/stat kept open, and what the samples saw.
     Fd stat_fd;
-    char seen_state = 'R';
-    MonoTime state_since;
-    bool state_reported = false;
+    std::unique_ptr<Sampling> sampling;
   };
   std::optional<Child> child;
   std::optional<ExitInfo> last_exit;

@@ -155,11 +155,39 @@ local function script_table(v, path)
   return s
 end
 
+local duration_or_off = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration },
+  "a duration or false")
+
+-- A percentage: 90, "90%", or a fraction below 1 (0.9).
+local function percent(v, path)
+  local n = type(v) == "string" and tonumber((v:gsub("%%$", ""))) or (type(v) == "number" and v)
+  if not n or n <= 0 then return nil, string.format("%s: expected a percentage such as 90 or \"90%%\", got %s", path, tostring(v)) end
+  if n < 1 and type(v) == "number" then n = n * 100 end
+  return n
+end
+
+local cpu_schema = { percent = percent, ["for"] = schema.duration }
+
 local checks_schema = {
   every = schema.duration,
-  zombie = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
-  stopped = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
-  blocked = schema.by_type({ boolean = off, string = schema.duration, number = schema.duration }, "a duration or false"),
+  zombie = duration_or_off,
+  stopped = duration_or_off,
+  blocked = duration_or_off,
+  -- Hangs and exhaustion seen from /proc alone.
+  cpu = schema.by_type({ number = function(v, p) local n, e = percent(v, p) return n and { percent = n }, e end,
+    string = function(v, p) local n, e = percent(v, p) return n and { percent = n }, e end,
+    table = schema.table(cpu_schema), boolean = off }, "a percentage or { percent =, for = }"),
+  no_progress = duration_or_off,
+  fds = function(v, path)
+    local n, err = percent(v, path)
+    if not n then return nil, err end
+    if n > 100 then return nil, path .. ": more than 100%" end
+    return n / 100
+  end,
+  close_wait = schema.integer(1),
+  threads = schema.integer(1),
+  rss = schema.size,
+  rss_growth = schema.size,
 }
 
 local function named(names, also)
@@ -299,6 +327,10 @@ function M.watch(name)
     if checks then
       checks = {}
       for k, v in pairs(s.checks) do checks[k] = v == false and 0 or v end
+      if type(checks.cpu) == "table" then
+        checks.cpu_percent, checks.cpu_for = checks.cpu.percent, checks.cpu["for"]
+      end
+      checks.cpu = nil
     end
     local stop = s.stop or {}
     local logcfg = s.log

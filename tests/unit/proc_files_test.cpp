@@ -508,3 +508,43 @@ TEST(ProcReader, ChildrenOfEveryThread) {
   ASSERT_TRUE(lonely);
   EXPECT_TRUE(reader.children(lonely.pid()).empty());
 }
+
+// Recorded from this machine's /proc/PID/net/tcp: the header, a LISTEN
+// socket on 127.0.0.1:53139 with 3 connections waiting (rx_queue), one
+// in CLOSE_WAIT (state 08).
+TEST(ProcNetTcp, ParsesStatesPortsQueuesAndInodes) {
+  const char* table =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+      "timeout inode                                                     \n"
+      "   1: 0100007F:CF93 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        "
+      "0 1221730 4 000000008caef3ad 100 0 0 10 0                   \n"
+      "   2: 0100007F:CF93 0100007F:B7C2 08 00000000:00000001 00:00000000 00000000     0        "
+      "0 1221744 1 0000000042f2a8d1 20 4 30 10 -1                 \n";
+  std::vector<vigil::TcpSocket> got;
+  ASSERT_TRUE(vigil::parse_tcp_table(table, [&](const vigil::TcpSocket& t) { got.push_back(t); }));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].state, vigil::kTcpListen);
+  EXPECT_EQ(got[0].local_port, 53139u);
+  EXPECT_EQ(got[0].rx_queue, 3u);
+  EXPECT_EQ(got[0].inode, 1221730u);
+  EXPECT_EQ(got[1].state, vigil::kTcpCloseWait);
+  EXPECT_EQ(got[1].inode, 1221744u);
+  // Only the header: no sockets. Garbage: an error.
+  got.clear();
+  EXPECT_TRUE(
+      vigil::parse_tcp_table("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when\n",
+                             [&](const vigil::TcpSocket& t) { got.push_back(t); }));
+  EXPECT_TRUE(got.empty());
+  EXPECT_FALSE(vigil::parse_tcp_table("header\n   1: garbage\n", [](const vigil::TcpSocket&) {}));
+}
+
+TEST(ProcLimits, SoftNofileLimit) {
+  const char* limits =
+      "Limit                     Soft Limit           Hard Limit           Units     \n"
+      "Max cpu time              unlimited            unlimited            seconds   \n"
+      "Max open files            1024                 20000                files     \n";
+  EXPECT_EQ(vigil::parse_nofile_limit(limits), 1024u);
+  EXPECT_EQ(vigil::parse_nofile_limit("Max open files            unlimited  unlimited  files\n"),
+            0u);
+  EXPECT_EQ(vigil::parse_nofile_limit(""), 0u);
+}
