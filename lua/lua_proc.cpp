@@ -11,7 +11,8 @@
 //       a recycled pid is never hit. Live state only.
 //   proc.on(kind, match, fn) -> handle | nil, err
 //       kind "spawn" (a fork), "exec" or "exit"; fn(info) for each process
-//       that matches (for "exit": that matched while alive; info has pid,
+//       that matches (for "spawn": whose parent matches, as the child is
+//       its copy; for "exit": that matched while alive; info has pid,
 //       name, code, signal). Needs kernel process events. handle:cancel().
 //   proc.available() -> boolean   kernel process events are in use
 #include <pwd.h>
@@ -219,6 +220,27 @@ void deliver(RuntimeState& rt, const ProcSubscription& sub, nlohmann::json info)
   if (rt.depth == 0) drain_events(rt);
 }
 
+// A fork's child starts as a copy of its parent, so a spawn matches on the
+// parent: the child may have exec'd something else, or exited, before its
+// event is read. The info is the child's while it still is that copy, else
+// the parent's under the child's pid.
+void deliver_spawn(RuntimeState& rt, const ProcSubscription& sub, const ProcEvent& ev,
+                   ProcReader& r) {
+  ProcStat parent, child;
+  if (!r.stat(ev.parent, parent) || !sub.match.matches(parent, r)) return;
+  if (r.stat(ev.pid, child) && child.comm == parent.comm && sub.match.matches(child, r)) {
+    if (nlohmann::json j = info_json(ev.pid, r); !j.is_null())
+      return deliver(rt, sub, std::move(j));
+  }
+  nlohmann::json j = info_json(ev.parent, r);
+  if (j.is_null()) return;
+  j["pid"] = ev.pid;
+  j["ppid"] = ev.parent;
+  j["threads"] = 1;
+  j.erase("start_time");
+  deliver(rt, sub, std::move(j));
+}
+
 }  // namespace
 
 std::string read_match_table(lua_State* L, int idx, std::optional<Matcher>& out) {
@@ -285,8 +307,7 @@ void proc_event(RuntimeState& rt, const ProcEvent& ev) {
         if (sub->kind == K::Exit && sub->members.contains(ev.parent) &&
             sub->match.inherited_by_fork())
           sub->members[ev.pid] = sub->members[ev.parent];
-        if (sub->kind == K::Spawn && load() && sub->match.matches(st, r))
-          deliver(rt, *sub, info_json(ev.pid, r));
+        if (sub->kind == K::Spawn) deliver_spawn(rt, *sub, ev, r);
         break;
       case ProcEvent::Kind::Exec:
       case ProcEvent::Kind::Comm:

@@ -590,11 +590,14 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
     return read_file(out).find("exit " + pids + " TERM") != std::string::npos;
   })) << read_file(out);
 
-  // The shell forks /bin/true's process: a spawn of the shell's name.
-  pid_t sh = spawn_external({shell, "-c", "/bin/true & wait"});
+  // The shell forks /bin/true's process: a spawn of the shell's name. The
+  // shell then stops itself, so its fork is still traceable to it whenever
+  // the daemon reads the event.
+  pid_t sh = spawn_external({shell, "-c", "/bin/true & wait; kill -STOP $$"});
   ASSERT_TRUE(wait_for([&] {
     return read_file(out).find(" " + std::to_string(sh) + "\n") != std::string::npos;
   })) << read_file(out);
   EXPECT_NE(read_file(out).find("spawn "), std::string::npos);
+  kill(sh, SIGKILL);
   reap(sh);
 }
