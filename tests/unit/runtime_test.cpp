@@ -61,7 +61,7 @@ TEST(Runtime, MemoryIsCapped) {
   RuleRuntime rt(o, HostContext{});
   ASSERT_TRUE(rt.load(write_rules("empty.lua", "")).ok);
   std::string err;
-  EXPECT_FALSE(rt.run_string("local t = {} for i = 1, 1e8 do t[i] = string.rep('x', 100) .. i end",
+  EXPECT_FALSE(rt.run_string("local t = {} for i = 1, 1e8 do t[i] = string.rep('x', 4096) .. i end",
                              "=hog", err));
   EXPECT_NE(err.find("memory"), std::string::npos) << err;
   EXPECT_LE(rt.memory_used(), 8u << 20);
