@@ -17,6 +17,8 @@
 //                                       a matching process to appear
 //   exec.kill(name, signal, reason) -> boolean   kill the watched process
 //   exec.set_count(name, min, max)      change a count's limits (max -1: none)
+//   exec.probe_answer(name, index, token, ok [, reason [, evidence]])
+//                                       a rule probe's answer (entry.probe)
 //   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
 //       A one-shot command in its own process group, stdio to /dev/null,
 //       KILLed (with its group) after timeout seconds (default 60).
@@ -53,18 +55,81 @@ std::vector<std::string> string_list(lua_State* L, int idx, const char* what, st
   return out;
 }
 
-std::string field_string(lua_State* L, int idx, const char* key) {
-  lua_getfield(L, idx, key);
-  std::string v = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
-  lua_pop(L, 1);
-  return v;
-}
-
-double field_number(lua_State* L, int idx, const char* key, double dflt) {
-  lua_getfield(L, idx, key);
-  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-  lua_pop(L, 1);
-  return v;
+// The normalized probe list at idx (stdlib/vigil/probes.lua makes it).
+std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
+  lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, idx));
+  for (lua_Integer i = 1; i <= n; ++i) {
+    lua_rawgeti(L, idx, i);
+    int t = lua_gettop(L);
+    std::string where = "probes[" + std::to_string(i) + "]";
+    if (!lua_istable(L, t)) {
+      lua_pop(L, 1);
+      return where + ": expected a probe";
+    }
+    ProbeSpec p;
+    std::string kind = field_string(L, t, "kind");
+    std::string err;
+    if (kind == "http") {
+      p.kind = ProbeSpec::Kind::Http;
+      err = read_http_check(L, t, p.http);
+    } else if (kind == "tcp") {
+      p.kind = ProbeSpec::Kind::Tcp;
+      err = read_tcp_check(L, t, p.tcp);
+    } else if (kind == "script") {
+      p.kind = ProbeSpec::Kind::Script;
+      lua_getfield(L, t, "command");
+      p.command = string_list(L, -1, "command", err);
+      lua_pop(L, 1);
+      if (err.empty() && p.command.empty()) err = "command: required";
+      if (err.empty()) {
+        const char* path = getenv("PATH");
+        auto prog = resolve_program(p.command[0], "", path ? path : "");
+        if (!prog)
+          err = "command: '" + p.command[0] + "' not found";
+        else
+          p.command[0] = *prog;
+      }
+    } else if (kind == "file") {
+      p.kind = ProbeSpec::Kind::File;
+      p.path = field_string(L, t, "path");
+      p.max_age = field_number(L, t, "max_age", 0);
+      if (p.path.empty()) err = "path: required";
+      if (err.empty() && p.max_age <= 0) err = "max_age: required (a duration)";
+    } else if (kind == "notify") {
+      p.kind = ProbeSpec::Kind::Notify;
+      lua_getfield(L, t, "ready");
+      p.ready = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      p.watchdog = field_number(L, t, "watchdog", 0);
+      if (!p.ready && p.watchdog <= 0) err = "notify: needs ready = true or a watchdog";
+    } else if (kind == "rule") {
+      p.kind = ProbeSpec::Kind::Rule;
+    } else {
+      err = "unknown probe kind '" + kind + "'";
+    }
+    if (err.empty()) {
+      p.name = field_string(L, t, "name");
+      if (p.name.empty()) p.name = kind;
+      p.every = field_number(L, t, "every", p.every);
+      p.startup = field_number(L, t, "startup", p.startup);
+      p.fails =
+          static_cast<int>(field_number(L, t, "fails", p.kind == ProbeSpec::Kind::Notify ? 1 : 3));
+      p.success = static_cast<int>(field_number(L, t, "success", 1));
+      p.timeout = field_number(L, t, "timeout", p.timeout);
+      lua_getfield(L, t, "readiness");
+      p.readiness = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (p.every <= 0) err = "every: must be positive";
+      if (p.fails < 1 || p.success < 1) err = "fails and success: at least 1";
+    }
+    lua_pop(L, 1);
+    if (!err.empty()) return where + " (" + kind + "): " + err;
+    out.push_back(std::move(p));
+  }
+  int notify = 0;
+  for (const auto& p : out) notify += p.kind == ProbeSpec::Kind::Notify;
+  if (notify > 1) return "probes: one notify probe per watch";
+  return {};
 }
 
 // Reads the normalized spec table at idx; returns an error text or "".
@@ -153,6 +218,11 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
     d.checks.every = 0;
   }
   lua_pop(L, 1);
+
+  lua_getfield(L, idx, "probes");
+  if (lua_istable(L, -1)) err = read_probes(L, lua_gettop(L), d.probes);
+  lua_pop(L, 1);
+  if (!err.empty()) return err;
 
   if (spec.argv.empty()) return {};
   if (auto e = validate_spec(spec)) return *e;
@@ -267,6 +337,32 @@ int l_kill(lua_State* L) {
   return 1;
 }
 
+// exec.probe_answer(name, index, token, ok [, reason [, evidence]]): the
+// answer to a rule probe's check (entry.probe). Taken after the current
+// callback, so the rules are never re-entered from inside one.
+int l_probe_answer(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  lua_Integer index = luaL_checkinteger(L, 2);
+  lua_Integer token = luaL_checkinteger(L, 3);
+  bool ok = lua_toboolean(L, 4);
+  const char* reason = luaL_optstring(L, 5, "the check failed");
+  const char* evidence = luaL_optstring(L, 6, "");
+  require_live(L, "exec.probe_answer");
+  RuntimeState& rt = runtime_of(L);
+  if (rt.host.loop && rt.host.supervisor && index >= 1 && token > 0) {
+    ProbeResult r;
+    r.ok = ok;
+    if (!ok) r.reason = reason;
+    r.excerpt = std::string(evidence).substr(0, 512);
+    Supervisor* sup = rt.host.supervisor;
+    rt.host.loop->post([sup, n = std::string(name), i = static_cast<size_t>(index - 1),
+                        t = static_cast<uint64_t>(token), r] {
+      if (Unit* u = sup->find(n)) sup->probe_answer(*u, i, t, r);
+    });
+  }
+  return 0;
+}
+
 int l_set_count(lua_State* L) {
   lua_Integer min = luaL_checkinteger(L, 2);
   lua_Integer max = luaL_checkinteger(L, 3);
@@ -347,7 +443,8 @@ const luaL_Reg kExecFns[] = {{"declare", l_declare}, {"info", l_info},
                              {"members", l_members}, {"restart_later", l_restart_later},
                              {"exhaust", l_exhaust}, {"lose", l_lose},
                              {"kill", l_kill},       {"set_count", l_set_count},
-                             {"run", l_run},         {nullptr, nullptr}};
+                             {"run", l_run},         {"probe_answer", l_probe_answer},
+                             {nullptr, nullptr}};
 
 }  // namespace
 

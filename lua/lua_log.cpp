@@ -36,7 +36,8 @@ int l_message(lua_State* L) {
 // errors. The rest are the host's to report.
 bool rule_may_emit(Msg m) {
   return m == Msg::RestartScheduled || m == Msg::BudgetExhausted || m == Msg::ExhaustedHook ||
-         m == Msg::RuleError || m == Msg::CountKilled || m == Msg::StateAction;
+         m == Msg::RuleError || m == Msg::CountKilled || m == Msg::StateAction ||
+         m == Msg::HungAction;
 }
 
 int l_event(lua_State* L) {

@@ -118,6 +118,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "vigil.runtime");
   lua_pushcfunction(L, luaopen_vigil_proc);
   lua_setfield(L, -2, "vigil.proc");
+  lua_pushcfunction(L, luaopen_vigil_probe);
+  lua_setfield(L, -2, "vigil.probe");
   lua_pop(L, 2);
 
   // load(): text chunks only.
@@ -216,7 +218,8 @@ CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresult
 }
 
 void drain_events(RuntimeState& rt) {
-  while ((!rt.queued_events.empty() || !rt.proc_calls.empty()) && rt.depth == 0) {
+  while ((!rt.queued_events.empty() || !rt.proc_calls.empty() || !rt.probe_calls.empty()) &&
+         rt.depth == 0) {
     std::vector<nlohmann::json> batch;
     batch.swap(rt.queued_events);
     for (auto& ev : batch) {
@@ -234,7 +237,22 @@ void drain_events(RuntimeState& rt) {
       push_json(rt.L, info);
       protected_call(rt, 1, 0, "vigil.proc.on handler", rt.options.callback_budget);
     }
+    deliver_probe_calls(rt);
   }
+}
+
+std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt) {
+  lua_getfield(L, idx, key);
+  std::string v = lua_isstring(L, -1) ? lua_tostring(L, -1) : dflt;
+  lua_pop(L, 1);
+  return v;
+}
+
+double field_number(lua_State* L, int idx, const char* key, double dflt) {
+  lua_getfield(L, idx, key);
+  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+  lua_pop(L, 1);
+  return v;
 }
 
 void push_json(lua_State* L, const nlohmann::json& j) {
@@ -333,6 +351,8 @@ RuleRuntime::~RuleRuntime() {
   RuntimeState& rt = *state_;
   if (rt.host.loop)
     for (TimerId id : rt.timers) rt.host.loop->cancel(id);
+  if (rt.host.probes)
+    for (ProbeId id : rt.probes) rt.host.probes->cancel(id);
   if (rt.L) lua_close(rt.L);
 }
 
@@ -458,6 +478,23 @@ void RuleRuntime::on_state(Unit& unit, const nlohmann::json& ev) {
   lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
   push_json(rt.L, ev);
   call_entry(rt, "state", 2, 0);
+}
+
+void RuleRuntime::on_hung(Unit& unit, const nlohmann::json& ev) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF || !rt.live) return;
+  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
+  push_json(rt.L, ev);
+  call_entry(rt, "hung", 2, 0);
+}
+
+void RuleRuntime::run_probe(Unit& unit, size_t index, uint64_t token) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF || !rt.live) return;
+  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
+  lua_pushinteger(rt.L, static_cast<lua_Integer>(index) + 1);
+  lua_pushinteger(rt.L, static_cast<lua_Integer>(token));
+  call_entry(rt, "probe", 3, 0);
 }
 
 std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,

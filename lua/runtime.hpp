@@ -23,6 +23,7 @@ struct HostContext {
   EventLog* log = nullptr;
   Supervisor* supervisor = nullptr;
   ProcEvents* proc_events = nullptr;  // null: not available (vigil.proc.on refuses)
+  ProbeEngine* probes = nullptr;      // null: vigil.probe checks fail with a reason
 };
 
 struct RuntimeOptions {
@@ -66,6 +67,8 @@ class RuleRuntime : public Policy {
   void on_exit(Unit& unit, const ExitInfo& exit) override;
   void on_count(Unit& unit, const nlohmann::json& ev) override;
   void on_state(Unit& unit, const nlohmann::json& ev) override;
+  void on_hung(Unit& unit, const nlohmann::json& ev) override;
+  void run_probe(Unit& unit, size_t index, uint64_t token) override;
 
   // `vigil set`: returns the normalized value, or an error in `error`.
   std::optional<std::string> set_param(const std::string& watch, const std::string& key,

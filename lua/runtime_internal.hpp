@@ -85,6 +85,8 @@ struct RuntimeState {
   std::set<TimerId> timers;                                // armed timers owned by this state
   std::vector<PendingTimer> pending_timers;                // created while loading
   std::shared_ptr<int> alive = std::make_shared<int>(0);   // expires with the state
+  std::set<ProbeId> probes;                                // vigil.probe checks in flight
+  std::vector<std::pair<int, ProbeResult>> probe_calls;    // their results, queued
 };
 
 RuntimeState& runtime_of(lua_State* L);
@@ -109,6 +111,11 @@ void require_live(lua_State* L, const char* what);
 // function), or "?".
 std::string lua_where(lua_State* L, int level);
 
+// Fields of the table at idx: the value, or `dflt` when absent or of
+// another type.
+std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt = {});
+double field_number(lua_State* L, int idx, const char* key, double dflt);
+
 void push_json(lua_State* L, const nlohmann::json& j);
 // Converts the value at idx (tables with 1..n keys become arrays).
 nlohmann::json to_json(lua_State* L, int idx, int depth = 0);
@@ -118,6 +125,14 @@ int luaopen_vigil_timer(lua_State* L);
 int luaopen_vigil_exec(lua_State* L);
 int luaopen_vigil_runtime(lua_State* L);
 int luaopen_vigil_proc(lua_State* L);
+int luaopen_vigil_probe(lua_State* L);
+
+// lua_probe.cpp: an HTTP or TCP check's keys (the vigil.probe and probe
+// spec keys) at idx; returns the error naming the key, or "".
+std::string read_http_check(lua_State* L, int idx, HttpCheck& c);
+std::string read_tcp_check(lua_State* L, int idx, TcpCheck& c);
+// Calls the functions of finished vigil.probe checks.
+void deliver_probe_calls(RuntimeState& rt);
 
 // lua_proc.cpp: a match table (the keys of a watch's `match`) at idx,
 // compiled; returns the error when it is not valid.

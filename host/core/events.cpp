@@ -117,6 +117,17 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: pid {pid} uses {rss} bytes of memory (more than {limit})"},
     {Msg::RssGrowth, "VGL0140", S::Warning, "rss_growth",
      "{watch}: pid {pid}'s memory grows by {per_minute} bytes a minute (more than {limit})"},
+    {Msg::ProbeFailed, "VGL0141", S::Warning, "probe_failed",
+     "{watch}: probe {probe} failed ({fails}/{threshold}): {reason}"},
+    {Msg::ProcessHung, "VGL0142", S::Error, "process_hung",
+     "{watch}: pid {pid} is hung: probe {probe} failed {fails} times: {reason}"},
+    {Msg::ProbeRecovered, "VGL0143", S::Notice, "probe_recovered",
+     "{watch}: probe {probe} passes again"},
+    {Msg::WatchReady, "VGL0144", S::Info, "watch_ready", "{watch}: pid {pid} is ready"},
+    {Msg::WatchNotReady, "VGL0145", S::Warning, "watch_not_ready",
+     "{watch}: pid {pid} is no longer ready: {reason}"},
+    {Msg::NotifyStatus, "VGL0146", S::Debug, "notify_status", "{watch}: pid {pid}: {status}"},
+    {Msg::HungAction, "VGL0147", S::Notice, "hung_action", "{watch}: pid {pid} hung: {action}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

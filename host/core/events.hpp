@@ -75,6 +75,13 @@ enum class Msg {
   ThreadsOver,            // VGL0138
   RssOver,                // VGL0139
   RssGrowth,              // VGL0140
+  ProbeFailed,            // VGL0141
+  ProcessHung,            // VGL0142
+  ProbeRecovered,         // VGL0143
+  WatchReady,             // VGL0144
+  WatchNotReady,          // VGL0145
+  NotifyStatus,           // VGL0146
+  HungAction,             // VGL0147
   RuleMessage,            // VGL0900
   kCount
 };

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +45,15 @@ bool Daemon::start(std::string& error) {
   // Orphans of supervised programs reparent to us and are reaped at once
   // (PID 1 may reap late), and their death is ours to see.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // A pidfd per watched process and a socket per probe in flight: the
+  // soft limit of open files goes up to the hard one, and what vigil
+  // starts gets the limit vigil was given.
+  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    set_child_nofile(nofile);
+    rlimit raised = nofile;
+    raised.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &raised);
+  }
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
@@ -102,6 +112,13 @@ bool Daemon::start(std::string& error) {
                {{"error", pe_error}, {"interval", options_.scan_interval}});
   }
   supervisor_->set_proc_events(proc_events_.get(), options_.scan_interval);
+  probes_ = std::make_unique<ProbeEngine>(loop_);
+  notify_ = std::make_unique<NotifySocket>(loop_);
+  if (std::string ne; !notify_->open(options_.state_dir, ne)) {
+    log_->emit(Msg::RuleError, "", {{"callback", "sd_notify socket"}, {"error", ne}});
+    notify_.reset();
+  }
+  supervisor_->set_probes(probes_.get(), notify_.get());
 
   control_ = std::make_unique<ControlServer>(
       loop_,
@@ -138,7 +155,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
   auto candidate = std::make_unique<RuleRuntime>(
-      ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get()});
+      ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get(), probes_.get()});
   LoadResult res = candidate->load(options_.rules);
   if (!res.ok) {
     log_->emit(Msg::RulesRejected, "",

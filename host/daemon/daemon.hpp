@@ -57,6 +57,9 @@ class Daemon {
   EventLoop loop_;
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<ProcEvents> proc_events_;
+  // Before the supervisor: it cancels its probes when it goes.
+  std::unique_ptr<ProbeEngine> probes_;
+  std::unique_ptr<NotifySocket> notify_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;

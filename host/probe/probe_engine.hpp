@@ -54,6 +54,7 @@ struct ProbeResult {
   double elapsed = 0;   // seconds from start to result
   int status = 0;       // HTTP status (0: no response)
   std::string excerpt;  // evidence: the first bytes of the body or reply (at most 512)
+  std::string body;     // HTTP: the body's first 64 KB (for rules that read it)
 };
 
 using ProbeId = uint64_t;

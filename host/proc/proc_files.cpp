@@ -235,7 +235,7 @@ int ProcReader::count_fds(pid_t pid) {
   return count;
 }
 
-bool ProcReader::socket_inodes(pid_t pid, std::vector<uint64_t>& out) {
+bool ProcReader::socket_inodes(pid_t pid, std::vector<uint64_t>& out, int* fd_count) {
   out.clear();
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/fd", pid);
@@ -254,6 +254,7 @@ bool ProcReader::socket_inodes(pid_t pid, std::vector<uint64_t>& out) {
       off += d->d_reclen;
     }
   }
+  if (fd_count) *fd_count = static_cast<int>(fds.size());
   char link[64];
   for (int fd : fds) {
     snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);

@@ -80,7 +80,8 @@ class ProcReader {
   std::vector<pid_t> children(pid_t pid);
   // The inodes of the sockets pid has open (readlink of every fd); false
   // when /proc/PID/fd is unreadable.
-  bool socket_inodes(pid_t pid, std::vector<uint64_t>& out);
+  // (`fd_count`: also the number of open fds, from the same directory pass.)
+  bool socket_inodes(pid_t pid, std::vector<uint64_t>& out, int* fd_count = nullptr);
 
  private:
   std::optional<std::string_view> read_path(const char* path);

@@ -170,6 +170,7 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   set_state(u, UnitState::Running);
   record(u);
   log_.emit(Msg::ProcessAdopted, u.name, {{"pid", pid}, {"how", how}});
+  start_probes(u);
   return true;
 }
 
@@ -226,6 +227,8 @@ void Supervisor::run_restart_script(Unit& u) {
   std::vector<std::pair<std::string, std::string>> env = {{"VIGIL_WATCH", u.name}};
   if (u.last_exit && u.last_exit->pid)
     env.emplace_back("VIGIL_PID", std::to_string(u.last_exit->pid));
+  // A daemon the script starts can talk sd_notify to vigil.
+  for (auto& kv : notify_env(u)) env.push_back(std::move(kv));
   std::string name = u.name;
   auto shared_pid = std::make_shared<pid_t>(0);
   auto pid = run_command(
@@ -269,6 +272,10 @@ void Supervisor::wait_for_count(Unit& u) {
   }
   u.m->finding = true;
   update_interest();
+  // Exec events are heard from here on. One that came before the kernel
+  // was asked for them (the script's daemon exec'd while the filter still
+  // passed only exits) is in /proc: look once more.
+  if (u.kind() == Unit::Kind::Single && try_find(u, "started by the restart script")) return;
   std::string name = u.name;
   double within = u.m->adopt.find_within;
   u.m->find_timer = loop_.after(from_seconds(within), [this, name, within] {

@@ -5,6 +5,7 @@
 // longer than its threshold is reported, once per episode, and handed to
 // the rules. Dead processes that linger as zombies because their parent
 // does not reap them are reported too.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,17 +42,33 @@ void Supervisor::schedule_checks() {
   check_timer_ = loop_.after(from_seconds(every), [this] {
     check_timer_ = 0;
     run_checks();
-    schedule_checks();
   });
 }
 
+// A pass samples the watched processes a slice at a time, so that other
+// events (a death, a probe's answer, a command) are handled between
+// slices instead of waiting for a thousand /proc reads.
 void Supervisor::run_checks() {
-  MonoTime now = MonoClock::now();
-  std::vector<std::string> names;
+  check_queue_.clear();
   for (const auto& [name, u] : units_)
-    if (u->child && u->checks.enabled()) names.push_back(name);
-  for (const auto& name : names)
-    if (Unit* u = find(name); u && u->child) check_unit(*u, now);
+    if (u->child && u->checks.enabled()) check_queue_.push_back(name);
+  check_next_ = 0;
+  check_slice();
+}
+
+void Supervisor::check_slice() {
+  constexpr size_t kSlice = 100;
+  MonoTime now = MonoClock::now();
+  size_t end = std::min(check_queue_.size(), check_next_ + kSlice);
+  for (; check_next_ < end; ++check_next_)
+    if (Unit* u = find(check_queue_[check_next_]); u && u->child) check_unit(*u, now);
+  if (check_next_ < check_queue_.size()) {
+    check_timer_ = loop_.after(Duration::zero(), [this] {
+      check_timer_ = 0;
+      check_slice();
+    });
+    return;
+  }
 
   for (auto it = zombies_.begin(); it != zombies_.end();) {
     ProcStat st;
@@ -79,6 +96,7 @@ void Supervisor::run_checks() {
     }
     ++it;
   }
+  schedule_checks();
 }
 
 void Supervisor::check_unit(Unit& u, MonoTime now) {
@@ -101,24 +119,32 @@ void Supervisor::check_unit(Unit& u, MonoTime now) {
       static_cast<uint64_t>(std::max<int64_t>(0, st.rss_pages)) * static_cast<uint64_t>(page);
 
   // What each condition says now, with its figures for the event.
+  // (The fields are built only for a condition that is bad: a sample of
+  // a healthy process allocates nothing.)
   struct Now {
     bool bad = false;
     double hold = 0;  // must last this long (0: at once)
-    nlohmann::json fields = nlohmann::json::object();
+    nlohmann::json fields;
   } now_[9];
+  auto set = [&](int i, bool bad, double hold, auto&& fields) {
+    now_[i].bad = bad;
+    now_[i].hold = hold;
+    if (bad) now_[i].fields = fields();
+  };
   now_[kStopped] = {(st.state == 'T' || st.state == 't') && k.stopped > 0, k.stopped, {}};
   now_[kBlocked] = {st.state == 'D' && k.blocked > 0, k.blocked, {}};
   if (k.cpu_percent > 0 && s.primed)
-    now_[kCpu] = {cpu_pct >= k.cpu_percent,
-                  k.cpu_for,
-                  {{"percent", std::round(cpu_pct)}, {"limit", k.cpu_percent}}};
+    set(kCpu, cpu_pct >= k.cpu_percent, k.cpu_for, [&] {
+      return nlohmann::json{{"percent", std::round(cpu_pct)}, {"limit", k.cpu_percent}};
+    });
+  int open_fds = -1;
   if (k.sockets()) {
     // Which sockets are its own, then their states from its network
     // namespace's tables.
     std::vector<uint64_t> inodes;
     uint64_t backlog = 0, close_wait = 0;
     unsigned port = 0;
-    if (reader_.socket_inodes(c.pid, inodes) && !inodes.empty()) {
+    if (reader_.socket_inodes(c.pid, inodes, &open_fds) && !inodes.empty()) {
       for (const char* table : {"net/tcp", "net/tcp6"}) {
         auto text = reader_.read(c.pid, table);
         if (!text) continue;
@@ -131,27 +157,34 @@ void Supervisor::check_unit(Unit& u, MonoTime now) {
       }
     }
     if (k.no_progress > 0 && s.primed)
-      now_[kNoProgress] = {
-          backlog > 0 && no_cpu, k.no_progress, {{"backlog", backlog}, {"port", port}}};
+      set(kNoProgress, backlog > 0 && no_cpu, k.no_progress, [&] {
+        return nlohmann::json{{"backlog", backlog}, {"port", port}};
+      });
     if (k.close_wait > 0)
-      now_[kCloseWait] = {static_cast<int64_t>(close_wait) > k.close_wait,
-                          0,
-                          {{"count", close_wait}, {"limit", k.close_wait}}};
+      set(kCloseWait, static_cast<int64_t>(close_wait) > k.close_wait, 0, [&] {
+        return nlohmann::json{{"count", close_wait}, {"limit", k.close_wait}};
+      });
   }
   if (k.fds > 0) {
-    // Read at every sample: a program may lower its own limit at any
+    // Asked at every sample: a program may lower its own limit at any
     // time (a cached higher one would hide the exhaustion).
-    if (auto lim = reader_.read(c.pid, "limits")) s.nofile = parse_nofile_limit(*lim);
-    int open = reader_.count_fds(c.pid);
-    if (s.nofile > 0 && open >= 0)
-      now_[kFds] = {static_cast<double>(open) >= k.fds * static_cast<double>(s.nofile),
-                    0,
-                    {{"count", open}, {"limit", s.nofile}}};
+    rlimit lim;
+    if (prlimit(c.pid, RLIMIT_NOFILE, nullptr, &lim) == 0)
+      s.nofile = lim.rlim_cur;
+    else if (auto text = reader_.read(c.pid, "limits"))
+      s.nofile = parse_nofile_limit(*text);
+    if (open_fds < 0) open_fds = reader_.count_fds(c.pid);
+    if (s.nofile > 0 && open_fds >= 0)
+      set(kFds, static_cast<double>(open_fds) >= k.fds * static_cast<double>(s.nofile), 0, [&] {
+        return nlohmann::json{{"count", open_fds}, {"limit", s.nofile}};
+      });
   }
   if (k.threads > 0)
-    now_[kThreads] = {
-        st.num_threads > k.threads, 0, {{"count", st.num_threads}, {"limit", k.threads}}};
-  if (k.rss > 0) now_[kRss] = {rss > k.rss, 0, {{"rss", rss}, {"limit", k.rss}}};
+    set(kThreads, st.num_threads > k.threads, 0, [&] {
+      return nlohmann::json{{"count", st.num_threads}, {"limit", k.threads}};
+    });
+  if (k.rss > 0)
+    set(kRss, rss > k.rss, 0, [&] { return nlohmann::json{{"rss", rss}, {"limit", k.rss}}; });
   if (k.rss_growth > 0) {
     s.rss.emplace_back(now, rss);
     while (s.rss.size() > 2 && to_seconds(now - s.rss[1].first) >= 60) s.rss.erase(s.rss.begin());
@@ -159,9 +192,9 @@ void Supervisor::check_unit(Unit& u, MonoTime now) {
     if (span >= 30) {  // a rate over at least half a minute
       double per_min =
           (static_cast<double>(rss) - static_cast<double>(s.rss.front().second)) / span * 60;
-      now_[kRssGrowth] = {per_min > static_cast<double>(k.rss_growth),
-                          0,
-                          {{"per_minute", std::llround(per_min)}, {"limit", k.rss_growth}}};
+      set(kRssGrowth, per_min > static_cast<double>(k.rss_growth), 0, [&] {
+        return nlohmann::json{{"per_minute", std::llround(per_min)}, {"limit", k.rss_growth}};
+      });
     }
   }
   s.cpu_ticks = ticks;
@@ -183,7 +216,7 @@ void Supervisor::check_unit(Unit& u, MonoTime now) {
     double age = to_seconds(now - cd.since);
     if (age < n.hold) continue;
     cd.reported = true;
-    nlohmann::json ev = n.fields;
+    nlohmann::json ev = n.fields.is_null() ? nlohmann::json::object() : n.fields;
     ev["pid"] = c.pid;
     ev["state"] = kCondNames[i];
     ev["for"] = age;

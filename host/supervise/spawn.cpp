@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -103,7 +104,12 @@ struct ChildPlan {
   std::optional<SpawnFailure> failure;  // written by the child
   const int* ignored = nullptr;         // signals vigil ignores (SIG_IGN)
   int ignored_count = 0;
+  const rlimit* nofile = nullptr;  // restore this RLIMIT_NOFILE (vigil raised its own)
 };
+
+// The open-file limit vigil started with, when it raised its own.
+rlimit g_child_nofile;
+bool g_child_nofile_set = false;
 
 // The signals whose disposition is SIG_IGN, read once: vigil sets its
 // dispositions when it starts and never changes them afterwards.
@@ -146,6 +152,7 @@ int child_main(void* arg) {
   if (dup2(plan.stdin_fd, 0) < 0 || dup2(plan.stdout_fd, 1) < 0 || dup2(plan.stderr_fd, 2) < 0)
     child_fail(plan, kStageSetup);
   if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
+  if (plan.nofile) setrlimit(RLIMIT_NOFILE, plan.nofile);
   if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan, kStageChdir);
   if (plan.id.set) {
     if (geteuid() == 0 && syscall(SYS_setgroups, plan.id.groups.size(), plan.id.groups.data()) != 0)
@@ -177,6 +184,7 @@ std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
   static const IgnoredSignals ignored;
   plan.ignored = ignored.list;
   plan.ignored_count = ignored.count;
+  if (g_child_nofile_set) plan.nofile = &g_child_nofile;
   plan.argv.push_back(nullptr);
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
@@ -293,6 +301,7 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
   plan.path = spec.path.empty() ? spec.argv.at(0).c_str() : spec.path.c_str();
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.env_storage = build_env(&spec, &plan.id);
+  for (const auto& [k, v] : io.extra_env) plan.env_storage.push_back(k + "=" + v);
   plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
   plan.umask = spec.umask;
   plan.stdout_fd = io.stdout_fd;
@@ -300,8 +309,14 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
   return fork_plan(plan, error);
 }
 
+void set_child_nofile(const rlimit& limit) {
+  g_child_nofile = limit;
+  g_child_nofile_set = true;
+}
+
 std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::string& error,
-                                     const std::vector<std::pair<std::string, std::string>>& env) {
+                                     const std::vector<std::pair<std::string, std::string>>& env,
+                                     int output_fd) {
   if (argv.empty()) {
     error = "empty command";
     return std::nullopt;
@@ -318,6 +333,7 @@ std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::
   ProcessSpec with_env;
   with_env.env = env;
   plan.env_storage = build_env(&with_env, nullptr);
+  plan.stdout_fd = plan.stderr_fd = output_fd;
   return fork_plan(plan, error);
 }
 

@@ -5,6 +5,7 @@
 // has exec'd or failed, so the exec result is known when spawn returns.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -44,6 +45,9 @@ std::optional<std::string> validate_spec(ProcessSpec& spec);
 struct SpawnIo {
   int stdout_fd = -1;  // -1: /dev/null
   int stderr_fd = -1;
+  // Added to the environment for this start only (NOTIFY_SOCKET, ...):
+  // not part of the spec, so it never makes a reload restart the process.
+  std::vector<std::pair<std::string, std::string>> extra_env;
 };
 
 // Set by a child whose exec (or preparation) failed; it then exits 127.
@@ -69,11 +73,17 @@ std::optional<std::string> resolve_program(const std::string& prog, const std::s
 std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
                                      std::string& error);
 
+// Processes vigil starts get this RLIMIT_NOFILE instead of vigil's own
+// (the daemon raises its soft limit for many probes and pidfds; a program
+// that uses select() must not find a raised one).
+void set_child_nofile(const rlimit& limit);
+
 // Runs a one-shot command (stop commands, hooks) in its own process group
-// with stdio to /dev/null and `env` added to vigil's environment; same
-// failure reporting as spawn_process.
+// with stdin from /dev/null, stdout and stderr to `output_fd` (or
+// /dev/null) and `env` added to vigil's environment; same failure
+// reporting as spawn_process.
 std::optional<Spawned> spawn_command(
     const std::vector<std::string>& argv, std::string& error,
-    const std::vector<std::pair<std::string, std::string>>& env = {});
+    const std::vector<std::pair<std::string, std::string>>& env = {}, int output_fd = -1);
 
 }  // namespace vigil

@@ -81,6 +81,25 @@ nlohmann::json Unit::to_json() const {
                                                : "within";
   }
   if (!overrides.empty()) j["overrides"] = overrides;
+  j["ready"] = ready();
+  if (probing) {
+    nlohmann::json list = nlohmann::json::array();
+    for (size_t i = 0; i < probing->specs.size(); ++i) {
+      const ProbeSpec& s = probing->specs[i];
+      nlohmann::json pj = {
+          {"name", s.name}, {"kind", probe_kind_name(s.kind)}, {"readiness", s.gates_ready()}};
+      if (probing->active && i < probing->runs.size()) {
+        const Probing::Run& r = probing->runs[i];
+        pj["fails"] = r.fails;
+        pj["passing"] = r.passed;
+        pj["last"] = r.at > 0 ? nlohmann::json(rfc3339(r.at)) : nlohmann::json(nullptr);
+        if (r.at > 0 && !r.result.ok) pj["reason"] = r.result.reason;
+      }
+      list.push_back(std::move(pj));
+    }
+    j["probes"] = std::move(list);
+    if (!probing->status.empty()) j["status"] = probing->status;
+  }
   return j;
 }
 
@@ -107,6 +126,7 @@ Supervisor::~Supervisor() {
   loop_.cancel(check_timer_);
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
+    stop_probes(*u);
     if (u->m) loop_.cancel(u->m->find_timer);
     if (u->child) {
       loop_.cancel(u->child->kill_timer);
@@ -176,6 +196,7 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   }
   u.out = OutputLog();
   u.err = OutputLog();
+  set_probe_specs(u, std::move(d.probes));
 }
 
 void Supervisor::apply(std::vector<Declaration> decls) {
@@ -217,6 +238,7 @@ void Supervisor::apply(std::vector<Declaration> decls) {
       u->where = d.where;
       u->checks = d.checks;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
+      set_probe_specs(*u, std::move(d.probes));
       if (u->respawn_with) u->respawn_with->where = d.where;
       continue;
     }
@@ -261,7 +283,7 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     if (u.spec.argv.empty()) return;
     open_output(u);
     std::string error;
-    auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd()}, error);
+    auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), {}}, error);
     if (!spawned || spawned->failure)
       return restart_failed(u, spawned ? std::string("cannot start: ") +
                                              spawn_stage_name(spawned->failure->stage) + ": " +
@@ -291,7 +313,7 @@ void Supervisor::spawn(Unit& u) {
   u.want_running = true;
   open_output(u);
   std::string error;
-  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd()}, error);
+  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), notify_env(u)}, error);
   if (!spawned) {
     // Could not even fork: the rules decide, as for any failed start.
     ExitInfo e;
@@ -324,6 +346,7 @@ void Supervisor::spawn(Unit& u) {
   set_state(u, UnitState::Running);
   record(u);
   log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+  start_probes(u);
 }
 
 // Keeps the journal in step with the unit's process.
@@ -356,6 +379,7 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     if (c.watch) loop_.remove(c.watch);
     if (c.adopted) adopted_.erase(c.pid);
     was_stopping = c.stopping;
+    stop_probes(u);
     u.child.reset();
     journal_.clear(u.name);
   } else if (u.last_exit) {
@@ -518,6 +542,13 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
   log_.emit(Msg::ProcessKilled, u.name,
             {{"pid", u.child->pid}, {"signal", signal_name(signal)}, {"reason", reason}});
   signal_process(u, signal);
+  // Signals that ask a program to do something (continue, reload, rotate
+  // its logs) are just sent; the others are meant to end it.
+  bool ends_it = signal != SIGCONT && signal != SIGSTOP && signal != SIGTSTP && signal != SIGHUP &&
+                 signal != SIGUSR1 && signal != SIGUSR2 && signal != SIGWINCH;
+  if (!ends_it) return true;
+  // A stopped (or frozen) process acts on the signal only once continued.
+  signal_process(u, SIGCONT);
   if (signal != SIGKILL) {
     // Whatever it does with the signal, it is gone after the grace time.
     std::string name = u.name;
@@ -642,6 +673,7 @@ void Supervisor::detach_all() {
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
     end_find(*u);
+    stop_probes(*u);
     if (u->child) loop_.cancel(u->child->kill_timer);
   }
 }
@@ -649,8 +681,8 @@ void Supervisor::detach_all() {
 std::optional<pid_t> Supervisor::run_command(
     const std::vector<std::string>& argv,
     const std::vector<std::pair<std::string, std::string>>& env, double timeout, CommandDone done,
-    std::string& error, bool sweep) {
-  auto cmd = spawn_command(argv, error, env);
+    std::string& error, bool sweep, int output_fd) {
+  auto cmd = spawn_command(argv, error, env, output_fd);
   if (!cmd) return std::nullopt;
   pid_t pid = cmd->pid;
   commands_.push_back(pid);
@@ -685,6 +717,7 @@ void Supervisor::erase(const std::string& name) {
   Unit& u = *it->second;
   cancel_timer(u);
   end_find(u);
+  stop_probes(u);
   journal_.clear(name);
   units_.erase(it);
 }

@@ -29,10 +29,12 @@
 
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/probe/notify.hpp"
 #include "host/proc/match.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/supervise/journal.hpp"
 #include "host/supervise/output_log.hpp"
+#include "host/supervise/probes.hpp"
 #include "host/supervise/reaper.hpp"
 #include "host/supervise/spawn.hpp"
 
@@ -123,6 +125,7 @@ struct Declaration {
   AdoptOptions adopt;
   std::optional<CountLimits> count;
   StateChecks checks;
+  std::vector<ProbeSpec> probes;
 };
 
 struct Unit {
@@ -148,6 +151,9 @@ struct Unit {
     bool finding = false;  // waiting for the match to find the process
   };
   std::unique_ptr<Matching> m;
+  // Probes, when it has any (probes.hpp).
+  std::unique_ptr<Probing> probing;
+  bool ready() const { return probing ? probing->ready : child && state == UnitState::Running; }
 
   Kind kind() const {
     if (!m) return Kind::Started;
@@ -215,6 +221,11 @@ class Policy {
   // A watched process has been in a bad state (zombie, stopped, blocked)
   // for longer than its threshold.
   virtual void on_state(Unit& unit, const nlohmann::json& ev) = 0;
+  // A liveness probe failed `fails` times in a row: the process is hung.
+  virtual void on_hung(Unit& unit, const nlohmann::json& ev) = 0;
+  // Runs the rules' check for probe `index` (a Lua probe); the answer
+  // comes back through Supervisor::probe_answer with `token`.
+  virtual void run_probe(Unit& unit, size_t index, uint64_t token) = 0;
 };
 
 class Supervisor {
@@ -239,6 +250,11 @@ class Supervisor {
   // The rules subscribe to process events (vigil.proc.on): the kernel must
   // deliver every fork and exec, not only non-zero exits.
   void set_rule_interest(bool wants);
+  // Where HTTP and TCP probes run, and where sd_notify messages arrive
+  // (either may be null: those probes then fail with a reason).
+  void set_probes(ProbeEngine* engine, NotifySocket* notify);
+  // The rules' answer to run_probe.
+  void probe_answer(Unit& u, size_t index, uint64_t token, const ProbeResult& result);
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -255,7 +271,9 @@ class Supervisor {
   // Nothing to start: the watch waits for a matching process to appear.
   void lose(Unit& u);
   // Kills the watched process (a hang, a bad state): it dies and the rules
-  // decide as for any death. `reason` goes into the event.
+  // decide as for any death; KILL follows after the stop timeout. Signals
+  // that do not end a program (CONT, STOP, HUP, USR1, USR2, WINCH) are only
+  // sent. `reason` goes into the event.
   bool kill_process(Unit& u, int signal, const std::string& reason);
   void set_count_limits(Unit& u, CountLimits limits);
 
@@ -281,7 +299,7 @@ class Supervisor {
   std::optional<pid_t> run_command(const std::vector<std::string>& argv,
                                    const std::vector<std::pair<std::string, std::string>>& env,
                                    double timeout, CommandDone done, std::string& error,
-                                   bool sweep = true);
+                                   bool sweep = true, int output_fd = -1);
 
   // Rotates output logs that grew past their size.
   void rotate_logs();
@@ -332,9 +350,23 @@ class Supervisor {
   void discover(std::vector<std::string> names);
   void settle(Unit& u, std::vector<FoundProcess>& found);
 
+  // probes.cpp: probes and sd_notify.
+  void start_probes(Unit& u);
+  void stop_probes(Unit& u);
+  void schedule_probe(Unit& u, size_t i, Duration delay);
+  void run_probe(Unit& u, size_t i);
+  void run_script_probe(Unit& u, size_t i);
+  void probe_result(Unit& u, size_t i, const ProbeResult& r);
+  void update_ready(Unit& u);
+  void arm_watchdog(Unit& u, size_t i);
+  void on_notify(const NotifyMessage& msg);
+  void set_probe_specs(Unit& u, std::vector<ProbeSpec> specs);
+  std::vector<std::pair<std::string, std::string>> notify_env(const Unit& u) const;
+
   // checks.cpp: process states sampled from /proc.
   void schedule_checks();
   void run_checks();
+  void check_slice();
   void check_unit(Unit& u, MonoTime now);
   void watch_zombie(const std::string& name, pid_t pid, uint64_t start_time, pid_t ppid);
 
@@ -353,6 +385,8 @@ class Supervisor {
   TimerId scan_timer_ = 0;
   bool rule_interest_ = false;
   TimerId check_timer_ = 0;
+  std::vector<std::string> check_queue_;  // the pass in progress
+  size_t check_next_ = 0;
   // Exit statuses of adopted processes, from the proc connector or from
   // reaping a reparented orphan, until their pidfd callback takes them.
   std::unordered_map<pid_t, ExitStatus> exits_;
@@ -369,6 +403,11 @@ class Supervisor {
     MonoTime since;
   };
   std::vector<Zombie> zombies_;
+
+  ProbeEngine* engine_ = nullptr;
+  NotifySocket* notify_ = nullptr;
+  std::unordered_map<pid_t, std::string> notify_pids_;  // pid -> unit with a notify probe
+  uint64_t next_token_ = 1;
 };
 
 }  // namespace vigil

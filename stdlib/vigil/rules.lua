@@ -5,6 +5,9 @@
 --   set(name, key, value) `vigil set`; -> normalized | nil, err
 --   count(name, ev)       a counted watch is outside its limits
 --   state(name, ev)       a watched process is stopped, blocked or a zombie
+--   hung(name, ev)        a liveness probe failed `fails` times in a row
+--   probe(name, i, token) run the check of a Lua probe; answer with
+--                         exec.probe_answer
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
 local watch = require "vigil.watch"
@@ -28,6 +31,8 @@ vigil = {
   timer = require "vigil.timer",
   exec = require "vigil.exec",
   proc = require "vigil.proc",
+  probe = require "vigil.probe",
+  probes = require "vigil.probes",
   duration = require "vigil.duration",
   watches = watch.watches,
 }
@@ -49,6 +54,10 @@ function vigil.on(name, fn)
 end
 
 _G.watch = watch.watch
+-- Probe constructors for a watch's `probes` list.
+for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
+  _G[k] = vigil.probes[k]
+end
 
 local entry = {}
 
@@ -59,6 +68,10 @@ function entry.set(name, key, value) return watch.set(name, key, value) end
 function entry.count(name, ev) watch.on_count(name, ev) end
 
 function entry.state(name, ev) watch.on_state(name, ev) end
+
+function entry.hung(name, ev) watch.on_hung(name, ev) end
+
+function entry.probe(name, index, token) watch.run_probe(name, index, token) end
 
 function entry.finish() watch.finish() end
 

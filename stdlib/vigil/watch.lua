@@ -26,6 +26,7 @@ local exec = require "vigil.exec"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 local proc = require "vigil.proc"
+local probes = require "vigil.probes"
 
 local M = { _VERSION = "1" }
 
@@ -229,6 +230,8 @@ local watch_schema = {
   on_under = action({ "alert", "restart" }),
   checks = schema.by_type({ boolean = off, table = schema.table(checks_schema) }, "a table or false"),
   on_state = action({ "alert", "restart", "continue" }),
+  probes = probes.list,
+  on_hung = action({ "restart", "alert" }),
 }
 
 -- Keys that only make sense for a process vigil starts.
@@ -332,6 +335,23 @@ function M.watch(name)
       end
       checks.cpu = nil
     end
+    local probe_specs, probe_checks
+    if s.probes and #s.probes > 0 then
+      if s.count or (s.match and s.match.select == "all") then
+        fail(where, name, "'probes' watch one process; this watch counts several (count or match.select = \"all\")")
+      end
+      probe_specs, probe_checks = {}, {}
+      for i, p in ipairs(s.probes) do
+        if p.kind == "notify" and not (s.start or s.restart_script) then
+          fail(where, name, "a notify probe needs 'start' or 'restart_script' (vigil hands NOTIFY_SOCKET to what it starts)")
+        end
+        local copy = {}
+        for k, v in pairs(p) do if k ~= "check" and k ~= "where" then copy[k] = v end end
+        probe_specs[i] = copy
+        if p.check then probe_checks[i] = p.check end
+      end
+    end
+    if s.on_hung and not probe_specs then fail(where, name, "'on_hung' needs 'probes'") end
     local stop = s.stop or {}
     local logcfg = s.log
     local script = s.restart_script
@@ -354,6 +374,7 @@ function M.watch(name)
       find_within = script and script.find_within,
       count = s.count,
       checks = checks,
+      probes = probe_specs,
       where = where,
     })
     if not ok then fail(where, name, derr) end
@@ -375,6 +396,8 @@ function M.watch(name)
     w.on_over = s.on_over
     w.on_under = s.on_under
     w.on_state = s.on_state
+    w.on_hung = s.on_hung
+    if probe_checks and next(probe_checks) then w.probe_checks = probe_checks end
     watches[name] = w
   end
 end
@@ -545,6 +568,53 @@ function M.on_state(name, ev)
     label = "continue"
   end
   log.event("state_action", name, { pid = ev.pid, state = ev.state, action = label })
+end
+
+--- A liveness probe failed `fails` times in a row (ev: pid, probe, kind,
+-- fails, threshold, reason, evidence, status). By default the process is
+-- killed (TERM, KILL after the stop timeout) and its death goes through
+-- the restart policy like any other.
+function M.on_hung(name, ev)
+  local w = watches[name]
+  if not w then return end
+  local act = w.on_hung or "restart"
+  if act == "alert" then return end  -- the host logged VGL0142
+  local label
+  if type(act) == "function" then
+    call_hook(w, "on_hung", act, ev)
+    label = "function"
+  elseif type(act) == "table" then
+    run_hook(w, "on_hung", act, { VIGIL_EVENT = "process_hung", VIGIL_PID = tostring(ev.pid),
+      VIGIL_PROBE = ev.probe, VIGIL_REASON = ev.reason })
+    label = table.concat(act, " ")
+  else
+    exec.kill(name, "TERM", string.format("hung: probe %s failed %d times: %s", ev.probe, ev.fails, ev.reason))
+    label = "restart"
+  end
+  log.event("hung_action", name, { pid = ev.pid, probe = ev.probe, action = label })
+end
+
+--- Runs the check of a `probe { check = fn }` (index in the watch's probe
+-- list); its answer goes back with the token.
+function M.run_probe(name, index, token)
+  local w = watches[name]
+  local check = w and w.probe_checks and w.probe_checks[index]
+  if not check then
+    exec.probe_answer(name, index, token, false, "no check function (the rules changed)")
+    return
+  end
+  local answered = false
+  local function done(ok, reason, evidence)
+    if answered then return end
+    answered = true
+    exec.probe_answer(name, index, token, ok and true or false,
+      reason ~= nil and tostring(reason) or nil, evidence ~= nil and tostring(evidence) or nil)
+  end
+  local ok, err = pcall(check, done, w)
+  if not ok then
+    log.event("rule_error", name, { callback = "probe check of " .. name, error = tostring(err) })
+    done(false, "the check raised an error: " .. tostring(err))
+  end
 end
 
 --- `vigil set NAME KEY VALUE` -> normalized text | nil, err

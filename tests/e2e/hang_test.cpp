@@ -25,18 +25,6 @@ std::string program(const Daemon& d, const std::string& name, const std::string&
   return path;
 }
 
-// A free TCP port on 127.0.0.1 (bound and released).
-int free_port() {
-  vigil::Fd s(socket(AF_INET, SOCK_STREAM, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  return ntohs(a.sin_port);
-}
-
 vigil::Fd connect_to(int port) {
   vigil::Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};

@@ -1,11 +1,14 @@
 #include "tests/e2e/harness.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,9 +18,21 @@
 #include <sstream>
 #include <thread>
 
+#include "host/core/fd.hpp"
 #include "host/proc/proc_stat.hpp"
 
 namespace vigil::test {
+
+int free_port() {
+  vigil::Fd s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
 
 namespace {
 // Orphans of the processes under test reparent to us and are reaped at

@@ -26,6 +26,9 @@ CommandResult run_command(const std::vector<std::string>& argv);
 bool wait_for(const std::function<bool()>& cond,
               std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// A free TCP port on 127.0.0.1 (bound and released).
+int free_port();
+
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& text);
 bool process_alive(pid_t pid);  // exists and is not a zombie

@@ -221,6 +221,20 @@ watch "opts" {
   }));
 }
 
+TEST(Supervise, ProgramsGetTheOpenFileLimitVigilWasGiven) {
+  Daemon d;
+  std::string out = d.dir() + "/limit.txt";
+  d.write_rule("a.lua", "watch \"l\" { start = \"ulimit -Sn > " + out + "; exec sleep 1000\" }\n");
+  d.set_prefix({"prlimit", "--nofile=1000:4000"});
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return !read_file(out).empty(); })) << d.output();
+  EXPECT_EQ(read_file(out), "1000\n");
+  // vigil itself raised its soft limit to the hard one.
+  std::string limits = read_file("/proc/" + std::to_string(d.pid()) + "/limits");
+  EXPECT_NE(limits.find("Max open files            4000                 4000"), std::string::npos)
+      << limits;
+}
+
 TEST(Supervise, MissingProgramAtRunTimeCountsAsFailedStart) {
   Daemon d;
   std::string prog = d.dir() + "/prog.sh";

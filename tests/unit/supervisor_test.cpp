@@ -30,6 +30,12 @@ struct ScriptedPolicy : Policy {
     if (count_fn) count_fn(u, ev);
   }
   void on_state(Unit&, const nlohmann::json& ev) override { states.push_back(ev); }
+  std::vector<nlohmann::json> hung;
+  std::function<void(Unit&, size_t, uint64_t)> probe_fn;
+  void on_hung(Unit&, const nlohmann::json& ev) override { hung.push_back(ev); }
+  void run_probe(Unit& u, size_t i, uint64_t token) override {
+    if (probe_fn) probe_fn(u, i, token);
+  }
 };
 
 LogOptions quiet() {

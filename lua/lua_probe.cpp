@@ -1,0 +1,203 @@
+// vigil.probe: HTTP and TCP checks as primitives, for rule libraries that
+// build their own checks (stdlib/vigil/web.lua). They run on the loop; the
+// callback gets the result later, never from inside the call.
+//   probe.http(spec, fn) -> handle | nil, err
+//       spec: url (required), method ("GET"|"HEAD"), status = {min, max},
+//       body (substring), headers = {Name = "substring"},
+//       send_headers = {Name = "value"}, timeout, connect_timeout (s),
+//       tls_verify (default true), unix_socket
+//   probe.tcp(spec, fn) -> handle | nil, err
+//       spec: host (default 127.0.0.1), port (required), send, expect, timeout
+//   fn(result): result = { ok, reason, elapsed (s), status (HTTP), body
+//       (the first bytes of the reply) }
+//   handle:cancel()   fn will not run
+// Live state only: checks belong to the state that made them and a reload
+// cancels them with it.
+#include <string.h>
+
+#include "lua/runtime_internal.hpp"
+
+namespace vigil {
+
+namespace {
+
+constexpr const char* kCheckMeta = "vigil.probe.check";
+
+// {Name = "value", ...} at idx's key -> pairs, sorted (stable comparison).
+std::vector<std::pair<std::string, std::string>> pairs_field(lua_State* L, int idx,
+                                                             const char* key) {
+  std::vector<std::pair<std::string, std::string>> out;
+  lua_getfield(L, idx, key);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
+        out.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void push_result(lua_State* L, const ProbeResult& r) {
+  lua_createtable(L, 0, 5);
+  lua_pushboolean(L, r.ok);
+  lua_setfield(L, -2, "ok");
+  if (!r.ok) {
+    lua_pushlstring(L, r.reason.data(), r.reason.size());
+    lua_setfield(L, -2, "reason");
+  }
+  lua_pushnumber(L, r.elapsed);
+  lua_setfield(L, -2, "elapsed");
+  if (r.status) {
+    lua_pushinteger(L, r.status);
+    lua_setfield(L, -2, "status");
+  }
+  lua_pushlstring(L, r.excerpt.data(), r.excerpt.size());
+  lua_setfield(L, -2, "body");
+}
+
+// Handle: a table { id = ProbeId } with a metatable.
+int start(lua_State* L, bool http) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  require_live(L, http ? "vigil.probe.http" : "vigil.probe.tcp");
+  RuntimeState& rt = runtime_of(L);
+  HttpCheck hc;
+  TcpCheck tc;
+  std::string err = http ? read_http_check(L, 1, hc) : read_tcp_check(L, 1, tc);
+  if (!err.empty()) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.c_str());
+    return 2;
+  }
+  lua_pushvalue(L, 2);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  luaL_setmetatable(L, kCheckMeta);
+  if (!rt.host.probes) {
+    // No engine (a test host): the check fails, later, like any other.
+    ProbeResult r;
+    r.reason = "probes are not available here";
+    rt.probe_calls.push_back({ref, r});
+    return 1;
+  }
+  std::weak_ptr<int> alive = rt.alive;
+  RuntimeState* rtp = &rt;
+  auto id = std::make_shared<ProbeId>(0);
+  auto done = [alive, rtp, ref, id](const ProbeResult& r) {
+    if (alive.expired()) return;
+    rtp->probes.erase(*id);
+    rtp->probe_calls.push_back({ref, r});
+    if (rtp->depth == 0) drain_events(*rtp);
+  };
+  *id = http ? rt.host.probes->http(hc, done) : rt.host.probes->tcp(tc, done);
+  rt.probes.insert(*id);
+  lua_pushinteger(L, static_cast<lua_Integer>(*id));
+  lua_setfield(L, -2, "id");
+  lua_pushinteger(L, ref);
+  lua_setfield(L, -2, "ref");
+  return 1;
+}
+
+int l_http(lua_State* L) {
+  return start(L, true);
+}
+int l_tcp(lua_State* L) {
+  return start(L, false);
+}
+
+int l_cancel(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  RuntimeState& rt = runtime_of(L);
+  lua_getfield(L, 1, "id");
+  auto id = static_cast<ProbeId>(lua_tointeger(L, -1));
+  lua_getfield(L, 1, "ref");
+  int ref = lua_isinteger(L, -1) ? static_cast<int>(lua_tointeger(L, -1)) : LUA_NOREF;
+  lua_pop(L, 2);
+  if (id && rt.probes.erase(id) && rt.host.probes) {
+    rt.host.probes->cancel(id);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  }
+  return 0;
+}
+
+const luaL_Reg kProbeFns[] = {{"http", l_http}, {"tcp", l_tcp}, {nullptr, nullptr}};
+
+}  // namespace
+
+std::string read_http_check(lua_State* L, int idx, HttpCheck& c) {
+  c.url = field_string(L, idx, "url");
+  if (c.url.empty()) return "url: required";
+  if (auto e = validate_http_url(c.url)) return "url: " + *e;
+  c.method = field_string(L, idx, "method", "GET");
+  if (c.method != "GET" && c.method != "HEAD")
+    return "method: '" + c.method + "' (use \"GET\" or \"HEAD\")";
+  lua_getfield(L, idx, "status");
+  if (lua_istable(L, -1)) {
+    c.status_min = static_cast<int>(field_number(L, -1, "min", c.status_min));
+    c.status_max = static_cast<int>(field_number(L, -1, "max", c.status_max));
+  } else if (lua_isinteger(L, -1)) {
+    c.status_min = c.status_max = static_cast<int>(lua_tointeger(L, -1));
+  }
+  lua_pop(L, 1);
+  if (c.status_min < 100 || c.status_max > 599 || c.status_min > c.status_max)
+    return "status: " + std::to_string(c.status_min) + "-" + std::to_string(c.status_max) +
+           " is not a range of HTTP statuses";
+  c.body = field_string(L, idx, "body");
+  c.expect_headers = pairs_field(L, idx, "headers");
+  c.send_headers = pairs_field(L, idx, "send_headers");
+  c.timeout = field_number(L, idx, "timeout", c.timeout);
+  c.connect_timeout = field_number(L, idx, "connect_timeout", c.connect_timeout);
+  if (c.timeout <= 0) return "timeout: must be positive";
+  lua_getfield(L, idx, "tls_verify");
+  c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c.unix_socket = field_string(L, idx, "unix_socket");
+  return {};
+}
+
+std::string read_tcp_check(lua_State* L, int idx, TcpCheck& c) {
+  c.host = field_string(L, idx, "host", c.host);
+  lua_getfield(L, idx, "port");
+  bool integer = lua_isinteger(L, -1);
+  lua_Integer port = integer ? lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  if (!integer) return "port: required (1-65535)";
+  if (port < 1 || port > 65535)
+    return "port: " + std::to_string(port) + " is out of range (1-65535)";
+  c.port = static_cast<int>(port);
+  c.send = field_string(L, idx, "send");
+  c.expect = field_string(L, idx, "expect");
+  c.timeout = field_number(L, idx, "timeout", c.timeout);
+  if (c.timeout <= 0) return "timeout: must be positive";
+  return {};
+}
+
+void deliver_probe_calls(RuntimeState& rt) {
+  lua_State* L = rt.L;
+  while (!rt.probe_calls.empty()) {
+    auto [ref, result] = std::move(rt.probe_calls.front());
+    rt.probe_calls.erase(rt.probe_calls.begin());
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    push_result(L, result);
+    protected_call(rt, 1, 0, "probe callback", rt.options.callback_budget);
+  }
+}
+
+int luaopen_vigil_probe(lua_State* L) {
+  if (luaL_newmetatable(L, kCheckMeta)) {
+    lua_newtable(L);
+    lua_pushcfunction(L, l_cancel);
+    lua_setfield(L, -2, "cancel");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, kProbeFns);
+  return 1;
+}
+
+}  // namespace vigil
