@@ -23,6 +23,16 @@ watch "web-api" {
   -- http.server exits cleanly on INT (KeyboardInterrupt); KILL after 5 s.
   stop = { signal = "INT", timeout = "5s" },
 
+  -- Alive is not enough: it must answer. Ready once it accepts connections;
+  -- then every 5 s a GET of / must answer 2xx/3xx within 2 s. Three misses
+  -- in a row (a hang: stopped, deadlocked, overloaded) and vigil kills it;
+  -- the restart budget above decides what follows.
+  probes = {
+    tcp  { port = 8080, every = "500ms", readiness = true },
+    http { url = "http://127.0.0.1:8080/", every = "5s", timeout = "2s", fails = 3,
+           startup = "30s" },
+  },
+
   -- stdout/stderr go to STATE_DIR/logs/web-api.std{out,err}.log.
   log = { max_size = "5MB", keep = 2 },
 }
