@@ -86,6 +86,12 @@ std::string fmt_seconds(double s) {
   return buf;
 }
 
+std::string seconds_text(double s) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
 std::string join_words(const std::vector<std::string>& words) {
   std::string out;
   for (const auto& w : words) out += (out.empty() ? "" : " ") + w;

@@ -16,6 +16,8 @@ std::string signal_name(int sig);
 std::string errno_text(int err);
 // Seconds for messages: "2", "0.25", "1.5".
 std::string fmt_seconds(double s);
+// "2.0 s": a measured time or a timeout in a failure reason.
+std::string seconds_text(double s);
 // argv for messages: the words joined by spaces.
 std::string join_words(const std::vector<std::string>& words);
 

@@ -35,12 +35,6 @@ constexpr size_t kBodyMax = 64 * 1024;
 constexpr size_t kExcerptMax = 512;
 constexpr size_t kReplyMax = 4096;
 
-std::string seconds_text(double s) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.1f s", s);
-  return buf;
-}
-
 bool icase_equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return tolower(static_cast<unsigned char>(x)) == tolower(static_cast<unsigned char>(y));
@@ -163,6 +157,8 @@ struct ProbeEngine::Impl {
   std::unordered_map<curl_socket_t, WatchId> curl_sockets;
   ProbeId next = 1;
   std::map<ProbeId, std::unique_ptr<Check>> checks;
+  // Expires with the engine: a failure posted to the loop finds it gone.
+  std::shared_ptr<int> alive = std::make_shared<int>(0);
 
   Check& add(Done done);
   bool ensure_multi(std::string& error);
@@ -373,7 +369,8 @@ void ProbeEngine::Impl::finish(ProbeId id, ProbeResult r) {
 }
 
 void ProbeEngine::Impl::fail_later(ProbeId id, std::string reason) {
-  loop.post([this, id, reason = std::move(reason)] {
+  loop.post([this, id, alive = std::weak_ptr<int>(alive), reason = std::move(reason)] {
+    if (alive.expired()) return;
     ProbeResult r;
     r.reason = reason;
     finish(id, std::move(r));

@@ -20,12 +20,6 @@ namespace {
 
 constexpr size_t kScriptOutputMax = 4096;
 
-std::string seconds_text(double s) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.1f s", s);
-  return buf;
-}
-
 // The evidence, one line, for events.
 std::string one_line(std::string_view s, size_t max) {
   std::string out;

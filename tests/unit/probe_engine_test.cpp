@@ -254,6 +254,10 @@ TEST(ProbeEngine, CancelAndDestroyRunNoCallbackAndLeakNothing) {
     for (int i = 0; i < 20; ++i) engine.http(h, [&](const ProbeResult&) { ++calls; });
     for (int i = 0; i < 20; ++i) engine.tcp(quick, [&](const ProbeResult&) { ++calls; });
     loop.run_once(20ms);
+    // And one whose failure is already posted to the loop.
+    HttpCheck bad;
+    bad.url = "ftp://x/";
+    engine.http(bad, [&](const ProbeResult&) { ++calls; });
     at_destruction = calls;
   }
   for (int i = 0; i < 5; ++i) loop.run_once(100ms);
