@@ -89,8 +89,6 @@ void Supervisor::start_probes(Unit& u) {
   p.status.clear();
   p.runs.clear();
   p.runs.resize(p.specs.size());
-  bool gated = false;
-  for (const auto& s : p.specs) gated |= s.gates_ready();
   p.ready = false;
   for (size_t i = 0; i < p.specs.size(); ++i) {
     const ProbeSpec& s = p.specs[i];
@@ -113,7 +111,7 @@ void Supervisor::start_probes(Unit& u) {
       schedule_probe(u, i, from_seconds(s.every));
     }
   }
-  if (!gated) update_ready(u);
+  if (!p.gated()) update_ready(u);
 }
 
 void Supervisor::stop_probes(Unit& u) {
@@ -387,9 +385,7 @@ void Supervisor::update_ready(Unit& u) {
               {{"pid", p.pid}, {"after", to_seconds(MonoClock::now() - p.started)}});
     // Liveness probes in their startup grace start now, if readiness is
     // something the watch reached (not merely a process that runs).
-    bool gated = false;
-    for (const auto& s : p.specs) gated |= s.gates_ready();
-    for (size_t i = 0; gated && i < p.specs.size(); ++i)
+    for (size_t i = 0; p.gated() && i < p.specs.size(); ++i)
       if (!p.runs[i].started && !p.runs[i].check && !p.runs[i].script && !p.runs[i].token)
         schedule_probe(u, i, Duration::zero());
   } else {

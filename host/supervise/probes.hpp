@@ -80,6 +80,13 @@ struct Probing {
   bool ready = false;
   bool notified_ready = false;  // READY=1 seen
   std::string status;           // STATUS= from the process
+
+  // Readiness is something to reach (not just a running process).
+  bool gated() const {
+    for (const auto& s : specs)
+      if (s.gates_ready()) return true;
+    return false;
+  }
 };
 
 }  // namespace vigil

@@ -131,32 +131,33 @@ bool reap(pid_t pid, std::chrono::milliseconds timeout) {
   return wait_for([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, timeout);
 }
 
-int count_processes(const std::string& needle) {
-  int n = 0;
+namespace {
+// Pids whose cmdline (arguments joined by spaces) contains `needle`.
+std::vector<pid_t> pids_with_cmdline(const std::string& needle) {
+  std::vector<pid_t> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     std::string name = e.path().filename();
     if (name.empty() || !isdigit(static_cast<unsigned char>(name[0]))) continue;
     std::string cmd = read_file(e.path().string() + "/cmdline");
     for (char& c : cmd)
       if (c == '\0') c = ' ';
-    if (cmd.find(needle) != std::string::npos && process_alive(std::stoi(name))) ++n;
+    if (cmd.find(needle) != std::string::npos) out.push_back(std::stoi(name));
   }
+  return out;
+}
+}  // namespace
+
+int count_processes(const std::string& needle) {
+  int n = 0;
+  for (pid_t p : pids_with_cmdline(needle)) n += process_alive(p);
   return n;
 }
 
 void kill_processes(const std::string& needle) {
   for (int round = 0; round < 3; ++round) {
     std::vector<pid_t> killed;
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-      std::string name = e.path().filename();
-      if (name.empty() || !isdigit(static_cast<unsigned char>(name[0]))) continue;
-      std::string cmd = read_file(e.path().string() + "/cmdline");
-      for (char& c : cmd)
-        if (c == '\0') c = ' ';
-      if (cmd.find(needle) == std::string::npos) continue;
-      pid_t pid = std::stoi(name);
+    for (pid_t pid : pids_with_cmdline(needle))
       if (kill(pid, SIGKILL) == 0) killed.push_back(pid);
-    }
     // Reap the ones that are ours (the rest belong to someone else).
     wait_for(
         [&] {
