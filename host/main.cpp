@@ -25,14 +25,16 @@ Daemon:
   run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
       [--syslog] [--quiet] [--rule-budget SECONDS] [--no-watch-rules]
       [--no-proc-events] [--scan-interval SECONDS]
+      [--allow-reboot] [--reboot-interval SECONDS]
                           run in the foreground on the rules
   check FILE|DIR [--stdlib DIR]
                           load rules without running anything
 
 Control (talks to the running daemon):
   status [--json]         every watch: state, pid, uptime, restarts, last exit
-  start|stop|restart NAME
+  start|stop|restart NAME  a watch, or a group (its watches in dependency order)
   pause|resume NAME|--all suspend or resume monitoring
+  explain NAME [--json]   why the last decision for a watch or group was taken
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--watch NAME] [--json]
@@ -135,6 +137,23 @@ std::string last_exit_text(const json& e) {
   return "exit " + std::to_string(e["code"].get<int>());
 }
 
+// One group and its members, indented by depth.
+void print_group(const json& g, int depth) {
+  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "", g["group"].get<std::string>().c_str(),
+         g["state"].get<std::string>().c_str(), g["strategy"].get<std::string>().c_str(),
+         static_cast<unsigned long long>(g["restarts"].get<uint64_t>()));
+  for (const auto& m : g["members"]) {
+    if (m.contains("group")) {
+      print_group(m, depth + 1);
+      continue;
+    }
+    std::string pid = m["pid"].is_null() ? "-" : std::to_string(m["pid"].get<int>());
+    printf("%*s%-20s %-10s %-8s %s\n", depth * 2 + 2, "", m["watch"].get<std::string>().c_str(),
+           m["state"].get<std::string>().c_str(), pid.c_str(),
+           m["ready"].get<bool>() ? "ready" : "not ready");
+  }
+}
+
 void print_status(const json& r) {
   printf("%-24s %-10s %-8s %-9s %-8s %s\n", "NAME", "STATE", "PID", "UPTIME", "RESTARTS",
          "LAST EXIT");
@@ -147,6 +166,46 @@ void print_status(const json& r) {
            static_cast<unsigned long long>(w["restarts"].get<uint64_t>()),
            last_exit_text(w["last_exit"]).c_str());
   }
+  if (r.contains("groups") && !r["groups"].empty()) {
+    printf("\nGROUPS\n");
+    for (const auto& g : r["groups"]) print_group(g, 0);
+  }
+}
+
+std::string plain(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+void print_explain(const json& r) {
+  const json& s = r["status"];
+  printf("%s %s: %s\n", r["kind"].get<std::string>().c_str(), r["name"].get<std::string>().c_str(),
+         s["state"].get<std::string>().c_str());
+  const json& d = r["decision"];
+  if (d.is_null()) {
+    printf("no decision yet: nothing has failed since vigil started\n");
+    return;
+  }
+  printf("last decision (%s): %s\n", plain(d.value("at", json("?"))).c_str(),
+         plain(d.value("action", json("?"))).c_str());
+  if (d.contains("event")) printf("  because:  %s\n", plain(d["event"]).c_str());
+  if (d.contains("watch")) printf("  watch:    %s\n", plain(d["watch"]).c_str());
+  if (d.contains("step"))
+    printf("  step:     %s of the escalation ladder\n", plain(d["step"]).c_str());
+  if (d.contains("strategy")) printf("  strategy: %s\n", plain(d["strategy"]).c_str());
+  if (d.contains("restarts")) {
+    std::string names;
+    for (const auto& n : d["restarts"]) names += (names.empty() ? "" : ", ") + plain(n);
+    printf("  restarts: %s (in dependency order)\n", names.c_str());
+  }
+  if (d.contains("delay")) printf("  after:    %s s\n", plain(d["delay"]).c_str());
+  if (d.contains("budget")) {
+    const json& b = d["budget"];
+    printf("  budget:   %s of %s used within %s, %s left\n", plain(b["used"]).c_str(),
+           plain(b["limit"]).c_str(), plain(b["within"]).c_str(), plain(b["left"]).c_str());
+  }
+  if (d.contains("why")) printf("  why:      %s\n", plain(d["why"]).c_str());
+  if (d.contains("rearm")) printf("  re-arm:   %s\n", plain(d["rearm"]).c_str());
+  if (d.contains("rule")) printf("  rule:     %s\n", plain(d["rule"]).c_str());
 }
 
 void print_events(const json& r) {
@@ -157,10 +216,11 @@ void print_events(const json& r) {
 }
 
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
-  Args a = parse_args(argc, argv, first,
-                      {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget",
-                       "--socket", "--scan-interval"},
-                      {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events"});
+  Args a =
+      parse_args(argc, argv, first,
+                 {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket",
+                  "--scan-interval", "--reboot-interval"},
+                 {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events", "--allow-reboot"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -177,6 +237,14 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
     o.scan_interval = strtod(v->c_str(), &end);
     if (!end || *end || o.scan_interval < 0.05)
       usage_error("--scan-interval: expected seconds (>= 0.05), got " + *v);
+  }
+  o.cluster.allow_reboot = a.flag("--allow-reboot");
+  o.cluster.state_dir = o.state_dir;
+  if (auto v = a.option("--reboot-interval")) {
+    char* end = nullptr;
+    o.cluster.reboot_interval = strtod(v->c_str(), &end);
+    if (!end || *end || o.cluster.reboot_interval < 60)
+      usage_error("--reboot-interval: expected seconds (>= 60), got " + *v);
   }
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
@@ -256,17 +324,17 @@ int main(int argc, char** argv) {
     if (!a.positional.empty()) usage_error("quit takes no arguments");
     if (a.flag("--keep")) req["keep"] = true;
     as_json = a.flag("--json");
-  } else if (cmd == "start" || cmd == "stop" || cmd == "restart") {
+  } else if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "explain") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
-    if (a.positional.size() != 1) usage_error(cmd + " needs one watch NAME");
+    if (a.positional.size() != 1) usage_error(cmd + " needs one watch or group NAME");
     req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "pause" || cmd == "resume") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--all", "--json"});
     if (auto s = a.option("--socket")) socket = *s;
     if (a.flag("--all") == (a.positional.size() == 1) || a.positional.size() > 1)
-      usage_error(cmd + " needs one watch NAME or --all");
+      usage_error(cmd + " needs one watch or group NAME, or --all");
     if (a.flag("--all"))
       req["all"] = true;
     else
@@ -325,6 +393,11 @@ int main(int argc, char** argv) {
            req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
   else if (cmd == "reload")
     printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
+  else if (cmd == "explain")
+    print_explain(*reply);
+  else if (reply->contains("group") && (*reply)["group"].is_object())
+    printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
+           (*reply)["group"]["state"].get<std::string>().c_str());
   else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
     const auto& w = (*reply)["watch"];
     printf("%s: %s\n", w["name"].get<std::string>().c_str(), w["state"].get<std::string>().c_str());

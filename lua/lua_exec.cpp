@@ -19,6 +19,23 @@
 //   exec.set_count(name, min, max)      change a count's limits (max -1: none)
 //   exec.probe_answer(name, index, token, ok [, reason [, evidence]])
 //                                       a rule probe's answer (entry.probe)
+//   exec.order(name, after, settle, group)   at load: what the watch requires
+//                                       (watch names), its settle time and
+//                                       its innermost group
+//   exec.declare_group(name, {where=, strategy=, parent=, description=,
+//                             members={...}, units={...}}) -> true | nil, err
+//   exec.group_info(name) -> table | nil  state, restarts, history, steps, ...
+//   exec.restart_set(cause, names, delay [, group [, reason]])
+//                                       decision: restart the watches together
+//                                       in dependency order (cause: the watch
+//                                       whose end this decides, or nil)
+//   exec.exhaust_group(group [, rearm [, cause]])
+//                                       decision: the group gives up; its
+//                                       watches are stopped in order
+//   exec.step(owner, key [, uptime])    records a use of an escalation step
+//                                       (owner: a watch or a group)
+//   exec.explain(owner, table)          the reasons of the last decision
+//                                       (`vigil explain`)
 //   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
 //       A one-shot command in its own process group, stdio to /dev/null,
 //       KILLed (with its group) after timeout seconds (default 60).
@@ -269,9 +286,7 @@ int l_info(lua_State* L) {
     return 1;
   }
   nlohmann::json j = u->to_json();
-  nlohmann::json hist = nlohmann::json::array();
-  for (const auto& h : u->history) hist.push_back({{"at", h.mono}, {"uptime", h.uptime}});
-  j["history"] = std::move(hist);
+  j.update(u->ledger.to_json());
   push_json(L, j);
   return 1;
 }
@@ -439,11 +454,163 @@ int l_run(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kExecFns[] = {{"declare", l_declare}, {"info", l_info},
-                             {"members", l_members}, {"restart_later", l_restart_later},
-                             {"exhaust", l_exhaust}, {"lose", l_lose},
-                             {"kill", l_kill},       {"set_count", l_set_count},
-                             {"run", l_run},         {"probe_answer", l_probe_answer},
+// exec.order(name, after, settle, group): the watch's dependencies, set by
+// the rules once every file is loaded (groups are known then).
+int l_order(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double settle = luaL_optnumber(L, 3, 0);
+  const char* group = luaL_optstring(L, 4, "");
+  RuntimeState& rt = runtime_of(L);
+  if (rt.live) return luaL_error(L, "exec.order: dependencies are declared while rules load");
+  std::string err;
+  std::vector<std::string> after = string_list(L, 2, "after", err);
+  if (!err.empty()) return luaL_error(L, "exec.order: %s", err.c_str());
+  for (auto& d : rt.decls) {
+    if (d.name != name) continue;
+    d.after = std::move(after);
+    d.settle = settle;
+    d.group = group;
+    return 0;
+  }
+  return luaL_error(L, "exec.order: no watch named '%s'", name);
+}
+
+int l_declare_group(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  RuntimeState& rt = runtime_of(L);
+  if (rt.live) return luaL_error(L, "exec.declare_group: groups are declared while rules load");
+  std::string err;
+  GroupDecl g;
+  g.name = name;
+  g.where = field_string(L, 2, "where");
+  g.strategy = field_string(L, 2, "strategy", "one_for_one");
+  g.parent = field_string(L, 2, "parent");
+  g.description = field_string(L, 2, "description");
+  lua_getfield(L, 2, "members");
+  g.members = string_list(L, -1, "members", err);
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "units");
+  if (err.empty()) g.units = string_list(L, -1, "units", err);
+  lua_pop(L, 1);
+  for (const auto& other : rt.groups)
+    if (other.name == g.name) err = "group '" + g.name + "' is declared twice";
+  if (!err.empty()) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.c_str());
+    return 2;
+  }
+  rt.groups.push_back(std::move(g));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+Group* group_or_nil(lua_State* L, int idx) {
+  const char* name = luaL_checkstring(L, idx);
+  RuntimeState& rt = runtime_of(L);
+  return rt.host.supervisor ? rt.host.supervisor->find_group(name) : nullptr;
+}
+
+int l_group_info(lua_State* L) {
+  Group* g = group_or_nil(L, 1);
+  if (!g) {
+    lua_pushnil(L);
+    return 1;
+  }
+  nlohmann::json j = runtime_of(L).host.supervisor->group_json(*g);
+  j.update(g->ledger.to_json());
+  j["exhausted"] = g->exhausted;
+  push_json(L, j);
+  return 1;
+}
+
+// The watch or group named at idx (live), or an error.
+Ledger& owner_ledger(lua_State* L, int idx, const char* what) {
+  require_live(L, what);
+  RuntimeState& rt = runtime_of(L);
+  const char* name = luaL_checkstring(L, idx);
+  if (rt.host.supervisor) {
+    if (Unit* u = rt.host.supervisor->find(name)) return u->ledger;
+    if (Group* g = rt.host.supervisor->find_group(name)) return g->ledger;
+  }
+  luaL_error(L, "%s: no watch or group named '%s'", what, name);
+  std::abort();  // not reached: luaL_error does not return
+}
+
+int l_restart_set(lua_State* L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double delay = luaL_checknumber(L, 3);
+  const char* reason = luaL_optstring(L, 5, "restart in dependency order");
+  require_live(L, "exec.restart_set");
+  Supervisor* sup = runtime_of(L).host.supervisor;
+  Unit* cause = lua_isnoneornil(L, 1) ? nullptr : unit_or_nil(L, 1);
+  if (!lua_isnoneornil(L, 1) && !cause)
+    return luaL_error(L, "exec.restart_set: no watch named '%s'", lua_tostring(L, 1));
+  Group* group = lua_isnoneornil(L, 4) ? nullptr : group_or_nil(L, 4);
+  if (!lua_isnoneornil(L, 4) && !group)
+    return luaL_error(L, "exec.restart_set: no group named '%s'", lua_tostring(L, 4));
+  std::string err;
+  {
+    std::vector<std::string> names = string_list(L, 2, "names", err);
+    if (err.empty()) {
+      for (const auto& n : names)
+        if (!sup->find(n)) err = "no watch named '" + n + "'";
+      if (err.empty()) sup->restart_set(cause, names, delay, group, reason);
+    }
+  }
+  if (!err.empty()) return luaL_error(L, "exec.restart_set: %s", err.c_str());
+  return 0;
+}
+
+int l_exhaust_group(lua_State* L) {
+  std::optional<double> rearm;
+  if (!lua_isnoneornil(L, 2)) rearm = luaL_checknumber(L, 2);
+  require_live(L, "exec.exhaust_group");
+  Group* g = group_or_nil(L, 1);
+  if (!g) return luaL_error(L, "exec.exhaust_group: no group named '%s'", lua_tostring(L, 1));
+  Unit* cause = lua_isnoneornil(L, 3) ? nullptr : unit_or_nil(L, 3);
+  runtime_of(L).host.supervisor->exhaust_group(*g, rearm, cause);
+  return 0;
+}
+
+int l_step(lua_State* L) {
+  const char* key = luaL_checkstring(L, 2);
+  double uptime = luaL_optnumber(L, 3, 0);
+  Ledger& ledger = owner_ledger(L, 1, "exec.step");
+  {
+    std::string k = key;
+    ledger.add(ledger.steps[k], mono_seconds(MonoClock::now()), uptime);
+  }
+  return 0;
+}
+
+int l_explain(lua_State* L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  Ledger& ledger = owner_ledger(L, 1, "exec.explain");
+  nlohmann::json j = to_json(L, 2);
+  j["at"] = rfc3339(wall_seconds());
+  ledger.decision = std::move(j);
+  return 0;
+}
+
+const luaL_Reg kExecFns[] = {{"order", l_order},
+                             {"declare_group", l_declare_group},
+                             {"group_info", l_group_info},
+                             {"restart_set", l_restart_set},
+                             {"exhaust_group", l_exhaust_group},
+                             {"step", l_step},
+                             {"explain", l_explain},
+                             {"declare", l_declare},
+                             {"info", l_info},
+                             {"members", l_members},
+                             {"restart_later", l_restart_later},
+                             {"exhaust", l_exhaust},
+                             {"lose", l_lose},
+                             {"kill", l_kill},
+                             {"set_count", l_set_count},
+                             {"run", l_run},
+                             {"probe_answer", l_probe_answer},
                              {nullptr, nullptr}};
 
 }  // namespace

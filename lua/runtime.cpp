@@ -120,6 +120,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "vigil.proc");
   lua_pushcfunction(L, luaopen_vigil_probe);
   lua_setfield(L, -2, "vigil.probe");
+  lua_pushcfunction(L, luaopen_vigil_cluster);
+  lua_setfield(L, -2, "vigil.cluster");
   lua_pop(L, 2);
 
   // load(): text chunks only.
@@ -421,6 +423,10 @@ LoadResult RuleRuntime::load(const std::string& path) {
   // Loading leaves the spec tables handed to the host as garbage.
   lua_gc(L, LUA_GCCOLLECT);
   return result;
+}
+
+std::vector<GroupDecl> RuleRuntime::take_groups() {
+  return std::move(state_->groups);
 }
 
 std::vector<Declaration> RuleRuntime::take_declarations() {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "host/cluster/cluster.hpp"
 #include "host/core/events.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
@@ -22,8 +23,9 @@ struct HostContext {
   EventLoop* loop = nullptr;
   EventLog* log = nullptr;
   Supervisor* supervisor = nullptr;
-  ProcEvents* proc_events = nullptr;  // null: not available (vigil.proc.on refuses)
-  ProbeEngine* probes = nullptr;      // null: vigil.probe checks fail with a reason
+  ProcEvents* proc_events = nullptr;        // null: not available (vigil.proc.on refuses)
+  ProbeEngine* probes = nullptr;            // null: vigil.probe checks fail with a reason
+  const ClusterOptions* cluster = nullptr;  // null: reboots refused
 };
 
 struct RuntimeOptions {
@@ -57,6 +59,7 @@ class RuleRuntime : public Policy {
   // Hands the declarations over (the supervisor keeps its own copy of
   // each spec; the runtime need not carry a second one).
   std::vector<Declaration> take_declarations();
+  std::vector<GroupDecl> take_groups();
 
   // The state becomes the live one: actions are allowed, timers armed,
   // events delivered.

@@ -78,6 +78,11 @@ struct RuntimeState {
   int depth = 0;  // nesting of protected calls
   bool want_events = false;
   std::vector<Declaration> decls;
+  std::vector<GroupDecl> groups;
+  struct {
+    std::vector<std::string> failover, reboot;  // argv; empty: none configured
+    double failover_timeout = 60;
+  } cluster;
   std::set<std::string> declared_names;
   std::vector<nlohmann::json> queued_events;
   std::vector<std::shared_ptr<ProcSubscription>> proc_subs;
@@ -126,6 +131,7 @@ int luaopen_vigil_exec(lua_State* L);
 int luaopen_vigil_runtime(lua_State* L);
 int luaopen_vigil_proc(lua_State* L);
 int luaopen_vigil_probe(lua_State* L);
+int luaopen_vigil_cluster(lua_State* L);
 
 // lua_probe.cpp: an HTTP or TCP check's keys (the vigil.probe and probe
 // spec keys) at idx; returns the error naming the key, or "".

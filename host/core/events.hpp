@@ -82,6 +82,15 @@ enum class Msg {
   WatchNotReady,          // VGL0145
   NotifyStatus,           // VGL0146
   HungAction,             // VGL0147
+  WaitingForDeps,         // VGL0148
+  OrderedRestart,         // VGL0149
+  GroupExhausted,         // VGL0150
+  EscalationStep,         // VGL0151
+  FailoverRequested,      // VGL0152
+  FailoverDone,           // VGL0153
+  FailoverFailed,         // VGL0154
+  RebootRequested,        // VGL0155
+  RebootRefused,          // VGL0156
   RuleMessage,            // VGL0900
   kCount
 };

@@ -92,9 +92,12 @@ std::string seconds_text(double s) {
   return buf;
 }
 
-std::string join_words(const std::vector<std::string>& words) {
+std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += sep;
+    out += parts[i];
+  }
   return out;
 }
 

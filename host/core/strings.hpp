@@ -18,7 +18,7 @@ std::string errno_text(int err);
 std::string fmt_seconds(double s);
 // "2.0 s": a measured time or a timeout in a failure reason.
 std::string seconds_text(double s);
-// argv for messages: the words joined by spaces.
-std::string join_words(const std::vector<std::string>& words);
+// The parts with `sep` between them ("a, b", argv for messages).
+std::string join(const std::vector<std::string>& parts, const char* sep);
 
 }  // namespace vigil

@@ -21,11 +21,6 @@ bool is_dir(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
-std::string join(const std::vector<std::string>& v, const char* sep) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
-  return out;
-}
 }  // namespace
 
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
@@ -155,7 +150,8 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
   auto candidate = std::make_unique<RuleRuntime>(
-      ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get(), probes_.get()});
+      ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get(), probes_.get(),
+                      &options_.cluster});
   LoadResult res = candidate->load(options_.rules);
   if (!res.ok) {
     log_->emit(Msg::RulesRejected, "",
@@ -183,7 +179,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
-  supervisor_->apply(std::move(decls));
+  supervisor_->apply(std::move(decls), runtime_->take_groups());
   decls = {};
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
@@ -276,6 +272,9 @@ void Daemon::schedule_rotation() {
 nlohmann::json Daemon::status_json() const {
   nlohmann::json watches = nlohmann::json::array();
   for (const auto& [name, u] : supervisor_->units()) watches.push_back(u->to_json());
+  nlohmann::json groups = nlohmann::json::array();
+  for (const auto& [name, g] : supervisor_->groups())
+    if (g.decl.parent.empty()) groups.push_back(supervisor_->group_json(g));
   return {{"daemon",
            {{"pid", getpid()},
             {"version", VIGIL_VERSION},
@@ -284,7 +283,8 @@ nlohmann::json Daemon::status_json() const {
             {"proc_events", proc_events_ != nullptr},
             {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
             {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
-          {"watches", std::move(watches)}};
+          {"watches", std::move(watches)},
+          {"groups", std::move(groups)}};
 }
 
 void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
@@ -304,7 +304,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
       return nullptr;
     }
     Unit* u = supervisor_->find(name);
-    if (!u) reject("no watch named '" + name + "'");
+    if (!u) reject("no watch or group named '" + name + "'");
     return u;
   };
 
@@ -337,6 +337,45 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     nlohmann::json out = nlohmann::json::array();
     for (auto& ev : log_->recent(n, str("watch"))) out.push_back(std::move(ev));
     return reply(ok_reply({{"events", std::move(out)}}));
+  }
+  if (cmd == "explain") {
+    std::string name = str("name");
+    if (Unit* u = supervisor_->find(name)) {
+      nlohmann::json j = u->ledger.to_json();
+      return reply(ok_reply({{"kind", "watch"},
+                             {"name", name},
+                             {"status", u->to_json()},
+                             {"decision", u->ledger.decision},
+                             {"restarts_recorded", j["history"].size()}}));
+    }
+    if (Group* g = supervisor_->find_group(name))
+      return reply(ok_reply({{"kind", "group"},
+                             {"name", name},
+                             {"status", supervisor_->group_json(*g)},
+                             {"decision", g->ledger.decision},
+                             {"restarts_recorded", g->ledger.history.size()}}));
+    return reject(name.empty() ? "explain: a watch or group name is required"
+                               : "no watch or group named '" + name + "'");
+  }
+  // A group: the command acts on its watches, in dependency order.
+  if (Group* g = supervisor_->find_group(str("name"));
+      g &&
+      (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "pause" || cmd == "resume")) {
+    std::string name = g->decl.name;
+    auto done = [this, reply, name] {
+      Group* grp = supervisor_->find_group(name);
+      reply(ok_reply({{"group", grp ? supervisor_->group_json(*grp) : nlohmann::json(nullptr)}}));
+    };
+    if (cmd == "start") {
+      supervisor_->start_group(*g);
+      return done();
+    }
+    if (cmd == "stop") return supervisor_->stop_group(*g, done);
+    if (cmd == "restart") return supervisor_->restart_group(*g, done);
+    for (const auto& w : g->decl.units)
+      if (Unit* u = supervisor_->find(w))
+        cmd == "pause" ? supervisor_->pause(*u) : supervisor_->resume(*u);
+    return done();
   }
   if (cmd == "pause" || cmd == "resume") {
     std::vector<Unit*> targets;

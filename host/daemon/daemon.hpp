@@ -28,6 +28,7 @@ struct DaemonOptions {
   bool watch_rules = true;      // inotify-driven reload
   bool proc_events = true;      // use the kernel's process events (else scan /proc)
   double scan_interval = 5;     // seconds between /proc scans without them
+  ClusterOptions cluster;       // reboot guard (state_dir filled in at start)
 };
 
 class Daemon {

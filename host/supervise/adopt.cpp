@@ -68,7 +68,7 @@ void Supervisor::reattach(Unit& u) {
       return;
     }
   }
-  if (u.kind() == Unit::Kind::Started) return spawn(u);
+  if (u.kind() == Unit::Kind::Started) return start_process(u);
   to_discover_.push_back(u.name);
 }
 
@@ -242,7 +242,7 @@ void Supervisor::run_restart_script(Unit& u) {
   u.m->script_pid = *pid;
   set_state(u, UnitState::Starting);
   log_.emit(Msg::RestartScript, u.name,
-            {{"pid", *pid}, {"command", join_words(u.m->adopt.restart_script)}});
+            {{"pid", *pid}, {"command", join(u.m->adopt.restart_script, " ")}});
 }
 
 void Supervisor::on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st,

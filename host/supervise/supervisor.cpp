@@ -12,12 +12,6 @@
 
 namespace vigil {
 
-namespace {
-// Restart records kept per watch; budgets count within a window, so only
-// the newest ones ever matter.
-constexpr size_t kMaxHistory = 1000;
-}  // namespace
-
 Fd open_stat(pid_t pid) {
   char path[32];
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -31,6 +25,7 @@ const char* unit_state_name(UnitState s) {
     case UnitState::Backoff: return "backoff";
     case UnitState::Exhausted: return "exhausted";
     case UnitState::Stopped: return "stopped";
+    case UnitState::Waiting: return "waiting";
   }
   return "stopped";
 }
@@ -82,6 +77,13 @@ nlohmann::json Unit::to_json() const {
   }
   if (!overrides.empty()) j["overrides"] = overrides;
   j["ready"] = ready();
+  if (!group.empty()) j["group"] = group;
+  if (!after.empty()) j["after"] = after;
+  if (state == UnitState::Waiting || queued) {
+    j["waiting_for"] = waiting_for;
+    double in = to_seconds(not_before - MonoClock::now());
+    if (in > 0) j["restart_in"] = in;
+  }
   if (probing) {
     nlohmann::json list = nlohmann::json::array();
     for (size_t i = 0; i < probing->specs.size(); ++i) {
@@ -124,6 +126,8 @@ Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
 Supervisor::~Supervisor() {
   loop_.cancel(scan_timer_);
   loop_.cancel(check_timer_);
+  loop_.cancel(advance_timer_);
+  for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);
   for (auto& [name, u] : units_) {
     cancel_timer(*u);
     stop_probes(*u);
@@ -157,6 +161,7 @@ void Supervisor::set_state(Unit& u, UnitState s) {
   if (u.state == s) return;
   u.state = s;
   u.since = wall_seconds();
+  schedule_advance();  // something may wait for this one
 }
 
 void Supervisor::cancel_timer(Unit& u) {
@@ -196,10 +201,14 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   }
   u.out = OutputLog();
   u.err = OutputLog();
+  u.after = std::move(d.after);
+  u.settle = d.settle;
+  u.group = std::move(d.group);
   set_probe_specs(u, std::move(d.probes));
 }
 
-void Supervisor::apply(std::vector<Declaration> decls) {
+void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> groups) {
+  apply_groups(std::move(groups));
   std::map<std::string, Declaration*> wanted;
   for (auto& d : decls) wanted[d.name] = &d;
 
@@ -237,6 +246,9 @@ void Supervisor::apply(std::vector<Declaration> decls) {
       // Same process: keep it. Limits and checks take effect now.
       u->where = d.where;
       u->checks = d.checks;
+      u->after = d.after;
+      u->settle = d.settle;
+      u->group = d.group;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
       set_probe_specs(*u, std::move(d.probes));
       if (u->respawn_with) u->respawn_with->where = d.where;
@@ -253,11 +265,13 @@ void Supervisor::apply(std::vector<Declaration> decls) {
       if (was_wanted) reattach(*u);
     }
   }
+  rebuild_dependents();
   discover(std::exchange(to_discover_, {}));
   journal_previous_.clear();  // only the first apply after a restart re-adopts
   schedule_checks();
   schedule_scan();
   update_interest();
+  schedule_advance();
 }
 
 void Supervisor::open_output(Unit& u) {
@@ -276,6 +290,12 @@ void Supervisor::start_process(Unit& u, bool look_first) {
   cancel_timer(u);
   u.want_running = true;
   if (u.child || u.script_pid() || u.finding()) return;
+  // In dependency order: it waits until what it requires is ready.
+  if (u.queued) return schedule_advance();
+  if (!u.after.empty() && !deps_ready(u)) {
+    log_.emit(Msg::WaitingForDeps, u.name, {{"for", join(u.waiting_for, ", ")}});
+    return enqueue(u);
+  }
   if (u.kind() == Unit::Kind::Members) {
     // One more instance: started and left to run (it is a member by its
     // match, not this watch's own process), then the count must recover.
@@ -391,6 +411,12 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
   fields["code"] = ej["code"];
   fields["signal"] = ej["signal"];
   fields["restarts"] = u.restarts;
+  if (u.queued || u.stop_queued) {
+    // Going down anyway, in order: restarted once, with the others.
+    if (e.pid && !was_stopping) log_.emit(Msg::ProcessExited, u.name, fields);
+    finish_stopped(u, e.pid ? e.describe() : "not running");
+    return;
+  }
   if (was_stopping || !u.want_running) {
     finish_stopped(u, e.pid ? e.describe() : "not running");
     return;
@@ -421,8 +447,7 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
 void Supervisor::restart_later(Unit& u, double delay) {
   ++u.decisions;
   double uptime = u.last_exit ? u.last_exit->uptime : 0;
-  u.history.push_back({mono_seconds(MonoClock::now()), uptime});
-  if (u.history.size() > kMaxHistory) u.history.erase(u.history.begin());
+  u.ledger.add(u.ledger.history, mono_seconds(MonoClock::now()), uptime);
   ++u.restarts;
   cancel_timer(u);
   end_find(u);
@@ -453,7 +478,7 @@ void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
     Unit* unit = find(name);
     if (!unit || unit->state != UnitState::Exhausted) return;
     unit->timer = 0;
-    unit->history.clear();
+    unit->ledger.clear();
     log_.emit(Msg::Rearmed, name, {{"reason", "cool-down"}});
     // Paused: it is no longer exhausted, so resume() starts it.
     set_state(*unit, UnitState::Stopped);
@@ -473,7 +498,7 @@ void Supervisor::start(Unit& u, const char* reason) {
   if (u.child) return;
   // An operator start is a fresh start: the budget is re-armed.
   if (u.state == UnitState::Exhausted) log_.emit(Msg::Rearmed, u.name, {{"reason", reason}});
-  u.history.clear();
+  u.ledger.clear();
   if (!u.paused) {
     end_find(u);
     start_process(u);
@@ -587,7 +612,7 @@ void Supervisor::stop(Unit& u, std::function<void()> done) {
 }
 
 void Supervisor::finish_stopped(Unit& u, const std::string& how) {
-  set_state(u, UnitState::Stopped);
+  set_state(u, u.queued ? UnitState::Waiting : UnitState::Stopped);
   log_.emit(Msg::Stopped, u.name, {{"how", how}});
   auto waiters = std::move(u.stop_waiters);
   u.stop_waiters.clear();
@@ -607,7 +632,7 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
 }
 
 void Supervisor::restart(Unit& u, std::function<void()> done) {
-  u.history.clear();
+  u.ledger.history.clear();
   if (!u.child) {
     start(u, "operator restart");
     if (done) done();
@@ -624,6 +649,9 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
     d->count = u.m->count;
   }
   d->checks = u.checks;
+  d->after = u.after;
+  d->settle = u.settle;
+  d->group = u.group;
   u.respawn_with = std::move(d);
   stop(u, std::move(done));
 }
@@ -648,24 +676,18 @@ void Supervisor::resume(Unit& u) {
 }
 
 void Supervisor::stop_all(std::function<void()> done) {
-  auto remaining = std::make_shared<size_t>(units_.size() + 1);
-  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
-  auto one = [remaining, shared_done] {
-    if (--*remaining == 0 && *shared_done) (*shared_done)();
-  };
-  std::vector<Unit*> all;
-  for (auto& [name, u] : units_) all.push_back(u.get());
-  for (Unit* u : all) {
+  // Dependents first, as for a group stop.
+  std::vector<std::string> names;
+  for (auto& [name, u] : units_) {
     if (u->child && u->child->adopted && !u->child->own_group) {
       // Someone else's process: vigil going away does not stop it.
       cancel_timer(*u);
       end_find(*u);
-      one();
       continue;
     }
-    stop(*u, one);
+    names.push_back(name);
   }
-  one();
+  stop_ordered(names, std::move(done));
 }
 
 void Supervisor::detach_all() {
@@ -720,6 +742,7 @@ void Supervisor::erase(const std::string& name) {
   stop_probes(u);
   journal_.clear(name);
   units_.erase(it);
+  unqueue(name);
 }
 
 }  // namespace vigil

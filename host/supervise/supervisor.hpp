@@ -23,6 +23,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,7 +44,9 @@ namespace vigil {
 // An open /proc/PID/stat (for state checks), or an invalid Fd.
 Fd open_stat(pid_t pid);
 
-enum class UnitState { Starting, Running, Backoff, Exhausted, Stopped };
+// Waiting: to be started once the watches it requires are ready (or, in
+// an ordered restart, once its dependents are down).
+enum class UnitState { Starting, Running, Backoff, Exhausted, Stopped, Waiting };
 const char* unit_state_name(UnitState s);
 
 struct ExitInfo {
@@ -54,11 +57,6 @@ struct ExitInfo {
   std::string error;             // failure text when it never ran (or a restart failed)
   std::string describe() const;  // "exited 3", "killed by KILL", "failed to start: ..."
   nlohmann::json to_json() const;
-};
-
-struct RestartRecord {
-  double mono;    // when the restart was decided (monotonic seconds)
-  double uptime;  // how long the process that ended had run
 };
 
 // How a watch that vigil does not start itself is brought back.
@@ -126,6 +124,55 @@ struct Declaration {
   std::optional<CountLimits> count;
   StateChecks checks;
   std::vector<ProbeSpec> probes;
+  // Order: the watches that must be ready before this one starts (every
+  // dependency, groups expanded by the rules), and how long a process
+  // without a readiness probe must have run to count as ready.
+  std::vector<std::string> after;
+  double settle = 0;
+  std::string group;  // the innermost group it belongs to, "" for none
+};
+
+// A group as the rules declared it: its members (watches or groups) in
+// start order, and the watches they expand to.
+struct GroupDecl {
+  std::string name;
+  std::string where;
+  std::string strategy;  // one_for_one | one_for_all | rest_for_one (for display)
+  std::string parent;    // the enclosing group, "" for none
+  std::string description;
+  std::vector<std::string> members;  // watches or groups, start order
+  std::vector<std::string> units;    // every watch inside, start order
+};
+
+// What budgets count: when something was restarted (monotonic seconds) and
+// how long the process that ended had run.
+struct RestartRecord {
+  double mono;
+  double uptime;
+};
+
+// History kept by the host for the rules, so budgets and ladders survive
+// reloads: the restarts, the uses of each escalation step, and the last
+// decision with the reasons the rules gave (`vigil explain`).
+struct Ledger {
+  std::vector<RestartRecord> history;  // oldest first, bounded
+  std::map<std::string, std::vector<RestartRecord>> steps;
+  nlohmann::json decision;  // null until the rules explain one
+  void add(std::vector<RestartRecord>& list, double mono, double uptime);
+  void clear() {
+    history.clear();
+    steps.clear();
+  }
+  nlohmann::json to_json() const;
+};
+
+struct Group {
+  GroupDecl decl;
+  bool exhausted = false;
+  double since = 0;  // wall time of the last change of `exhausted`
+  uint64_t restarts = 0;
+  TimerId rearm_timer = 0;
+  Ledger ledger;
 };
 
 struct Unit {
@@ -153,7 +200,9 @@ struct Unit {
   std::unique_ptr<Matching> m;
   // Probes, when it has any (probes.hpp).
   std::unique_ptr<Probing> probing;
-  bool ready() const { return probing ? probing->ready : child && state == UnitState::Running; }
+  // Ready for what depends on it: its readiness probes passed, or its
+  // process has run for `settle` seconds (at once when 0).
+  bool ready() const;
 
   Kind kind() const {
     if (!m) return Kind::Started;
@@ -194,8 +243,19 @@ struct Unit {
 
   uint64_t restarts = 0;
   uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered
-  std::vector<RestartRecord> history;  // oldest first, bounded
-  TimerId timer = 0;                   // pending backoff restart or re-arm
+  Ledger ledger;           // restart history, ladder steps, last decision
+  TimerId timer = 0;       // pending backoff restart or re-arm
+
+  // Order (order.cpp). `queued`: to be (re)started in dependency order,
+  // after its process (if any) is stopped once its dependents are down.
+  // `stop_queued`: to be stopped once its dependents are down.
+  std::vector<std::string> after;
+  double settle = 0;
+  std::string group;
+  bool queued = false;
+  bool stop_queued = false;
+  MonoTime not_before{};
+  std::vector<std::string> waiting_for;  // the dependencies not ready yet
 
   OutputLog out, err;
   std::vector<std::function<void()>> stop_waiters;
@@ -260,10 +320,35 @@ class Supervisor {
   // their process, changed ones restart, removed ones stop, new ones start
   // (or are adopted: a process of theirs still running from before vigil
   // restarted, or one the match finds).
-  void apply(std::vector<Declaration> decls);
+  void apply(std::vector<Declaration> decls, std::vector<GroupDecl> groups = {});
 
   Unit* find(const std::string& name);
   const std::map<std::string, std::unique_ptr<Unit>>& units() const { return units_; }
+  Group* find_group(const std::string& name);
+  const std::map<std::string, Group>& groups() const { return groups_; }
+  // A group's status: its members (watches and nested groups) as a tree.
+  nlohmann::json group_json(const Group& g) const;
+
+  // Order (order.cpp). A coordinated restart: the watches `names` are
+  // stopped (dependents first), then started again in dependency order,
+  // each once its dependencies are ready, after `delay` seconds. Watches
+  // already in one join it: each is started exactly once. `cause` (may be
+  // null) is the watch whose end this decides; `group` (may be null)
+  // records a restart in its history. `done` runs when every one has been
+  // started again.
+  void restart_set(Unit* cause, const std::vector<std::string>& names, double delay, Group* group,
+                   const std::string& reason, std::function<void()> done = {});
+  // Stops the watches, dependents first; `done` when all are down.
+  void stop_ordered(const std::vector<std::string>& names, std::function<void()> done = {});
+  // Starts them (each waits for its dependencies).
+  void start_ordered(const std::vector<std::string>& names, const char* reason);
+  // The group gives up: its watches are stopped in order and not started
+  // again until the re-arm (after `rearm_after` s) or an operator start.
+  void exhaust_group(Group& g, std::optional<double> rearm_after, Unit* cause);
+  // Operator commands on a group (in order).
+  void start_group(Group& g);
+  void stop_group(Group& g, std::function<void()> done);
+  void restart_group(Group& g, std::function<void()> done);
 
   // Decisions (from the policy). Effects run after the current callback.
   void restart_later(Unit& u, double delay);
@@ -343,6 +428,16 @@ class Supervisor {
   void member_added(Unit& u, pid_t pid, uint64_t start_time);
   void member_removed(Unit& u, pid_t pid);
   void check_bounds(Unit& u, bool changed);
+
+  // order.cpp: dependency order, coordinated restarts, groups.
+  bool deps_ready(Unit& u, std::optional<MonoTime>* settle_at = nullptr);
+  void enqueue(Unit& u);
+  void schedule_advance();
+  void advance();
+  bool dependents_up(const Unit& u) const;
+  void unqueue(const std::string& name);
+  void apply_groups(std::vector<GroupDecl> groups);
+  void rebuild_dependents();
   bool needs_exec_events() const;
   void schedule_scan();
   void update_interest();
@@ -408,6 +503,19 @@ class Supervisor {
   NotifySocket* notify_ = nullptr;
   std::unordered_map<pid_t, std::string> notify_pids_;  // pid -> unit with a notify probe
   uint64_t next_token_ = 1;
+
+  std::map<std::string, Group> groups_;
+  // Reverse edges of `after`: name -> the watches that require it.
+  std::unordered_map<std::string, std::vector<std::string>> dependents_;
+  std::set<std::string> ordered_;  // units queued or stop_queued
+  struct Batch {
+    std::set<std::string> left;
+    std::function<void()> done;
+  };
+  std::vector<Batch> batches_;
+  bool advance_posted_ = false;
+  TimerId advance_timer_ = 0;
+  MonoTime advance_at_{};
 };
 
 }  // namespace vigil

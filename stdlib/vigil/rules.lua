@@ -11,6 +11,8 @@
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
 local watch = require "vigil.watch"
+local group = require "vigil.group"
+local ladder = require "vigil.ladder"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 
@@ -35,6 +37,8 @@ vigil = {
   probes = require "vigil.probes",
   duration = require "vigil.duration",
   watches = watch.watches,
+  groups = group.groups,
+  cluster = require "vigil.cluster",
 }
 
 --- vigil.on(event, fn): fn(ev) runs for each host event of that name
@@ -54,6 +58,8 @@ function vigil.on(name, fn)
 end
 
 _G.watch = watch.watch
+_G.group = group.group
+_G.cluster = ladder.configure
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
   _G[k] = vigil.probes[k]
@@ -73,7 +79,10 @@ function entry.hung(name, ev) watch.on_hung(name, ev) end
 
 function entry.probe(name, index, token) watch.run_probe(name, index, token) end
 
-function entry.finish() watch.finish() end
+function entry.finish()
+  watch.finish()
+  group.finish(watch.watches)
+end
 
 local function deliver(list, ev)
   if not list then return end

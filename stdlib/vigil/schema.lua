@@ -20,14 +20,19 @@ local function distance(a, b)
   return prev[lb]
 end
 
-local function suggest(key, schema)
+--- suggest(name, tbl...) -> " (did you mean 'x'?)" or "": the nearest
+-- string key of the tables.
+local function suggest(key, ...)
   local best, best_d
-  for k in pairs(schema) do
-    local d = distance(key, k)
-    if d <= 2 and (not best_d or d < best_d) then best, best_d = k, d end
+  for _, t in ipairs({ ... }) do
+    for k in pairs(t) do
+      local d = type(k) == "string" and distance(key, k) or 99
+      if d <= 2 and (not best_d or d < best_d) then best, best_d = k, d end
+    end
   end
   return best and string.format(" (did you mean '%s'?)", best) or ""
 end
+M.suggest = suggest
 
 --- check(tbl, schema, path) -> normalized table | nil, err
 -- Array entries (integer keys) are rejected unless schema[1] exists, in

@@ -27,6 +27,7 @@ local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 local proc = require "vigil.proc"
 local probes = require "vigil.probes"
+local ladder = require "vigil.ladder"
 
 local M = { _VERSION = "1" }
 
@@ -88,11 +89,6 @@ local log_schema = {
 local function off(v, path)
   if v == false then return false end
   return nil, string.format("%s: expected a table or false", path)
-end
-
-local function action_name(v, path)
-  if v == "stop" or v == "alert" then return v end
-  return nil, string.format("%s: unknown action '%s' (use \"stop\", \"alert\", a command list or a function)", path, v)
 end
 
 local function stop_signal(v, path)
@@ -217,8 +213,18 @@ local watch_schema = {
   restart = schema.by_type({ boolean = never_restart, table = schema.table(restart_schema) },
     "a table or false"),
   rearm = schema.duration,
-  on_exhausted = schema.by_type({ ["function"] = schema.func, table = schema.list_of_strings,
-    string = action_name }, "an action name, a command list or a function"),
+  on_exhausted = ladder.hook_checker,
+  escalate = ladder.checker,
+  requires = function(v, path)
+    if type(v) == "string" then v = { v } end
+    local list, err = schema.list_of_strings(v, path)
+    if not list then return nil, err end
+    for i, n in ipairs(list) do
+      if not n:match("^[%w_@][%w_.@%-]*$") then return nil, string.format("%s[%d]: '%s' is not a watch or group name", path, i, n) end
+    end
+    return list
+  end,
+  settle = schema.duration,
   stop = schema.by_type({ string = stop_signal, integer = stop_signal, table = schema.table(stop_schema) },
     "a signal name or a table"),
   log = schema.by_type({ boolean = off, table = schema.table(log_schema) }, "a table or false"),
@@ -390,6 +396,17 @@ function M.watch(name)
     w.description = s.description
     w.rearm = s.rearm
     w.on_exhausted = s.on_exhausted
+    w.ladder = s.escalate
+    w.requires = s.requires
+    w.settle = s.settle
+    if s.restart or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
+    if s.escalate then
+      for i, step in ipairs(s.escalate) do
+        if step.action == "restart_group" then
+          w.needs_group = string.format("escalate[%d]", i)
+        end
+      end
+    end
     if s.start or s.restart_script then w.can_start = true end
     w.parent = match and match.parent
     w.count = s.count
@@ -440,46 +457,6 @@ local function call_hook(w, label, fn, ev)
   return ok
 end
 
-local function run_exhausted_hook(w, ev)
-  local action = w.on_exhausted
-  if action == nil then return end
-  local label
-  if type(action) == "function" then
-    label = "function"
-    local ok, err = pcall(action, w, ev)
-    if not ok then
-      log.event("rule_error", w.name, { callback = "on_exhausted of " .. w.name, error = tostring(err) })
-      return
-    end
-  elseif type(action) == "table" then
-    label = table.concat(action, " ")
-    local pid, err = exec.run(action, {
-      timeout = 60,
-      env = { VIGIL_WATCH = w.name, VIGIL_EVENT = "budget_exhausted",
-              VIGIL_EXIT = ev.signal and ("signal " .. ev.signal) or tostring(ev.code) },
-      on_exit = function(code, sig)
-        if code ~= 0 then
-          log.event("rule_error", w.name, {
-            callback = "on_exhausted command of " .. w.name,
-            error = string.format("%s %s", label, sig and ("killed by " .. sig) or ("exited " .. code)),
-          })
-        end
-      end,
-    })
-    if not pid then
-      log.event("rule_error", w.name, { callback = "on_exhausted of " .. w.name, error = err })
-      return
-    end
-  elseif action == "alert" then
-    label = "alert"
-    log.critical(string.format("%s: restart budget exhausted; operator action needed", w.name),
-      { watch = w.name })
-  else
-    label = action
-  end
-  log.event("exhausted_hook", w.name, { action = label })
-end
-
 --- The policy: called by the host when a watched process ended (or a
 -- restart of it failed).
 function M.on_exit(name, ev)
@@ -490,19 +467,7 @@ function M.on_exit(name, ev)
     exec.lose(name)
     return
   end
-  local info = exec.info(name)
-  local d = policy.decide(w.restart, info.history, runtime.now(), ev.uptime or 0)
-  if d.action == "exhaust" then
-    exec.exhaust(name, w.rearm)
-    log.event("budget_exhausted", name, { used = d.used, limit = w.restart.limit, within = w.restart.within })
-    run_exhausted_hook(w, ev)
-  else
-    exec.restart_later(name, d.delay)
-    log.event("restart_scheduled", name, {
-      restart = d.used + 1, limit = w.restart.limit, delay = d.delay, streak = d.streak,
-      within = w.restart.within,
-    })
-  end
+  ladder.failure(w, ev)
 end
 
 --- A counted watch is outside its limits (ev: count, min, max, bounds =

@@ -95,7 +95,7 @@ TEST_F(SupervisorTest, PolicyDecisionRestartsAfterDelay) {
   ASSERT_TRUE(run_until([&] { return u->state == UnitState::Running; }));
   EXPECT_NE(u->child->pid, first);
   EXPECT_EQ(u->restarts, 1u);
-  ASSERT_EQ(u->history.size(), 1u);
+  ASSERT_EQ(u->ledger.history.size(), 1u);
   EXPECT_EQ(policy.calls, 1);
 }
 
