@@ -37,7 +37,7 @@ int l_message(lua_State* L) {
 bool rule_may_emit(Msg m) {
   return m == Msg::RestartScheduled || m == Msg::BudgetExhausted || m == Msg::ExhaustedHook ||
          m == Msg::RuleError || m == Msg::CountKilled || m == Msg::StateAction ||
-         m == Msg::HungAction;
+         m == Msg::HungAction || m == Msg::GroupExhausted || m == Msg::EscalationStep;
 }
 
 int l_event(lua_State* L) {

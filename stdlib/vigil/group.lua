@@ -46,6 +46,7 @@ local group_schema = {
   restart = schema.table(restart_schema),
   rearm = schema.duration,
   settle = schema.duration,
+  coalesce = schema.duration,
   escalate = ladder.checker,
   on_exhausted = ladder.hook_checker,
 }
@@ -85,6 +86,7 @@ function M.group(name)
       restart = policy.normalize(s.restart),
       rearm = s.rearm,
       settle = s.settle,
+      coalesce = s.coalesce or 0.05,
       ladder = s.escalate or ladder.default,
       on_exhausted = s.on_exhausted,
     }

@@ -265,10 +265,12 @@ walk = function(owner, cause, member, ev)
         end
         if history ~= info.history then exec.step(owner.kind == "group" and owner.name or cause.name, key, ev.uptime or 0) end
         local reason = reason_of(cause, ev)
-        if #names == 1 and names[1] == cause.name then
+        if owner.kind ~= "group" and #names == 1 then
           exec.restart_later(cause.name, d.delay)
         else
-          exec.restart_set(cause.name, names, d.delay, owner.kind == "group" and owner.name or nil, reason)
+          -- Members that die at the same moment are reported one by one:
+          -- a short window lets the later ones join this restart.
+          exec.restart_set(cause.name, names, d.delay + (owner.coalesce or 0), owner.kind == "group" and owner.name or nil, reason)
         end
         log.event("restart_scheduled", cause.name, {
           restart = d.used + 1, limit = rp.limit, delay = d.delay, streak = d.streak, within = rp.within,
