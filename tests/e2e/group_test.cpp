@@ -316,3 +316,118 @@ TEST(Group, RebootIsRefusedUnlessAllowedAndThenRateLimited) {
             std::string::npos);
   EXPECT_EQ(read_file(marker), "reboot\n");
 }
+
+TEST(Group, MembersDyingOneAfterTheOtherInsideTheCoalesceWindowJoinOneRestart) {
+  Daemon d;
+  Chain c;
+  // The tail first, then the head: the tail's own restart waits out the
+  // window, the head's death joins it.
+  d.write_rule("a.lua", c.rules("strategy = \"rest_for_one\", coalesce = \"1s\","));
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(wait_for([&] { return all_ready(d, kAll); }, 30s)) << d.output();
+  uint64_t seq = last_seq(d);
+  pid_t db = d.watch_pid("db"), web = d.watch_pid("web");
+  ASSERT_EQ(kill(web, SIGKILL), 0);
+  ASSERT_TRUE(d.wait_event("VGL0149", "orders", 1));
+  ASSERT_EQ(kill(db, SIGKILL), 0);
+  ASSERT_TRUE(wait_for(
+      [&] { return sequence(d, seq, {"VGL0101"}).size() >= 3 && all_ready(d, kAll); }, 30s))
+      << d.output();
+  EXPECT_FALSE(wait_for([&] { return sequence(d, seq, {"VGL0101"}).size() > 3; }, 2s));
+  EXPECT_EQ(sequence(d, seq, {"VGL0101"}),
+            (std::vector<std::string>{"VGL0101 db", "VGL0101 app", "VGL0101 web"}))
+      << d.output();
+}
+
+TEST(Group, EscalationLadderRestartsThenRestartsTheGroupThenFailsOver) {
+  Daemon d;
+  Chain c;
+  std::string marker = d.dir() + "/steps";
+  d.write_rule("a.lua",
+               c.rules("strategy = \"rest_for_one\", restart = { limit = 1, within = \"10m\", "
+                       "backoff = \"0s..0s\" }, coalesce = \"10ms\", escalate = { \"restart\", { "
+                       "\"restart_group\", limit = 1, within = \"1h\" }, { command = \"echo "
+                       "$VIGIL_GROUP $VIGIL_WATCH >> " +
+                           marker + "\" }, \"failover\" },",
+                       "cluster { failover = \"echo failover >> " + marker + "\" }\n"));
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(wait_for([&] { return all_ready(d, kAll); }, 30s)) << d.output();
+  auto members = [&](int n) {
+    std::vector<std::string> out;
+    for (const auto& e : d.events(1000))
+      if (e["id"] == "VGL0149") out.push_back(e["fields"]["members"].get<std::string>());
+    return out.size() >= static_cast<size_t>(n) ? out : std::vector<std::string>{};
+  };
+  // Step 1: the strategy's restart (app and what follows it).
+  ASSERT_EQ(kill(d.watch_pid("app"), SIGKILL), 0);
+  ASSERT_TRUE(wait_for([&] { return !members(1).empty() && all_ready(d, kAll); }, 30s));
+  EXPECT_EQ(members(1), std::vector<std::string>{"app, web"});
+  // Step 1's budget is used: step 2 restarts the whole group.
+  ASSERT_EQ(kill(d.watch_pid("app"), SIGKILL), 0);
+  ASSERT_TRUE(wait_for([&] { return !members(2).empty() && all_ready(d, kAll); }, 30s))
+      << d.output();
+  EXPECT_EQ(members(2), (std::vector<std::string>{"app, web", "db, app, web"}));
+  EXPECT_GE(d.count_events("VGL0151", "orders"), 1);
+  // Both used: the command runs, then failover ends the ladder.
+  ASSERT_EQ(kill(d.watch_pid("app"), SIGKILL), 0);
+  ASSERT_TRUE(d.wait_event("VGL0153", "orders", 1, 15s)) << d.output();
+  ASSERT_TRUE(wait_for([&] { return read_file(marker) == "orders app\nfailover\n"; }))
+      << read_file(marker);
+  EXPECT_EQ(d.count_events("VGL0150", "orders"), 1);
+  auto explain = d.cli({"explain", "orders"});
+  EXPECT_NE(explain.out.find("step 4 (failover) ends the ladder"), std::string::npos)
+      << explain.out;
+}
+
+TEST(Group, ANestedGroupThatGivesUpIsAFailureForTheOuterGroup) {
+  Daemon d;
+  Chain c;
+  std::string inner = d.dir() + "/inner", outer = d.dir() + "/outer";
+  d.write_rule("a.lua", Chain::tier("db", c.db, 0, "") + Chain::tier("app", c.app, c.db, "") +
+                            Chain::tier("web", c.web, c.app, "") +
+                            "group \"back\" { restart = { limit = 0 }, \"db\", \"app\", "
+                            "on_exhausted = { \"/bin/sh\", \"-c\", \"echo x >> " +
+                            inner +
+                            "\" } }\n"
+                            "group \"orders\" { strategy = \"rest_for_one\", \"back\", \"web\", "
+                            "on_exhausted = { \"/bin/sh\", \"-c\", \"echo x >> " +
+                            outer + "\" } }\n");
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(wait_for([&] { return all_ready(d, kAll); }, 30s)) << d.output();
+  uint64_t seq = last_seq(d);
+  ASSERT_EQ(kill(d.watch_pid("app"), SIGKILL), 0);
+  // "back" has no budget: it gives up, and "orders" restarts it and web.
+  ASSERT_TRUE(wait_for(
+      [&] { return sequence(d, seq, {"VGL0101"}).size() >= 3 && all_ready(d, kAll); }, 30s))
+      << d.output();
+  EXPECT_EQ(
+      sequence(d, seq, {"VGL0149", "VGL0101"}),
+      (std::vector<std::string>{"VGL0149 orders", "VGL0101 db", "VGL0101 app", "VGL0101 web"}));
+  EXPECT_GE(d.count_events("VGL0151", "back"), 1);
+  EXPECT_EQ(d.count_events("VGL0150"), 0);
+  EXPECT_FALSE(std::filesystem::exists(inner));
+  EXPECT_FALSE(std::filesystem::exists(outer));
+  auto status = d.cli({"status"});
+  EXPECT_NE(status.out.find("orders ready"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("  back ready"), std::string::npos) << status.out;
+}
+
+TEST(Group, ExplainAWatchNamesTheBudgetAndTheRule) {
+  Daemon d;
+  d.write_rule("a.lua",
+               "watch \"w\" {\n  start = { \"/bin/sleep\", \"1000\" },\n"
+               "  restart = { limit = 4, within = \"1m\" },\n}\n");
+  ASSERT_TRUE(d.start());
+  auto before = d.cli({"explain", "w"});
+  EXPECT_NE(before.out.find("no decision yet"), std::string::npos) << before.out;
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("w") != 0; }));
+  ASSERT_EQ(kill(d.watch_pid("w"), SIGKILL), 0);
+  ASSERT_TRUE(d.wait_event("VGL0104", "w"));
+  auto r = d.cli({"explain", "w"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("because:  w killed by KILL"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("budget:   1 of 4 used within 1m, 3 left"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rule:     "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("a.lua:1"), std::string::npos) << r.out;
+  EXPECT_NE(d.cli({"explain", "nope"}).code, 0);
+}
