@@ -35,6 +35,8 @@ Control (talks to the running daemon):
   start|stop|restart NAME  a watch, or a group (its watches in dependency order)
   pause|resume NAME|--all suspend or resume monitoring
   explain NAME [--json]   why the last decision for a watch or group was taken
+  dumps [--watch NAME] [--json]
+                          the evidence dumps in the state directory
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--watch NAME] [--json]
@@ -348,6 +350,12 @@ int main(int argc, char** argv) {
     req["key"] = a.positional[1];
     req["value"] = a.positional[2];
     as_json = a.flag("--json");
+  } else if (cmd == "dumps") {
+    Args a = parse_args(argc, argv, i, {"--watch", "--socket"}, {"--json"});
+    if (auto s = a.option("--socket")) socket = *s;
+    if (!a.positional.empty()) usage_error("dumps takes no positional arguments");
+    if (auto w = a.option("--watch")) req["watch"] = *w;
+    as_json = a.flag("--json");
   } else if (cmd == "events") {
     Args a = parse_args(argc, argv, i, {"-n", "--watch", "--socket"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
@@ -380,6 +388,8 @@ int main(int argc, char** argv) {
       std::cout << (*reply)["watches"].dump(2) << "\n";
     else if (cmd == "events")
       std::cout << (*reply)["events"].dump(2) << "\n";
+    else if (cmd == "dumps")
+      std::cout << (*reply)["dumps"].dump(2) << "\n";
     else
       std::cout << reply->dump(2) << "\n";
     return 0;
@@ -395,6 +405,12 @@ int main(int argc, char** argv) {
     printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
   else if (cmd == "explain")
     print_explain(*reply);
+  else if (cmd == "dumps")
+    for (const auto& d : (*reply)["dumps"])
+      printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n", d["watch"].get<std::string>().c_str(),
+             d["time"].get<std::string>().c_str(), d["trigger"].get<std::string>().c_str(),
+             d["files"].get<int>(), static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
+             d["path"].get<std::string>().c_str());
   else if (reply->contains("group") && (*reply)["group"].is_object())
     printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
            (*reply)["group"]["state"].get<std::string>().c_str());

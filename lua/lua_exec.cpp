@@ -36,6 +36,9 @@
 //                                       (owner: a watch or a group)
 //   exec.explain(owner, table)          the reasons of the last decision
 //                                       (`vigil explain`)
+//   exec.dump(name, trigger [, {core=, environ=, max_size=, keep=, lines=,
+//             timeout=, extra={{name=, file=} | {name=, command=argv}}}])
+//       -> dir | nil, err   an evidence dump of the watch's process now
 //   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
 //       A one-shot command in its own process group, stdio to /dev/null,
 //       KILLed (with its group) after timeout seconds (default 60).
@@ -594,7 +597,73 @@ int l_explain(lua_State* L) {
   return 0;
 }
 
+// The options table at idx (stdlib/vigil/watch.lua normalizes it).
+std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
+  if (!lua_istable(L, idx)) return {};
+  lua_getfield(L, idx, "core");
+  o.core = lua_toboolean(L, -1);
+  lua_getfield(L, idx, "environ");
+  o.environ = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  o.max_bytes =
+      static_cast<uint64_t>(field_number(L, idx, "max_size", static_cast<double>(o.max_bytes)));
+  o.keep = static_cast<int>(field_number(L, idx, "keep", o.keep));
+  o.lines = static_cast<int>(field_number(L, idx, "lines", o.lines));
+  o.command_timeout = field_number(L, idx, "timeout", o.command_timeout);
+  lua_getfield(L, idx, "extra");
+  std::string err;
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, t));
+    for (lua_Integer i = 1; i <= n && err.empty(); ++i) {
+      lua_rawgeti(L, t, i);
+      DumpItem item;
+      std::string where = "extra[" + std::to_string(i) + "]";
+      if (!lua_istable(L, -1)) {
+        err = where + ": expected { name = ..., file = ... } or { name = ..., command = ... }";
+      } else {
+        item.name = field_string(L, -1, "name");
+        item.file = field_string(L, -1, "file");
+        lua_getfield(L, -1, "command");
+        item.command = string_list(L, -1, "command", err);
+        lua_pop(L, 1);
+        if (err.empty() &&
+            (item.name.empty() || item.name.find('/') != std::string::npos || item.name[0] == '.'))
+          err = where + ".name: a plain file name is required";
+        if (err.empty() && item.file.empty() == item.command.empty())
+          err = where + ": one of file or command";
+        if (err.empty()) o.extra.push_back(std::move(item));
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return err;
+}
+
+int l_dump(lua_State* L) {
+  require_live(L, "exec.dump");
+  Unit* u = unit_or_nil(L, 1);
+  if (!u) return luaL_error(L, "exec.dump: no watch named '%s'", lua_tostring(L, 1));
+  std::string err;
+  std::optional<std::string> dir;
+  {
+    nlohmann::json trigger = lua_istable(L, 2) ? to_json(L, 2) : nlohmann::json::object();
+    DumpOptions o;
+    err = read_dump_options(L, 3, o);
+    if (err.empty()) dir = runtime_of(L).host.supervisor->dump(*u, trigger, o, err);
+  }
+  if (!dir) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.c_str());
+    return 2;
+  }
+  lua_pushstring(L, dir->c_str());
+  return 1;
+}
+
 const luaL_Reg kExecFns[] = {{"order", l_order},
+                             {"dump", l_dump},
                              {"declare_group", l_declare_group},
                              {"group_info", l_group_info},
                              {"restart_set", l_restart_set},

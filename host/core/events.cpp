@@ -144,6 +144,9 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::RebootRequested, "VGL0155", S::Critical, "reboot_requested",
      "{watch}: rebooting the node: {reason}"},
     {Msg::RebootRefused, "VGL0156", S::Error, "reboot_refused", "{watch}: reboot refused: {error}"},
+    {Msg::DumpWritten, "VGL0157", S::Notice, "dump_written",
+     "{watch}: evidence dump {path} ({files} files, {bytes} bytes)"},
+    {Msg::DumpFailed, "VGL0158", S::Error, "dump_failed", "{watch}: evidence dump failed: {error}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -91,6 +91,8 @@ enum class Msg {
   FailoverFailed,         // VGL0154
   RebootRequested,        // VGL0155
   RebootRefused,          // VGL0156
+  DumpWritten,            // VGL0157
+  DumpFailed,             // VGL0158
   RuleMessage,            // VGL0900
   kCount
 };

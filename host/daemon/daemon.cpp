@@ -10,6 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "host/control/protocol.hpp"
 #include "host/core/strings.hpp"
 #include "host/daemon/paths.hpp"
@@ -17,6 +21,12 @@
 namespace vigil {
 
 namespace {
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 bool is_dir(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -87,6 +97,7 @@ bool Daemon::start(std::string& error) {
   });
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
                                              options_.state_dir + "/processes.journal");
+  supervisor_->set_dump_dir(options_.state_dir + "/dumps");
   if (auto e = supervisor_->load_journal(); !e.empty())
     log_->emit(Msg::JournalUnreadable, "", {{"error", e}});
   // Kernel process events: counts at fork time, restarted processes found
@@ -337,6 +348,39 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     nlohmann::json out = nlohmann::json::array();
     for (auto& ev : log_->recent(n, str("watch"))) out.push_back(std::move(ev));
     return reply(ok_reply({{"events", std::move(out)}}));
+  }
+  if (cmd == "dumps") {
+    // STATE/dumps/WATCH/TIME: what each holds, oldest first.
+    std::string only = str("watch");
+    nlohmann::json list = nlohmann::json::array();
+    std::error_code ec;
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& w : std::filesystem::directory_iterator(supervisor_->dump_dir(), ec))
+      if (only.empty() || w.path().filename() == only)
+        for (const auto& d : std::filesystem::directory_iterator(w.path(), ec))
+          if (d.is_directory(ec)) dirs.push_back(d.path());
+    std::sort(dirs.begin(), dirs.end(), [](const auto& a, const auto& b) {
+      return a.filename() != b.filename() ? a.filename() < b.filename() : a < b;
+    });
+    for (const auto& d : dirs) {
+      uint64_t bytes = 0;
+      size_t files = 0;
+      for (const auto& f : std::filesystem::directory_iterator(d, ec)) {
+        ++files;
+        bytes += f.is_regular_file(ec) ? f.file_size(ec) : 0;
+      }
+      std::string trigger;
+      auto ev = nlohmann::json::parse(read_text(d.string() + "/event.json"), nullptr, false);
+      if (ev.is_object() && ev.contains("trigger") && ev["trigger"].is_object())
+        trigger = ev["trigger"].value("trigger", "");
+      list.push_back({{"watch", d.parent_path().filename().string()},
+                      {"time", d.filename().string()},
+                      {"path", d.string()},
+                      {"trigger", trigger},
+                      {"files", files},
+                      {"bytes", bytes}});
+    }
+    return reply(ok_reply({{"dumps", std::move(list)}}));
   }
   if (cmd == "explain") {
     std::string name = str("name");

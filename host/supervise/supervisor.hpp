@@ -33,6 +33,7 @@
 #include "host/probe/notify.hpp"
 #include "host/proc/match.hpp"
 #include "host/proc/proc_events.hpp"
+#include "host/supervise/dump.hpp"
 #include "host/supervise/journal.hpp"
 #include "host/supervise/output_log.hpp"
 #include "host/supervise/probes.hpp"
@@ -386,6 +387,15 @@ class Supervisor {
                                    double timeout, CommandDone done, std::string& error,
                                    bool sweep = true, int output_fd = -1);
 
+  // Evidence dumps go to DIR/WATCH/TIME/ (dump.cpp).
+  void set_dump_dir(std::string dir) { dump_dir_ = std::move(dir); }
+  // Captures what the unit's process looks like now (and `trigger`, the
+  // event that asked) before recovery acts; the directory, or nullopt and
+  // `error`. Commands and the core image finish later.
+  std::optional<std::string> dump(Unit& u, const nlohmann::json& trigger, const DumpOptions& o,
+                                   std::string& error);
+  const std::string& dump_dir() const { return dump_dir_; }
+
   // Rotates output logs that grew past their size.
   void rotate_logs();
 
@@ -468,6 +478,7 @@ class Supervisor {
   EventLoop& loop_;
   EventLog& log_;
   std::string log_dir_;
+  std::string dump_dir_;
   Reaper reaper_;
   ProcReader reader_;
   Journal journal_;

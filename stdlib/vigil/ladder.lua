@@ -32,7 +32,7 @@ local M = { _VERSION = "1" }
 M.default = { { action = "restart" } }
 
 local final = { failover = true, reboot = true }
-local names = { restart = true, restart_group = true, failover = true, reboot = true, alert = true }
+local names = { restart = true, restart_group = true, failover = true, reboot = true, alert = true, dump = true }
 
 local budget_schema = {
   schema.string,
@@ -52,7 +52,7 @@ local function step_checker(v, path)
   if type(v) == "function" then return { action = "function", fn = v } end
   if type(v) == "string" then
     if not names[v] then
-      return nil, string.format("%s: unknown step '%s' (use restart, restart_group, alert, failover, reboot, { command = ... } or a function)", path, v)
+      return nil, string.format("%s: unknown step '%s' (use restart, restart_group, dump, alert, failover, reboot, { command = ... } or a function)", path, v)
     end
     return { action = v }
   end
@@ -70,7 +70,7 @@ local function step_checker(v, path)
   if not names[action] then
     return nil, string.format("%s: expected { \"restart\" | \"restart_group\" | ..., limit = ..., within = ... }, got %s", path, tostring(action))
   end
-  if final[action] or action == "alert" then
+  if final[action] or action == "alert" or action == "dump" then
     local cmd
     for k in pairs(v) do
       if k ~= 1 and k ~= "command" then return nil, string.format("%s: unknown key '%s' for step '%s'", path, tostring(k), action) end
@@ -153,7 +153,13 @@ end
 local function run_step(step, i, owner, cause, ev)
   local a = step.action
   local reason = reason_of(cause, ev)
-  if a == "alert" then
+  if a == "dump" then
+    -- Evidence before whatever comes next (the watch's own `dump` options).
+    local watch = require "vigil.watch"
+    local dir = watch.dump(cause, "exit", ev, true)
+    log.event("escalation_step", owner.name, { step = i, action = "dump", detail = dir or "dump failed" })
+    return "next"
+  elseif a == "alert" then
     log.critical(string.format("%s: %s; operator action needed", owner.name, reason), { watch = cause.name, step = i })
     return "next"
   elseif a == "command" then

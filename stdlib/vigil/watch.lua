@@ -201,6 +201,41 @@ local function action(names)
     "an action name, a command list or a function")
 end
 
+-- dump: evidence captured when the watch fails.
+local triggers = { exit = true, hung = true, count = true, state = true }
+local dump_schema = {
+  on = function(v, path)
+    if type(v) == "string" then v = { v } end
+    if type(v) == "table" and next(v) == nil then return {} end  -- only the ladder's dump step
+    local list, err = schema.list_of_strings(v, path)
+    if not list then return nil, err end
+    local set = {}
+    for i, t in ipairs(list) do
+      if not triggers[t] then
+        return nil, string.format("%s[%d]: unknown trigger '%s' (use exit, hung, count, state)", path, i, t)
+      end
+      set[t] = true
+    end
+    return set
+  end,
+  core = schema.boolean,
+  environ = schema.boolean,
+  keep = schema.integer(1, 1000),
+  max_size = schema.size,
+  lines = schema.integer(0, 100000),
+  timeout = schema.duration,
+  extra = schema.func,
+}
+local all_triggers = { exit = true, hung = true, count = true, state = true }
+local function dump_checker(v, path)
+  if v == true then return { on = all_triggers } end
+  if v == false then return false end
+  local d, err = schema.check(v, dump_schema, path)
+  if not d then return nil, err end
+  d.on = d.on or all_triggers
+  return d
+end
+
 local watch_schema = {
   description = schema.string,
   start = schema.by_type({ string = shell_command, table = schema.list_of_strings },
@@ -238,6 +273,7 @@ local watch_schema = {
   on_state = action({ "alert", "restart", "continue" }),
   probes = probes.list,
   on_hung = action({ "restart", "alert" }),
+  dump = schema.by_type({ boolean = dump_checker, table = dump_checker }, "true, false or a table"),
 }
 
 -- Keys that only make sense for a process vigil starts.
@@ -397,6 +433,7 @@ function M.watch(name)
     w.rearm = s.rearm
     w.on_exhausted = s.on_exhausted
     w.ladder = s.escalate
+    if s.dump then w.dump = s.dump end
     w.requires = s.requires
     w.settle = s.settle
     if s.restart or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
@@ -457,6 +494,35 @@ local function call_hook(w, label, fn, ev)
   return ok
 end
 
+--- Takes an evidence dump of w for `trigger` (exit, hung, count, state)
+-- when its `dump` asks for one; `force`: the ladder's dump step (always).
+function M.dump(w, trigger, ev, force)
+  local d = w.dump
+  if not force and not (d and d.on[trigger]) then return end
+  d = d or {}
+  local opts = { core = d.core and trigger ~= "exit", environ = d.environ, keep = d.keep,
+    max_size = d.max_size, lines = d.lines, timeout = d.timeout }
+  if d.extra then
+    local ok, items = pcall(d.extra, w, ev)
+    if not ok then
+      log.event("rule_error", w.name, { callback = "dump.extra of " .. w.name, error = tostring(items) })
+    elseif type(items) == "table" then
+      opts.extra = {}
+      for i, it in ipairs(items) do
+        local cmd = it.command
+        if type(cmd) == "string" then cmd = { "/bin/sh", "-c", cmd } end
+        opts.extra[i] = { name = it.name, file = it.file, command = cmd }
+      end
+    end
+  end
+  local ok, dir, err = pcall(exec.dump, w.name, { trigger = trigger, event = ev }, opts)
+  if not ok then
+    log.event("rule_error", w.name, { callback = "dump of " .. w.name, error = tostring(dir) })
+    return nil
+  end
+  return dir, err
+end
+
 --- The policy: called by the host when a watched process ended (or a
 -- restart of it failed).
 function M.on_exit(name, ev)
@@ -467,6 +533,7 @@ function M.on_exit(name, ev)
     exec.lose(name)
     return
   end
+  M.dump(w, "exit", ev)
   ladder.failure(w, ev)
 end
 
@@ -480,6 +547,7 @@ function M.on_count(name, ev)
     w.killed = nil
     return
   end
+  if ev.crossed then M.dump(w, "count", ev) end
   local act
   if ev.bounds == "over" then
     act = w.on_over or "alert"
@@ -513,6 +581,7 @@ end
 function M.on_state(name, ev)
   local w = watches[name]
   if not w then return end
+  M.dump(w, "state", ev)
   local act = w.on_state or "alert"
   if act == "alert" then return end  -- the host logged VGL0129..VGL0131
   local label
@@ -542,6 +611,7 @@ end
 function M.on_hung(name, ev)
   local w = watches[name]
   if not w then return end
+  M.dump(w, "hung", ev)
   local act = w.on_hung or "restart"
   if act == "alert" then return end  -- the host logged VGL0142
   local label
