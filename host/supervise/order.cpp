@@ -155,7 +155,7 @@ void Supervisor::advance() {
       continue;
     }
     if (u->child) {
-      if (!u->child->stopping && !dependents_up(*u)) stop(*u);
+      if (!u->child->stopping && !dependents_up(*u)) halt(*u);
       continue;
     }
     if (u->stop_queued && !dependents_up(*u)) {

@@ -592,6 +592,16 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
 }
 
 void Supervisor::stop(Unit& u, std::function<void()> done) {
+  // Stopped by an operator (or a reload): no longer part of an ordered
+  // restart that would start it again.
+  if (u.queued) {
+    u.queued = false;
+    unqueue(u.name);
+  }
+  halt(u, std::move(done));
+}
+
+void Supervisor::halt(Unit& u, std::function<void()> done) {
   u.want_running = false;
   cancel_timer(u);
   end_find(u);

@@ -413,6 +413,9 @@ class Supervisor {
   void on_exit(Unit& u, const ExitStatus& st);
   void set_state(Unit& u, UnitState s);
   void begin_stop(Unit& u);
+  // stop() without leaving an ordered restart (advance() stops a queued
+  // unit's process before starting it again).
+  void halt(Unit& u, std::function<void()> done = {});
   void finish_stopped(Unit& u, const std::string& how);
   void cancel_timer(Unit& u);
   void open_output(Unit& u);

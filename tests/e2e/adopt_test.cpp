@@ -563,6 +563,9 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
           "\" })\n"
           "  if done or #l == 0 then return end\n"
           "  local p = vigil.proc.info(l[1].pid)\n"
+          // Just exec'd, it may still be loading (R, no resident pages
+          // yet): look again once it sleeps.
+          "  if not p or p.state ~= \"S\" then return end\n"
           "  local f = io.open(\"" +
           info +
           "\", \"w\")\n"

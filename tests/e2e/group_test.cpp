@@ -431,3 +431,18 @@ TEST(Group, ExplainAWatchNamesTheBudgetAndTheRule) {
   EXPECT_NE(r.out.find("a.lua:1"), std::string::npos) << r.out;
   EXPECT_NE(d.cli({"explain", "nope"}).code, 0);
 }
+
+TEST(Group, AnOperatorStopTakesAWatchOutOfAnOrderedRestart) {
+  Daemon d;
+  Chain c;
+  d.write_rule("a.lua", c.rules("strategy = \"rest_for_one\", coalesce = \"2s\","));
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(wait_for([&] { return all_ready(d, kAll); }, 30s)) << d.output();
+  ASSERT_EQ(kill(d.watch_pid("db"), SIGKILL), 0);
+  ASSERT_TRUE(d.wait_event("VGL0149", "orders"));
+  // web is queued to start again after the window; stopped now, it stays so.
+  ASSERT_EQ(d.cli({"stop", "web"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return all_ready(d, {"db", "app"}); }, 30s)) << d.output();
+  EXPECT_FALSE(wait_for([&] { return d.watch_pid("web") != 0; }, 2s));
+  EXPECT_EQ(d.watch_state("web"), "stopped");
+}
