@@ -30,6 +30,17 @@ std::vector<std::string> argv_at(lua_State* L, int idx) {
   return out;
 }
 
+// true, or nil and the error.
+int push_result(lua_State* L, const std::string& err) {
+  if (err.empty()) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err.c_str());
+  return 2;
+}
+
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
@@ -92,13 +103,7 @@ int l_failover(lua_State* L) {
     if (!err.empty() && rt.host.log)
       rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
   }
-  if (!err.empty()) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.c_str());
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_result(L, err);
 }
 
 int l_reboot(lua_State* L) {
@@ -125,13 +130,7 @@ int l_reboot(lua_State* L) {
     }
     if (!err.empty() && rt.host.log) rt.host.log->emit(Msg::RebootRefused, owner, {{"error", err}});
   }
-  if (!err.empty()) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.c_str());
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_result(L, err);
 }
 
 const luaL_Reg kClusterFns[] = {

@@ -26,14 +26,6 @@ local M = { _VERSION = "1" }
 local groups = {}
 M.groups = groups
 
-local restart_schema = {
-  limit = schema.integer(0),
-  within = schema.duration,
-  backoff = schema.duration_range,
-  delay = schema.duration,
-  reset = schema.duration,
-}
-
 local function member_name(v, path)
   if type(v) == "string" and v:match("^[%w_@][%w_.@%-]*$") then return v end
   return nil, string.format("%s: expected a watch or group name, got %s", path, tostring(v))
@@ -43,7 +35,7 @@ local group_schema = {
   member_name,
   description = schema.string,
   strategy = schema.one_of("one_for_one", "one_for_all", "rest_for_one"),
-  restart = schema.table(restart_schema),
+  restart = schema.table(ladder.restart_schema),
   rearm = schema.duration,
   settle = schema.duration,
   coalesce = schema.duration,

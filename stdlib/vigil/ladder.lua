@@ -34,14 +34,17 @@ M.default = { { action = "restart" } }
 local final = { failover = true, reboot = true }
 local names = { restart = true, restart_group = true, failover = true, reboot = true, alert = true, dump = true }
 
-local budget_schema = {
-  schema.string,
+--- The keys of a restart budget (a watch's or group's `restart`, a
+-- ladder step's own).
+M.restart_schema = {
   limit = schema.integer(0),
   within = schema.duration,
   backoff = schema.duration_range,
   delay = schema.duration,
   reset = schema.duration,
 }
+local budget_schema = { schema.string }
+for k, v in pairs(M.restart_schema) do budget_schema[k] = v end
 
 local command = schema.by_type({ string = function(v, path)
   if v:match("^%s*$") then return nil, path .. ": empty command" end

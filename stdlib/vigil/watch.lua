@@ -66,14 +66,6 @@ local function never_restart(v, path)
   return nil, string.format("%s: expected a table or false", path)
 end
 
-local restart_schema = {
-  limit = schema.integer(0),
-  within = schema.duration,
-  backoff = schema.duration_range,
-  delay = schema.duration,
-  reset = schema.duration,
-}
-
 local stop_schema = {
   signal = signal_checker,
   timeout = schema.duration,
@@ -245,7 +237,7 @@ local watch_schema = {
   user = schema.string,
   group = schema.string,
   umask = umask_checker,
-  restart = schema.by_type({ boolean = never_restart, table = schema.table(restart_schema) },
+  restart = schema.by_type({ boolean = never_restart, table = schema.table(ladder.restart_schema) },
     "a table or false"),
   rearm = schema.duration,
   on_exhausted = ladder.hook_checker,
