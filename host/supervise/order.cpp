@@ -214,6 +214,8 @@ void Supervisor::restart_set(Unit* cause, const std::vector<std::string>& names,
   for (const auto& name : names) {
     Unit* u = find(name);
     if (!u || u->remove_when_stopped) continue;
+    // A failure does not start what an operator stopped.
+    if (cause && u != cause && !u->want_running && !u->queued) continue;
     cancel_timer(*u);
     end_find(*u);
     ++u->restarts;

@@ -445,4 +445,12 @@ TEST(Group, AnOperatorStopTakesAWatchOutOfAnOrderedRestart) {
   ASSERT_TRUE(wait_for([&] { return all_ready(d, {"db", "app"}); }, 30s)) << d.output();
   EXPECT_FALSE(wait_for([&] { return d.watch_pid("web") != 0; }, 2s));
   EXPECT_EQ(d.watch_state("web"), "stopped");
+  // Nor does a later failure of what it depends on start it.
+  pid_t app = d.watch_pid("app");
+  ASSERT_EQ(kill(d.watch_pid("db"), SIGKILL), 0);
+  ASSERT_TRUE(wait_for(
+      [&] { return d.watch_pid("app") != app && all_ready(d, {"db", "app"}); }, 30s))
+      << d.output();
+  EXPECT_FALSE(wait_for([&] { return d.watch_pid("web") != 0; }, 2s));
+  EXPECT_EQ(d.watch_state("web"), "stopped");
 }
