@@ -217,6 +217,17 @@ bool Metrics::sample_proc(Proc& p, pid_t pid, MonoTime now, WatchSample& s, doub
     p.status = open_proc(pid, "status");
     p.io = open_proc(pid, "io");  // root, or the same user only
     p.fd_dir = open_proc(pid, "fd", O_PATH | O_DIRECTORY);
+    p.schedstat = open_proc(pid, "schedstat");
+  }
+  // Not scheduled since the last sample: no context switch, no I/O.
+  // (Only the main thread's runs are in /proc/PID/schedstat.)
+  bool ran = true;
+  if (p.schedstat && st.num_threads == 1) {
+    if (auto text = reader_.read_at(p.schedstat.get())) {
+      uint64_t runs = parse_schedstat_runs(*text);
+      ran = !p.seen || runs != p.runs;
+      p.runs = runs;
+    }
   }
 
   double uptime = std::max(0.0, boot_now - static_cast<double>(st.start_time) / kTicks);
@@ -239,7 +250,7 @@ bool Metrics::sample_proc(Proc& p, pid_t pid, MonoTime now, WatchSample& s, doub
   p.utime = st.utime;
   p.stime = st.stime;
 
-  if (p.status) {
+  if (p.status && ran) {
     if (auto text = reader_.read_at(p.status.get())) {
       if (auto ps = parse_proc_status(*text)) {
         s.voluntary_ctxt += p.seen ? grown(ps->voluntary_ctxt, p.vcs) : ps->voluntary_ctxt;
@@ -249,14 +260,16 @@ bool Metrics::sample_proc(Proc& p, pid_t pid, MonoTime now, WatchSample& s, doub
       }
     }
   }
-  if (p.io) {
+  if (p.io && !ran) {
+    s.io_known = s.io_known || p.io_ok;  // unchanged since it was read
+  } else if (p.io) {
     if (auto text = reader_.read_at(p.io.get())) {
       if (auto io = parse_proc_io(*text)) {
         s.read_bytes += p.seen ? grown(io->read_bytes, p.read_bytes) : io->read_bytes;
         s.write_bytes += p.seen ? grown(io->write_bytes, p.write_bytes) : io->write_bytes;
         p.read_bytes = io->read_bytes;
         p.write_bytes = io->write_bytes;
-        s.io_known = true;
+        s.io_known = p.io_ok = true;
       }
     }
   }

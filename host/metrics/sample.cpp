@@ -33,6 +33,19 @@ std::optional<ProcIo> parse_proc_io(std::string_view text) {
   return io;
 }
 
+uint64_t parse_schedstat_runs(std::string_view text) {
+  uint64_t v[3];
+  const char* p = text.data();
+  const char* end = p + text.size();
+  for (uint64_t& x : v) {
+    while (p < end && *p == ' ') ++p;
+    auto [ptr, ec] = std::from_chars(p, end, x);
+    if (ec != std::errc()) return 0;
+    p = ptr;
+  }
+  return v[2];
+}
+
 nlohmann::json WatchSample::to_json() const {
   nlohmann::json j = {{"watch", watch},
                       {"state", state},

@@ -24,6 +24,9 @@ struct ProcIo {
   uint64_t write_bytes = 0;
 };
 std::optional<ProcIo> parse_proc_io(std::string_view text);
+// The third field of /proc/PID/schedstat ("runtime_ns wait_ns runs"): how
+// many times the task was scheduled on a CPU; 0 when unparsable.
+uint64_t parse_schedstat_runs(std::string_view text);
 
 // One watch at one sample. For a members watch every figure is the sum
 // over its member processes, except uptime (the oldest member's).

@@ -144,6 +144,12 @@ TEST(ProcIo, LiveProcessCountsItsOwnWrites) {
   std::filesystem::remove_all(d);
 }
 
+TEST(Schedstat, RunsIsTheThirdField) {
+  EXPECT_EQ(parse_schedstat_runs("1949064 106123 12\n"), 12u);
+  EXPECT_EQ(parse_schedstat_runs("1949064 106123\n"), 0u);
+  EXPECT_EQ(parse_schedstat_runs(""), 0u);
+}
+
 TEST(Prometheus, EveryLineParsesAndFamiliesHaveHelpAndType) {
   WatchSample down;
   down.watch = "down";
