@@ -14,6 +14,12 @@ namespace {
 const double kTicks = static_cast<double>(sysconf(_SC_CLK_TCK));
 const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
+double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 double boot_seconds() {
   timespec ts;
   clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -93,11 +99,13 @@ void Metrics::begin_pass() {
 
 void Metrics::slice() {
   constexpr size_t kSlice = 200;
+  double cpu0 = thread_cpu_seconds();
   MonoTime now = MonoClock::now();
   double wall = wall_seconds();
   size_t end = std::min(queue_.size(), next_ + kSlice);
   for (; next_ < end; ++next_)
     if (const Unit* u = supervisor_.find(queue_[next_])) sample_unit(*u, now, wall);
+  pass_cpu_ += thread_cpu_seconds() - cpu0;
   if (next_ < queue_.size()) {
     timer_ = loop_.after(Duration::zero(), [this] {
       timer_ = 0;
@@ -111,7 +119,13 @@ void Metrics::slice() {
 void Metrics::finish_pass() {
   for (auto it = tracks_.begin(); it != tracks_.end();)
     it = it->second.alive ? std::next(it) : tracks_.erase(it);  // removed from the rules
+  double cpu0 = thread_cpu_seconds();
   if (csv_ && row_count_ > 0) csv_->write(rows_, row_count_, time(nullptr));
+  pass_cpu_ += thread_cpu_seconds() - cpu0;
+  last_pass_cpu_ = pass_cpu_;
+  total_cpu_ += pass_cpu_;
+  pass_cpu_ = 0;
+  ++passes_;
   rows_.clear();
   row_count_ = 0;
   last_pass_ = wall_seconds();
@@ -275,11 +289,15 @@ bool Metrics::sample_proc(Proc& p, pid_t pid, MonoTime now, WatchSample& s, doub
   }
   // Linux >= 6.2 gives the number of open fds as the size of
   // /proc/PID/fd; older kernels say 0, and then the directory is read.
-  int64_t fds = -1;
-  if (struct stat fst; p.fd_dir && fstat(p.fd_dir.get(), &fst) == 0 && fst.st_size > 0)
+  int64_t fds = p.fds;
+  if (!ran && p.fds >= 0) {
+    // unchanged: only the process itself opens and closes its files
+  } else if (struct stat fst; p.fd_dir && fstat(p.fd_dir.get(), &fst) == 0 && fst.st_size > 0) {
     fds = fst.st_size;
-  else if (p.fd_dir)
+  } else if (p.fd_dir) {
     fds = reader_.count_fds(pid);
+  }
+  p.fds = fds;
   if (fds < 0 || s.open_fds < 0)
     s.open_fds = -1;
   else
@@ -296,6 +314,9 @@ nlohmann::json Metrics::to_json() const {
           {"time", last_pass_ > 0 ? nlohmann::json(rfc3339(last_pass_, true)) : nullptr},
           {"csv", csv_ ? nlohmann::json(csv_->path()) : nullptr},
           {"listen", http_ ? nlohmann::json(http_->port()) : nullptr},
+          {"passes", passes_},
+          {"pass_cpu_seconds", last_pass_cpu_},
+          {"cpu_seconds", total_cpu_},
           {"watches", std::move(watches)}};
 }
 

@@ -8,8 +8,9 @@
 // number of open fds, which Linux >= 6.2 reports as the directory's
 // size). A single-threaded process that was not scheduled since the last
 // sample (its schedstat run count did not move) cannot have switched
-// context or done I/O: its status and io are not read (most supervised
-// processes sleep most of the time; this halves the cost of a pass). The descriptors are bound to
+// context, done I/O or opened a file: its status, io and fd count are
+// not read again (most supervised processes sleep most of the time; this
+// halves the cost of a pass). The descriptors are bound to
 // the process: once it is gone the reads fail, even if its pid is reused. A pass samples the
 // watches a slice at a time, yielding to the loop in between.
 #pragma once
@@ -64,9 +65,9 @@ class Metrics {
   struct Proc {
     uint64_t start_time = 0;
     Fd stat, status, io, fd_dir, schedstat;
-    uint64_t runs = 0;
-    bool io_ok =
-        false;  // its io was readable  // schedstat: times scheduled on a CPU (the main thread)
+    uint64_t runs = 0;              // schedstat: times scheduled on a CPU (the main thread)
+    bool io_ok = false;             // its io was readable
+    int64_t fds = -1;               // open fds at the last sample
     uint64_t utime = 0, stime = 0;  // clock ticks at the last sample
     uint64_t read_bytes = 0, write_bytes = 0, vcs = 0, ivcs = 0;
     MonoTime at;
@@ -100,6 +101,10 @@ class Metrics {
   MonoTime pass_start_;
   TimerId timer_ = 0;
   double last_pass_ = 0;  // wall time of the last complete pass
+  // The sampler's own CPU time (thread CPU clock): the pass in progress,
+  // the last complete one, all passes.
+  double pass_cpu_ = 0, last_pass_cpu_ = 0, total_cpu_ = 0;
+  uint64_t passes_ = 0;
 };
 
 }  // namespace vigil

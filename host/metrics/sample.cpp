@@ -228,7 +228,14 @@ const char* const kCsvHeader =
     "involuntary_ctxt_switches,uptime_seconds,cpu_user_seconds,cpu_system_seconds\n";
 
 void append_csv_row(std::string& out, const WatchSample& s) {
-  out += rfc3339(s.time, true);
+  // The rows of one pass share their time: format it once.
+  static double cached_time = -1;
+  static std::string cached_text;
+  if (s.time != cached_time) {
+    cached_time = s.time;
+    cached_text = rfc3339(s.time, true);
+  }
+  out += cached_text;
   out += ',';
   // RFC 4180: quote a field holding a comma, a quote or a line break.
   if (s.watch.find_first_of(",\"\r\n") != std::string::npos) {
