@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -328,4 +329,54 @@ TEST(Metrics, BadOptionsNameTheValue) {
                    "--state-dir", d.state_dir(), "--metrics-interval", "0"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--metrics-interval"), std::string::npos) << r.err;
+}
+
+// A members watch is the sum of its processes: two copies of a shell (one
+// in a busy loop, one waiting) that vigil did not start.
+TEST(Metrics, MembersWatchSumsItsProcesses) {
+  Daemon d;
+  std::string name = "vm" + std::filesystem::path(d.dir()).filename().string().substr(10, 10);
+  std::string prog = d.dir() + "/" + name;
+  std::filesystem::copy_file("/bin/sh", prog);
+  std::filesystem::permissions(prog, std::filesystem::perms::owner_all);
+  pid_t busy = spawn_external({prog, "-c", "while :; do :; done"});
+  // Blocked opening a FIFO nobody writes: asleep, and without a child.
+  std::string fifo = d.dir() + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  pid_t idle = spawn_external({prog, "-c", "read x < " + fifo});
+  d.write_rule("a.lua", "watch \"pair\" { match = { name = \"" + name +
+                            "\" }, count = { min = 0 }, checks = false }\n");
+  ASSERT_TRUE(d.start({"--metrics-interval", "0.3", "--no-metrics-csv"})) << d.output();
+  nlohmann::json w;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto r = d.cli({"top", "--json"});
+        if (r.code != 0) return false;
+        auto all = nlohmann::json::parse(r.out);
+        if (all.size() != 1 || all[0]["processes"] != 2) return false;
+        w = all[0];
+        // A few samples after both were first seen.
+        return w["uptime"].get<double>() > 1.5;
+      },
+      20s))
+      << d.output() << w.dump();
+  EXPECT_TRUE(w["pid"].is_null()) << w.dump();
+  EXPECT_EQ(w["threads"], 2);
+  EXPECT_GE(w["open_fds"].get<int>(), 6);  // 3 each at least
+  double cpu = w["cpu_user_percent"].get<double>() + w["cpu_system_percent"].get<double>();
+  EXPECT_GE(cpu, 30) << w.dump();
+  EXPECT_LE(cpu, 215) << w.dump();
+  // One member ends: the count drops, the counters do not.
+  double before = w["cpu_user_seconds"].get<double>();
+  kill(busy, SIGKILL);
+  reap(busy);
+  ASSERT_TRUE(wait_for([&] {
+    auto r = d.cli({"top", "--json"});
+    if (r.code != 0) return false;
+    w = nlohmann::json::parse(r.out)[0];
+    return w["processes"] == 1;
+  }));
+  EXPECT_GE(w["cpu_user_seconds"].get<double>(), before);
+  kill(idle, SIGKILL);
+  reap(idle);
 }
