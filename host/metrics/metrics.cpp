@@ -132,21 +132,6 @@ void Metrics::finish_pass() {
   schedule();
 }
 
-void Metrics::sample_now() {
-  if (timer_) loop_.cancel(timer_);
-  timer_ = 0;
-  queue_.clear();
-  for (const auto& [name, u] : supervisor_.units()) queue_.push_back(name);
-  for (auto& [name, t] : tracks_) t.alive = false;
-  next_ = queue_.size();
-  MonoTime now = MonoClock::now();
-  double wall = wall_seconds();
-  for (const auto& name : queue_)
-    if (const Unit* u = supervisor_.find(name)) sample_unit(*u, now, wall);
-  pass_start_ = MonoClock::now();
-  finish_pass();
-}
-
 void Metrics::sample_unit(const Unit& u, MonoTime now, double wall) {
   Track& t = tracks_[u.name];
   t.alive = true;

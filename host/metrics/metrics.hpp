@@ -58,8 +58,6 @@ class Metrics {
   nlohmann::json to_json() const;
   std::string prometheus() const;
   int http_port() const { return http_ ? http_->port() : 0; }
-  // One whole pass at once (tests and benchmarks).
-  void sample_now();
 
  private:
   struct Proc {
