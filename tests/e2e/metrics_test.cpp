@@ -294,6 +294,24 @@ TEST(Metrics, PrometheusScrapeParsesAndCountersGrow) {
       20s))
       << d.output();
   EXPECT_GE(third[cpu_user], second[cpu_user]);
+  // A reload keeps the counters (the host owns them, not the rules).
+  ASSERT_EQ(d.cli({"reload"}).code, 0);
+  auto reloaded = parse_scrape(http_get(port, "/metrics"));
+  EXPECT_GE(reloaded[cpu_user], third[cpu_user]);
+  EXPECT_GE(reloaded["vigil_watch_restarts_total{watch=\"busy\"}"], 1);
+
+  // A client that sends half a request and stalls holds up nothing: the
+  // daemon answers its control socket and other scrapes meanwhile.
+  vigil::Fd stalled(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(stalled.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(write(stalled.get(), "GET /met", 8), 8);
+  EXPECT_EQ(d.cli({"ping"}).code, 0);
+  EXPECT_TRUE(parse_scrape(http_get(port, "/metrics")).contains(cpu_user));
+
   auto other = http_get(port, "/nothing");
   EXPECT_TRUE(other.starts_with("HTTP/1.1 404")) << other;
 }
