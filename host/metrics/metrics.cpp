@@ -251,11 +251,11 @@ bool Metrics::sample_proc(Proc& p, pid_t pid, MonoTime now, WatchSample& s, doub
 
   if (p.status && ran) {
     if (auto text = reader_.read_at(p.status.get())) {
-      if (auto ps = parse_proc_status(*text)) {
-        s.voluntary_ctxt += p.seen ? grown(ps->voluntary_ctxt, p.vcs) : ps->voluntary_ctxt;
-        s.involuntary_ctxt += p.seen ? grown(ps->nonvoluntary_ctxt, p.ivcs) : ps->nonvoluntary_ctxt;
-        p.vcs = ps->voluntary_ctxt;
-        p.ivcs = ps->nonvoluntary_ctxt;
+      if (uint64_t v, iv; parse_ctxt_switches(*text, v, iv)) {
+        s.voluntary_ctxt += p.seen ? grown(v, p.vcs) : v;
+        s.involuntary_ctxt += p.seen ? grown(iv, p.ivcs) : iv;
+        p.vcs = v;
+        p.ivcs = iv;
       }
     }
   }

@@ -33,6 +33,19 @@ std::optional<ProcIo> parse_proc_io(std::string_view text) {
   return io;
 }
 
+bool parse_ctxt_switches(std::string_view status, uint64_t& voluntary, uint64_t& involuntary) {
+  auto field = [&](std::string_view key, uint64_t& out) {
+    size_t at = status.rfind(key);
+    if (at == std::string_view::npos) return false;
+    const char* p = status.data() + at + key.size();
+    const char* end = status.data() + status.size();
+    while (p < end && (*p == ' ' || *p == '\t')) ++p;
+    return std::from_chars(p, end, out).ec == std::errc();
+  };
+  return field("\nnonvoluntary_ctxt_switches:", involuntary) &&
+         field("\nvoluntary_ctxt_switches:", voluntary);
+}
+
 uint64_t parse_schedstat_runs(std::string_view text) {
   uint64_t v[3];
   const char* p = text.data();

@@ -24,6 +24,9 @@ struct ProcIo {
   uint64_t write_bytes = 0;
 };
 std::optional<ProcIo> parse_proc_io(std::string_view text);
+// The two context-switch lines of /proc/PID/status (its last lines: found
+// from the end, without parsing the rest); false if either is missing.
+bool parse_ctxt_switches(std::string_view status, uint64_t& voluntary, uint64_t& involuntary);
 // The third field of /proc/PID/schedstat ("runtime_ns wait_ns runs"): how
 // many times the task was scheduled on a CPU; 0 when unparsable.
 uint64_t parse_schedstat_runs(std::string_view text);

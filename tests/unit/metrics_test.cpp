@@ -22,6 +22,7 @@
 #include "host/metrics/csv_writer.hpp"
 #include "host/metrics/http_endpoint.hpp"
 #include "host/metrics/sample.hpp"
+#include "host/proc/proc_files.hpp"
 
 using namespace vigil;
 using namespace std::chrono_literals;
@@ -142,6 +143,30 @@ TEST(ProcIo, LiveProcessCountsItsOwnWrites) {
   ASSERT_TRUE(after);
   EXPECT_GE(after->wchar - before->wchar, 100000u);
   std::filesystem::remove_all(d);
+}
+
+TEST(CtxtSwitches, FromTheEndOfStatus) {
+  // The tail of a recorded /proc/PID/status (kernel 6.18).
+  const char* status =
+      "Name:\tsleep\nUid:\t0\t0\t0\t0\nThreads:\t1\n"
+      "Mems_allowed_list:\t0\n"
+      "voluntary_ctxt_switches:\t17\n"
+      "nonvoluntary_ctxt_switches:\t3\n";
+  uint64_t v = 0, iv = 0;
+  ASSERT_TRUE(parse_ctxt_switches(status, v, iv));
+  EXPECT_EQ(v, 17u);
+  EXPECT_EQ(iv, 3u);
+  EXPECT_FALSE(parse_ctxt_switches("Name:\tx\nvoluntary_ctxt_switches:\t1\n", v, iv));
+  EXPECT_FALSE(parse_ctxt_switches("", v, iv));
+  // A live one agrees with the full status parser.
+  std::ifstream f("/proc/self/status");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto full = parse_proc_status(ss.str());
+  ASSERT_TRUE(full);
+  ASSERT_TRUE(parse_ctxt_switches(ss.str(), v, iv));
+  EXPECT_EQ(v, full->voluntary_ctxt);
+  EXPECT_EQ(iv, full->nonvoluntary_ctxt);
 }
 
 TEST(Schedstat, RunsIsTheThirdField) {
