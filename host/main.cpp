@@ -12,6 +12,7 @@
 #include "host/core/clock.hpp"
 #include "host/daemon/daemon.hpp"
 #include "host/daemon/paths.hpp"
+#include "host/metrics/top.hpp"
 #include "lua/runtime.hpp"
 
 using nlohmann::json;
@@ -26,6 +27,9 @@ Daemon:
       [--syslog] [--quiet] [--rule-budget SECONDS] [--no-watch-rules]
       [--no-proc-events] [--scan-interval SECONDS]
       [--allow-reboot] [--reboot-interval SECONDS]
+      [--metrics] [--metrics-interval SECONDS] [--metrics-dir DIR]
+      [--no-metrics-csv] [--metrics-max-bytes N] [--metrics-keep N]
+      [--metrics-listen HOST:PORT]
                           run in the foreground on the rules
   check FILE|DIR [--stdlib DIR]
                           load rules without running anything
@@ -40,6 +44,8 @@ Control (talks to the running daemon):
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--watch NAME] [--json]
+  top [--once] [--json]   live CPU, memory, fds, I/O of every watch (needs
+                          a daemon run with --metrics)
   ping                    is the daemon there? (exit 0 if it answers)
   quit [--keep]           stop the daemon (--keep: leave every process
                           running; the next vigil re-adopts them)
@@ -217,12 +223,49 @@ void print_events(const json& r) {
            e["message"].get<std::string>().c_str());
 }
 
+// Metrics are off unless asked for: --metrics, or any --metrics-* option.
+void parse_metrics_options(const Args& a, MetricsOptions& m) {
+  bool on = a.flag("--metrics");
+  auto number = [&](const char* key, double min) -> std::optional<double> {
+    auto v = a.option(key);
+    if (!v) return std::nullopt;
+    on = true;
+    char* end = nullptr;
+    double d = strtod(v->c_str(), &end);
+    if (v->empty() || !end || *end || !(d >= min)) {
+      char lim[32];
+      snprintf(lim, sizeof lim, "%g", min);
+      usage_error(std::string(key) + ": expected a number >= " + lim + ", got '" + *v + "'");
+    }
+    return d;
+  };
+  m.interval = number("--metrics-interval", 0.1).value_or(10);
+  if (auto d = number("--metrics-max-bytes", 4096)) m.csv_max_bytes = static_cast<uint64_t>(*d);
+  if (auto k = number("--metrics-keep", 0)) m.csv_keep = static_cast<size_t>(*k);
+  if (auto d = a.option("--metrics-dir")) {
+    if (d->empty()) usage_error("--metrics-dir: expected a directory, got ''");
+    m.csv_dir = *d;
+    on = true;
+  }
+  if (a.flag("--no-metrics-csv")) m.csv = false, on = true;
+  if (auto l = a.option("--metrics-listen")) {
+    ListenAddress addr;
+    std::string err;
+    if (!parse_listen_address(*l, addr, err)) usage_error("--metrics-listen: " + err);
+    m.listen = *l;
+    on = true;
+  }
+  if (!on) m.interval = 0;
+}
+
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   Args a =
       parse_args(argc, argv, first,
                  {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket",
-                  "--scan-interval", "--reboot-interval"},
-                 {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events", "--allow-reboot"});
+                  "--scan-interval", "--reboot-interval", "--metrics-interval", "--metrics-dir",
+                  "--metrics-listen", "--metrics-max-bytes", "--metrics-keep"},
+                 {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events", "--allow-reboot",
+                  "--metrics", "--no-metrics-csv"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -248,6 +291,7 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
     if (!end || *end || o.cluster.reboot_interval < 60)
       usage_error("--reboot-interval: expected seconds (>= 60), got " + *v);
   }
+  parse_metrics_options(a, o.metrics);
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
     o.callback_budget = strtod(b->c_str(), &end);
@@ -311,6 +355,16 @@ int main(int argc, char** argv) {
   if (cmd == "version") {
     printf("vigil %s\n", VIGIL_VERSION);
     return 0;
+  }
+
+  if (cmd == "top") {
+    Args a = parse_args(argc, argv, i, {"--socket"}, {"--once", "--json"});
+    if (!a.positional.empty()) usage_error("top takes no arguments");
+    TopOptions t;
+    t.socket = a.option("--socket").value_or(socket);
+    t.once = a.flag("--once");
+    t.json = a.flag("--json");
+    return run_top(t);
   }
 
   json req = {{"cmd", cmd}};

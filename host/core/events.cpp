@@ -47,6 +47,15 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::JournalUnreadable, "VGL0011", S::Error, "journal_unreadable",
      "cannot read the process journal: {error}; processes of a previous vigil are not "
      "re-adopted"},
+    {Msg::MetricsStarted, "VGL0020", S::Info, "metrics_started",
+     "metrics: sampling every {interval}s (csv {csv}, prometheus {listen})"},
+    {Msg::MetricsWriteFailed, "VGL0021", S::Error, "metrics_write_failed",
+     "metrics CSV {path}: {error}; samples are dropped until it can be written again, "
+     "monitoring goes on"},
+    {Msg::MetricsWriteRecovered, "VGL0022", S::Notice, "metrics_write_recovered",
+     "metrics CSV {path} is written again ({dropped} rows were dropped)"},
+    {Msg::MetricsListenFailed, "VGL0023", S::Error, "metrics_listen_failed",
+     "metrics endpoint cannot listen on {address}: {error}; monitoring goes on without it"},
     {Msg::ProcessStarted, "VGL0101", S::Info, "process_started", "{watch}: started pid {pid}"},
     {Msg::ProcessExited, "VGL0102", S::Warning, "process_exited",
      "{watch}: pid {pid} {how} after {uptime}s"},

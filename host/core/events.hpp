@@ -35,6 +35,10 @@ enum class Msg {
   ProcEventsUnavailable,  // VGL0009
   ProcEventsLost,         // VGL0010
   JournalUnreadable,      // VGL0011
+  MetricsStarted,         // VGL0020
+  MetricsWriteFailed,     // VGL0021
+  MetricsWriteRecovered,  // VGL0022
+  MetricsListenFailed,    // VGL0023
   ProcessStarted,         // VGL0101
   ProcessExited,          // VGL0102
   SpawnFailed,            // VGL0103

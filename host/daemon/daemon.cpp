@@ -38,6 +38,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
 Daemon::~Daemon() {
   // Children first, then the rules that reference them.
   control_.reset();
+  metrics_.reset();
   if (proc_events_) proc_events_->set_handler({});
   if (supervisor_) supervisor_->set_policy(nullptr);
   if (log_) log_->set_listener({});
@@ -143,6 +144,12 @@ bool Daemon::start(std::string& error) {
   }
   if (options_.watch_rules && !watch_rule_dirs(error)) return false;
   schedule_rotation();
+  if (options_.metrics.enabled()) {
+    if (options_.metrics.csv_dir.empty())
+      options_.metrics.csv_dir = options_.state_dir + "/metrics";
+    metrics_ = std::make_unique<Metrics>(loop_, *log_, *supervisor_, options_.metrics);
+    metrics_->start();
+  }
   log_->emit(Msg::DaemonStarted, "",
              {{"version", VIGIL_VERSION},
               {"pid", getpid()},
@@ -330,6 +337,10 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     reply(ok_reply(status_json()));
     malloc_trim(0);  // a big reply's buffers are garbage now
     return;
+  }
+  if (cmd == "metrics") {
+    if (!metrics_) return reply(error_reply("metrics are off: start vigil with --metrics"));
+    return reply(ok_reply(metrics_->to_json()));
   }
   if (cmd == "reload") {
     auto errors = reload("vigil reload");

@@ -11,6 +11,7 @@
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/metrics/metrics.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
 #include "lua/runtime.hpp"
@@ -29,6 +30,7 @@ struct DaemonOptions {
   bool proc_events = true;      // use the kernel's process events (else scan /proc)
   double scan_interval = 5;     // seconds between /proc scans without them
   ClusterOptions cluster;       // reboot guard (state_dir filled in at start)
+  MetricsOptions metrics;       // off unless metrics.interval > 0
 };
 
 class Daemon {
@@ -64,6 +66,7 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
   Fd signal_fd_;
   Fd inotify_fd_;
   TimerId reload_debounce_ = 0;

@@ -182,6 +182,18 @@ bool ProcReader::stat_at(int fd, ProcStat& out) {
   return parse_proc_stat(std::string_view(buf_.data(), static_cast<size_t>(n)), out);
 }
 
+std::optional<std::string_view> ProcReader::read_at(int fd) {
+  for (;;) {
+    ssize_t n = ::pread(fd, buf_.data(), buf_.size() - 1, 0);
+    if (n < 0) return std::nullopt;
+    if (static_cast<size_t>(n) < buf_.size() - 1) {
+      buf_[static_cast<size_t>(n)] = '\0';
+      return std::string_view(buf_.data(), static_cast<size_t>(n));
+    }
+    buf_.resize(buf_.size() * 2);  // it may not have fitted: read it whole
+  }
+}
+
 std::optional<ProcStat> ProcReader::stat(pid_t pid) {
   ProcStat st;
   if (!stat(pid, st)) return std::nullopt;

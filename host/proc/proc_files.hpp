@@ -67,6 +67,8 @@ class ProcReader {
   // (a third of the cost). The descriptor stays bound to its process: once
   // that is gone the read fails, even if the pid is reused.
   bool stat_at(int fd, ProcStat& out);
+  // The text of an open /proc file (status, io), with one pread.
+  std::optional<std::string_view> read_at(int fd);
   std::optional<ProcStatus> status(pid_t pid);
   // Arguments joined by spaces; "" for kernel threads.
   std::optional<std::string_view> cmdline(pid_t pid);
