@@ -140,3 +140,31 @@ TEST(Dump, AnUnwritableDumpDirectoryIsReportedAndRecoveryGoesOn) {
   ASSERT_TRUE(d.wait_event("VGL0101", "w", 2)) << d.output();
   EXPECT_EQ(d.cli({"ping"}).code, 0);
 }
+
+TEST(Dump, AFullDiskCutsTheDumpAndRecoveryGoesOn) {
+  Daemon d;
+  d.write_rule("a.lua", "watch \"w\" { start = { \"/bin/sleep\", \"1000\" }, dump = true }\n");
+  ASSERT_TRUE(d.start());
+  std::string dir = d.state_dir() + "/dumps";
+  fs::create_directories(dir);
+  // A real full disk: a 64 KB tmpfs, filled up.
+  if (run_command({"/bin/mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir}).code != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { run_command({"/bin/umount", "-l", dir}); }
+  } unmount{dir};
+  run_command({"/bin/dd", "if=/dev/zero", "of=" + dir + "/fill", "bs=1k", "count=100"});
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("w") != 0; }));
+  ASSERT_EQ(kill(d.watch_pid("w"), SIGKILL), 0);
+  // Whatever could be written (a directory entry, maybe nothing) is
+  // reported; the watch is restarted as always.
+  ASSERT_TRUE(wait_for([&] {
+    return d.count_events("VGL0157", "w") + d.count_events("VGL0158", "w") > 0;
+  })) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0101", "w", 2)) << d.output();
+  auto ev =
+      d.count_events("VGL0158", "w") ? d.last_event("VGL0158", "w") : d.last_event("VGL0157", "w");
+  EXPECT_TRUE(has(ev.dump(), "No space left on device")) << ev.dump();
+  EXPECT_EQ(d.cli({"ping"}).code, 0);
+}
