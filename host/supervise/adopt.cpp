@@ -443,8 +443,8 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
   if (ev.kind == ProcEvent::Kind::Exit) {
     if (adopted_.contains(ev.pid)) exits_[ev.pid] = ExitStatus::from_wait(ev.status);
     std::vector<std::string> in;
-    for (const auto& [name, u] : units_)
-      if (u->m && u->m->members.contains(ev.pid)) in.push_back(name);
+    for (const auto& name : matching_)
+      if (Unit* u = find(name); u && u->m && u->m->members.contains(ev.pid)) in.push_back(name);
     // One by one, looked up again: the rules run between them.
     for (const auto& name : in)
       if (Unit* u = find(name)) member_removed(*u, ev.pid);
@@ -461,11 +461,11 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
     }
     return have_stat;
   };
-  std::vector<std::string> names;
-  for (const auto& [name, u] : units_) names.push_back(name);
+  // Only watches with a match care; copied, as the rules run in between.
+  std::vector<std::string> names(matching_.begin(), matching_.end());
   for (const auto& name : names) {
     Unit* u = find(name);
-    if (!u || u->remove_when_stopped) continue;
+    if (!u || !u->m || u->remove_when_stopped) continue;
     if (u->kind() == Unit::Kind::Members) {
       if (ev.kind == ProcEvent::Kind::Fork && u->m->match.inherited_by_fork()) {
         // A fork of a member is a member, of anything else is not.

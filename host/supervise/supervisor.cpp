@@ -196,8 +196,10 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   if (d.match) {
     u.m = std::make_unique<Unit::Matching>(
         Unit::Matching{std::move(*d.match), std::move(d.adopt), d.count, {}});
+    matching_.insert(u.name);
   } else {
     u.m.reset();
+    matching_.erase(u.name);
   }
   u.out = OutputLog();
   u.err = OutputLog();
@@ -752,6 +754,7 @@ void Supervisor::erase(const std::string& name) {
   stop_probes(u);
   journal_.clear(name);
   units_.erase(it);
+  matching_.erase(name);
   unqueue(name);
 }
 

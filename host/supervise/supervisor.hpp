@@ -393,7 +393,7 @@ class Supervisor {
   // event that asked) before recovery acts; the directory, or nullopt and
   // `error`. Commands and the core image finish later.
   std::optional<std::string> dump(Unit& u, const nlohmann::json& trigger, const DumpOptions& o,
-                                   std::string& error);
+                                  std::string& error);
   const std::string& dump_dir() const { return dump_dir_; }
 
   // Rotates output logs that grew past their size.
@@ -488,6 +488,7 @@ class Supervisor {
   std::map<std::string, JournalEntry> journal_previous_;
   Policy* policy_ = nullptr;
   std::map<std::string, std::unique_ptr<Unit>> units_;
+  std::set<std::string> matching_;  // units with a match: what process events concern
 
   ProcEvents* events_ = nullptr;
   double scan_interval_ = 5;
