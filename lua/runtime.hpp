@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/core/events.hpp"
+#include "host/log/sink.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
 
@@ -57,6 +58,10 @@ class RuleRuntime : public Policy {
   // Hands the declarations over (the supervisor keeps its own copy of
   // each spec; the runtime need not carry a second one).
   std::vector<Declaration> take_declarations();
+
+  // The sinks the rules declared with vigil.log.sink (their formatters
+  // call into this state while it lives).
+  std::vector<SinkSpec> take_sinks();
 
   // The state becomes the live one: actions are allowed, timers armed,
   // events delivered.
