@@ -191,6 +191,12 @@ nlohmann::json Event::to_json() const {
   return j;
 }
 
+const std::string& Event::json_line() const {
+  if (json_line_.empty())
+    json_line_ = to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_line_;
+}
+
 EventLog::EventLog(const LogOptions& options) : capacity_(options.ring_capacity) {
   // Console and text file need no loop; the daemon adds the others.
   if (options.console) {
@@ -283,8 +289,7 @@ void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::jso
   write_sinks(ev, rule_sinks_);
   --writing_;
   if (ring_.size() >= capacity_) ring_.pop_front();
-  ring_.push_back({ev.watch, message_def(msg).id,
-                   ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+  ring_.push_back({ev.watch, message_def(msg).id, ev.json_line()});
   if (listener_) listener_(ev);
   // What sinks reported while writing this event comes after it.
   while (writing_ == 0 && !reports_.empty()) {

@@ -110,6 +110,12 @@ struct Event {
   std::string text;       // rendered
 
   nlohmann::json to_json() const;
+  // to_json() as one line of text, made once and shared by the ring, the
+  // history and the JSON sinks.
+  const std::string& json_line() const;
+
+ private:
+  mutable std::string json_line_;
 };
 
 // Renders "{a} and {b}" from fields; unknown placeholders stay as they are.

@@ -153,10 +153,7 @@ class FileSink : public Sink {
     if (ev.severity < spec_.min_severity) return;
     std::string line;
     if (spec_.kind == "json")
-      line = (formatted
-                  ? *formatted
-                  : ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)) +
-             "\n";
+      line = (formatted ? *formatted : ev.json_line()) + "\n";
     else
       line = text_line(ev, formatted ? *formatted : ev.text, formatted != nullptr);
     std::string error;
