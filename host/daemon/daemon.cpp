@@ -82,7 +82,9 @@ bool Daemon::start(std::string& error) {
   }
   if (options_.log.file.empty()) options_.log.file = options_.state_dir + "/vigil.log";
   try {
-    log_ = std::make_unique<EventLog>(options_.log);
+    LogOptions lo = options_.log;
+    lo.file.clear();  // made below, on the loop: its lines are written once per iteration
+    log_ = std::make_unique<EventLog>(lo);
   } catch (const std::exception& e) {
     error = std::string("event log: ") + e.what();
     return false;
@@ -95,8 +97,14 @@ bool Daemon::start(std::string& error) {
   history.max_bytes = options_.history_max_bytes;
   history.keep = 1;
   history.min_severity = Severity::Debug;
+  SinkSpec text;
+  text.kind = "file";
+  text.path = options_.log.file;
+  text.max_bytes = options_.log.file_max_bytes;
+  text.keep = options_.log.file_keep;
+  text.min_severity = options_.log.min_severity;
   std::vector<SinkSpec> specs = options_.sinks;
-  specs.insert(specs.begin(), history);
+  specs.insert(specs.begin(), {text, history});
   for (const auto& spec : specs) {
     std::string e;
     auto sink = make_sink(spec, &loop_, reporter, e);
