@@ -142,7 +142,7 @@ int l_sink(lua_State* L) {
         spec.format = [state, alive, ref](const Event& ev, std::string& out,
                                           std::string& err) -> bool {
           if (alive.expired() || !state->live) {
-            err = "the rules that declared it are not running";
+            err.clear();  // between a reload's swap and the new sinks: quietly the default
             return false;
           }
           lua_State* S = state->L;

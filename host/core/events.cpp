@@ -258,7 +258,7 @@ void EventLog::write_sinks(const Event& ev, std::vector<std::unique_ptr<Sink>>& 
       continue;
     }
     sink.write(ev, nullptr);
-    if (!sink.formatter_failed_) {
+    if (!sink.formatter_failed_ && !error.empty()) {
       sink.formatter_failed_ = true;
       reports_.emplace_back(Msg::SinkFormatFailed, nlohmann::json{{"sink", sink.spec().name()},
                                                                   {"error", error},

@@ -271,8 +271,9 @@ TEST(Sinks, JournaldReceivesNativeEntries) {
     }
   } stop{d.dir() + "/journald.pid"};
   d.write_rule("a.lua", std::string(kCrash) +
-                            "vigil.log.sink { kind = \"journald\", format = function(ev) return "
-                            "\"J \" .. ev.message .. \"\\nsecond line\" end }\n");
+                            "vigil.log.sink { kind = \"journald\", format = function(ev)\n"
+                            "  if ev.id == \"VGL0101\" then return string.rep(\"x\", 400000) end\n"
+                            "  return \"J \" .. ev.message .. \"\\nsecond line\" end }\n");
   ASSERT_TRUE(d.start()) << d.output() << read_file(d.dir() + "/journald.out");
   ASSERT_TRUE(d.wait_event("VGL0102", "crash", 1, 15s)) << d.output();
   std::string pid = std::to_string(d.pid());
@@ -293,4 +294,10 @@ TEST(Sinks, JournaldReceivesNativeEntries) {
   EXPECT_NE(found.find("\"VIGIL_HOW\":\"exited 3\""), std::string::npos) << found;
   EXPECT_NE(found.find("second line"), std::string::npos) << "a multi-line MESSAGE: " << found;
   EXPECT_EQ(d.count_events("VGL0012"), 0) << d.output();
+  // 400 KB is more than a datagram can carry: it went as a sealed memfd.
+  auto big = run_command({"/usr/bin/nsenter", "-t", pid, "-m", "journalctl", "-D",
+                          "/run/log/journal", "--no-pager", "-o", "json", "--all",
+                          "--output-fields=VIGIL_ID,MESSAGE", "VIGIL_ID=VGL0101"});
+  EXPECT_NE(big.out.find(std::string(1000, 'x')), std::string::npos)
+      << big.out.substr(0, 500) << big.err;
 }
