@@ -25,7 +25,9 @@ bool have(const std::string& path) {
 // UDP and TCP on `port` (when > 0), everything to dir/all.log as RFC 5424.
 class Rsyslog {
  public:
-  Rsyslog(const std::string& dir, int port) : dir_(dir) {
+  // `rules`: the filter part of the config; by default everything to
+  // dir/all.log as RFC 5424.
+  Rsyslog(const std::string& dir, int port, const std::string& rules = "") : dir_(dir) {
     std::filesystem::create_directories(dir);
     std::string conf = "global(workDirectory=\"" + dir + "\")\n" +
                        "module(load=\"imuxsock\" SysSock.Use=\"off\")\n" +
@@ -37,12 +39,14 @@ class Rsyslog {
               "\")\nmodule(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"" +
               p + "\")\n";
     }
-    conf +=
-        "template(name=\"rfc5424\" type=\"string\" string=\"<%PRI%>1 "
-        "%TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% %MSGID% "
-        "%STRUCTURED-DATA% %msg%\\n\")\n"
-        "*.* action(type=\"omfile\" file=\"" +
-        log() + "\" template=\"rfc5424\")\n";
+    if (!rules.empty()) conf += rules;
+    if (rules.empty())
+      conf +=
+          "template(name=\"rfc5424\" type=\"string\" string=\"<%PRI%>1 "
+          "%TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% %MSGID% "
+          "%STRUCTURED-DATA% %msg%\\n\")\n"
+          "*.* action(type=\"omfile\" file=\"" +
+          log() + "\" template=\"rfc5424\")\n";
     write_file(dir + "/rsyslog.conf", conf);
     pid_ = fork();
     if (pid_ == 0) {
@@ -127,6 +131,35 @@ TEST(Sinks, RsyslogReceivesRfc5424OverUnixUdpAndTcp) {
   EXPECT_TRUE(rs.wait_line({"<28>1 ", " VGL0102 [vigil@32473 ", "] TCP VGL0102 crash"}))
       << read_file(rs.log());
   EXPECT_EQ(d.count_events("VGL0012"), 0) << d.output();
+}
+
+TEST(Sinks, ExampleRsyslogFilterRoutesByMsgidAndSeverity) {
+  NEED_RSYSLOG();
+  Daemon d;
+  std::string dir = d.dir() + "/syslog";
+  std::string example =
+      read_file(std::string(VIGIL_SOURCE_DIR) + "/docs/examples/rsyslog-vigil.conf");
+  ASSERT_FALSE(example.empty());
+  for (size_t at; (at = example.find("/var/log/vigil/")) != std::string::npos;)
+    example.replace(at, 15, dir + "/");
+  Rsyslog rs(dir, 0, example);
+  ASSERT_TRUE(rs.ready()) << read_file(dir + "/rsyslogd.out");
+  // Quick failures exhaust the budget: VGL0105 is critical.
+  d.write_rule("a.lua",
+               "watch \"api\" { start = { \"/bin/sh\", \"-c\", \"exit 3\" },\n"
+               "  restart = { limit = 2, within = \"1m\", backoff = \"10ms\" } }\n");
+  ASSERT_TRUE(d.start({"--syslog", "--syslog-address", "unix:" + rs.socket()})) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0105", "api", 1, 15s)) << d.output();
+  auto has = [&](const std::string& file, const std::string& needle) {
+    return read_file(dir + "/" + file).find(needle) != std::string::npos;
+  };
+  EXPECT_TRUE(wait_for([&] { return has("critical.log", " VGL0105 [vigil@32473 "); }, 15s))
+      << read_file(dir + "/critical.log") << read_file(dir + "/rsyslogd.out");
+  EXPECT_FALSE(has("critical.log", " VGL0101 ")) << "info events are not critical";
+  EXPECT_TRUE(wait_for([&] { return has("deaths.log", " VGL0102 "); }, 15s));
+  EXPECT_FALSE(has("deaths.log", " VGL0105 "));
+  EXPECT_TRUE(wait_for([&] { return has("api.log", " VGL0101 "); }, 15s));
+  EXPECT_TRUE(wait_for([&] { return has("all.log", " VGL0001 "); }, 15s));
 }
 
 TEST(Sinks, UnreachableSyslogIsReportedAndRestartsGoOn) {
