@@ -334,3 +334,25 @@ TEST(Sinks, JournaldReceivesNativeEntries) {
   EXPECT_NE(big.out.find(std::string(1000, 'x')), std::string::npos)
       << big.out.substr(0, 500) << big.err;
 }
+
+TEST(Sinks, ReloadSwapsTheFormatterOfAKeptSink) {
+  Daemon d;
+  std::string json = d.dir() + "/out.log";
+  auto rules = [&](const std::string& tag) {
+    return std::string(kCrash) + "vigil.log.sink { kind = \"file\", path = \"" + json +
+           "\", format = function(ev) return \"" + tag + " \" .. ev.id end }\n";
+  };
+  d.write_rule("a.lua", rules("FIRST"));
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(
+      wait_for([&] { return read_file(json).find("FIRST VGL0101") != std::string::npos; }, 15s))
+      << read_file(json);
+  d.write_rule("a.lua", rules("SECOND"));
+  auto r = d.cli({"reload"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(
+      wait_for([&] { return read_file(json).find("SECOND VGL0101") != std::string::npos; }, 15s))
+      << read_file(json);
+  EXPECT_EQ(d.count_events("VGL0016"), 0) << d.events().dump(1);
+  EXPECT_EQ(d.count_events("VGL0017"), 0);
+}
