@@ -40,8 +40,10 @@ Control (talks to the running daemon):
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
   events [-n N] [--since DURATION] [--watch NAME] [--id VGLnnnn] [--json]
+         [--state-dir DIR]
                           recent events; --since (e.g. 90s, 30m, 1h, 2d)
-                          reads the persistent history
+                          reads the persistent history (also with no
+                          daemon running: then from DIR)
   ping                    is the daemon there? (exit 0 if it answers)
   quit [--keep]           stop the daemon (--keep: leave every process
                           running; the next vigil re-adopts them)
@@ -322,6 +324,7 @@ int main(int argc, char** argv) {
   bool as_json = false;
   double history_since = -1;  // events --since: read the history files
   size_t history_limit = 0;   // ... the newest N of them (0: all)
+  std::string history_dir;    // ... found here when no daemon answers
   if (cmd == "status" || cmd == "reload" || cmd == "ping") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
@@ -358,8 +361,9 @@ int main(int argc, char** argv) {
     req["value"] = a.positional[2];
     as_json = a.flag("--json");
   } else if (cmd == "events") {
-    Args a =
-        parse_args(argc, argv, i, {"-n", "--watch", "--socket", "--since", "--id"}, {"--json"});
+    Args a = parse_args(
+        argc, argv, i, {"-n", "--watch", "--socket", "--since", "--id", "--state-dir"}, {"--json"});
+    history_dir = a.option("--state-dir").value_or(default_state_dir());
     if (auto s = a.option("--socket")) socket = *s;
     if (!a.positional.empty()) usage_error("events takes no positional arguments");
     if (auto n = a.option("-n")) {
@@ -384,6 +388,12 @@ int main(int argc, char** argv) {
 
   std::string error;
   auto reply = control_request(socket, req, error);
+  if (!reply && cmd == "events" && history_since >= 0) {
+    // The history outlives the daemon: what happened before it stopped.
+    std::cerr << "vigil: " << error << "; reading the history in " << history_dir << "\n";
+    reply =
+        json{{"ok", true}, {"events", json::array()}, {"history", history_dir + "/events.jsonl"}};
+  }
   if (!reply) {
     std::cerr << "vigil: " << error << "\n";
     return 3;

@@ -260,6 +260,14 @@ TEST(Sinks, EventsSinceReadsTheHistoryBeyondTheRing) {
   ASSERT_EQ(r.code, 0) << r.err;
   for (const auto& e : nlohmann::json::parse(r.out)) EXPECT_EQ(e["id"], "VGL0102");
   EXPECT_NE(d.cli({"events", "--since", "soon"}).code, 0);
+  // With the daemon gone, the history is still there.
+  ASSERT_EQ(d.stop(), 0) << d.output().substr(d.output().size() > 3000 ? d.output().size() - 3000
+                                                                       : 0);
+  r = d.cli({"events", "--since", "1h", "--id", "VGL0002", "--state-dir", d.state_dir(), "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto stopping = nlohmann::json::parse(r.out);
+  ASSERT_EQ(stopping.size(), 1u) << r.out;
+  EXPECT_EQ(stopping[0]["event"], "daemon_stopping");
 }
 
 TEST(Sinks, FullDiskIsOneErrorAndMonitoringGoesOn) {
