@@ -243,6 +243,7 @@ class SocketSink : public Sink {
     close();
     if (retry_) loop_.cancel(retry_);
     if (drop_timer_) loop_.cancel(drop_timer_);
+    if (recover_timer_) loop_.cancel(recover_timer_);
   }
 
   void write(const Event& ev, const std::string* formatted) override {
@@ -456,12 +457,24 @@ class SocketSink : public Sink {
       ++sent;
     }
     want_writable(false);
-    if (unreachable_) {
-      unreachable_ = false;
-      backoff_ = 0.1;
-      report_(Msg::SinkRecovered,
-              {{"sink", spec_.name()}, {"address", address()}, {"queued", sent}});
-      report_drops();
+    resent_ += sent;
+    if (unreachable_ && !recover_timer_) {
+      // Recovered once delivery has worked for a while (1 s; UDP 10 s: a
+      // send succeeds even to a closed port, the refusal comes back later
+      // and the kernel sends at most about one refusal a second), so a
+      // flapping server does not become a report per reconnect.
+      std::weak_ptr<int> alive = alive_;
+      auto settle = std::chrono::seconds(transport_ == Transport::Udp ? 10 : 1);
+      recover_timer_ = loop_.after(settle, [this, alive] {
+        if (alive.expired()) return;
+        recover_timer_ = 0;
+        unreachable_ = false;
+        backoff_ = 0.1;
+        report_(Msg::SinkRecovered,
+                {{"sink", spec_.name()}, {"address", address()}, {"queued", resent_}});
+        resent_ = 0;
+        report_drops();
+      });
     }
   }
 
@@ -485,6 +498,8 @@ class SocketSink : public Sink {
   // try again later.
   void fail(int err) {
     close();
+    if (recover_timer_) loop_.cancel(recover_timer_);
+    recover_timer_ = 0;
     if (!inflight_.empty()) {
       // A frame cut in the middle is sent again whole on the next connection.
       queue_.push_front(std::move(inflight_));
@@ -529,6 +544,8 @@ class SocketSink : public Sink {
   uint64_t dropped_ = 0;
   TimerId retry_ = 0;
   TimerId drop_timer_ = 0;
+  TimerId recover_timer_ = 0;
+  uint64_t resent_ = 0;  // sent since the destination came back
   double backoff_ = 0.1;
   std::shared_ptr<int> alive_;
 };

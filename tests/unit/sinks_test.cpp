@@ -1,6 +1,8 @@
 // The sinks' wire formats (RFC 5424, RFC 6587 framing, journald native
 // protocol) and the socket sink's queue against a real unix socket.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -185,8 +187,11 @@ TEST(SocketSink, QueuesWhileUnreachableThenDeliversInOrder) {
   })) << got.size();
   EXPECT_TRUE(got[0].ends_with("event 0"));
   EXPECT_TRUE(got[2].ends_with("event 2"));
+  // Recovered after a second of working delivery.
+  ASSERT_TRUE(run_until(loop, [&] { return reports.size() >= 2; }));
   ASSERT_EQ(reports.size(), 2u);
   EXPECT_EQ(reports[1].first, Msg::SinkRecovered);
+  EXPECT_EQ(reports[1].second["queued"], 3);
 }
 
 TEST(SocketSink, FullQueueDropsOldestAndCountsThem) {
@@ -220,6 +225,35 @@ TEST(SocketSink, FullQueueDropsOldestAndCountsThem) {
     if (m == Msg::EventsDropped) {
       EXPECT_EQ(f["count"], 7);
     }
+}
+
+TEST(SocketSink, UdpToAClosedPortIsReportedOnceNotPerRetry) {
+  EventLoop loop;
+  // A port with nothing behind it: bound, then closed.
+  Fd probe(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof in;
+  ASSERT_EQ(bind(probe.get(), reinterpret_cast<sockaddr*>(&in), sizeof in), 0);
+  getsockname(probe.get(), reinterpret_cast<sockaddr*>(&in), &len);
+  probe.reset();
+  std::vector<Msg> reports;
+  SinkSpec spec;
+  spec.kind = "syslog";
+  spec.address = "udp:127.0.0.1:" + std::to_string(ntohs(in.sin_port));
+  std::string error;
+  auto sink = make_sink(
+      spec, &loop, [&](Msg m, nlohmann::json) { reports.push_back(m); }, error);
+  ASSERT_TRUE(sink) << error;
+  Event ev = exit_event();
+  MonoTime end = MonoClock::now() + 3s;
+  while (MonoClock::now() < end) {
+    sink->write(ev, nullptr);
+    loop.run_once(20ms);
+  }
+  EXPECT_EQ(std::count(reports.begin(), reports.end(), Msg::SinkUnreachable), 1);
+  EXPECT_EQ(std::count(reports.begin(), reports.end(), Msg::SinkRecovered), 0);
 }
 
 TEST(SocketSink, NeverBlocksWhenTheReceiverIsFull) {
