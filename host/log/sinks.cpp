@@ -248,6 +248,9 @@ class SocketSink : public Sink {
 
   void write(const Event& ev, const std::string* formatted) override {
     if (ev.severity < spec_.min_severity) return;
+    // A drop notice into a full queue would drop another event, and be
+    // reported 5 s later, and so on for as long as the queue stays full.
+    if (ev.msg == Msg::EventsDropped && queue_.size() >= std::max<size_t>(spec_.queue, 1)) return;
     const std::string& text = formatted ? *formatted : ev.text;
     std::string payload;
     if (transport_ == Transport::Journal) {
