@@ -130,10 +130,10 @@ int l_sink(lua_State* L) {
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return luaL_error(L, "vigil.log.sink: format must be a function");
   int ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
-  std::string error;
+  bool failed = false;
   {
     SinkSpec spec;
-    error = read_sink(L, spec);
+    std::string error = read_sink(L, spec);
     if (error.empty()) {
       spec.where = lua_where(L, 1);
       if (ref != LUA_NOREF) {
@@ -164,9 +164,15 @@ int l_sink(lua_State* L) {
         };
       }
       rt.sinks.push_back(std::move(spec));
+    } else {
+      // The message goes on the stack; the raise comes after this scope,
+      // so no C++ destructor is skipped by the longjmp.
+      if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      lua_pushfstring(L, "%s: vigil.log.sink: %s", lua_where(L, 1).c_str(), error.c_str());
+      failed = true;
     }
   }
-  if (!error.empty()) return luaL_error(L, "vigil.log.sink: %s", error.c_str());
+  if (failed) return lua_error(L);
   return 0;
 }
 
