@@ -12,6 +12,7 @@
 #include "host/core/clock.hpp"
 #include "host/daemon/daemon.hpp"
 #include "host/daemon/paths.hpp"
+#include "host/log/sink.hpp"
 #include "host/metrics/top.hpp"
 #include "lua/runtime.hpp"
 
@@ -24,13 +25,16 @@ const char* kUsage = R"(usage: vigil [--socket PATH] COMMAND [ARGS]
 
 Daemon:
   run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
-      [--syslog] [--quiet] [--rule-budget SECONDS] [--no-watch-rules]
-      [--no-proc-events] [--scan-interval SECONDS]
+      [--syslog] [--syslog-address ADDR] [--syslog-facility NAME]
+      [--journald] [--json-log FILE] [--quiet] [--rule-budget SECONDS]
+      [--no-watch-rules] [--no-proc-events] [--scan-interval SECONDS]
       [--allow-reboot] [--reboot-interval SECONDS]
       [--metrics] [--metrics-interval SECONDS] [--metrics-dir DIR]
       [--no-metrics-csv] [--metrics-max-bytes N] [--metrics-keep N]
       [--metrics-listen HOST:PORT]
                           run in the foreground on the rules
+                          (ADDR: /dev/log, unix:/path, udp:host:port,
+                          tcp:host:port; RFC 5424 with structured data)
   check FILE|DIR [--stdlib DIR]
                           load rules without running anything
 
@@ -43,7 +47,11 @@ Control (talks to the running daemon):
                           the evidence dumps in the state directory
   set NAME KEY VALUE      change a parameter live (e.g. restart.limit 5)
   reload                  re-read the rules (the old ones stay on error)
-  events [-n N] [--watch NAME] [--json]
+  events [-n N] [--since DURATION] [--watch NAME] [--id VGLnnnn] [--json]
+         [--state-dir DIR]
+                          recent events; --since (e.g. 90s, 30m, 1h, 2d)
+                          reads the persistent history (also with no
+                          daemon running: then from DIR)
   top [--once] [--json]   live CPU, memory, fds, I/O of every watch (needs
                           a daemon run with --metrics)
   ping                    is the daemon there? (exit 0 if it answers)
@@ -258,14 +266,63 @@ void parse_metrics_options(const Args& a, MetricsOptions& m) {
   if (!on) m.interval = 0;
 }
 
+// "90s", "30m", "1h", "2d", "1.5h" or plain seconds; -1 when not valid.
+double parse_duration(const std::string& s) {
+  char* end = nullptr;
+  double v = strtod(s.c_str(), &end);
+  if (!end || end == s.c_str() || v < 0) return -1;
+  std::string unit(end);
+  if (unit.empty() || unit == "s") return v;
+  if (unit == "m") return v * 60;
+  if (unit == "h") return v * 3600;
+  if (unit == "d") return v * 86400;
+  return -1;
+}
+
+// The events of the history files (oldest first: the rotated file, then
+// the current one) at or after filter.since, of filter.watch and
+// filter.id when given; the newest `limit` of them when limit > 0.
+json read_history(const std::string& path, const json& filter, size_t limit) {
+  json out = json::array();
+  if (path.empty()) return out;
+  std::string since = filter["since"].get<std::string>();
+  std::string watch = filter.value("watch", std::string());
+  std::string id = filter.value("id", std::string());
+  for (const std::string& p : {path + ".1", path}) {
+    FILE* f = fopen(p.c_str(), "re");
+    if (!f) continue;
+    char* line = nullptr;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+      std::string_view l(line, static_cast<size_t>(n));
+      // Cheap checks before parsing: most lines of a long history are
+      // about other watches or ids.
+      if (!id.empty() && l.find("\"" + id + "\"") == std::string_view::npos) continue;
+      if (!watch.empty() && l.find("\"" + watch + "\"") == std::string_view::npos) continue;
+      json ev = json::parse(l, nullptr, false);
+      if (!ev.is_object() || !ev["time"].is_string()) continue;
+      if (ev["time"].get<std::string>() < since) continue;
+      if (!id.empty() && ev.value("id", std::string()) != id) continue;
+      if (!watch.empty() && (!ev["watch"].is_string() || ev["watch"].get<std::string>() != watch))
+        continue;
+      out.push_back(std::move(ev));
+    }
+    free(line);
+    fclose(f);
+  }
+  if (limit > 0 && out.size() > limit) out.erase(out.begin(), out.end() - static_cast<long>(limit));
+  return out;
+}
+
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
-  Args a =
-      parse_args(argc, argv, first,
-                 {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget", "--socket",
-                  "--scan-interval", "--reboot-interval", "--metrics-interval", "--metrics-dir",
-                  "--metrics-listen", "--metrics-max-bytes", "--metrics-keep"},
-                 {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events", "--allow-reboot",
-                  "--metrics", "--no-metrics-csv"});
+  Args a = parse_args(argc, argv, first,
+                      {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget",
+                       "--socket", "--scan-interval", "--reboot-interval", "--metrics-interval",
+                       "--metrics-dir", "--metrics-listen", "--metrics-max-bytes", "--metrics-keep",
+                       "--syslog-address", "--syslog-facility", "--json-log"},
+                      {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events",
+                       "--allow-reboot", "--metrics", "--no-metrics-csv", "--journald"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -273,7 +330,26 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   o.socket_path = a.option("--socket").value_or(socket);
   o.stdlib_dir = stdlib_dir(a);
   o.log.file = a.option("--log-file").value_or("");
-  o.log.syslog = a.flag("--syslog");
+  if (a.flag("--syslog") || a.option("--syslog-address")) {
+    SinkSpec spec;
+    spec.kind = "syslog";
+    spec.address = a.option("--syslog-address").value_or("/dev/log");
+    spec.facility = a.option("--syslog-facility").value_or("daemon");
+    if (facility_code(spec.facility) < 0)
+      usage_error("--syslog-facility: unknown facility '" + spec.facility + "'");
+    o.sinks.push_back(spec);
+  }
+  if (a.flag("--journald")) {
+    SinkSpec spec;
+    spec.kind = "journald";
+    o.sinks.push_back(spec);
+  }
+  if (auto j = a.option("--json-log")) {
+    SinkSpec spec;
+    spec.kind = "json";
+    spec.path = *j;
+    o.sinks.push_back(spec);
+  }
   o.log.console = !a.flag("--quiet");
   o.watch_rules = !a.flag("--no-watch-rules");
   o.proc_events = !a.flag("--no-proc-events");
@@ -369,6 +445,9 @@ int main(int argc, char** argv) {
 
   json req = {{"cmd", cmd}};
   bool as_json = false;
+  double history_since = -1;  // events --since: read the history files
+  size_t history_limit = 0;   // ... the newest N of them (0: all)
+  std::string history_dir;    // ... found here when no daemon answers
   if (cmd == "status" || cmd == "reload" || cmd == "ping") {
     Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
@@ -411,7 +490,9 @@ int main(int argc, char** argv) {
     if (auto w = a.option("--watch")) req["watch"] = *w;
     as_json = a.flag("--json");
   } else if (cmd == "events") {
-    Args a = parse_args(argc, argv, i, {"-n", "--watch", "--socket"}, {"--json"});
+    Args a = parse_args(
+        argc, argv, i, {"-n", "--watch", "--socket", "--since", "--id", "--state-dir"}, {"--json"});
+    history_dir = a.option("--state-dir").value_or(default_state_dir());
     if (auto s = a.option("--socket")) socket = *s;
     if (!a.positional.empty()) usage_error("events takes no positional arguments");
     if (auto n = a.option("-n")) {
@@ -419,8 +500,16 @@ int main(int argc, char** argv) {
       long v = strtol(n->c_str(), &end, 10);
       if (!end || *end || v < 1) usage_error("-n: expected a positive number, got " + *n);
       req["n"] = v;
+      history_limit = static_cast<size_t>(v);
     }
     if (auto w = a.option("--watch")) req["watch"] = *w;
+    if (auto id = a.option("--id")) req["id"] = *id;
+    if (auto since = a.option("--since")) {
+      double secs = parse_duration(*since);
+      if (secs < 0) usage_error("--since: expected a duration such as 90s, 30m, 1h, 2d");
+      history_since = wall_seconds() - secs;
+      if (!a.option("-n")) req["n"] = 1;  // only the history path is needed
+    }
     as_json = a.flag("--json");
   } else {
     usage_error("unknown command '" + cmd + "'");
@@ -428,6 +517,12 @@ int main(int argc, char** argv) {
 
   std::string error;
   auto reply = control_request(socket, req, error);
+  if (!reply && cmd == "events" && history_since >= 0) {
+    // The history outlives the daemon: what happened before it stopped.
+    std::cerr << "vigil: " << error << "; reading the history in " << history_dir << "\n";
+    reply =
+        json{{"ok", true}, {"events", json::array()}, {"history", history_dir + "/events.jsonl"}};
+  }
   if (!reply) {
     std::cerr << "vigil: " << error << "\n";
     return 3;
@@ -436,6 +531,13 @@ int main(int argc, char** argv) {
   if (!ok) {
     std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
     return 1;
+  }
+  if (cmd == "events" && history_since >= 0) {
+    json filter = {{"since", rfc3339(history_since, true)}};
+    if (req.contains("watch")) filter["watch"] = req["watch"];
+    if (req.contains("id")) filter["id"] = req["id"];
+    (*reply)["events"] =
+        read_history(reply->value("history", std::string()), filter, history_limit);
   }
   if (as_json) {
     if (cmd == "status")

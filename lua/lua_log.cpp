@@ -7,6 +7,11 @@
 //     the stdlib so that policy decisions carry their stable ids. Only
 //     policy events and rule_error; the others are the host's.
 //   vigil.log.is_event(name) -> boolean
+//   vigil.log.sink{ kind = "syslog"|"journald"|"json"|"file"|"console",
+//                   address, facility, path, max_size, keep, queue, level,
+//                   format = function(ev) return "text" end }
+//     declares a destination for events (while the rules load only); the
+//     host opens it once the rules go live. See docs/rules.md.
 #include "lua/runtime_internal.hpp"
 
 namespace vigil {
@@ -69,7 +74,110 @@ int l_is_event(lua_State* L) {
   return 1;
 }
 
-const luaL_Reg kLogFns[] = {{"debug", l_message<Severity::Debug>},
+// The keys vigil.log.sink accepts (a closed schema).
+const char* const kSinkKeys[] = {"kind", "address", "facility", "path",  "max_size",
+                                 "keep", "queue",   "level",    "format"};
+
+// Validates the spec table at 1 into `spec`; returns the error or "".
+std::string read_sink(lua_State* L, SinkSpec& spec) {
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    bool known = false;
+    if (lua_type(L, -2) == LUA_TSTRING)
+      for (const char* k : kSinkKeys) known = known || std::string_view(k) == lua_tostring(L, -2);
+    if (!known) {
+      std::string k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
+      lua_pop(L, 2);
+      return "unknown key '" + k + "' (keys: kind, address, facility, path, max_size, keep, " +
+             "queue, level, format)";
+    }
+    lua_pop(L, 1);
+  }
+  spec.kind = field_string(L, 1, "kind");
+  spec.address = field_string(L, 1, "address");
+  spec.facility = field_string(L, 1, "facility", "daemon");
+  spec.path = field_string(L, 1, "path");
+  double max_size = field_number(L, 1, "max_size", static_cast<double>(spec.max_bytes));
+  double keep = field_number(L, 1, "keep", static_cast<double>(spec.keep));
+  double queue = field_number(L, 1, "queue", static_cast<double>(spec.queue));
+  if (max_size < 0 || keep < 0 || queue < 1) return "max_size and keep must be >= 0, queue >= 1";
+  spec.max_bytes = static_cast<size_t>(max_size);
+  spec.keep = static_cast<size_t>(keep);
+  spec.queue = static_cast<size_t>(queue);
+  std::string level = field_string(L, 1, "level", "info");
+  if (!parse_severity(level, spec.min_severity)) return "unknown level '" + level + "'";
+  if (spec.kind == "syslog") {
+    if (facility_code(spec.facility) < 0) return "unknown facility '" + spec.facility + "'";
+    const std::string& a = spec.address;
+    if (!a.empty() && a[0] != '/' && !a.starts_with("unix:/") && !a.starts_with("udp:") &&
+        !a.starts_with("tcp:"))
+      return "address must be /path, unix:/path, udp:host:port or tcp:host:port, got '" + a + "'";
+  } else if (spec.kind == "json" || spec.kind == "file") {
+    if (spec.path.empty() || spec.path[0] != '/')
+      return spec.kind + " sink: an absolute path is required";
+  } else if (spec.kind != "journald" && spec.kind != "console") {
+    return "unknown kind '" + spec.kind + "' (syslog, journald, json, file, console)";
+  }
+  return "";
+}
+
+// sink{...}: declares a sink. Stack: [spec] -> [].
+int l_sink(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  RuntimeState& rt = runtime_of(L);
+  if (rt.live) return luaL_error(L, "vigil.log.sink: sinks are declared while the rules load");
+  lua_getfield(L, 1, "format");
+  if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+    return luaL_error(L, "vigil.log.sink: format must be a function");
+  int ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
+  bool failed = false;
+  {
+    SinkSpec spec;
+    std::string error = read_sink(L, spec);
+    if (error.empty()) {
+      spec.where = lua_where(L, 1);
+      if (ref != LUA_NOREF) {
+        RuntimeState* state = &rt;
+        std::weak_ptr<int> alive = rt.alive;
+        spec.format = [state, alive, ref](const Event& ev, std::string& out,
+                                          std::string& err) -> bool {
+          if (alive.expired() || !state->live) {
+            err.clear();  // between a reload's swap and the new sinks: quietly the default
+            return false;
+          }
+          lua_State* S = state->L;
+          lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+          push_json(S, event_for_lua(ev));
+          double budget = std::min(state->options.callback_budget, 0.05);
+          CallResult r = protected_call(*state, 1, 1, "log sink formatter", budget, false);
+          if (!r.ok()) {
+            err = r.error;
+            return false;
+          }
+          bool ok = lua_type(S, -1) == LUA_TSTRING;
+          if (ok)
+            out = lua_tostring(S, -1);
+          else
+            err = std::string("returned a ") + luaL_typename(S, -1) + ", not a string";
+          lua_pop(S, 1);
+          return ok;
+        };
+      }
+      rt.sinks.push_back(std::move(spec));
+    } else {
+      // The message goes on the stack; the raise comes after this scope,
+      // so no C++ destructor is skipped by the longjmp.
+      if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      lua_pushfstring(L, "%s: vigil.log.sink: %s", lua_where(L, 1).c_str(), error.c_str());
+      failed = true;
+    }
+  }
+  if (failed) return lua_error(L);
+  return 0;
+}
+
+const luaL_Reg kLogFns[] = {{"sink", l_sink},
+                            {"debug", l_message<Severity::Debug>},
                             {"info", l_message<Severity::Info>},
                             {"notice", l_message<Severity::Notice>},
                             {"warn", l_message<Severity::Warning>},

@@ -168,7 +168,7 @@ void require_live(lua_State* L, const char* what) {
 }
 
 CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char* what,
-                          double budget_seconds) {
+                          double budget_seconds, bool report) {
   lua_State* L = rt.L;
   int base = lua_gettop(L) - nargs;  // index of the function
   lua_pushcfunction(L, traceback_handler);
@@ -204,7 +204,7 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
   }
   lua_remove(L, base);  // the handler
   if (outer) rt.budget = saved, rt.budget.armed = false;
-  if (!r.ok()) log_failure(rt, r, what);
+  if (!r.ok() && report) log_failure(rt, r, what);
   return r;
 }
 
@@ -525,12 +525,7 @@ std::optional<std::string> RuleRuntime::set_param(const std::string& watch, cons
   return out;
 }
 
-void RuleRuntime::on_event(const Event& ev) {
-  RuntimeState& rt = *state_;
-  if (!rt.live || !rt.want_events || rt.entry_ref == LUA_NOREF) return;
-  // Rule messages are not fed back to rules: a subscriber that logs would
-  // otherwise feed itself forever.
-  if (ev.msg == Msg::RuleMessage || ev.msg == Msg::RuleError || ev.msg == Msg::RuleBudget) return;
+nlohmann::json event_for_lua(const Event& ev) {
   nlohmann::json j = ev.fields;
   const MessageDef& def = message_def(ev.msg);
   j["id"] = def.id;
@@ -539,7 +534,20 @@ void RuleRuntime::on_event(const Event& ev) {
   j["message"] = ev.text;
   j["time"] = ev.time;
   if (!ev.watch.empty()) j["watch"] = ev.watch;
-  rt.queued_events.push_back(std::move(j));
+  return j;
+}
+
+std::vector<SinkSpec> RuleRuntime::take_sinks() {
+  return std::move(state_->sinks);
+}
+
+void RuleRuntime::on_event(const Event& ev) {
+  RuntimeState& rt = *state_;
+  if (!rt.live || !rt.want_events || rt.entry_ref == LUA_NOREF) return;
+  // Rule messages are not fed back to rules: a subscriber that logs would
+  // otherwise feed itself forever.
+  if (ev.msg == Msg::RuleMessage || ev.msg == Msg::RuleError || ev.msg == Msg::RuleBudget) return;
+  rt.queued_events.push_back(event_for_lua(ev));
   if (rt.depth == 0) drain_events(rt);
 }
 

@@ -11,6 +11,7 @@
 
 #include "host/cluster/cluster.hpp"
 #include "host/core/events.hpp"
+#include "host/log/sink.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/supervise/supervisor.hpp"
 
@@ -60,6 +61,10 @@ class RuleRuntime : public Policy {
   // each spec; the runtime need not carry a second one).
   std::vector<Declaration> take_declarations();
   std::vector<GroupDecl> take_groups();
+
+  // The sinks the rules declared with vigil.log.sink (their formatters
+  // call into this state while it lives).
+  std::vector<SinkSpec> take_sinks();
 
   // The state becomes the live one: actions are allowed, timers armed,
   // events delivered.

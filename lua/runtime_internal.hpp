@@ -21,6 +21,7 @@ extern "C" {
 #include <unordered_map>
 #include <vector>
 
+#include "host/log/sink.hpp"
 #include "host/loop/event_loop.hpp"
 #include "lua/runtime.hpp"
 
@@ -92,6 +93,7 @@ struct RuntimeState {
   std::shared_ptr<int> alive = std::make_shared<int>(0);   // expires with the state
   std::set<ProbeId> probes;                                // vigil.probe checks in flight
   std::vector<std::pair<int, ProbeResult>> probe_calls;    // their results, queued
+  std::vector<SinkSpec> sinks;                             // vigil.log.sink, while loading
 };
 
 RuntimeState& runtime_of(lua_State* L);
@@ -99,8 +101,14 @@ RuntimeState& runtime_of(lua_State* L);
 // The one path from C++ into Lua: function and nargs on the stack; arms the
 // budget (seconds), installs a traceback handler, pcalls, logs failures as
 // VGL0005/VGL0006 naming `what`, and leaves nresults (or nothing on error).
+// `report` false: the caller reports the failure itself (a sink
+// formatter, whose failure must not become an event per event).
 CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char* what,
-                          double budget_seconds);
+                          double budget_seconds, bool report = true);
+
+// An event as rules see it (vigil.on handlers, sink formatters): its
+// fields plus id, event, severity, message, time, watch.
+nlohmann::json event_for_lua(const Event& ev);
 
 // Calls entry[name](args...) (args already pushed); results are popped.
 CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresults);

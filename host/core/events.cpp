@@ -1,12 +1,7 @@
 #include "host/core/events.hpp"
 
-#include <spdlog/logger.h>
-#include <spdlog/sinks/rotating_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
-#include <syslog.h>
-
 #include "host/core/clock.hpp"
+#include "host/log/sink.hpp"
 
 namespace vigil {
 
@@ -47,6 +42,19 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::JournalUnreadable, "VGL0011", S::Error, "journal_unreadable",
      "cannot read the process journal: {error}; processes of a previous vigil are not "
      "re-adopted"},
+    {Msg::SinkUnreachable, "VGL0012", S::Error, "sink_unreachable",
+     "log sink {sink}: cannot deliver to {address}: {error}; events are queued (at most "
+     "{queue}) and delivery is retried"},
+    {Msg::SinkRecovered, "VGL0013", S::Notice, "sink_recovered",
+     "log sink {sink}: delivering to {address} again"},
+    {Msg::EventsDropped, "VGL0014", S::Warning, "events_dropped",
+     "log sink {sink}: {count} events dropped (its queue of {queue} was full)"},
+    {Msg::SinkWriteFailed, "VGL0015", S::Error, "sink_write_failed",
+     "log sink {sink}: cannot write {path}: {error}; events for it are lost until it works "
+     "again"},
+    {Msg::SinkFormatFailed, "VGL0016", S::Error, "sink_format_failed",
+     "log sink {sink}: formatter failed: {error}; using the default text (reported once)"},
+    {Msg::SinkRejected, "VGL0017", S::Error, "sink_rejected", "log sink {sink}: {error}"},
     {Msg::MetricsStarted, "VGL0020", S::Info, "metrics_started",
      "metrics: sampling every {interval}s (csv {csv}, prometheus {listen})"},
     {Msg::MetricsWriteFailed, "VGL0021", S::Error, "metrics_write_failed",
@@ -159,18 +167,6 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 
-spdlog::level::level_enum spd_level(Severity s) {
-  switch (s) {
-    case S::Debug: return spdlog::level::debug;
-    case S::Info: return spdlog::level::info;
-    case S::Notice: return spdlog::level::info;
-    case S::Warning: return spdlog::level::warn;
-    case S::Error: return spdlog::level::err;
-    case S::Critical: return spdlog::level::critical;
-  }
-  return spdlog::level::info;
-}
-
 }  // namespace
 
 const std::vector<MessageDef>& message_catalog() {
@@ -223,23 +219,81 @@ nlohmann::json Event::to_json() const {
   return j;
 }
 
+const std::string& Event::json_line() const {
+  if (json_line_.empty())
+    json_line_ = to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_line_;
+}
+
 EventLog::EventLog(const LogOptions& options) : capacity_(options.ring_capacity) {
-  std::vector<spdlog::sink_ptr> sinks;
-  if (options.console) sinks.push_back(std::make_shared<spdlog::sinks::stderr_sink_st>());
-  if (!options.file.empty())
-    sinks.push_back(std::make_shared<spdlog::sinks::rotating_file_sink_st>(
-        options.file, options.file_max_bytes, options.file_keep));
-  if (options.syslog)
-    sinks.push_back(
-        std::make_shared<spdlog::sinks::syslog_sink_st>("vigil", LOG_PID, LOG_DAEMON, false));
-  logger_ = std::make_shared<spdlog::logger>("vigil", sinks.begin(), sinks.end());
-  // The severity is part of the message: spdlog has no "notice" level.
-  logger_->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %v");
-  logger_->set_level(spd_level(options.min_severity));
-  logger_->flush_on(spdlog::level::trace);
+  // Console and text file need no loop; the daemon adds the others.
+  if (options.console) {
+    SinkSpec spec;
+    spec.kind = "console";
+    spec.min_severity = options.min_severity;
+    std::string error;
+    sinks_.push_back(make_sink(spec, nullptr, {}, error));
+  }
+  if (!options.file.empty()) {
+    SinkSpec spec;
+    spec.kind = "file";
+    spec.path = options.file;
+    spec.max_bytes = options.file_max_bytes;
+    spec.keep = options.file_keep;
+    spec.min_severity = options.min_severity;
+    std::string error;
+    sinks_.push_back(make_sink(
+        spec, nullptr, [this](Msg m, nlohmann::json f) { report(m, std::move(f)); }, error));
+  }
 }
 
 EventLog::~EventLog() = default;
+
+void EventLog::add_sink(std::unique_ptr<Sink> sink) {
+  if (sink) sinks_.push_back(std::move(sink));
+}
+
+void EventLog::set_rule_sinks(std::vector<std::unique_ptr<Sink>> sinks) {
+  rule_sinks_ = std::move(sinks);
+}
+
+std::vector<std::unique_ptr<Sink>> EventLog::take_rule_sinks() {
+  return std::move(rule_sinks_);
+}
+
+void EventLog::report(Msg msg, nlohmann::json fields) {
+  if (writing_ > 0) {
+    reports_.emplace_back(msg, std::move(fields));
+    return;
+  }
+  emit(msg, "", std::move(fields));
+}
+
+void EventLog::write_sinks(const Event& ev, std::vector<std::unique_ptr<Sink>>& sinks) {
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    Sink& sink = *sinks[i];
+    const SinkFormatter& format = sink.spec().format;
+    if (!format || in_formatter_) {
+      sink.write(ev, nullptr);
+      continue;
+    }
+    std::string out, error;
+    in_formatter_ = true;
+    bool ok = format(ev, out, error);
+    in_formatter_ = false;
+    if (ok) {
+      sink.write(ev, &out);
+      continue;
+    }
+    sink.write(ev, nullptr);
+    if (!sink.formatter_failed_ && !error.empty()) {
+      sink.formatter_failed_ = true;
+      reports_.emplace_back(Msg::SinkFormatFailed, nlohmann::json{{"sink", sink.spec().name()},
+                                                                  {"error", error},
+                                                                  {"where", sink.spec().where}});
+    }
+  }
+}
 
 void EventLog::emit(Msg msg, std::string_view watch, nlohmann::json fields) {
   const MessageDef& def = message_def(msg);
@@ -258,17 +312,27 @@ void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::jso
   ev.watch = std::string(watch);
   ev.fields = fields.is_object() ? std::move(fields) : nlohmann::json::object();
   ev.text = std::move(text);
-  logger_->log(spd_level(sev), "{} {} {}", severity_name(sev), message_def(msg).id, ev.text);
+  ++writing_;
+  write_sinks(ev, sinks_);
+  write_sinks(ev, rule_sinks_);
+  --writing_;
   if (ring_.size() >= capacity_) ring_.pop_front();
-  ring_.push_back(
-      {ev.watch, ev.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+  ring_.push_back({ev.watch, message_def(msg).id, ev.json_line()});
   if (listener_) listener_(ev);
+  // What sinks reported while writing this event comes after it.
+  while (writing_ == 0 && !reports_.empty()) {
+    auto [m, f] = std::move(reports_.front());
+    reports_.erase(reports_.begin());
+    emit(m, "", std::move(f));
+  }
 }
 
-std::vector<nlohmann::json> EventLog::recent(size_t n, std::string_view watch) const {
+std::vector<nlohmann::json> EventLog::recent(size_t n, std::string_view watch,
+                                             std::string_view id) const {
   std::vector<nlohmann::json> out;
   for (auto it = ring_.rbegin(); it != ring_.rend() && out.size() < n; ++it)
-    if (watch.empty() || it->watch == watch) out.push_back(nlohmann::json::parse(it->json));
+    if ((watch.empty() || it->watch == watch) && (id.empty() || it->id == id))
+      out.push_back(nlohmann::json::parse(it->json));
   return {std::make_move_iterator(out.rbegin()), std::make_move_iterator(out.rend())};
 }
 

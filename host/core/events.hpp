@@ -13,11 +13,9 @@
 #include <string_view>
 #include <vector>
 
-namespace spdlog {
-class logger;
-}
-
 namespace vigil {
+
+class Sink;
 
 enum class Severity { Debug, Info, Notice, Warning, Error, Critical };
 std::string_view severity_name(Severity s);
@@ -35,6 +33,12 @@ enum class Msg {
   ProcEventsUnavailable,  // VGL0009
   ProcEventsLost,         // VGL0010
   JournalUnreadable,      // VGL0011
+  SinkUnreachable,        // VGL0012
+  SinkRecovered,          // VGL0013
+  EventsDropped,          // VGL0014
+  SinkWriteFailed,        // VGL0015
+  SinkFormatFailed,       // VGL0016
+  SinkRejected,           // VGL0017
   MetricsStarted,         // VGL0020
   MetricsWriteFailed,     // VGL0021
   MetricsWriteRecovered,  // VGL0022
@@ -121,6 +125,12 @@ struct Event {
   std::string text;       // rendered
 
   nlohmann::json to_json() const;
+  // to_json() as one line of text, made once and shared by the ring, the
+  // history and the JSON sinks.
+  const std::string& json_line() const;
+
+ private:
+  mutable std::string json_line_;
 };
 
 // Renders "{a} and {b}" from fields; unknown placeholders stay as they are.
@@ -131,7 +141,6 @@ struct LogOptions {
   std::string file;                   // empty: no file sink
   size_t file_max_bytes = 10u << 20;  // rotated at this size ...
   size_t file_keep = 3;               // ... keeping this many old files
-  bool syslog = false;                // syslog(3), facility daemon
   Severity min_severity = Severity::Info;
   size_t ring_capacity = 1024;
 };
@@ -146,18 +155,35 @@ class EventLog {
   // Emits with an explicit severity and text (rule messages).
   void emit(Msg msg, Severity sev, std::string_view watch, nlohmann::json fields, std::string text);
 
-  // The newest `n` events, oldest first; filtered by watch when given.
-  // (as Event::to_json objects).
-  std::vector<nlohmann::json> recent(size_t n, std::string_view watch = {}) const;
+  // The newest `n` events, oldest first; filtered by watch (and id) when
+  // given (as Event::to_json objects).
+  std::vector<nlohmann::json> recent(size_t n, std::string_view watch = {},
+                                     std::string_view id = {}) const;
+
+  // More sinks (command line, the history): they live as long as the log.
+  void add_sink(std::unique_ptr<Sink> sink);
+  // The sinks the rules declared: replaced as a whole at each reload.
+  void set_rule_sinks(std::vector<std::unique_ptr<Sink>> sinks);
+  std::vector<std::unique_ptr<Sink>> take_rule_sinks();
+  // How a sink reports trouble (VGL0012-VGL0016): emitted at once, or
+  // after the event being written when it comes from inside a write.
+  void report(Msg msg, nlohmann::json fields);
 
   using Listener = std::function<void(const Event&)>;
   void set_listener(Listener l) { listener_ = std::move(l); }
 
  private:
-  std::shared_ptr<spdlog::logger> logger_;
+  void write_sinks(const Event& ev, std::vector<std::unique_ptr<Sink>>& sinks);
+
+  std::vector<std::unique_ptr<Sink>> sinks_;
+  std::vector<std::unique_ptr<Sink>> rule_sinks_;
+  int writing_ = 0;            // nesting of sink writes
+  bool in_formatter_ = false;  // a rule formatter runs: nested events get the default text
+  std::vector<std::pair<Msg, nlohmann::json>> reports_;  // raised during a write
   // Kept serialized: a JSON line costs a fraction of the structured event.
   struct Stored {
     std::string watch;
+    std::string id;
     std::string json;
   };
   std::deque<Stored> ring_;

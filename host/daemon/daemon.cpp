@@ -88,10 +88,37 @@ bool Daemon::start(std::string& error) {
   }
   if (options_.log.file.empty()) options_.log.file = options_.state_dir + "/vigil.log";
   try {
-    log_ = std::make_unique<EventLog>(options_.log);
+    LogOptions lo = options_.log;
+    lo.file.clear();  // made below, on the loop: its lines are written once per iteration
+    log_ = std::make_unique<EventLog>(lo);
   } catch (const std::exception& e) {
     error = std::string("event log: ") + e.what();
     return false;
+  }
+  // The history (`vigil events --since`) and the command line's sinks.
+  auto reporter = [this](Msg m, nlohmann::json f) { log_->report(m, std::move(f)); };
+  SinkSpec history;
+  history.kind = "json";
+  history.path = options_.state_dir + "/events.jsonl";
+  history.max_bytes = options_.history_max_bytes;
+  history.keep = 1;
+  history.min_severity = Severity::Debug;
+  SinkSpec text;
+  text.kind = "file";
+  text.path = options_.log.file;
+  text.max_bytes = options_.log.file_max_bytes;
+  text.keep = options_.log.file_keep;
+  text.min_severity = options_.log.min_severity;
+  std::vector<SinkSpec> specs = options_.sinks;
+  specs.insert(specs.begin(), {text, history});
+  for (const auto& spec : specs) {
+    std::string e;
+    auto sink = make_sink(spec, &loop_, reporter, e);
+    if (!sink) {
+      error = e;
+      return false;
+    }
+    log_->add_sink(std::move(sink));
   }
   log_->set_listener([this](const Event& ev) {
     if (runtime_) runtime_->on_event(ev);
@@ -194,6 +221,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();
   supervisor_->set_rule_interest(runtime_->wants_proc_events());
+  apply_rule_sinks(runtime_->take_sinks());
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
@@ -205,6 +233,33 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   // pages back instead of carrying them as resident memory.
   malloc_trim(0);
   return {};
+}
+
+// The rules' sinks after a load: a destination that is still declared
+// keeps its sink (connection, queue) and takes the new formatter; the
+// others are closed, new ones opened.
+void Daemon::apply_rule_sinks(std::vector<SinkSpec> specs) {
+  std::vector<std::unique_ptr<Sink>> old = log_->take_rule_sinks(), next;
+  for (auto& spec : specs) {
+    auto same = std::find_if(old.begin(), old.end(), [&](const std::unique_ptr<Sink>& s) {
+      return s && s->spec().key() == spec.key();
+    });
+    if (same != old.end()) {
+      (*same)->set_formatter(std::move(spec.format));
+      next.push_back(std::move(*same));
+      continue;
+    }
+    std::string e;
+    auto sink = make_sink(
+        spec, &loop_, [this](Msg m, nlohmann::json f) { log_->report(m, std::move(f)); }, e);
+    if (sink)
+      next.push_back(std::move(sink));
+    else
+      log_->emit(Msg::SinkRejected, "",
+                 {{"sink", spec.name()}, {"error", e}, {"where", spec.where}});
+  }
+  old.clear();
+  log_->set_rule_sinks(std::move(next));
 }
 
 void Daemon::on_proc_event(const ProcEvent& ev) {
@@ -357,8 +412,11 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
       n = static_cast<size_t>(it->get<int64_t>());
     }
     nlohmann::json out = nlohmann::json::array();
-    for (auto& ev : log_->recent(n, str("watch"))) out.push_back(std::move(ev));
-    return reply(ok_reply({{"events", std::move(out)}}));
+    for (auto& ev : log_->recent(n, str("watch"), str("id"))) out.push_back(std::move(ev));
+    // Older events: the CLI reads the history files itself, so a long
+    // query never holds up the loop.
+    return reply(
+        ok_reply({{"events", std::move(out)}, {"history", options_.state_dir + "/events.jsonl"}}));
   }
   if (cmd == "dumps") {
     // STATE/dumps/WATCH/TIME: what each holds, oldest first.

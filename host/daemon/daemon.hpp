@@ -10,6 +10,7 @@
 
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
+#include "host/log/sink.hpp"
 #include "host/loop/event_loop.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/proc/proc_events.hpp"
@@ -24,6 +25,10 @@ struct DaemonOptions {
   std::string socket_path;
   std::string stdlib_dir = VIGIL_STDLIB_DIR;
   LogOptions log;
+  std::vector<SinkSpec> sinks;  // from the command line (--syslog, --json-log, ...)
+  // The event history behind `vigil events --since`: STATE_DIR/events.jsonl
+  // and one rotated file, each at most this size.
+  size_t history_max_bytes = 8u << 20;
   double callback_budget = 0.5;
   double rotate_interval = 60;  // seconds between output-log size checks
   bool watch_rules = true;      // inotify-driven reload
@@ -54,6 +59,7 @@ class Daemon {
   void on_proc_event(const ProcEvent& ev);
   bool watch_rule_dirs(std::string& error);
   void schedule_rotation();
+  void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
 
   DaemonOptions options_;

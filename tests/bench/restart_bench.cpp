@@ -32,12 +32,14 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -51,6 +53,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -477,6 +480,7 @@ struct Options {
   bool mass_all = true;
   bool floor = true;  // also measure the minimal supervisor (the machine's floor)
   bool keep = false;
+  double event_load = 0;  // > 0: only the event-sink comparison, at this many events/s
   std::string vigil = VIGIL_BINARY;
   std::string tmp_parent;
 };
@@ -580,6 +584,7 @@ class Daemon {
     std::vector<std::string> args = {opt_.vigil, "--socket",        socket(),      "run",
                                      "--rules",  dir_ + "/rules",   "--state-dir", state_dir(),
                                      "--quiet",  "--no-watch-rules"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     if (floor_) args = {g_self_exe, "--floor-supervisor", std::to_string(watches_)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -709,6 +714,7 @@ class Daemon {
   }
 
   std::vector<std::string> names;
+  std::vector<std::string> extra_args;  // appended to `vigil run`
   uint64_t launch_ns = 0;
   int exit_status = 0;
   std::vector<std::string> stop_problems;
@@ -905,7 +911,7 @@ void print_table(const std::vector<Row>& rows) {
           "usage: vigil_bench [--watches N] [--kills N] [--mass N] [--small-watches N]\n"
           "                   [--idle-seconds S] [--no-mass-all] [--no-floor] [--vigil PATH] "
           "[--tmp DIR]\n"
-          "                   [--keep]\n"
+          "                   [--keep] [--event-load EVENTS_PER_S]\n"
           "Runs as root. Defaults: --watches 1000 --kills 200 --mass 100 --small-watches 10\n"
           "--idle-seconds 30. See tests/bench/README.md.\n");
   exit(2);
@@ -938,6 +944,8 @@ Options parse(int argc, char** argv) {
       o.floor = false;
     else if (a == "--keep")
       o.keep = true;
+    else if (a == "--event-load")
+      o.event_load = num(i);
     else if (a == "--vigil" && i + 1 < argc)
       o.vigil = argv[++i];
     else if (a == "--tmp" && i + 1 < argc)
@@ -951,6 +959,90 @@ Options parse(int argc, char** argv) {
   if (o.kills > o.watches)
     usage("--kills must not exceed --watches (each kill is on its own watch)");
   return o;
+}
+
+// Issue 6: does logging slow restarts? Two daemons with the same sinks
+// (syslog to a unix datagram socket the bench drains, a JSON lines file,
+// the history and the text log): one quiet, one whose rules emit
+// `event_load` events a second (a 1 ms timer). Single-kill restart
+// latency is measured in both, the same way as the main figure.
+int run_event_load(const Options& o, const std::string& root, ProcMonitor& mon) {
+  json out = {{"bench", "vigil_event_load"},
+              {"events_per_s", o.event_load},
+              {"watches", o.watches},
+              {"kills", o.kills}};
+  for (bool load : {false, true}) {
+    std::string label = load ? "load" : "quiet";
+    Daemon d(o, root, label, o.watches, mon);
+    std::string dir = root + "/" + label;
+    std::string sock = dir + "/syslog.sock";
+    Fd rx(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", sock.c_str());
+    if (bind(rx.get(), reinterpret_cast<sockaddr*>(&un), sizeof un) != 0)
+      throw BenchError("bind " + sock + ": " + errno_str());
+    int big = 8 << 20;
+    setsockopt(rx.get(), SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    std::atomic<uint64_t> received{0};
+    std::atomic<bool> stop{false};
+    std::thread drain([&] {
+      char buf[65536];
+      while (!stop) {
+        pollfd p{rx.get(), POLLIN, 0};
+        if (poll(&p, 1, 100) > 0)
+          while (recv(rx.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) ++received;
+      }
+    });
+    struct Join {
+      std::atomic<bool>& stop;
+      std::thread& t;
+      ~Join() {
+        stop = true;
+        t.join();
+      }
+    } join{stop, drain};
+    d.extra_args = {"--syslog-address", "unix:" + sock, "--json-log", dir + "/events.jsonl"};
+    if (load) {
+      // 1 ms ticks: the load arrives spread out, as real events do; each
+      // tick catches up with the clock, so timer slack does not lower it.
+      write_text(
+          dir + "/rules/load.lua",
+          "local n, t0 = 0, nil\n"
+          "vigil.timer.every(0.001, function()\n"
+          "  t0 = t0 or vigil.timer.now()\n"
+          "  local due = math.floor((vigil.timer.now() - t0) * " +
+              fmt("%.0f", o.event_load) +
+              ")\n"
+              "  while n < due do n = n + 1; vigil.log.info(\"load event \" .. n, { n = n }) "
+              "end\nend)\n");
+    }
+    fprintf(stderr, "  .. %s: %d watches, %s\n", label.c_str(), o.watches,
+            load ? fmt("%.0f events/s", o.event_load).c_str() : "no event load");
+    d.launch();
+    d.wait_execs(static_cast<size_t>(o.watches), 60, "startup");
+    auto pids = d.status_pids();
+    std::vector<pid_t> victims, repl;
+    for (int i = 0; i < o.kills; ++i) victims.push_back(pids.at(d.names[static_cast<size_t>(i)]));
+    uint64_t r0 = received, t0 = now_ns();
+    auto kills = single_kills(d, mon, victims, repl);
+    uint64_t r1 = received, t1 = now_ns();
+    std::vector<double> lat;
+    for (const auto& k : kills) lat.push_back(k.latency_ms);
+    Stats s = stats(lat);
+    double secs = static_cast<double>(t1 - t0) / 1e9;
+    double rate = static_cast<double>(r1 - r0) / secs;
+    printf(
+        "%-6s restart latency median %.3f ms, p95 %.3f ms, max %.3f ms (%zu kills); "
+        "syslog datagrams received %.0f/s over %.1f s\n",
+        label.c_str(), s.median, s.p95, s.max, s.n, rate, secs);
+    fflush(stdout);
+    out[label] = {
+        {"restart_ms", stats_json(s)}, {"syslog_received_per_s", rate}, {"seconds", secs}};
+    d.stop();
+  }
+  printf("%s\n", out.dump().c_str());
+  return 0;
 }
 
 int run(const Options& o) {
@@ -995,6 +1087,7 @@ int run(const Options& o) {
   fflush(stdout);
 
   ProcMonitor mon;
+  if (o.event_load > 0) return run_event_load(o, root, mon);
   SysCpu sys0 = read_sys_cpu(), idle_sys0, idle_sys1;
   std::string load0 = read_text("/proc/loadavg");
   json j = {{"bench", "vigil_restart"},
