@@ -1,7 +1,7 @@
 // The event log: every operator-visible event has a stable message id
 // (VGLnnnn, see docs/messages.md), a severity and typed fields. Events go to
-// an in-memory ring (for `vigil events`), to the spdlog sinks (console, file,
-// syslog) and to listeners (the Lua bridge).
+// an in-memory ring (for `vigil events`), to the sinks (host/log/: console,
+// text and JSON files, syslog, journald) and to listeners (the Lua bridge).
 #pragma once
 
 #include <cstdint>

@@ -11,6 +11,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <spdlog/details/log_msg.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -130,15 +133,33 @@ class RotatingFile {
   MonoTime last_check_{};
 };
 
+// stderr, for an operator running vigil in a terminal: spdlog colours the
+// line by severity when stderr is a terminal, and writes it plain when not.
 class ConsoleSink : public Sink {
  public:
-  explicit ConsoleSink(SinkSpec spec) : Sink(std::move(spec)) {}
+  explicit ConsoleSink(SinkSpec spec) : Sink(std::move(spec)) {
+    out_.set_pattern("%^%v%$");  // our line as it is, coloured whole
+  }
   void write(const Event& ev, const std::string* formatted) override {
     if (ev.severity < spec_.min_severity) return;
     std::string line = text_line(ev, formatted ? *formatted : ev.text, formatted != nullptr);
-    int err;
-    write_all(STDERR_FILENO, line, err);  // nowhere to report a failing stderr
+    line.pop_back();  // spdlog ends the line
+    out_.log(spdlog::details::log_msg("vigil", level(ev.severity), line));
   }
+
+ private:
+  static spdlog::level::level_enum level(Severity s) {
+    switch (s) {
+      case Severity::Debug: return spdlog::level::debug;
+      case Severity::Info: return spdlog::level::info;
+      case Severity::Notice: return spdlog::level::info;
+      case Severity::Warning: return spdlog::level::warn;
+      case Severity::Error: return spdlog::level::err;
+      case Severity::Critical: return spdlog::level::critical;
+    }
+    return spdlog::level::info;
+  }
+  spdlog::sinks::stderr_color_sink_st out_;
 };
 
 // Text or JSON lines in a rotated file; one error event when writing
