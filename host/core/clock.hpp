@@ -27,5 +27,8 @@ inline double mono_seconds(MonoTime t) {
 double wall_seconds();
 // RFC 3339 UTC, e.g. "2026-11-22T01:50:03Z" (or with milliseconds).
 std::string rfc3339(double wall, bool millis = false);
+// RFC 3339 with `digits` of fractional seconds (0, 3, 6), in UTC ("Z") or
+// local time ("+09:00").
+std::string format_time(double wall, int digits, bool local);
 
 }  // namespace vigil

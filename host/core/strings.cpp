@@ -62,18 +62,33 @@ double wall_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-std::string rfc3339(double wall, bool millis) {
+std::string format_time(double wall, int digits, bool local) {
   time_t secs = static_cast<time_t>(wall);
   tm t;
-  gmtime_r(&secs, &t);
+  local ? localtime_r(&secs, &t) : gmtime_r(&secs, &t);
   char buf[64];
   size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-  if (millis) {
-    int ms = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
-    n += snprintf(buf + n, sizeof buf - n, ".%03d", ms < 0 ? 0 : ms > 999 ? 999 : ms);
+  if (digits > 0) {
+    long scale = 1;
+    for (int i = 0; i < digits; ++i) scale *= 10;
+    long frac = static_cast<long>((wall - static_cast<double>(secs)) * static_cast<double>(scale));
+    n += snprintf(buf + n, sizeof buf - n, ".%0*ld", digits,
+                  frac < 0        ? 0
+                  : frac >= scale ? scale - 1
+                                  : frac);
   }
-  snprintf(buf + n, sizeof buf - n, "Z");
+  if (!local) {
+    snprintf(buf + n, sizeof buf - n, "Z");
+    return buf;
+  }
+  char zone[8];
+  strftime(zone, sizeof zone, "%z", &t);  // +0000 -> +00:00
+  snprintf(buf + n, sizeof buf - n, "%.3s:%.2s", zone, zone + 3);
   return buf;
+}
+
+std::string rfc3339(double wall, bool millis) {
+  return format_time(wall, millis ? 3 : 0, false);
 }
 
 }  // namespace vigil

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "host/core/clock.hpp"
+
 namespace vigil {
 
 namespace {
@@ -29,18 +31,6 @@ std::string valid_utf8(std::string_view s) {
     }
   }
   return out;
-}
-
-// RFC 3339 with microseconds, UTC: "2026-11-22T02:07:28.712345Z".
-std::string timestamp(double wall) {
-  time_t secs = static_cast<time_t>(wall);
-  tm t;
-  gmtime_r(&secs, &t);
-  char buf[64];
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-  long us = static_cast<long>((wall - static_cast<double>(secs)) * 1e6);
-  snprintf(buf + n, sizeof buf - n, ".%06ldZ", us < 0 ? 0 : us > 999999 ? 999999 : us);
-  return buf;
 }
 
 void sd_param(std::string& out, std::string_view name, std::string_view value) {
@@ -93,7 +83,7 @@ int syslog_severity(Severity s) {
 std::string format_rfc5424(const Event& ev, const SyslogHeader& h, std::string_view msg) {
   const MessageDef& def = message_def(ev.msg);
   std::string out = "<" + std::to_string(h.facility * 8 + syslog_severity(ev.severity)) + ">1 ";
-  out += timestamp(ev.time);
+  out += format_time(ev.time, 6, false);  // "2026-11-22T02:07:28.712345Z"
   out += ' ';
   out += h.hostname.empty() ? "-" : h.hostname;
   out += ' ';

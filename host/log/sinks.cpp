@@ -5,14 +5,13 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <spdlog/details/log_msg.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <spdlog/details/log_msg.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <cstring>
 #include <ctime>
@@ -29,25 +28,11 @@ namespace vigil {
 
 namespace {
 
-// "2026-11-22T02:07:28.712+00:00": the text line's timestamp (local time).
-std::string line_time(double wall) {
-  time_t secs = static_cast<time_t>(wall);
-  tm t;
-  localtime_r(&secs, &t);
-  char buf[64];
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-  int ms = static_cast<int>((wall - static_cast<double>(secs)) * 1000.0);
-  n += snprintf(buf + n, sizeof buf - n, ".%03d", ms < 0 ? 0 : ms > 999 ? 999 : ms);
-  char zone[8];
-  strftime(zone, sizeof zone, "%z", &t);  // +0000
-  snprintf(buf + n, sizeof buf - n, "%.3s:%.2s", zone, zone + 3);
-  return buf;
-}
-
 // The classic text line, or the formatter's text as it is.
 std::string text_line(const Event& ev, const std::string& text, bool formatted) {
   if (formatted) return text + "\n";
-  std::string line = line_time(ev.time);
+  // "2026-11-22T02:07:28.712+00:00" (local time)
+  std::string line = format_time(ev.time, 3, true);
   line += ' ';
   line += severity_name(ev.severity);
   line += ' ';
