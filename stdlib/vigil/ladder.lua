@@ -46,10 +46,7 @@ M.restart_schema = {
 local budget_schema = { schema.string }
 for k, v in pairs(M.restart_schema) do budget_schema[k] = v end
 
-local command = schema.by_type({ string = function(v, path)
-  if v:match("^%s*$") then return nil, path .. ": empty command" end
-  return { "/bin/sh", "-c", v }
-end, table = schema.list_of_strings }, "a command list or a shell command string")
+local command = schema.command
 
 local function step_checker(v, path)
   if type(v) == "function" then return { action = "function", fn = v } end

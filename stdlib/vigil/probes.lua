@@ -106,13 +106,7 @@ end
 
 local port = schema.integer(1, 65535)
 
-local function command(v, path)
-  if type(v) == "string" then
-    if v:match("^%s*$") then return nil, path .. ": empty command" end
-    return { "/bin/sh", "-c", v }
-  end
-  return schema.list_of_strings(v, path)
-end
+local command = schema.command
 
 local kinds = {
   http = with_common {

@@ -167,4 +167,15 @@ function M.table(schema)
   return function(v, path) return M.check(v, schema, path) end
 end
 
+--- A shell command string -> { "/bin/sh", "-c", v }.
+function M.shell(v, path)
+  if type(v) ~= "string" then return nil, string.format("%s: expected a command", path) end
+  if v:match("^%s*$") then return nil, path .. ": empty command" end
+  return { "/bin/sh", "-c", v }
+end
+
+--- A command: an argv list, or a shell command string.
+M.command = M.by_type({ string = M.shell, table = M.list_of_strings },
+  "a command list or a shell command string")
+
 return M

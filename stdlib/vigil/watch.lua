@@ -49,12 +49,6 @@ local function signal_checker(v, path)
   return nil, string.format("%s: unknown signal %s (use e.g. \"TERM\", \"INT\", \"QUIT\")", path, tostring(v))
 end
 
-local function shell_command(v, path)
-  if type(v) ~= "string" then return nil, string.format("%s: expected a command", path) end
-  if v:match("^%s*$") then return nil, path .. ": empty command" end
-  return { "/bin/sh", "-c", v }
-end
-
 local function umask_checker(v, path)
   if type(v) == "string" and v:match("^0?[0-7][0-7][0-7]$") then return tonumber(v, 8) end
   if math.type(v) == "integer" and v >= 0 and v <= 511 then return v end
@@ -69,8 +63,7 @@ end
 local stop_schema = {
   signal = signal_checker,
   timeout = schema.duration,
-  command = schema.by_type({ table = schema.list_of_strings, string = shell_command },
-    "a command list or a shell command string"),
+  command = schema.command,
 }
 
 local log_schema = {
@@ -130,8 +123,7 @@ local match_schema = {
 local count_schema = { min = schema.integer(0), max = schema.integer(0) }
 
 local script_schema = {
-  command = schema.by_type({ string = shell_command, table = schema.list_of_strings },
-    "a command list or a shell command string"),
+  command = schema.command,
   timeout = schema.duration,
   find_within = schema.duration,
 }
@@ -230,8 +222,7 @@ end
 
 local watch_schema = {
   description = schema.string,
-  start = schema.by_type({ string = shell_command, table = schema.list_of_strings },
-    "a command list or a shell command string"),
+  start = schema.command,
   env = schema.map_of_strings,
   cwd = schema.string,
   user = schema.string,
@@ -256,7 +247,7 @@ local watch_schema = {
     "a signal name or a table"),
   log = schema.by_type({ boolean = off, table = schema.table(log_schema) }, "a table or false"),
   match = schema.table(match_schema),
-  restart_script = schema.by_type({ string = function(v, path) return { command = shell_command(v, path) } end,
+  restart_script = schema.by_type({ string = function(v, path) return { command = schema.shell(v, path) } end,
     table = script_table }, "a command list, a shell command string or a table"),
   count = schema.table(count_schema),
   on_over = action({ "alert", "kill_newest" }),
@@ -502,7 +493,7 @@ function M.dump(w, trigger, ev, force)
       opts.extra = {}
       for i, it in ipairs(items) do
         local cmd = it.command
-        if type(cmd) == "string" then cmd = { "/bin/sh", "-c", cmd } end
+        if type(cmd) == "string" then cmd = schema.shell(cmd, "command") end
         opts.extra[i] = { name = it.name, file = it.file, command = cmd }
       end
     end
