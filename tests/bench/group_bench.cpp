@@ -28,19 +28,15 @@
 #include <vector>
 
 #include "host/control/client.hpp"
+#include "host/core/clock.hpp"
 
 namespace {
 
 double now_wall() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  return vigil::wall_seconds();
 }
-
 double now_mono() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  return vigil::mono_seconds(vigil::MonoClock::now());
 }
 
 // "2026-11-23T09:15:18.149Z" -> wall seconds.
@@ -113,7 +109,8 @@ int main(int argc, char** argv) {
       r << "watch \"" << name(i) << "\" { start = { \"/bin/sleep\", \"100000\" }, log = false }\n";
       list += "\"" + name(i) + "\", ";
     }
-    r << "group \"chain\" { strategy = \"rest_for_one\", restart = { limit = 1000, within = \"1h\", "
+    r << "group \"chain\" { strategy = \"rest_for_one\", restart = { limit = 1000, within = "
+         "\"1h\", "
          "backoff = \"0s..0s\" }, "
       << (coalesce.empty() ? "" : "coalesce = " + coalesce + ", ") << list << "}\n";
   }
