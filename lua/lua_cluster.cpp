@@ -88,8 +88,8 @@ int l_failover(lua_State* L) {
   const char* reason = luaL_checkstring(L, 2);
   require_live(L, "cluster.failover");
   RuntimeState& rt = runtime_of(L);
-  std::string err;
-  {
+  return guarded(L, [&](Raise&) -> int {
+    std::string err;
     std::vector<std::string> argv = argv_at(L, 3);
     if (argv.empty()) argv = rt.cluster.failover;
     if (rt.host.log)
@@ -102,8 +102,8 @@ int l_failover(lua_State* L) {
       err = run_handover(rt, owner, reason, argv, rt.cluster.failover_timeout);
     if (!err.empty() && rt.host.log)
       rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
-  }
-  return push_result(L, err);
+    return push_result(L, err);
+  });
 }
 
 int l_reboot(lua_State* L) {
@@ -111,8 +111,8 @@ int l_reboot(lua_State* L) {
   const char* reason = luaL_checkstring(L, 2);
   require_live(L, "cluster.reboot");
   RuntimeState& rt = runtime_of(L);
-  std::string err;
-  {
+  return guarded(L, [&](Raise&) -> int {
+    std::string err;
     std::vector<std::string> argv = argv_at(L, 3);
     if (argv.empty()) argv = rt.cluster.reboot;
     if (argv.empty())
@@ -129,8 +129,8 @@ int l_reboot(lua_State* L) {
       if (pid) err.clear();
     }
     if (!err.empty() && rt.host.log) rt.host.log->emit(Msg::RebootRefused, owner, {{"error", err}});
-  }
-  return push_result(L, err);
+    return push_result(L, err);
+  });
 }
 
 const luaL_Reg kClusterFns[] = {

@@ -16,7 +16,10 @@
 //   exec.lose(name)                     decision: nothing to start; wait for
 //                                       a matching process to appear
 //   exec.kill(name, signal, reason) -> boolean   kill the watched process
-//   exec.set_count(name, min, max)      change a count's limits (max -1: none)
+//                                       (true: it has one; the signal is sent
+//                                       once the current callback returns)
+//   exec.set_count(name, min, max)      change a count's limits (max -1: none),
+//                                       once the current callback returns
 //   exec.probe_answer(name, index, token, ok [, reason [, evidence]])
 //                                       a rule probe's answer (entry.probe)
 //   exec.order(name, after, settle, group)   at load: what the watch requires
@@ -42,7 +45,15 @@
 //   exec.run(argv [, {timeout=, env={K=V}, on_exit=fn(code, signal)}]) -> pid | nil, err
 //       A one-shot command in its own process group, stdio to /dev/null,
 //       KILLed (with its group) after timeout seconds (default 60).
+//       on_exit runs from the loop after the command has been reaped.
 // Decisions, kill and run() act on the live state only.
+//
+// Decisions (restart_later, exhaust, lose, restart_set, exhaust_group) are
+// the answer to the policy question being asked (entry.exit): they are
+// taken at once; the supervisor defers their effects itself. Other actions
+// on a watch (kill, set_count) are queued and run once the callback that
+// asked for them has returned, so that they never act on a unit the
+// supervisor is in the middle of updating, nor re-enter the rules.
 #include <signal.h>
 
 #include <cmath>
@@ -254,7 +265,7 @@ int l_declare(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "exec.declare: watches are declared while rules load");
-  {
+  return guarded(L, [&](Raise&) -> int {
     if (rt.declared_names.contains(name)) {
       lua_pushnil(L);
       lua_pushfstring(L, "watch '%s' is declared twice", name);
@@ -270,9 +281,9 @@ int l_declare(lua_State* L) {
     }
     rt.declared_names.insert(d.name);
     rt.decls.push_back(std::move(d));
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+    lua_pushboolean(L, 1);
+    return 1;
+  });
 }
 
 Unit* unit_or_nil(lua_State* L, int idx) {
@@ -288,10 +299,12 @@ int l_info(lua_State* L) {
     lua_pushnil(L);
     return 1;
   }
-  nlohmann::json j = u->to_json();
-  j.update(u->ledger.to_json());
-  push_json(L, j);
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    nlohmann::json j = u->to_json();
+    j.update(u->ledger.to_json());
+    push_json(L, j);
+    return 1;
+  });
 }
 
 Unit& live_unit(lua_State* L, const char* what) {
@@ -328,20 +341,22 @@ int l_members(lua_State* L) {
   Unit* u = unit_or_nil(L, 1);
   lua_newtable(L);
   if (!u) return 1;
-  std::vector<std::pair<uint64_t, pid_t>> by_age;
-  if (u->m)
-    for (const auto& [pid, st] : u->m->members) by_age.emplace_back(st, pid);
-  std::sort(by_age.begin(), by_age.end());
-  lua_Integer i = 1;
-  for (const auto& [st, pid] : by_age) {
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, pid);
-    lua_setfield(L, -2, "pid");
-    lua_pushinteger(L, static_cast<lua_Integer>(st));
-    lua_setfield(L, -2, "start_time");
-    lua_rawseti(L, -2, i++);
-  }
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    std::vector<std::pair<uint64_t, pid_t>> by_age;
+    if (u->m)
+      for (const auto& [pid, st] : u->m->members) by_age.emplace_back(st, pid);
+    std::sort(by_age.begin(), by_age.end());
+    lua_Integer i = 1;
+    for (const auto& [st, pid] : by_age) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, pid);
+      lua_setfield(L, -2, "pid");
+      lua_pushinteger(L, static_cast<lua_Integer>(st));
+      lua_setfield(L, -2, "start_time");
+      lua_rawseti(L, -2, i++);
+    }
+    return 1;
+  });
 }
 
 int l_kill(lua_State* L) {
@@ -350,8 +365,17 @@ int l_kill(lua_State* L) {
   Unit& u = live_unit(L, "exec.kill");
   auto sig = parse_signal(signame);
   if (!sig) return luaL_error(L, "exec.kill: unknown signal '%s'", signame);
-  bool ok = runtime_of(L).host.supervisor->kill_process(u, *sig, reason);
-  lua_pushboolean(L, ok);
+  RuntimeState& rt = runtime_of(L);
+  bool has = u.child.has_value();
+  if (has && rt.host.loop) {
+    // After the callback: the process the rule saw, or none.
+    Supervisor* sup = rt.host.supervisor;
+    rt.host.loop->post([sup, n = u.name, pid = u.child->pid, s = *sig, r = std::string(reason)] {
+      Unit* unit = sup->find(n);
+      if (unit && unit->child && unit->child->pid == pid) sup->kill_process(*unit, s, r);
+    });
+  }
+  lua_pushboolean(L, has);
   return 1;
 }
 
@@ -385,31 +409,33 @@ int l_set_count(lua_State* L) {
   lua_Integer min = luaL_checkinteger(L, 2);
   lua_Integer max = luaL_checkinteger(L, 3);
   Unit& u = live_unit(L, "exec.set_count");
-  runtime_of(L).host.supervisor->set_count_limits(u, CountLimits{min, max});
+  RuntimeState& rt = runtime_of(L);
+  if (!rt.host.loop) return 0;
+  // After the callback: a change of limits asks the rules again (entry.count).
+  Supervisor* sup = rt.host.supervisor;
+  rt.host.loop->post([sup, n = u.name, limits = CountLimits{min, max}] {
+    if (Unit* unit = sup->find(n)) sup->set_count_limits(*unit, limits);
+  });
   return 0;
 }
 
+const char* const kRunKeys[] = {"timeout", "env", "on_exit", nullptr};
+
+// Stack: [argv, opts?] -> [pid] | [nil, err].
 int l_run(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   require_live(L, "exec.run");
   RuntimeState& rt = runtime_of(L);
-  double timeout = lua_istable(L, 2) ? field_number(L, 2, "timeout", 60) : 60;
-  int cb_ref = LUA_NOREF;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "on_exit");
-    if (lua_isfunction(L, -1))
-      cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    else
-      lua_pop(L, 1);
-  }
-  pid_t pid = -1;
-  {
+  int opts = lua_istable(L, 2) ? copy_keys(L, 2, kRunKeys) : 0;
+  return guarded(L, [&](Raise&) -> int {
+    double timeout = opts ? field_number(L, opts, "timeout", 60) : 60;
     std::string err;
     std::vector<std::string> argv = string_list(L, 1, "command", err);
     std::vector<std::pair<std::string, std::string>> env;
-    if (lua_istable(L, 2)) {
-      lua_getfield(L, 2, "env");
+    int cb_ref = LUA_NOREF;
+    if (opts) {
+      lua_getfield(L, opts, "env");
       if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
@@ -420,41 +446,49 @@ int l_run(lua_State* L) {
       }
       lua_pop(L, 1);
     }
-    std::optional<pid_t> started;
     if (err.empty() && !rt.host.supervisor) err = "no supervisor";
+    std::optional<pid_t> started;
     if (err.empty()) {
+      if (opts) {
+        lua_getfield(L, opts, "on_exit");
+        if (lua_isfunction(L, -1))
+          cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        else
+          lua_pop(L, 1);
+      }
       std::weak_ptr<int> alive = rt.alive;
       RuntimeState* rtp = &rt;
-      started = rt.host.supervisor->run_command(
-          argv, env, timeout,
-          [alive, rtp, cb_ref](const ExitStatus& st, bool) {
-            if (alive.expired() || cb_ref == LUA_NOREF) return;
-            lua_State* Ls = rtp->L;
-            lua_rawgeti(Ls, LUA_REGISTRYINDEX, cb_ref);
-            luaL_unref(Ls, LUA_REGISTRYINDEX, cb_ref);
-            if (st.signal)
-              lua_pushnil(Ls);
-            else
-              lua_pushinteger(Ls, st.code);
-            if (st.signal)
-              lua_pushstring(Ls, signal_name(st.signal).c_str());
-            else
-              lua_pushnil(Ls);
-            protected_call(*rtp, 2, 0, "exec.run on_exit", rtp->options.callback_budget);
-            if (rtp->depth == 0) drain_events(*rtp);
-          },
-          err);
+      Supervisor::CommandDone done;
+      if (cb_ref != LUA_NOREF)
+        done = [alive, rtp, cb_ref](const ExitStatus& st, bool) {
+          if (alive.expired()) return;
+          // From the loop, after the reaper's callback has returned.
+          enqueue_delivery(*rtp, Delivery{"exec.run on_exit",
+                                          cb_ref,
+                                          true,
+                                          [st](lua_State* Ls) {
+                                            if (st.signal) {
+                                              lua_pushnil(Ls);
+                                              lua_pushstring(Ls, signal_name(st.signal).c_str());
+                                            } else {
+                                              lua_pushinteger(Ls, st.code);
+                                              lua_pushnil(Ls);
+                                            }
+                                            return 2;
+                                          },
+                                          {}});
+        };
+      started = rt.host.supervisor->run_command(argv, env, timeout, std::move(done), err);
     }
     if (!started) {
+      if (cb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
       lua_pushnil(L);
       lua_pushstring(L, err.c_str());
-      if (cb_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, cb_ref);
       return 2;
     }
-    pid = *started;
-  }
-  lua_pushinteger(L, pid);
-  return 1;
+    lua_pushinteger(L, *started);
+    return 1;
+  });
 }
 
 // exec.order(name, after, settle, group): the watch's dependencies, set by
@@ -466,17 +500,19 @@ int l_order(lua_State* L) {
   const char* group = luaL_optstring(L, 4, "");
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "exec.order: dependencies are declared while rules load");
-  std::string err;
-  std::vector<std::string> after = string_list(L, 2, "after", err);
-  if (!err.empty()) return luaL_error(L, "exec.order: %s", err.c_str());
-  for (auto& d : rt.decls) {
-    if (d.name != name) continue;
-    d.after = std::move(after);
-    d.settle = settle;
-    d.group = group;
-    return 0;
-  }
-  return luaL_error(L, "exec.order: no watch named '%s'", name);
+  return guarded(L, [&](Raise& raise) -> int {
+    std::string err;
+    std::vector<std::string> after = string_list(L, 2, "after", err);
+    if (!err.empty()) return raise("exec.order: %s", err.c_str());
+    for (auto& d : rt.decls) {
+      if (d.name != name) continue;
+      d.after = std::move(after);
+      d.settle = settle;
+      d.group = group;
+      return 0;
+    }
+    return raise("exec.order: no watch named '%s'", name);
+  });
 }
 
 int l_declare_group(lua_State* L) {
@@ -484,29 +520,31 @@ int l_declare_group(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "exec.declare_group: groups are declared while rules load");
-  std::string err;
-  GroupDecl g;
-  g.name = name;
-  g.where = field_string(L, 2, "where");
-  g.strategy = field_string(L, 2, "strategy", "one_for_one");
-  g.parent = field_string(L, 2, "parent");
-  g.description = field_string(L, 2, "description");
-  lua_getfield(L, 2, "members");
-  g.members = string_list(L, -1, "members", err);
-  lua_pop(L, 1);
-  lua_getfield(L, 2, "units");
-  if (err.empty()) g.units = string_list(L, -1, "units", err);
-  lua_pop(L, 1);
-  for (const auto& other : rt.groups)
-    if (other.name == g.name) err = "group '" + g.name + "' is declared twice";
-  if (!err.empty()) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.c_str());
-    return 2;
-  }
-  rt.groups.push_back(std::move(g));
-  lua_pushboolean(L, 1);
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    std::string err;
+    GroupDecl g;
+    g.name = name;
+    g.where = field_string(L, 2, "where");
+    g.strategy = field_string(L, 2, "strategy", "one_for_one");
+    g.parent = field_string(L, 2, "parent");
+    g.description = field_string(L, 2, "description");
+    lua_getfield(L, 2, "members");
+    g.members = string_list(L, -1, "members", err);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "units");
+    if (err.empty()) g.units = string_list(L, -1, "units", err);
+    lua_pop(L, 1);
+    for (const auto& other : rt.groups)
+      if (other.name == g.name) err = "group '" + g.name + "' is declared twice";
+    if (!err.empty()) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.c_str());
+      return 2;
+    }
+    rt.groups.push_back(std::move(g));
+    lua_pushboolean(L, 1);
+    return 1;
+  });
 }
 
 Group* group_or_nil(lua_State* L, int idx) {
@@ -521,11 +559,13 @@ int l_group_info(lua_State* L) {
     lua_pushnil(L);
     return 1;
   }
-  nlohmann::json j = runtime_of(L).host.supervisor->group_json(*g);
-  j.update(g->ledger.to_json());
-  j["exhausted"] = g->exhausted;
-  push_json(L, j);
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    nlohmann::json j = runtime_of(L).host.supervisor->group_json(*g);
+    j.update(g->ledger.to_json());
+    j["exhausted"] = g->exhausted;
+    push_json(L, j);
+    return 1;
+  });
 }
 
 // The watch or group named at idx (live), or an error.
@@ -553,17 +593,16 @@ int l_restart_set(lua_State* L) {
   Group* group = lua_isnoneornil(L, 4) ? nullptr : group_or_nil(L, 4);
   if (!lua_isnoneornil(L, 4) && !group)
     return luaL_error(L, "exec.restart_set: no group named '%s'", lua_tostring(L, 4));
-  std::string err;
-  {
+  return guarded(L, [&](Raise& raise) -> int {
+    std::string err;
     std::vector<std::string> names = string_list(L, 2, "names", err);
-    if (err.empty()) {
+    if (err.empty())
       for (const auto& n : names)
         if (!sup->find(n)) err = "no watch named '" + n + "'";
-      if (err.empty()) sup->restart_set(cause, names, delay, group, reason);
-    }
-  }
-  if (!err.empty()) return luaL_error(L, "exec.restart_set: %s", err.c_str());
-  return 0;
+    if (!err.empty()) return raise("exec.restart_set: %s", err.c_str());
+    sup->restart_set(cause, names, delay, group, reason);
+    return 0;
+  });
 }
 
 int l_exhaust_group(lua_State* L) {
@@ -581,20 +620,21 @@ int l_step(lua_State* L) {
   const char* key = luaL_checkstring(L, 2);
   double uptime = luaL_optnumber(L, 3, 0);
   Ledger& ledger = owner_ledger(L, 1, "exec.step");
-  {
-    std::string k = key;
-    ledger.add(ledger.steps[k], mono_seconds(MonoClock::now()), uptime);
-  }
-  return 0;
+  return guarded(L, [&](Raise&) -> int {
+    ledger.add(ledger.steps[std::string(key)], mono_seconds(MonoClock::now()), uptime);
+    return 0;
+  });
 }
 
 int l_explain(lua_State* L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   Ledger& ledger = owner_ledger(L, 1, "exec.explain");
-  nlohmann::json j = to_json(L, 2);
-  j["at"] = rfc3339(wall_seconds());
-  ledger.decision = std::move(j);
-  return 0;
+  return guarded(L, [&](Raise&) -> int {
+    nlohmann::json j = to_json(L, 2);
+    j["at"] = rfc3339(wall_seconds());
+    ledger.decision = std::move(j);
+    return 0;
+  });
 }
 
 // The options table at idx (stdlib/vigil/watch.lua normalizes it).
@@ -645,21 +685,21 @@ int l_dump(lua_State* L) {
   require_live(L, "exec.dump");
   Unit* u = unit_or_nil(L, 1);
   if (!u) return luaL_error(L, "exec.dump: no watch named '%s'", lua_tostring(L, 1));
-  std::string err;
-  std::optional<std::string> dir;
-  {
+  return guarded(L, [&](Raise&) -> int {
+    std::string err;
+    std::optional<std::string> dir;
     nlohmann::json trigger = lua_istable(L, 2) ? to_json(L, 2) : nlohmann::json::object();
     DumpOptions o;
     err = read_dump_options(L, 3, o);
     if (err.empty()) dir = runtime_of(L).host.supervisor->dump(*u, trigger, o, err);
-  }
-  if (!dir) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.c_str());
-    return 2;
-  }
-  lua_pushstring(L, dir->c_str());
-  return 1;
+    if (!dir) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.c_str());
+      return 2;
+    }
+    lua_pushstring(L, dir->c_str());
+    return 1;
+  });
 }
 
 const luaL_Reg kExecFns[] = {{"order", l_order},

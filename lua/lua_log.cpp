@@ -24,8 +24,9 @@ int l_message(lua_State* L) {
   const char* text = luaL_checklstring(L, 1, &n);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
+  if (rt.formatting) return luaL_error(L, "vigil.log is not allowed in a log sink formatter");
   if (!rt.host.log) return 0;
-  {
+  return guarded(L, [&](Raise&) -> int {
     nlohmann::json fields = lua_istable(L, 2) ? to_json(L, 2) : nlohmann::json::object();
     if (!fields.is_object()) fields = nlohmann::json{{"values", fields}};
     fields["message"] = std::string(text, n);
@@ -33,8 +34,8 @@ int l_message(lua_State* L) {
     std::string watch;
     if (auto it = fields.find("watch"); it != fields.end() && it->is_string()) watch = *it;
     rt.host.log->emit(Msg::RuleMessage, S, watch, std::move(fields), std::string(text, n));
-  }
-  return 0;
+    return 0;
+  });
 }
 
 // Catalog events a rule library may emit: policy decisions and rule
@@ -56,13 +57,14 @@ int l_event(lua_State* L) {
   if (!def) return luaL_error(L, "vigil.log.event: unknown event name '%s'", name);
   if (!rule_may_emit(def->msg))
     return luaL_error(L, "vigil.log.event: '%s' is reported by the host, not by rules", name);
+  if (rt.formatting) return luaL_error(L, "vigil.log is not allowed in a log sink formatter");
   if (!rt.host.log) return 0;
-  {
+  return guarded(L, [&](Raise&) -> int {
     nlohmann::json fields = lua_istable(L, 3) ? to_json(L, 3) : nlohmann::json::object();
     if (!fields.is_object()) fields = nlohmann::json::object();
     rt.host.log->emit(def->msg, watch, std::move(fields));
-  }
-  return 0;
+    return 0;
+  });
 }
 
 // is_event(name) -> boolean: a catalog event name (for vigil.on).
@@ -75,16 +77,18 @@ int l_is_event(lua_State* L) {
 }
 
 // The keys vigil.log.sink accepts (a closed schema).
-const char* const kSinkKeys[] = {"kind", "address", "facility", "path",  "max_size",
-                                 "keep", "queue",   "level",    "format"};
+const char* const kSinkKeys[] = {"kind", "address", "facility", "path",   "max_size",
+                                 "keep", "queue",   "level",    "format", nullptr};
 
-// Validates the spec table at 1 into `spec`; returns the error or "".
-std::string read_sink(lua_State* L, SinkSpec& spec) {
+// Validates the spec table at 1 (its keys, by raw access) and its copy at
+// `copy` (the values) into `spec`; returns the error or "".
+std::string read_sink(lua_State* L, int copy, SinkSpec& spec) {
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     bool known = false;
     if (lua_type(L, -2) == LUA_TSTRING)
-      for (const char* k : kSinkKeys) known = known || std::string_view(k) == lua_tostring(L, -2);
+      for (const char* const* k = kSinkKeys; *k; ++k)
+        known = known || std::string_view(*k) == lua_tostring(L, -2);
     if (!known) {
       std::string k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
       lua_pop(L, 2);
@@ -93,18 +97,18 @@ std::string read_sink(lua_State* L, SinkSpec& spec) {
     }
     lua_pop(L, 1);
   }
-  spec.kind = field_string(L, 1, "kind");
-  spec.address = field_string(L, 1, "address");
-  spec.facility = field_string(L, 1, "facility", "daemon");
-  spec.path = field_string(L, 1, "path");
-  double max_size = field_number(L, 1, "max_size", static_cast<double>(spec.max_bytes));
-  double keep = field_number(L, 1, "keep", static_cast<double>(spec.keep));
-  double queue = field_number(L, 1, "queue", static_cast<double>(spec.queue));
+  spec.kind = field_string(L, copy, "kind");
+  spec.address = field_string(L, copy, "address");
+  spec.facility = field_string(L, copy, "facility", "daemon");
+  spec.path = field_string(L, copy, "path");
+  double max_size = field_number(L, copy, "max_size", static_cast<double>(spec.max_bytes));
+  double keep = field_number(L, copy, "keep", static_cast<double>(spec.keep));
+  double queue = field_number(L, copy, "queue", static_cast<double>(spec.queue));
   if (max_size < 0 || keep < 0 || queue < 1) return "max_size and keep must be >= 0, queue >= 1";
   spec.max_bytes = static_cast<size_t>(max_size);
   spec.keep = static_cast<size_t>(keep);
   spec.queue = static_cast<size_t>(queue);
-  std::string level = field_string(L, 1, "level", "info");
+  std::string level = field_string(L, copy, "level", "info");
   if (!parse_severity(level, spec.min_severity)) return "unknown level '" + level + "'";
   if (spec.kind == "syslog") {
     if (facility_code(spec.facility) < 0) return "unknown facility '" + spec.facility + "'";
@@ -121,59 +125,69 @@ std::string read_sink(lua_State* L, SinkSpec& spec) {
   return "";
 }
 
+// Formats ev with the rule's function `ref` (synchronously: the sink needs
+// the text now). A formatter is a pure function of the event: actions and
+// events are refused inside it, so it cannot act from inside emit().
+bool run_formatter(RuntimeState& rt, int ref, const Event& ev, std::string& out, std::string& err) {
+  bool was = rt.formatting;
+  rt.formatting = true;
+  bool ok = false;
+  DispatchOptions o;
+  o.nresults = 1;
+  o.budget = std::min(rt.options.callback_budget, 0.05);
+  o.report = false;  // the sink reports VGL0016 once, not an event per event
+  o.results = [&](lua_State* S) {
+    ok = lua_type(S, -1) == LUA_TSTRING;
+    if (ok)
+      out = lua_tostring(S, -1);
+    else
+      err = std::string("returned a ") + luaL_typename(S, -1) + ", not a string";
+  };
+  CallResult r = dispatch(
+      rt, Callee::registry(ref), "log sink formatter",
+      [&](lua_State* S) {
+        push_json(S, event_for_lua(ev));
+        return 1;
+      },
+      o);
+  rt.formatting = was;
+  if (!r.ok()) err = r.error;
+  return r.ok() && ok;
+}
+
 // sink{...}: declares a sink. Stack: [spec] -> [].
 int l_sink(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "vigil.log.sink: sinks are declared while the rules load");
-  lua_getfield(L, 1, "format");
+  int copy = copy_keys(L, 1, kSinkKeys);
+  lua_getfield(L, copy, "format");
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return luaL_error(L, "vigil.log.sink: format must be a function");
   int ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
-  bool failed = false;
-  {
+  return guarded(L, [&](Raise& raise) -> int {
     SinkSpec spec;
-    std::string error = read_sink(L, spec);
-    if (error.empty()) {
-      spec.where = lua_where(L, 1);
-      if (ref != LUA_NOREF) {
-        RuntimeState* state = &rt;
-        std::weak_ptr<int> alive = rt.alive;
-        spec.format = [state, alive, ref](const Event& ev, std::string& out,
-                                          std::string& err) -> bool {
-          if (alive.expired() || !state->live) {
-            err.clear();  // between a reload's swap and the new sinks: quietly the default
-            return false;
-          }
-          lua_State* S = state->L;
-          lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
-          push_json(S, event_for_lua(ev));
-          double budget = std::min(state->options.callback_budget, 0.05);
-          CallResult r = protected_call(*state, 1, 1, "log sink formatter", budget, false);
-          if (!r.ok()) {
-            err = r.error;
-            return false;
-          }
-          bool ok = lua_type(S, -1) == LUA_TSTRING;
-          if (ok)
-            out = lua_tostring(S, -1);
-          else
-            err = std::string("returned a ") + luaL_typename(S, -1) + ", not a string";
-          lua_pop(S, 1);
-          return ok;
-        };
-      }
-      rt.sinks.push_back(std::move(spec));
-    } else {
-      // The message goes on the stack; the raise comes after this scope,
-      // so no C++ destructor is skipped by the longjmp.
+    std::string error = read_sink(L, copy, spec);
+    if (!error.empty()) {
       if (ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ref);
-      lua_pushfstring(L, "%s: vigil.log.sink: %s", lua_where(L, 1).c_str(), error.c_str());
-      failed = true;
+      return raise.plain("%s: vigil.log.sink: %s", lua_where(L, 1).c_str(), error.c_str());
     }
-  }
-  if (failed) return lua_error(L);
-  return 0;
+    spec.where = lua_where(L, 1);
+    if (ref != LUA_NOREF) {
+      RuntimeState* state = &rt;
+      std::weak_ptr<int> alive = rt.alive;
+      spec.format = [state, alive, ref](const Event& ev, std::string& out,
+                                        std::string& err) -> bool {
+        if (alive.expired() || !state->live) {
+          err.clear();  // between a reload's swap and the new sinks: quietly the default
+          return false;
+        }
+        return run_formatter(*state, ref, ev, out, err);
+      };
+    }
+    rt.sinks.push_back(std::move(spec));
+    return 0;
+  });
 }
 
 const luaL_Reg kLogFns[] = {{"sink", l_sink},

@@ -10,9 +10,14 @@
 //       spec: host (default 127.0.0.1), port (required), send, expect, timeout
 //   fn(result): result = { ok, reason, elapsed (s), status (HTTP), body
 //       (the first bytes of the reply) }
-//   handle:cancel()   fn will not run
+//   handle:cancel() -> true | nil, err   fn will not run (err: the result
+//                                        was delivered already)
+//   handle:active() -> boolean           the result is still to come
+// The handle is a userdata (serial, the state's token) with a protected
+// metatable: a rule cannot forge one to cancel another rule's check.
 // Live state only: checks belong to the state that made them and a reload
-// cancels them with it.
+// cancels them with it. fn runs from the loop, never inside the call or
+// inside the probe engine's callback.
 #include <string.h>
 
 #include "lua/runtime_internal.hpp"
@@ -59,47 +64,62 @@ void push_result(lua_State* L, const ProbeResult& r) {
   lua_setfield(L, -2, "body");
 }
 
-// Handle: a table { id = ProbeId } with a metatable.
+// The result's delivery: fn(result), unless the check was cancelled.
+void deliver(RuntimeState& rt, uint64_t serial, const ProbeResult& r) {
+  auto it = rt.probes.find(serial);
+  if (it == rt.probes.end()) return;
+  int ref = it->second.ref;
+  it->second.id = 0;  // done: nothing left to cancel in the engine
+  it->second.done = true;
+  auto result = std::make_shared<ProbeResult>(r);
+  RuntimeState* rtp = &rt;
+  enqueue_delivery(rt, Delivery{"probe callback", ref, true,
+                                [result](lua_State* L) {
+                                  push_result(L, *result);
+                                  return 1;
+                                },
+                                [rtp, serial] {
+                                  // Taken: the handle expires; cancelled: the ref is gone.
+                                  return rtp->probes.erase(serial) > 0;
+                                }});
+}
+
+// Stack: [spec, fn] -> [handle] | [nil, err].
 int start(lua_State* L, bool http) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   require_live(L, http ? "vigil.probe.http" : "vigil.probe.tcp");
   RuntimeState& rt = runtime_of(L);
-  HttpCheck hc;
-  TcpCheck tc;
-  std::string err = http ? read_http_check(L, 1, hc) : read_tcp_check(L, 1, tc);
-  if (!err.empty()) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.c_str());
-    return 2;
-  }
-  lua_pushvalue(L, 2);
-  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);
-  luaL_setmetatable(L, kCheckMeta);
-  if (!rt.host.probes) {
-    // No engine (a test host): the check fails, later, like any other.
-    ProbeResult r;
-    r.reason = "probes are not available here";
-    rt.probe_calls.push_back({ref, r});
+  return guarded(L, [&](Raise&) -> int {
+    HttpCheck hc;
+    TcpCheck tc;
+    std::string err = http ? read_http_check(L, 1, hc) : read_tcp_check(L, 1, tc);
+    if (!err.empty()) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.c_str());
+      return 2;
+    }
+    uint64_t serial = rt.next_serial++;
+    push_handle(L, kCheckMeta, serial);
+    lua_pushvalue(L, 2);
+    rt.probes[serial] = RuleProbe{0, luaL_ref(L, LUA_REGISTRYINDEX)};
+    if (!rt.host.probes) {
+      // No engine (a test host): the check fails, later, like any other.
+      ProbeResult r;
+      r.reason = "probes are not available here";
+      deliver(rt, serial, r);
+      return 1;
+    }
+    std::weak_ptr<int> alive = rt.alive;
+    RuntimeState* rtp = &rt;
+    auto done = [alive, rtp, serial](const ProbeResult& r) {
+      if (!alive.expired()) deliver(*rtp, serial, r);
+    };
+    ProbeId id = http ? rt.host.probes->http(hc, done) : rt.host.probes->tcp(tc, done);
+    if (auto it = rt.probes.find(serial); it != rt.probes.end() && !it->second.done)
+      it->second.id = id;
     return 1;
-  }
-  std::weak_ptr<int> alive = rt.alive;
-  RuntimeState* rtp = &rt;
-  auto id = std::make_shared<ProbeId>(0);
-  auto done = [alive, rtp, ref, id](const ProbeResult& r) {
-    if (alive.expired()) return;
-    rtp->probes.erase(*id);
-    rtp->probe_calls.push_back({ref, r});
-    if (rtp->depth == 0) drain_events(*rtp);
-  };
-  *id = http ? rt.host.probes->http(hc, done) : rt.host.probes->tcp(tc, done);
-  rt.probes.insert(*id);
-  lua_pushinteger(L, static_cast<lua_Integer>(*id));
-  lua_setfield(L, -2, "id");
-  lua_pushinteger(L, ref);
-  lua_setfield(L, -2, "ref");
-  return 1;
+  });
 }
 
 int l_http(lua_State* L) {
@@ -109,19 +129,39 @@ int l_tcp(lua_State* L) {
   return start(L, false);
 }
 
+// handle:cancel() -> true | nil, err. Stack: [handle] -> [result...].
 int l_cancel(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  Handle* h = check_handle(L, 1, kCheckMeta);
   RuntimeState& rt = runtime_of(L);
-  lua_getfield(L, 1, "id");
-  auto id = static_cast<ProbeId>(lua_tointeger(L, -1));
-  lua_getfield(L, 1, "ref");
-  int ref = lua_isinteger(L, -1) ? static_cast<int>(lua_tointeger(L, -1)) : LUA_NOREF;
-  lua_pop(L, 2);
-  if (id && rt.probes.erase(id) && rt.host.probes) {
-    rt.host.probes->cancel(id);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  auto it = h ? rt.probes.find(h->serial) : rt.probes.end();
+  if (it == rt.probes.end()) {
+    lua_pushnil(L);
+    lua_pushfstring(L,
+                    "vigil.probe check %d: expired (its result was delivered, it was "
+                    "cancelled, or the rules were reloaded)",
+                    h ? static_cast<int>(h->serial) : 0);
+    return 2;
   }
-  return 0;
+  if (it->second.id && rt.host.probes) rt.host.probes->cancel(it->second.id);
+  luaL_unref(L, LUA_REGISTRYINDEX, it->second.ref);
+  rt.probes.erase(it);  // a result already queued is dropped (its delivery finds no entry)
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// handle:active() -> boolean. Stack: [handle] -> [boolean].
+int l_active(lua_State* L) {
+  Handle* h = check_handle(L, 1, kCheckMeta);
+  lua_pushboolean(L, h && runtime_of(L).probes.contains(h->serial));
+  return 1;
+}
+
+int l_tostring(lua_State* L) {
+  Handle* h = check_handle(L, 1, kCheckMeta);
+  bool active = h && runtime_of(L).probes.contains(h->serial);
+  lua_pushfstring(L, "vigil.probe check %d (%s)", h ? static_cast<int>(h->serial) : 0,
+                  active ? "in flight" : "expired");
+  return 1;
 }
 
 const luaL_Reg kProbeFns[] = {{"http", l_http}, {"tcp", l_tcp}, {nullptr, nullptr}};
@@ -176,16 +216,11 @@ std::string read_tcp_check(lua_State* L, int idx, TcpCheck& c) {
   return {};
 }
 
-void deliver_probe_calls(RuntimeState& rt) {
-  lua_State* L = rt.L;
-  while (!rt.probe_calls.empty()) {
-    auto [ref, result] = std::move(rt.probe_calls.front());
-    rt.probe_calls.erase(rt.probe_calls.begin());
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    push_result(L, result);
-    protected_call(rt, 1, 0, "probe callback", rt.options.callback_budget);
-  }
+void cancel_probes(RuntimeState& rt) {
+  if (rt.host.probes)
+    for (auto& [serial, p] : rt.probes)
+      if (p.id) rt.host.probes->cancel(p.id);
+  rt.probes.clear();
 }
 
 int luaopen_vigil_probe(lua_State* L) {
@@ -193,7 +228,13 @@ int luaopen_vigil_probe(lua_State* L) {
     lua_newtable(L);
     lua_pushcfunction(L, l_cancel);
     lua_setfield(L, -2, "cancel");
+    lua_pushcfunction(L, l_active);
+    lua_setfield(L, -2, "active");
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, kCheckMeta);
+    lua_setfield(L, -2, "__metatable");
   }
   lua_pop(L, 1);
   luaL_newlib(L, kProbeFns);

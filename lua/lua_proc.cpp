@@ -73,46 +73,49 @@ ProcReader& reader_of(RuntimeState& rt) {
   return standalone;
 }
 
+const char* const kMatchKeys[] = {"name",   "exe",    "cmdline", "cmdline_re", "user",   "parent",
+                                  "cgroup", "kernel", "uid",     "ppid",       "select", nullptr};
+
+// Stack: [match] -> [infos].
 int l_find(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  int match = copy_keys(L, 1, kMatchKeys);
   RuntimeState& rt = runtime_of(L);
-  bool bad = false;
-  {
+  return guarded(L, [&](Raise& raise) -> int {
     std::optional<Matcher> m;
-    std::string err = read_match_table(L, 1, m);
-    if (!m) {
-      lua_pushfstring(L, "proc.find: %s", err.c_str());
-      bad = true;
-    } else {
-      ProcReader& r = reader_of(rt);
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& f : find_processes(*m, r, 0, {getpid()})) {
-        nlohmann::json j = info_json(f.pid, r);
-        if (!j.is_null()) out.push_back(std::move(j));
-      }
-      push_json(L, out);
+    std::string err = read_match_table(L, match, m);
+    if (!m) return raise("proc.find: %s", err.c_str());  // misuse raises
+    ProcReader& r = reader_of(rt);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& f : find_processes(*m, r, 0, {getpid()})) {
+      nlohmann::json j = info_json(f.pid, r);
+      if (!j.is_null()) out.push_back(std::move(j));
     }
-  }
-  if (bad) return lua_error(L);  // misuse raises, after the scope closed
-  return 1;
+    push_json(L, out);
+    return 1;
+  });
 }
 
 int l_info(lua_State* L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
-  nlohmann::json j = info_json(static_cast<pid_t>(pid), reader_of(runtime_of(L)));
-  push_json(L, j);
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    nlohmann::json j = info_json(static_cast<pid_t>(pid), reader_of(runtime_of(L)));
+    push_json(L, j);
+    return 1;
+  });
 }
 
 int l_children(lua_State* L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
-  std::vector<pid_t> kids = reader_of(runtime_of(L)).children(static_cast<pid_t>(pid));
-  lua_createtable(L, static_cast<int>(kids.size()), 0);
-  for (size_t i = 0; i < kids.size(); ++i) {
-    lua_pushinteger(L, kids[i]);
-    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
-  }
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    std::vector<pid_t> kids = reader_of(runtime_of(L)).children(static_cast<pid_t>(pid));
+    lua_createtable(L, static_cast<int>(kids.size()), 0);
+    for (size_t i = 0; i < kids.size(); ++i) {
+      lua_pushinteger(L, kids[i]);
+      lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+    }
+    return 1;
+  });
 }
 
 int l_kill(lua_State* L) {
@@ -122,24 +125,24 @@ int l_kill(lua_State* L) {
   require_live(L, "proc.kill");
   auto sig = parse_signal(signame);
   if (!sig) return luaL_error(L, "proc.kill: unknown signal '%s'", signame);
-  const char* err = nullptr;
-  {
+  return guarded(L, [&](Raise&) -> int {
     // The pidfd pins whatever process has the pid now; the start time
     // says whether it is the one the rule meant.
     Fd fd(pidfd_open(static_cast<pid_t>(pid), 0));
     auto st = read_proc_stat(static_cast<pid_t>(pid));
+    const char* err = nullptr;
     if (!fd || !st || st->start_time != static_cast<uint64_t>(start) || st->dead())
       err = "no such process (it exited, or the pid now belongs to another process)";
     else if (pidfd_send_signal(fd.get(), *sig, nullptr, 0) != 0)
       err = "cannot signal it";
-  }
-  if (err) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
+    if (err) {
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  });
 }
 
 int l_available(lua_State* L) {
@@ -167,30 +170,25 @@ int l_on(lua_State* L) {
     lua_pushstring(L, "proc.on: kernel process events are not available here");
     return 2;
   }
-  bool bad = false;
-  {
+  int match = copy_keys(L, 2, kMatchKeys);
+  return guarded(L, [&](Raise& raise) -> int {
     std::optional<Matcher> m;
-    std::string err = read_match_table(L, 2, m);
-    if (!m) {
-      lua_pushfstring(L, "proc.on: %s", err.c_str());
-      bad = true;
-    } else {
-      lua_pushvalue(L, 3);
-      int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      auto sub = std::make_shared<ProcSubscription>(ProcSubscription{k, std::move(*m), ref, {}});
-      rt.proc_subs.push_back(sub);
-      if (rt.live) {
-        start_subscription(rt, *sub);
-        if (rt.host.supervisor) rt.host.supervisor->set_rule_interest(true);
-      }
-      auto** handle = static_cast<std::weak_ptr<ProcSubscription>**>(
-          lua_newuserdatauv(L, sizeof(std::weak_ptr<ProcSubscription>*), 0));
-      *handle = new std::weak_ptr<ProcSubscription>(sub);
-      luaL_setmetatable(L, kSubMeta);
+    std::string err = read_match_table(L, match, m);
+    if (!m) return raise("proc.on: %s", err.c_str());
+    lua_pushvalue(L, 3);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    auto sub = std::make_shared<ProcSubscription>(ProcSubscription{k, std::move(*m), ref, {}});
+    rt.proc_subs.push_back(sub);
+    if (rt.live) {
+      start_subscription(rt, *sub);
+      if (rt.host.supervisor) rt.host.supervisor->set_rule_interest(true);
     }
-  }
-  if (bad) return lua_error(L);
-  return 1;
+    auto** handle = static_cast<std::weak_ptr<ProcSubscription>**>(
+        lua_newuserdatauv(L, sizeof(std::weak_ptr<ProcSubscription>*), 0));
+    *handle = new std::weak_ptr<ProcSubscription>(sub);
+    luaL_setmetatable(L, kSubMeta);
+    return 1;
+  });
 }
 
 int l_sub_cancel(lua_State* L) {
@@ -214,10 +212,27 @@ const luaL_Reg kProcFns[] = {{"find", l_find},  {"info", l_info}, {"children", l
                              {"kill", l_kill},  {"on", l_on},     {"available", l_available},
                              {nullptr, nullptr}};
 
-// Calls sub's function with info (queued when a rule is running).
+// Calls sub's function with info, from the loop after the kernel event's
+// callback has returned (and only if sub is still subscribed then).
 void deliver(RuntimeState& rt, const ProcSubscription& sub, nlohmann::json info) {
-  rt.proc_calls.push_back({sub.ref, std::move(info)});
-  if (rt.depth == 0) drain_events(rt);
+  auto j = std::make_shared<nlohmann::json>(std::move(info));
+  RuntimeState* rtp = &rt;
+  std::weak_ptr<ProcSubscription> which;
+  for (const auto& s : rt.proc_subs)
+    if (s.get() == &sub) which = s;
+  int ref = sub.ref;
+  enqueue_delivery(rt, Delivery{"vigil.proc.on handler", ref, false,
+                                [j](lua_State* L) {
+                                  push_json(L, *j);
+                                  return 1;
+                                },
+                                [rtp, which] {
+                                  // Cancelled meanwhile: gone from the list, its ref released.
+                                  auto sub = which.lock();
+                                  return sub &&
+                                         std::find(rtp->proc_subs.begin(), rtp->proc_subs.end(),
+                                                   sub) != rtp->proc_subs.end();
+                                }});
 }
 
 // A fork's child starts as a copy of its parent, so a spawn matches on the

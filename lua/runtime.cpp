@@ -22,7 +22,8 @@ void* limited_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     a->used -= old;
     return nullptr;
   }
-  if (nsize > old && a->used - old + nsize > a->limit) return nullptr;
+  size_t limit = a->guards > 0 ? a->limit + a->reserve : a->limit;
+  if (nsize > old && a->used - old + nsize > limit) return nullptr;
   void* p = realloc(ptr, nsize);
   if (p) a->used = a->used - old + nsize;
   return p;
@@ -163,8 +164,17 @@ std::string lua_where(lua_State* L, int level) {
 }
 
 void require_live(lua_State* L, const char* what) {
-  if (!runtime_of(L).live)
-    luaL_error(L, "%s is not allowed while rules are being loaded or checked", what);
+  RuntimeState& rt = runtime_of(L);
+  if (!rt.live) luaL_error(L, "%s is not allowed while rules are being loaded or checked", what);
+  if (rt.formatting) luaL_error(L, "%s is not allowed in a log sink formatter", what);
+}
+
+GuardScope::GuardScope(lua_State* L) : alloc(runtime_of(L).alloc) {
+  ++alloc.guards;
+}
+
+GuardScope::~GuardScope() {
+  --alloc.guards;
 }
 
 CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char* what,
@@ -208,38 +218,96 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
   return r;
 }
 
-CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresults) {
+CallResult dispatch(RuntimeState& rt, Callee callee, const char* what,
+                    const std::function<int(lua_State*)>& push, const DispatchOptions& o) {
   lua_State* L = rt.L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt.entry_ref);
-  lua_getfield(L, -1, name);
-  lua_remove(L, -2);
-  lua_insert(L, -(nargs + 1));
-  CallResult r = protected_call(rt, nargs, nresults, name, rt.options.callback_budget);
-  if (rt.depth == 0) drain_events(rt);
+  int guards = rt.alloc.guards;
+  // The stack as the caller left it (a chunk on the stack is the call's).
+  int top = lua_gettop(L) - (callee.entry == nullptr && callee.ref == LUA_NOREF ? 1 : 0);
+  CallResult r;
+  if (!lua_checkstack(L, 8)) {
+    r.status = CallStatus::Memory;
+    r.error = std::string(what) + ": no room on the Lua stack";
+    lua_settop(L, top);
+    return r;
+  }
+  if (callee.entry) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt.entry_ref);
+    lua_getfield(L, -1, callee.entry);
+    lua_remove(L, -2);
+  } else if (callee.ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, callee.ref);
+  }
+  if (!lua_isfunction(L, -1)) {
+    lua_settop(L, top);
+    r.status = CallStatus::Error;
+    r.error = std::string(what) + ": the callback is gone";
+    return r;
+  }
+  int nargs = push ? push(L) : 0;
+  r = protected_call(rt, nargs, o.nresults, what,
+                     o.budget < 0 ? rt.options.callback_budget : o.budget, o.report);
+  rt.alloc.guards = guards;  // a raise inside guarded work skipped its scope's end
+  if (r.ok() && o.nresults > 0) {
+    if (o.results) o.results(L);
+    lua_pop(L, o.nresults);
+  }
+  if (int now = lua_gettop(L); now != top) {
+    // A host bug, not the rule's: say so once per call and put it right,
+    // so that a leak cannot grow the stack call after call.
+    if (rt.host.log)
+      rt.host.log->emit(Msg::StackImbalance, "",
+                        {{"callback", what}, {"expected", top}, {"found", now}});
+    lua_settop(L, top);
+  }
+  if (rt.depth == 0 && !rt.deliveries.empty()) enqueue_delivery(rt, {});
   return r;
 }
 
+CallResult call_entry(RuntimeState& rt, const char* name,
+                      const std::function<int(lua_State*)>& push, const DispatchOptions& o) {
+  if (rt.entry_ref == LUA_NOREF) return {CallStatus::Error, "no rules loaded", {}};
+  return dispatch(rt, Callee::entry_fn(name), name, push, o);
+}
+
+void enqueue_delivery(RuntimeState& rt, Delivery d) {
+  if (d.what) rt.deliveries.push_back(std::move(d));
+  if (rt.deliveries.empty() || rt.drain_posted) return;
+  if (!rt.host.loop) {
+    // A host without a loop (tests, `vigil check`): after the outermost call.
+    if (rt.depth == 0) drain_events(rt);
+    return;
+  }
+  rt.drain_posted = true;
+  std::weak_ptr<int> alive = rt.alive;
+  RuntimeState* rtp = &rt;
+  rt.host.loop->post([alive, rtp] {
+    if (alive.expired()) return;
+    rtp->drain_posted = false;
+    drain_events(*rtp);
+  });
+}
+
 void drain_events(RuntimeState& rt) {
-  while ((!rt.queued_events.empty() || !rt.proc_calls.empty() || !rt.probe_calls.empty()) &&
-         rt.depth == 0) {
-    std::vector<nlohmann::json> batch;
-    batch.swap(rt.queued_events);
-    for (auto& ev : batch) {
-      push_json(rt.L, ev);
-      call_entry(rt, "event", 1, 0);
-    }
-    std::vector<std::pair<int, nlohmann::json>> calls;
-    calls.swap(rt.proc_calls);
-    for (auto& [ref, info] : calls) {
-      // Cancelled meanwhile: its function is gone.
-      bool active = false;
-      for (const auto& sub : rt.proc_subs) active = active || sub->ref == ref;
-      if (!active) continue;
-      lua_rawgeti(rt.L, LUA_REGISTRYINDEX, ref);
-      push_json(rt.L, info);
-      protected_call(rt, 1, 0, "vigil.proc.on handler", rt.options.callback_budget);
-    }
-    deliver_probe_calls(rt);
+  if (rt.depth > 0) return;
+  // This batch only: what its callbacks queue goes to the next task, so a
+  // handler that causes events cannot hold the loop.
+  std::vector<Delivery> batch;
+  batch.swap(rt.deliveries);
+  bool no_loop = !rt.host.loop;
+  if (no_loop) rt.drain_posted = true;  // deliveries queued meanwhile wait for this loop
+  for (auto& d : batch) {
+    if (d.wanted && !d.wanted()) continue;
+    Callee c = d.ref == LUA_NOREF ? Callee::entry_fn("event") : Callee::registry(d.ref);
+    if (c.entry && rt.entry_ref == LUA_NOREF) continue;
+    int ref = d.ref;
+    bool unref = d.unref;
+    dispatch(rt, c, d.what, d.push);
+    if (unref) luaL_unref(rt.L, LUA_REGISTRYINDEX, ref);
+  }
+  if (no_loop) {
+    rt.drain_posted = false;
+    if (!rt.deliveries.empty()) drain_events(rt);
   }
 }
 
@@ -255,6 +323,29 @@ double field_number(lua_State* L, int idx, const char* key, double dflt) {
   double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
   lua_pop(L, 1);
   return v;
+}
+
+int copy_keys(lua_State* L, int idx, const char* const* keys) {
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 6, "copy_keys");
+  lua_newtable(L);
+  int copy = lua_gettop(L);
+  for (const char* const* k = keys; *k; ++k) {
+    lua_getfield(L, idx, *k);
+    if (lua_istable(L, -1)) {
+      int inner = lua_gettop(L);
+      lua_newtable(L);
+      lua_pushnil(L);
+      while (lua_next(L, inner)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+      }
+      lua_remove(L, inner);
+    }
+    lua_setfield(L, copy, *k);
+  }
+  return copy;
 }
 
 void push_json(lua_State* L, const nlohmann::json& j) {
@@ -280,9 +371,11 @@ void push_json(lua_State* L, const nlohmann::json& j) {
     }
     case nlohmann::json::value_t::object: {
       lua_createtable(L, 0, static_cast<int>(j.size()));
-      for (const auto& [k, v] : j.items()) {
-        push_json(L, v);
-        lua_setfield(L, -2, k.c_str());
+      // Plain iterators (no items() proxy, which holds strings): a raise
+      // here skips nothing that owns memory.
+      for (auto it = j.cbegin(); it != j.cend(); ++it) {
+        push_json(L, *it);
+        lua_setfield(L, -2, it.key().c_str());
       }
       break;
     }
@@ -333,6 +426,8 @@ RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
   rt.options = std::move(options);
   rt.host = host;
   rt.alloc.limit = rt.options.memory_limit;
+  static uint64_t tokens = 0;  // the loop's thread only
+  rt.token = ++tokens;
   rt.L = lua_newstate(limited_alloc, &rt.alloc);
   if (!rt.L) throw std::runtime_error("cannot create Lua state");
   *static_cast<RuntimeState**>(lua_getextraspace(rt.L)) = &rt;
@@ -351,10 +446,9 @@ RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
 
 RuleRuntime::~RuleRuntime() {
   RuntimeState& rt = *state_;
-  if (rt.host.loop)
-    for (TimerId id : rt.timers) rt.host.loop->cancel(id);
-  if (rt.host.probes)
-    for (ProbeId id : rt.probes) rt.host.probes->cancel(id);
+  cancel_timers(rt);
+  cancel_probes(rt);
+  rt.deliveries.clear();
   if (rt.L) lua_close(rt.L);
 }
 
@@ -416,7 +510,7 @@ LoadResult RuleRuntime::load(const std::string& path) {
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   if (result.errors.empty()) {
-    CallResult fr = call_entry(rt, "finish", 0, 0);
+    CallResult fr = call_entry(rt, "finish", {});
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   result.ok = result.errors.empty();
@@ -445,8 +539,7 @@ const std::vector<Declaration>& RuleRuntime::declarations() const {
 void RuleRuntime::go_live() {
   RuntimeState& rt = *state_;
   rt.live = true;
-  for (const auto& t : rt.pending_timers) arm_timer(rt, t);
-  rt.pending_timers.clear();
+  arm_pending_timers(rt);
   for (auto& sub : rt.proc_subs) start_subscription(rt, *sub);
 }
 
@@ -458,71 +551,81 @@ bool RuleRuntime::wants_proc_events() const {
   return !state_->proc_subs.empty();
 }
 
+// Policy questions: the host asks and the rules answer synchronously
+// (on_exit must decide before it returns). What the rules ask the host for
+// besides the decision (kill, set_count) is queued by the module functions;
+// events the answer causes are delivered from the loop afterwards.
+namespace {
+std::function<int(lua_State*)> name_and(const std::string& name, const nlohmann::json& ev) {
+  return [&name, &ev](lua_State* L) {
+    lua_pushlstring(L, name.data(), name.size());
+    push_json(L, ev);
+    return 2;
+  };
+}
+}  // namespace
+
 void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF) return;
-  lua_State* L = rt.L;
-  lua_pushlstring(L, unit.name.data(), unit.name.size());
   nlohmann::json ev = exit.to_json();
   ev["uptime"] = exit.uptime;
   ev["restarts"] = unit.restarts;
-  push_json(L, ev);
-  call_entry(rt, "exit", 2, 0);
+  call_entry(rt, "exit", name_and(unit.name, ev));
 }
 
 void RuleRuntime::on_count(Unit& unit, const nlohmann::json& ev) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF || !rt.live) return;
-  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
-  push_json(rt.L, ev);
-  call_entry(rt, "count", 2, 0);
+  call_entry(rt, "count", name_and(unit.name, ev));
 }
 
 void RuleRuntime::on_state(Unit& unit, const nlohmann::json& ev) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF || !rt.live) return;
-  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
-  push_json(rt.L, ev);
-  call_entry(rt, "state", 2, 0);
+  call_entry(rt, "state", name_and(unit.name, ev));
 }
 
 void RuleRuntime::on_hung(Unit& unit, const nlohmann::json& ev) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF || !rt.live) return;
-  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
-  push_json(rt.L, ev);
-  call_entry(rt, "hung", 2, 0);
+  call_entry(rt, "hung", name_and(unit.name, ev));
 }
 
 void RuleRuntime::run_probe(Unit& unit, size_t index, uint64_t token) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF || !rt.live) return;
-  lua_pushlstring(rt.L, unit.name.data(), unit.name.size());
-  lua_pushinteger(rt.L, static_cast<lua_Integer>(index) + 1);
-  lua_pushinteger(rt.L, static_cast<lua_Integer>(token));
-  call_entry(rt, "probe", 3, 0);
+  call_entry(rt, "probe", [&](lua_State* L) {
+    lua_pushlstring(L, unit.name.data(), unit.name.size());
+    lua_pushinteger(L, static_cast<lua_Integer>(index) + 1);
+    lua_pushinteger(L, static_cast<lua_Integer>(token));
+    return 3;
+  });
 }
 
 std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,
                                                   const std::string& value, std::string& error) {
   RuntimeState& rt = *state_;
-  lua_State* L = rt.L;
-  lua_pushstring(L, watch.c_str());
-  lua_pushstring(L, key.c_str());
-  lua_pushstring(L, value.c_str());
-  CallResult r = call_entry(rt, "set", 3, 2);
-  if (!r.ok()) {
-    error = r.error;
-    return std::nullopt;
-  }
   std::optional<std::string> out;
-  if (lua_isstring(L, -2)) {
-    out = lua_tostring(L, -2);
-  } else {
-    error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
-  }
-  lua_pop(L, 2);
-  return out;
+  DispatchOptions o;
+  o.nresults = 2;
+  o.results = [&](lua_State* L) {
+    if (lua_isstring(L, -2))
+      out = lua_tostring(L, -2);
+    else
+      error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
+  };
+  CallResult r = call_entry(
+      rt, "set",
+      [&](lua_State* L) {
+        lua_pushstring(L, watch.c_str());
+        lua_pushstring(L, key.c_str());
+        lua_pushstring(L, value.c_str());
+        return 3;
+      },
+      o);
+  if (!r.ok()) error = r.error;
+  return r.ok() ? out : std::nullopt;
 }
 
 nlohmann::json event_for_lua(const Event& ev) {
@@ -547,8 +650,17 @@ void RuleRuntime::on_event(const Event& ev) {
   // Rule messages are not fed back to rules: a subscriber that logs would
   // otherwise feed itself forever.
   if (ev.msg == Msg::RuleMessage || ev.msg == Msg::RuleError || ev.msg == Msg::RuleBudget) return;
-  rt.queued_events.push_back(event_for_lua(ev));
-  if (rt.depth == 0) drain_events(rt);
+  // Delivered from the loop once the host callback that emitted it (and
+  // the policy's decision it may be waiting for) has returned.
+  auto j = std::make_shared<nlohmann::json>(event_for_lua(ev));
+  enqueue_delivery(rt, Delivery{"vigil.on handler",
+                                LUA_NOREF,
+                                false,
+                                [j](lua_State* L) {
+                                  push_json(L, *j);
+                                  return 1;
+                                },
+                                {}});
 }
 
 bool RuleRuntime::run_string(const std::string& code, const std::string& chunkname,
@@ -559,14 +671,17 @@ bool RuleRuntime::run_string(const std::string& code, const std::string& chunkna
     lua_pop(rt.L, 1);
     return false;
   }
-  CallResult r = protected_call(rt, 0, 0, chunkname.c_str(), rt.options.callback_budget);
-  if (rt.depth == 0) drain_events(rt);
+  CallResult r = dispatch(rt, Callee::on_stack(), chunkname.c_str());
   error = r.error;
   return r.ok();
 }
 
 size_t RuleRuntime::memory_used() const {
   return state_->alloc.used;
+}
+
+int RuleRuntime::stack_top() const {
+  return lua_gettop(state_->L);
 }
 
 // vigil.runtime: what the stdlib needs from the runtime itself.
@@ -588,9 +703,11 @@ int l_where(lua_State* L) {
     lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
     return 1;
   }
-  std::string w = lua_where(L, level);
-  lua_pushstring(L, w.c_str());
-  return 1;
+  return guarded(L, [&](Raise&) -> int {
+    std::string w = lua_where(L, level);
+    lua_pushstring(L, w.c_str());
+    return 1;
+  });
 }
 
 // live() -> boolean: false while loading or checking.

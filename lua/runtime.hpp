@@ -82,9 +82,12 @@ class RuleRuntime : public Policy {
   std::optional<std::string> set_param(const std::string& watch, const std::string& key,
                                        const std::string& value, std::string& error);
 
-  // Delivers a host event to rule subscribers (vigil.on).
+  // Delivers a host event to rule subscribers (vigil.on): queued, and
+  // delivered from the loop once the host callback that emitted it has
+  // returned (so handlers see the unit after the policy's decision).
   void on_event(const Event& ev);
-  // A kernel process event, for vigil.proc.on subscribers.
+  // A kernel process event, for vigil.proc.on subscribers (delivered the
+  // same way).
   void on_proc_event(const ProcEvent& ev);
   bool wants_proc_events() const;
 
@@ -92,6 +95,8 @@ class RuleRuntime : public Policy {
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);
 
   size_t memory_used() const;
+  // Values on the state's Lua stack between calls (tests: it stays 0).
+  int stack_top() const;
 
  private:
   std::unique_ptr<RuntimeState> state_;

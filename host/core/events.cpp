@@ -64,6 +64,9 @@ const std::vector<MessageDef> kCatalog = {
      "metrics CSV {path} is written again ({dropped} rows were dropped)"},
     {Msg::MetricsListenFailed, "VGL0023", S::Error, "metrics_listen_failed",
      "metrics endpoint cannot listen on {address}: {error}; monitoring goes on without it"},
+    {Msg::StackImbalance, "VGL0045", S::Error, "stack_imbalance",
+     "internal error: the Lua stack after {callback} held {found} values, not {expected}; "
+     "repaired"},
     {Msg::ProcessStarted, "VGL0101", S::Info, "process_started", "{watch}: started pid {pid}"},
     {Msg::ProcessExited, "VGL0102", S::Warning, "process_exited",
      "{watch}: pid {pid} {how} after {uptime}s"},

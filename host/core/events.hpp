@@ -43,6 +43,7 @@ enum class Msg {
   MetricsWriteFailed,     // VGL0021
   MetricsWriteRecovered,  // VGL0022
   MetricsListenFailed,    // VGL0023
+  StackImbalance,         // VGL0045
   ProcessStarted,         // VGL0101
   ProcessExited,          // VGL0102
   SpawnFailed,            // VGL0103

@@ -460,13 +460,10 @@ void Supervisor::restart_later(Unit& u, double delay) {
     unit->timer = 0;
     if (!unit->paused && unit->want_running) start_process(*unit);
   };
-  if (delay <= 0) {
-    set_state(u, UnitState::Starting);
-    loop_.post(go);
-  } else {
-    set_state(u, UnitState::Backoff);
-    u.timer = loop_.after(from_seconds(delay), go);
-  }
+  // Even "at once" is the unit's timer: a later decision (the rules may
+  // make a second one) cancels it instead of both starting the process.
+  set_state(u, delay <= 0 ? UnitState::Starting : UnitState::Backoff);
+  u.timer = loop_.after(from_seconds(std::max(0.0, delay)), go);
 }
 
 void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
