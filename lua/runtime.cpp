@@ -221,6 +221,9 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
 CallResult dispatch(RuntimeState& rt, Callee callee, const char* what,
                     const std::function<int(lua_State*)>& push, const DispatchOptions& o) {
   lua_State* L = rt.L;
+  // No C function runs between outermost calls: a guard count left over
+  // by a raise through guarded work (outside a dispatch: load) is stale.
+  if (rt.depth == 0) rt.alloc.guards = 0;
   int guards = rt.alloc.guards;
   // The stack as the caller left it (a chunk on the stack is the call's).
   int top = lua_gettop(L) - (callee.entry == nullptr && callee.ref == LUA_NOREF ? 1 : 0);
