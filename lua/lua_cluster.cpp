@@ -45,14 +45,18 @@ int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "cluster.configure: configured while rules load");
-  lua_getfield(L, 1, "failover");
-  rt.cluster.failover = argv_at(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "reboot");
-  rt.cluster.reboot = argv_at(L, -1);
-  lua_pop(L, 1);
-  rt.cluster.failover_timeout = field_number(L, 1, "failover_timeout", 60);
-  return 0;
+  static const char* const keys[] = {"failover", "reboot", "failover_timeout", nullptr};
+  int spec = copy_keys(L, 1, keys);
+  return guarded(L, [&](Raise&) -> int {
+    raw_field(L, spec, "failover");
+    rt.cluster.failover = argv_at(L, -1);
+    lua_pop(L, 1);
+    raw_field(L, spec, "reboot");
+    rt.cluster.reboot = argv_at(L, -1);
+    lua_pop(L, 1);
+    rt.cluster.failover_timeout = field_number(L, spec, "failover_timeout", 60);
+    return 0;
+  });
 }
 
 std::string hostname() {

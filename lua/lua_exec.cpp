@@ -108,7 +108,7 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
       err = read_tcp_check(L, t, p.tcp);
     } else if (kind == "script") {
       p.kind = ProbeSpec::Kind::Script;
-      lua_getfield(L, t, "command");
+      raw_field(L, t, "command");
       p.command = string_list(L, -1, "command", err);
       lua_pop(L, 1);
       if (err.empty() && p.command.empty()) err = "command: required";
@@ -128,7 +128,7 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
       if (err.empty() && p.max_age <= 0) err = "max_age: required (a duration)";
     } else if (kind == "notify") {
       p.kind = ProbeSpec::Kind::Notify;
-      lua_getfield(L, t, "ready");
+      raw_field(L, t, "ready");
       p.ready = lua_toboolean(L, -1);
       lua_pop(L, 1);
       p.watchdog = field_number(L, t, "watchdog", 0);
@@ -147,7 +147,7 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
           static_cast<int>(field_number(L, t, "fails", p.kind == ProbeSpec::Kind::Notify ? 1 : 3));
       p.success = static_cast<int>(field_number(L, t, "success", 1));
       p.timeout = field_number(L, t, "timeout", p.timeout);
-      lua_getfield(L, t, "readiness");
+      raw_field(L, t, "readiness");
       p.readiness = lua_toboolean(L, -1);
       lua_pop(L, 1);
       if (p.every <= 0) err = "every: must be positive";
@@ -167,15 +167,15 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
 std::string read_spec(lua_State* L, int idx, Declaration& d) {
   ProcessSpec& spec = d.spec;
   std::string err;
-  lua_getfield(L, idx, "argv");
+  raw_field(L, idx, "argv");
   spec.argv = string_list(L, -1, "start", err);
   lua_pop(L, 1);
   if (!err.empty()) return err;
-  lua_getfield(L, idx, "stop_command");
+  raw_field(L, idx, "stop_command");
   spec.stop_command = string_list(L, -1, "stop.command", err);
   lua_pop(L, 1);
   if (!err.empty()) return err;
-  lua_getfield(L, idx, "env");
+  raw_field(L, idx, "env");
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -195,20 +195,20 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   spec.umask = static_cast<int>(field_number(L, idx, "umask", -1));
   spec.stop_signal = static_cast<int>(field_number(L, idx, "stop_signal", SIGTERM));
   spec.stop_timeout = field_number(L, idx, "stop_timeout", 10);
-  lua_getfield(L, idx, "capture_output");
+  raw_field(L, idx, "capture_output");
   spec.capture_output = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
   spec.log_max_bytes = static_cast<uint64_t>(field_number(L, idx, "log_max_bytes", 1 << 20));
   spec.log_keep = static_cast<int>(field_number(L, idx, "log_keep", 3));
   d.where = field_string(L, idx, "where");
 
-  lua_getfield(L, idx, "match");
+  raw_field(L, idx, "match");
   if (lua_istable(L, -1)) err = read_match_table(L, lua_gettop(L), d.match);
   lua_pop(L, 1);
   if (!err.empty()) return err;
   if (spec.argv.empty() && !d.match) return "needs 'start' or 'match'";
 
-  lua_getfield(L, idx, "restart_script");
+  raw_field(L, idx, "restart_script");
   d.adopt.restart_script = string_list(L, -1, "restart_script", err);
   lua_pop(L, 1);
   if (!err.empty()) return err;
@@ -221,7 +221,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   d.adopt.script_timeout = field_number(L, idx, "script_timeout", d.adopt.script_timeout);
   d.adopt.find_within = field_number(L, idx, "find_within", d.adopt.find_within);
 
-  lua_getfield(L, idx, "count");
+  raw_field(L, idx, "count");
   if (lua_istable(L, -1)) {
     CountLimits c;
     c.min = static_cast<int64_t>(field_number(L, -1, "min", 0));
@@ -230,7 +230,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   }
   lua_pop(L, 1);
 
-  lua_getfield(L, idx, "checks");
+  raw_field(L, idx, "checks");
   if (lua_istable(L, -1)) {
     StateChecks& c = d.checks;
     c.every = field_number(L, -1, "every", c.every);
@@ -250,7 +250,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   }
   lua_pop(L, 1);
 
-  lua_getfield(L, idx, "probes");
+  raw_field(L, idx, "probes");
   if (lua_istable(L, -1)) err = read_probes(L, lua_gettop(L), d.probes);
   lua_pop(L, 1);
   if (!err.empty()) return err;
@@ -435,7 +435,7 @@ int l_run(lua_State* L) {
     std::vector<std::pair<std::string, std::string>> env;
     int cb_ref = LUA_NOREF;
     if (opts) {
-      lua_getfield(L, opts, "env");
+      raw_field(L, opts, "env");
       if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
@@ -450,7 +450,7 @@ int l_run(lua_State* L) {
     std::optional<pid_t> started;
     if (err.empty()) {
       if (opts) {
-        lua_getfield(L, opts, "on_exit");
+        raw_field(L, opts, "on_exit");
         if (lua_isfunction(L, -1))
           cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         else
@@ -528,10 +528,10 @@ int l_declare_group(lua_State* L) {
     g.strategy = field_string(L, 2, "strategy", "one_for_one");
     g.parent = field_string(L, 2, "parent");
     g.description = field_string(L, 2, "description");
-    lua_getfield(L, 2, "members");
+    raw_field(L, 2, "members");
     g.members = string_list(L, -1, "members", err);
     lua_pop(L, 1);
-    lua_getfield(L, 2, "units");
+    raw_field(L, 2, "units");
     if (err.empty()) g.units = string_list(L, -1, "units", err);
     lua_pop(L, 1);
     for (const auto& other : rt.groups)
@@ -640,9 +640,9 @@ int l_explain(lua_State* L) {
 // The options table at idx (stdlib/vigil/watch.lua normalizes it).
 std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
   if (!lua_istable(L, idx)) return {};
-  lua_getfield(L, idx, "core");
+  raw_field(L, idx, "core");
   o.core = lua_toboolean(L, -1);
-  lua_getfield(L, idx, "environ");
+  raw_field(L, idx, "environ");
   o.environ = lua_toboolean(L, -1);
   lua_pop(L, 2);
   o.max_bytes =
@@ -650,7 +650,7 @@ std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
   o.keep = static_cast<int>(field_number(L, idx, "keep", o.keep));
   o.lines = static_cast<int>(field_number(L, idx, "lines", o.lines));
   o.command_timeout = field_number(L, idx, "timeout", o.command_timeout);
-  lua_getfield(L, idx, "extra");
+  raw_field(L, idx, "extra");
   std::string err;
   if (lua_istable(L, -1)) {
     int t = lua_gettop(L);
@@ -664,7 +664,7 @@ std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
       } else {
         item.name = field_string(L, -1, "name");
         item.file = field_string(L, -1, "file");
-        lua_getfield(L, -1, "command");
+        raw_field(L, -1, "command");
         item.command = string_list(L, -1, "command", err);
         lua_pop(L, 1);
         if (err.empty() &&
@@ -681,16 +681,20 @@ std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
   return err;
 }
 
+const char* const kDumpKeys[] = {"core",  "environ", "max_size", "keep",
+                                 "lines", "timeout", "extra",    nullptr};
+
 int l_dump(lua_State* L) {
   require_live(L, "exec.dump");
   Unit* u = unit_or_nil(L, 1);
   if (!u) return luaL_error(L, "exec.dump: no watch named '%s'", lua_tostring(L, 1));
+  int opts = lua_istable(L, 3) ? copy_keys(L, 3, kDumpKeys) : 0;
   return guarded(L, [&](Raise&) -> int {
     std::string err;
     std::optional<std::string> dir;
     nlohmann::json trigger = lua_istable(L, 2) ? to_json(L, 2) : nlohmann::json::object();
     DumpOptions o;
-    err = read_dump_options(L, 3, o);
+    if (opts) err = read_dump_options(L, opts, o);
     if (err.empty()) dir = runtime_of(L).host.supervisor->dump(*u, trigger, o, err);
     if (!dir) {
       lua_pushnil(L);

@@ -161,7 +161,7 @@ int l_sink(lua_State* L) {
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "vigil.log.sink: sinks are declared while the rules load");
   int copy = copy_keys(L, 1, kSinkKeys);
-  lua_getfield(L, copy, "format");
+  raw_field(L, copy, "format");
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return luaL_error(L, "vigil.log.sink: format must be a function");
   int ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);

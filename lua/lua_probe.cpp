@@ -32,7 +32,7 @@ constexpr const char* kCheckMeta = "vigil.probe.check";
 std::vector<std::pair<std::string, std::string>> pairs_field(lua_State* L, int idx,
                                                              const char* key) {
   std::vector<std::pair<std::string, std::string>> out;
-  lua_getfield(L, idx, key);
+  raw_field(L, idx, key);
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -84,16 +84,24 @@ void deliver(RuntimeState& rt, uint64_t serial, const ProbeResult& r) {
                                 }});
 }
 
+// The keys of an HTTP or TCP check (read from the rule's table once,
+// before any C++ object exists).
+const char* const kSpecKeys[] = {"url",        "method",       "status",  "body",
+                                 "headers",    "send_headers", "timeout", "connect_timeout",
+                                 "tls_verify", "unix_socket",  "host",    "port",
+                                 "send",       "expect",       nullptr};
+
 // Stack: [spec, fn] -> [handle] | [nil, err].
 int start(lua_State* L, bool http) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   require_live(L, http ? "vigil.probe.http" : "vigil.probe.tcp");
   RuntimeState& rt = runtime_of(L);
+  int spec = copy_keys(L, 1, kSpecKeys);
   return guarded(L, [&](Raise&) -> int {
     HttpCheck hc;
     TcpCheck tc;
-    std::string err = http ? read_http_check(L, 1, hc) : read_tcp_check(L, 1, tc);
+    std::string err = http ? read_http_check(L, spec, hc) : read_tcp_check(L, spec, tc);
     if (!err.empty()) {
       lua_pushnil(L);
       lua_pushstring(L, err.c_str());
@@ -175,7 +183,7 @@ std::string read_http_check(lua_State* L, int idx, HttpCheck& c) {
   c.method = field_string(L, idx, "method", "GET");
   if (c.method != "GET" && c.method != "HEAD")
     return "method: '" + c.method + "' (use \"GET\" or \"HEAD\")";
-  lua_getfield(L, idx, "status");
+  raw_field(L, idx, "status");
   if (lua_istable(L, -1)) {
     c.status_min = static_cast<int>(field_number(L, -1, "min", c.status_min));
     c.status_max = static_cast<int>(field_number(L, -1, "max", c.status_max));
@@ -192,7 +200,7 @@ std::string read_http_check(lua_State* L, int idx, HttpCheck& c) {
   c.timeout = field_number(L, idx, "timeout", c.timeout);
   c.connect_timeout = field_number(L, idx, "connect_timeout", c.connect_timeout);
   if (c.timeout <= 0) return "timeout: must be positive";
-  lua_getfield(L, idx, "tls_verify");
+  raw_field(L, idx, "tls_verify");
   c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
   c.unix_socket = field_string(L, idx, "unix_socket");
@@ -201,7 +209,7 @@ std::string read_http_check(lua_State* L, int idx, HttpCheck& c) {
 
 std::string read_tcp_check(lua_State* L, int idx, TcpCheck& c) {
   c.host = field_string(L, idx, "host", c.host);
-  lua_getfield(L, idx, "port");
+  raw_field(L, idx, "port");
   bool integer = lua_isinteger(L, -1);
   lua_Integer port = integer ? lua_tointeger(L, -1) : 0;
   lua_pop(L, 1);

@@ -260,13 +260,13 @@ void deliver_spawn(RuntimeState& rt, const ProcSubscription& sub, const ProcEven
 
 std::string read_match_table(lua_State* L, int idx, std::optional<Matcher>& out) {
   auto str = [&](const char* key) {
-    lua_getfield(L, idx, key);
+    raw_field(L, idx, key);
     std::string v = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
     lua_pop(L, 1);
     return v;
   };
   auto num = [&](const char* key) -> std::optional<lua_Integer> {
-    lua_getfield(L, idx, key);
+    raw_field(L, idx, key);
     std::optional<lua_Integer> v;
     if (lua_isinteger(L, -1)) v = lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -280,7 +280,7 @@ std::string read_match_table(lua_State* L, int idx, std::optional<Matcher>& out)
   m.user = str("user");
   m.parent = str("parent");
   m.cgroup = str("cgroup");
-  lua_getfield(L, idx, "kernel");
+  raw_field(L, idx, "kernel");
   m.kernel = lua_toboolean(L, -1);
   lua_pop(L, 1);
   if (auto uid = num("uid"); uid && *uid >= 0) m.uid = static_cast<uid_t>(*uid);

@@ -314,15 +314,21 @@ void drain_events(RuntimeState& rt) {
   }
 }
 
+int raw_field(lua_State* L, int idx, const char* key) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, key);
+  return lua_rawget(L, idx);
+}
+
 std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt) {
-  lua_getfield(L, idx, key);
+  raw_field(L, idx, key);
   std::string v = lua_isstring(L, -1) ? lua_tostring(L, -1) : dflt;
   lua_pop(L, 1);
   return v;
 }
 
 double field_number(lua_State* L, int idx, const char* key, double dflt) {
-  lua_getfield(L, idx, key);
+  raw_field(L, idx, key);
   double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
   lua_pop(L, 1);
   return v;

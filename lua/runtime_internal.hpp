@@ -267,8 +267,13 @@ void require_live(lua_State* L, const char* what);
 // function), or "?".
 std::string lua_where(lua_State* L, int level);
 
-// Fields of the table at idx: the value, or `dflt` when absent or of
-// another type.
+// lua_getfield without metamethods (so it cannot raise from a rule's
+// __index): pushes t[key], returns its type. The readers of the C++ side
+// use it; a rule's own table is first copied with copy_keys.
+int raw_field(lua_State* L, int idx, const char* key);
+
+// Fields of the table at idx (raw): the value, or `dflt` when absent or
+// of another type.
 std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt = {});
 double field_number(lua_State* L, int idx, const char* key, double dflt);
 
