@@ -39,8 +39,11 @@ void fire(std::weak_ptr<int> alive, RuntimeState* rt, PendingTimer t, TimerId se
 int create(lua_State* L, bool repeat) {
   double seconds = luaL_checknumber(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (seconds < 0 || (repeat && seconds < 0.001))
-    return luaL_error(L, "vigil.timer: interval %f is too small", seconds);
+  // Written so that NaN fails too; the bound is the rules' (100 days, as
+  // vigil.duration), far inside what the clocks convert without overflow.
+  if (!(seconds >= (repeat ? 0.001 : 0.0) && seconds <= 100.0 * 86400))
+    return luaL_error(L, "vigil.timer: %s %f is not between %s and 100 days",
+                      repeat ? "interval" : "delay", seconds, repeat ? "1ms" : "0");
   RuntimeState& rt = runtime_of(L);
   lua_newtable(L);  // handle
   luaL_setmetatable(L, kHandleMeta);

@@ -257,6 +257,15 @@ double field_number(lua_State* L, int idx, const char* key, double dflt) {
   return v;
 }
 
+int64_t field_integer(lua_State* L, int idx, const char* key, int64_t dflt) {
+  double v = field_number(L, idx, key, static_cast<double>(dflt));
+  // Casting a double outside int64's range (or NaN) is undefined: clamp.
+  if (!(v == v)) return dflt;
+  if (v >= 9.2e18) return INT64_C(9200000000000000000);
+  if (v <= -9.2e18) return -INT64_C(9200000000000000000);
+  return static_cast<int64_t>(v);
+}
+
 void push_json(lua_State* L, const nlohmann::json& j) {
   luaL_checkstack(L, 4, "json nesting");
   switch (j.type()) {

@@ -128,6 +128,9 @@ std::string lua_where(lua_State* L, int level);
 // another type.
 std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt = {});
 double field_number(lua_State* L, int idx, const char* key, double dflt);
+// An integer field, clamped to about +-9.2e18 (NaN: dflt), so that no
+// value a rule passes converts with overflow.
+int64_t field_integer(lua_State* L, int idx, const char* key, int64_t dflt);
 
 void push_json(lua_State* L, const nlohmann::json& j);
 // Converts the value at idx (tables with 1..n keys become arrays).
