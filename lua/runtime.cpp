@@ -152,6 +152,28 @@ std::vector<std::string> rule_files(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+// The errors the declaration functions recorded while a file loaded (they
+// record and carry on, so that a check shows every error of a file):
+// entry.errors() -> { "file:line: message", ... }.
+void take_recorded_errors(RuntimeState& rt, std::vector<std::string>& out) {
+  lua_State* L = rt.L;
+  CallResult r = call_entry(rt, "errors", 0, 1);
+  if (!r.ok()) {
+    out.push_back(r.error);
+    return;
+  }
+  if (lua_istable(L, -1)) {
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; ++i) {
+      out.emplace_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);  // the nil that ended the list
+  }
+  lua_pop(L, 1);
+}
+}  // namespace
+
 RuntimeState& runtime_of(lua_State* L) {
   return **static_cast<RuntimeState**>(lua_getextraspace(L));
 }
@@ -422,10 +444,12 @@ LoadResult RuleRuntime::load(const std::string& path) {
       continue;
     }
     CallResult fr = protected_call(rt, 0, 0, file.c_str(), rt.options.load_budget);
+    take_recorded_errors(rt, result.errors);
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   if (result.errors.empty()) {
     CallResult fr = call_entry(rt, "finish", 0, 0);
+    take_recorded_errors(rt, result.errors);
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   result.ok = result.errors.empty();
