@@ -46,6 +46,9 @@ local function sorted_keys(t)
   return keys
 end
 
+-- The sorted keys of each schema, made once (schemas do not change).
+local schema_names = setmetatable({}, { __mode = "k" })
+
 function M.check(tbl, schema, path)
   if type(tbl) ~= "table" then
     local err = string.format("%s: expected a table, got %s", path, type(tbl))
@@ -70,7 +73,12 @@ function M.check(tbl, schema, path)
   for _, k in ipairs(sorted_keys(tbl)) do
     if not schema[k] then bad(string.format("%s: unknown key '%s'%s", path, k, suggest(k, schema))) end
   end
-  for _, k in ipairs(sorted_keys(schema)) do
+  local names = schema_names[schema]
+  if not names then
+    names = sorted_keys(schema)
+    schema_names[schema] = names
+  end
+  for _, k in ipairs(names) do
     if tbl[k] ~= nil then
       local norm, err, more = schema[k](tbl[k], path .. "." .. k)
       if norm == nil and err then bad(err, more) end
