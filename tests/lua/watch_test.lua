@@ -192,6 +192,8 @@ T.test("vigil set goes through the same checkers", function()
   W.watch "s" { start = "x" }
   T.eq(W.set("s", "restart.limit", "7"), "7", "limit")
   T.eq(W.set("s", "restart.within", "5m"), "5m", "within")
+  T.eq(W.set("s", "restart.within", "600"), "10m", "seconds are shown as a duration (docs/rules.md)")
+  T.eq(W.set("s", "restart.delay", "1.5"), "1.5s", "fractions")
   T.eq(W.set("s", "restart.backoff", "2s..1m"), "2s..1m", "backoff")
   T.eq(W.set("s", "rearm", "off"), "off", "rearm off")
   for _, key in ipairs { "restart.within", "restart.delay", "restart.reset", "restart.backoff", "rearm" } do
