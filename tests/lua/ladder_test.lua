@@ -137,6 +137,24 @@ T.test("restart_group restarts the whole group", function()
   T.eq(T.list(fakes.ops(rec, "restart_set")), "b a,b 0.05 g", "every unit of the group")
 end)
 
+-- docs/rules.md, on_exhausted: what a command hook gets.
+T.test("an on_exhausted command runs with the context in its environment", function()
+  local W, G, L, rec = fresh()
+  W.watch "w" { start = "x", restart = { limit = 0 }, on_exhausted = { "/usr/local/bin/page", "down" } }
+  G.finish(W.watches)
+  fail(W, L, rec, "w")
+  T.eq(T.list(fakes.ops(rec, "run")), "/usr/local/bin/page down", "ran")
+  local env = rec.run_opts.env
+  T.eq(env.VIGIL_WATCH, "w", "VIGIL_WATCH")
+  T.eq(env.VIGIL_GROUP, "", "VIGIL_GROUP")
+  T.eq(env.VIGIL_EVENT, "budget_exhausted", "VIGIL_EVENT")
+  T.eq(env.VIGIL_EXIT, "1", "VIGIL_EXIT")
+  T.eq(rec.run_opts.timeout, 60, "a 60 s timeout")
+  -- A failed hook is reported.
+  rec.run_opts.on_exit(3, nil)
+  T.eq(#fakes.events(rec, "rule_error"), 1, "a non-zero exit is a rule_error (VGL0005)")
+end)
+
 T.test("step refusals name the step", function()
   local W = fresh()
   local cases = {

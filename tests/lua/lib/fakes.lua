@@ -41,7 +41,11 @@ function M.host()
     exhaust = function(name, rearm) call("exhaust", name, rearm) end,
     exhaust_group = function(name, rearm, cause) call("exhaust_group", name, rearm, cause) end,
     explain = function(name, t) rec.explained = t end,
-    run = function(cmd, opts) call("run", table.concat(cmd, " ")) return 4242 end,
+    run = function(cmd, opts)
+      rec.run_opts = opts
+      call("run", table.concat(cmd, " "))
+      return 4242
+    end,
     kill = function(name, sig, why) call("kill", name, sig) return true end,
     lose = function(name) call("lose", name) end,
     dump = function(name) call("dump", name) return "/dump/" .. name end,
