@@ -608,18 +608,24 @@ namespace {
 // where(level) -> "file:line" of the caller `level` frames above the caller.
 // Frames in the stdlib or in the rules' lib/ are skipped, so a watch
 // declared through a shared helper points at the rule file that called it.
+// A second result names the innermost skipped frame in lib/ (the
+// library line that made the declaration), for error messages.
 int l_where(lua_State* L) {
   int level = static_cast<int>(luaL_optinteger(L, 1, 1)) + 1;
   RuntimeState& rt = runtime_of(L);
   lua_Debug ar;
+  std::string via;
   for (int l = level; lua_getstack(L, l, &ar); ++l) {
     if (!lua_getinfo(L, "Sl", &ar) || ar.currentline < 0 || ar.source[0] != '@') continue;
     std::string_view src(ar.source + 1);
-    bool library = (!rt.options.stdlib_dir.empty() && src.starts_with(rt.options.stdlib_dir)) ||
-                   (!rt.lib_dir.empty() && src.starts_with(rt.lib_dir));
-    if (library) continue;
+    bool in_lib = !rt.lib_dir.empty() && src.starts_with(rt.lib_dir);
+    if (in_lib && via.empty()) via = std::string(ar.short_src) + ":" + std::to_string(ar.currentline);
+    if (in_lib || (!rt.options.stdlib_dir.empty() && src.starts_with(rt.options.stdlib_dir)))
+      continue;
     lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-    return 1;
+    if (via.empty()) return 1;
+    lua_pushlstring(L, via.data(), via.size());
+    return 2;
   }
   std::string w = lua_where(L, level);
   lua_pushstring(L, w.c_str());

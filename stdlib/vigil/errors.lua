@@ -9,10 +9,12 @@ local M = { _VERSION = "1" }
 M.limit = 50
 
 local list, count = {}, 0
+local suffix  -- " (declared at lib/x.lua:7)" while a library declares
 
 --- add(msg): records "file:line: message". After `limit` errors in one
 -- load, the rest are counted and not kept.
 function M.add(msg)
+  if suffix then msg = msg .. suffix end
   count = count + 1
   if count <= M.limit then
     list[#list + 1] = msg
@@ -41,6 +43,20 @@ function M.declaring(fn, ...)
     return nil
   end
   error(res, 0)
+end
+
+--- declaring_via(via, fn, ...): declaring(fn, ...), where `via` (the
+-- library line that made the declaration, the second result of
+-- runtime.where; nil for a rule file) is added to each error recorded:
+-- the error's file:line stays the rule file's line the operator fixes.
+function M.declaring_via(via, fn, ...)
+  if not via then return M.declaring(fn, ...) end
+  local saved = suffix
+  suffix = " (declared at " .. via .. ")"
+  local ok, res = pcall(M.declaring, fn, ...)
+  suffix = saved
+  if not ok then error(res, 0) end
+  return res
 end
 
 --- take() -> the errors recorded since the last take (oldest first).

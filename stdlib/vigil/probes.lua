@@ -178,8 +178,8 @@ end
 
 local function make(kind, label)
   return function(spec)
-    local where = runtime.where(1)
-    return errors.declaring(build, kind, label, where, spec) or M.invalid(where)
+    local where, via = runtime.where(1)
+    return errors.declaring_via(via, build, kind, label, where, spec) or M.invalid(where)
   end
 end
 

@@ -139,13 +139,13 @@ end
 -- The constructors record a refusal (vigil.errors) and hand back a
 -- stand-in, so that the rest of the file is checked too.
 function M.tomcat(spec)
-  local where = runtime.where(1)
-  return errors.declaring(tomcat, where, spec) or probes.invalid(where)
+  local where, via = runtime.where(1)
+  return errors.declaring_via(via, tomcat, where, spec) or probes.invalid(where)
 end
 
 function M.apache(spec)
-  local where = runtime.where(1)
-  return errors.declaring(apache, where, spec) or probes.invalid(where)
+  local where, via = runtime.where(1)
+  return errors.declaring_via(via, apache, where, spec) or probes.invalid(where)
 end
 
 return M

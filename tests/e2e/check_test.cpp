@@ -138,3 +138,25 @@ TEST(Control, SetRefusesOverflowingDurations) {
   EXPECT_NE(r.err.find("longer than the maximum of 100 days"), std::string::npos) << r.err;
   EXPECT_EQ(d.cli({"set", "s", "restart.delay", "100d"}).code, 0);
 }
+
+TEST(Check, ALibraryDeclarationPointsAtTheRuleThatCalledIt) {
+  Daemon d;
+  d.write_rule("lib/pool.lua",
+               "local M = {}\n"
+               "function M.make(name, n, spec)\n"
+               "  for i = 1, n do watch(name .. i)(spec) end\n"
+               "end\n"
+               "return M\n");
+  d.write_rule("workers.lua",
+               "local pool = require 'pool'\n"
+               "pool.make('w', 2, { start = 'true', restart = { limt = 1 } })\n");
+  auto r = run_command({VIGIL_BINARY, "check", d.rules_dir()});
+  EXPECT_EQ(r.code, 1);
+  auto lines = lines_of(r.err);
+  ASSERT_EQ(lines.size(), 2u) << r.err;
+  for (const auto& l : lines) {
+    EXPECT_NE(l.find("workers.lua:2: watch 'w"), std::string::npos) << l;
+    EXPECT_NE(l.find("(declared at "), std::string::npos) << l;
+    EXPECT_NE(l.find("lib/pool.lua:3)"), std::string::npos) << l;
+  }
+}

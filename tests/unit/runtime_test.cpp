@@ -149,6 +149,36 @@ TEST(Runtime, LoadReportsEveryBadDeclaration) {
       << res.errors[2];
 }
 
+// A watch a library in lib/ declares: the error is at the rule file's
+// line that called the library (the line to fix), and names the
+// library's line too; `where` is the rule file's.
+TEST(Runtime, LibraryDeclarationsPointAtTheCallingRule) {
+  std::string rules = write_rules("libcall.lua",
+                                  "local pool = require 'pool'\n"
+                                  "pool.make('ok', { start = 'true' })\n"
+                                  "pool.make('bad', { start = 'true', rearm = 'soon' })\n");
+  std::string dir = rules.substr(0, rules.rfind('/'));
+  std::filesystem::create_directories(dir + "/lib");
+  std::ofstream(dir + "/lib/pool.lua") << "local M = {}\n"
+                                          "function M.make(name, spec)\n"
+                                          "  watch(name)(spec)\n"
+                                          "end\n"
+                                          "return M\n";
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(rules);
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 1u);
+  EXPECT_NE(res.errors[0].find("libcall.lua:3: watch 'bad'.rearm: bad duration \"soon\""),
+            std::string::npos)
+      << res.errors[0];
+  EXPECT_NE(res.errors[0].find("(declared at " + dir + "/lib/pool.lua:3)"), std::string::npos)
+      << res.errors[0];
+  ASSERT_EQ(rt.declarations().size(), 1u);
+  EXPECT_NE(rt.declarations()[0].where.find("libcall.lua:2"), std::string::npos)
+      << rt.declarations()[0].where;
+  std::filesystem::remove_all(dir + "/lib");
+}
+
 // The cross-checks after the last file record every error too.
 TEST(Runtime, LoadReportsEveryCrossCheckError) {
   RuleRuntime rt(opts(), HostContext{});

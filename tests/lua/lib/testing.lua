@@ -110,7 +110,7 @@ end
 --- here() -> "file:line" of the caller, as a declaration on the same
 -- line records it.
 function T.here()
-  return runtime.where(1)
+  return (runtime.where(1))
 end
 
 --- load(names, fakes) -> the modules: new instances of the modules
