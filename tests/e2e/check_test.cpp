@@ -160,3 +160,21 @@ TEST(Check, ALibraryDeclarationPointsAtTheRuleThatCalledIt) {
     EXPECT_NE(l.find("lib/pool.lua:3)"), std::string::npos) << l;
   }
 }
+
+// The same class on the command line: seconds and sizes that are NaN,
+// infinite or huge are usage errors (NaN passed `< min` checks: a NaN
+// --scan-interval rescanned /proc in a tight loop, a NaN --rule-budget cut
+// every callback off, --metrics-max-bytes 1e300 overflowed its cast). The
+// rules path does not exist, so an accepted value exits 1, never hangs.
+TEST(Cli, SecondsAndSizesRefuseNanAndHugeValues) {
+  Daemon d;
+  for (const char* opt : {"--scan-interval", "--reboot-interval", "--rule-budget",
+                          "--metrics-interval", "--metrics-max-bytes"}) {
+    for (const char* v : {"nan", "inf", "1e300", "-inf"}) {
+      auto r = run_command({VIGIL_BINARY, "--socket", d.socket(), "run", "--rules",
+                            d.dir() + "/no-rules", "--state-dir", d.state_dir(), opt, v});
+      EXPECT_EQ(r.code, 2) << opt << " " << v << ": " << r.err;
+      EXPECT_NE(r.err.find(opt), std::string::npos) << opt << " " << v << ": " << r.err;
+    }
+  }
+}
