@@ -240,10 +240,12 @@ void parse_metrics_options(const Args& a, MetricsOptions& m) {
     on = true;
     char* end = nullptr;
     double d = strtod(v->c_str(), &end);
-    if (v->empty() || !end || *end || !(d >= min)) {
+    // Finite and bounded: NaN passed a plain `< min`, inf or 1e300 would
+    // overflow the integer it becomes.
+    if (v->empty() || !end || *end || !(d >= min && d <= 1e15)) {
       char lim[32];
       snprintf(lim, sizeof lim, "%g", min);
-      usage_error(std::string(key) + ": expected a number >= " + lim + ", got '" + *v + "'");
+      usage_error(std::string(key) + ": expected a number from " + lim + " to 1e15, got '" + *v + "'");
     }
     return d;
   };
@@ -356,23 +358,23 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   if (auto v = a.option("--scan-interval")) {
     char* end = nullptr;
     o.scan_interval = strtod(v->c_str(), &end);
-    if (!end || *end || o.scan_interval < 0.05)
-      usage_error("--scan-interval: expected seconds (>= 0.05), got " + *v);
+    if (!end || *end || !(o.scan_interval >= 0.05 && o.scan_interval <= 8640000))
+      usage_error("--scan-interval: expected seconds (0.05 to 100 days), got " + *v);
   }
   o.cluster.allow_reboot = a.flag("--allow-reboot");
   o.cluster.state_dir = o.state_dir;
   if (auto v = a.option("--reboot-interval")) {
     char* end = nullptr;
     o.cluster.reboot_interval = strtod(v->c_str(), &end);
-    if (!end || *end || o.cluster.reboot_interval < 60)
-      usage_error("--reboot-interval: expected seconds (>= 60), got " + *v);
+    if (!end || *end || !(o.cluster.reboot_interval >= 60 && o.cluster.reboot_interval <= 8640000))
+      usage_error("--reboot-interval: expected seconds (60 to 100 days), got " + *v);
   }
   parse_metrics_options(a, o.metrics);
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
     o.callback_budget = strtod(b->c_str(), &end);
-    if (!end || *end || o.callback_budget <= 0)
-      usage_error("--rule-budget: expected seconds, got " + *b);
+    if (!end || *end || !(o.callback_budget > 0 && o.callback_budget <= 3600))
+      usage_error("--rule-budget: expected seconds (more than 0, at most 3600), got " + *b);
   }
   Daemon d(o);
   std::string error;

@@ -144,8 +144,8 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
       p.every = field_number(L, t, "every", p.every);
       p.startup = field_number(L, t, "startup", p.startup);
       p.fails =
-          static_cast<int>(field_number(L, t, "fails", p.kind == ProbeSpec::Kind::Notify ? 1 : 3));
-      p.success = static_cast<int>(field_number(L, t, "success", 1));
+          static_cast<int>(field_integer(L, t, "fails", p.kind == ProbeSpec::Kind::Notify ? 1 : 3));
+      p.success = static_cast<int>(field_integer(L, t, "success", 1));
       p.timeout = field_number(L, t, "timeout", p.timeout);
       raw_field(L, t, "readiness");
       p.readiness = lua_toboolean(L, -1);
@@ -192,14 +192,14 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   spec.cwd = field_string(L, idx, "cwd");
   spec.user = field_string(L, idx, "user");
   spec.group = field_string(L, idx, "group");
-  spec.umask = static_cast<int>(field_number(L, idx, "umask", -1));
-  spec.stop_signal = static_cast<int>(field_number(L, idx, "stop_signal", SIGTERM));
+  spec.umask = static_cast<int>(field_integer(L, idx, "umask", -1));
+  spec.stop_signal = static_cast<int>(field_integer(L, idx, "stop_signal", SIGTERM));
   spec.stop_timeout = field_number(L, idx, "stop_timeout", 10);
   raw_field(L, idx, "capture_output");
   spec.capture_output = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
-  spec.log_max_bytes = static_cast<uint64_t>(field_number(L, idx, "log_max_bytes", 1 << 20));
-  spec.log_keep = static_cast<int>(field_number(L, idx, "log_keep", 3));
+  spec.log_max_bytes = static_cast<uint64_t>(field_integer(L, idx, "log_max_bytes", 1 << 20));
+  spec.log_keep = static_cast<int>(field_integer(L, idx, "log_keep", 3));
   d.where = field_string(L, idx, "where");
 
   raw_field(L, idx, "match");
@@ -224,8 +224,8 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   raw_field(L, idx, "count");
   if (lua_istable(L, -1)) {
     CountLimits c;
-    c.min = static_cast<int64_t>(field_number(L, -1, "min", 0));
-    c.max = static_cast<int64_t>(field_number(L, -1, "max", -1));
+    c.min = static_cast<int64_t>(field_integer(L, -1, "min", 0));
+    c.max = static_cast<int64_t>(field_integer(L, -1, "max", -1));
     d.count = c;
   }
   lua_pop(L, 1);
@@ -241,10 +241,10 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
     c.cpu_for = field_number(L, -1, "cpu_for", c.cpu_for);
     c.no_progress = field_number(L, -1, "no_progress", c.no_progress);
     c.fds = field_number(L, -1, "fds", c.fds);
-    c.close_wait = static_cast<int64_t>(field_number(L, -1, "close_wait", 0));
-    c.threads = static_cast<int64_t>(field_number(L, -1, "threads", 0));
-    c.rss = static_cast<uint64_t>(field_number(L, -1, "rss", 0));
-    c.rss_growth = static_cast<uint64_t>(field_number(L, -1, "rss_growth", 0));
+    c.close_wait = static_cast<int64_t>(field_integer(L, -1, "close_wait", 0));
+    c.threads = static_cast<int64_t>(field_integer(L, -1, "threads", 0));
+    c.rss = static_cast<uint64_t>(field_integer(L, -1, "rss", 0));
+    c.rss_growth = static_cast<uint64_t>(field_integer(L, -1, "rss_growth", 0));
   } else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
     d.checks.every = 0;
   }
@@ -646,9 +646,9 @@ std::string read_dump_options(lua_State* L, int idx, DumpOptions& o) {
   o.environ = lua_toboolean(L, -1);
   lua_pop(L, 2);
   o.max_bytes =
-      static_cast<uint64_t>(field_number(L, idx, "max_size", static_cast<double>(o.max_bytes)));
-  o.keep = static_cast<int>(field_number(L, idx, "keep", o.keep));
-  o.lines = static_cast<int>(field_number(L, idx, "lines", o.lines));
+      static_cast<uint64_t>(field_integer(L, idx, "max_size", static_cast<int64_t>(o.max_bytes)));
+  o.keep = static_cast<int>(field_integer(L, idx, "keep", o.keep));
+  o.lines = static_cast<int>(field_integer(L, idx, "lines", o.lines));
   o.command_timeout = field_number(L, idx, "timeout", o.command_timeout);
   raw_field(L, idx, "extra");
   std::string err;

@@ -104,7 +104,10 @@ std::string read_sink(lua_State* L, int copy, SinkSpec& spec) {
   double max_size = field_number(L, copy, "max_size", static_cast<double>(spec.max_bytes));
   double keep = field_number(L, copy, "keep", static_cast<double>(spec.keep));
   double queue = field_number(L, copy, "queue", static_cast<double>(spec.queue));
-  if (max_size < 0 || keep < 0 || queue < 1) return "max_size and keep must be >= 0, queue >= 1";
+  // Written so that NaN fails too; the bounds keep the casts below defined.
+  if (!(max_size >= 0 && max_size <= 1e12 && keep >= 0 && keep <= 1e6 && queue >= 1 &&
+        queue <= 1e7))
+    return "max_size (0..1TB), keep (0..1000000) and queue (1..10000000) are out of range";
   spec.max_bytes = static_cast<size_t>(max_size);
   spec.keep = static_cast<size_t>(keep);
   spec.queue = static_cast<size_t>(queue);

@@ -57,8 +57,11 @@ void arm(RuntimeState& rt, uint64_t serial, RuleTimer& t) {
 int create(lua_State* L, bool repeat) {
   double seconds = luaL_checknumber(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!(seconds >= 0) || (repeat && seconds < 0.001))
-    return luaL_error(L, "vigil.timer: interval %f is too small", seconds);
+  // Written so that NaN fails too; the bound is the rules' (100 days, as
+  // vigil.duration), far inside what the clocks convert without overflow.
+  if (!(seconds >= (repeat ? 0.001 : 0.0) && seconds <= 100.0 * 86400))
+    return luaL_error(L, "vigil.timer: %s %f is not between %s and 100 days",
+                      repeat ? "interval" : "delay", seconds, repeat ? "1ms" : "0");
   RuntimeState& rt = runtime_of(L);
   if (rt.formatting) return luaL_error(L, "vigil.timer is not allowed in a log sink formatter");
   uint64_t serial = rt.next_serial++;

@@ -153,6 +153,26 @@ std::vector<std::string> rule_files(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+// The errors the declaration functions recorded while a file loaded (they
+// record and carry on, so that a check shows every error of a file):
+// entry.errors() -> { "file:line: message", ... }.
+void take_recorded_errors(RuntimeState& rt, std::vector<std::string>& out) {
+  DispatchOptions o;
+  o.nresults = 1;
+  o.results = [&out](lua_State* L) {
+    if (!lua_istable(L, -1)) return;
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; ++i) {
+      out.emplace_back(lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);  // the nil that ended the list
+  };
+  CallResult r = call_entry(rt, "errors", {}, o);
+  if (!r.ok()) out.push_back(r.error);
+}
+}  // namespace
+
 RuntimeState& runtime_of(lua_State* L) {
   return **static_cast<RuntimeState**>(lua_getextraspace(L));
 }
@@ -357,6 +377,15 @@ int copy_keys(lua_State* L, int idx, const char* const* keys) {
   return copy;
 }
 
+int64_t field_integer(lua_State* L, int idx, const char* key, int64_t dflt) {
+  double v = field_number(L, idx, key, static_cast<double>(dflt));
+  // Casting a double outside int64's range (or NaN) is undefined: clamp.
+  if (!(v == v)) return dflt;
+  if (v >= 9.2e18) return INT64_C(9200000000000000000);
+  if (v <= -9.2e18) return -INT64_C(9200000000000000000);
+  return static_cast<int64_t>(v);
+}
+
 void push_json(lua_State* L, const nlohmann::json& j) {
   luaL_checkstack(L, 4, "json nesting");
   switch (j.type()) {
@@ -516,10 +545,12 @@ LoadResult RuleRuntime::load(const std::string& path) {
       continue;
     }
     CallResult fr = protected_call(rt, 0, 0, file.c_str(), rt.options.load_budget);
+    take_recorded_errors(rt, result.errors);
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   if (result.errors.empty()) {
     CallResult fr = call_entry(rt, "finish", {});
+    take_recorded_errors(rt, result.errors);
     if (!fr.ok()) result.errors.push_back(fr.error);
   }
   result.ok = result.errors.empty();
@@ -699,20 +730,27 @@ namespace {
 // where(level) -> "file:line" of the caller `level` frames above the caller.
 // Frames in the stdlib or in the rules' lib/ are skipped, so a watch
 // declared through a shared helper points at the rule file that called it.
+// A second result names the innermost skipped frame in lib/ (the
+// library line that made the declaration), for error messages.
 int l_where(lua_State* L) {
   int level = static_cast<int>(luaL_optinteger(L, 1, 1)) + 1;
   RuntimeState& rt = runtime_of(L);
-  lua_Debug ar;
-  for (int l = level; lua_getstack(L, l, &ar); ++l) {
-    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline < 0 || ar.source[0] != '@') continue;
-    std::string_view src(ar.source + 1);
-    bool library = (!rt.options.stdlib_dir.empty() && src.starts_with(rt.options.stdlib_dir)) ||
-                   (!rt.lib_dir.empty() && src.starts_with(rt.lib_dir));
-    if (library) continue;
-    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-    return 1;
-  }
   return guarded(L, [&](Raise&) -> int {
+    lua_Debug ar;
+    std::string via;
+    for (int l = level; lua_getstack(L, l, &ar); ++l) {
+      if (!lua_getinfo(L, "Sl", &ar) || ar.currentline < 0 || ar.source[0] != '@') continue;
+      std::string_view src(ar.source + 1);
+      bool in_lib = !rt.lib_dir.empty() && src.starts_with(rt.lib_dir);
+      if (in_lib && via.empty())
+        via = std::string(ar.short_src) + ":" + std::to_string(ar.currentline);
+      if (in_lib || (!rt.options.stdlib_dir.empty() && src.starts_with(rt.options.stdlib_dir)))
+        continue;
+      lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+      if (via.empty()) return 1;
+      lua_pushlstring(L, via.data(), via.size());
+      return 2;
+    }
     std::string w = lua_where(L, level);
     lua_pushstring(L, w.c_str());
     return 1;

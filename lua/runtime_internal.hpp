@@ -276,6 +276,9 @@ int raw_field(lua_State* L, int idx, const char* key);
 // of another type.
 std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt = {});
 double field_number(lua_State* L, int idx, const char* key, double dflt);
+// An integer field, clamped to about +-9.2e18 (NaN: dflt), so that no
+// value a rule passes converts with overflow.
+int64_t field_integer(lua_State* L, int idx, const char* key, int64_t dflt);
 
 // A rule's table at idx, as a plain copy of `keys` (nullptr-terminated)
 // pushed on the stack; returns its index. Reading the rule's table may run

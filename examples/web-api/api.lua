@@ -24,7 +24,8 @@ watch "web-api" {
   stop = { signal = "INT", timeout = "5s" },
 
   -- Alive is not enough: it must answer. Ready once it accepts connections;
-  -- then every 5 s a GET of / must answer 2xx/3xx within 2 s. Three misses
+  -- then, 5 s after each answer (`every` is the pause after a result, not a
+  -- fixed rate), a GET of / must answer 2xx/3xx within 2 s. Three misses
   -- in a row (a hang: stopped, deadlocked, overloaded) and vigil kills it;
   -- the restart budget above decides what follows.
   probes = {

@@ -15,8 +15,27 @@ using Duration = std::chrono::nanoseconds;
 inline double to_seconds(Duration d) {
   return std::chrono::duration<double>(d).count();
 }
+// The longest span the host converts: 10 years. Rules are held to 100
+// days (stdlib/vigil/duration.lua); this bound is the host's own, so that
+// whatever double reaches it (inf, nan, 2^63, 1e300) converts without
+// overflow: a double out of int64's range cast to an integer is undefined
+// behaviour, and now() + span must not wrap either.
+inline constexpr double kMaxSeconds = 10.0 * 365 * 86400;
+
+// s clamped to [-kMaxSeconds, kMaxSeconds]; NaN is 0.
+inline double clamp_seconds(double s) {
+  if (!(s == s)) return 0;
+  if (s > kMaxSeconds) return kMaxSeconds;
+  if (s < -kMaxSeconds) return -kMaxSeconds;
+  return s;
+}
 inline Duration from_seconds(double s) {
-  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(clamp_seconds(s)));
+}
+// Whole milliseconds of s, clamped as from_seconds (for APIs that take
+// a millisecond count).
+inline int64_t to_millis(double s) {
+  return static_cast<int64_t>(clamp_seconds(s) * 1000);
 }
 // Seconds on the monotonic clock, the unit Lua policy code sees.
 inline double mono_seconds(MonoTime t) {

@@ -412,9 +412,9 @@ ProbeId ProbeEngine::http(const HttpCheck& check, Done done) {
   curl().easy_setopt(e, CURLOPT_URL, check.url.c_str());
   curl().easy_setopt(e, CURLOPT_PRIVATE, reinterpret_cast<char*>(static_cast<uintptr_t>(id)));
   curl().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(check.timeout * 1000));
+  curl().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(to_millis(check.timeout)));
   double connect = check.connect_timeout > 0 ? check.connect_timeout : check.timeout;
-  curl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect * 1000));
+  curl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(to_millis(connect)));
   curl().easy_setopt(e, CURLOPT_NOPROXY, "*");
   curl().easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl().easy_setopt(e, CURLOPT_USERAGENT, "vigil/" VIGIL_VERSION);

@@ -71,7 +71,7 @@ std::vector<std::pair<std::string, std::string>> Supervisor::notify_env(const Un
     if (s.kind != ProbeSpec::Kind::Notify) continue;
     env.emplace_back("NOTIFY_SOCKET", notify_->address());
     if (s.watchdog > 0)
-      env.emplace_back("WATCHDOG_USEC", std::to_string(std::llround(s.watchdog * 1e6)));
+      env.emplace_back("WATCHDOG_USEC", std::to_string(to_millis(s.watchdog) * 1000));
     break;
   }
   return env;

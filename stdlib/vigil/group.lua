@@ -18,6 +18,7 @@ local exec = require "vigil.exec"
 local runtime = require "vigil.runtime"
 local policy = require "vigil.policy"
 local ladder = require "vigil.ladder"
+local errors = require "vigil.errors"
 
 local M = { _VERSION = "1" }
 
@@ -45,25 +46,35 @@ local group_schema = {
 
 --- group(name) { members..., keys }: declares a group.
 function M.group(name)
-  local where = runtime.where(1)
+  local where, via = runtime.where(1)
   if runtime.live() then
     error("group: groups are declared when rule files load (at start and reload), not from callbacks", 2)
   end
   if type(name) ~= "string" or not name:match("^[%w_@][%w_.@%-]*$") or #name > 64 then
-    error(string.format("%s: group name %s must be 1-64 letters, digits, '_', '.', '@' or '-'",
-      where, type(name) == "string" and ("'" .. name .. "'") or tostring(name)), 0)
+    errors.add(string.format("%s: group name %s must be 1-64 letters, digits, '_', '.', '@' or '-'%s",
+      where, type(name) == "string" and ("'" .. name .. "'") or tostring(name),
+      via and (" (declared at " .. via .. ")") or ""))
+    return function() end
   end
-  return function(spec)
-    local s, err = schema.check(spec, group_schema, "group '" .. name .. "'")
-    if not s then error(where .. ": " .. err, 0) end
-    if groups[name] then
-      error(string.format("%s: group '%s' declared twice (first at %s)", where, name, groups[name].where), 0)
+  return function(spec) return errors.declaring_via(via, M.declare, where, name, spec) end
+end
+
+--- declare(where, name, spec): checks and declares a group; refuses
+-- (errors.refuse) what is wrong with it.
+function M.declare(where, name, spec)
+  do
+    local s, _, errs = schema.check(spec, group_schema, "group '" .. name .. "'")
+    if not s then
+      for i = 1, #errs - 1 do errors.add(where .. ": " .. errs[i]) end
+      errors.refuse(where .. ": " .. errs[#errs])
     end
-    if #s == 0 then error(string.format("%s: group '%s': no members (list watch or group names)", where, name), 0) end
+    local function fail(fmt, ...) errors.refuse(string.format("%s: group '%s': " .. fmt, where, name, ...)) end
+    if groups[name] then fail("declared twice (first at %s)", groups[name].where) end
+    if #s == 0 then fail("no members (list watch or group names)") end
     local seen = {}
     for i, m in ipairs(s) do
-      if seen[m] then error(string.format("%s: group '%s': '%s' is listed twice", where, name, m), 0) end
-      if m == name then error(string.format("%s: group '%s': a group cannot contain itself", where, name), 0) end
+      if seen[m] then fail("'%s' is listed twice", m) end
+      if m == name then fail("a group cannot contain itself") end
       seen[m] = i
     end
     local members = {}
@@ -105,41 +116,70 @@ local requirers = {}
 
 --- Cross-checks once every file is loaded, then declares the groups and
 -- every watch's dependencies to the host.
+local function names_of(t)
+  local names = {}
+  for n in pairs(t) do names[#names + 1] = n end
+  table.sort(names)
+  return names
+end
+
 function M.finish(watches)
+  -- Each phase records every error it finds (in name order); the next
+  -- phase needs the one before to be sound, so it runs only without.
+  local found = false
+  local function bad(fmt, ...)
+    found = true
+    errors.add(string.format(fmt, ...))
+  end
   -- Membership: names exist, each belongs to one group, no group nests in itself.
-  for gname, g in pairs(groups) do
+  for _, gname in ipairs(names_of(groups)) do
+    local g = groups[gname]
     if watches[gname] then
-      error(string.format("%s: group '%s': a watch has the same name (at %s)", g.where, gname, watches[gname].where), 0)
+      bad("%s: group '%s': a watch has the same name (at %s)", g.where, gname, watches[gname].where)
     end
     for _, m in ipairs(g.members) do
       local owner = watches[m] or groups[m]
       if not owner then
-        error(string.format("%s: group '%s': no watch or group named '%s'%s", g.where, gname, m, suggest(m, watches)), 0)
+        bad("%s: group '%s': no watch or group named '%s'%s", g.where, gname, m, suggest(m, watches))
+      elseif owner.group then
+        bad("%s: group '%s': '%s' is already a member of group '%s'", g.where, gname, m, owner.group)
+      else
+        owner.group = gname
       end
-      if owner.group then
-        error(string.format("%s: group '%s': '%s' is already a member of group '%s'", g.where, gname, m, owner.group), 0)
-      end
-      owner.group = gname
     end
   end
-  for name, w in pairs(watches) do
+  if found then return end
+  for _, name in ipairs(names_of(watches)) do
+    local w = watches[name]
     if w.group and w.own_policy then
-      error(string.format("%s: watch '%s': a member of group '%s' follows the group's 'restart', 'escalate', 'on_exhausted' and 'rearm': set them on the group (%s)",
-        w.where, name, w.group, groups[w.group].where), 0)
+      bad("%s: watch '%s': a member of group '%s' follows the group's 'restart', 'escalate', 'on_exhausted' and 'rearm': set them on the group (%s)",
+        w.where, name, w.group, groups[w.group].where)
     end
     if w.needs_group and not w.group then
-      error(string.format("%s: watch '%s': %s: 'restart_group' needs the watch to be in a group", w.where, name, w.needs_group), 0)
+      bad("%s: watch '%s': %s: 'restart_group' needs the watch to be in a group", w.where, name, w.needs_group)
+    end
+    for _, r in ipairs(w.requires or {}) do
+      if r == name then
+        bad("%s: watch '%s': requires: a watch cannot require itself", w.where, name)
+      elseif not watches[r] and not groups[r] then
+        bad("%s: watch '%s': requires: no watch or group named '%s'%s", w.where, name, r, suggest(r, watches))
+      end
     end
   end
-  for gname, g in pairs(groups) do
+  for _, gname in ipairs(names_of(groups)) do
+    local g = groups[gname]
     local seen, p = { [gname] = true }, g.group
     while p do
       if seen[p] then
-        error(string.format("%s: group '%s': groups contain each other (%s)", g.where, gname, p), 0)
+        bad("%s: group '%s': groups contain each other (%s)", g.where, gname, p)
+        break
       end
       seen[p] = true
       p = groups[p].group
     end
+  end
+  if found then return end
+  for gname, g in pairs(groups) do
     g.parent = g.group
     g.units = units_of(gname)
   end
@@ -160,10 +200,6 @@ function M.finish(watches)
   end
   for name, w in pairs(watches) do
     for _, r in ipairs(w.requires or {}) do
-      if not watches[r] and not groups[r] then
-        error(string.format("%s: watch '%s': requires: no watch or group named '%s'%s", w.where, name, r, suggest(r, watches)), 0)
-      end
-      if r == name then error(string.format("%s: watch '%s': requires: a watch cannot require itself", w.where, name), 0) end
       local deps = units_of(r)
       add(name, deps)
       for _, d in ipairs(deps) do
@@ -183,7 +219,7 @@ function M.finish(watches)
       for i = from, #path do loop[#loop + 1] = path[i] end
       loop[#loop + 1] = n
       local w = watches[path[#path]]
-      error(string.format("%s: watch '%s': dependency cycle: %s", w.where, path[#path], table.concat(loop, " -> ")), 0)
+      errors.refuse(string.format("%s: watch '%s': dependency cycle: %s", w.where, path[#path], table.concat(loop, " -> ")))
     end
     state[n] = "active"
     path[#path + 1] = n
@@ -196,7 +232,9 @@ function M.finish(watches)
   local names = {}
   for n in pairs(watches) do names[#names + 1] = n end
   table.sort(names)
-  for _, n in ipairs(names) do visit(n) end
+  for _, n in ipairs(names) do
+    if errors.declaring(function() visit(n) return true end) == nil then return end
+  end
 
   -- The host: groups, then each watch's order.
   for gname, g in pairs(groups) do
@@ -204,7 +242,7 @@ function M.finish(watches)
       where = g.where, strategy = g.strategy, parent = g.parent, description = g.description,
       members = g.members, units = g.units,
     })
-    if not ok then error(g.where .. ": " .. err, 0) end
+    if not ok then return errors.add(g.where .. ": " .. err) end
   end
   for name, w in pairs(watches) do
     local settle = w.settle

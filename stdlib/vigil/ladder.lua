@@ -26,6 +26,7 @@ local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 local duration = require "vigil.duration"
 local cluster = require "vigil.cluster"
+local errors = require "vigil.errors"
 
 local M = { _VERSION = "1" }
 
@@ -63,7 +64,12 @@ local function step_checker(v, path)
     for k in pairs(v) do
       if k ~= "command" and k ~= "timeout" then return nil, string.format("%s: unknown key '%s' in a command step", path, tostring(k)) end
     end
-    local timeout = v.timeout and schema.duration(v.timeout, path .. ".timeout")
+    local timeout
+    if v.timeout ~= nil then
+      local terr
+      timeout, terr = schema.duration(v.timeout, path .. ".timeout")
+      if not timeout then return nil, terr end
+    end
     return { action = "command", command = cmd, timeout = timeout }
   end
   local action = v[1]
@@ -314,8 +320,11 @@ local cluster_schema = { failover = command, failover_timeout = schema.duration,
 function M.configure(spec)
   local where = runtime.where(1)
   if runtime.live() then error("cluster: configured when rule files load", 2) end
-  local s, err = schema.check(spec, cluster_schema, "cluster")
-  if not s then error(where .. ": " .. err, 0) end
+  local s, _, errs = schema.check(spec, cluster_schema, "cluster")
+  if not s then
+    for _, e in ipairs(errs) do errors.add(where .. ": " .. e) end
+    return
+  end
   cluster.configure(s)
 end
 

@@ -25,6 +25,7 @@
 -- names the file:line of the probe in its error.
 local schema = require "vigil.schema"
 local runtime = require "vigil.runtime"
+local errors = require "vigil.errors"
 
 local M = { _VERSION = "1" }
 
@@ -146,25 +147,39 @@ local function default_name(kind, s)
   return "check"
 end
 
+local function build(kind, label, where, spec)
+  local s, _, errs = schema.check(spec, kinds[kind], label)
+  if not s then
+    for i = 1, #errs - 1 do errors.add(where .. ": " .. errs[i]) end
+    errors.refuse(where .. ": " .. errs[#errs])
+  end
+  for _, k in ipairs(required[kind] or {}) do
+    if s[k] == nil then errors.refuse(string.format("%s: %s: '%s' is required", where, label, k)) end
+  end
+  if kind == "notify" and not s.ready and not s.watchdog then
+    errors.refuse(where .. ": notify: needs ready = true, a watchdog, or both")
+  end
+  if kind == "http" then
+    if s.expect and s.status then errors.refuse(where .. ": http: 'expect' and 'status' say the same: use one") end
+    s.status, s.expect = s.status or s.expect, nil
+  end
+  s.kind = kind
+  s.name = s.name or default_name(kind, s)
+  s.where = where
+  return setmetatable(s, probe_mt)
+end
+
+--- invalid(where) -> the stand-in for a probe whose constructor refused
+-- (the error is recorded): the watch holding it is not declared, and
+-- says nothing more about it.
+function M.invalid(where)
+  return setmetatable({ invalid = true, kind = "invalid", name = "invalid", where = where }, probe_mt)
+end
+
 local function make(kind, label)
   return function(spec)
-    local where = runtime.where(1)
-    local s, err = schema.check(spec, kinds[kind], label)
-    if not s then error(where .. ": " .. err, 0) end
-    for _, k in ipairs(required[kind] or {}) do
-      if s[k] == nil then error(string.format("%s: %s: '%s' is required", where, label, k), 0) end
-    end
-    if kind == "notify" and not s.ready and not s.watchdog then
-      error(where .. ": notify: needs ready = true, a watchdog, or both", 0)
-    end
-    if kind == "http" then
-      if s.expect and s.status then error(where .. ": http: 'expect' and 'status' say the same: use one", 0) end
-      s.status, s.expect = s.status or s.expect, nil
-    end
-    s.kind = kind
-    s.name = s.name or default_name(kind, s)
-    s.where = where
-    return setmetatable(s, probe_mt)
+    local where, via = runtime.where(1)
+    return errors.declaring_via(via, build, kind, label, where, spec) or M.invalid(where)
   end
 end
 
@@ -194,6 +209,7 @@ function M.list(v, path)
       return nil, string.format("%s[%d]: not a probe (make it with http, tcp, script, file, notify or probe)", path, i)
     end
     if p.kind == "notify" then notify = notify + 1 end
+    if p.invalid then return v end  -- reported by its constructor
   end
   if notify > 1 then return nil, path .. ": one notify probe per watch" end
   return v

@@ -10,11 +10,14 @@
 --                         exec.probe_answer
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
+--   errors()              the errors declarations recorded since the last
+--                         call (vigil.errors), after each file and finish
 local watch = require "vigil.watch"
 local group = require "vigil.group"
 local ladder = require "vigil.ladder"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
+local errors = require "vigil.errors"
 
 local subscribers = {}  -- event name or "*" -> list of { fn, where }
 
@@ -46,11 +49,12 @@ vigil = {
 -- exhausted, stopped, or "*" for all). ev holds the event's fields plus
 -- id, event, watch, severity, message, time.
 function vigil.on(name, fn)
-  if type(name) ~= "string" then error("vigil.on: event name must be a string", 2) end
-  if type(fn) ~= "function" then error("vigil.on: handler must be a function", 2) end
+  local where = runtime.where(1)
+  if type(name) ~= "string" then return errors.add(where .. ": vigil.on: event name must be a string") end
+  if type(fn) ~= "function" then return errors.add(where .. ": vigil.on: handler must be a function") end
   local key = aliases[name] or name
   if key ~= "*" and not log.is_event(key) then
-    error(string.format("vigil.on: unknown event '%s' (a catalog name from docs/messages.md, or exit, start, restart, exhausted, stopped, *)", name), 2)
+    return errors.add(string.format("%s: vigil.on: unknown event '%s' (a catalog name from docs/messages.md, or exit, start, restart, exhausted, stopped, *)", where, name))
   end
   subscribers[key] = subscribers[key] or {}
   table.insert(subscribers[key], { fn = fn, where = runtime.where(1) })
@@ -81,8 +85,11 @@ function entry.probe(name, index, token) watch.run_probe(name, index, token) end
 
 function entry.finish()
   watch.finish()
+  if errors.any() then return end
   group.finish(watch.watches)
 end
+
+entry.errors = errors.take
 
 local function deliver(list, ev)
   if not list then return end

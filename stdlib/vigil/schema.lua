@@ -34,37 +34,65 @@ local function suggest(key, ...)
 end
 M.suggest = suggest
 
---- check(tbl, schema, path) -> normalized table | nil, err
+--- check(tbl, schema, path) -> normalized table | nil, first error, all errors
+-- Every key is checked (unknown keys first, then the others, each in name
+-- order), so that one look at a rule shows all that is wrong with it.
 -- Array entries (integer keys) are rejected unless schema[1] exists, in
 -- which case it checks each of them.
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do if type(k) == "string" then keys[#keys + 1] = k end end
+  table.sort(keys)
+  return keys
+end
+
+-- The sorted keys of each schema, made once (schemas do not change).
+local schema_names = setmetatable({}, { __mode = "k" })
+
 function M.check(tbl, schema, path)
   if type(tbl) ~= "table" then
-    return nil, string.format("%s: expected a table, got %s", path, type(tbl))
+    local err = string.format("%s: expected a table, got %s", path, type(tbl))
+    return nil, err, { err }
   end
-  local out = {}
-  for k, v in pairs(tbl) do
-    if type(k) ~= "string" then
-      if not schema[1] or math.type(k) ~= "integer" then
-        return nil, string.format("%s: unexpected list entry %s", path, tostring(v))
-      end
-    elseif not schema[k] then
-      return nil, string.format("%s: unknown key '%s'%s", path, k, suggest(k, schema))
+  local errs = {}
+  local function bad(err, more)
+    if more then
+      for _, e in ipairs(more) do errs[#errs + 1] = e end
+    else
+      errs[#errs + 1] = err
     end
   end
-  for k, checker in pairs(schema) do
-    if type(k) == "string" and tbl[k] ~= nil then
-      local norm, err = checker(tbl[k], path .. "." .. k)
-      if norm == nil and err then return nil, err end
+  local out = {}
+  local listed = false
+  for k, v in pairs(tbl) do
+    if type(k) ~= "string" and not (schema[1] and math.type(k) == "integer") and not listed then
+      listed = true
+      bad(string.format("%s: unexpected list entry %s", path, tostring(v)))
+    end
+  end
+  for _, k in ipairs(sorted_keys(tbl)) do
+    if not schema[k] then bad(string.format("%s: unknown key '%s'%s", path, k, suggest(k, schema))) end
+  end
+  local names = schema_names[schema]
+  if not names then
+    names = sorted_keys(schema)
+    schema_names[schema] = names
+  end
+  for _, k in ipairs(names) do
+    if tbl[k] ~= nil then
+      local norm, err, more = schema[k](tbl[k], path .. "." .. k)
+      if norm == nil and err then bad(err, more) end
       out[k] = norm
     end
   end
   if schema[1] then
     for i, v in ipairs(tbl) do
-      local norm, err = schema[1](v, string.format("%s[%d]", path, i))
-      if norm == nil and err then return nil, err end
+      local norm, err, more = schema[1](v, string.format("%s[%d]", path, i))
+      if norm == nil and err then bad(err, more) end
       out[i] = norm
     end
   end
+  if #errs > 0 then return nil, errs[1], errs end
   return out
 end
 

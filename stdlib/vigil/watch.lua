@@ -28,6 +28,7 @@ local runtime = require "vigil.runtime"
 local proc = require "vigil.proc"
 local probes = require "vigil.probes"
 local ladder = require "vigil.ladder"
+local errors = require "vigil.errors"
 
 local M = { _VERSION = "1" }
 
@@ -297,22 +298,38 @@ M.live_keys = live_keys
 local default_restart = policy.normalize(nil)
 
 local function fail(where, name, msg)
-  error(string.format("%s: watch '%s': %s", where, name, msg), 0)
+  errors.refuse(string.format("%s: watch '%s': %s", where, name, msg))
+end
+
+-- Refuses with every error of a schema check (the rule shows them all).
+local function refuse_all(where, errs)
+  for i = 1, #errs - 1 do errors.add(where .. ": " .. errs[i]) end
+  errors.refuse(where .. ": " .. errs[#errs])
 end
 
 --- watch(name) { spec }: declares a watch.
 function M.watch(name)
-  local where = runtime.where(1)
+  local where, via = runtime.where(1)
   if runtime.live() then
     error("watch: watches are declared when rule files load (at start and reload), not from callbacks", 2)
   end
   if type(name) ~= "string" or not name:match("^[%w_@][%w_.@%-]*$") or #name > 64 then
-    error(string.format("%s: watch name %s must be 1-64 letters, digits, '_', '.', '@' or '-'",
-      where, type(name) == "string" and ("'" .. name .. "'") or tostring(name)), 0)
+    errors.add(string.format("%s: watch name %s must be 1-64 letters, digits, '_', '.', '@' or '-'%s",
+      where, type(name) == "string" and ("'" .. name .. "'") or tostring(name),
+      via and (" (declared at " .. via .. ")") or ""))
+    return function() end
   end
-  return function(spec)
-    local s, err = schema.check(spec, watch_schema, "watch '" .. name .. "'")
-    if not s then error(where .. ": " .. err, 0) end
+  return function(spec) return errors.declaring_via(via, M.declare, where, name, spec) end
+end
+
+--- declare(where, name, spec): checks and declares a watch; refuses
+-- (errors.refuse) what is wrong with it.
+function M.declare(where, name, spec)
+  do
+    local s, _, errs = schema.check(spec, watch_schema, "watch '" .. name .. "'")
+    if not s then refuse_all(where, errs) end
+    -- A probe whose constructor refused was reported there.
+    for _, p in ipairs(s.probes or {}) do if p.invalid then return end end
     if not s.start and not s.match then
       fail(where, name, "needs 'start' (a command to run) or 'match' (a running process to watch)")
     end
@@ -443,11 +460,11 @@ end
 -- watch that exists.
 function M.finish()
   for name, w in pairs(watches) do
-    if w.parent and not watches[w.parent] then
-      error(string.format("%s: watch '%s': match.parent: no watch named '%s'", w.where, name, w.parent), 0)
-    end
     if w.parent == name then
-      error(string.format("%s: watch '%s': match.parent: a watch cannot be its own parent", w.where, name), 0)
+      errors.add(string.format("%s: watch '%s': match.parent: a watch cannot be its own parent", w.where, name))
+    elseif w.parent and not watches[w.parent] then
+      errors.add(string.format("%s: watch '%s': match.parent: no watch named '%s'%s", w.where, name, w.parent,
+        schema.suggest(w.parent, watches)))
     end
   end
 end

@@ -21,6 +21,7 @@ local probes = require "vigil.probes"
 local probe = require "vigil.probe"
 local schema = require "vigil.schema"
 local runtime = require "vigil.runtime"
+local errors = require "vigil.errors"
 
 local M = { _VERSION = "1" }
 
@@ -49,17 +50,18 @@ end
 local probe_keys = { name = true, every = true, fails = true, success = true, startup = true, readiness = true }
 
 local function split(spec, own, label, where)
-  if type(spec) ~= "table" then error(string.format("%s: %s: expected a table", where, label), 0) end
+  if type(spec) ~= "table" then errors.refuse(string.format("%s: %s: expected a table", where, label)) end
   local request, p = {}, {}
   for k, v in pairs(spec) do
     if probe_keys[k] then
       p[k] = v
     elseif own[k] ~= nil then
       local norm, err = own[k](v, label .. "." .. k)
-      if norm == nil then error(where .. ": " .. err, 0) end
+      if norm == nil then errors.refuse(where .. ": " .. err) end
       request[k] = norm
     else
-      error(string.format("%s: %s: unknown key '%s'", where, label, tostring(k)), 0)
+      errors.refuse(string.format("%s: %s: unknown key '%s'%s", where, label, tostring(k),
+        type(k) == "string" and schema.suggest(k, own, probe_keys) or ""))
     end
   end
   return request, p
@@ -78,14 +80,13 @@ end
 
 --- web.tomcat { url, user, password, app, timeout, ... }: the application
 -- at path `app` is listed as running by the manager's text interface.
-function M.tomcat(spec)
-  local where = runtime.where(1)
+local function tomcat(where, spec)
   local r, p = split(spec, {
     url = schema.string, user = schema.string, password = schema.string, app = schema.string,
     timeout = schema.duration,
   }, "web.tomcat", where)
-  if not r.url then error(where .. ": web.tomcat: 'url' is required", 0) end
-  if not r.app then error(where .. ": web.tomcat: 'app' is required (e.g. \"/shop\")", 0) end
+  if not r.url then errors.refuse(where .. ": web.tomcat: 'url' is required") end
+  if not r.app then errors.refuse(where .. ": web.tomcat: 'app' is required (e.g. \"/shop\")") end
   local timeout = r.timeout or 5
   p.name = p.name or ("tomcat " .. r.app)
   p.timeout = timeout + 1
@@ -108,13 +109,12 @@ end
 
 --- web.apache { url, min_idle = 1, timeout, ... }: mod_status
 -- (server-status?auto) shows at least `min_idle` idle workers.
-function M.apache(spec)
-  local where = runtime.where(1)
+local function apache(where, spec)
   local r, p = split(spec, {
     url = schema.string, min_idle = schema.integer(0), user = schema.string, password = schema.string,
     timeout = schema.duration,
   }, "web.apache", where)
-  if not r.url then error(where .. ": web.apache: 'url' is required", 0) end
+  if not r.url then errors.refuse(where .. ": web.apache: 'url' is required") end
   local min_idle = r.min_idle or 1
   local timeout = r.timeout or 5
   p.name = p.name or "apache workers"
@@ -134,6 +134,18 @@ function M.apache(spec)
     if err then done(false, err) end
   end
   return probes.probe(p)
+end
+
+-- The constructors record a refusal (vigil.errors) and hand back a
+-- stand-in, so that the rest of the file is checked too.
+function M.tomcat(spec)
+  local where, via = runtime.where(1)
+  return errors.declaring_via(via, tomcat, where, spec) or probes.invalid(where)
+end
+
+function M.apache(spec)
+  local where, via = runtime.where(1)
+  return errors.declaring_via(via, apache, where, spec) or probes.invalid(where)
 end
 
 return M

@@ -138,7 +138,7 @@ TEST(Sinks, ExampleRsyslogFilterRoutesByMsgidAndSeverity) {
   Daemon d;
   std::string dir = d.dir() + "/syslog";
   std::string example =
-      read_file(std::string(VIGIL_SOURCE_DIR) + "/docs/examples/rsyslog-vigil.conf");
+      read_file(std::string(VIGIL_SOURCE_DIR) + "/examples/integrations/rsyslog-vigil.conf");
   ASSERT_FALSE(example.empty());
   for (size_t at; (at = example.find("/var/log/vigil/")) != std::string::npos;)
     example.replace(at, 15, dir + "/");

@@ -1,3 +1,5 @@
+-- vigil.schema: closed schemas, the checkers every declaration uses.
+local T = require "testing"
 local schema = require "vigil.schema"
 
 local s = {
@@ -7,28 +9,65 @@ local s = {
   tags = schema.list_of_strings,
   env = schema.map_of_strings,
   mode = schema.one_of("a", "b"),
-  sub = schema.table { x = schema.integer() },
+  sub = schema.table { x = schema.integer(), wait = schema.duration },
+  size = schema.size,
+  backoff = schema.duration_range,
 }
 
-local ok = assert(schema.check({ name = "n", count = "3", every = "1m", tags = { "a" },
-  env = { K = 1 }, mode = "a", sub = { x = 1 } }, s, "t"))
-assert(ok.count == 3 and ok.every == 60 and ok.env.K == "1" and ok.sub.x == 1)
+T.test("a good table is normalized", function()
+  local ok = T.ok(schema.check({ name = "n", count = "3", every = "1m", tags = { "a" },
+    env = { K = 1 }, mode = "a", sub = { x = 1 }, size = "1KB", backoff = "1s..5s" }, s, "t"))
+  T.eq(ok.count, 3, "count")
+  T.eq(ok.every, 60, "every")
+  T.eq(ok.env.K, "1", "env")
+  T.eq(ok.sub.x, 1, "sub")
+  T.eq(ok.size, 1024, "size")
+  T.eq(ok.backoff.max, 5, "range")
+end)
 
 local function fails(tbl, pattern)
   local v, err = schema.check(tbl, s, "t")
-  assert(v == nil, "expected failure for " .. pattern)
-  assert(err:find(pattern, 1, true), "error '" .. err .. "' lacks '" .. pattern .. "'")
+  T.eq(v, nil, "expected failure for " .. pattern)
+  T.contains(err, pattern, "error")
 end
 
-fails({ nme = "x" }, "t: unknown key 'nme' (did you mean 'name'?)")
-fails({ zzzzzz = 1 }, "unknown key 'zzzzzz'")
-fails({ name = 1 }, "t.name: expected a string, got number")
-fails({ count = 11 }, "t.count: 11 is out of range")
-fails({ count = 1.5 }, "t.count: expected an integer")
-fails({ every = "soon" }, "t.every: bad duration")
-fails({ tags = {} }, "t.tags: empty list")
-fails({ tags = { 1 } }, "t.tags[1]: expected a string")
-fails({ mode = "c" }, "t.mode: expected one of a, b")
-fails({ sub = { y = 1 } }, "t.sub: unknown key 'y'")
-fails({ "positional" }, "unexpected list entry")
-fails("notatable", "t: expected a table")
+T.test("refusals name the path", function()
+  fails({ nme = "x" }, "t: unknown key 'nme' (did you mean 'name'?)")
+  fails({ zzzzzz = 1 }, "unknown key 'zzzzzz'")
+  fails({ name = 1 }, "t.name: expected a string, got number")
+  fails({ count = 11 }, "t.count: 11 is out of range")
+  fails({ count = 1.5 }, "t.count: expected an integer")
+  fails({ every = "soon" }, "t.every: bad duration")
+  fails({ tags = {} }, "t.tags: empty list")
+  fails({ tags = { 1 } }, "t.tags[1]: expected a string")
+  fails({ mode = "c" }, "t.mode: expected one of a, b")
+  fails({ sub = { y = 1 } }, "t.sub: unknown key 'y'")
+  fails({ "positional" }, "unexpected list entry")
+  fails("notatable", "t: expected a table")
+end)
+
+T.test("every duration checker refuses overflow", function()
+  fails({ every = 2 ^ 63 }, "t.every: duration")
+  fails({ every = "99999999999d" }, "t.every: duration \"99999999999d\" is longer than the maximum of 100 days")
+  fails({ sub = { wait = 1 / 0 } }, "t.sub.wait: duration must be a finite number")
+  fails({ backoff = "1s..2^70s" }, "t.backoff: bad duration")
+  fails({ backoff = math.maxinteger }, "t.backoff: duration")
+  fails({ size = 1 / 0 }, "t.size: bad size")
+end)
+
+T.test("every error of a table, in name order", function()
+  local v, first, all = schema.check({ nme = 1, count = 99, every = "x", sub = { y = 1, x = "z" } }, s, "t")
+  T.eq(v, nil, "refused")
+  T.eq(#all, 5, "five errors: " .. table.concat(all, " | "))
+  T.contains(all[1], "unknown key 'nme'", "unknown keys first")
+  T.contains(all[2], "t.count", "then by name")
+  T.contains(all[3], "t.every", "then by name")
+  T.contains(all[4], "t.sub: unknown key 'y'", "nested unknown")
+  T.contains(all[5], "t.sub.x", "nested")
+  T.eq(first, all[1], "the first is returned as the error")
+end)
+
+T.test("suggest", function()
+  T.eq(schema.suggest("strat", { strategy = 1 }), "", "too far")
+  T.eq(schema.suggest("stategy", { strategy = 1 }), " (did you mean 'strategy'?)", "near")
+end)

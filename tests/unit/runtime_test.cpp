@@ -130,22 +130,81 @@ watch "w" {
   EXPECT_NE(d.where.find("spec.lua:2"), std::string::npos) << d.where;
 }
 
-// The Lua tests in tests/lua/ run inside the real runtime; each file
-// raises on the first failed assertion.
-class LuaSuite : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(LuaSuite, Passes) {
-  RuntimeOptions o = opts();
-  o.load_budget = 5;
-  RuleRuntime rt(o, HostContext{});
-  auto res = rt.load(std::string(VIGIL_SOURCE_DIR "/tests/lua/") + GetParam());
-  EXPECT_TRUE(res.ok) << (res.errors.empty() ? "" : res.errors[0]);
+// A check shows every error: the declarations record theirs and the file
+// goes on; each error keeps its own line. (The Lua tests in tests/lua/
+// run as their own ctest tests: tests/lua/CMakeLists.txt.)
+TEST(Runtime, LoadReportsEveryBadDeclaration) {
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(write_rules("three.lua",
+                                 "watch \"a\" { start = 1 }\n"
+                                 "watch \"ok\" { start = \"true\" }\n"
+                                 "watch \"b\" { start = \"true\", rearm = 2^63 }\n"
+                                 "group \"g\" { }\n"));
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 3u);
+  EXPECT_NE(res.errors[0].find("three.lua:1: watch 'a'.start"), std::string::npos) << res.errors[0];
+  EXPECT_NE(res.errors[1].find("three.lua:3: watch 'b'.rearm: duration"), std::string::npos)
+      << res.errors[1];
+  EXPECT_NE(res.errors[2].find("three.lua:4: group 'g': no members"), std::string::npos)
+      << res.errors[2];
 }
 
-INSTANTIATE_TEST_SUITE_P(Lua, LuaSuite,
-                         ::testing::Values("policy_test.lua", "duration_test.lua",
-                                           "schema_test.lua"),
-                         [](const auto& info) {
-                           std::string n = info.param.substr(0, info.param.find('.'));
-                           return n;
-                         });
+// A watch a library in lib/ declares: the error is at the rule file's
+// line that called the library (the line to fix), and names the
+// library's line too; `where` is the rule file's.
+TEST(Runtime, LibraryDeclarationsPointAtTheCallingRule) {
+  std::string rules = write_rules("libcall.lua",
+                                  "local pool = require 'pool'\n"
+                                  "pool.make('ok', { start = 'true' })\n"
+                                  "pool.make('bad', { start = 'true', rearm = 'soon' })\n");
+  std::string dir = rules.substr(0, rules.rfind('/'));
+  std::filesystem::create_directories(dir + "/lib");
+  std::ofstream(dir + "/lib/pool.lua") << "local M = {}\n"
+                                          "function M.make(name, spec)\n"
+                                          "  watch(name)(spec)\n"
+                                          "end\n"
+                                          "return M\n";
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(rules);
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 1u);
+  EXPECT_NE(res.errors[0].find("libcall.lua:3: watch 'bad'.rearm: bad duration \"soon\""),
+            std::string::npos)
+      << res.errors[0];
+  EXPECT_NE(res.errors[0].find("(declared at " + dir + "/lib/pool.lua:3)"), std::string::npos)
+      << res.errors[0];
+  ASSERT_EQ(rt.declarations().size(), 1u);
+  EXPECT_NE(rt.declarations()[0].where.find("libcall.lua:2"), std::string::npos)
+      << rt.declarations()[0].where;
+  std::filesystem::remove_all(dir + "/lib");
+}
+
+// The cross-checks after the last file record every error too.
+TEST(Runtime, LoadReportsEveryCrossCheckError) {
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(write_rules("cross.lua",
+                                 "watch \"a\" { start = \"true\" }\n"
+                                 "group \"g1\" { \"a\", \"nope\" }\n"
+                                 "group \"g2\" { \"a\" }\n"));
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 2u) << res.errors[0];
+  EXPECT_NE(res.errors[0].find("cross.lua:2: group 'g1': no watch or group named 'nope'"),
+            std::string::npos)
+      << res.errors[0];
+  EXPECT_NE(res.errors[1].find("cross.lua:3: group 'g2': 'a' is already a member of group 'g1'"),
+            std::string::npos)
+      << res.errors[1];
+}
+
+TEST(Runtime, TimersRefuseNonFiniteAndHugeDelays) {
+  Loaded l;
+  std::string err;
+  for (const char* v : {"1/0", "-1/0", "0/0", "2^63", "math.maxinteger", "-1", "1e300"}) {
+    EXPECT_FALSE(l.rt.run_string(std::string("vigil.timer.after(") + v + ", function() end)", "=t", err))
+        << v;
+    EXPECT_NE(err.find("vigil.timer: delay"), std::string::npos) << v << ": " << err;
+    EXPECT_FALSE(l.rt.run_string(std::string("vigil.timer.every(") + v + ", function() end)", "=t", err))
+        << v;
+  }
+  EXPECT_TRUE(l.rt.run_string("vigil.timer.after(8640000, function() end)", "=t", err)) << err;
+}

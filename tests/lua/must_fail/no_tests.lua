@@ -1,0 +1,3 @@
+-- The runner must fail a file that declares no test.
+local T = require "testing"
+local _ = T
