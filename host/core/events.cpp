@@ -64,6 +64,11 @@ const std::vector<MessageDef> kCatalog = {
      "metrics CSV {path} is written again ({dropped} rows were dropped)"},
     {Msg::MetricsListenFailed, "VGL0023", S::Error, "metrics_listen_failed",
      "metrics endpoint cannot listen on {address}: {error}; monitoring goes on without it"},
+    {Msg::JournalDamaged, "VGL0030", S::Warning, "journal_damaged",
+     "process journal {path} is damaged: {error}; kept {kept} entries, the processes vigil "
+     "started before are looked for by their marks"},
+    {Msg::ControlFailed, "VGL0031", S::Error, "control_failed",
+     "control request {cmd} failed inside the daemon: {error}; the daemon goes on"},
     {Msg::ProcessStarted, "VGL0101", S::Info, "process_started", "{watch}: started pid {pid}"},
     {Msg::ProcessExited, "VGL0102", S::Warning, "process_exited",
      "{watch}: pid {pid} {how} after {uptime}s"},
