@@ -203,7 +203,7 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
       snprintf(buf, sizeof buf, "%.3g", it->get<double>());
       out.append(buf);
     } else {
-      out.append(it->dump());
+      out.append(it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     i = close + 1;
   }

@@ -19,6 +19,8 @@
 
 namespace vigil {
 
+class RequestFields;  // daemon.cpp: typed access to a control request's fields
+
 struct DaemonOptions {
   std::string rules;  // directory (or one file)
   std::string state_dir;
@@ -55,6 +57,7 @@ class Daemon {
   void on_signal();
   void on_inotify();
   void handle(const nlohmann::json& req, ControlServer::Reply reply);
+  void serve(const std::string& cmd, const RequestFields& req, const ControlServer::Reply& reply);
   void shutdown(const std::string& reason, bool keep_processes = false);
   void on_proc_event(const ProcEvent& ev);
   bool watch_rule_dirs(std::string& error);

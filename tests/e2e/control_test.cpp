@@ -259,3 +259,98 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
   EXPECT_EQ(d.watch_state("s"), "stopped");
 }
+
+namespace {
+// The reply to raw bytes, parsed (null when there was none or it is not JSON).
+nlohmann::json raw_reply(const std::string& socket_path, const std::string& bytes) {
+  std::string r = raw_request(socket_path, bytes);
+  auto j = nlohmann::json::parse(r, nullptr, false);
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+}  // namespace
+
+TEST(Control, EveryFieldOfEveryRequestIsTypeChecked) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t s = d.watch_pid("s");
+  struct Case {
+    std::string request;
+    std::vector<std::string> expect;  // in the error text
+    bool ok = false;                  // the request is fine after all
+  };
+  std::string deep_array(30000, '[');
+  deep_array += std::string(30000, ']');
+  std::string deep_field =
+      "{\"cmd\":\"status\",\"x\":" + std::string(20000, '[') + std::string(20000, ']') + "}";
+  const Case cases[] = {
+      {R"({"cmd":"quit","keep":"yes"})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":1})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":null})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":[true]})", {"keep", "boolean"}},
+      {R"({"cmd":"resume","all":1})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":null})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":"true"})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":{}})", {"all", "boolean"}},
+      {R"({"cmd":1})", {"cmd", "string"}},
+      {R"({"cmd":null})", {"cmd", "string"}},
+      {R"({"cmd":["status"]})", {"cmd", "string"}},
+      {R"({"cmd":{"status":1}})", {"cmd", "string"}},
+      {R"({})", {"cmd"}},
+      {R"({"name":"s"})", {"cmd"}},
+      {R"({"cmd":"stop","name":5})", {"name", "string"}},
+      {R"({"cmd":"start","name":["s"]})", {"name", "string"}},
+      {R"({"cmd":"restart","name":null})", {"name", "string"}},
+      {R"({"cmd":"pause","name":true})", {"name", "string"}},
+      {R"({"cmd":"explain","name":false})", {"name", "string"}},
+      {R"({"cmd":"set","name":"s","key":1,"value":"2"})", {"key", "string"}},
+      {R"({"cmd":"set","name":"s","key":"restart.limit","value":7})", {"value", "string"}},
+      {R"({"cmd":"set","name":{},"key":"restart.limit","value":"7"})", {"name", "string"}},
+      {R"({"cmd":"events","n":"many"})", {"n", "integer"}},
+      {R"({"cmd":"events","n":1.5})", {"n", "integer"}},
+      {R"({"cmd":"events","n":-1})", {"n"}},
+      {R"({"cmd":"events","n":0})", {"n"}},
+      {R"({"cmd":"events","n":18446744073709551615})", {"n"}},
+      {R"({"cmd":"events","n":1e300})", {"n", "integer"}},
+      {R"({"cmd":"events","n":1e400})", {}},
+      {R"({"cmd":"events","n":123456789012345678901234567890})", {"n"}},
+      {R"({"cmd":"events","watch":3})", {"watch", "string"}},
+      {R"({"cmd":"events","id":[]})", {"id", "string"}},
+      {R"({"cmd":"dumps","watch":{}})", {"watch", "string"}},
+      {"null", {}},
+      {"42", {}},
+      {"\"status\"", {}},
+      {"[]", {}},
+      {"{\"cmd\":\"status\"} trailing", {}},
+      {deep_array, {}},
+      {deep_field, {}, true},  // unknown fields are ignored, however deep
+      {"{\"cmd\":\"\xff\xfe\"}", {}},
+      {"{\"cmd\":\"stop\",\"name\":\"\xc3\x28\"}", {}},
+      {R"({"cmd":"stop","name":"\ud800"})", {}},
+      {std::string("\x00\x01\x02\x03", 4), {}},
+      {R"({"cmd":"pause"})", {"name"}},
+      {R"({"cmd":"stop","name":""})", {"name"}},
+  };
+  for (const auto& c : cases) {
+    auto r = raw_reply(d.socket(), c.request + "\n");
+    std::string shown = c.request.substr(0, 80);
+    ASSERT_TRUE(d.running()) << "the daemon died on " << shown << "\n" << d.output();
+    ASSERT_TRUE(r.is_object()) << "no JSON reply to " << shown;
+    EXPECT_EQ(r["ok"], c.ok) << shown << " -> " << r.dump();
+    if (c.ok) continue;
+    ASSERT_TRUE(r["error"].is_string()) << shown;
+    for (const auto& e : c.expect)
+      EXPECT_NE(r["error"].get<std::string>().find(e), std::string::npos)
+          << shown << " -> " << r["error"];
+  }
+  // A name with bytes that are not UTF-8 is echoed back in the error.
+  auto odd = run_command({VIGIL_BINARY, "--socket", d.socket(), "stop", "bad\xff\xfe name"});
+  EXPECT_EQ(odd.code, 1) << odd.err;
+  EXPECT_NE(odd.err.find("no watch or group named"), std::string::npos) << odd.err;
+  EXPECT_TRUE(d.running()) << d.output();
+  EXPECT_EQ(d.cli({"status"}).code, 0);
+  EXPECT_EQ(d.watch_pid("s"), s);
+  EXPECT_TRUE(process_alive(s));
+  EXPECT_EQ(d.watch_state("s"), "running");
+}
