@@ -1,8 +1,10 @@
 #include "host/daemon/daemon.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -72,6 +74,13 @@ bool Daemon::start(std::string& error) {
   }
   loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) { on_signal(); });
 
+  // One daemon per state directory, decided before anything in it is read
+  // or written (journal, adoption, logs) and before the socket is bound.
+  if (auto e = make_dirs(options_.state_dir, 0750); !e.empty()) {
+    error = "state directory: " + e;
+    return false;
+  }
+  if (!lock_state_dir(error)) return false;
   std::string log_dir = options_.state_dir + "/logs";
   for (const auto& dir : {options_.state_dir, log_dir}) {
     if (auto e = make_dirs(dir, 0750); !e.empty()) {
@@ -183,6 +192,40 @@ bool Daemon::start(std::string& error) {
               {"rules", options_.rules},
               {"socket", options_.socket_path},
               {"state_dir", options_.state_dir}});
+  return true;
+}
+
+// An exclusive flock on STATE_DIR/vigil.lock, held until the daemon's
+// process ends (the kernel drops it then, however it ends: quit, crash,
+// KILL). The file holds the holder's pid, for the refusal's message.
+bool Daemon::lock_state_dir(std::string& error) {
+  std::string path = options_.state_dir + "/vigil.lock";
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) {
+    error = "cannot open " + path + ": " + errno_text(errno);
+    return false;
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK) {
+      error = "cannot lock " + path + ": " + errno_text(err);
+      return false;
+    }
+    char buf[32] = {};
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    error = "another vigil (pid " + (holder.empty() ? std::string("unknown") : holder) +
+            ") is running on the state directory " + options_.state_dir + " (it holds " + path +
+            "); stop it first, or give this one its own --state-dir";
+    return false;
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // The lock holds without the pid: a second daemon's message lacks it.
+  }
+  lock_fd_ = std::move(fd);
   return true;
 }
 

@@ -64,6 +64,7 @@ class Daemon {
   void schedule_rotation();
   void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
+  bool lock_state_dir(std::string& error);
 
   DaemonOptions options_;
   EventLoop loop_;
@@ -76,6 +77,7 @@ class Daemon {
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
+  Fd lock_fd_;                        // STATE_DIR/vigil.lock, flock'ed for the daemon's life
   Fd signal_fd_;
   Fd inotify_fd_;
   TimerId reload_debounce_ = 0;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "tests/e2e/harness.hpp"
 
@@ -353,4 +354,37 @@ TEST(Control, EveryFieldOfEveryRequestIsTypeChecked) {
   EXPECT_EQ(d.watch_pid("s"), s);
   EXPECT_TRUE(process_alive(s));
   EXPECT_EQ(d.watch_state("s"), "running");
+}
+
+TEST(State, SecondDaemonOnTheSameStateDirectoryRefusesAndTouchesNothing) {
+  Daemon d;
+  // A sleep of the test's own: its command line names the test's directory.
+  std::string sleeper = d.dir() + "/sleeper";
+  std::filesystem::copy_file("/bin/sleep", sleeper);
+  std::filesystem::permissions(sleeper, std::filesystem::perms::owner_all);
+  d.write_rule("a.lua", "watch \"s\" { start = { \"" + sleeper + "\", \"100041\" } }");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t s = d.watch_pid("s");
+  std::string journal = read_file(d.state_dir() + "/processes.journal");
+  // Another socket, the same state directory: it must not run (bounded by
+  // `timeout` so a regression fails instead of hanging).
+  std::string other = d.dir() + "/second.sock";
+  auto r = run_command({"/usr/bin/timeout", "20", VIGIL_BINARY, "--socket", other, "run", "--rules",
+                        d.rules_dir(), "--state-dir", d.state_dir()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(d.state_dir()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pid " + std::to_string(d.pid())), std::string::npos) << r.err;
+  EXPECT_NE(access(other.c_str(), F_OK), 0) << "the second daemon bound its socket";
+  EXPECT_EQ(read_file(d.state_dir() + "/processes.journal"), journal);
+  EXPECT_EQ(d.watch_pid("s"), s);
+  EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
+  EXPECT_EQ(d.count_events("VGL0101", "s"), 1);
+  EXPECT_EQ(d.count_events("VGL0121"), 0);
+  // The lock goes with the daemon: quit --keep, and the next one starts.
+  ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+  ASSERT_TRUE(d.start()) << d.output();
+  EXPECT_TRUE(wait_for([&] { return d.watch_pid("s") == s; })) << d.output();
+  EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
 }
