@@ -40,8 +40,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::ProcEventsLost, "VGL0010", S::Warning, "proc_events_lost",
      "kernel process events were lost (receive buffer overrun); rescanning /proc"},
     {Msg::JournalUnreadable, "VGL0011", S::Error, "journal_unreadable",
-     "cannot read the process journal: {error}; processes of a previous vigil are not "
-     "re-adopted"},
+     "cannot read the process journal {path}: {error}; the processes vigil started before are "
+     "looked for by their marks instead"},
     {Msg::SinkUnreachable, "VGL0012", S::Error, "sink_unreachable",
      "log sink {sink}: cannot deliver to {address}: {error}; events are queued (at most "
      "{queue}) and delivery is retried"},

@@ -135,8 +135,7 @@ bool Daemon::start(std::string& error) {
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
                                              options_.state_dir + "/processes.journal");
   supervisor_->set_dump_dir(options_.state_dir + "/dumps");
-  if (auto e = supervisor_->load_journal(); !e.empty())
-    log_->emit(Msg::JournalUnreadable, "", {{"error", e}});
+  supervisor_->load_journal();
   // Kernel process events: counts at fork time, restarted processes found
   // the moment they exec, exit statuses of adopted processes.
   std::string pe_error = "disabled with --no-proc-events";

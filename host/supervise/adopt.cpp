@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <set>
 
 #include "host/core/clock.hpp"
 #include "host/core/pidfd.hpp"
@@ -18,10 +20,27 @@
 
 namespace vigil {
 
-std::string Supervisor::load_journal() {
-  std::string error;
-  journal_previous_ = journal_.load(error);
-  return error;
+void Supervisor::load_journal() {
+  Journal::Loaded j = journal_.load();
+  journal_previous_ = std::move(j.entries);
+  first_apply_ = true;
+  nlohmann::json moved = j.moved_to.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.moved_to);
+  if (!j.unreadable.empty())
+    log_.emit(Msg::JournalUnreadable, "",
+              {{"path", journal_.path()}, {"error", j.unreadable}, {"moved_to", moved}});
+  else if (j.bad_lines > 0)
+    log_.emit(Msg::JournalDamaged, "",
+              {{"path", journal_.path()},
+               {"error", j.damage},
+               {"bad_lines", j.bad_lines},
+               {"kept", journal_previous_.size()},
+               {"moved_to", moved}});
+}
+
+std::vector<std::pair<std::string, std::string>> Supervisor::marks(const Unit& u) const {
+  if (instance_.empty()) return {};
+  return {
+      {kMarkWatch, u.name}, {kMarkSpec, hex_digest(spec_hash(u.spec))}, {kMarkInstance, instance_}};
 }
 
 void Supervisor::set_proc_events(ProcEvents* events, double scan_interval) {
@@ -45,31 +64,106 @@ void Supervisor::update_interest() {
 }
 
 // A new (or re-added) unit gets its process: the one a previous vigil ran
-// for it if that still runs, else by kind. Units that must be found by
-// their match are queued: apply() finds them all in one /proc scan.
+// for it if that still runs (named by the journal, or else found by its
+// marks), else by kind. Units that must be found by their match, or by
+// their marks, are queued: apply() finds them all in one /proc scan each.
 void Supervisor::reattach(Unit& u) {
   auto prev = journal_previous_.find(u.name);
   if (prev != journal_previous_.end()) {
     JournalEntry e = prev->second;
     journal_previous_.erase(prev);
-    ProcStat st;
-    bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
-    bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
-                : u.kind() == Unit::Kind::Single ? u.m->match.matches(st, reader_, parent_pid(u)) ||
-                                                       (e.spawned && !u.spec.argv.empty())
-                                                 : false;
-    if (alive && fits &&
-        adopt(u, e.pid, e.start_time, e.spawned, "re-adopted after vigil restarted")) {
-      if (e.spawned && !u.spec.argv.empty() && e.spec_hash != spec_hash(u.spec)) {
-        // It runs what the watch used to say: restart it with what it says now.
-        log_.emit(Msg::WatchChanged, u.name, {{"where", u.where}});
-        restart(u);
-      }
-      return;
-    }
+    if (readopt(u, e, "re-adopted after vigil restarted")) return;
   }
+  // Not named by the journal (lost, damaged, or a write that never made
+  // it): a process vigil started for it may still run.
+  if (first_apply_ && !instance_.empty() && !u.spec.argv.empty() &&
+      u.kind() != Unit::Kind::Members) {
+    to_recover_.push_back(u.name);
+    return;
+  }
+  start_fresh(u);
+}
+
+void Supervisor::start_fresh(Unit& u) {
   if (u.kind() == Unit::Kind::Started) return start_process(u);
   to_discover_.push_back(u.name);
+}
+
+// Adopts the process a previous vigil recorded (or marked) for u, if it
+// still runs and still fits the watch.
+bool Supervisor::readopt(Unit& u, const JournalEntry& e, const char* how) {
+  ProcStat st;
+  bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
+  if (!alive) return false;
+  bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
+              : u.kind() == Unit::Kind::Single ? u.m->match.matches(st, reader_, parent_pid(u)) ||
+                                                     (e.spawned && !u.spec.argv.empty())
+                                               : false;
+  if (!fits || !adopt(u, e.pid, e.start_time, e.spawned, how)) return false;
+  if (e.spawned && !u.spec.argv.empty() && e.spec_hash != spec_hash(u.spec)) {
+    // It runs what the watch used to say: restart it with what it says now.
+    log_.emit(Msg::WatchChanged, u.name, {{"where", u.where}});
+    restart(u);
+  }
+  return true;
+}
+
+// The processes that a previous vigil on this state directory started for
+// `names` and that its journal does not name, found by their marks in one
+// pass over /proc. vigil starts every process in a session of its own and
+// a session leader stays one, so only session leaders' environments are
+// read; a marked leader whose parent carries the same marks is a child
+// that made a session of its own, not the watch's process.
+void Supervisor::recover(std::vector<std::string> names) {
+  struct Found {
+    pid_t pid;
+    uint64_t start_time;
+    uint64_t spec;
+  };
+  std::map<std::string, Found> found;
+  if (!names.empty()) {
+    std::set<std::string> wanted(names.begin(), names.end());
+    // The watch whose marks of this instance pid carries, or "".
+    auto marked = [&](pid_t pid, uint64_t* spec) -> std::string {
+      auto env = reader_.read(pid, "environ");
+      if (!env) return "";
+      std::string_view watch, digest, instance;
+      for (size_t at = 0; at < env->size();) {
+        size_t end = env->find('\0', at);
+        std::string_view kv = env->substr(at, end == std::string_view::npos ? end : end - at);
+        at = end == std::string_view::npos ? env->size() : end + 1;
+        size_t eq = kv.find('=');
+        if (eq == std::string_view::npos) continue;
+        std::string_view k = kv.substr(0, eq), v = kv.substr(eq + 1);
+        if (k == kMarkWatch) watch = v;  // the last one wins: vigil's come after the spec's
+        if (k == kMarkSpec) digest = v;
+        if (k == kMarkInstance) instance = v;
+      }
+      if (watch.empty() || instance != instance_) return "";
+      if (spec) std::from_chars(digest.data(), digest.data() + digest.size(), *spec, 16);
+      return std::string(watch);
+    };
+    PidIterator it;
+    ProcStat st;
+    while (auto pid = it.next()) {
+      if (*pid == getpid() || !reader_.stat(*pid, st) || st.dead() || st.session != *pid) continue;
+      uint64_t spec = 0;
+      std::string watch = marked(*pid, &spec);
+      if (watch.empty() || !wanted.contains(watch)) continue;
+      if (st.ppid > 1 && marked(st.ppid, nullptr) == watch) continue;
+      auto [f, added] = found.try_emplace(watch, Found{*pid, st.start_time, spec});
+      if (!added && st.start_time < f->second.start_time) f->second = {*pid, st.start_time, spec};
+    }
+  }
+  for (const auto& name : names) {
+    Unit* u = find(name);
+    if (!u || u->child || u->remove_when_stopped) continue;
+    auto f = found.find(name);
+    if (f != found.end() && readopt(*u, {f->second.pid, f->second.start_time, true, f->second.spec},
+                                    "found by its marks; the journal did not name it"))
+      continue;
+    start_fresh(*u);
+  }
 }
 
 // Finds the processes of many units in one pass over /proc: a full scan

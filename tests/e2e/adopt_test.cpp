@@ -8,11 +8,14 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
+#include <thread>
 
 #include "host/proc/proc_files.hpp"
 #include "host/proc/proc_stat.hpp"
@@ -603,4 +606,98 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
   EXPECT_NE(read_file(out).find("spawn "), std::string::npos);
   kill(sh, SIGKILL);
   reap(sh);
+}
+
+namespace {
+// How many events with this id for this file.
+int events_about(const Daemon& d, const std::string& id, const std::string& path) {
+  int n = 0;
+  for (const auto& e : d.events())
+    if (e["id"] == id && e["fields"].value("path", std::string()) == path) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(Reattach, ADamagedOrMissingJournalNeverStartsASecondCopy) {
+  struct Damage {
+    const char* what;
+    std::function<void(const std::string&)> apply;
+    const char* event;  // "" for none
+  };
+  auto put = [](const std::string& path, const std::string& text) {
+    std::filesystem::remove(path);
+    FILE* f = fopen(path.c_str(), "w");
+    fwrite(text.data(), 1, text.size(), f);
+    fclose(f);
+  };
+  const Damage damages[] = {
+      {"garbage",
+       [&](const std::string& p) { put(p, "hello world\nthis is not a journal at all\n"); },
+       "VGL0030"},
+      {"truncated",
+       [&](const std::string& p) {
+         std::string t = read_file(p);
+         put(p, t.substr(0, t.find('\n') + 1 + 4));  // the first line and 4 bytes of the next
+       },
+       "VGL0030"},
+      {"binary",
+       [&](const std::string& p) { put(p, std::string("\x7f\x00\xff\x01\tx\n\x00\x02", 9)); },
+       "VGL0030"},
+      {"directory",
+       [](const std::string& p) {
+         std::filesystem::remove(p);
+         std::filesystem::create_directory(p);
+       },
+       "VGL0011"},
+      {"fifo",
+       [](const std::string& p) {
+         std::filesystem::remove(p);
+         mkfifo(p.c_str(), 0600);
+       },
+       "VGL0011"},
+      {"deleted", [](const std::string& p) { std::filesystem::remove(p); }, ""},
+  };
+  for (const auto& dmg : damages) {
+    SCOPED_TRACE(dmg.what);
+    Daemon d;
+    std::string sleeper = named_sleep(d.dir(), "sleeper");
+    // Two plain programs, and a shell whose child carries the same marks.
+    d.write_rule("a.lua", "watch \"a\" { start = { \"" + sleeper +
+                              "\", \"100051\" } }\n"
+                              "watch \"b\" { start = { \"" +
+                              sleeper +
+                              "\", \"100052\" } }\n"
+                              "watch \"c\" { start = { \"/bin/sh\", \"-c\", \"" +
+                              sleeper + " 100053 & wait\" } }\n");
+    ASSERT_TRUE(d.start()) << d.output();
+    ASSERT_TRUE(wait_for([&] {
+      return d.watch_pid("a") && d.watch_pid("b") && d.watch_pid("c") &&
+             count_processes(sleeper + " 100053") == 2;  // sh -c "... & wait" and its child
+    })) << d.output();
+    pid_t a = d.watch_pid("a"), b = d.watch_pid("b"), c = d.watch_pid("c");
+    ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+    ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+    std::string journal = d.state_dir() + "/processes.journal";
+    dmg.apply(journal);
+    ASSERT_TRUE(d.start()) << d.output();
+    EXPECT_TRUE(wait_for([&] {
+      return d.watch_pid("a") == a && d.watch_pid("b") == b && d.watch_pid("c") == c;
+    })) << d.output();
+    EXPECT_EQ(count_processes(sleeper + " 100051"), 1) << "a second copy of a was started";
+    EXPECT_EQ(count_processes(sleeper + " 100052"), 1) << "a second copy of b was started";
+    EXPECT_EQ(count_processes(sleeper + " 100053"), 2) << "a second copy of c was started";
+    EXPECT_EQ(d.count_events("VGL0101"), 0) << d.output();
+    if (*dmg.event) {
+      EXPECT_EQ(events_about(d, dmg.event, journal), 1) << d.output();
+    }
+    // Each is still watched: a death is a restart, not a second copy.
+    kill(a, SIGKILL);
+    EXPECT_TRUE(wait_for([&] {
+      pid_t p = d.watch_pid("a");
+      return p && p != a;
+    })) << d.output();
+    EXPECT_EQ(count_processes(sleeper + " 100051"), 1);
+    d.stop();
+    EXPECT_EQ(count_processes(sleeper), 0) << "stop left a process running";
+  }
 }
