@@ -249,7 +249,7 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   Unit::Child c;
   c.pid = pid;
   c.start_time = start_time;
-  c.started = MonoClock::now();
+  c.started = started_at(start_time);  // its uptime counts from its start, not from now
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
   c.overruns = events_ ? events_->overruns() : 0;

@@ -701,3 +701,33 @@ TEST(Reattach, ADamagedOrMissingJournalNeverStartsASecondCopy) {
     EXPECT_EQ(count_processes(sleeper), 0) << "stop left a process running";
   }
 }
+
+TEST(Adopt, UptimeCountsFromTheProcessStartNotFromTheAdoption) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t ext = spawn_external({sleeper, "100061"});
+  d.write_rule("a.lua", "watch \"own\" { start = { \"" + sleeper +
+                            "\", \"100062\" } }\n"
+                            "watch \"ext\" { match = { exe = \"" +
+                            sleeper + "\", cmdline = \"" + sleeper + " 100061\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") && d.watch_pid("ext") == ext; }))
+      << d.output();
+  pid_t own = d.watch_pid("own");
+  // Both processes grow old while no vigil watches them.
+  ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+  std::this_thread::sleep_for(2500ms);  // the age under test, not a synchronisation
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") == own && d.watch_pid("ext") == ext; }))
+      << d.output();
+  for (const char* w : {"own", "ext"}) EXPECT_GE(d.watch(w)["uptime"].get<double>(), 2.5) << w;
+  kill(own, SIGKILL);
+  kill(ext, SIGKILL);
+  reap(ext);
+  ASSERT_TRUE(d.wait_event("VGL0102", "own") && d.wait_event("VGL0102", "ext")) << d.output();
+  for (const char* w : {"own", "ext"}) {
+    EXPECT_GE(d.last_event("VGL0102", w)["fields"]["uptime"].get<double>(), 2.5) << w;
+    EXPECT_GE(d.watch(w)["last_exit"]["uptime"].get<double>(), 2.5) << w;
+  }
+}
