@@ -1,8 +1,11 @@
 // vigil: the daemon (`vigil run`) and its control CLI, one binary.
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -282,18 +285,31 @@ double parse_duration(const std::string& s) {
 // The events of the history files (oldest first: the rotated file, then
 // the current one) at or after filter.since, of filter.watch and
 // filter.id when given; the newest `limit` of them when limit > 0.
-json read_history(const std::string& path, const json& filter, size_t limit) {
+// nullopt and `error` (the path and why) when a file that is there, or
+// the directory, cannot be read: silence would look like "no events".
+std::optional<json> read_history(const std::string& path, const json& filter, size_t limit,
+                                 std::string& error) {
   json out = json::array();
   if (path.empty()) return out;
   std::string since = filter["since"].get<std::string>();
   std::string watch = filter.value("watch", std::string());
   std::string id = filter.value("id", std::string());
+  size_t missing = 0;
   for (const std::string& p : {path + ".1", path}) {
     FILE* f = fopen(p.c_str(), "re");
-    if (!f) continue;
+    if (!f) {
+      int err = errno;
+      if (err != ENOENT) {
+        error = "cannot read the event history " + p + ": " + strerror(err);
+        return std::nullopt;
+      }
+      ++missing;
+      continue;
+    }
     char* line = nullptr;
     size_t cap = 0;
     ssize_t n;
+    errno = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
       std::string_view l(line, static_cast<size_t>(n));
       // Cheap checks before parsing: most lines of a long history are
@@ -308,8 +324,24 @@ json read_history(const std::string& path, const json& filter, size_t limit) {
         continue;
       out.push_back(std::move(ev));
     }
+    bool failed = ferror(f);
+    int err = errno;
     free(line);
     fclose(f);
+    if (failed) {
+      error = "cannot read the event history " + p + ": " + strerror(err);
+      return std::nullopt;
+    }
+  }
+  if (missing == 2) {
+    // No history yet is fine; a directory that is not there (or not ours
+    // to look into) is not.
+    std::string dir = path.substr(0, path.rfind('/'));
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+      error = "cannot read the event history in " + dir + ": " + strerror(errno);
+      return std::nullopt;
+    }
   }
   if (limit > 0 && out.size() > limit) out.erase(out.begin(), out.end() - static_cast<long>(limit));
   return out;
@@ -536,8 +568,13 @@ int main(int argc, char** argv) {
     json filter = {{"since", rfc3339(history_since, true)}};
     if (req.contains("watch")) filter["watch"] = req["watch"];
     if (req.contains("id")) filter["id"] = req["id"];
-    (*reply)["events"] =
-        read_history(reply->value("history", std::string()), filter, history_limit);
+    auto history =
+        read_history(reply->value("history", std::string()), filter, history_limit, error);
+    if (!history) {
+      std::cerr << "vigil: " << error << "\n";
+      return 1;
+    }
+    (*reply)["events"] = std::move(*history);
   }
   if (as_json) {
     if (cmd == "status")

@@ -388,3 +388,31 @@ TEST(State, SecondDaemonOnTheSameStateDirectoryRefusesAndTouchesNothing) {
   EXPECT_TRUE(wait_for([&] { return d.watch_pid("s") == s; })) << d.output();
   EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
 }
+
+TEST(Control, EventsSinceWithoutAccessToTheStateDirectorySaysWhy) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0101", "s"));
+  // The state directory is 0750 root: nobody cannot read the history.
+  auto r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket",
+                        d.dir() + "/none.sock", "events", "--since", "1h", "--state-dir",
+                        d.state_dir()});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find(d.state_dir()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // A history file it cannot open, in a directory it can read.
+  chmod(d.state_dir().c_str(), 0755);
+  chmod((d.state_dir() + "/events.jsonl").c_str(), 0600);
+  r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket",
+                   d.dir() + "/none.sock", "events", "--since", "1h", "--state-dir",
+                   d.state_dir()});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find(d.state_dir() + "/events.jsonl"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // A state directory that does not exist is said too.
+  r = run_command({VIGIL_BINARY, "--socket", d.dir() + "/none.sock", "events", "--since", "1h",
+                   "--state-dir", d.dir() + "/no-such-state"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("no-such-state"), std::string::npos) << r.err;
+}
