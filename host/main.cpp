@@ -24,7 +24,7 @@ using namespace vigil;
 
 namespace {
 
-const char* kUsage = R"(usage: vigil [--socket PATH] COMMAND [ARGS]
+const char* kUsage = R"(usage: vigil [--socket PATH] [--timeout SECONDS] COMMAND [ARGS]
 
 Daemon:
   run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
@@ -62,7 +62,11 @@ Control (talks to the running daemon):
                           running; the next vigil re-adopts them)
   version
 
-Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
+Control commands give up on a daemon that stays silent for --timeout
+seconds (default 10; a daemon busy with a long stop says it is alive) and
+exit with 4.
+
+Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB, VIGIL_TIMEOUT.
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -347,6 +351,16 @@ std::optional<json> read_history(const std::string& path, const json& filter, si
   return out;
 }
 
+// Seconds for --timeout / VIGIL_TIMEOUT (a duration such as 10, 2.5, 30s, 2m).
+double parse_timeout(const std::string& what, const std::string& v) {
+  double t = parse_duration(v);
+  if (!(t > 0) || t > 7 * 86400)
+    usage_error(
+        what + ": expected seconds, more than 0 and at most 7 days (e.g. 10, 2.5, 30s, 2m), got '" +
+        v + "'");
+  return t;
+}
+
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
   Args a = parse_args(argc, argv, first,
                       {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget",
@@ -435,6 +449,9 @@ int cmd_check(int argc, char** argv, int first) {
 
 int main(int argc, char** argv) {
   std::string socket = default_socket_path();
+  ControlCall call;
+  if (const char* t = getenv("VIGIL_TIMEOUT"); t && *t)
+    call.timeout = parse_timeout("VIGIL_TIMEOUT", t);
   int i = 1;
   // Global options before the command.
   while (i < argc && argv[i][0] == '-') {
@@ -444,6 +461,12 @@ int main(int argc, char** argv) {
       i += 2;
     } else if (s.starts_with("--socket=")) {
       socket = s.substr(9);
+      ++i;
+    } else if (s == "--timeout" && i + 1 < argc) {
+      call.timeout = parse_timeout("--timeout", argv[i + 1]);
+      i += 2;
+    } else if (s.starts_with("--timeout=")) {
+      call.timeout = parse_timeout("--timeout", s.substr(10));
       ++i;
     } else if (s == "-h" || s == "--help") {
       std::cout << kUsage;
@@ -466,10 +489,12 @@ int main(int argc, char** argv) {
   }
 
   if (cmd == "top") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--once", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--once", "--json"});
     if (!a.positional.empty()) usage_error("top takes no arguments");
     TopOptions t;
     t.socket = a.option("--socket").value_or(socket);
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
+    t.timeout = call.timeout;
     t.once = a.flag("--once");
     t.json = a.flag("--json");
     return run_top(t);
@@ -481,25 +506,29 @@ int main(int argc, char** argv) {
   size_t history_limit = 0;   // ... the newest N of them (0: all)
   std::string history_dir;    // ... found here when no daemon answers
   if (cmd == "status" || cmd == "reload" || cmd == "ping") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error(cmd + " takes no arguments");
     as_json = a.flag("--json");
   } else if (cmd == "quit") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--keep", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--keep", "--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("quit takes no arguments");
     if (a.flag("--keep")) req["keep"] = true;
     as_json = a.flag("--json");
   } else if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "explain") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.positional.size() != 1) usage_error(cmd + " needs one watch or group NAME");
     req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "pause" || cmd == "resume") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--all", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--all", "--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.flag("--all") == (a.positional.size() == 1) || a.positional.size() > 1)
       usage_error(cmd + " needs one watch or group NAME, or --all");
     if (a.flag("--all"))
@@ -508,24 +537,28 @@ int main(int argc, char** argv) {
       req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "set") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.positional.size() != 3) usage_error("set needs NAME KEY VALUE");
     req["name"] = a.positional[0];
     req["key"] = a.positional[1];
     req["value"] = a.positional[2];
     as_json = a.flag("--json");
   } else if (cmd == "dumps") {
-    Args a = parse_args(argc, argv, i, {"--watch", "--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--watch", "--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("dumps takes no positional arguments");
     if (auto w = a.option("--watch")) req["watch"] = *w;
     as_json = a.flag("--json");
   } else if (cmd == "events") {
     Args a = parse_args(
-        argc, argv, i, {"-n", "--watch", "--socket", "--since", "--id", "--state-dir"}, {"--json"});
+        argc, argv, i, {"-n", "--watch", "--socket", "--timeout", "--since", "--id", "--state-dir"},
+        {"--json"});
     history_dir = a.option("--state-dir").value_or(default_state_dir());
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("events takes no positional arguments");
     if (auto n = a.option("-n")) {
       char* end = nullptr;
@@ -548,7 +581,7 @@ int main(int argc, char** argv) {
   }
 
   std::string error;
-  auto reply = control_request(socket, req, error);
+  auto reply = control_request(socket, req, error, &call);
   if (!reply && cmd == "events" && history_since >= 0) {
     // The history outlives the daemon: what happened before it stopped.
     std::cerr << "vigil: " << error << "; reading the history in " << history_dir << "\n";
@@ -557,7 +590,7 @@ int main(int argc, char** argv) {
   }
   if (!reply) {
     std::cerr << "vigil: " << error << "\n";
-    return 3;
+    return call.timed_out ? 4 : 3;
   }
   bool ok = reply->value("ok", false);
   if (!ok) {

@@ -389,6 +389,50 @@ TEST(State, SecondDaemonOnTheSameStateDirectoryRefusesAndTouchesNothing) {
   EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
 }
 
+TEST(Control, CliGivesUpOnADaemonThatDoesNotAnswer) {
+  Daemon d;
+  // A socket that accepts connections (the backlog) and never answers.
+  std::string path = d.dir() + "/mute.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = run_command(
+      {"/usr/bin/timeout", "30", VIGIL_BINARY, "--timeout", "1", "--socket", path, "status"});
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did not answer"), std::string::npos) << r.err;
+  EXPECT_LT(took, 5s);
+  // VIGIL_TIMEOUT, and the option after the command.
+  t0 = std::chrono::steady_clock::now();
+  r = run_command({"/usr/bin/env", "VIGIL_TIMEOUT=1", "/usr/bin/timeout", "30", VIGIL_BINARY,
+                   "--socket", path, "ping"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  r = run_command(
+      {"/usr/bin/timeout", "30", VIGIL_BINARY, "stop", "x", "--socket", path, "--timeout", "0.5"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_EQ(run_command({VIGIL_BINARY, "--timeout", "soon", "status"}).code, 2);
+  close(fd);
+}
+
+TEST(Control, AStopLongerThanTheTimeoutIsNotCutOff) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.2; done" },
+            stop = { timeout = "3s" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  // The daemon is alive and says so while the stop takes its 3 s.
+  auto r = d.cli({"--timeout", "1", "stop", "s"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.watch_state("s"), "stopped");
+}
+
 TEST(Control, EventsSinceWithoutAccessToTheStateDirectorySaysWhy) {
   Daemon d;
   d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
