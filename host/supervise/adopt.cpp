@@ -59,8 +59,22 @@ void Supervisor::set_rule_interest(bool wants) {
 // of adopted processes.
 void Supervisor::update_interest() {
   if (!events_) return;
-  events_->set_interest(rule_interest_ || needs_exec_events() ? ProcEvents::Interest::All
-                                                              : ProcEvents::Interest::NonzeroExits);
+  ProcEvents::Interest want = rule_interest_ || needs_exec_events()
+                                  ? ProcEvents::Interest::All
+                                  : ProcEvents::Interest::NonzeroExits;
+  bool widened = want == ProcEvents::Interest::All && events_->interest() != want;
+  events_->set_interest(want);
+  // A process that exec'd after the last look in /proc but before the
+  // kernel was asked for exec events was never heard of (a watch's worker
+  // forked by a master vigil just started): once the current callback is
+  // done, one scan finds every such process for every watch looking.
+  if (widened && events_->interest() == want && !widen_scan_posted_) {
+    widen_scan_posted_ = true;
+    loop_.post([this] {
+      widen_scan_posted_ = false;
+      rescan();
+    });
+  }
 }
 
 // A new (or re-added) unit gets its process: the one a previous vigil ran

@@ -503,6 +503,7 @@ class Supervisor {
   double scan_interval_ = 5;
   TimerId scan_timer_ = 0;
   bool rule_interest_ = false;
+  bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;
