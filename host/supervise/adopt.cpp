@@ -4,6 +4,7 @@
 // current from kernel process events (or /proc scans without them), and
 // re-adopting what a previous vigil supervised.
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,6 +123,20 @@ bool Supervisor::readopt(Unit& u, const JournalEntry& e, const char* how) {
   return true;
 }
 
+// A process running as this real uid may be one vigil started for u:
+// vigil's own user, or the watch's `user`.
+bool Supervisor::may_be_ours(const Unit& u, uid_t uid) const {
+  if (uid == geteuid()) return true;
+  if (u.spec.user.empty()) return false;
+  passwd pw, *found = nullptr;
+  char buf[4096];
+  if (getpwnam_r(u.spec.user.c_str(), &pw, buf, sizeof buf, &found) == 0 && found)
+    return pw.pw_uid == uid;
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(u.spec.user.data(), u.spec.user.data() + u.spec.user.size(), n);
+  return ec == std::errc() && end == u.spec.user.data() + u.spec.user.size() && n == uid;
+}
+
 // The processes that a previous vigil on this state directory started for
 // `names` and that its journal does not name, found by their marks in one
 // pass over /proc. vigil starts every process in a session of its own and
@@ -165,6 +180,11 @@ void Supervisor::recover(std::vector<std::string> names) {
       std::string watch = marked(*pid, &spec);
       if (watch.empty() || !wanted.contains(watch)) continue;
       if (st.ppid > 1 && marked(st.ppid, nullptr) == watch) continue;
+      // Marks are only text: anyone can put them on a process. Trust them
+      // only on one that runs as vigil or as the watch's user.
+      auto status = reader_.status(*pid);
+      Unit* u = find(watch);
+      if (!status || !u || !may_be_ours(*u, status->uid)) continue;
       auto [f, added] = found.try_emplace(watch, Found{*pid, st.start_time, spec});
       if (!added && st.start_time < f->second.start_time) f->second = {*pid, st.start_time, spec};
     }

@@ -459,6 +459,7 @@ class Supervisor {
   void reattach(Unit& u);
   bool readopt(Unit& u, const JournalEntry& e, const char* how);
   void recover(std::vector<std::string> names);
+  bool may_be_ours(const Unit& u, uid_t uid) const;
   void start_fresh(Unit& u);
   std::vector<std::pair<std::string, std::string>> marks(const Unit& u) const;
   void discover(std::vector<std::string> names);

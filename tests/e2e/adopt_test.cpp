@@ -661,6 +661,7 @@ TEST(Reattach, ADamagedOrMissingJournalNeverStartsASecondCopy) {
     SCOPED_TRACE(dmg.what);
     Daemon d;
     std::string sleeper = named_sleep(d.dir(), "sleeper");
+    chmod(sleeper.c_str(), 0755);
     // Two plain programs, and a shell whose child carries the same marks.
     d.write_rule("a.lua", "watch \"a\" { start = { \"" + sleeper +
                               "\", \"100051\" } }\n"
@@ -668,21 +669,27 @@ TEST(Reattach, ADamagedOrMissingJournalNeverStartsASecondCopy) {
                               sleeper +
                               "\", \"100052\" } }\n"
                               "watch \"c\" { start = { \"/bin/sh\", \"-c\", \"" +
-                              sleeper + " 100053 & wait\" } }\n");
+                              sleeper +
+                              " 100053 & wait\" } }\n"
+                              // and one that runs as another user
+                              "watch \"n\" { start = { \"" +
+                              sleeper + "\", \"100054\" }, user = \"nobody\" }\n");
     ASSERT_TRUE(d.start()) << d.output();
     ASSERT_TRUE(wait_for([&] {
-      return d.watch_pid("a") && d.watch_pid("b") && d.watch_pid("c") &&
+      return d.watch_pid("a") && d.watch_pid("b") && d.watch_pid("c") && d.watch_pid("n") &&
              count_processes(sleeper + " 100053") == 2;  // sh -c "... & wait" and its child
     })) << d.output();
-    pid_t a = d.watch_pid("a"), b = d.watch_pid("b"), c = d.watch_pid("c");
+    pid_t a = d.watch_pid("a"), b = d.watch_pid("b"), c = d.watch_pid("c"), n = d.watch_pid("n");
     ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
     ASSERT_TRUE(wait_for([&] { return !d.running(); }));
     std::string journal = d.state_dir() + "/processes.journal";
     dmg.apply(journal);
     ASSERT_TRUE(d.start()) << d.output();
     EXPECT_TRUE(wait_for([&] {
-      return d.watch_pid("a") == a && d.watch_pid("b") == b && d.watch_pid("c") == c;
+      return d.watch_pid("a") == a && d.watch_pid("b") == b && d.watch_pid("c") == c &&
+             d.watch_pid("n") == n;
     })) << d.output();
+    EXPECT_EQ(count_processes(sleeper + " 100054"), 1) << "a second copy of n was started";
     EXPECT_EQ(count_processes(sleeper + " 100051"), 1) << "a second copy of a was started";
     EXPECT_EQ(count_processes(sleeper + " 100052"), 1) << "a second copy of b was started";
     EXPECT_EQ(count_processes(sleeper + " 100053"), 2) << "a second copy of c was started";
@@ -730,4 +737,40 @@ TEST(Adopt, UptimeCountsFromTheProcessStartNotFromTheAdoption) {
     EXPECT_GE(d.last_event("VGL0102", w)["fields"]["uptime"].get<double>(), 2.5) << w;
     EXPECT_GE(d.watch(w)["last_exit"]["uptime"].get<double>(), 2.5) << w;
   }
+}
+
+TEST(Reattach, MarksOnAnotherUsersProcessAreNotTrusted) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  chmod(sleeper.c_str(), 0755);  // nobody runs it too
+  d.write_rule("a.lua", "watch \"a\" { start = { \"" + sleeper + "\", \"100071\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("a") > 0; })) << d.output();
+  // The marks the real process carries.
+  std::string env = read_file("/proc/" + std::to_string(d.watch_pid("a")) + "/environ");
+  std::vector<std::string> marks;
+  for (size_t at = 0; at < env.size();) {
+    size_t end = env.find('\0', at);
+    std::string kv = env.substr(at, end - at);
+    if (kv.starts_with("VIGIL_")) marks.push_back(kv);
+    at = end == std::string::npos ? env.size() : end + 1;
+  }
+  ASSERT_EQ(marks.size(), 3u) << env;
+  d.stop();
+  ASSERT_EQ(count_processes(sleeper), 0);
+  // Someone else forges them on a process of its own (a session leader).
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                   "--clear-groups", "/usr/bin/env"};
+  argv.insert(argv.end(), marks.begin(), marks.end());
+  argv.insert(argv.end(), {sleeper, "100071"});
+  pid_t forged = spawn_external(argv);
+  ASSERT_TRUE(wait_for([&] { return count_processes(sleeper + " 100071") == 1; }));
+  ASSERT_TRUE(d.start()) << d.output();
+  // vigil starts its own: the forged process is not the watch's.
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("a") > 0; })) << d.output();
+  EXPECT_NE(d.watch_pid("a"), forged);
+  EXPECT_EQ(d.count_events("VGL0121", "a"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0101", "a"), 1) << d.output();
+  kill(forged, SIGKILL);
+  reap(forged);
 }
