@@ -592,57 +592,67 @@ int main(int argc, char** argv) {
     std::cerr << "vigil: " << error << "\n";
     return call.timed_out ? 4 : 3;
   }
-  bool ok = reply->value("ok", false);
-  if (!ok) {
-    std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
-    return 1;
-  }
-  if (cmd == "events" && history_since >= 0) {
-    json filter = {{"since", rfc3339(history_since, true)}};
-    if (req.contains("watch")) filter["watch"] = req["watch"];
-    if (req.contains("id")) filter["id"] = req["id"];
-    auto history =
-        read_history(reply->value("history", std::string()), filter, history_limit, error);
-    if (!history) {
-      std::cerr << "vigil: " << error << "\n";
+  // What the daemon sent is read with types: a reply of another shape
+  // (something else on the socket, a different version) is said, never a
+  // crash of the CLI.
+  try {
+    bool ok = reply->value("ok", false);
+    if (!ok) {
+      std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
       return 1;
     }
-    (*reply)["events"] = std::move(*history);
-  }
-  if (as_json) {
+    if (cmd == "events" && history_since >= 0) {
+      json filter = {{"since", rfc3339(history_since, true)}};
+      if (req.contains("watch")) filter["watch"] = req["watch"];
+      if (req.contains("id")) filter["id"] = req["id"];
+      auto history =
+          read_history(reply->value("history", std::string()), filter, history_limit, error);
+      if (!history) {
+        std::cerr << "vigil: " << error << "\n";
+        return 1;
+      }
+      (*reply)["events"] = std::move(*history);
+    }
+    if (as_json) {
+      if (cmd == "status")
+        std::cout << (*reply)["watches"].dump(2) << "\n";
+      else if (cmd == "events")
+        std::cout << (*reply)["events"].dump(2) << "\n";
+      else if (cmd == "dumps")
+        std::cout << (*reply)["dumps"].dump(2) << "\n";
+      else
+        std::cout << reply->dump(2) << "\n";
+      return 0;
+    }
     if (cmd == "status")
-      std::cout << (*reply)["watches"].dump(2) << "\n";
+      print_status(*reply);
     else if (cmd == "events")
-      std::cout << (*reply)["events"].dump(2) << "\n";
+      print_events(*reply);
+    else if (cmd == "set")
+      printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
+             req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
+    else if (cmd == "reload")
+      printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
+    else if (cmd == "explain")
+      print_explain(*reply);
     else if (cmd == "dumps")
-      std::cout << (*reply)["dumps"].dump(2) << "\n";
-    else
-      std::cout << reply->dump(2) << "\n";
+      for (const auto& d : (*reply)["dumps"])
+        printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n",
+               d["watch"].get<std::string>().c_str(), d["time"].get<std::string>().c_str(),
+               d["trigger"].get<std::string>().c_str(), d["files"].get<int>(),
+               static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
+               d["path"].get<std::string>().c_str());
+    else if (reply->contains("group") && (*reply)["group"].is_object())
+      printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
+             (*reply)["group"]["state"].get<std::string>().c_str());
+    else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
+      const auto& w = (*reply)["watch"];
+      printf("%s: %s\n", w["name"].get<std::string>().c_str(),
+             w["state"].get<std::string>().c_str());
+    }
     return 0;
+  } catch (const json::exception& e) {
+    std::cerr << "vigil: unexpected reply from " << socket << ": " << e.what() << "\n";
+    return 3;
   }
-  if (cmd == "status")
-    print_status(*reply);
-  else if (cmd == "events")
-    print_events(*reply);
-  else if (cmd == "set")
-    printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
-           req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
-  else if (cmd == "reload")
-    printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
-  else if (cmd == "explain")
-    print_explain(*reply);
-  else if (cmd == "dumps")
-    for (const auto& d : (*reply)["dumps"])
-      printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n", d["watch"].get<std::string>().c_str(),
-             d["time"].get<std::string>().c_str(), d["trigger"].get<std::string>().c_str(),
-             d["files"].get<int>(), static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
-             d["path"].get<std::string>().c_str());
-  else if (reply->contains("group") && (*reply)["group"].is_object())
-    printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
-           (*reply)["group"]["state"].get<std::string>().c_str());
-  else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
-    const auto& w = (*reply)["watch"];
-    printf("%s: %s\n", w["name"].get<std::string>().c_str(), w["state"].get<std::string>().c_str());
-  }
-  return 0;
 }

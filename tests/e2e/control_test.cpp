@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "tests/e2e/harness.hpp"
 
@@ -459,4 +460,38 @@ TEST(Control, EventsSinceWithoutAccessToTheStateDirectorySaysWhy) {
                    "--state-dir", d.dir() + "/no-such-state"});
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.err.find("no-such-state"), std::string::npos) << r.err;
+}
+
+TEST(Control, CliSaysSoWhenTheReplyIsNotWhatVigilSends) {
+  Daemon d;
+  // Something else on the socket: it answers every connection with JSON
+  // of the wrong shape.
+  std::string path = d.dir() + "/other.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  const std::vector<std::string> answers = {R"({"ok":true,"watches":[{"name":5}]})",
+                                            R"({"ok":"yes"})", R"({"ok":false,"error":7})",
+                                            R"({"ok":true,"watches":"none"})"};
+  std::thread server([&] {
+    for (const auto& a : answers) {
+      int c = accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      (void)!read(c, buf, sizeof buf);
+      std::string line = a + "\n";
+      (void)!write(c, line.data(), line.size());
+      close(c);
+    }
+  });
+  for (size_t i = 0; i < answers.size(); ++i) {
+    auto r = run_command({VIGIL_BINARY, "--timeout", "5", "--socket", path, "status"});
+    EXPECT_EQ(r.code, 3) << answers[i] << "\n" << r.err;
+    EXPECT_NE(r.err.find("unexpected reply"), std::string::npos) << answers[i] << "\n" << r.err;
+  }
+  server.join();
+  close(fd);
 }
