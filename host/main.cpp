@@ -1,8 +1,11 @@
 // vigil: the daemon (`vigil run`) and its control CLI, one binary.
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -21,7 +24,7 @@ using namespace vigil;
 
 namespace {
 
-const char* kUsage = R"(usage: vigil [--socket PATH] COMMAND [ARGS]
+const char* kUsage = R"(usage: vigil [--socket PATH] [--timeout SECONDS] COMMAND [ARGS]
 
 Daemon:
   run [--rules DIR|FILE] [--state-dir DIR] [--stdlib DIR] [--log-file FILE]
@@ -59,7 +62,11 @@ Control (talks to the running daemon):
                           running; the next vigil re-adopts them)
   version
 
-Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB.
+Control commands give up on a daemon that stays silent for --timeout
+seconds (default 10; a daemon busy with a long stop says it is alive) and
+exit with 4.
+
+Environment: VIGIL_SOCKET, VIGIL_STATE_DIR, VIGIL_STDLIB, VIGIL_TIMEOUT.
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -284,18 +291,31 @@ double parse_duration(const std::string& s) {
 // The events of the history files (oldest first: the rotated file, then
 // the current one) at or after filter.since, of filter.watch and
 // filter.id when given; the newest `limit` of them when limit > 0.
-json read_history(const std::string& path, const json& filter, size_t limit) {
+// nullopt and `error` (the path and why) when a file that is there, or
+// the directory, cannot be read: silence would look like "no events".
+std::optional<json> read_history(const std::string& path, const json& filter, size_t limit,
+                                 std::string& error) {
   json out = json::array();
   if (path.empty()) return out;
   std::string since = filter["since"].get<std::string>();
   std::string watch = filter.value("watch", std::string());
   std::string id = filter.value("id", std::string());
+  size_t missing = 0;
   for (const std::string& p : {path + ".1", path}) {
     FILE* f = fopen(p.c_str(), "re");
-    if (!f) continue;
+    if (!f) {
+      int err = errno;
+      if (err != ENOENT) {
+        error = "cannot read the event history " + p + ": " + strerror(err);
+        return std::nullopt;
+      }
+      ++missing;
+      continue;
+    }
     char* line = nullptr;
     size_t cap = 0;
     ssize_t n;
+    errno = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
       std::string_view l(line, static_cast<size_t>(n));
       // Cheap checks before parsing: most lines of a long history are
@@ -310,11 +330,37 @@ json read_history(const std::string& path, const json& filter, size_t limit) {
         continue;
       out.push_back(std::move(ev));
     }
+    bool failed = ferror(f);
+    int err = errno;
     free(line);
     fclose(f);
+    if (failed) {
+      error = "cannot read the event history " + p + ": " + strerror(err);
+      return std::nullopt;
+    }
+  }
+  if (missing == 2) {
+    // No history yet is fine; a directory that is not there (or not ours
+    // to look into) is not.
+    std::string dir = path.substr(0, path.rfind('/'));
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) {
+      error = "cannot read the event history in " + dir + ": " + strerror(errno);
+      return std::nullopt;
+    }
   }
   if (limit > 0 && out.size() > limit) out.erase(out.begin(), out.end() - static_cast<long>(limit));
   return out;
+}
+
+// Seconds for --timeout / VIGIL_TIMEOUT (a duration such as 10, 2.5, 30s, 2m).
+double parse_timeout(const std::string& what, const std::string& v) {
+  double t = parse_duration(v);
+  if (!(t > 0) || t > 7 * 86400)
+    usage_error(
+        what + ": expected seconds, more than 0 and at most 7 days (e.g. 10, 2.5, 30s, 2m), got '" +
+        v + "'");
+  return t;
 }
 
 int cmd_run(int argc, char** argv, int first, const std::string& socket) {
@@ -405,6 +451,9 @@ int cmd_check(int argc, char** argv, int first) {
 
 int main(int argc, char** argv) {
   std::string socket = default_socket_path();
+  ControlCall call;
+  if (const char* t = getenv("VIGIL_TIMEOUT"); t && *t)
+    call.timeout = parse_timeout("VIGIL_TIMEOUT", t);
   int i = 1;
   // Global options before the command.
   while (i < argc && argv[i][0] == '-') {
@@ -414,6 +463,12 @@ int main(int argc, char** argv) {
       i += 2;
     } else if (s.starts_with("--socket=")) {
       socket = s.substr(9);
+      ++i;
+    } else if (s == "--timeout" && i + 1 < argc) {
+      call.timeout = parse_timeout("--timeout", argv[i + 1]);
+      i += 2;
+    } else if (s.starts_with("--timeout=")) {
+      call.timeout = parse_timeout("--timeout", s.substr(10));
       ++i;
     } else if (s == "-h" || s == "--help") {
       std::cout << kUsage;
@@ -436,10 +491,12 @@ int main(int argc, char** argv) {
   }
 
   if (cmd == "top") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--once", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--once", "--json"});
     if (!a.positional.empty()) usage_error("top takes no arguments");
     TopOptions t;
     t.socket = a.option("--socket").value_or(socket);
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
+    t.timeout = call.timeout;
     t.once = a.flag("--once");
     t.json = a.flag("--json");
     return run_top(t);
@@ -451,25 +508,29 @@ int main(int argc, char** argv) {
   size_t history_limit = 0;   // ... the newest N of them (0: all)
   std::string history_dir;    // ... found here when no daemon answers
   if (cmd == "status" || cmd == "reload" || cmd == "ping") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error(cmd + " takes no arguments");
     as_json = a.flag("--json");
   } else if (cmd == "quit") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--keep", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--keep", "--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("quit takes no arguments");
     if (a.flag("--keep")) req["keep"] = true;
     as_json = a.flag("--json");
   } else if (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "explain") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.positional.size() != 1) usage_error(cmd + " needs one watch or group NAME");
     req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "pause" || cmd == "resume") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--all", "--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--all", "--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.flag("--all") == (a.positional.size() == 1) || a.positional.size() > 1)
       usage_error(cmd + " needs one watch or group NAME, or --all");
     if (a.flag("--all"))
@@ -478,24 +539,28 @@ int main(int argc, char** argv) {
       req["name"] = a.positional[0];
     as_json = a.flag("--json");
   } else if (cmd == "set") {
-    Args a = parse_args(argc, argv, i, {"--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (a.positional.size() != 3) usage_error("set needs NAME KEY VALUE");
     req["name"] = a.positional[0];
     req["key"] = a.positional[1];
     req["value"] = a.positional[2];
     as_json = a.flag("--json");
   } else if (cmd == "dumps") {
-    Args a = parse_args(argc, argv, i, {"--watch", "--socket"}, {"--json"});
+    Args a = parse_args(argc, argv, i, {"--watch", "--socket", "--timeout"}, {"--json"});
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("dumps takes no positional arguments");
     if (auto w = a.option("--watch")) req["watch"] = *w;
     as_json = a.flag("--json");
   } else if (cmd == "events") {
     Args a = parse_args(
-        argc, argv, i, {"-n", "--watch", "--socket", "--since", "--id", "--state-dir"}, {"--json"});
+        argc, argv, i, {"-n", "--watch", "--socket", "--timeout", "--since", "--id", "--state-dir"},
+        {"--json"});
     history_dir = a.option("--state-dir").value_or(default_state_dir());
     if (auto s = a.option("--socket")) socket = *s;
+    if (auto v = a.option("--timeout")) call.timeout = parse_timeout("--timeout", *v);
     if (!a.positional.empty()) usage_error("events takes no positional arguments");
     if (auto n = a.option("-n")) {
       char* end = nullptr;
@@ -518,7 +583,7 @@ int main(int argc, char** argv) {
   }
 
   std::string error;
-  auto reply = control_request(socket, req, error);
+  auto reply = control_request(socket, req, error, &call);
   if (!reply && cmd == "events" && history_since >= 0) {
     // The history outlives the daemon: what happened before it stopped.
     std::cerr << "vigil: " << error << "; reading the history in " << history_dir << "\n";
@@ -527,54 +592,69 @@ int main(int argc, char** argv) {
   }
   if (!reply) {
     std::cerr << "vigil: " << error << "\n";
+    return call.timed_out ? 4 : 3;
+  }
+  // What the daemon sent is read with types: a reply of another shape
+  // (something else on the socket, a different version) is said, never a
+  // crash of the CLI.
+  try {
+    bool ok = reply->value("ok", false);
+    if (!ok) {
+      std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
+      return 1;
+    }
+    if (cmd == "events" && history_since >= 0) {
+      json filter = {{"since", rfc3339(history_since, true)}};
+      if (req.contains("watch")) filter["watch"] = req["watch"];
+      if (req.contains("id")) filter["id"] = req["id"];
+      auto history =
+          read_history(reply->value("history", std::string()), filter, history_limit, error);
+      if (!history) {
+        std::cerr << "vigil: " << error << "\n";
+        return 1;
+      }
+      (*reply)["events"] = std::move(*history);
+    }
+    if (as_json) {
+      if (cmd == "status")
+        std::cout << (*reply)["watches"].dump(2) << "\n";
+      else if (cmd == "events")
+        std::cout << (*reply)["events"].dump(2) << "\n";
+      else if (cmd == "dumps")
+        std::cout << (*reply)["dumps"].dump(2) << "\n";
+      else
+        std::cout << reply->dump(2) << "\n";
+      return 0;
+    }
+    if (cmd == "status")
+      print_status(*reply);
+    else if (cmd == "events")
+      print_events(*reply);
+    else if (cmd == "set")
+      printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
+             req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
+    else if (cmd == "reload")
+      printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
+    else if (cmd == "explain")
+      print_explain(*reply);
+    else if (cmd == "dumps")
+      for (const auto& d : (*reply)["dumps"])
+        printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n",
+               d["watch"].get<std::string>().c_str(), d["time"].get<std::string>().c_str(),
+               d["trigger"].get<std::string>().c_str(), d["files"].get<int>(),
+               static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
+               d["path"].get<std::string>().c_str());
+    else if (reply->contains("group") && (*reply)["group"].is_object())
+      printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
+             (*reply)["group"]["state"].get<std::string>().c_str());
+    else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
+      const auto& w = (*reply)["watch"];
+      printf("%s: %s\n", w["name"].get<std::string>().c_str(),
+             w["state"].get<std::string>().c_str());
+    }
+    return 0;
+  } catch (const json::exception& e) {
+    std::cerr << "vigil: unexpected reply from " << socket << ": " << e.what() << "\n";
     return 3;
   }
-  bool ok = reply->value("ok", false);
-  if (!ok) {
-    std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
-    return 1;
-  }
-  if (cmd == "events" && history_since >= 0) {
-    json filter = {{"since", rfc3339(history_since, true)}};
-    if (req.contains("watch")) filter["watch"] = req["watch"];
-    if (req.contains("id")) filter["id"] = req["id"];
-    (*reply)["events"] =
-        read_history(reply->value("history", std::string()), filter, history_limit);
-  }
-  if (as_json) {
-    if (cmd == "status")
-      std::cout << (*reply)["watches"].dump(2) << "\n";
-    else if (cmd == "events")
-      std::cout << (*reply)["events"].dump(2) << "\n";
-    else if (cmd == "dumps")
-      std::cout << (*reply)["dumps"].dump(2) << "\n";
-    else
-      std::cout << reply->dump(2) << "\n";
-    return 0;
-  }
-  if (cmd == "status")
-    print_status(*reply);
-  else if (cmd == "events")
-    print_events(*reply);
-  else if (cmd == "set")
-    printf("%s %s = %s\n", req["name"].get<std::string>().c_str(),
-           req["key"].get<std::string>().c_str(), (*reply)["value"].get<std::string>().c_str());
-  else if (cmd == "reload")
-    printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
-  else if (cmd == "explain")
-    print_explain(*reply);
-  else if (cmd == "dumps")
-    for (const auto& d : (*reply)["dumps"])
-      printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n", d["watch"].get<std::string>().c_str(),
-             d["time"].get<std::string>().c_str(), d["trigger"].get<std::string>().c_str(),
-             d["files"].get<int>(), static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
-             d["path"].get<std::string>().c_str());
-  else if (reply->contains("group") && (*reply)["group"].is_object())
-    printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
-           (*reply)["group"]["state"].get<std::string>().c_str());
-  else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
-    const auto& w = (*reply)["watch"];
-    printf("%s: %s\n", w["name"].get<std::string>().c_str(), w["state"].get<std::string>().c_str());
-  }
-  return 0;
 }

@@ -12,8 +12,9 @@ std::optional<nlohmann::json> parse_request(const std::string& line, std::string
     error = "request is not valid JSON";
     return std::nullopt;
   }
-  if (!j.is_object() || !j.contains("cmd") || !j["cmd"].is_string()) {
-    error = "request must be an object with a string \"cmd\"";
+  if (!j.is_object()) {
+    error =
+        std::string("request must be a JSON object with a string \"cmd\", got ") + j.type_name();
     return std::nullopt;
   }
   return j;

@@ -11,7 +11,9 @@ namespace vigil {
 
 inline constexpr size_t kMaxRequestBytes = 64 * 1024;
 
-// Parses one request line; returns the error text on failure.
+// Parses one request line: valid JSON (UTF-8), an object; returns the
+// error text on failure. Its fields are the handler's to check
+// (Daemon::handle: every field is type-checked there, "cmd" included).
 std::optional<nlohmann::json> parse_request(const std::string& line, std::string& error);
 
 nlohmann::json ok_reply(nlohmann::json fields = nlohmann::json::object());

@@ -131,6 +131,22 @@ void ControlServer::on_readable(uint64_t id) {
     return;
   }
   handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
+  heartbeat(id);
+}
+
+void ControlServer::heartbeat(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end() || !it->second.out.empty()) return;  // answered already
+  it->second.beat_timer = loop_.after(kHeartbeat, [this, id] {
+    auto c = conns_.find(id);
+    if (c == conns_.end()) return;
+    c->second.beat_timer = 0;
+    if (!c->second.out.empty()) return;
+    // Nothing of the reply is out yet, so a space cannot land inside it;
+    // a full socket buffer just skips a beat.
+    ::send(c->second.fd.get(), " ", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    heartbeat(id);
+  });
 }
 
 void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
@@ -138,6 +154,8 @@ void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
   if (it == conns_.end()) return;
   Conn& c = it->second;
   c.taken = true;
+  if (c.beat_timer) loop_.cancel(c.beat_timer);
+  c.beat_timer = 0;
   c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   c.out_off = 0;
   on_writable(id);
@@ -169,6 +187,7 @@ void ControlServer::close_conn(uint64_t id) {
   if (it == conns_.end()) return;
   loop_.remove(it->second.watch);
   if (it->second.idle_timer) loop_.cancel(it->second.idle_timer);
+  if (it->second.beat_timer) loop_.cancel(it->second.beat_timer);
   conns_.erase(it);
 }
 

@@ -18,6 +18,11 @@ namespace vigil {
 class ControlServer {
  public:
   static constexpr std::chrono::seconds kRequestTimeout{10};
+  // While a reply is pending (a stop waiting for its process), a space
+  // goes to the client this often: JSON ignores it, and the client can
+  // tell a long command from a daemon that does not run any more (well
+  // within the CLI's --timeout, which is 10 s by default).
+  static constexpr std::chrono::milliseconds kHeartbeat{250};
   using Reply = std::function<void(const nlohmann::json&)>;
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
   using Rejected = std::function<void(const std::string& error)>;
@@ -37,12 +42,14 @@ class ControlServer {
     size_t out_off = 0;
     bool taken = false;  // the request was read; only the reply is left
     TimerId idle_timer = 0;
+    TimerId beat_timer = 0;  // heartbeats while the reply is pending
   };
   void on_accept();
   void on_readable(uint64_t id);
   void on_writable(uint64_t id);
   void send(uint64_t id, const nlohmann::json& reply);
   void close_conn(uint64_t id);
+  void heartbeat(uint64_t id);
 
   EventLoop& loop_;
   Handler handler_;

@@ -40,8 +40,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::ProcEventsLost, "VGL0010", S::Warning, "proc_events_lost",
      "kernel process events were lost (receive buffer overrun); rescanning /proc"},
     {Msg::JournalUnreadable, "VGL0011", S::Error, "journal_unreadable",
-     "cannot read the process journal: {error}; processes of a previous vigil are not "
-     "re-adopted"},
+     "cannot read the process journal {path}: {error}; the processes vigil started before are "
+     "looked for by their marks instead"},
     {Msg::SinkUnreachable, "VGL0012", S::Error, "sink_unreachable",
      "log sink {sink}: cannot deliver to {address}: {error}; events are queued (at most "
      "{queue}) and delivery is retried"},
@@ -64,6 +64,11 @@ const std::vector<MessageDef> kCatalog = {
      "metrics CSV {path} is written again ({dropped} rows were dropped)"},
     {Msg::MetricsListenFailed, "VGL0023", S::Error, "metrics_listen_failed",
      "metrics endpoint cannot listen on {address}: {error}; monitoring goes on without it"},
+    {Msg::JournalDamaged, "VGL0030", S::Warning, "journal_damaged",
+     "process journal {path} is damaged: {error}; kept {kept} entries, the processes vigil "
+     "started before are looked for by their marks"},
+    {Msg::ControlFailed, "VGL0031", S::Error, "control_failed",
+     "control request {cmd} failed inside the daemon: {error}; the daemon goes on"},
     {Msg::StackImbalance, "VGL0045", S::Error, "stack_imbalance",
      "internal error: the Lua stack after {callback} held {found} values, not {expected}; "
      "repaired"},
@@ -201,7 +206,7 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
       snprintf(buf, sizeof buf, "%.3g", it->get<double>());
       out.append(buf);
     } else {
-      out.append(it->dump());
+      out.append(it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     i = close + 1;
   }

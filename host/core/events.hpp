@@ -43,6 +43,8 @@ enum class Msg {
   MetricsWriteFailed,     // VGL0021
   MetricsWriteRecovered,  // VGL0022
   MetricsListenFailed,    // VGL0023
+  JournalDamaged,         // VGL0030
+  ControlFailed,          // VGL0031
   StackImbalance,         // VGL0045
   ProcessStarted,         // VGL0101
   ProcessExited,          // VGL0102

@@ -1,8 +1,10 @@
 #include "host/daemon/daemon.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -72,6 +74,13 @@ bool Daemon::start(std::string& error) {
   }
   loop_.add(signal_fd_.get(), EPOLLIN, [this](uint32_t) { on_signal(); });
 
+  // One daemon per state directory, decided before anything in it is read
+  // or written (journal, adoption, logs) and before the socket is bound.
+  if (auto e = make_dirs(options_.state_dir, 0750); !e.empty()) {
+    error = "state directory: " + e;
+    return false;
+  }
+  if (!lock_state_dir(error)) return false;
   std::string log_dir = options_.state_dir + "/logs";
   for (const auto& dir : {options_.state_dir, log_dir}) {
     if (auto e = make_dirs(dir, 0750); !e.empty()) {
@@ -126,8 +135,7 @@ bool Daemon::start(std::string& error) {
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
                                              options_.state_dir + "/processes.journal");
   supervisor_->set_dump_dir(options_.state_dir + "/dumps");
-  if (auto e = supervisor_->load_journal(); !e.empty())
-    log_->emit(Msg::JournalUnreadable, "", {{"error", e}});
+  supervisor_->load_journal();
   // Kernel process events: counts at fork time, restarted processes found
   // the moment they exec, exit statuses of adopted processes.
   std::string pe_error = "disabled with --no-proc-events";
@@ -183,6 +191,40 @@ bool Daemon::start(std::string& error) {
               {"rules", options_.rules},
               {"socket", options_.socket_path},
               {"state_dir", options_.state_dir}});
+  return true;
+}
+
+// An exclusive flock on STATE_DIR/vigil.lock, held until the daemon's
+// process ends (the kernel drops it then, however it ends: quit, crash,
+// KILL). The file holds the holder's pid, for the refusal's message.
+bool Daemon::lock_state_dir(std::string& error) {
+  std::string path = options_.state_dir + "/vigil.lock";
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) {
+    error = "cannot open " + path + ": " + errno_text(errno);
+    return false;
+  }
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK) {
+      error = "cannot lock " + path + ": " + errno_text(err);
+      return false;
+    }
+    char buf[32] = {};
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    error = "another vigil (pid " + (holder.empty() ? std::string("unknown") : holder) +
+            ") is running on the state directory " + options_.state_dir + " (it holds " + path +
+            "); stop it first, or give this one its own --state-dir";
+    return false;
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // The lock holds without the pid: a second daemon's message lacks it.
+  }
+  lock_fd_ = std::move(fd);
   return true;
 }
 
@@ -360,22 +402,121 @@ nlohmann::json Daemon::status_json() const {
           {"groups", std::move(groups)}};
 }
 
+namespace {
+// A request that cannot be served as sent: the text is the error reply.
+struct BadRequest : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace
+
+// Typed access to a request's fields, the only way handlers read them: a
+// field that is present has the type asked for, or the request is refused
+// with an error naming the field, the type expected and the type sent.
+class RequestFields {
+ public:
+  RequestFields(const nlohmann::json& req, const std::string& cmd) : req_(req), cmd_(cmd) {}
+
+  std::optional<std::string> str(const char* key) const {
+    const nlohmann::json* v = get(key);
+    if (!v) return std::nullopt;
+    if (!v->is_string()) wrong(key, "a string", *v);
+    return v->get<std::string>();
+  }
+  std::string str_or(const char* key, std::string fallback = "") const {
+    return str(key).value_or(std::move(fallback));
+  }
+  // Present and not empty.
+  std::string required_str(const char* key, const char* what) const {
+    std::string s = str_or(key);
+    if (s.empty()) throw BadRequest(cmd_ + ": " + what + " is required (field \"" + key + "\")");
+    return s;
+  }
+  bool flag(const char* key, bool fallback) const {
+    const nlohmann::json* v = get(key);
+    if (!v) return fallback;
+    if (!v->is_boolean()) wrong(key, "a boolean", *v);
+    return v->get<bool>();
+  }
+  // "a string", "the number 1.5", "null": what a value is, for errors.
+  static std::string shown(const nlohmann::json& v) {
+    if (v.is_number() || v.is_boolean())
+      return std::string("the ") + v.type_name() + " " + v.dump();
+    if (v.is_null()) return "null";
+    return std::string(v.is_array() || v.is_object() ? "an " : "a ") + v.type_name();
+  }
+  std::optional<int64_t> integer(const char* key, int64_t min, int64_t max) const {
+    const nlohmann::json* v = get(key);
+    if (!v) return std::nullopt;
+    if (!v->is_number_integer()) wrong(key, "an integer", *v);
+    // nlohmann keeps a non-negative integer as unsigned: compare as such.
+    bool in_range = v->is_number_unsigned()
+                        ? v->get<uint64_t>() <= static_cast<uint64_t>(max) &&
+                              (min <= 0 || v->get<uint64_t>() >= static_cast<uint64_t>(min))
+                        : v->get<int64_t>() >= min && v->get<int64_t>() <= max;
+    if (!in_range)
+      throw BadRequest(cmd_ + ": field \"" + key + "\" must be an integer from " +
+                       std::to_string(min) + " to " + std::to_string(max) + ", got " + shown(*v));
+    return v->get<int64_t>();
+  }
+
+ private:
+  const nlohmann::json* get(const char* key) const {
+    auto it = req_.find(key);
+    return it == req_.end() ? nullptr : &*it;
+  }
+  [[noreturn]] void wrong(const char* key, const char* expected, const nlohmann::json& v) const {
+    throw BadRequest((cmd_.empty() ? std::string("request") : cmd_) + ": field \"" + key +
+                     "\" must be " + expected + ", got " + shown(v));
+  }
+
+  const nlohmann::json& req_;
+  const std::string& cmd_;
+};
+
+// The one place control requests are served: whatever a handler throws
+// becomes an error reply (and an event); the daemon lives on. The reply
+// goes out at most once, however a handler ends.
 void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
-  const std::string cmd = req["cmd"].get<std::string>();
-  auto str = [&](const char* key) -> std::string {
-    auto it = req.find(key);
-    return it != req.end() && it->is_string() ? it->get<std::string>() : "";
+  auto replied = std::make_shared<bool>(false);
+  ControlServer::Reply once = [reply = std::move(reply), replied](const nlohmann::json& r) {
+    if (*replied) return;
+    *replied = true;
+    reply(r);
   };
-  auto reject = [&](const std::string& err) {
-    log_->emit(Msg::ControlRejected, "", {{"error", err}, {"cmd", cmd}});
-    reply(error_reply(err));
-  };
-  auto unit_arg = [&]() -> Unit* {
-    std::string name = str("name");
-    if (name.empty()) {
-      reject(cmd + ": a watch name is required");
-      return nullptr;
+  std::string cmd;
+  auto refuse = [&](Msg m, const std::string& err) {
+    try {
+      nlohmann::json f = {{"error", err}};
+      if (!cmd.empty() || m == Msg::ControlFailed) f["cmd"] = cmd.empty() ? "?" : cmd;
+      log_->emit(m, "", std::move(f));
+    } catch (...) {
+      // The reply still says it.
     }
+    once(error_reply(err));
+  };
+  try {
+    if (!req.is_object()) throw BadRequest("request must be a JSON object");
+    auto it = req.find("cmd");
+    if (it == req.end()) throw BadRequest("request has no \"cmd\" (a string naming the command)");
+    if (!it->is_string())
+      throw BadRequest("field \"cmd\" must be a string, got " + RequestFields::shown(*it));
+    cmd = it->get<std::string>();
+    serve(cmd, RequestFields(req, cmd), once);
+  } catch (const BadRequest& e) {
+    refuse(Msg::ControlRejected, e.what());
+  } catch (const std::exception& e) {
+    refuse(Msg::ControlFailed, e.what());
+  } catch (...) {
+    refuse(Msg::ControlFailed, "unknown exception");
+  }
+}
+
+void Daemon::serve(const std::string& cmd, const RequestFields& req,
+                   const ControlServer::Reply& reply) {
+  auto str = [&](const char* key) { return req.str_or(key); };
+  auto reject = [&](const std::string& err) { throw BadRequest(err); };
+  auto unit_arg = [&]() -> Unit* {
+    std::string name = req.required_str("name", "a watch name");
     Unit* u = supervisor_->find(name);
     if (!u) reject("no watch or group named '" + name + "'");
     return u;
@@ -383,7 +524,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
 
   if (cmd == "ping") return reply(ok_reply({{"pid", getpid()}}));
   if (cmd == "quit") {
-    bool keep = req.value("keep", false);
+    bool keep = req.flag("keep", false);
     reply(ok_reply({{"pid", getpid()}, {"keep", keep}}));
     shutdown(keep ? "vigil quit --keep" : "vigil quit", keep);
     return;
@@ -405,12 +546,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     return reply(r);
   }
   if (cmd == "events") {
-    size_t n = 20;
-    if (auto it = req.find("n"); it != req.end()) {
-      if (!it->is_number_integer() || it->get<int64_t>() < 1)
-        return reject("events: n must be a positive integer");
-      n = static_cast<size_t>(it->get<int64_t>());
-    }
+    size_t n = static_cast<size_t>(req.integer("n", 1, INT64_MAX).value_or(20));
     nlohmann::json out = nlohmann::json::array();
     for (auto& ev : log_->recent(n, str("watch"), str("id"))) out.push_back(std::move(ev));
     // Older events: the CLI reads the history files itself, so a long
@@ -492,7 +628,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   }
   if (cmd == "pause" || cmd == "resume") {
     std::vector<Unit*> targets;
-    if (req.value("all", false)) {
+    if (req.flag("all", false)) {
       for (const auto& [name, u] : supervisor_->units()) targets.push_back(u.get());
     } else if (Unit* u = unit_arg()) {
       targets.push_back(u);

@@ -19,6 +19,8 @@
 
 namespace vigil {
 
+class RequestFields;  // daemon.cpp: typed access to a control request's fields
+
 struct DaemonOptions {
   std::string rules;  // directory (or one file)
   std::string state_dir;
@@ -55,12 +57,14 @@ class Daemon {
   void on_signal();
   void on_inotify();
   void handle(const nlohmann::json& req, ControlServer::Reply reply);
+  void serve(const std::string& cmd, const RequestFields& req, const ControlServer::Reply& reply);
   void shutdown(const std::string& reason, bool keep_processes = false);
   void on_proc_event(const ProcEvent& ev);
   bool watch_rule_dirs(std::string& error);
   void schedule_rotation();
   void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
+  bool lock_state_dir(std::string& error);
 
   DaemonOptions options_;
   EventLoop loop_;
@@ -73,6 +77,7 @@ class Daemon {
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
+  Fd lock_fd_;                        // STATE_DIR/vigil.lock, flock'ed for the daemon's life
   Fd signal_fd_;
   Fd inotify_fd_;
   TimerId reload_debounce_ = 0;

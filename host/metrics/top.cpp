@@ -90,10 +90,11 @@ int run_top(const TopOptions& o) {
   }
   for (;;) {
     std::string error;
-    auto reply = control_request(o.socket, {{"cmd", "metrics"}}, error);
+    ControlCall call{o.timeout};
+    auto reply = control_request(o.socket, {{"cmd", "metrics"}}, error, &call);
     if (!reply) {
       std::cerr << "vigil: " << error << "\n";
-      return 3;
+      return call.timed_out ? 4 : 3;
     }
     if (!reply->value("ok", false)) {
       std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";

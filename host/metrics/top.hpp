@@ -9,6 +9,7 @@ namespace vigil {
 
 struct TopOptions {
   std::string socket;
+  double timeout = 10;  // seconds the daemon may stay silent (exit 4 then)
   bool once = false;
   bool json = false;     // one frame, the reply's watches as JSON
   double refresh = 1.0;  // seconds between frames

@@ -1,5 +1,8 @@
 #include "host/proc/proc_stat.hpp"
 
+#include <time.h>
+#include <unistd.h>
+
 #include <charconv>
 
 #include "host/proc/proc_files.hpp"
@@ -88,6 +91,18 @@ uint64_t proc_start_time(pid_t pid) {
 bool proc_alive(pid_t pid, uint64_t start_time) {
   auto st = read_proc_stat(pid);
   return st && st->start_time == start_time && !st->dead();
+}
+
+MonoTime started_at(uint64_t start_time) {
+  // /proc counts start times on the boot-time clock (suspend included).
+  timespec boot{};
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  static const long hz = sysconf(_SC_CLK_TCK);
+  double now = static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) * 1e-9;
+  double age = now - static_cast<double>(start_time) / static_cast<double>(hz > 0 ? hz : 100);
+  MonoTime mono = MonoClock::now();
+  return age > 0 ? mono - std::chrono::duration_cast<Duration>(std::chrono::duration<double>(age))
+                 : mono;
 }
 
 }  // namespace vigil

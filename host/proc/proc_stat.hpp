@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "host/core/clock.hpp"
+
 namespace vigil {
 
 struct ProcStat {
@@ -53,5 +55,10 @@ uint64_t proc_start_time(pid_t pid);
 // True when pid exists with this start time and is not a zombie (state Z
 // or X counts as dead: PID 1 here reaps orphans late).
 bool proc_alive(pid_t pid, uint64_t start_time);
+
+// When a process started (its start_time, clock ticks after boot), on the
+// monotonic clock: the one conversion for the uptime of a process vigil
+// did not just start (adopted, re-adopted). Never later than now.
+MonoTime started_at(uint64_t start_time);
 
 }  // namespace vigil

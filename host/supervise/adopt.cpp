@@ -4,11 +4,14 @@
 // current from kernel process events (or /proc scans without them), and
 // re-adopting what a previous vigil supervised.
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <set>
 
 #include "host/core/clock.hpp"
 #include "host/core/pidfd.hpp"
@@ -18,10 +21,27 @@
 
 namespace vigil {
 
-std::string Supervisor::load_journal() {
-  std::string error;
-  journal_previous_ = journal_.load(error);
-  return error;
+void Supervisor::load_journal() {
+  Journal::Loaded j = journal_.load();
+  journal_previous_ = std::move(j.entries);
+  first_apply_ = true;
+  nlohmann::json moved = j.moved_to.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.moved_to);
+  if (!j.unreadable.empty())
+    log_.emit(Msg::JournalUnreadable, "",
+              {{"path", journal_.path()}, {"error", j.unreadable}, {"moved_to", moved}});
+  else if (j.bad_lines > 0)
+    log_.emit(Msg::JournalDamaged, "",
+              {{"path", journal_.path()},
+               {"error", j.damage},
+               {"bad_lines", j.bad_lines},
+               {"kept", journal_previous_.size()},
+               {"moved_to", moved}});
+}
+
+std::vector<std::pair<std::string, std::string>> Supervisor::marks(const Unit& u) const {
+  if (instance_.empty()) return {};
+  return {
+      {kMarkWatch, u.name}, {kMarkSpec, hex_digest(spec_hash(u.spec))}, {kMarkInstance, instance_}};
 }
 
 void Supervisor::set_proc_events(ProcEvents* events, double scan_interval) {
@@ -40,36 +60,144 @@ void Supervisor::set_rule_interest(bool wants) {
 // of adopted processes.
 void Supervisor::update_interest() {
   if (!events_) return;
-  events_->set_interest(rule_interest_ || needs_exec_events() ? ProcEvents::Interest::All
-                                                              : ProcEvents::Interest::NonzeroExits);
+  ProcEvents::Interest want = rule_interest_ || needs_exec_events()
+                                  ? ProcEvents::Interest::All
+                                  : ProcEvents::Interest::NonzeroExits;
+  bool widened = want == ProcEvents::Interest::All && events_->interest() != want;
+  events_->set_interest(want);
+  // A process that exec'd after the last look in /proc but before the
+  // kernel was asked for exec events was never heard of (a watch's worker
+  // forked by a master vigil just started): once the current callback is
+  // done, one scan finds every such process for every watch looking.
+  if (widened && events_->interest() == want && !widen_scan_posted_) {
+    widen_scan_posted_ = true;
+    loop_.post([this] {
+      widen_scan_posted_ = false;
+      rescan();
+    });
+  }
 }
 
 // A new (or re-added) unit gets its process: the one a previous vigil ran
-// for it if that still runs, else by kind. Units that must be found by
-// their match are queued: apply() finds them all in one /proc scan.
+// for it if that still runs (named by the journal, or else found by its
+// marks), else by kind. Units that must be found by their match, or by
+// their marks, are queued: apply() finds them all in one /proc scan each.
 void Supervisor::reattach(Unit& u) {
   auto prev = journal_previous_.find(u.name);
   if (prev != journal_previous_.end()) {
     JournalEntry e = prev->second;
     journal_previous_.erase(prev);
-    ProcStat st;
-    bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
-    bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
-                : u.kind() == Unit::Kind::Single ? u.m->match.matches(st, reader_, parent_pid(u)) ||
-                                                       (e.spawned && !u.spec.argv.empty())
-                                                 : false;
-    if (alive && fits &&
-        adopt(u, e.pid, e.start_time, e.spawned, "re-adopted after vigil restarted")) {
-      if (e.spawned && !u.spec.argv.empty() && e.spec_hash != spec_hash(u.spec)) {
-        // It runs what the watch used to say: restart it with what it says now.
-        log_.emit(Msg::WatchChanged, u.name, {{"where", u.where}});
-        restart(u);
-      }
-      return;
-    }
+    if (readopt(u, e, "re-adopted after vigil restarted")) return;
   }
+  // Not named by the journal (lost, damaged, or a write that never made
+  // it): a process vigil started for it may still run.
+  if (first_apply_ && !instance_.empty() && !u.spec.argv.empty() &&
+      u.kind() != Unit::Kind::Members) {
+    to_recover_.push_back(u.name);
+    return;
+  }
+  start_fresh(u);
+}
+
+void Supervisor::start_fresh(Unit& u) {
   if (u.kind() == Unit::Kind::Started) return start_process(u);
   to_discover_.push_back(u.name);
+}
+
+// Adopts the process a previous vigil recorded (or marked) for u, if it
+// still runs and still fits the watch.
+bool Supervisor::readopt(Unit& u, const JournalEntry& e, const char* how) {
+  ProcStat st;
+  bool alive = reader_.stat(e.pid, st) && st.start_time == e.start_time && !st.dead();
+  if (!alive) return false;
+  bool fits = u.kind() == Unit::Kind::Started  ? e.spawned && !u.spec.argv.empty()
+              : u.kind() == Unit::Kind::Single ? u.m->match.matches(st, reader_, parent_pid(u)) ||
+                                                     (e.spawned && !u.spec.argv.empty())
+                                               : false;
+  if (!fits || !adopt(u, e.pid, e.start_time, e.spawned, how)) return false;
+  if (e.spawned && !u.spec.argv.empty() && e.spec_hash != spec_hash(u.spec)) {
+    // It runs what the watch used to say: restart it with what it says now.
+    log_.emit(Msg::WatchChanged, u.name, {{"where", u.where}});
+    restart(u);
+  }
+  return true;
+}
+
+// A process running as this real uid may be one vigil started for u:
+// vigil's own user, or the watch's `user`.
+bool Supervisor::may_be_ours(const Unit& u, uid_t uid) const {
+  if (uid == geteuid()) return true;
+  if (u.spec.user.empty()) return false;
+  passwd pw, *found = nullptr;
+  char buf[4096];
+  if (getpwnam_r(u.spec.user.c_str(), &pw, buf, sizeof buf, &found) == 0 && found)
+    return pw.pw_uid == uid;
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(u.spec.user.data(), u.spec.user.data() + u.spec.user.size(), n);
+  return ec == std::errc() && end == u.spec.user.data() + u.spec.user.size() && n == uid;
+}
+
+// The processes that a previous vigil on this state directory started for
+// `names` and that its journal does not name, found by their marks in one
+// pass over /proc. vigil starts every process in a session of its own and
+// a session leader stays one, so only session leaders' environments are
+// read; a marked leader whose parent carries the same marks is a child
+// that made a session of its own, not the watch's process.
+void Supervisor::recover(std::vector<std::string> names) {
+  struct Found {
+    pid_t pid;
+    uint64_t start_time;
+    uint64_t spec;
+  };
+  std::map<std::string, Found> found;
+  if (!names.empty()) {
+    std::set<std::string> wanted(names.begin(), names.end());
+    // The watch whose marks of this instance pid carries, or "".
+    auto marked = [&](pid_t pid, uint64_t* spec) -> std::string {
+      auto env = reader_.read(pid, "environ");
+      if (!env) return "";
+      std::string_view watch, digest, instance;
+      for (size_t at = 0; at < env->size();) {
+        size_t end = env->find('\0', at);
+        std::string_view kv = env->substr(at, end == std::string_view::npos ? end : end - at);
+        at = end == std::string_view::npos ? env->size() : end + 1;
+        size_t eq = kv.find('=');
+        if (eq == std::string_view::npos) continue;
+        std::string_view k = kv.substr(0, eq), v = kv.substr(eq + 1);
+        if (k == kMarkWatch) watch = v;  // the last one wins: vigil's come after the spec's
+        if (k == kMarkSpec) digest = v;
+        if (k == kMarkInstance) instance = v;
+      }
+      if (watch.empty() || instance != instance_) return "";
+      if (spec) std::from_chars(digest.data(), digest.data() + digest.size(), *spec, 16);
+      return std::string(watch);
+    };
+    PidIterator it;
+    ProcStat st;
+    while (auto pid = it.next()) {
+      if (*pid == getpid() || !reader_.stat(*pid, st) || st.dead() || st.session != *pid) continue;
+      uint64_t spec = 0;
+      std::string watch = marked(*pid, &spec);
+      if (watch.empty() || !wanted.contains(watch)) continue;
+      if (st.ppid > 1 && marked(st.ppid, nullptr) == watch) continue;
+      // Marks are only text: anyone can put them on a process. Trust them
+      // only on one that runs as vigil or as the watch's user.
+      auto status = reader_.status(*pid);
+      Unit* u = find(watch);
+      if (!status || !u || !may_be_ours(*u, status->uid)) continue;
+      auto [f, added] = found.try_emplace(watch, Found{*pid, st.start_time, spec});
+      if (!added && st.start_time < f->second.start_time) f->second = {*pid, st.start_time, spec};
+    }
+  }
+  for (const auto& name : names) {
+    Unit* u = find(name);
+    if (!u || u->child || u->remove_when_stopped) continue;
+    auto f = found.find(name);
+    if (f != found.end() && readopt(*u, {f->second.pid, f->second.start_time, true, f->second.spec},
+                                    "found by its marks; the journal did not name it"))
+      continue;
+    start_fresh(*u);
+  }
 }
 
 // Finds the processes of many units in one pass over /proc: a full scan
@@ -155,7 +283,7 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   Unit::Child c;
   c.pid = pid;
   c.start_time = start_time;
-  c.started = MonoClock::now();
+  c.started = started_at(start_time);  // its uptime counts from its start, not from now
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
   c.overruns = events_ ? events_->overruns() : 0;

@@ -1,8 +1,13 @@
 // The journal: which process each watch runs, so that a vigil that crashed
 // or was restarted re-adopts the processes still running instead of
 // starting second copies. One line per change, appended with a single
-// write (a torn last line is ignored on reading); the file is rewritten
-// with just the current state when it has grown.
+// write; the file is rewritten (temp file, fsync, rename, fsync of the
+// directory) with just the current state at start and when it has grown.
+// Reading is defensive: a line that does not parse is skipped and
+// reported, and whatever the file is (garbage, torn, a directory, a FIFO)
+// the entries that parse are kept. The journal is not the only record:
+// every process vigil starts carries marks in its environment (marks()),
+// so what a lost journal named can still be found.
 #pragma once
 
 #include <sys/types.h>
@@ -34,9 +39,21 @@ class Journal {
   bool enabled() const { return !path_.empty(); }
   void set_snapshot(Snapshot s) { snapshot_ = std::move(s); }
 
+  struct Loaded {
+    std::map<std::string, JournalEntry> entries;
+    // Set when the file exists but cannot be read at all (it is a
+    // directory, not a regular file, an I/O error): what is wrong.
+    std::string unreadable;
+    // Set when some lines did not parse: the first one ("line 3: ...").
+    std::string damage;
+    size_t bad_lines = 0;
+    // Where the damaged file was moved (kept for a post-mortem), or "".
+    std::string moved_to;
+  };
   // Reads the journal (the last line for a name wins; pid 0 = none) and
-  // rewrites it compactly. `error` is set when it exists but is unreadable.
-  std::map<std::string, JournalEntry> load(std::string& error);
+  // rewrites it compactly.
+  Loaded load();
+  const std::string& path() const { return path_; }
   void set(const std::string& name, const JournalEntry& e);
   void clear(const std::string& name);
 
@@ -55,5 +72,18 @@ class Journal {
 // fields), so a re-adopted process whose watch changed meanwhile is
 // restarted with the new spec.
 uint64_t spec_hash(const ProcessSpec& spec);
+
+// Marks in the environment of every process vigil starts for a watch:
+// which watch, what spec (spec_hash, hex), which state directory
+// (instance_id). A later vigil on the same state directory finds by them
+// the processes its journal does not name (lost or damaged).
+inline constexpr const char* kMarkWatch = "VIGIL_WATCH";
+inline constexpr const char* kMarkSpec = "VIGIL_SPEC";
+inline constexpr const char* kMarkInstance = "VIGIL_INSTANCE";
+// A digest of the state directory's real path (16 hex digits): two vigils
+// on one host with different state directories never take each other's
+// processes.
+std::string instance_id(const std::string& state_dir);
+std::string hex_digest(uint64_t h);
 
 }  // namespace vigil

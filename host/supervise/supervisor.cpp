@@ -108,6 +108,10 @@ nlohmann::json Unit::to_json() const {
 Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
                        std::string journal_path)
     : loop_(loop), log_(log), log_dir_(std::move(log_dir)), reaper_(loop), journal_(journal_path) {
+  if (journal_.enabled()) {
+    size_t slash = journal_path.rfind('/');
+    instance_ = instance_id(slash == std::string::npos ? "." : journal_path.substr(0, slash));
+  }
   // An adopted process that was reparented to vigil (it is a subreaper)
   // is reaped by the reaper: keep its status for the pidfd callback.
   reaper_.set_orphan_handler([this](pid_t pid, const ExitStatus& st) {
@@ -268,8 +272,10 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     }
   }
   rebuild_dependents();
+  recover(std::exchange(to_recover_, {}));
   discover(std::exchange(to_discover_, {}));
   journal_previous_.clear();  // only the first apply after a restart re-adopts
+  first_apply_ = false;
   schedule_checks();
   schedule_scan();
   update_interest();
@@ -335,7 +341,9 @@ void Supervisor::spawn(Unit& u) {
   u.want_running = true;
   open_output(u);
   std::string error;
-  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), notify_env(u)}, error);
+  std::vector<std::pair<std::string, std::string>> env = notify_env(u);
+  for (auto& kv : marks(u)) env.push_back(std::move(kv));
+  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), std::move(env)}, error);
   if (!spawned) {
     // Could not even fork: the rules decide, as for any failed start.
     ExitInfo e;

@@ -296,8 +296,10 @@ class Supervisor {
 
   void set_policy(Policy* p) { policy_ = p; }
   // Reads the journal of the vigil that ran before: the next apply adopts
-  // the processes it names that still run. Returns an error text or "".
-  std::string load_journal();
+  // the processes it names that still run, and looks for the others by
+  // their marks. A damaged or unreadable journal is an event (VGL0030,
+  // VGL0011).
+  void load_journal();
   Reaper& reaper() { return reaper_; }
   ProcReader& reader() { return reader_; }
 
@@ -455,6 +457,11 @@ class Supervisor {
   void schedule_scan();
   void update_interest();
   void reattach(Unit& u);
+  bool readopt(Unit& u, const JournalEntry& e, const char* how);
+  void recover(std::vector<std::string> names);
+  bool may_be_ours(const Unit& u, uid_t uid) const;
+  void start_fresh(Unit& u);
+  std::vector<std::pair<std::string, std::string>> marks(const Unit& u) const;
   void discover(std::vector<std::string> names);
   void settle(Unit& u, std::vector<FoundProcess>& found);
 
@@ -486,6 +493,9 @@ class Supervisor {
   ProcReader reader_;
   Journal journal_;
   std::map<std::string, JournalEntry> journal_previous_;
+  std::string instance_;                 // the marks' VIGIL_INSTANCE ("" without a journal)
+  bool first_apply_ = false;             // the apply after load_journal: recover by marks
+  std::vector<std::string> to_recover_;  // units that apply() looks for by their marks
   Policy* policy_ = nullptr;
   std::map<std::string, std::unique_ptr<Unit>> units_;
   std::set<std::string> matching_;  // units with a match: what process events concern
@@ -494,6 +504,7 @@ class Supervisor {
   double scan_interval_ = 5;
   TimerId scan_timer_ = 0;
   bool rule_interest_ = false;
+  bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;

@@ -8,11 +8,14 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
+#include <thread>
 
 #include "host/proc/proc_files.hpp"
 #include "host/proc/proc_stat.hpp"
@@ -603,4 +606,171 @@ TEST(ProcApi, FindInfoChildrenAndEvents) {
   EXPECT_NE(read_file(out).find("spawn "), std::string::npos);
   kill(sh, SIGKILL);
   reap(sh);
+}
+
+namespace {
+// How many events with this id for this file.
+int events_about(const Daemon& d, const std::string& id, const std::string& path) {
+  int n = 0;
+  for (const auto& e : d.events())
+    if (e["id"] == id && e["fields"].value("path", std::string()) == path) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(Reattach, ADamagedOrMissingJournalNeverStartsASecondCopy) {
+  struct Damage {
+    const char* what;
+    std::function<void(const std::string&)> apply;
+    const char* event;  // "" for none
+  };
+  auto put = [](const std::string& path, const std::string& text) {
+    std::filesystem::remove(path);
+    FILE* f = fopen(path.c_str(), "w");
+    fwrite(text.data(), 1, text.size(), f);
+    fclose(f);
+  };
+  const Damage damages[] = {
+      {"garbage",
+       [&](const std::string& p) { put(p, "hello world\nthis is not a journal at all\n"); },
+       "VGL0030"},
+      {"truncated",
+       [&](const std::string& p) {
+         std::string t = read_file(p);
+         put(p, t.substr(0, t.find('\n') + 1 + 4));  // the first line and 4 bytes of the next
+       },
+       "VGL0030"},
+      {"binary",
+       [&](const std::string& p) { put(p, std::string("\x7f\x00\xff\x01\tx\n\x00\x02", 9)); },
+       "VGL0030"},
+      {"directory",
+       [](const std::string& p) {
+         std::filesystem::remove(p);
+         std::filesystem::create_directory(p);
+       },
+       "VGL0011"},
+      {"fifo",
+       [](const std::string& p) {
+         std::filesystem::remove(p);
+         mkfifo(p.c_str(), 0600);
+       },
+       "VGL0011"},
+      {"deleted", [](const std::string& p) { std::filesystem::remove(p); }, ""},
+  };
+  for (const auto& dmg : damages) {
+    SCOPED_TRACE(dmg.what);
+    Daemon d;
+    std::string sleeper = named_sleep(d.dir(), "sleeper");
+    chmod(sleeper.c_str(), 0755);
+    // Two plain programs, and a shell whose child carries the same marks.
+    d.write_rule("a.lua", "watch \"a\" { start = { \"" + sleeper +
+                              "\", \"100051\" } }\n"
+                              "watch \"b\" { start = { \"" +
+                              sleeper +
+                              "\", \"100052\" } }\n"
+                              "watch \"c\" { start = { \"/bin/sh\", \"-c\", \"" +
+                              sleeper +
+                              " 100053 & wait\" } }\n"
+                              // and one that runs as another user
+                              "watch \"n\" { start = { \"" +
+                              sleeper + "\", \"100054\" }, user = \"nobody\" }\n");
+    ASSERT_TRUE(d.start()) << d.output();
+    ASSERT_TRUE(wait_for([&] {
+      return d.watch_pid("a") && d.watch_pid("b") && d.watch_pid("c") && d.watch_pid("n") &&
+             count_processes(sleeper + " 100053") == 2;  // sh -c "... & wait" and its child
+    })) << d.output();
+    pid_t a = d.watch_pid("a"), b = d.watch_pid("b"), c = d.watch_pid("c"), n = d.watch_pid("n");
+    ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+    ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+    std::string journal = d.state_dir() + "/processes.journal";
+    dmg.apply(journal);
+    ASSERT_TRUE(d.start()) << d.output();
+    EXPECT_TRUE(wait_for([&] {
+      return d.watch_pid("a") == a && d.watch_pid("b") == b && d.watch_pid("c") == c &&
+             d.watch_pid("n") == n;
+    })) << d.output();
+    EXPECT_EQ(count_processes(sleeper + " 100054"), 1) << "a second copy of n was started";
+    EXPECT_EQ(count_processes(sleeper + " 100051"), 1) << "a second copy of a was started";
+    EXPECT_EQ(count_processes(sleeper + " 100052"), 1) << "a second copy of b was started";
+    EXPECT_EQ(count_processes(sleeper + " 100053"), 2) << "a second copy of c was started";
+    EXPECT_EQ(d.count_events("VGL0101"), 0) << d.output();
+    if (*dmg.event) {
+      EXPECT_EQ(events_about(d, dmg.event, journal), 1) << d.output();
+    }
+    // Each is still watched: a death is a restart, not a second copy.
+    kill(a, SIGKILL);
+    EXPECT_TRUE(wait_for([&] {
+      pid_t p = d.watch_pid("a");
+      return p && p != a;
+    })) << d.output();
+    EXPECT_EQ(count_processes(sleeper + " 100051"), 1);
+    d.stop();
+    EXPECT_EQ(count_processes(sleeper), 0) << "stop left a process running";
+  }
+}
+
+TEST(Adopt, UptimeCountsFromTheProcessStartNotFromTheAdoption) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  pid_t ext = spawn_external({sleeper, "100061"});
+  d.write_rule("a.lua", "watch \"own\" { start = { \"" + sleeper +
+                            "\", \"100062\" } }\n"
+                            "watch \"ext\" { match = { exe = \"" +
+                            sleeper + "\", cmdline = \"" + sleeper + " 100061\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") && d.watch_pid("ext") == ext; }))
+      << d.output();
+  pid_t own = d.watch_pid("own");
+  // Both processes grow old while no vigil watches them.
+  ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+  std::this_thread::sleep_for(2500ms);  // the age under test, not a synchronisation
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("own") == own && d.watch_pid("ext") == ext; }))
+      << d.output();
+  for (const char* w : {"own", "ext"}) EXPECT_GE(d.watch(w)["uptime"].get<double>(), 2.5) << w;
+  kill(own, SIGKILL);
+  kill(ext, SIGKILL);
+  reap(ext);
+  ASSERT_TRUE(d.wait_event("VGL0102", "own") && d.wait_event("VGL0102", "ext")) << d.output();
+  for (const char* w : {"own", "ext"}) {
+    EXPECT_GE(d.last_event("VGL0102", w)["fields"]["uptime"].get<double>(), 2.5) << w;
+    EXPECT_GE(d.watch(w)["last_exit"]["uptime"].get<double>(), 2.5) << w;
+  }
+}
+
+TEST(Reattach, MarksOnAnotherUsersProcessAreNotTrusted) {
+  Daemon d;
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  chmod(sleeper.c_str(), 0755);  // nobody runs it too
+  d.write_rule("a.lua", "watch \"a\" { start = { \"" + sleeper + "\", \"100071\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("a") > 0; })) << d.output();
+  // The marks the real process carries.
+  std::string env = read_file("/proc/" + std::to_string(d.watch_pid("a")) + "/environ");
+  std::vector<std::string> marks;
+  for (size_t at = 0; at < env.size();) {
+    size_t end = env.find('\0', at);
+    std::string kv = env.substr(at, end - at);
+    if (kv.starts_with("VIGIL_")) marks.push_back(kv);
+    at = end == std::string::npos ? env.size() : end + 1;
+  }
+  ASSERT_EQ(marks.size(), 3u) << env;
+  d.stop();
+  ASSERT_EQ(count_processes(sleeper), 0);
+  // Someone else forges them on a process of its own (a session leader).
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup",
+                                   "--clear-groups", "/usr/bin/env"};
+  argv.insert(argv.end(), marks.begin(), marks.end());
+  argv.insert(argv.end(), {sleeper, "100071"});
+  pid_t forged = spawn_external(argv);
+  ASSERT_TRUE(wait_for([&] { return count_processes(sleeper + " 100071") == 1; }));
+  ASSERT_TRUE(d.start()) << d.output();
+  // vigil starts its own: the forged process is not the watch's.
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("a") > 0; })) << d.output();
+  EXPECT_NE(d.watch_pid("a"), forged);
+  EXPECT_EQ(d.count_events("VGL0121", "a"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0101", "a"), 1) << d.output();
+  kill(forged, SIGKILL);
+  reap(forged);
 }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
+#include <thread>
 
 #include "tests/e2e/harness.hpp"
 
@@ -258,4 +260,238 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
   std::string reply = raw_request(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
   EXPECT_EQ(d.watch_state("s"), "stopped");
+}
+
+namespace {
+// The reply to raw bytes, parsed (null when there was none or it is not JSON).
+nlohmann::json raw_reply(const std::string& socket_path, const std::string& bytes) {
+  std::string r = raw_request(socket_path, bytes);
+  auto j = nlohmann::json::parse(r, nullptr, false);
+  return j.is_discarded() ? nlohmann::json() : j;
+}
+}  // namespace
+
+TEST(Control, EveryFieldOfEveryRequestIsTypeChecked) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t s = d.watch_pid("s");
+  struct Case {
+    std::string request;
+    std::vector<std::string> expect;  // in the error text
+    bool ok = false;                  // the request is fine after all
+  };
+  std::string deep_array(30000, '[');
+  deep_array += std::string(30000, ']');
+  std::string deep_field =
+      "{\"cmd\":\"status\",\"x\":" + std::string(20000, '[') + std::string(20000, ']') + "}";
+  const Case cases[] = {
+      {R"({"cmd":"quit","keep":"yes"})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":1})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":null})", {"keep", "boolean"}},
+      {R"({"cmd":"quit","keep":[true]})", {"keep", "boolean"}},
+      {R"({"cmd":"resume","all":1})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":null})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":"true"})", {"all", "boolean"}},
+      {R"({"cmd":"pause","all":{}})", {"all", "boolean"}},
+      {R"({"cmd":1})", {"cmd", "string"}},
+      {R"({"cmd":null})", {"cmd", "string"}},
+      {R"({"cmd":["status"]})", {"cmd", "string"}},
+      {R"({"cmd":{"status":1}})", {"cmd", "string"}},
+      {R"({})", {"cmd"}},
+      {R"({"name":"s"})", {"cmd"}},
+      {R"({"cmd":"stop","name":5})", {"name", "string"}},
+      {R"({"cmd":"start","name":["s"]})", {"name", "string"}},
+      {R"({"cmd":"restart","name":null})", {"name", "string"}},
+      {R"({"cmd":"pause","name":true})", {"name", "string"}},
+      {R"({"cmd":"explain","name":false})", {"name", "string"}},
+      {R"({"cmd":"set","name":"s","key":1,"value":"2"})", {"key", "string"}},
+      {R"({"cmd":"set","name":"s","key":"restart.limit","value":7})", {"value", "string"}},
+      {R"({"cmd":"set","name":{},"key":"restart.limit","value":"7"})", {"name", "string"}},
+      {R"({"cmd":"events","n":"many"})", {"n", "integer"}},
+      {R"({"cmd":"events","n":1.5})", {"n", "integer"}},
+      {R"({"cmd":"events","n":-1})", {"n"}},
+      {R"({"cmd":"events","n":0})", {"n"}},
+      {R"({"cmd":"events","n":18446744073709551615})", {"n"}},
+      {R"({"cmd":"events","n":1e300})", {"n", "integer"}},
+      {R"({"cmd":"events","n":1e400})", {}},
+      {R"({"cmd":"events","n":123456789012345678901234567890})", {"n"}},
+      {R"({"cmd":"events","watch":3})", {"watch", "string"}},
+      {R"({"cmd":"events","id":[]})", {"id", "string"}},
+      {R"({"cmd":"dumps","watch":{}})", {"watch", "string"}},
+      {"null", {}},
+      {"42", {}},
+      {"\"status\"", {}},
+      {"[]", {}},
+      {"{\"cmd\":\"status\"} trailing", {}},
+      {deep_array, {}},
+      {deep_field, {}, true},  // unknown fields are ignored, however deep
+      {"{\"cmd\":\"\xff\xfe\"}", {}},
+      {"{\"cmd\":\"stop\",\"name\":\"\xc3\x28\"}", {}},
+      {R"({"cmd":"stop","name":"\ud800"})", {}},
+      {std::string("\x00\x01\x02\x03", 4), {}},
+      {R"({"cmd":"pause"})", {"name"}},
+      {R"({"cmd":"stop","name":""})", {"name"}},
+  };
+  for (const auto& c : cases) {
+    auto r = raw_reply(d.socket(), c.request + "\n");
+    std::string shown = c.request.substr(0, 80);
+    ASSERT_TRUE(d.running()) << "the daemon died on " << shown << "\n" << d.output();
+    ASSERT_TRUE(r.is_object()) << "no JSON reply to " << shown;
+    EXPECT_EQ(r["ok"], c.ok) << shown << " -> " << r.dump();
+    if (c.ok) continue;
+    ASSERT_TRUE(r["error"].is_string()) << shown;
+    for (const auto& e : c.expect)
+      EXPECT_NE(r["error"].get<std::string>().find(e), std::string::npos)
+          << shown << " -> " << r["error"];
+  }
+  // A name with bytes that are not UTF-8 is echoed back in the error.
+  auto odd = run_command({VIGIL_BINARY, "--socket", d.socket(), "stop", "bad\xff\xfe name"});
+  EXPECT_EQ(odd.code, 1) << odd.err;
+  EXPECT_NE(odd.err.find("no watch or group named"), std::string::npos) << odd.err;
+  EXPECT_TRUE(d.running()) << d.output();
+  EXPECT_EQ(d.cli({"status"}).code, 0);
+  EXPECT_EQ(d.watch_pid("s"), s);
+  EXPECT_TRUE(process_alive(s));
+  EXPECT_EQ(d.watch_state("s"), "running");
+}
+
+TEST(State, SecondDaemonOnTheSameStateDirectoryRefusesAndTouchesNothing) {
+  Daemon d;
+  // A sleep of the test's own: its command line names the test's directory.
+  std::string sleeper = d.dir() + "/sleeper";
+  std::filesystem::copy_file("/bin/sleep", sleeper);
+  std::filesystem::permissions(sleeper, std::filesystem::perms::owner_all);
+  d.write_rule("a.lua", "watch \"s\" { start = { \"" + sleeper + "\", \"100041\" } }");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  pid_t s = d.watch_pid("s");
+  std::string journal = read_file(d.state_dir() + "/processes.journal");
+  // Another socket, the same state directory: it must not run (bounded by
+  // `timeout` so a regression fails instead of hanging).
+  std::string other = d.dir() + "/second.sock";
+  auto r = run_command({"/usr/bin/timeout", "20", VIGIL_BINARY, "--socket", other, "run", "--rules",
+                        d.rules_dir(), "--state-dir", d.state_dir()});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(d.state_dir()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pid " + std::to_string(d.pid())), std::string::npos) << r.err;
+  EXPECT_NE(access(other.c_str(), F_OK), 0) << "the second daemon bound its socket";
+  EXPECT_EQ(read_file(d.state_dir() + "/processes.journal"), journal);
+  EXPECT_EQ(d.watch_pid("s"), s);
+  EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
+  EXPECT_EQ(d.count_events("VGL0101", "s"), 1);
+  EXPECT_EQ(d.count_events("VGL0121"), 0);
+  // The lock goes with the daemon: quit --keep, and the next one starts.
+  ASSERT_EQ(d.cli({"quit", "--keep"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return !d.running(); }));
+  ASSERT_TRUE(d.start()) << d.output();
+  EXPECT_TRUE(wait_for([&] { return d.watch_pid("s") == s; })) << d.output();
+  EXPECT_EQ(count_processes(sleeper + " 100041"), 1);
+}
+
+TEST(Control, CliGivesUpOnADaemonThatDoesNotAnswer) {
+  Daemon d;
+  // A socket that accepts connections (the backlog) and never answers.
+  std::string path = d.dir() + "/mute.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = run_command(
+      {"/usr/bin/timeout", "30", VIGIL_BINARY, "--timeout", "1", "--socket", path, "status"});
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did not answer"), std::string::npos) << r.err;
+  EXPECT_LT(took, 5s);
+  // VIGIL_TIMEOUT, and the option after the command.
+  t0 = std::chrono::steady_clock::now();
+  r = run_command({"/usr/bin/env", "VIGIL_TIMEOUT=1", "/usr/bin/timeout", "30", VIGIL_BINARY,
+                   "--socket", path, "ping"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  r = run_command(
+      {"/usr/bin/timeout", "30", VIGIL_BINARY, "stop", "x", "--socket", path, "--timeout", "0.5"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_EQ(run_command({VIGIL_BINARY, "--timeout", "soon", "status"}).code, 2);
+  close(fd);
+}
+
+TEST(Control, AStopLongerThanTheTimeoutIsNotCutOff) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.2; done" },
+            stop = { timeout = "3s" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  // The daemon is alive and says so while the stop takes its 3 s.
+  auto r = d.cli({"--timeout", "1", "stop", "s"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.watch_state("s"), "stopped");
+}
+
+TEST(Control, EventsSinceWithoutAccessToTheStateDirectorySaysWhy) {
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0101", "s"));
+  // The state directory is 0750 root: nobody cannot read the history.
+  auto r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket",
+                        d.dir() + "/none.sock", "events", "--since", "1h", "--state-dir",
+                        d.state_dir()});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find(d.state_dir()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // A history file it cannot open, in a directory it can read.
+  chmod(d.state_dir().c_str(), 0755);
+  chmod((d.state_dir() + "/events.jsonl").c_str(), 0600);
+  r = run_command({"/usr/sbin/runuser", "-u", "nobody", "--", VIGIL_BINARY, "--socket",
+                   d.dir() + "/none.sock", "events", "--since", "1h", "--state-dir",
+                   d.state_dir()});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find(d.state_dir() + "/events.jsonl"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // A state directory that does not exist is said too.
+  r = run_command({VIGIL_BINARY, "--socket", d.dir() + "/none.sock", "events", "--since", "1h",
+                   "--state-dir", d.dir() + "/no-such-state"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("no-such-state"), std::string::npos) << r.err;
+}
+
+TEST(Control, CliSaysSoWhenTheReplyIsNotWhatVigilSends) {
+  Daemon d;
+  // Something else on the socket: it answers every connection with JSON
+  // of the wrong shape.
+  std::string path = d.dir() + "/other.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  const std::vector<std::string> answers = {R"({"ok":true,"watches":[{"name":5}]})",
+                                            R"({"ok":"yes"})", R"({"ok":false,"error":7})",
+                                            R"({"ok":true,"watches":"none"})"};
+  std::thread server([&] {
+    for (const auto& a : answers) {
+      int c = accept(fd, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      (void)!read(c, buf, sizeof buf);
+      std::string line = a + "\n";
+      (void)!write(c, line.data(), line.size());
+      close(c);
+    }
+  });
+  for (size_t i = 0; i < answers.size(); ++i) {
+    auto r = run_command({VIGIL_BINARY, "--timeout", "5", "--socket", path, "status"});
+    EXPECT_EQ(r.code, 3) << answers[i] << "\n" << r.err;
+    EXPECT_NE(r.err.find("unexpected reply"), std::string::npos) << answers[i] << "\n" << r.err;
+  }
+  server.join();
+  close(fd);
 }
