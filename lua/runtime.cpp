@@ -89,6 +89,9 @@ void create_deadline_timer(RuntimeState& rt) {
     handler_ok = sigaction(deadline_signal(), &sa, nullptr) == 0;
   });
   if (!handler_ok) return;
+  sigset_t blocked;
+  if (pthread_sigmask(SIG_BLOCK, nullptr, &blocked) != 0 || sigismember(&blocked, deadline_signal()))
+    return;
   sigevent sev{};
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev._sigev_un._tid = static_cast<pid_t>(gettid());
@@ -116,8 +119,17 @@ void log_failure(RuntimeState& rt, const CallResult& r, const char* what);
 
 }  // namespace
 
+// With the deadline timer there is no hook at all before the deadline:
+// in Lua 5.4 any count hook makes every instruction trap (a tight loop
+// runs at less than half speed). Without it (timer_create failed, or the
+// state runs on another thread than the one that made it), a count hook
+// looks at the clock every kBudgetCount instructions.
 void budget_normal(lua_State* L) {
-  lua_sethook(L, budget_hook, LUA_MASKCOUNT, kBudgetCount);
+  const Budget& b = runtime_of(L).budget;
+  if (b.has_timer && pthread_equal(pthread_self(), b.timer_thread))
+    lua_sethook(L, nullptr, 0, 0);
+  else
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, kBudgetCount);
 }
 
 void budget_strict(lua_State* L) {
@@ -125,8 +137,8 @@ void budget_strict(lua_State* L) {
     lua_sethook(L, budget_hook, kStrictMask, 1);
 }
 
-// Before the deadline: looks at the clock every kBudgetCount instructions.
-// After it: fires on every instruction, call and return of every thread
+// Before the deadline (only without the timer, see budget_normal): looks
+// at the clock every kBudgetCount instructions. After it: fires on every instruction, call and return of every thread
 // that runs, and raises each time, so neither pcall nor xpcall, a message
 // handler, __close, __tostring nor a coroutine gets to run on. The only
 // Lua-visible function it lets through is the host's traceback handler.
@@ -309,7 +321,8 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
     b.deadline = MonoClock::now() + from_seconds(budget_seconds);
     b.running = L;
     t_armed = &rt;
-    set_deadline_timer(rt, budget_seconds);
+    if (!set_deadline_timer(rt, budget_seconds))
+      lua_sethook(L, budget_hook, LUA_MASKCOUNT, kBudgetCount);  // the clock, then
   }
   ++rt.depth;
   int rc = lua_pcall(L, nargs, nresults, base);
@@ -484,8 +497,8 @@ RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
   lua_pop(rt.L, 2);
   sandbox(rt.L);
   rt.budget.running = rt.L;
-  budget_normal(rt.L);  // coroutines inherit it from the thread that makes them
   create_deadline_timer(rt);
+  budget_normal(rt.L);  // coroutines inherit it from the thread that makes them
 }
 
 RuleRuntime::~RuleRuntime() {

@@ -35,13 +35,14 @@ struct Allocator {
   size_t limit = 0;
 };
 
-// The time budget of the outermost protected call. Before the deadline a
-// count hook looks at the clock every kBudgetCount instructions (the only
-// cost a normal callback pays); a POSIX timer also fires at the deadline
-// and switches the running thread's hook to strict, so a loop of long C
-// calls is cut within one C call. Once expired the hook is strict (every
-// instruction, call and return) on every thread that runs, and raises
-// until the outermost protected call returns.
+// The time budget of the outermost protected call. A POSIX timer fires at
+// the deadline and its signal switches the running thread's hook to
+// strict, so before the deadline rule code runs with no hook at all, and
+// a loop of long C calls is cut within one C call. (Without the timer, a
+// count hook looks at the clock every kBudgetCount instructions.) Once
+// expired the hook is strict (every instruction, call and return) on
+// every thread that runs, and raises until the outermost protected call
+// returns.
 struct Budget {
   bool armed = false;
   bool expired = false;
