@@ -75,6 +75,7 @@ int deadline_signal() {
 void on_deadline_signal(int, siginfo_t* si, void*) {
   RuntimeState* rt = t_armed;
   if (!rt || si->si_value.sival_ptr != rt || !rt->budget.running) return;
+  rt->budget.fired = 1;
   lua_sethook(rt->budget.running, budget_hook, kStrictMask, 1);
 }
 
@@ -151,7 +152,7 @@ void budget_hook(lua_State* L, lua_Debug* ar) {
     return;
   }
   if (!b.expired) {
-    if (MonoClock::now() < b.deadline) {
+    if (!b.fired && MonoClock::now() < b.deadline) {
       if (lua_gethookmask(L) != LUA_MASKCOUNT) budget_normal(L);
       return;
     }
@@ -171,7 +172,7 @@ void budget_check(lua_State* L) {
   RuntimeState& rt = runtime_of(L);
   Budget& b = rt.budget;
   if (!b.armed) return;
-  if (!b.expired && MonoClock::now() < b.deadline) return;
+  if (!b.expired && !b.fired && MonoClock::now() < b.deadline) return;
   expire(rt, L);
   raise_budget(rt, L);
 }
@@ -320,6 +321,7 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
     b.seconds = budget_seconds;
     b.deadline = MonoClock::now() + from_seconds(budget_seconds);
     b.running = L;
+    b.fired = 0;
     t_armed = &rt;
     if (!set_deadline_timer(rt, budget_seconds))
       lua_sethook(L, budget_hook, LUA_MASKCOUNT, kBudgetCount);  // the clock, then
@@ -333,6 +335,7 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
     t_armed = nullptr;
     b.armed = false;
     b.expired = false;
+    b.fired = 0;
     b.running = L;
     budget_normal(L);  // other threads go back to normal at their next hook
   }

@@ -14,6 +14,7 @@ extern "C" {
 }
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include <memory>
@@ -50,6 +51,10 @@ struct Budget {
   double seconds = 0;
   std::string message;      // the first cut, with the rule's file:line
   lua_State* running = nullptr;  // the thread running now (main or a coroutine)
+  // Set by the timer's signal handler: the deadline has passed. Lets the
+  // coroutine wrappers make the right thread strict when the signal came
+  // while `running` was being switched.
+  volatile sig_atomic_t fired = 0;
   bool has_timer = false;        // the deadline timer exists (see arm_deadline_timer)
   timer_t timer{};
   pthread_t timer_thread{};  // the thread the timer signals

@@ -109,13 +109,13 @@ int resume(lua_State* L, lua_State* co, int narg) {
     return -1;
   }
   lua_xmove(L, co, narg);
-  if (b.expired) budget_strict(co);
   lua_State* prev = b.running;
   b.running = co;
+  if (b.expired || b.fired) budget_strict(co);  // after the switch: see Budget::fired
   int nres = 0;
   int status = lua_resume(co, L, narg, &nres);
   b.running = prev;
-  if (b.expired) budget_strict(L);
+  if (b.expired || b.fired) budget_strict(L);
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
@@ -132,12 +132,12 @@ int resume(lua_State* L, lua_State* co, int narg) {
 // Closes co's pending to-be-closed variables (their __close run in co).
 int reset_thread(lua_State* L, lua_State* co) {
   Budget& b = runtime_of(L).budget;
-  if (b.expired) budget_strict(co);
   lua_State* prev = b.running;
   b.running = co;
+  if (b.expired || b.fired) budget_strict(co);
   int status = lua_resetthread(co);
   b.running = prev;
-  if (b.expired) budget_strict(L);
+  if (b.expired || b.fired) budget_strict(L);
   return status;
 }
 
