@@ -648,6 +648,24 @@ bool lua_pattern_differential(const std::string& pattern, const std::string& sub
   return same;
 }
 
+double lua_plain_run_seconds(const std::string& code, std::string& error) {
+  lua_State* L = luaL_newstate();
+  if (!L) {
+    error = "cannot create a Lua state";
+    return -1;
+  }
+  luaL_openlibs(L);
+  double seconds = -1;
+  MonoTime t0 = MonoClock::now();
+  if (luaL_loadbufferx(L, code.data(), code.size(), "=plain", "t") != LUA_OK ||
+      lua_pcall(L, 0, 0, 0) != LUA_OK)
+    error = lua_tostring(L, -1) ? lua_tostring(L, -1) : "error";
+  else
+    seconds = std::chrono::duration<double>(MonoClock::now() - t0).count();
+  lua_close(L);
+  return seconds;
+}
+
 void install_bounded_patterns(lua_State* L) {
   lua_getglobal(L, "string");  // also the strings' __index
   push_bounded(L, 0);
