@@ -225,18 +225,6 @@ TEST(Budget, CutAtLoadTimeEvenWhenCaught) {
   EXPECT_NE(res.errors[0].find("loop_rule.lua:1:"), std::string::npos) << res.errors[0];
 }
 
-TEST(Budget, HookCostOnANormalCallback) {
-  // Not a gate (timing on a shared machine): prints the figure that
-  // docs/performance.md quotes.
-  Loaded l;
-  std::string err;
-  const char* work = "local n = 0 for i = 1, 2e6 do n = n + i % 7 end return n";
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(l.rt.run_string(work, "=work", err)) << err;
-  double hooked = seconds_since(t0) / 5;
-  printf("normal callback (2e6 loop iterations): %.2f ms per call\n", hooked * 1000);
-}
-
 // Text only: require, load and every other way in refuse bytecode.
 namespace {
 // "return 'bytecode ran'" compiled by Lua 5.4 (x86-64): what a rule could
