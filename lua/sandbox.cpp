@@ -206,8 +206,47 @@ int l_close(lua_State* L) {
   return 2;
 }
 
-// load(chunk [, chunkname [, mode [, env]]]): always mode "t".
+// A string chunk handed to the parser in pieces, with a budget check
+// between them: parsing tens of megabytes is one long C call otherwise.
+struct PieceReader {
+  const char* data;
+  size_t left;
+};
+
+const char* read_piece(lua_State* L, void* ud, size_t* size) {
+  auto* r = static_cast<PieceReader*>(ud);
+  if (r->left == 0) return nullptr;
+  budget_check(L);  // raises inside lua_load, which returns it as the error
+  constexpr size_t kPiece = 64 * 1024;
+  *size = r->left < kPiece ? r->left : kPiece;
+  const char* p = r->data;
+  r->data += *size;
+  r->left -= *size;
+  return p;
+}
+
+// load(chunk [, chunkname [, mode [, env]]]): always mode "t". A string
+// chunk is parsed piece by piece under the budget; a function chunk is
+// the stock load's (its reader is rule code, under the hook).
+// Upvalue: the stock load.
 int l_load(lua_State* L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    size_t len;
+    const char* s = lua_tolstring(L, 1, &len);
+    const char* name = luaL_optstring(L, 2, s);
+    int env = lua_isnone(L, 4) ? 0 : 4;
+    PieceReader reader{s, len};
+    if (lua_load(L, read_piece, &reader, name, "t") != LUA_OK) {
+      luaL_pushfail(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    if (env != 0) {
+      lua_pushvalue(L, env);
+      if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+    }
+    return 1;
+  }
   if (lua_gettop(L) < 3) lua_settop(L, 3);  // env stays absent: _ENV is the globals
   lua_pushliteral(L, "t");
   lua_replace(L, 3);

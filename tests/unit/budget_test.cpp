@@ -215,6 +215,13 @@ TEST(Budget, LongCCallsInALoopAreCutNearTheDeadline) {
              1.0);
 }
 
+TEST(Budget, ParsingAHugeChunkIsCutNearTheDeadline) {
+  // One load of tens of megabytes of source is seconds inside the parser.
+  std::string err = expect_cut(
+      "local src = string.rep('a = 1 ', 8e6)\nwhile true do local f = load(src) end", 1.0);
+  EXPECT_NE(err.find("escape.lua:2:"), std::string::npos) << err;
+}
+
 TEST(Budget, CutAtLoadTimeEvenWhenCaught) {
   HangGuard guard("load");
   RuleRuntime rt(opts(), HostContext{});
