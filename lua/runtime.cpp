@@ -577,7 +577,7 @@ LoadResult RuleRuntime::load(const std::string& path) {
     return result;
   }
   for (const auto& file : files) {
-    if (luaL_loadfilex(L, file.c_str(), "t") != LUA_OK) {
+    if (load_text_file(L, file.c_str()) != LUA_OK) {
       result.errors.push_back(lua_tostring(L, -1));
       lua_pop(L, 1);
       continue;

@@ -154,6 +154,9 @@ void budget_check(lua_State* L);
 // userdata metatables, coroutines that follow the budget, text-only load
 // and require, io without side effects while not live).
 void harden_base(lua_State* L);
+// luaL_loadfilex(L, filename, "t"), parsed in pieces with a budget check
+// between them: the loader of rule files and of require.
+int load_text_file(lua_State* L, const char* filename);
 // lua/pattern.cpp: string.find/match/gmatch/gsub with a step-counted
 // matcher that calls budget_check.
 void install_bounded_patterns(lua_State* L);

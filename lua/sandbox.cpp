@@ -12,7 +12,10 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "lua/runtime_internal.hpp"
 
@@ -253,6 +256,76 @@ int l_load(lua_State* L) {
   return call_original(L);
 }
 
+// A file handed to the parser in pieces, with a budget check between
+// them (luaL_loadfilex parses a file in one C call).
+struct FileReader {
+  FILE* f;
+  bool first_line = false;  // a '#' line was skipped: give its newline back
+  int first = EOF;          // the character read ahead, if any
+  char buf[64 * 1024];
+};
+
+const char* read_file_piece(lua_State* L, void* ud, size_t* size) {
+  auto* r = static_cast<FileReader*>(ud);
+  size_t n = 0;
+  if (r->first_line) {
+    r->buf[n++] = '\n';
+    r->first_line = false;
+  }
+  if (r->first != EOF) {
+    r->buf[n++] = static_cast<char>(r->first);
+    r->first = EOF;
+  }
+  if (n == 0) {
+    budget_check(L);  // raises inside lua_load, which returns it as the error
+    if (feof(r->f)) return nullptr;
+    n = fread(r->buf, 1, sizeof r->buf, r->f);
+  }
+  *size = n;
+  return n ? r->buf : nullptr;
+}
+
+}  // namespace
+
+// luaL_loadfilex(L, filename, "t") with the same chunk name, BOM and '#'
+// line handling and error messages, parsed piece by piece under the budget.
+int load_text_file(lua_State* L, const char* filename) {
+  lua_pushfstring(L, "@%s", filename);
+  int name = lua_gettop(L);
+  auto* r = new (std::nothrow) FileReader;
+  FILE* f = r ? fopen(filename, "r") : nullptr;
+  if (!f) {
+    const char* why = r ? strerror(errno) : "out of memory";
+    delete r;
+    lua_pushfstring(L, "cannot open %s: %s", filename, why);
+    lua_remove(L, name);
+    return LUA_ERRFILE;
+  }
+  r->f = f;
+  int c = getc(f);
+  if (c == 0xEF && getc(f) == 0xBB && getc(f) == 0xBF) c = getc(f);  // a UTF-8 BOM
+  if (c == '#') {
+    do c = getc(f);
+    while (c != EOF && c != '\n');
+    r->first_line = true;
+    c = getc(f);
+  }
+  r->first = c;
+  int status = lua_load(L, read_file_piece, r, lua_tostring(L, name), "t");
+  bool read_error = ferror(f) != 0;
+  fclose(f);
+  delete r;
+  if (read_error && status == LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "cannot read %s", filename);
+    status = LUA_ERRFILE;
+  }
+  lua_remove(L, name);
+  return status;
+}
+
+namespace {
+
 // "file:line" of the innermost Lua frame, or "".
 void push_lua_where(lua_State* L) {
   lua_Debug ar;
@@ -280,7 +353,7 @@ int l_text_searcher(lua_State* L) {
   if (lua_isnil(L, -2)) return 1;  // the "no file ..." list
   lua_pop(L, 1);
   int file = lua_gettop(L);
-  if (luaL_loadfilex(L, lua_tostring(L, file), "t") == LUA_OK) {
+  if (load_text_file(L, lua_tostring(L, file)) == LUA_OK) {
     lua_pushvalue(L, file);
     return 2;
   }
