@@ -17,6 +17,10 @@ extern "C" {
 #include <cstdarg>
 #include <cstdio>
 #include <functional>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -41,14 +45,31 @@ struct Allocator {
   size_t reserve = 16u << 20;
 };
 
+// The time budget of the outermost protected call. A POSIX timer fires at
+// the deadline and its signal switches the running thread's hook to
+// strict, so before the deadline rule code runs with no hook at all, and
+// a loop of long C calls is cut within one C call. (Without the timer, a
+// count hook looks at the clock every kBudgetCount instructions.) Once
+// expired the hook is strict (every instruction, call and return) on
+// every thread that runs, and raises until the outermost protected call
+// returns.
 struct Budget {
   bool armed = false;
   bool expired = false;
-  bool in_handler = false;
   MonoTime deadline;
   double seconds = 0;
-  std::string message;  // the first cut, with the rule's file:line
+  std::string message;      // the first cut, with the rule's file:line
+  lua_State* running = nullptr;  // the thread running now (main or a coroutine)
+  // Set by the timer's signal handler: the deadline has passed. Lets the
+  // coroutine wrappers make the right thread strict when the signal came
+  // while `running` was being switched.
+  volatile sig_atomic_t fired = 0;
+  bool has_timer = false;        // the deadline timer exists (see arm_deadline_timer)
+  timer_t timer{};
+  pthread_t timer_thread{};  // the thread the timer signals
 };
+
+constexpr int kBudgetCount = 1000;
 
 enum class CallStatus { Ok, Error, Budget, Memory };
 
@@ -257,6 +278,29 @@ int guarded(lua_State* L, Work&& work) {
   }
   return n;
 }
+// The budget's count/call/return hook, and the message handler of every
+// protected call (never runs a metamethod once the budget has expired).
+void budget_hook(lua_State* L, lua_Debug* ar);
+int traceback_handler(lua_State* L);
+// Hook modes: normal (count only) before expiry, strict after.
+void budget_normal(lua_State* L);
+void budget_strict(lua_State* L);
+// For C functions that can run long (the pattern functions): raises the
+// budget error, naming the Lua caller's file:line, once the budget has run
+// out. Cheap: call it every few thousand steps.
+void budget_check(lua_State* L);
+
+// lua/sandbox.cpp: the base-library replacements that keep the budget and
+// the text-only rule unescapable (setmetatable without __gc, hidden
+// userdata metatables, coroutines that follow the budget, text-only load
+// and require, io without side effects while not live).
+void harden_base(lua_State* L);
+// luaL_loadfilex(L, filename, "t"), parsed in pieces with a budget check
+// between them: the loader of rule files and of require.
+int load_text_file(lua_State* L, const char* filename);
+// lua/pattern.cpp: string.find/match/gmatch/gsub with a step-counted
+// matcher that calls budget_check.
+void install_bounded_patterns(lua_State* L);
 
 // Raises a "not allowed while rules are being validated" error when the
 // state is not live (or in a log sink formatter). Use at the top of

@@ -1,0 +1,24 @@
+// Vigil's Lua pattern matcher (lua/pattern.cpp) seen from outside lua/:
+// a differential check against the stock matcher, for tests and fuzzers,
+// and a stock baseline for benchmarks.
+#pragma once
+
+#include <string>
+
+namespace vigil {
+
+// Runs string.find, match, gmatch and gsub (with several inits and
+// replacements) on `subject` with `pattern` through both the stock Lua
+// functions and Vigil's bounded ones, in a fresh plain Lua state. True when
+// every result and every error message agree; otherwise false, with the
+// first difference in *diff. A call on which Vigil's matcher passes two
+// million steps is not compared (the stock one could run for minutes).
+bool lua_pattern_differential(const std::string& pattern, const std::string& subject,
+                              std::string* diff = nullptr);
+
+// Runs a text chunk in a plain Lua state (stock libraries, no sandbox, no
+// hook, no budget) and returns the seconds it took, or -1 with the error:
+// the baseline for benchmarks of rule code.
+double lua_plain_run_seconds(const std::string& code, std::string& error);
+
+}  // namespace vigil
