@@ -95,8 +95,10 @@ TEST(Adopt, DeathIsSeenWithItsExitCodeAndTheRestartScriptIsFollowed) {
   EXPECT_EQ(d.last_event("VGL0121", "ext")["fields"]["how"], "started by the restart script");
   EXPECT_EQ(d.count_events("VGL0123", "ext"), 1);
   // The script's own shell was never taken for the process, and there is
-  // exactly one new instance.
-  EXPECT_EQ(count_processes("sh -c " + waiter_command(sleeper)), 1);
+  // exactly one new instance. (Waited for: while the new shell forks its
+  // sleeper, the child is a second "sh -c ..." until it execs.)
+  EXPECT_TRUE(wait_for([&] { return count_processes("sh -c " + waiter_command(sleeper)) == 1; }))
+      << count_processes("sh -c " + waiter_command(sleeper));
 
   // The new instance is watched too.
   pid_t second = d.watch_pid("ext");
