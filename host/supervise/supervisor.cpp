@@ -462,7 +462,9 @@ void Supervisor::restart_later(Unit& u, double delay) {
   };
   if (delay <= 0) {
     set_state(u, UnitState::Starting);
-    loop_.post(go);
+    // Deferred, not posted: when many die at once, their spawns run in the
+    // loop's bounded slices, with the control socket served in between.
+    loop_.defer(go);
   } else {
     set_state(u, UnitState::Backoff);
     u.timer = loop_.after(from_seconds(delay), go);
