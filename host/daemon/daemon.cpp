@@ -342,6 +342,36 @@ void Daemon::schedule_rotation() {
   });
 }
 
+// Gives freed pages back (malloc_trim) after a big reply, at most once a
+// second: trimming after every reply made `status` in a loop pay for the
+// trim and for faulting the pages in again each time.
+void Daemon::trim_soon() {
+  if (trim_timer_) return;
+  MonoTime next = last_trim_ + std::chrono::seconds(1);
+  auto trim = [this] {
+    trim_timer_ = 0;
+    last_trim_ = loop_.now();
+    malloc_trim(0);
+  };
+  if (loop_.now() >= next) return trim();
+  trim_timer_ = loop_.at(next, trim);
+}
+
+// The loop's bound on the work of one iteration, made observable: how
+// often it left work (deferred tasks, due timers) for the next iteration
+// so as to serve its fds, the control socket among them, first.
+nlohmann::json Daemon::loop_json() const {
+  const EventLoop::Stats& s = loop_.stats();
+  return {{"iterations", s.iterations},
+          {"deferred_run", s.deferred_run},
+          {"deferred_queued", loop_.deferred()},
+          {"deferred_peak", s.deferred_peak},
+          {"slices_cut", s.slices_cut},
+          {"timers_cut", s.timers_cut},
+          {"slice_ms", to_seconds(EventLoop::kSlice) * 1e3},
+          {"worst_iteration_ms", to_seconds(loop_.worst_iteration()) * 1e3}};
+}
+
 nlohmann::json Daemon::status_json() const {
   nlohmann::json watches = nlohmann::json::array();
   for (const auto& [name, u] : supervisor_->units()) watches.push_back(u->to_json());
@@ -355,7 +385,8 @@ nlohmann::json Daemon::status_json() const {
             {"since", rfc3339(started_)},
             {"proc_events", proc_events_ != nullptr},
             {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
-            {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
+            {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
+            {"loop", loop_json()}}},
           {"watches", std::move(watches)},
           {"groups", std::move(groups)}};
 }
@@ -390,7 +421,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
   }
   if (cmd == "status") {
     reply(ok_reply(status_json()));
-    malloc_trim(0);  // a big reply's buffers are garbage now
+    trim_soon();  // a big reply's buffers are garbage now
     return;
   }
   if (cmd == "metrics") {
