@@ -130,15 +130,27 @@ void ControlServer::on_readable(uint64_t id) {
     send(id, error_reply(error));
     return;
   }
+  if (auto th = text_handlers_.find((*req)["cmd"].get_ref<const std::string&>());
+      th != text_handlers_.end())
+    return send_text(id, th->second(*req));
   handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
 }
 
+void ControlServer::answer_with_text(std::string cmd, TextHandler make) {
+  text_handlers_[std::move(cmd)] = std::move(make);
+}
+
 void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
+  send_text(id, reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void ControlServer::send_text(uint64_t id, std::string text) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = it->second;
   c.taken = true;
-  c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  c.out = std::move(text);
+  c.out += '\n';
   c.out_off = 0;
   on_writable(id);
 }

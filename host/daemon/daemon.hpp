@@ -61,6 +61,8 @@ class Daemon {
   void schedule_rotation();
   void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
+  std::string status_text() const;
+  nlohmann::json daemon_json() const;
   nlohmann::json loop_json() const;
   void trim_soon();
 

@@ -265,6 +265,9 @@ struct Unit {
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;
+  // The same object as to_json, as JSON text appended to `out` (no tree:
+  // `status` of a thousand watches).
+  void write_json(std::string& out) const;
 };
 
 // What the rules are asked. Implemented by the Lua bridge.
