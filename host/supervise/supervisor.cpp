@@ -202,6 +202,12 @@ Supervisor::~Supervisor() {
   }
 }
 
+void Supervisor::defer(std::function<void()> task) {
+  loop_.defer([alive = std::weak_ptr<bool>(alive_), task = std::move(task)] {
+    if (!alive.expired()) task();
+  });
+}
+
 Unit* Supervisor::find(const std::string& name) {
   auto it = units_.find(name);
   return it == units_.end() ? nullptr : it->second.get();
@@ -527,7 +533,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
     set_state(u, UnitState::Starting);
     // Deferred, not posted: when many die at once, their spawns run in the
     // loop's bounded slices, with the control socket served in between.
-    loop_.defer(go);
+    defer(go);
   } else {
     set_state(u, UnitState::Backoff);
     u.timer = loop_.after(from_seconds(delay), go);

@@ -408,6 +408,9 @@ class Supervisor {
   bool is_own_command(const ProcStat& st) const;
 
  private:
+  // Work for a bounded slice of the loop (EventLoop::defer), dropped if
+  // the supervisor is gone by then.
+  void defer(std::function<void()> task);
   // supervisor.cpp: lifecycle of started processes, stops, decisions.
   void spawn(Unit& u);
   // By kind: spawn, restart script, or wait. `look_first`: a single watch
@@ -534,6 +537,7 @@ class Supervisor {
   bool advance_posted_ = false;
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace vigil
