@@ -55,7 +55,10 @@ bool ControlServer::listen(const std::string& path, std::string& error) {
 }
 
 void ControlServer::on_accept() {
-  for (;;) {
+  // A bounded number per wake-up (the listening fd stays readable for the
+  // rest): a client that reconnects as fast as it is answered must not
+  // keep the loop here, away from the supervised processes.
+  for (int n = 0; n < kAcceptsPerWakeup; ++n) {
     Fd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!fd) return;
     ucred cred{};
@@ -83,6 +86,10 @@ void ControlServer::on_accept() {
       it->second.idle_timer = 0;
       if (!it->second.taken) close_conn(id);
     });
+    // A client sends its line right after connecting: it is usually here
+    // already. Served now, not one loop iteration (a slice of a storm's
+    // work) later, when epoll first reports the new fd.
+    on_readable(id);
   }
 }
 

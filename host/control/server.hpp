@@ -18,6 +18,9 @@ namespace vigil {
 class ControlServer {
  public:
   static constexpr std::chrono::seconds kRequestTimeout{10};
+  // Connections accepted (and, when their line is already there, served)
+  // per wake-up of the listening socket.
+  static constexpr int kAcceptsPerWakeup = 8;
   using Reply = std::function<void(const nlohmann::json&)>;
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
   using Rejected = std::function<void(const std::string& error)>;

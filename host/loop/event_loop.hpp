@@ -76,10 +76,10 @@ class EventLoop {
   // What the loop did, for `status` (daemon.loop) and benchmarks.
   struct Stats {
     uint64_t iterations = 0;
-    uint64_t deferred_run = 0;    // deferred tasks run
-    uint64_t slices_cut = 0;      // iterations that left deferred work for the next one
-    uint64_t timers_cut = 0;      // iterations that left due timers for the next one
-    size_t deferred_peak = 0;     // most deferred tasks queued at once
+    uint64_t deferred_run = 0;  // deferred tasks run
+    uint64_t slices_cut = 0;    // iterations that left deferred work for the next one
+    uint64_t timers_cut = 0;    // iterations that left due timers for the next one
+    size_t deferred_peak = 0;   // most deferred tasks queued at once
   };
   const Stats& stats() const { return stats_; }
 
