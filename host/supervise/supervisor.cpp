@@ -531,9 +531,11 @@ void Supervisor::restart_later(Unit& u, double delay) {
   };
   if (delay <= 0) {
     set_state(u, UnitState::Starting);
-    // Deferred, not posted: when many die at once, their spawns run in the
-    // loop's bounded slices, with the control socket served in between.
-    defer(go);
+    // Posted: it runs right after the decision, inside the same slice
+    // task as the death that caused it (the reaper defers deaths), so a
+    // storm's restarts are bounded with their deaths, each spawn right
+    // after its exit.
+    loop_.post(go);
   } else {
     set_state(u, UnitState::Backoff);
     u.timer = loop_.after(from_seconds(delay), go);
