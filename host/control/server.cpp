@@ -55,7 +55,10 @@ bool ControlServer::listen(const std::string& path, std::string& error) {
 }
 
 void ControlServer::on_accept() {
-  for (;;) {
+  // A bounded number per wake-up (the listening fd stays readable for the
+  // rest): a client that reconnects as fast as it is answered must not
+  // keep the loop here, away from the supervised processes.
+  for (int n = 0; n < kAcceptsPerWakeup; ++n) {
     Fd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!fd) return;
     ucred cred{};
@@ -83,6 +86,10 @@ void ControlServer::on_accept() {
       it->second.idle_timer = 0;
       if (!it->second.taken) close_conn(id);
     });
+    // A client sends its line right after connecting: it is usually here
+    // already. Served now, not one loop iteration (a slice of a storm's
+    // work) later, when epoll first reports the new fd.
+    on_readable(id);
   }
 }
 
@@ -130,6 +137,9 @@ void ControlServer::on_readable(uint64_t id) {
     send(id, error_reply(error));
     return;
   }
+  if (auto th = text_handlers_.find((*req)["cmd"].get_ref<const std::string&>());
+      th != text_handlers_.end())
+    return send_text(id, th->second(*req));
   handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
   heartbeat(id);
 }
@@ -149,14 +159,24 @@ void ControlServer::heartbeat(uint64_t id) {
   });
 }
 
+void ControlServer::answer_with_text(std::string cmd, TextHandler make) {
+  text_handlers_[std::move(cmd)] = std::move(make);
+}
+
 void ControlServer::send(uint64_t id, const nlohmann::json& reply) {
+  send_text(id, reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void ControlServer::send_text(uint64_t id, std::string text) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   Conn& c = it->second;
   c.taken = true;
   if (c.beat_timer) loop_.cancel(c.beat_timer);
   c.beat_timer = 0;
-  c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  c.out = std::move(text);
+  c.out += '
+';
   c.out_off = 0;
   on_writable(id);
 }

@@ -23,6 +23,9 @@ class ControlServer {
   // tell a long command from a daemon that does not run any more (well
   // within the CLI's --timeout, which is 10 s by default).
   static constexpr std::chrono::milliseconds kHeartbeat{250};
+  // Connections accepted (and, when their line is already there, served)
+  // per wake-up of the listening socket.
+  static constexpr int kAcceptsPerWakeup = 8;
   using Reply = std::function<void(const nlohmann::json&)>;
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
   using Rejected = std::function<void(const std::string& error)>;
@@ -32,6 +35,13 @@ class ControlServer {
 
   // Binds path; fails if another daemon answers there.
   bool listen(const std::string& path, std::string& error);
+
+  // Requests with this `cmd` are answered with the JSON text `make`
+  // returns, written as it is (non-blocking, like every reply) instead of
+  // through the handler: a reply the daemon serializes itself, without a
+  // JSON tree (`status` of a thousand watches).
+  using TextHandler = std::function<std::string(const nlohmann::json& request)>;
+  void answer_with_text(std::string cmd, TextHandler make);
 
  private:
   struct Conn {
@@ -48,6 +58,7 @@ class ControlServer {
   void on_readable(uint64_t id);
   void on_writable(uint64_t id);
   void send(uint64_t id, const nlohmann::json& reply);
+  void send_text(uint64_t id, std::string text);
   void close_conn(uint64_t id);
   void heartbeat(uint64_t id);
 
@@ -58,6 +69,7 @@ class ControlServer {
   WatchId listen_watch_ = 0;
   std::string path_;
   std::map<uint64_t, Conn> conns_;
+  std::map<std::string, TextHandler, std::less<>> text_handlers_;
   uint64_t next_id_ = 1;
 };
 

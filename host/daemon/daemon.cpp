@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "host/control/protocol.hpp"
+#include "host/core/json_out.hpp"
 #include "host/core/strings.hpp"
 #include "host/daemon/paths.hpp"
 
@@ -170,6 +171,13 @@ bool Daemon::start(std::string& error) {
       [this](const std::string& err) {
         log_->emit(Msg::ControlRejected, "", {{"error", err}});
       });
+  // status is the request made in loops (dashboards, scripts) and the
+  // biggest reply: written as text, no JSON tree of every watch.
+  control_->answer_with_text("status", [this](const nlohmann::json&) {
+    std::string text = status_text();
+    trim_soon();
+    return text;
+  });
   if (!control_->listen(options_.socket_path, error)) return false;
 
   auto errors = reload("start");
@@ -384,22 +392,72 @@ void Daemon::schedule_rotation() {
   });
 }
 
+// Gives freed pages back (malloc_trim) after a big reply, at most once a
+// second: trimming after every reply made `status` in a loop pay for the
+// trim and for faulting the pages in again each time.
+void Daemon::trim_soon() {
+  if (trim_timer_) return;
+  MonoTime next = last_trim_ + std::chrono::seconds(1);
+  auto trim = [this] {
+    trim_timer_ = 0;
+    last_trim_ = loop_.now();
+    malloc_trim(0);
+  };
+  if (loop_.now() >= next) return trim();
+  trim_timer_ = loop_.at(next, trim);
+}
+
+// The loop's bound on the work of one iteration, made observable: how
+// often it left work (deferred tasks, due timers) for the next iteration
+// so as to serve its fds, the control socket among them, first.
+nlohmann::json Daemon::loop_json() const {
+  const EventLoop::Stats& s = loop_.stats();
+  return {{"iterations", s.iterations},
+          {"deferred_run", s.deferred_run},
+          {"deferred_queued", loop_.deferred()},
+          {"deferred_peak", s.deferred_peak},
+          {"slices_cut", s.slices_cut},
+          {"timers_cut", s.timers_cut},
+          {"slice_ms", to_seconds(EventLoop::kSlice) * 1e3},
+          {"worst_iteration_ms", to_seconds(loop_.worst_iteration()) * 1e3}};
+}
+
 nlohmann::json Daemon::status_json() const {
-  nlohmann::json watches = nlohmann::json::array();
-  for (const auto& [name, u] : supervisor_->units()) watches.push_back(u->to_json());
-  nlohmann::json groups = nlohmann::json::array();
+  return nlohmann::json::parse(status_text());
+}
+
+// The status reply as text: the watches written straight from the units
+// (Unit::write_json), the small parts through nlohmann.
+std::string Daemon::status_text() const {
+  std::string out;
+  out.reserve(400 * supervisor_->units().size() + 1024);
+  JsonText w(out);
+  w.begin_object();
+  w.key("ok").boolean(true);
+  w.key("daemon").value(daemon_json());
+  w.key("watches").begin_array();
+  for (const auto& [name, u] : supervisor_->units()) {
+    w.element();
+    u->write_json(out);
+  }
+  w.end_array();
+  w.key("groups").begin_array();
   for (const auto& [name, g] : supervisor_->groups())
-    if (g.decl.parent.empty()) groups.push_back(supervisor_->group_json(g));
-  return {{"daemon",
-           {{"pid", getpid()},
-            {"version", VIGIL_VERSION},
-            {"rules", options_.rules},
-            {"since", rfc3339(started_)},
-            {"proc_events", proc_events_ != nullptr},
-            {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
-            {"lua_memory", runtime_ ? runtime_->memory_used() : 0}}},
-          {"watches", std::move(watches)},
-          {"groups", std::move(groups)}};
+    if (g.decl.parent.empty()) w.value(supervisor_->group_json(g));
+  w.end_array();
+  w.end_object();
+  return out;
+}
+
+nlohmann::json Daemon::daemon_json() const {
+  return {{"pid", getpid()},
+          {"version", VIGIL_VERSION},
+          {"rules", options_.rules},
+          {"since", rfc3339(started_)},
+          {"proc_events", proc_events_ != nullptr},
+          {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
+          {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
+          {"loop", loop_json()}};
 }
 
 namespace {
@@ -529,9 +587,8 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     shutdown(keep ? "vigil quit --keep" : "vigil quit", keep);
     return;
   }
-  if (cmd == "status") {
-    reply(ok_reply(status_json()));
-    malloc_trim(0);  // a big reply's buffers are garbage now
+  if (cmd == "status") {  // the socket answers it with status_text; this for direct callers
+    reply(status_json());
     return;
   }
   if (cmd == "metrics") {

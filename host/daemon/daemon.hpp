@@ -65,6 +65,10 @@ class Daemon {
   void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
   bool lock_state_dir(std::string& error);
+  std::string status_text() const;
+  nlohmann::json daemon_json() const;
+  nlohmann::json loop_json() const;
+  void trim_soon();
 
   DaemonOptions options_;
   EventLoop loop_;
@@ -81,6 +85,8 @@ class Daemon {
   Fd signal_fd_;
   Fd inotify_fd_;
   TimerId reload_debounce_ = 0;
+  TimerId trim_timer_ = 0;
+  MonoTime last_trim_{};
   bool shutting_down_ = false;
   double started_ = 0;
   size_t loaded_watches_ = 0;  // declared by the live rules

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <time.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <system_error>
 
@@ -59,6 +60,11 @@ void EventLoop::post(Task task) {
   posted_.push_back(std::move(task));
 }
 
+void EventLoop::defer(Task task) {
+  deferred_.push_back(std::move(task));
+  stats_.deferred_peak = std::max(stats_.deferred_peak, deferred_.size());
+}
+
 void EventLoop::stop(int code) {
   stopping_ = true;
   exit_code_ = code;
@@ -73,7 +79,7 @@ void EventLoop::run_once(Duration max_wait) {
   // Drop cancelled timers from the top so they don't shorten the wait.
   while (!heap_.empty() && !timers_.contains(heap_.top().id)) heap_.pop();
   Duration wait = max_wait;
-  if (!posted_.empty()) {
+  if (!posted_.empty() || !deferred_.empty()) {
     wait = Duration::zero();
   } else if (!heap_.empty()) {
     wait = std::max(Duration::zero(), std::min(wait, heap_.top().deadline - now()));
@@ -85,9 +91,11 @@ void EventLoop::run_once(Duration max_wait) {
   if (n < 0 && errno != EINTR)
     throw std::system_error(errno, std::generic_category(), "epoll_pwait2");
   MonoTime start = now();
+  ++stats_.iterations;
   if (n > 0) dispatch_io(events, n);
   run_timers();
   run_posted();
+  run_deferred();
   worst_iteration_ = std::max(worst_iteration_, Duration(now() - start));
 }
 
@@ -104,16 +112,42 @@ void EventLoop::dispatch_io(const epoll_event* events, int n) {
 
 void EventLoop::run_timers() {
   MonoTime t = now();
+  MonoTime until = t + kSlice;
+  bool first = true;
   while (!heap_.empty() && heap_.top().deadline <= t) {
+    if (!first && now() >= until) {
+      // The rest are due too: the next iteration runs them, after the
+      // fds (its wait is zero, their deadlines have passed).
+      if (timers_.contains(heap_.top().id)) ++stats_.timers_cut;
+      return;
+    }
     TimerEntry top = heap_.top();
     heap_.pop();
     auto it = timers_.find(top.id);
     if (it == timers_.end()) continue;
     Task task = std::move(it->second);
     timers_.erase(it);
+    first = false;
     task();
     run_posted();
   }
+}
+
+void EventLoop::run_deferred() {
+  if (deferred_.empty()) return;
+  MonoTime until = now() + kSlice;
+  // Only what was queued before this slice: a task that defers more
+  // does not keep the loop from its fds.
+  size_t n = deferred_.size();
+  for (size_t i = 0; i < n && !deferred_.empty(); ++i) {
+    if (i > 0 && now() >= until) break;
+    Task task = std::move(deferred_.front());
+    deferred_.pop_front();
+    ++stats_.deferred_run;
+    task();
+    run_posted();
+  }
+  if (!deferred_.empty()) ++stats_.slices_cut;
 }
 
 void EventLoop::run_posted() {

@@ -3,11 +3,20 @@
 // whose earliest deadline becomes epoll_pwait2's timeout, so an idle daemon
 // sleeps until its next timer (or forever) instead of polling. `post` defers work until the current
 // callback returns (Lua never re-enters the loop).
+//
+// The work of one iteration is bounded, so that the loop gets back to its
+// file descriptors (the control socket among them) soon whatever the
+// supervised processes do: work that can come in floods (an exit to
+// handle, a process to spawn) is `defer`red and runs in slices of at most
+// kSlice per iteration, oldest first; due timers also run for at most
+// kSlice per iteration, the rest on the next one. What did not fit is
+// counted (stats()), so the bound is observable.
 #pragma once
 
 #include <sys/epoll.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <queue>
 #include <unordered_map>
@@ -41,6 +50,16 @@ class EventLoop {
   bool pending(TimerId id) const { return timers_.contains(id); }
 
   void post(Task task);
+  // Queues work to run in a bounded slice of a later iteration (after
+  // the fds ready now were served), oldest first. Tasks posted by a
+  // deferred task run right after it, inside its slice.
+  void defer(Task task);
+  size_t deferred() const { return deferred_.size(); }
+
+  // A slice: the longest the loop runs deferred tasks (and, separately,
+  // due timers) before it polls its fds again. One task always runs, so a
+  // single long task is not cut, only what follows it.
+  static constexpr Duration kSlice = std::chrono::milliseconds(5);
 
   // Runs until stop(); returns the exit code given to stop().
   int run();
@@ -54,10 +73,21 @@ class EventLoop {
   // Worst time spent handling one wakeup (for benchmarks).
   Duration worst_iteration() const { return worst_iteration_; }
 
+  // What the loop did, for `status` (daemon.loop) and benchmarks.
+  struct Stats {
+    uint64_t iterations = 0;
+    uint64_t deferred_run = 0;  // deferred tasks run
+    uint64_t slices_cut = 0;    // iterations that left deferred work for the next one
+    uint64_t timers_cut = 0;    // iterations that left due timers for the next one
+    size_t deferred_peak = 0;   // most deferred tasks queued at once
+  };
+  const Stats& stats() const { return stats_; }
+
  private:
   void dispatch_io(const epoll_event* events, int n);
   void run_timers();
   void run_posted();
+  void run_deferred();
 
   struct Watch {
     int fd;
@@ -78,6 +108,8 @@ class EventLoop {
   std::unordered_map<TimerId, Task> timers_;
   TimerId next_timer_ = 1;
   std::vector<Task> posted_;
+  std::deque<Task> deferred_;
+  Stats stats_;
   bool stopping_ = false;
   int exit_code_ = 0;
   Duration worst_iteration_{0};

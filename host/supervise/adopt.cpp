@@ -290,8 +290,17 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.pidfd = std::move(pidfd);
   if (u.checks.enabled()) c.stat_fd = open_stat(pid);
   std::string name = u.name;
-  c.watch = loop_.add(c.pidfd.get(), EPOLLIN, [this, name](uint32_t) {
-    if (Unit* unit = find(name)) on_adopted_exit(*unit);
+  c.watch = loop_.add(c.pidfd.get(), EPOLLIN, [this, name, pid](uint32_t) {
+    // Handled in a slice of the loop, like the deaths of vigil's children
+    // (many adopted processes can end at once); readable until then, so
+    // not polled meanwhile.
+    Unit* unit = find(name);
+    if (!unit || !unit->child || unit->child->pid != pid || !unit->child->watch) return;
+    loop_.modify(unit->child->watch, 0);
+    defer([this, name, pid] {
+      Unit* u = find(name);
+      if (u && u->child && u->child->pid == pid) on_adopted_exit(*u);
+    });
   });
   u.child = std::move(c);
   adopted_[pid] = u.name;

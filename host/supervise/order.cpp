@@ -147,8 +147,22 @@ void Supervisor::advance() {
     if (!wake || t < *wake) wake = t;
   };
   std::vector<std::string> names(ordered_.begin(), ordered_.end());
+  // Bounded like any work of one loop iteration: after a slice's worth of
+  // stops and starts (a spawn each) the rest is for a later slice, after
+  // the loop served its fds. advance() takes whatever steps are allowed,
+  // so cutting it short anywhere is safe.
+  MonoTime cut = now + EventLoop::kSlice;
+  auto out_of_time = [&] {
+    if (MonoClock::now() < cut) return false;
+    if (!advance_posted_) {
+      advance_posted_ = true;
+      defer([this] { advance(); });
+    }
+    return true;
+  };
   // Down first: a watch stops once nothing that depends on it runs.
   for (const auto& name : names) {
+    if (out_of_time()) return;
     Unit* u = find(name);
     if (!u) {
       unqueue(name);
@@ -166,6 +180,7 @@ void Supervisor::advance() {
   }
   // Then up: a watch starts once what it requires is ready.
   for (const auto& name : names) {
+    if (out_of_time()) return;
     Unit* u = find(name);
     if (!u || !u->queued || u->child || u->script_pid() || u->paused) continue;
     if (now < u->not_before) {

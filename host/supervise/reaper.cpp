@@ -26,7 +26,7 @@ Reaper::~Reaper() {
 
 void Reaper::track(pid_t pid, Fd pidfd, OnExit on_exit) {
   Child c;
-  c.watch = loop_.add(pidfd.get(), EPOLLIN, [this, pid](uint32_t) { handle(pid); });
+  c.watch = loop_.add(pidfd.get(), EPOLLIN, [this, pid](uint32_t) { queue(pid); });
   c.pidfd = std::move(pidfd);
   c.on_exit = std::move(on_exit);
   children_.emplace(pid, std::move(c));
@@ -38,36 +38,59 @@ bool Reaper::signal(pid_t pid, int sig) {
   return pidfd_send_signal(it->second.pidfd.get(), sig, nullptr, 0) == 0;
 }
 
+void Reaper::queue(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end() || it->second.queued) return;
+  it->second.queued = true;
+  loop_.modify(it->second.watch, 0);  // readable until reaped: not polled meanwhile
+  loop_.defer([this, pid, alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired()) handle(pid);
+  });
+}
+
 void Reaper::handle(pid_t pid) {
   auto it = children_.find(pid);
   if (it == children_.end()) return;
+  it->second.queued = false;
   siginfo_t si{};
   // Peek first (WNOWAIT): the callback runs while the zombie pins the pid.
   if (waitid(P_PIDFD, static_cast<id_t>(it->second.pidfd.get()), &si,
              WEXITED | WNOHANG | WNOWAIT) != 0 ||
-      si.si_pid == 0)
+      si.si_pid == 0) {
+    loop_.modify(it->second.watch, EPOLLIN);  // not waitable yet: wait for it again
     return;
+  }
   Child child = std::move(it->second);
   children_.erase(it);
   loop_.remove(child.watch);
   child.on_exit(from_siginfo(si));
   siginfo_t reaped{};
   waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &reaped, WEXITED | WNOHANG);
+  if (sweep_blocked_by_ == pid) {
+    sweep_blocked_by_ = 0;
+    sweep();
+  }
 }
 
 void Reaper::on_sigchld() {
+  sweep();
+}
+
+void Reaper::sweep() {
   for (;;) {
     siginfo_t si{};
     if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) return;
     if (children_.contains(si.si_pid)) {
-      handle(si.si_pid);
-      if (children_.contains(si.si_pid)) return;  // not waitable through its pidfd yet
-    } else {
-      // An orphan reparented to us (we are a subreaper), or a child we no
-      // longer track: reap it.
-      if (orphan_) orphan_(si.si_pid, from_siginfo(si));
-      waitpid(si.si_pid, nullptr, WNOHANG);
+      // First in line and not reaped until its task runs: what is behind
+      // it waits for that.
+      sweep_blocked_by_ = si.si_pid;
+      queue(si.si_pid);
+      return;
     }
+    // An orphan reparented to us (we are a subreaper), or a child we no
+    // longer track: reap it.
+    if (orphan_) orphan_(si.si_pid, from_siginfo(si));
+    waitpid(si.si_pid, nullptr, WNOHANG);
   }
 }
 

@@ -4,12 +4,20 @@
 // unreaped zombie, so its pid (and process-group id) cannot be recycled
 // yet: that is the moment to sweep the rest of its process group.
 // Vigil is a child subreaper; orphans that reparent to it are reaped too.
+//
+// A death is noticed at once but handled later, in the loop's bounded
+// slices (EventLoop::defer): a thousand children dying together make a
+// thousand deferred tasks, not one iteration that runs the policy and
+// spawns a replacement a thousand times before the control socket is
+// read again. Until its task runs, a child's pidfd is not polled (it
+// would stay readable) and it stays an unreaped zombie.
 #pragma once
 
 #include <signal.h>
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
 #include <unordered_map>
 
 #include "host/core/exit_status.hpp"
@@ -33,21 +41,31 @@ class Reaper {
   bool tracked(pid_t pid) const { return children_.contains(pid); }
   // Signals through the pidfd: never hits a recycled pid.
   bool signal(pid_t pid, int sig);
-  // Call on SIGCHLD: handles every child that is waitable now.
+  // Call on SIGCHLD: reaps the orphans that are waitable now and queues
+  // the tracked children that are.
   void on_sigchld();
   size_t size() const { return children_.size(); }
 
  private:
+  // The child's death is to be handled: queued once (deferred).
+  void queue(pid_t pid);
   void handle(pid_t pid);
+  void sweep();
 
   struct Child {
     Fd pidfd;
     WatchId watch = 0;
     OnExit on_exit;
+    bool queued = false;
   };
   EventLoop& loop_;
   std::unordered_map<pid_t, Child> children_;
   std::function<void(pid_t, const ExitStatus&)> orphan_;
+  // waitid(P_ALL) sees past no tracked zombie (WNOWAIT leaves it first in
+  // line): once that one is handled, sweep again for what is behind it.
+  pid_t sweep_blocked_by_ = 0;
+  // Deferred tasks check it: the reaper may be gone when they run.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace vigil

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "host/core/clock.hpp"
+#include "host/core/json_out.hpp"
 #include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
 
@@ -38,71 +39,133 @@ std::string ExitInfo::describe() const {
   return "exited " + std::to_string(status.code);
 }
 
+namespace {
+
+// One description of each status object, written through JsonTree (a
+// tree, to_json) or JsonText (text, write_json): see json_out.hpp.
+template <class W>
+void write_exit(const ExitInfo& e, W& w) {
+  w.begin_object();
+  w.key("pid").num(static_cast<int64_t>(e.pid));
+  w.key("uptime").num(e.uptime);
+  w.key("at").str(rfc3339(e.wall));
+  if (e.status.known && !e.status.signal)
+    w.key("code").num(static_cast<int64_t>(e.status.code));
+  else
+    w.key("code").null();
+  if (e.status.signal)
+    w.key("signal").str(signal_name(e.status.signal));
+  else
+    w.key("signal").null();
+  if (!e.error.empty()) w.key("error").str(e.error);
+  w.end_object();
+}
+
+template <class W>
+void write_strings(const std::vector<std::string>& list, W& w) {
+  w.begin_array();
+  for (const auto& s : list) w.str(s);
+  w.end_array();
+}
+
+template <class W>
+void write_unit(const Unit& u, W& w) {
+  w.begin_object();
+  w.key("name").str(u.name);
+  w.key("state").str(u.paused ? "paused" : unit_state_name(u.state));
+  if (u.child)
+    w.key("pid").num(static_cast<int64_t>(u.child->pid));
+  else
+    w.key("pid").null();
+  w.key("restarts").num(u.restarts);
+  w.key("since").str(rfc3339(u.since));
+  if (u.child)
+    w.key("uptime").num(to_seconds(MonoClock::now() - u.child->started));
+  else
+    w.key("uptime").null();
+  if (u.last_exit)
+    write_exit(*u.last_exit, w.key("last_exit"));
+  else
+    w.key("last_exit").null();
+  w.key("paused").boolean(u.paused);
+  w.key("where").str(u.where);
+  if (u.m) {
+    w.key("match").str(u.m->match.spec().describe());
+    w.key("adopted").boolean(u.child && u.child->adopted);
+  }
+  if (u.kind() == Unit::Kind::Members) {
+    w.key("count").num(static_cast<uint64_t>(u.m->members.size()));
+    w.key("pids").begin_array();
+    for (const auto& [pid, st] : u.m->members) w.num(static_cast<int64_t>(pid));
+    w.end_array();
+    if (u.m->count) {
+      w.key("min").num(u.m->count->min);
+      if (u.m->count->max < 0)
+        w.key("max").null();
+      else
+        w.key("max").num(u.m->count->max);
+    }
+    w.key("bounds").str(u.m->bounds == Unit::Bounds::Over    ? "over"
+                        : u.m->bounds == Unit::Bounds::Under ? "under"
+                                                             : "within");
+  }
+  if (!u.overrides.empty()) {
+    w.key("overrides").begin_object();
+    for (const auto& [k, v] : u.overrides) w.key(k).str(v);
+    w.end_object();
+  }
+  w.key("ready").boolean(u.ready());
+  if (!u.group.empty()) w.key("group").str(u.group);
+  if (!u.after.empty()) write_strings(u.after, w.key("after"));
+  if (u.state == UnitState::Waiting || u.queued) {
+    write_strings(u.waiting_for, w.key("waiting_for"));
+    double in = to_seconds(u.not_before - MonoClock::now());
+    if (in > 0) w.key("restart_in").num(in);
+  }
+  if (u.probing) {
+    const Probing& p = *u.probing;
+    w.key("probes").begin_array();
+    for (size_t i = 0; i < p.specs.size(); ++i) {
+      const ProbeSpec& s = p.specs[i];
+      w.begin_object();
+      w.key("name").str(s.name);
+      w.key("kind").str(probe_kind_name(s.kind));
+      w.key("readiness").boolean(s.gates_ready());
+      if (p.active && i < p.runs.size()) {
+        const Probing::Run& r = p.runs[i];
+        w.key("fails").num(static_cast<int64_t>(r.fails));
+        w.key("passing").boolean(r.passed);
+        if (r.at > 0)
+          w.key("last").str(rfc3339(r.at));
+        else
+          w.key("last").null();
+        if (r.at > 0 && !r.result.ok) w.key("reason").str(r.result.reason);
+      }
+      w.end_object();
+    }
+    w.end_array();
+    if (!p.status.empty()) w.key("status").str(p.status);
+  }
+  w.end_object();
+}
+
+}  // namespace
+
 nlohmann::json ExitInfo::to_json() const {
-  nlohmann::json j = {{"pid", pid}, {"uptime", uptime}, {"at", rfc3339(wall)}};
-  j["code"] = status.known && !status.signal ? nlohmann::json(status.code) : nlohmann::json();
-  j["signal"] = status.signal ? nlohmann::json(signal_name(status.signal)) : nlohmann::json();
-  if (!error.empty()) j["error"] = error;
-  return j;
+  JsonTree w;
+  write_exit(*this, w);
+  return w.take();
 }
 
 nlohmann::json Unit::to_json() const {
-  nlohmann::json j;
-  j["name"] = name;
-  j["state"] = paused ? "paused" : unit_state_name(state);
-  j["pid"] = child ? nlohmann::json(child->pid) : nlohmann::json(nullptr);
-  j["restarts"] = restarts;
-  j["since"] = rfc3339(since);
-  j["uptime"] = child ? nlohmann::json(to_seconds(MonoClock::now() - child->started))
-                      : nlohmann::json(nullptr);
-  j["last_exit"] = last_exit ? last_exit->to_json() : nlohmann::json(nullptr);
-  j["paused"] = paused;
-  j["where"] = where;
-  if (m) {
-    j["match"] = m->match.spec().describe();
-    j["adopted"] = child && child->adopted;
-  }
-  if (kind() == Kind::Members) {
-    j["count"] = m->members.size();
-    nlohmann::json pids = nlohmann::json::array();
-    for (const auto& [pid, st] : m->members) pids.push_back(pid);
-    j["pids"] = std::move(pids);
-    if (m->count) {
-      j["min"] = m->count->min;
-      j["max"] = m->count->max < 0 ? nlohmann::json(nullptr) : nlohmann::json(m->count->max);
-    }
-    j["bounds"] = m->bounds == Bounds::Over    ? "over"
-                  : m->bounds == Bounds::Under ? "under"
-                                               : "within";
-  }
-  if (!overrides.empty()) j["overrides"] = overrides;
-  j["ready"] = ready();
-  if (!group.empty()) j["group"] = group;
-  if (!after.empty()) j["after"] = after;
-  if (state == UnitState::Waiting || queued) {
-    j["waiting_for"] = waiting_for;
-    double in = to_seconds(not_before - MonoClock::now());
-    if (in > 0) j["restart_in"] = in;
-  }
-  if (probing) {
-    nlohmann::json list = nlohmann::json::array();
-    for (size_t i = 0; i < probing->specs.size(); ++i) {
-      const ProbeSpec& s = probing->specs[i];
-      nlohmann::json pj = {
-          {"name", s.name}, {"kind", probe_kind_name(s.kind)}, {"readiness", s.gates_ready()}};
-      if (probing->active && i < probing->runs.size()) {
-        const Probing::Run& r = probing->runs[i];
-        pj["fails"] = r.fails;
-        pj["passing"] = r.passed;
-        pj["last"] = r.at > 0 ? nlohmann::json(rfc3339(r.at)) : nlohmann::json(nullptr);
-        if (r.at > 0 && !r.result.ok) pj["reason"] = r.result.reason;
-      }
-      list.push_back(std::move(pj));
-    }
-    j["probes"] = std::move(list);
-    if (!probing->status.empty()) j["status"] = probing->status;
-  }
-  return j;
+  JsonTree w;
+  write_unit(*this, w);
+  return w.take();
+}
+
+void Unit::write_json(std::string& out) const {
+  JsonText w(out);
+  write_unit(*this, w);
 }
 
 Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
@@ -141,6 +204,12 @@ Supervisor::~Supervisor() {
       if (u->child->watch) loop_.remove(u->child->watch);
     }
   }
+}
+
+void Supervisor::defer(std::function<void()> task) {
+  loop_.defer([alive = std::weak_ptr<bool>(alive_), task = std::move(task)] {
+    if (!alive.expired()) task();
+  });
 }
 
 Unit* Supervisor::find(const std::string& name) {

@@ -265,6 +265,9 @@ struct Unit {
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;
+  // The same object as to_json, as JSON text appended to `out` (no tree:
+  // `status` of a thousand watches).
+  void write_json(std::string& out) const;
 };
 
 // What the rules are asked. Implemented by the Lua bridge.
@@ -407,6 +410,9 @@ class Supervisor {
   bool is_own_command(const ProcStat& st) const;
 
  private:
+  // Work for a bounded slice of the loop (EventLoop::defer), dropped if
+  // the supervisor is gone by then.
+  void defer(std::function<void()> task);
   // supervisor.cpp: lifecycle of started processes, stops, decisions.
   void spawn(Unit& u);
   // By kind: spawn, restart script, or wait. `look_first`: a single watch
@@ -542,6 +548,7 @@ class Supervisor {
   bool advance_posted_ = false;
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace vigil

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <functional>
+#include <string>
 #include <vector>
 
 using namespace vigil;
@@ -60,4 +62,78 @@ TEST(EventLoop, IdleLoopWaitsForTheNextTimer) {
   loop.after(50ms, [&] { fired = true; });
   while (!fired) loop.run_once(5s);
   EXPECT_GE(MonoClock::now() - start, 50ms);
+}
+
+namespace {
+// Work that takes at least a whole slice (the loop's budget per iteration).
+void spin_a_slice(EventLoop& loop) {
+  MonoTime until = loop.now() + EventLoop::kSlice;
+  while (loop.now() < until) {
+  }
+}
+}  // namespace
+
+// The bound on one iteration's work: deferred tasks that do not fit in a
+// slice wait for the next iteration, and what became readable meanwhile
+// (the control socket, say) is served before them.
+TEST(EventLoop, DeferredWorkIsCutIntoSlicesWithTheFdsServedBetween) {
+  EventLoop loop;
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  Fd r(p[0]), w(p[1]);
+  std::vector<std::string> order;
+  loop.add(r.get(), EPOLLIN, [&](uint32_t) {
+    char c;
+    ASSERT_EQ(read(r.get(), &c, 1), 1);
+    order.push_back("fd");
+  });
+  loop.defer([&] {
+    order.push_back("a");
+    loop.post([&] { order.push_back("a posted"); });  // inside a's slice
+    ASSERT_EQ(write(w.get(), "x", 1), 1);
+    spin_a_slice(loop);
+  });
+  loop.defer([&] { order.push_back("b"); });
+  EXPECT_EQ(loop.deferred(), 2u);
+  loop.run_once(0ms);
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "a posted"}));
+  EXPECT_EQ(loop.stats().slices_cut, 1u);
+  EXPECT_EQ(loop.deferred(), 1u);
+  // Queued work: the loop does not sleep, even with a long max wait.
+  loop.run_once(24h);
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "a posted", "fd", "b"}));
+  EXPECT_EQ(loop.stats().deferred_run, 2u);
+  EXPECT_EQ(loop.stats().deferred_peak, 2u);
+  EXPECT_EQ(loop.deferred(), 0u);
+}
+
+// A task that defers more does not keep its slice going: the new work is
+// for a later iteration.
+TEST(EventLoop, WorkDeferredBySliceRunsInALaterIteration) {
+  EventLoop loop;
+  int runs = 0;
+  std::function<void()> again = [&] {
+    if (++runs < 3) loop.defer(again);
+  };
+  loop.defer(again);
+  loop.run_once(0ms);
+  EXPECT_EQ(runs, 1);
+  loop.run_once(0ms);
+  loop.run_once(0ms);
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(EventLoop, DueTimersAreCutIntoSlicesToo) {
+  EventLoop loop;
+  std::vector<int> fired;
+  loop.after(0ms, [&] {
+    fired.push_back(1);
+    spin_a_slice(loop);
+  });
+  loop.after(0ms, [&] { fired.push_back(2); });
+  loop.run_once(0ms);
+  EXPECT_EQ(fired, (std::vector<int>{1}));
+  EXPECT_EQ(loop.stats().timers_cut, 1u);
+  loop.run_once(24h);  // due already: no wait
+  EXPECT_EQ(fired, (std::vector<int>{1, 2}));
 }
