@@ -18,6 +18,7 @@ ControlServer::ControlServer(EventLoop& loop, Handler handler, Rejected on_rejec
 
 ControlServer::~ControlServer() {
   for (auto& [id, c] : conns_) loop_.remove(c.watch);
+  if (accept_timer_) loop_.cancel(accept_timer_);
   if (listen_watch_) loop_.remove(listen_watch_);
   if (!path_.empty()) ::unlink(path_.c_str());
 }
@@ -60,7 +61,20 @@ void ControlServer::on_accept() {
   // keep the loop here, away from the supervised processes.
   for (int n = 0; n < kAcceptsPerWakeup; ++n) {
     Fd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!fd) return;
+    if (!fd) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(errno_text(errno));
+      return;  // else EAGAIN, or an error of that one connection
+    }
+    if (conns_.size() >= kMaxConnections) {
+      // Closed at once: the slots are for clients that finish their request.
+      std::string line = error_reply("too many control connections (limit " +
+                                     std::to_string(kMaxConnections) + ")")
+                             .dump() +
+                         "\n";
+      ::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      continue;
+    }
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
@@ -91,6 +105,20 @@ void ControlServer::on_accept() {
     // work) later, when epoll first reports the new fd.
     on_readable(id);
   }
+}
+
+// Out of file descriptors: the pending connection stays in the backlog and
+// the listening socket stays readable, so retrying at once would spin the
+// loop. Stop listening for a moment; the connections open now end by their
+// own deadlines and free their fds.
+void ControlServer::pause_accepting(const std::string& why) {
+  if (accept_timer_) return;
+  on_reject_("cannot accept a control connection: " + why + " (retrying in 100 ms)");
+  loop_.modify(listen_watch_, 0);
+  accept_timer_ = loop_.after(std::chrono::milliseconds(100), [this] {
+    accept_timer_ = 0;
+    loop_.modify(listen_watch_, EPOLLIN);
+  });
 }
 
 void ControlServer::on_readable(uint64_t id) {

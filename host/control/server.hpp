@@ -18,6 +18,9 @@ namespace vigil {
 class ControlServer {
  public:
   static constexpr std::chrono::seconds kRequestTimeout{10};
+  // Connections open at once; more are refused with an error reply, so
+  // clients alone can never take the fds the supervised processes need.
+  static constexpr size_t kMaxConnections = 256;
   // While a reply is pending (a stop waiting for its process), a space
   // goes to the client this often: JSON ignores it, and the client can
   // tell a long command from a daemon that does not run any more (well
@@ -61,12 +64,14 @@ class ControlServer {
   void send_text(uint64_t id, std::string text);
   void close_conn(uint64_t id);
   void heartbeat(uint64_t id);
+  void pause_accepting(const std::string& why);
 
   EventLoop& loop_;
   Handler handler_;
   Rejected on_reject_;
   Fd listen_fd_;
   WatchId listen_watch_ = 0;
+  TimerId accept_timer_ = 0;  // accepting paused: out of fds
   std::string path_;
   std::map<uint64_t, Conn> conns_;
   std::map<std::string, TextHandler, std::less<>> text_handlers_;

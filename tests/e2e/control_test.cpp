@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include "tests/e2e/harness.hpp"
@@ -494,4 +495,46 @@ TEST(Control, CliSaysSoWhenTheReplyIsNotWhatVigilSends) {
   }
   server.join();
   close(fd);
+}
+
+namespace {
+// CPU seconds (user + system) the process has used so far.
+double cpu_seconds(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream in(stat.substr(stat.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && in >> f; ++i)
+    if (i >= 14) ticks += std::stod(f);
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+}  // namespace
+
+TEST(Control, RunningOutOfFdsDoesNotSpinTheDaemon) {
+  Daemon d;
+  d.set_prefix({"/usr/bin/prlimit", "--nofile=48:48", "--"});
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  // More idle connections than the daemon has fds left.
+  std::vector<int> fds;
+  for (int i = 0; i < 100; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      break;
+    }
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(300ms);  // measuring CPU use over a window
+  double before = cpu_seconds(d.pid());
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(cpu_seconds(d.pid()) - before, 0.5) << "the daemon spins on accept";
+  for (int fd : fds) close(fd);
+  // Once the fds are back, it answers again.
+  EXPECT_TRUE(wait_for([&] { return d.cli({"--timeout", "2", "ping"}).code == 0; }, 15s));
+  EXPECT_EQ(d.watch_state("s"), "running");
 }
