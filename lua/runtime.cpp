@@ -1,11 +1,14 @@
 #include "lua/runtime.hpp"
 
 #include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "lua/runtime_internal.hpp"
 
@@ -28,39 +31,158 @@ void* limited_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-// Count hook: checks the wall-clock deadline every 1000 instructions. Once
-// expired it keeps raising, so a rule's own pcall cannot swallow the cut.
-void budget_hook(lua_State* L, lua_Debug*) {
-  RuntimeState& rt = runtime_of(L);
-  Budget& b = rt.budget;
-  if (!b.armed || b.in_handler) return;
-  if (!b.expired && MonoClock::now() < b.deadline) return;
-  b.expired = true;
-  // In a hook, level 0 is the Lua function that was running: name its line.
-  char msg[512];
+constexpr int kStrictMask = LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET;
+
+// "file:line" of the innermost Lua frame (a hook's level 0 may be a C
+// function being called).
+std::string innermost_lua_line(lua_State* L) {
   lua_Debug ar;
-  const char* src = "?";
-  int line = -1;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "Sl", &ar)) {
-    src = ar.short_src;
-    line = ar.currentline;
-  }
-  snprintf(msg, sizeof msg, "%s:%d: rule budget exceeded (ran over %.0f ms)", src, line,
-           b.seconds * 1000);
-  if (b.message.empty()) b.message = msg;
-  lua_pushstring(L, msg);
-  lua_error(L);
+  for (int level = 0; lua_getstack(L, level, &ar); ++level)
+    if (lua_getinfo(L, "Sl", &ar) && ar.currentline >= 0)
+      return std::string(ar.short_src) + ":" + std::to_string(ar.currentline);
+  return "?";
 }
 
+// Marks the budget expired (the first time: records where) and makes the
+// running thread strict.
+void expire(RuntimeState& rt, lua_State* L) {
+  Budget& b = rt.budget;
+  if (!b.expired) {
+    b.expired = true;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: rule budget exceeded (ran over %.0f ms)",
+             innermost_lua_line(L).c_str(), b.seconds * 1000);
+    b.message = msg;
+  }
+  budget_strict(L);
+}
+
+[[noreturn]] void raise_budget(RuntimeState& rt, lua_State* L) {
+  lua_pushstring(L, rt.budget.message.c_str());
+  lua_error(L);
+  abort();  // not reached: lua_error does not return
+}
+
+// The deadline timer. One signal for every runtime; the handler touches
+// only the runtime armed on its own thread, and only through lua_sethook,
+// which Lua documents as safe to call from a signal handler.
+thread_local RuntimeState* t_armed = nullptr;
+
+int deadline_signal() {
+  return SIGRTMIN + 5;
+}
+
+void on_deadline_signal(int, siginfo_t* si, void*) {
+  RuntimeState* rt = t_armed;
+  if (!rt || si->si_value.sival_ptr != rt || !rt->budget.running) return;
+  lua_sethook(rt->budget.running, budget_hook, kStrictMask, 1);
+}
+
+void create_deadline_timer(RuntimeState& rt) {
+  static std::once_flag installed;
+  static bool handler_ok = false;
+  std::call_once(installed, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_deadline_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    handler_ok = sigaction(deadline_signal(), &sa, nullptr) == 0;
+  });
+  if (!handler_ok) return;
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev._sigev_un._tid = static_cast<pid_t>(gettid());
+  sev.sigev_signo = deadline_signal();
+  sev.sigev_value.sival_ptr = &rt;
+  if (timer_create(CLOCK_MONOTONIC, &sev, &rt.budget.timer) != 0) return;
+  rt.budget.has_timer = true;
+  rt.budget.timer_thread = pthread_self();
+}
+
+// Arms (seconds > 0) or disarms (0) the deadline timer; true when armed.
+bool set_deadline_timer(RuntimeState& rt, double seconds) {
+  Budget& b = rt.budget;
+  if (!b.has_timer || !pthread_equal(pthread_self(), b.timer_thread)) return false;
+  itimerspec its{};
+  if (seconds > 0) {
+    its.it_value.tv_sec = static_cast<time_t>(seconds);
+    its.it_value.tv_nsec = static_cast<long>((seconds - static_cast<double>(its.it_value.tv_sec)) * 1e9);
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+  }
+  return timer_settime(b.timer, 0, &its, nullptr) == 0;
+}
+
+void log_failure(RuntimeState& rt, const CallResult& r, const char* what);
+
+}  // namespace
+
+void budget_normal(lua_State* L) {
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, kBudgetCount);
+}
+
+void budget_strict(lua_State* L) {
+  if (lua_gethookmask(L) != kStrictMask || lua_gethookcount(L) != 1)
+    lua_sethook(L, budget_hook, kStrictMask, 1);
+}
+
+// Before the deadline: looks at the clock every kBudgetCount instructions.
+// After it: fires on every instruction, call and return of every thread
+// that runs, and raises each time, so neither pcall nor xpcall, a message
+// handler, __close, __tostring nor a coroutine gets to run on. The only
+// Lua-visible function it lets through is the host's traceback handler.
+void budget_hook(lua_State* L, lua_Debug* ar) {
+  RuntimeState& rt = runtime_of(L);
+  Budget& b = rt.budget;
+  if (!b.armed) {
+    // Strict left over from a cut (or a late timer signal): back to normal.
+    if (lua_gethookmask(L) != LUA_MASKCOUNT) budget_normal(L);
+    return;
+  }
+  if (!b.expired) {
+    if (MonoClock::now() < b.deadline) {
+      if (lua_gethookmask(L) != LUA_MASKCOUNT) budget_normal(L);
+      return;
+    }
+    expire(rt, L);
+  }
+  budget_strict(L);
+  if (ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKRET) {
+    lua_getinfo(L, "f", ar);
+    bool handler = lua_tocfunction(L, -1) == traceback_handler;
+    lua_pop(L, 1);
+    if (handler) return;
+  }
+  raise_budget(rt, L);
+}
+
+void budget_check(lua_State* L) {
+  RuntimeState& rt = runtime_of(L);
+  Budget& b = rt.budget;
+  if (!b.armed) return;
+  if (!b.expired && MonoClock::now() < b.deadline) return;
+  expire(rt, L);
+  raise_budget(rt, L);
+}
+
+// Message handler of every protected call. A string or number error is
+// used as it is; another object's __tostring runs only while the budget
+// has not expired (and then under the hook, like any rule code).
 int traceback_handler(lua_State* L) {
   RuntimeState& rt = runtime_of(L);
-  rt.budget.in_handler = true;
-  const char* msg = lua_tostring(L, 1);
-  if (!msg) msg = luaL_tolstring(L, 1, nullptr);
+  const char* msg = lua_tostring(L, 1);  // converts numbers, never a metamethod
+  if (!msg) {
+    if (!rt.budget.expired && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+      lua_pop(L, 1);
+      msg = luaL_tolstring(L, 1, nullptr);
+    } else {
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+  }
   luaL_traceback(L, L, msg, 1);
-  rt.budget.in_handler = false;
   return 1;
 }
+
+namespace {
 
 void log_failure(RuntimeState& rt, const CallResult& r, const char* what) {
   if (!rt.host.log) return;
@@ -73,7 +195,8 @@ std::string first_line(const std::string& s) {
 }
 
 // Removes what rules must not have: process exit, shelling out, native
-// code, reading arbitrary chunks as bytecode.
+// code, bytecode, finalizers, the daemon's stdin; bounds what is left
+// (harden_base, install_bounded_patterns).
 void sandbox(lua_State* L) {
   lua_pushnil(L);
   lua_setglobal(L, "dofile");
@@ -88,10 +211,16 @@ void sandbox(lua_State* L) {
   lua_pop(L, 1);
 
   lua_getglobal(L, "io");
-  for (const char* k : {"popen", "input", "output", "tmpfile"}) {
+  for (const char* k : {"popen", "input", "output", "tmpfile", "stdin"}) {
     lua_pushnil(L);
     lua_setfield(L, -2, k);
   }
+  lua_pop(L, 1);
+
+  // Bytecode is never loaded, so rules need not make any.
+  lua_getglobal(L, "string");
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
   lua_pop(L, 1);
 
   lua_getglobal(L, "package");
@@ -99,7 +228,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "loadlib");
   lua_pushstring(L, "");
   lua_setfield(L, -2, "cpath");
-  // Keep the preload and Lua-file searchers; drop the C ones.
+  // Keep the preload searcher; drop the C ones (harden_base replaces the
+  // Lua-file one with a text-only one).
   lua_getfield(L, -1, "searchers");
   lua_pushnil(L);
   lua_rawseti(L, -2, 4);
@@ -124,12 +254,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "vigil.cluster");
   lua_pop(L, 2);
 
-  // load(): text chunks only.
-  luaL_dostring(L,
-                "local load = load\n"
-                "_G.load = function(chunk, name, mode, env)\n"
-                "  return load(chunk, name, 't', env)\n"
-                "end");
+  harden_base(L);
+  install_bounded_patterns(L);
 }
 
 bool is_dir(const std::string& p) {
@@ -174,36 +300,47 @@ CallResult protected_call(RuntimeState& rt, int nargs, int nresults, const char*
   lua_pushcfunction(L, traceback_handler);
   lua_insert(L, base);
   bool outer = rt.depth == 0;
-  Budget saved = rt.budget;
+  Budget& b = rt.budget;
   if (outer) {
-    rt.budget.armed = true;
-    rt.budget.expired = false;
-    rt.budget.message.clear();
-    rt.budget.seconds = budget_seconds;
-    rt.budget.deadline = MonoClock::now() + from_seconds(budget_seconds);
+    b.armed = true;
+    b.expired = false;
+    b.message.clear();
+    b.seconds = budget_seconds;
+    b.deadline = MonoClock::now() + from_seconds(budget_seconds);
+    b.running = L;
+    t_armed = &rt;
+    set_deadline_timer(rt, budget_seconds);
   }
   ++rt.depth;
   int rc = lua_pcall(L, nargs, nresults, base);
   --rt.depth;
+  bool cut = b.expired;
+  if (outer) {
+    set_deadline_timer(rt, 0);
+    t_armed = nullptr;
+    b.armed = false;
+    b.expired = false;
+    b.running = L;
+    budget_normal(L);  // other threads go back to normal at their next hook
+  }
   CallResult r;
-  if (rc == LUA_OK && outer && rt.budget.expired) {
-    // The rule caught the cut with pcall and finished before the hook
-    // fired again: still a failure.
+  if (rc == LUA_OK && outer && cut) {
+    // The rule caught the cut and finished before the hook fired again:
+    // still a failure.
     lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
     r.status = CallStatus::Budget;
-    r.error = rt.budget.message + " (caught by the rule, cut off anyway)";
+    r.error = b.message + " (caught by the rule, cut off anyway)";
     r.traceback = r.error;
   } else if (rc != LUA_OK) {
     std::string full = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
-    r.status = rt.budget.expired  ? CallStatus::Budget
-               : rc == LUA_ERRMEM ? CallStatus::Memory
-                                  : CallStatus::Error;
-    r.error = first_line(full);
-    r.traceback = full;
+    r.status = cut ? CallStatus::Budget : rc == LUA_ERRMEM ? CallStatus::Memory : CallStatus::Error;
+    // A cut may surface as "error in error handling" or as the rule's own
+    // error raised while unwinding: the first cut is what happened.
+    r.error = cut ? b.message : first_line(full);
+    r.traceback = cut && full.find(b.message) == std::string::npos ? b.message + "\n" + full : full;
     lua_pop(L, 1);
   }
   lua_remove(L, base);  // the handler
-  if (outer) rt.budget = saved, rt.budget.armed = false;
   if (!r.ok() && report) log_failure(rt, r, what);
   return r;
 }
@@ -346,7 +483,9 @@ RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
   lua_setfield(rt.L, -2, "debug");
   lua_pop(rt.L, 2);
   sandbox(rt.L);
-  lua_sethook(rt.L, budget_hook, LUA_MASKCOUNT, 1000);
+  rt.budget.running = rt.L;
+  budget_normal(rt.L);  // coroutines inherit it from the thread that makes them
+  create_deadline_timer(rt);
 }
 
 RuleRuntime::~RuleRuntime() {
@@ -355,7 +494,11 @@ RuleRuntime::~RuleRuntime() {
     for (TimerId id : rt.timers) rt.host.loop->cancel(id);
   if (rt.host.probes)
     for (ProbeId id : rt.probes) rt.host.probes->cancel(id);
+  // Closing runs only the host's C finalizers (rules cannot set a __gc,
+  // see harden_base); a dying state acts no more.
+  rt.live = false;
   if (rt.L) lua_close(rt.L);
+  if (rt.budget.has_timer) timer_delete(rt.budget.timer);
 }
 
 LoadResult RuleRuntime::load(const std::string& path) {
@@ -399,6 +542,17 @@ LoadResult RuleRuntime::load(const std::string& path) {
     result.errors.push_back("vigil.rules did not return its entry table");
     return result;
   }
+  // The host keeps a raw copy: rules can reach the module's table
+  // (package.loaded) but not this one, so no metamethod of theirs runs
+  // when the host looks an entry up outside a protected call.
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
   rt.entry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   if (files.empty() && !is_dir(path)) {

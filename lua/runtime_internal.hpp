@@ -13,6 +13,9 @@ extern "C" {
 #include <lualib.h>
 }
 
+#include <pthread.h>
+#include <time.h>
+
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -32,14 +35,26 @@ struct Allocator {
   size_t limit = 0;
 };
 
+// The time budget of the outermost protected call. Before the deadline a
+// count hook looks at the clock every kBudgetCount instructions (the only
+// cost a normal callback pays); a POSIX timer also fires at the deadline
+// and switches the running thread's hook to strict, so a loop of long C
+// calls is cut within one C call. Once expired the hook is strict (every
+// instruction, call and return) on every thread that runs, and raises
+// until the outermost protected call returns.
 struct Budget {
   bool armed = false;
   bool expired = false;
-  bool in_handler = false;
   MonoTime deadline;
   double seconds = 0;
-  std::string message;  // the first cut, with the rule's file:line
+  std::string message;      // the first cut, with the rule's file:line
+  lua_State* running = nullptr;  // the thread running now (main or a coroutine)
+  bool has_timer = false;        // the deadline timer exists (see arm_deadline_timer)
+  timer_t timer{};
+  pthread_t timer_thread{};  // the thread the timer signals
 };
+
+constexpr int kBudgetCount = 1000;
 
 enum class CallStatus { Ok, Error, Budget, Memory };
 
@@ -115,6 +130,27 @@ CallResult call_entry(RuntimeState& rt, const char* name, int nargs, int nresult
 
 // Delivers events queued during a callback (outermost call only).
 void drain_events(RuntimeState& rt);
+
+// The budget's count/call/return hook, and the message handler of every
+// protected call (never runs a metamethod once the budget has expired).
+void budget_hook(lua_State* L, lua_Debug* ar);
+int traceback_handler(lua_State* L);
+// Hook modes: normal (count only) before expiry, strict after.
+void budget_normal(lua_State* L);
+void budget_strict(lua_State* L);
+// For C functions that can run long (the pattern functions): raises the
+// budget error, naming the Lua caller's file:line, once the budget has run
+// out. Cheap: call it every few thousand steps.
+void budget_check(lua_State* L);
+
+// lua/sandbox.cpp: the base-library replacements that keep the budget and
+// the text-only rule unescapable (setmetatable without __gc, hidden
+// userdata metatables, coroutines that follow the budget, text-only load
+// and require, io without side effects while not live).
+void harden_base(lua_State* L);
+// lua/pattern.cpp: string.find/match/gmatch/gsub with a step-counted
+// matcher that calls budget_check.
+void install_bounded_patterns(lua_State* L);
 
 // Raises a "not allowed while rules are being validated" error when the
 // state is not live. Use at the top of functions with side effects.

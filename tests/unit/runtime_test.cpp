@@ -75,7 +75,7 @@ TEST(Runtime, SandboxRemovesDangerousFunctions) {
   for (const char* probe :
        {"assert(os.exit == nil)", "assert(os.execute == nil)", "assert(io.popen == nil)",
         "assert(package.loadlib == nil)", "assert(dofile == nil)", "assert(loadfile == nil)",
-        "assert(debug == nil)", "assert(load(string.dump(function() end)) == nil)",
+        "assert(debug == nil)", "assert(string.dump == nil)",
         "assert(package.cpath == '')"}) {
     EXPECT_TRUE(l.rt.run_string(probe, "=probe", err)) << probe << ": " << err;
   }
