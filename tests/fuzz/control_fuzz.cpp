@@ -3,7 +3,10 @@
 // a temporary state directory (no rules, no kernel process events). The
 // loop runs a few iterations after each request so that posted work and
 // replies happen. A `quit` is handled like any request; the daemon it
-// stopped is replaced by a fresh one.
+// stopped is replaced by a fresh one. An input starting with '{' is the
+// request line as it is; any other input builds one (a command and
+// arguments of every JSON type), so type confusion in any field is found.
+#include <fuzzer/FuzzedDataProvider.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -75,9 +78,58 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+// Any JSON value, of any type, from the input.
+nlohmann::json any_value(FuzzedDataProvider& p, int depth) {
+  switch (p.ConsumeIntegralInRange(0, depth > 1 ? 5 : 7)) {
+    case 0: return nullptr;
+    case 1: return p.ConsumeBool();
+    case 2: return p.ConsumeIntegral<int64_t>();
+    case 3: return p.ConsumeFloatingPoint<double>();
+    case 4: return p.ConsumeRandomLengthString(32);
+    case 5: return p.ConsumeIntegral<uint64_t>();
+    case 6: {
+      nlohmann::json a = nlohmann::json::array();
+      for (int n = p.ConsumeIntegralInRange(0, 3); n > 0; --n) a.push_back(any_value(p, depth + 1));
+      return a;
+    }
+    default: {
+      nlohmann::json o = nlohmann::json::object();
+      for (int n = p.ConsumeIntegralInRange(0, 3); n > 0; --n)
+        o[p.ConsumeRandomLengthString(8)] = any_value(p, depth + 1);
+      return o;
+    }
+  }
+}
+
+// An input not starting with '{' builds the request: a known command (or
+// any string) and known or any argument names with values of any type, so
+// that every field of every command meets every type.
+std::string structured_request(const uint8_t* data, size_t size) {
+  static const char* kCmds[] = {"ping",  "quit",    "status",  "metrics", "reload",
+                                "events", "dumps",  "explain", "start",   "stop",
+                                "restart", "pause", "resume",  "set"};
+  static const char* kArgs[] = {"name", "all", "keep", "n", "watch", "id", "key", "value"};
+  FuzzedDataProvider p(data, size);
+  nlohmann::json req = nlohmann::json::object();
+  req["cmd"] = p.ConsumeBool() ? std::string(p.PickValueInArray(kCmds))
+                               : p.ConsumeRandomLengthString(16);
+  for (int n = p.ConsumeIntegralInRange(0, 4); n > 0; --n) {
+    std::string key = p.ConsumeIntegralInRange(0, 9) < 9 ? std::string(p.PickValueInArray(kArgs))
+                                                          : p.ConsumeRandomLengthString(8);
+    req[key] = any_value(p, 0);
+  }
+  return req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The server hands over the first line.
-  std::string line(reinterpret_cast<const char*>(data), size);
+  std::string line = size > 0 && data[0] == '{'
+                         ? std::string(reinterpret_cast<const char*>(data), size)
+                         : structured_request(data, size);
   if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
   std::string error;
   auto req = vigil::parse_request(line, error);

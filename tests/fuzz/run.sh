@@ -7,7 +7,7 @@
 # The last line of each target's output (build-fuzz/TARGET.log) gives the
 # executions and coverage (cov: edges, ft: features).
 #
-#   tests/fuzz/run.sh [SECONDS] [TARGET...]   TARGET: proc formats control rules
+#   tests/fuzz/run.sh [SECONDS] [TARGET...]   TARGET: proc formats pattern control rules
 #
 # To add what a long run found to the kept corpus, minimised:
 #   build-fuzz/tests/fuzz/TARGET_fuzz -merge=1 tests/fuzz/corpus/TARGET build-fuzz/corpus/TARGET
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 secs="${1:-60}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(proc formats control rules)
+[ ${#targets[@]} -gt 0 ] || targets=(proc formats pattern control rules)
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DVIGIL_FUZZ=ON > /dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzz}"
