@@ -206,6 +206,8 @@ std::string render_template(std::string_view tmpl, const nlohmann::json& fields)
       snprintf(buf, sizeof buf, "%.3g", it->get<double>());
       out.append(buf);
     } else {
+      // A list or table may hold strings that are not UTF-8 (argv, a
+      // probe's output): replaced, never a throw out of emit().
       out.append(it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     i = close + 1;

@@ -10,18 +10,33 @@ namespace vigil {
 
 namespace {
 
-// Replaces invalid UTF-8 sequences with U+FFFD so that a field copied
-// from a process's output cannot make the message unparsable.
+// Replaces invalid UTF-8 with U+FFFD (one per byte that starts no valid
+// sequence) so that a field copied from a process's output cannot make the
+// message unparsable. Valid is RFC 3629's: the shortest form, no
+// surrogates (U+D800..DFFF), nothing above U+10FFFF.
 std::string valid_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = 0;
+    // The range the second byte must be in (RFC 3629 §4): it rules out
+    // the overlong forms, the surrogates and what is above U+10FFFF.
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80) len = 1;
+    else if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) len = 3, lo = 0xA0;
+    else if (c == 0xED) len = 3, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) len = 4, hi = 0x8F;
     bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k)
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    for (size_t k = 1; ok && k < len; ++k) {
+      auto d = static_cast<unsigned char>(s[i + k]);
+      ok = k == 1 ? d >= lo && d <= hi : (d & 0xC0) == 0x80;
+    }
     if (ok) {
       out.append(s.substr(i, len));
       i += len;
@@ -168,7 +183,8 @@ std::string journal_entry(const Event& ev, int facility, std::string_view msg) {
   if (ev.fields.is_object())
     for (const auto& [k, v] : ev.fields.items()) {
       if (v.is_null() || k == "watch") continue;
-      std::string name = journal_field_name(k);
+      // journald takes names of at most 64 characters, the prefix included.
+      std::string name = journal_field_name(k).substr(0, 64 - 6);
       if (name.empty()) continue;
       journal_append(out, "VIGIL_" + name, field_text(v));
     }

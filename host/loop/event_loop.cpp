@@ -101,7 +101,10 @@ void EventLoop::run_once(Duration max_wait) {
 
 void EventLoop::dispatch_io(const epoll_event* events, int n) {
   for (int i = 0; i < n; ++i) {
-    auto it = watches_.find(events[i].data.u64);
+    // A copy: epoll_event is packed on x86-64, so data.u64 is misaligned
+    // and find(const uint64_t&) must not bind to it (UBSan's finding).
+    const uint64_t id = events[i].data.u64;
+    auto it = watches_.find(id);
     if (it == watches_.end()) continue;
     // Copy: the callback may remove its own watch.
     IoCallback cb = it->second.cb;

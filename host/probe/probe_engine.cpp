@@ -326,7 +326,10 @@ ProbeResult ProbeEngine::Impl::http_result(Check& c, CURLcode code) {
     r.reason = "body does not contain '" + h.body + "'";
     return r;
   }
-  for (const auto& [name, want] : h.expect_headers) {
+  for (const auto& expected : h.expect_headers) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one.
+    const std::string& name = expected.first;
+    const std::string& want = expected.second;
     auto it = std::find_if(c.got_headers.begin(), c.got_headers.end(),
                            [&](const auto& kv) { return icase_equal(kv.first, name); });
     if (it == c.got_headers.end()) {

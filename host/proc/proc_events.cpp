@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "host/core/strings.hpp"
@@ -59,6 +61,24 @@ bool ProcEvents::send_op(int op, std::string& error, int filter) {
   return true;
 }
 
+namespace {
+
+// The event of one netlink message, copied out: it sits at offset 36
+// (nlmsghdr 16 + cn_msg 20), misaligned for its 64-bit timestamp, so it
+// must not be read in place (UBSan's finding); and a message shorter than
+// an event is not read past its end. False when it holds no event.
+bool event_of(const nlmsghdr* nh, proc_event& ev) {
+  if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(cn_msg))) return false;
+  const auto* cn = reinterpret_cast<const cn_msg*>(NLMSG_DATA(nh));
+  size_t avail = std::min<size_t>(nh->nlmsg_len - NLMSG_LENGTH(sizeof(cn_msg)), cn->len);
+  if (avail < offsetof(proc_event, event_data)) return false;
+  ev = proc_event{};
+  memcpy(&ev, cn->data, std::min(avail, sizeof ev));
+  return true;
+}
+
+}  // namespace
+
 // Waits for the kernel's PROC_EVENT_NONE acknowledgement; other events
 // that arrive meanwhile are dropped (nobody listens yet).
 bool ProcEvents::wait_ack(std::string& error, int timeout_ms) {
@@ -73,8 +93,9 @@ bool ProcEvents::wait_ack(std::string& error, int timeout_ms) {
       return false;
     }
     for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
-      auto* cn = reinterpret_cast<cn_msg*>(NLMSG_DATA(nh));
-      auto* ev = reinterpret_cast<proc_event*>(cn->data);
+      proc_event event;
+      if (!event_of(nh, event)) continue;
+      const proc_event* ev = &event;
       if (ev->what != proc_event::PROC_EVENT_NONE) continue;
       if (ev->event_data.ack.err != 0) {
         error = "subscription refused: " + errno_text(static_cast<int>(ev->event_data.ack.err));
@@ -148,9 +169,11 @@ void ProcEvents::drain() {
     if (n == 0) break;
     for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
       if (nh->nlmsg_type != NLMSG_DONE) continue;
+      proc_event event;
+      if (!event_of(nh, event)) continue;
       auto* cn = reinterpret_cast<cn_msg*>(NLMSG_DATA(nh));
       if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC) continue;
-      auto* ev = reinterpret_cast<proc_event*>(cn->data);
+      const proc_event* ev = &event;
       ProcEvent out;
       out.time_ns = ev->timestamp_ns;
       switch (ev->what) {

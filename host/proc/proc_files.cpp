@@ -143,6 +143,26 @@ uint64_t parse_nofile_limit(std::string_view text) {
   return v;
 }
 
+std::optional<uint64_t> socket_link_inode(std::string_view link) {
+  if (!link.starts_with("socket:[") || !link.ends_with("]")) return std::nullopt;
+  std::string_view digits = link.substr(8, link.size() - 9);
+  uint64_t ino = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ino);
+  if (ec != std::errc() || ptr != digits.data() + digits.size()) return std::nullopt;
+  return ino;
+}
+
+void parse_pid_list(std::string_view rest, std::vector<pid_t>& out) {
+  while (!rest.empty()) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    pid_t c = 0;
+    auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), c);
+    if (ec != std::errc()) break;
+    out.push_back(c);
+    rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
+  }
+}
+
 ProcReader::ProcReader() : buf_(4096) {}
 
 std::optional<std::string_view> ProcReader::read_path(const char* path) {
@@ -270,10 +290,10 @@ bool ProcReader::socket_inodes(pid_t pid, std::vector<uint64_t>& out, int* fd_co
   char link[64];
   for (int fd : fds) {
     snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
-    ssize_t n = ::readlink(path, link, sizeof link - 1);
-    if (n <= 8 || memcmp(link, "socket:[", 8) != 0) continue;
-    uint64_t ino = 0;
-    if (std::from_chars(link + 8, link + n - 1, ino).ec == std::errc()) out.push_back(ino);
+    ssize_t n = ::readlink(path, link, sizeof link);
+    if (n <= 0) continue;
+    if (auto ino = socket_link_inode(std::string_view(link, static_cast<size_t>(n))))
+      out.push_back(*ino);
   }
   std::sort(out.begin(), out.end());
   return true;
@@ -302,17 +322,7 @@ std::vector<pid_t> ProcReader::children(pid_t pid) {
   }
   for (pid_t tid : tids) {
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, tid);
-    auto text = read_path(path);
-    if (!text) continue;
-    std::string_view rest = *text;
-    while (!rest.empty()) {
-      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-      pid_t c = 0;
-      auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), c);
-      if (ec != std::errc()) break;
-      out.push_back(c);
-      rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
-    }
+    if (auto text = read_path(path)) parse_pid_list(*text, out);
   }
   return out;
 }

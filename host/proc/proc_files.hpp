@@ -55,6 +55,13 @@ bool parse_tcp_table(std::string_view text, const std::function<void(const TcpSo
 // unlimited.
 uint64_t parse_nofile_limit(std::string_view limits_text);
 
+// The inode of a socket descriptor's link text ("socket:[12345]");
+// nullopt for anything else.
+std::optional<uint64_t> socket_link_inode(std::string_view link);
+
+// The pids of a /proc/PID/task/TID/children list ("12 34 ").
+void parse_pid_list(std::string_view text, std::vector<pid_t>& out);
+
 class ProcReader {
  public:
   ProcReader();

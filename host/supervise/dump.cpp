@@ -121,9 +121,8 @@ std::string describe_fds(pid_t pid) {
     std::string p = std::string(dir) + "/" + e->d_name;
     ssize_t n = readlink(p.c_str(), link, sizeof link - 1);
     std::string target = n > 0 ? std::string(link, static_cast<size_t>(n)) : "?";
-    uint64_t inode = 0;
-    if (sscanf(target.c_str(), "socket:[%lu]", &inode) == 1) {
-      if (auto it = tcp.find(inode); it != tcp.end()) {
+    if (auto inode = socket_link_inode(target)) {
+      if (auto it = tcp.find(*inode); it != tcp.end()) {
         const TcpSocket& s = it->second;
         target += " tcp " + std::string(s.state > 0 && s.state < 12 ? kStates[s.state] : "?") +
                   " port " + std::to_string(s.local_port);

@@ -32,4 +32,10 @@ TEST(Catalog, TemplatesRenderFields) {
             "api: pid 42 exited 3 after 1.25s");
   EXPECT_EQ(vigil::render_template("{missing} stays", f), "{missing} stays");
   EXPECT_EQ(vigil::render_template("unclosed {brace", f), "unclosed {brace");
+  // Found writing tests/fuzz/formats_fuzz: a field holding a list or table
+  // with bytes that are not UTF-8 (a process's argv, a probe's output)
+  // made the rendering throw, out of EventLog::emit.
+  nlohmann::json g = {{"argv", {"ok", "bad \xff"}}, {"nested", {{"k", "\xc0\x80"}}}};
+  EXPECT_EQ(vigil::render_template("{argv} {nested}", g),
+            "[\"ok\",\"bad \xEF\xBF\xBD\"] {\"k\":\"\xEF\xBF\xBD\xEF\xBF\xBD\"}");
 }

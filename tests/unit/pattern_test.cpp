@@ -17,6 +17,9 @@ void expect_same(const std::string& pattern, const std::string& subject) {
 }  // namespace
 
 TEST(PatternDifferential, HandCases) {
+  // These outlive the table (ASan: a temporary's c_str() dangled).
+  const std::string kLong(300, 'x');
+  const std::string kNul("a\0b", 3);
   const std::pair<const char*, const char*> cases[] = {
       {"o w", "hello world"},
       {"^(%w+)%s*=%s*(%w+)()$", "key = value"},
@@ -60,7 +63,7 @@ TEST(PatternDifferential, HandCases) {
       {"%p+", "a,.;b"},
       {"%c", "a\tb"},
       {"%g+", " \x01" "abc"},
-      {"%z", std::string("a\0b", 3).c_str()},
+      {"%z", kNul.c_str()},
       {".-b", "aaab"},
       {"a-", "aaa"},
       {"a-$", "aaa"},
@@ -74,7 +77,7 @@ TEST(PatternDifferential, HandCases) {
       {"IdleWorkers:%s*(%d+)", "BusyWorkers: 3\nIdleWorkers: 7\n"},
       {"((a)(b))", "ab"},
       {"(a*(.)%w(%s*))", "aaab  c"},
-      {"%a+", std::string(300, 'x').c_str()},
+      {"%a+", kLong.c_str()},
       {"(.)%1", "abccd"},
       {"[\xff-\xfe]", "\xff"},
       {"[\x80-\xff]+", "a\x90\xa0" "b"},

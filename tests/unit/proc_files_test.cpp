@@ -538,6 +538,28 @@ TEST(ProcNetTcp, ParsesStatesPortsQueuesAndInodes) {
   EXPECT_FALSE(vigil::parse_tcp_table("header\n   1: garbage\n", [](const vigil::TcpSocket&) {}));
 }
 
+// One parser for the fd link text, for the probes' socket_inodes and the
+// dumps' fd list (which used sscanf("socket:[%lu]"): it took "socket:[-1"
+// and "socket:[12x" as sockets 2^64-1 and 12).
+TEST(ProcFdLink, SocketInodeOnlyFromAWholeSocketLink) {
+  EXPECT_EQ(socket_link_inode("socket:[12345]"), 12345u);
+  EXPECT_EQ(socket_link_inode("socket:[0]"), 0u);
+  for (const char* bad : {"socket:[]", "socket:[-1]", "socket:[12x]", "socket:[12", "socket:12]",
+                          "pipe:[12345]", "anon_inode:[eventfd]", "/dev/null", "socket:[",
+                          "socket:[99999999999999999999]", ""})
+    EXPECT_FALSE(socket_link_inode(bad).has_value()) << bad;
+}
+
+TEST(ProcChildren, PidList) {
+  std::vector<pid_t> pids;
+  parse_pid_list("12 345 6789 ", pids);
+  EXPECT_EQ(pids, (std::vector<pid_t>{12, 345, 6789}));
+  pids.clear();
+  parse_pid_list("", pids);
+  parse_pid_list("x 1", pids);
+  EXPECT_TRUE(pids.empty());
+}
+
 TEST(ProcLimits, SoftNofileLimit) {
   const char* limits =
       "Limit                     Soft Limit           Hard Limit           Units     \n"

@@ -43,6 +43,33 @@ TEST(SyslogFormat, EscapesSdParamValues) {
   EXPECT_EQ(sd_escape("ok \xc3\xa9"), "ok \xc3\xa9");
 }
 
+// Found by tests/fuzz/formats_fuzz: the check took any lead byte with the
+// right number of continuation bytes, so overlong forms, surrogates and
+// code points above U+10FFFF went out as "valid" UTF-8.
+TEST(SyslogFormat, EveryKindOfInvalidUtf8IsReplaced) {
+  const std::string bad[] = {
+      "\xC0\x80",          // overlong NUL
+      "\xC1\xBF",          // overlong '\x7F'
+      "\xE0\x80\xAF",      // overlong '/'
+      "\xED\xA0\x80",      // surrogate U+D800
+      "\xF0\x80\x80\xAF",  // overlong '/' in four bytes
+      "\xF4\x90\x80\x80",  // U+110000
+      "\xF8\x88\x80\x80\x80",
+      "\xE2\x82",          // truncated
+  };
+  for (const auto& b : bad) {
+    std::string out = sd_escape("a" + b + "z");
+    EXPECT_EQ(out.front(), 'a');
+    EXPECT_EQ(out.back(), 'z');
+    EXPECT_EQ(out.find(b), std::string::npos) << "kept invalid bytes";
+    EXPECT_NE(out.find("\xEF\xBF\xBD"), std::string::npos) << out;
+  }
+  // The largest and the smallest of each length stay.
+  for (std::string ok : {"\x7F", "\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xED\x9F\xBF",
+                         "\xEE\x80\x80", "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF"})
+    EXPECT_EQ(sd_escape(ok), ok);
+}
+
 TEST(SyslogFormat, SdNamesAreSanitized) {
   EXPECT_EQ(sd_name("per_minute"), "per_minute");
   EXPECT_EQ(sd_name("a b=c]\"d"), "a_b_c__d");
@@ -107,6 +134,25 @@ TEST(JournalFormat, FieldNamesAndEntry) {
   EXPECT_NE(e.find("\nVIGIL_PID=123\n"), std::string::npos) << e;
   EXPECT_NE(e.find("\nVIGIL_HOW=exited 3\n"), std::string::npos) << e;
   EXPECT_EQ(e.find("VIGIL_SIGNAL"), std::string::npos) << e;
+}
+
+// Found writing tests/fuzz/formats_fuzz's journald check: a 64-character
+// field name became
+// VIGIL_ + 64 = 70 characters, over journald's limit of 64 (it drops the
+// field, or with some versions the whole entry).
+TEST(JournalFormat, PrefixedFieldNamesStayWithinJournaldsLimit) {
+  Event ev = exit_event();
+  ev.fields[std::string(100, 'k')] = "v";
+  std::string e = journal_entry(ev, 3, ev.text);
+  std::string expected = "\nVIGIL_" + std::string(58, 'K') + "=v\n";
+  EXPECT_NE(e.find(expected), std::string::npos) << e;
+  for (size_t at = 0; at < e.size();) {
+    size_t end = e.find_first_of("=\n", at);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_LE(end - at, 64u) << e.substr(at, end - at);
+    if (e[end] == '\n') break;  // the binary MESSAGE form does not occur here
+    at = e.find('\n', end) + 1;
+  }
 }
 
 TEST(JournalFormat, MessageIdsAreStableAndDistinct) {
