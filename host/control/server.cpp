@@ -203,8 +203,7 @@ void ControlServer::send_text(uint64_t id, std::string text) {
   if (c.beat_timer) loop_.cancel(c.beat_timer);
   c.beat_timer = 0;
   c.out = std::move(text);
-  c.out += '
-';
+  c.out += '\n';
   c.out_off = 0;
   on_writable(id);
 }
