@@ -165,7 +165,12 @@ void ControlServer::on_readable(uint64_t id) {
     send(id, error_reply(error));
     return;
   }
-  if (auto th = text_handlers_.find((*req)["cmd"].get_ref<const std::string&>());
+  // Only a string cmd can name a text handler; anything else goes to the
+  // handler, which checks every field's type.
+  auto cmd = req->find("cmd");
+  if (auto th = cmd != req->end() && cmd->is_string()
+                    ? text_handlers_.find(cmd->get_ref<const std::string&>())
+                    : text_handlers_.end();
       th != text_handlers_.end())
     return send_text(id, th->second(*req));
   handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
