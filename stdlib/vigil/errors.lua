@@ -72,6 +72,20 @@ function M.reset()
 end
 
 --- any() -> true when this load recorded an error.
+--- named(kind, where, via, name, declare): the `kind "name" { spec }`
+-- form of watch and group: checks the name (recorded, with an empty
+-- declarer, when it is not 1-64 letters, digits, '_', '.', '@' or '-'),
+-- then returns the function that takes the spec and declares it.
+function M.named(kind, where, via, name, declare)
+  if type(name) ~= "string" or not name:match("^[%w_@][%w_.@%-]*$") or #name > 64 then
+    M.add(string.format("%s: %s name %s must be 1-64 letters, digits, '_', '.', '@' or '-'%s",
+      where, kind, type(name) == "string" and ("'" .. name .. "'") or tostring(name),
+      via and (" (declared at " .. via .. ")") or ""))
+    return function() end
+  end
+  return function(spec) return M.declaring_via(via, declare, where, name, spec) end
+end
+
 function M.any() return count > 0 end
 
 return M

@@ -50,13 +50,7 @@ function M.group(name)
   if runtime.live() then
     error("group: groups are declared when rule files load (at start and reload), not from callbacks", 2)
   end
-  if type(name) ~= "string" or not name:match("^[%w_@][%w_.@%-]*$") or #name > 64 then
-    errors.add(string.format("%s: group name %s must be 1-64 letters, digits, '_', '.', '@' or '-'%s",
-      where, type(name) == "string" and ("'" .. name .. "'") or tostring(name),
-      via and (" (declared at " .. via .. ")") or ""))
-    return function() end
-  end
-  return function(spec) return errors.declaring_via(via, M.declare, where, name, spec) end
+  return errors.named("group", where, via, name, M.declare)
 end
 
 --- declare(where, name, spec): checks and declares a group; refuses
