@@ -215,6 +215,126 @@ TEST(Budget, LongCCallsInALoopAreCutNearTheDeadline) {
              1.0);
 }
 
+// Single C calls of the standard library that loop over a count the rule
+// chooses, touching no Lua function on the way (so no hook can fire
+// inside them): each runs under the budget, checked every few thousand
+// iterations, or refuses an absurd count. On the stock functions each of
+// these ran for hours (2^63 iterations) or seconds.
+TEST(Budget, StringRepOfEmptyPiecesReturnsAtOnce) {
+  HangGuard guard("string.rep of empty pieces");
+  Loaded l;
+  std::string err;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(l.rt.run_string("assert(string.rep('', math.maxinteger) == '')\n"
+                              "assert(string.rep('', math.maxinteger, '') == '')\n"
+                              "assert(('x'):rep(3, '') == 'xxx' and ('ab'):rep(3, ', ') == 'ab, ab, ab')\n"
+                              "assert(('x'):rep(0) == '' and ('x'):rep(-1, 'y') == '' and ('x'):rep(1, 'y') == 'x')\n"
+                              "assert(('-'):rep(100000) == ('-'):rep(50000):rep(2))",
+                              "=rep.lua", err))
+      << err;
+  EXPECT_LT(seconds_since(t0), 1.0);
+  // Still refused like stock Lua: too large, or over the memory cap.
+  EXPECT_FALSE(l.rt.run_string("string.rep('xx', math.maxinteger)", "=rep.lua", err));
+  EXPECT_NE(err.find("resulting string too large"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("string.rep('x', 1 << 40)", "=rep.lua", err));
+  EXPECT_NE(err.find("not enough memory"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("string.rep({}, 2)", "=rep.lua", err));
+  EXPECT_NE(err.find("bad argument #1 to 'rep'"), std::string::npos) << err;
+  // A loop of large reps is cut near the deadline.
+  expect_cut("while true do local s = ('ab'):rep(1 << 24, 'c') end", 1.0);
+}
+
+TEST(Budget, TableMoveOverAHugeRangeIsCut) {
+  expect_cut("table.move({}, 1, math.maxinteger - 1, 2)", 1.0);  // overlapping: from the end
+  expect_cut("table.move({}, 2, math.maxinteger - 1, 1)", 1.0);
+  expect_cut("table.move({}, 1, math.maxinteger - 1, 2, {})", 1.0);
+  Loaded l;
+  std::string err;
+  EXPECT_TRUE(l.rt.run_string(
+      "local a = table.move({1, 2, 3}, 1, 3, 2) assert(a[1] == 1 and a[2] == 1 and a[3] == 2 and a[4] == 3)\n"
+      "local b = table.move({1, 2, 3}, 2, 3, 1) assert(b[1] == 2 and b[2] == 3 and b[3] == 3)\n"
+      "local c = {} assert(table.move({7, 8}, 1, 2, 5, c) == c and c[5] == 7 and c[6] == 8)\n"
+      "assert(#table.move({1}, 3, 2, 1) == 1)\n"
+      "local log = {} local p = setmetatable({}, {__index = function(_, k) return k * 10 end,\n"
+      "  __newindex = function(_, k, v) log[#log + 1] = k .. '=' .. v end})\n"
+      "table.move(p, 1, 2, 3) assert(table.concat(log, ',') == '3=10,4=20')",
+      "=move.lua", err))
+      << err;
+  EXPECT_FALSE(l.rt.run_string("table.move({}, -1, math.maxinteger, 1)", "=m.lua", err));
+  EXPECT_NE(err.find("too many elements to move"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.move({}, 1, 2, math.maxinteger)", "=m.lua", err));
+  EXPECT_NE(err.find("destination wrap around"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.move(1, 1, 2, 3)", "=m.lua", err));
+  EXPECT_NE(err.find("bad argument #1 to 'move' (table expected, got number)"), std::string::npos)
+      << err;
+}
+
+TEST(Budget, TableInsertAndRemoveUnderAHugeLengthAreCut) {
+  const std::string huge = "local t = setmetatable({}, {__len = function() return math.maxinteger - 1 end})\n";
+  expect_cut(huge + "table.insert(t, 1, 'x')", 1.0);
+  expect_cut(huge + "table.remove(t, 1)", 1.0);
+  Loaded l;
+  std::string err;
+  EXPECT_TRUE(l.rt.run_string(
+      "local t = {1, 2, 3} table.insert(t, 4) table.insert(t, 1, 0) table.insert(t, 3, 1.5)\n"
+      "assert(table.concat(t, ',') == '0,1,1.5,2,3,4')\n"
+      "assert(table.remove(t) == 4 and table.remove(t, 1) == 0 and table.concat(t, ',') == '1,1.5,2,3')\n"
+      "assert(table.remove({}) == nil and table.remove({}, 0) == nil and #t == 4)\n"
+      "local e = {} assert(table.remove(e, #e + 1) == nil)",
+      "=ins.lua", err))
+      << err;
+  EXPECT_FALSE(l.rt.run_string("table.insert({}, 5, 'x')", "=i.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'insert' (position out of bounds)"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.insert({}, 1, 2, 3)", "=i.lua", err));
+  EXPECT_NE(err.find("wrong number of arguments to 'insert'"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.remove({1}, 5)", "=r.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'remove' (position out of bounds)"), std::string::npos) << err;
+}
+
+TEST(Budget, TableSortOfAHugeTableIsCut) {
+  // The table is built at load time (a longer budget, a larger cap); the
+  // sort of its 8 million numbers took seconds in one C call.
+  HangGuard guard("table.sort");
+  RuntimeOptions o = opts();
+  o.load_budget = 30;
+  o.memory_limit = 1024u << 20;
+  RuleRuntime rt(o, HostContext{});
+  auto res = rt.load(write_rules(
+      "big_table.lua", "big = {} for i = 1, 8000000 do big[i] = (i * 7919) % 1000003 end\n"));
+  ASSERT_TRUE(res.ok) << (res.errors.empty() ? "" : res.errors[0]);
+  std::string err;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(rt.run_string("\ntable.sort(big)", "=sort.lua", err));
+  EXPECT_LT(seconds_since(t0), 1.0);
+  EXPECT_NE(err.find("sort.lua:2: rule budget exceeded"), std::string::npos) << err;
+  // Sorting still sorts, with and without an order function, and refuses
+  // what stock Lua refuses.
+  EXPECT_TRUE(rt.run_string(
+      "big = nil collectgarbage()\n"
+      "local t = {} for i = 1, 2000 do t[i] = (i * 7919) % 1009 end table.sort(t)\n"
+      "for i = 2, #t do assert(t[i - 1] <= t[i]) end\n"
+      "table.sort(t, function(a, b) return a > b end) for i = 2, #t do assert(t[i - 1] >= t[i]) end\n"
+      "local s = {'b', 'c', 'a'} table.sort(s) assert(table.concat(s) == 'abc')\n"
+      "local one = {1} table.sort(one) table.sort({})",
+      "=sort.lua", err))
+      << err;
+  EXPECT_FALSE(rt.run_string("table.sort({1, 'a', 2})", "=s.lua", err));
+  EXPECT_NE(err.find("attempt to compare"), std::string::npos) << err;
+  EXPECT_FALSE(rt.run_string("table.sort({2, 1}, 3)", "=s.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'sort' (function expected, got number)"), std::string::npos)
+      << err;
+  EXPECT_FALSE(rt.run_string(
+      "table.sort(setmetatable({}, {__len = function() return math.maxinteger end}))", "=s.lua", err));
+  EXPECT_NE(err.find("array too big"), std::string::npos) << err;
+}
+
+TEST(Budget, CCallsThroughMetamethodsAreCut) {
+  // A loop inside a C function that calls a metamethod for each item is
+  // cut at the call after the deadline, even when the metamethod is C.
+  const std::string idx = "local t = setmetatable({}, {__index = type})\n";
+  expect_cut(idx + "table.concat(t, '', 1, math.maxinteger)", 1.0);
+}
+
 TEST(Budget, ParsingAHugeChunkIsCutNearTheDeadline) {
   // One load of tens of megabytes of source is seconds inside the parser.
   std::string err = expect_cut(
