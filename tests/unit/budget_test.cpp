@@ -328,6 +328,15 @@ TEST(Budget, TableSortOfAHugeTableIsCut) {
   EXPECT_NE(err.find("array too big"), std::string::npos) << err;
 }
 
+TEST(Budget, RequireOverAHugePackagePathIsCut) {
+  // package.searchpath tries every template of package.path: millions of
+  // them are millions of open() calls in one C call (seconds).
+  std::string err = expect_cut("package.path = ('/n/?;'):rep(2000000)\nrequire 'nothing'", 1.0);
+  EXPECT_NE(err.find("escape.lua:2:"), std::string::npos) << err;
+  err = expect_cut("local p = ('/n/?;'):rep(4000000)\npackage.searchpath('x', p)", 1.0);
+  EXPECT_NE(err.find("escape.lua:2:"), std::string::npos) << err;
+}
+
 TEST(Budget, CCallsThroughMetamethodsAreCut) {
   // A loop inside a C function that calls a metamethod for each item is
   // cut at the call after the deadline, even when the metamethod is C.
@@ -507,6 +516,121 @@ TEST(Sandbox, NothingBlocksOnStdinOrAFifo) {
   EXPECT_FALSE(l.rt.run_string("for l in io.lines() do end", "=stdin.lua", err));
   EXPECT_NE(err.find("standard input"), std::string::npos) << err;
   EXPECT_TRUE(l.rt.run_string("assert(io.open('/dev/null'))", "=null", err)) << err;
+  std::filesystem::remove(fifo);
+}
+
+// Every file the Lua layer opens (rule files, require's search and load,
+// io.open and io.lines) is opened without blocking and refused, naming
+// the path, unless it is a regular file: a FIFO would block the daemon in
+// open() until a writer came, and a read of it until one wrote.
+TEST(Sandbox, ARuleFileThatIsAFifoIsRefusedNamingIt) {
+  HangGuard guard("a rule file that is a FIFO");
+  std::string dir = test_dir() + "/fiforules";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/a.lua") << "-- fine\n";
+  ASSERT_EQ(mkfifo((dir + "/b.lua").c_str(), 0600), 0);
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(dir);
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 1u);
+  EXPECT_NE(res.errors[0].find("cannot open " + dir + "/b.lua: not a regular file (a FIFO)"),
+            std::string::npos)
+      << res.errors[0];
+  // Named alone, too.
+  RuleRuntime rt2(opts(), HostContext{});
+  res = rt2.load(dir + "/b.lua");
+  ASSERT_FALSE(res.ok);
+  EXPECT_NE(res.errors[0].find("b.lua: not a regular file"), std::string::npos) << res.errors[0];
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Sandbox, RequireOfAFifoIsRefusedNamingIt) {
+  HangGuard guard("require of a FIFO");
+  Loaded l;  // its rules' lib/ is test_dir()/lib
+  std::filesystem::create_directories(test_dir() + "/lib");
+  std::string fifo = test_dir() + "/lib/fifomod.lua";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string err;
+  EXPECT_FALSE(l.rt.run_string("\nrequire 'fifomod'", "=req.lua", err));
+  EXPECT_NE(err.find("req.lua:2: error loading module 'fifomod' from file '" + fifo +
+                     "': cannot open " + fifo + ": not a regular file (a FIFO)"),
+            std::string::npos)
+      << err;
+  // A package.path template that names the FIFO itself (no '?').
+  EXPECT_FALSE(l.rt.run_string("package.path = '" + fifo + "'\nrequire 'anything'", "=req.lua", err));
+  EXPECT_NE(err.find("not a regular file"), std::string::npos) << err;
+  // package.searchpath finds it without opening it; what is not there is
+  // reported as stock Lua does.
+  EXPECT_TRUE(l.rt.run_string(
+      "assert(package.searchpath('fifomod', '" + test_dir() + "/lib/?.lua') == '" + fifo + "')\n"
+      "local f, e = package.searchpath('a.b', '/nonexistent/?.lua;/n2/?/init.lua')\n"
+      "assert(f == nil and e == \"no file '/nonexistent/a/b.lua'\\n\\tno file '/n2/a/b/init.lua'\", e)\n"
+      "assert(package.searchpath('a.b', '/x/?', '.', '_') == nil)\n"
+      "assert(select(2, package.searchpath('a.b', '/x/?', '.', '_')) == \"no file '/x/a_b'\")\n"
+      "assert(package.searchpath('empty', '" + test_dir() + "/?.lua') == '" + test_dir() + "/empty.lua')",
+      "=search.lua", err))
+      << err;
+  std::filesystem::remove(fifo);
+}
+
+TEST(Sandbox, FilesAreOpenedWithoutBlocking) {
+  HangGuard guard("io on FIFOs and /proc/kmsg");
+  std::string fifo = test_dir() + "/iofifo";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string link = test_dir() + "/iofifo-link";
+  std::filesystem::remove(link);
+  std::filesystem::create_symlink(fifo, link);
+  Loaded l;
+  l.rt.go_live();  // write modes too
+  std::string err;
+  for (std::string path : {fifo, link}) {
+    for (const char* mode : {"r", "w", "a", "r+"}) {
+      EXPECT_TRUE(l.rt.run_string("local f, e = io.open('" + path + "', '" + mode +
+                                      "')\nassert(f == nil and e == '" + path +
+                                      ": not a regular file (a FIFO)', e)",
+                                  "=fifo", err))
+          << path << " " << mode << ": " << err;
+    }
+    EXPECT_FALSE(l.rt.run_string("for l in io.lines('" + path + "') do end", "=fifo.lua", err));
+    EXPECT_NE(err.find("fifo.lua:1: cannot open file '" + path + "': not a regular file (a FIFO)"),
+              std::string::npos)
+        << err;
+  }
+  // Devices other than /dev/null, and sockets: refused too.
+  EXPECT_TRUE(l.rt.run_string("local f, e = io.open('/dev/zero') assert(f == nil and e:find('character device'), e)\n"
+                              "local g, e2 = io.open('/dev/tty') assert(g == nil, e2)\n"
+                              "assert(io.open('/dev/null')):close()",
+                              "=dev", err))
+      << err;
+  // /proc/kmsg is a "regular" file whose read waits for the next kernel
+  // message: opened without blocking, a read returns what is there, or
+  // nil and EAGAIN.
+  if (access("/proc/kmsg", R_OK) == 0) {
+    EXPECT_TRUE(l.rt.run_string("local f = io.open('/proc/kmsg')\n"
+                                "if f then for i = 1, 100000 do if not f:read('l') then break end end f:close() end",
+                                "=kmsg", err))
+        << err;
+  }
+  // What rules do with files still works: read, lines, write, modes.
+  std::string file = test_dir() + "/plain.txt";
+  EXPECT_TRUE(l.rt.run_string(
+      "local f = assert(io.open('" + file + "', 'w')) assert(io.type(f) == 'file')\n"
+      "f:write('one\\ntwo\\n', 3, '\\n') f:close() assert(io.type(f) == 'closed file')\n"
+      "local t = {} for line in io.lines('" + file + "') do t[#t + 1] = line end\n"
+      "assert(table.concat(t, ',') == 'one,two,3', table.concat(t, ','))\n"
+      "for a, b in io.lines('" + file + "', 1, 'l') do assert(a == 'o' and b == 'ne') break end\n"
+      "local g = assert(io.open('" + file + "', 'a+')) g:write('x') g:seek('set') assert(g:read('a') == 'one\\ntwo\\n3\\nx') g:close()\n"
+      "local h = assert(io.open('" + file + "', 'rb')) assert(h:read('n') == nil) h:close()\n"
+      "local n, e = io.open('/nonexistent/x') assert(n == nil and e == '/nonexistent/x: No such file or directory', e)\n"
+      "assert(not pcall(io.open, '" + file + "', 'rw'))\n"
+      "local ok, e2 = pcall(io.lines, '/nonexistent/x') assert(not ok and e2:find(\"cannot open file '/nonexistent/x'\"), e2)\n"
+      "local d = assert(io.open('" + test_dir() + "')) assert(d:read('a') == nil) d:close()",
+      "=files.lua", err))
+      << err;
+  std::filesystem::remove(link);
   std::filesystem::remove(fifo);
 }
 
