@@ -97,6 +97,7 @@ bool single_class(int c, int cl) {
     case 'u': res = isupper(c); break;
     case 'w': res = isalnum(c); break;
     case 'x': res = isxdigit(c); break;
+    case 'z': res = c == 0; break;  // deprecated since 5.2, still in stock 5.4
     default: return cl == c;
   }
   if (isupper(cl)) res = !res;

@@ -270,6 +270,7 @@ void sandbox(lua_State* L) {
 
   harden_base(L);
   install_bounded_patterns(L);
+  install_bounded_loops(L);
 }
 
 bool is_dir(const std::string& p) {

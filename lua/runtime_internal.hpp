@@ -301,6 +301,9 @@ int load_text_file(lua_State* L, const char* filename);
 // lua/pattern.cpp: string.find/match/gmatch/gsub with a step-counted
 // matcher that calls budget_check.
 void install_bounded_patterns(lua_State* L);
+// lua/bounded.cpp: string.rep, table.move, insert, remove and sort, whose
+// loops a rule sizes, checking the budget as they go.
+void install_bounded_loops(lua_State* L);
 
 // Raises a "not allowed while rules are being validated" error when the
 // state is not live (or in a log sink formatter). Use at the top of

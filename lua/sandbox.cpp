@@ -7,10 +7,17 @@
 //   strict hook over to the thread that runs;
 // - text only: load and require never load bytecode;
 // - a state that is not live changes nothing: io writes are refused while
-//   loading or checking, and no rule reads the daemon's stdin or blocks
-//   on a FIFO or a terminal.
+//   loading or checking;
+// - nothing blocks the loop: every file the Lua layer opens (rule files,
+//   require's search and load, io.open, io.lines) is opened O_NONBLOCK and
+//   must be a regular file, checked before and after the open (a FIFO
+//   blocks in open or read, a terminal or a socket in read, and /proc/kmsg
+//   is a "regular" file whose read waits for the kernel unless the open
+//   was non-blocking); no rule reads the daemon's stdin.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -22,6 +29,43 @@
 namespace vigil {
 
 namespace {
+
+// Files the Lua layer may open: regular files, /dev/null, and directories
+// where `dirs` (io.open reads one as stock Lua does: EISDIR). nullptr when
+// acceptable, else why not (static text: callers raise with it).
+const char* refusal(const struct stat& st, bool dirs) {
+  if (S_ISREG(st.st_mode) || (dirs && S_ISDIR(st.st_mode))) return nullptr;
+  if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3) return nullptr;
+  if (S_ISFIFO(st.st_mode)) return "not a regular file (a FIFO)";
+  if (S_ISSOCK(st.st_mode)) return "not a regular file (a socket)";
+  if (S_ISCHR(st.st_mode)) return "not a regular file (a character device)";
+  if (S_ISBLK(st.st_mode)) return "not a regular file (a block device)";
+  if (S_ISDIR(st.st_mode)) return "not a regular file (a directory)";
+  return "not a regular file";
+}
+
+// open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) of a file that
+// refusal() accepts: the fd; -1 with errno when open failed; -2 with *why
+// when refused. Looked at before the open (a device is never opened: for
+// some, opening is an action) and after it (what was opened, should the
+// path have changed in between). O_NONBLOCK stays on: reading a regular
+// file ignores it, and a procfs file that would wait returns EAGAIN.
+int open_nonblocking(const char* path, int flags, bool dirs, const char** why) {
+  struct stat st;
+  if (::stat(path, &st) == 0 && (*why = refusal(st, dirs)) != nullptr) return -2;
+  int fd = ::open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0666);
+  if (fd < 0) return -1;
+  if (::fstat(fd, &st) != 0 || (*why = refusal(st, dirs)) != nullptr) {
+    int e = errno;
+    ::close(fd);
+    if (!*why) {
+      errno = e;
+      return -1;
+    }
+    return -2;
+  }
+  return fd;
+}
 
 // Calls upvalue 1 with this call's arguments and returns its results.
 int call_original(lua_State* L) {
@@ -293,9 +337,17 @@ int load_text_file(lua_State* L, const char* filename) {
   lua_pushfstring(L, "@%s", filename);
   int name = lua_gettop(L);
   auto* r = new (std::nothrow) FileReader;
-  FILE* f = r ? fopen(filename, "r") : nullptr;
+  const char* why = r ? nullptr : "out of memory";
+  FILE* f = nullptr;
+  if (r) {
+    int fd = open_nonblocking(filename, O_RDONLY, false, &why);
+    if (fd == -1) why = strerror(errno);
+    if (fd >= 0 && !(f = fdopen(fd, "r"))) {
+      why = strerror(errno);
+      ::close(fd);
+    }
+  }
   if (!f) {
-    const char* why = r ? strerror(errno) : "out of memory";
     delete r;
     lua_pushfstring(L, "cannot open %s: %s", filename, why);
     lua_remove(L, name);
@@ -338,15 +390,57 @@ void push_lua_where(lua_State* L) {
   lua_pushliteral(L, "");
 }
 
+// package.searchpath(name, path [, sep [, rep]]): the stock function
+// (the same result and "no file" list), except that it opens nothing that
+// is not a regular file (a FIFO or a device counts as found: the loader
+// then refuses it, naming it) and checks the budget every 256 templates
+// (a path of millions of them is millions of open calls).
+bool readable(const char* filename) {
+  struct stat st;
+  if (::stat(filename, &st) != 0) return false;
+  if (!S_ISREG(st.st_mode)) return true;
+  int fd = ::open(filename, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+int l_searchpath(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  const char* path = luaL_checkstring(L, 2);
+  const char* sep = luaL_optstring(L, 3, ".");
+  const char* dirsep = luaL_optstring(L, 4, "/");
+  if (*sep != '\0' && strchr(name, *sep) != nullptr) name = luaL_gsub(L, name, sep, dirsep);
+  size_t len;
+  luaL_gsub(L, path, "?", name);
+  const char* names = lua_tolstring(L, -1, &len);
+  const char* end = names + len;
+  unsigned tried = 0;
+  for (const char* p = names; p <= end;) {
+    const char* q = static_cast<const char*>(memchr(p, ';', static_cast<size_t>(end - p)));
+    if (!q) q = end;
+    lua_pushlstring(L, p, static_cast<size_t>(q - p));
+    if (readable(lua_tostring(L, -1))) return 1;
+    lua_pop(L, 1);
+    if (++tried % 256 == 0) budget_check(L);
+    p = q + 1;
+  }
+  luaL_gsub(L, names, ";", "'\n\tno file '");
+  lua_pushfstring(L, "no file '%s'", lua_tostring(L, -1));
+  luaL_pushfail(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
 // package.searchers[2]: the stock Lua-file searcher (package.path,
 // package.searchpath, the same "no file" list), loading text only. A load
 // error is one line naming the requiring rule's line and the file.
-// Upvalues: package, the stock package.searchpath.
+// Upvalue: package.
 int l_text_searcher(lua_State* L) {
   luaL_checkstring(L, 1);
   lua_getfield(L, lua_upvalueindex(1), "path");
   if (!lua_isstring(L, -1)) return luaL_error(L, "'package.path' must be a string");
-  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushcfunction(L, l_searchpath);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -3);
   lua_call(L, 2, 2);
@@ -364,45 +458,114 @@ int l_text_searcher(lua_State* L) {
   return lua_error(L);
 }
 
-// Files rules may open: regular files (or ones not there yet), and the
-// memory devices that never block. A FIFO, a terminal or a socket would
-// block the loop in open or read, out of the budget's reach.
-const char* not_openable(const char* path) {
-  struct stat st;
-  if (::stat(path, &st) != 0) return nullptr;  // io.open reports it
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return nullptr;
-  if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1) {
-    unsigned m = minor(st.st_rdev);
-    if (m == 3 || m == 5 || m == 7 || m == 8 || m == 9) return nullptr;  // null zero full random urandom
+// Files for rules: io.open and io.lines make their handles themselves
+// (a luaL_Stream, as liolib does) on a descriptor from open_nonblocking,
+// so that the stock methods (read, lines, seek, close, ...) work on them.
+int close_stream(lua_State* L) {
+  auto* p = static_cast<luaL_Stream*>(luaL_checkudata(L, 1, LUA_FILEHANDLE));
+  errno = 0;
+  return luaL_fileresult(L, fclose(p->f) == 0, nullptr);
+}
+
+// The open flags of an fopen mode ("r", "w", "a", an optional "+", then
+// only "b"s, as liolib checks it); -1 when invalid.
+int open_flags(const char* mode) {
+  int flags;
+  switch (*mode++) {
+    case 'r': flags = O_RDONLY; break;
+    case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
+    case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
+    default: return -1;
   }
-  return "not a regular file (rules may open regular files only)";
+  if (*mode == '+') {
+    flags = (flags & ~O_ACCMODE) | O_RDWR;
+    mode++;
+  }
+  return strspn(mode, "b") == strlen(mode) ? flags : -1;
+}
+
+// Pushes a file handle for path opened with mode: 1 (the handle), or 0
+// with *why (a refusal) or errno set (open failed); the pushed handle is
+// closed then.
+int push_file(lua_State* L, const char* path, const char* mode, int flags, const char** why) {
+  auto* p = static_cast<luaL_Stream*>(lua_newuserdatauv(L, sizeof(luaL_Stream), 0));
+  p->f = nullptr;
+  p->closef = nullptr;  // closed until opened
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+  *why = nullptr;
+  int fd = open_nonblocking(path, flags, true, why);
+  if (fd < 0) return 0;
+  p->f = fdopen(fd, mode);
+  if (!p->f) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return 0;
+  }
+  p->closef = close_stream;
+  return 1;
 }
 
 // io.open(path [, mode]): write, append and update modes only in a live
-// state; never a FIFO, terminal or socket. Upvalue: the stock io.open.
+// state; only what open_nonblocking accepts.
 int l_io_open(lua_State* L) {
   const char* path = luaL_checkstring(L, 1);
   const char* mode = luaL_optstring(L, 2, "r");
+  int flags = open_flags(mode);
+  luaL_argcheck(L, flags != -1, 2, "invalid mode");
   if (strpbrk(mode, "wa+") != nullptr && !runtime_of(L).live) {
     lua_pushfstring(L, "io.open('%s', '%s')", path, mode);
     require_live(L, lua_tostring(L, -1));
   }
-  if (const char* why = not_openable(path)) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, why);
-    return 2;
-  }
-  return call_original(L);
+  const char* why;
+  if (push_file(L, path, mode, flags, &why)) return 1;
+  if (!why) return luaL_fileresult(L, 0, path);
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: %s", path, why);
+  return 2;
 }
 
-// io.lines(path, ...): a file, never vigil's stdin. Upvalue: the stock one.
+// io.lines(path, ...) iterator: upvalue 1 the file's own lines iterator,
+// upvalue 2 the file, closed at the end as io.lines does.
+int l_lines_next(lua_State* L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 0, LUA_MULTRET);
+  if (lua_gettop(L) > 0 && lua_toboolean(L, 1)) return lua_gettop(L);
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  auto* p = static_cast<luaL_Stream*>(luaL_checkudata(L, 1, LUA_FILEHANDLE));
+  if (p->closef) {
+    lua_CFunction close = p->closef;
+    p->closef = nullptr;
+    close(L);
+  }
+  return 0;
+}
+
+// io.lines(path, ...): a file, never vigil's stdin; only what
+// open_nonblocking accepts. Returns the iterator, nil, nil and the file
+// (closed when a for loop leaves early), as stock Lua 5.4.
 int l_io_lines(lua_State* L) {
   if (lua_isnoneornil(L, 1))
     return luaL_error(L, "io.lines() without a file name reads vigil's standard input: name a file");
   const char* path = luaL_checkstring(L, 1);
-  if (const char* why = not_openable(path))
-    return luaL_error(L, "cannot open file '%s' (%s)", path, why);
-  return call_original(L);
+  const char* why;
+  if (!push_file(L, path, "r", O_RDONLY, &why))
+    return luaL_error(L, "cannot open file '%s': %s", path, why ? why : strerror(errno));
+  lua_replace(L, 1);  // the file in the name's place: file, formats...
+  int n = lua_gettop(L);
+  lua_getfield(L, 1, "lines");
+  lua_insert(L, 1);
+  lua_pushvalue(L, 2);
+  lua_insert(L, 1);  // file, file:lines, file, formats...
+  lua_call(L, n, 1);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_lines_next, 2);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushvalue(L, 1);
+  return 4;
 }
 
 int l_io_read(lua_State* L) {
@@ -452,16 +615,19 @@ void harden_base(lua_State* L) {
   lua_pop(L, 1);
 
   lua_getglobal(L, "package");
+  lua_pushcfunction(L, l_searchpath);
+  lua_setfield(L, -2, "searchpath");
   lua_getfield(L, -1, "searchers");
   lua_pushvalue(L, -2);
-  lua_getfield(L, -3, "searchpath");
-  lua_pushcclosure(L, l_text_searcher, 2);
+  lua_pushcclosure(L, l_text_searcher, 1);
   lua_rawseti(L, -2, 2);
   lua_pop(L, 2);
 
   lua_getglobal(L, "io");
-  replace(L, -1, "open", l_io_open);
-  replace(L, -1, "lines", l_io_lines);
+  lua_pushcfunction(L, l_io_open);
+  lua_setfield(L, -2, "open");
+  lua_pushcfunction(L, l_io_lines);
+  lua_setfield(L, -2, "lines");
   replace(L, -1, "write", l_io_write);
   lua_pushcfunction(L, l_io_read);
   lua_setfield(L, -2, "read");

@@ -215,6 +215,135 @@ TEST(Budget, LongCCallsInALoopAreCutNearTheDeadline) {
              1.0);
 }
 
+// Single C calls of the standard library that loop over a count the rule
+// chooses, touching no Lua function on the way (so no hook can fire
+// inside them): each runs under the budget, checked every few thousand
+// iterations, or refuses an absurd count. On the stock functions each of
+// these ran for hours (2^63 iterations) or seconds.
+TEST(Budget, StringRepOfEmptyPiecesReturnsAtOnce) {
+  HangGuard guard("string.rep of empty pieces");
+  Loaded l;
+  std::string err;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(l.rt.run_string("assert(string.rep('', math.maxinteger) == '')\n"
+                              "assert(string.rep('', math.maxinteger, '') == '')\n"
+                              "assert(('x'):rep(3, '') == 'xxx' and ('ab'):rep(3, ', ') == 'ab, ab, ab')\n"
+                              "assert(('x'):rep(0) == '' and ('x'):rep(-1, 'y') == '' and ('x'):rep(1, 'y') == 'x')\n"
+                              "assert(('-'):rep(100000) == ('-'):rep(50000):rep(2))",
+                              "=rep.lua", err))
+      << err;
+  EXPECT_LT(seconds_since(t0), 1.0);
+  // Still refused like stock Lua: too large, or over the memory cap.
+  EXPECT_FALSE(l.rt.run_string("string.rep('xx', math.maxinteger)", "=rep.lua", err));
+  EXPECT_NE(err.find("resulting string too large"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("string.rep('x', 1 << 40)", "=rep.lua", err));
+  EXPECT_NE(err.find("not enough memory"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("string.rep({}, 2)", "=rep.lua", err));
+  EXPECT_NE(err.find("bad argument #1 to 'rep'"), std::string::npos) << err;
+  // A loop of large reps is cut near the deadline.
+  expect_cut("while true do local s = ('ab'):rep(1 << 24, 'c') end", 1.0);
+}
+
+TEST(Budget, TableMoveOverAHugeRangeIsCut) {
+  expect_cut("table.move({}, 1, math.maxinteger - 1, 2)", 1.0);  // overlapping: from the end
+  expect_cut("table.move({}, 2, math.maxinteger - 1, 1)", 1.0);
+  expect_cut("table.move({}, 1, math.maxinteger - 1, 2, {})", 1.0);
+  Loaded l;
+  std::string err;
+  EXPECT_TRUE(l.rt.run_string(
+      "local a = table.move({1, 2, 3}, 1, 3, 2) assert(a[1] == 1 and a[2] == 1 and a[3] == 2 and a[4] == 3)\n"
+      "local b = table.move({1, 2, 3}, 2, 3, 1) assert(b[1] == 2 and b[2] == 3 and b[3] == 3)\n"
+      "local c = {} assert(table.move({7, 8}, 1, 2, 5, c) == c and c[5] == 7 and c[6] == 8)\n"
+      "assert(#table.move({1}, 3, 2, 1) == 1)\n"
+      "local log = {} local p = setmetatable({}, {__index = function(_, k) return k * 10 end,\n"
+      "  __newindex = function(_, k, v) log[#log + 1] = k .. '=' .. v end})\n"
+      "table.move(p, 1, 2, 3) assert(table.concat(log, ',') == '3=10,4=20')",
+      "=move.lua", err))
+      << err;
+  EXPECT_FALSE(l.rt.run_string("table.move({}, -1, math.maxinteger, 1)", "=m.lua", err));
+  EXPECT_NE(err.find("too many elements to move"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.move({}, 1, 2, math.maxinteger)", "=m.lua", err));
+  EXPECT_NE(err.find("destination wrap around"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.move(1, 1, 2, 3)", "=m.lua", err));
+  EXPECT_NE(err.find("bad argument #1 to 'move' (table expected, got number)"), std::string::npos)
+      << err;
+}
+
+TEST(Budget, TableInsertAndRemoveUnderAHugeLengthAreCut) {
+  const std::string huge = "local t = setmetatable({}, {__len = function() return math.maxinteger - 1 end})\n";
+  expect_cut(huge + "table.insert(t, 1, 'x')", 1.0);
+  expect_cut(huge + "table.remove(t, 1)", 1.0);
+  Loaded l;
+  std::string err;
+  EXPECT_TRUE(l.rt.run_string(
+      "local t = {1, 2, 3} table.insert(t, 4) table.insert(t, 1, 0) table.insert(t, 3, 1.5)\n"
+      "assert(table.concat(t, ',') == '0,1,1.5,2,3,4')\n"
+      "assert(table.remove(t) == 4 and table.remove(t, 1) == 0 and table.concat(t, ',') == '1,1.5,2,3')\n"
+      "assert(table.remove({}) == nil and table.remove({}, 0) == nil and #t == 4)\n"
+      "local e = {} assert(table.remove(e, #e + 1) == nil)",
+      "=ins.lua", err))
+      << err;
+  EXPECT_FALSE(l.rt.run_string("table.insert({}, 5, 'x')", "=i.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'insert' (position out of bounds)"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.insert({}, 1, 2, 3)", "=i.lua", err));
+  EXPECT_NE(err.find("wrong number of arguments to 'insert'"), std::string::npos) << err;
+  EXPECT_FALSE(l.rt.run_string("table.remove({1}, 5)", "=r.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'remove' (position out of bounds)"), std::string::npos) << err;
+}
+
+TEST(Budget, TableSortOfAHugeTableIsCut) {
+  // The table is built at load time (a longer budget, a larger cap); the
+  // sort of its 8 million numbers took seconds in one C call.
+  HangGuard guard("table.sort");
+  RuntimeOptions o = opts();
+  o.load_budget = 30;
+  o.memory_limit = 1024u << 20;
+  RuleRuntime rt(o, HostContext{});
+  auto res = rt.load(write_rules(
+      "big_table.lua", "big = {} for i = 1, 8000000 do big[i] = (i * 7919) % 1000003 end\n"));
+  ASSERT_TRUE(res.ok) << (res.errors.empty() ? "" : res.errors[0]);
+  std::string err;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(rt.run_string("\ntable.sort(big)", "=sort.lua", err));
+  EXPECT_LT(seconds_since(t0), 1.0);
+  EXPECT_NE(err.find("sort.lua:2: rule budget exceeded"), std::string::npos) << err;
+  // Sorting still sorts, with and without an order function, and refuses
+  // what stock Lua refuses.
+  EXPECT_TRUE(rt.run_string(
+      "big = nil collectgarbage()\n"
+      "local t = {} for i = 1, 2000 do t[i] = (i * 7919) % 1009 end table.sort(t)\n"
+      "for i = 2, #t do assert(t[i - 1] <= t[i]) end\n"
+      "table.sort(t, function(a, b) return a > b end) for i = 2, #t do assert(t[i - 1] >= t[i]) end\n"
+      "local s = {'b', 'c', 'a'} table.sort(s) assert(table.concat(s) == 'abc')\n"
+      "local one = {1} table.sort(one) table.sort({})",
+      "=sort.lua", err))
+      << err;
+  EXPECT_FALSE(rt.run_string("table.sort({1, 'a', 2})", "=s.lua", err));
+  EXPECT_NE(err.find("attempt to compare"), std::string::npos) << err;
+  EXPECT_FALSE(rt.run_string("table.sort({2, 1}, 3)", "=s.lua", err));
+  EXPECT_NE(err.find("bad argument #2 to 'sort' (function expected, got number)"), std::string::npos)
+      << err;
+  EXPECT_FALSE(rt.run_string(
+      "table.sort(setmetatable({}, {__len = function() return math.maxinteger end}))", "=s.lua", err));
+  EXPECT_NE(err.find("array too big"), std::string::npos) << err;
+}
+
+TEST(Budget, RequireOverAHugePackagePathIsCut) {
+  // package.searchpath tries every template of package.path: millions of
+  // them are millions of open() calls in one C call (seconds).
+  std::string err = expect_cut("package.path = ('/n/?;'):rep(2000000)\nrequire 'nothing'", 1.0);
+  EXPECT_NE(err.find("escape.lua:2:"), std::string::npos) << err;
+  err = expect_cut("local p = ('/n/?;'):rep(4000000)\npackage.searchpath('x', p)", 1.0);
+  EXPECT_NE(err.find("escape.lua:2:"), std::string::npos) << err;
+}
+
+TEST(Budget, CCallsThroughMetamethodsAreCut) {
+  // A loop inside a C function that calls a metamethod for each item is
+  // cut at the call after the deadline, even when the metamethod is C.
+  const std::string idx = "local t = setmetatable({}, {__index = type})\n";
+  expect_cut(idx + "table.concat(t, '', 1, math.maxinteger)", 1.0);
+}
+
 TEST(Budget, ParsingAHugeChunkIsCutNearTheDeadline) {
   // One load of tens of megabytes of source is seconds inside the parser.
   std::string err = expect_cut(
@@ -387,6 +516,121 @@ TEST(Sandbox, NothingBlocksOnStdinOrAFifo) {
   EXPECT_FALSE(l.rt.run_string("for l in io.lines() do end", "=stdin.lua", err));
   EXPECT_NE(err.find("standard input"), std::string::npos) << err;
   EXPECT_TRUE(l.rt.run_string("assert(io.open('/dev/null'))", "=null", err)) << err;
+  std::filesystem::remove(fifo);
+}
+
+// Every file the Lua layer opens (rule files, require's search and load,
+// io.open and io.lines) is opened without blocking and refused, naming
+// the path, unless it is a regular file: a FIFO would block the daemon in
+// open() until a writer came, and a read of it until one wrote.
+TEST(Sandbox, ARuleFileThatIsAFifoIsRefusedNamingIt) {
+  HangGuard guard("a rule file that is a FIFO");
+  std::string dir = test_dir() + "/fiforules";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/a.lua") << "-- fine\n";
+  ASSERT_EQ(mkfifo((dir + "/b.lua").c_str(), 0600), 0);
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(dir);
+  ASSERT_FALSE(res.ok);
+  ASSERT_EQ(res.errors.size(), 1u);
+  EXPECT_NE(res.errors[0].find("cannot open " + dir + "/b.lua: not a regular file (a FIFO)"),
+            std::string::npos)
+      << res.errors[0];
+  // Named alone, too.
+  RuleRuntime rt2(opts(), HostContext{});
+  res = rt2.load(dir + "/b.lua");
+  ASSERT_FALSE(res.ok);
+  EXPECT_NE(res.errors[0].find("b.lua: not a regular file"), std::string::npos) << res.errors[0];
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Sandbox, RequireOfAFifoIsRefusedNamingIt) {
+  HangGuard guard("require of a FIFO");
+  Loaded l;  // its rules' lib/ is test_dir()/lib
+  std::filesystem::create_directories(test_dir() + "/lib");
+  std::string fifo = test_dir() + "/lib/fifomod.lua";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string err;
+  EXPECT_FALSE(l.rt.run_string("\nrequire 'fifomod'", "=req.lua", err));
+  EXPECT_NE(err.find("req.lua:2: error loading module 'fifomod' from file '" + fifo +
+                     "': cannot open " + fifo + ": not a regular file (a FIFO)"),
+            std::string::npos)
+      << err;
+  // A package.path template that names the FIFO itself (no '?').
+  EXPECT_FALSE(l.rt.run_string("package.path = '" + fifo + "'\nrequire 'anything'", "=req.lua", err));
+  EXPECT_NE(err.find("not a regular file"), std::string::npos) << err;
+  // package.searchpath finds it without opening it; what is not there is
+  // reported as stock Lua does.
+  EXPECT_TRUE(l.rt.run_string(
+      "assert(package.searchpath('fifomod', '" + test_dir() + "/lib/?.lua') == '" + fifo + "')\n"
+      "local f, e = package.searchpath('a.b', '/nonexistent/?.lua;/n2/?/init.lua')\n"
+      "assert(f == nil and e == \"no file '/nonexistent/a/b.lua'\\n\\tno file '/n2/a/b/init.lua'\", e)\n"
+      "assert(package.searchpath('a.b', '/x/?', '.', '_') == nil)\n"
+      "assert(select(2, package.searchpath('a.b', '/x/?', '.', '_')) == \"no file '/x/a_b'\")\n"
+      "assert(package.searchpath('empty', '" + test_dir() + "/?.lua') == '" + test_dir() + "/empty.lua')",
+      "=search.lua", err))
+      << err;
+  std::filesystem::remove(fifo);
+}
+
+TEST(Sandbox, FilesAreOpenedWithoutBlocking) {
+  HangGuard guard("io on FIFOs and /proc/kmsg");
+  std::string fifo = test_dir() + "/iofifo";
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string link = test_dir() + "/iofifo-link";
+  std::filesystem::remove(link);
+  std::filesystem::create_symlink(fifo, link);
+  Loaded l;
+  l.rt.go_live();  // write modes too
+  std::string err;
+  for (std::string path : {fifo, link}) {
+    for (const char* mode : {"r", "w", "a", "r+"}) {
+      EXPECT_TRUE(l.rt.run_string("local f, e = io.open('" + path + "', '" + mode +
+                                      "')\nassert(f == nil and e == '" + path +
+                                      ": not a regular file (a FIFO)', e)",
+                                  "=fifo", err))
+          << path << " " << mode << ": " << err;
+    }
+    EXPECT_FALSE(l.rt.run_string("for l in io.lines('" + path + "') do end", "=fifo.lua", err));
+    EXPECT_NE(err.find("fifo.lua:1: cannot open file '" + path + "': not a regular file (a FIFO)"),
+              std::string::npos)
+        << err;
+  }
+  // Devices other than /dev/null, and sockets: refused too.
+  EXPECT_TRUE(l.rt.run_string("local f, e = io.open('/dev/zero') assert(f == nil and e:find('character device'), e)\n"
+                              "local g, e2 = io.open('/dev/tty') assert(g == nil, e2)\n"
+                              "assert(io.open('/dev/null')):close()",
+                              "=dev", err))
+      << err;
+  // /proc/kmsg is a "regular" file whose read waits for the next kernel
+  // message: opened without blocking, a read returns what is there, or
+  // nil and EAGAIN.
+  if (access("/proc/kmsg", R_OK) == 0) {
+    EXPECT_TRUE(l.rt.run_string("local f = io.open('/proc/kmsg')\n"
+                                "if f then for i = 1, 100000 do if not f:read('l') then break end end f:close() end",
+                                "=kmsg", err))
+        << err;
+  }
+  // What rules do with files still works: read, lines, write, modes.
+  std::string file = test_dir() + "/plain.txt";
+  EXPECT_TRUE(l.rt.run_string(
+      "local f = assert(io.open('" + file + "', 'w')) assert(io.type(f) == 'file')\n"
+      "f:write('one\\ntwo\\n', 3, '\\n') f:close() assert(io.type(f) == 'closed file')\n"
+      "local t = {} for line in io.lines('" + file + "') do t[#t + 1] = line end\n"
+      "assert(table.concat(t, ',') == 'one,two,3', table.concat(t, ','))\n"
+      "for a, b in io.lines('" + file + "', 1, 'l') do assert(a == 'o' and b == 'ne') break end\n"
+      "local g = assert(io.open('" + file + "', 'a+')) g:write('x') g:seek('set') assert(g:read('a') == 'one\\ntwo\\n3\\nx') g:close()\n"
+      "local h = assert(io.open('" + file + "', 'rb')) assert(h:read('n') == nil) h:close()\n"
+      "local n, e = io.open('/nonexistent/x') assert(n == nil and e == '/nonexistent/x: No such file or directory', e)\n"
+      "assert(not pcall(io.open, '" + file + "', 'rw'))\n"
+      "local ok, e2 = pcall(io.lines, '/nonexistent/x') assert(not ok and e2:find(\"cannot open file '/nonexistent/x'\"), e2)\n"
+      "local d = assert(io.open('" + test_dir() + "')) assert(d:read('a') == nil) d:close()",
+      "=files.lua", err))
+      << err;
+  std::filesystem::remove(link);
   std::filesystem::remove(fifo);
 }
 

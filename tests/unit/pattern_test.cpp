@@ -115,3 +115,31 @@ TEST(PatternDifferential, GeneratedPairs) {
   }
   EXPECT_EQ(compared, 3000);
 }
+
+// What pattern_fuzz found (docs/reliability.md, finding 5): stock 5.4
+// still has the deprecated class %z (the NUL byte) and %Z, also inside a
+// set and a frontier. Each looked like a different disagreement (a
+// malformed pattern reported or not, a capture index error, gmatch with
+// a leading '^', which both treat as a literal): the matchers parted
+// where %z matched a NUL in one and a 'z' in the other. The base64 is the
+// fuzzer's input (tests/fuzz/corpus/pattern/).
+TEST(PatternDifferential, FuzzFindings) {
+  const std::pair<std::string, std::string> cases[] = {
+      {std::string("^(%w.-)%Z*$", 11), std::string("match", 5)},  // Xigldy4tKSVaKiRcZ21hdGNo
+      {std::string("(%A\077([%p%q%z]", 13), std::string("qq\000\310\325\320f[", 8)},  // KCVBPyhbJXAlcSV6XVw9cXEAyNXQZls=
+      {std::string("%f[%w]%z[%", 10), std::string("-+%z[%\\s-+%pe+", 14)},  // JWZbJXddJXpbJVxzLSslelslXHMtKyVwZSs=
+      {std::string("^(%w-)%z%", 9), std::string("\000tea\025\000%-A", 9)},  // Xigldy0pJXolXHgAdGVhFQAlLUE=
+      {std::string("^(%z[+9.%(s%", 12), std::string("\000@\001\266\222\363F", 7)},  // XiglelsrOS4lKHMlXAAAQAG2kvNG
+      {std::string("^%A\077([%z-a]", 11), std::string("]qjF+[%z-", 9)},  // XiVBPyhbJXotYV1cPV1xakYrWyV6LQ==
+      {std::string("%f[\000\036%ZA]%", 10),
+       std::string("\000\347\377\377\377\377\377\377\231\244\332+\221]%w\365^", 18)},  // JWZbAB4lWkFdJVwpAOf///////+ZpNorkV0ld/Ve
+      {std::string("^%f[%W]%Z%1", 11), std::string("# xC( U", 7)},  // XiVmWyVXXSVaJTFceiMgeEMoIFU=
+      {std::string("^-%f[%w)%z%%%v++:-]", 19), std::string("f%xw)%x%w", 9)},  // Xi0lZlsldykleiUlJXYrKzotXVwlZiV4dykleCV3
+  };
+  for (const auto& [p, s] : cases) expect_same(p, s);
+  // The class itself, alone, negated, in sets and frontiers.
+  const std::string nuls("a\0z\0\0Z", 6);
+  for (const char* p : {"%z", "%Z", "%z+", "%Z+", "[%z]", "[^%z]+", "[%Z]", "[a%z]+", "%f[%z]",
+                        "%f[%Z]", "%f[^%z]", "(%z*)z", "z%z", "^%Z*"})
+    expect_same(p, nuls);
+}
