@@ -396,13 +396,10 @@ void push_lua_where(lua_State* L) {
 // then refuses it, naming it) and checks the budget every 256 templates
 // (a path of millions of them is millions of open calls).
 bool readable(const char* filename) {
-  struct stat st;
-  if (::stat(filename, &st) != 0) return false;
-  if (!S_ISREG(st.st_mode)) return true;
-  int fd = ::open(filename, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return false;
-  ::close(fd);
-  return true;
+  const char* why;
+  int fd = open_nonblocking(filename, O_RDONLY, false, &why);
+  if (fd >= 0) ::close(fd);
+  return fd != -1;  // opened, or there and refused (-2)
 }
 
 int l_searchpath(lua_State* L) {
