@@ -754,7 +754,8 @@ TEST(Reattach, MarksOnAnotherUsersProcessAreNotTrusted) {
   for (size_t at = 0; at < env.size();) {
     size_t end = env.find('\0', at);
     std::string kv = env.substr(at, end - at);
-    if (kv.starts_with("VIGIL_")) marks.push_back(kv);
+    for (const char* mark : {"VIGIL_WATCH=", "VIGIL_SPEC=", "VIGIL_INSTANCE="})
+      if (kv.starts_with(mark)) marks.push_back(kv);
     at = end == std::string::npos ? env.size() : end + 1;
   }
   ASSERT_EQ(marks.size(), 3u) << env;
