@@ -2,8 +2,9 @@
 //   cluster.configure{ failover = argv, failover_timeout = s, reboot = argv }
 //       at load: the commands the ladder's failover and reboot steps run
 //   cluster.failover(owner, reason [, argv]) -> true | nil, err
-//       runs the failover command (VIGIL_OWNER, VIGIL_REASON in its
-//       environment); VGL0152 now, VGL0153/VGL0154 when it ends
+//       VGL0152 now; the failover command (VIGIL_OWNER, VIGIL_REASON,
+//       VIGIL_NODE in its environment) starts once every process of the
+//       owner has been stopped and reaped; VGL0153/VGL0154 when it ends
 //   cluster.reboot(owner, reason [, argv]) -> true | nil, err
 //       refused (VGL0156) unless the daemon allows reboots and none
 //       happened within the interval; else VGL0155 and the command runs
@@ -65,11 +66,9 @@ std::string hostname() {
   return buf;
 }
 
-// Runs `argv` for owner; the events say how it went. "" or an error.
-std::string run_handover(RuntimeState& rt, const std::string& owner, const std::string& reason,
-                         const std::vector<std::string>& argv, double timeout) {
-  EventLog* log = rt.host.log;
-  Supervisor* sup = rt.host.supervisor;
+// Runs `argv` for owner; the events say how it went.
+void run_handover(EventLog* log, Supervisor* sup, const std::string& owner,
+                  const std::string& reason, const std::vector<std::string>& argv, double timeout) {
   std::string err;
   auto pid = sup->run_command(
       argv, {{"VIGIL_OWNER", owner}, {"VIGIL_REASON", reason}, {"VIGIL_NODE", hostname()}}, timeout,
@@ -84,7 +83,7 @@ std::string run_handover(RuntimeState& rt, const std::string& owner, const std::
                                                         : ": exited " + std::to_string(st.code))}});
       },
       err);
-  return pid ? std::string() : err;
+  if (!pid) log->emit(Msg::FailoverFailed, owner, {{"error", err}});
 }
 
 int l_failover(lua_State* L) {
@@ -100,12 +99,23 @@ int l_failover(lua_State* L) {
       rt.host.log->emit(Msg::FailoverRequested, owner, {{"reason", reason}, {"node", hostname()}});
     if (argv.empty())
       err = "no failover command configured (cluster { failover = \"...\" } in the rules)";
-    else if (!rt.host.supervisor)
+    else if (!rt.host.supervisor || !rt.host.log)
       err = "no supervisor";
-    else
-      err = run_handover(rt, owner, reason, argv, rt.cluster.failover_timeout);
-    if (!err.empty() && rt.host.log)
-      rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
+    if (!err.empty()) {
+      if (rt.host.log) rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
+      return push_result(L, err);
+    }
+    // The command starts once nothing of the owner runs here any more
+    // (issue 12.10): a command-driven cluster must never find the service
+    // running on two nodes. The callback outlives this Lua state (a reload
+    // may come first), so it holds only host objects and copies.
+    EventLog* log = rt.host.log;
+    Supervisor* sup = rt.host.supervisor;
+    double timeout = rt.cluster.failover_timeout;
+    sup->after_stopped(
+        owner, [log, sup, owner = std::string(owner), reason = std::string(reason), argv, timeout] {
+          run_handover(log, sup, owner, reason, argv, timeout);
+        });
     return push_result(L, err);
   });
 }

@@ -304,6 +304,20 @@ void Supervisor::exhaust_group(Group& g, std::optional<double> rearm_after, Unit
   });
 }
 
+void Supervisor::after_stopped(const std::string& owner, std::function<void()> fn) {
+  std::vector<std::string> names;
+  if (Group* g = find_group(owner)) {
+    names = g->decl.units;
+  } else if (Unit* u = find(owner)) {
+    // A watch that failed for good has normally ended already; only what
+    // still runs is stopped (stopping an ended one would cancel its re-arm).
+    if (u->child || u->script_pid() || u->stop_queued) names.push_back(owner);
+  }
+  // stop_ordered() joins a stop already under way (the group's give-up)
+  // and calls back once every one is down.
+  stop_ordered(names, std::move(fn));
+}
+
 void Supervisor::start_group(Group& g) {
   if (g.exhausted) {
     loop_.cancel(g.rearm_timer);

@@ -351,6 +351,12 @@ class Supervisor {
   // The group gives up: its watches are stopped in order and not started
   // again until the re-arm (after `rearm_after` s) or an operator start.
   void exhaust_group(Group& g, std::optional<double> rearm_after, Unit* cause);
+  // Runs `fn` once nothing of `owner` (a group: all its watches; a watch:
+  // itself) runs here any more: what still runs is stopped in order, a
+  // stop that times out escalates to KILL as always, and `fn` runs after
+  // the last process has been reaped. A handover to another node waits on
+  // this so that the service never runs on two nodes at once.
+  void after_stopped(const std::string& owner, std::function<void()> fn);
   // Operator commands on a group (in order).
   void start_group(Group& g);
   void stop_group(Group& g, std::function<void()> done);

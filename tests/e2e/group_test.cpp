@@ -383,6 +383,37 @@ TEST(Group, EscalationLadderRestartsThenRestartsTheGroupThenFailsOver) {
       << explain.out;
 }
 
+TEST(Group, FailoverStartsOnlyOnceEveryMemberIsDown) {
+  Daemon d;
+  std::string dir = d.dir(), marker = dir + "/steps";
+  // One member takes a second to stop, one ignores TERM until its stop
+  // timeout's KILL; the failover command says whether either still runs.
+  std::string slow = "watch \"slow\" { start = { \"/bin/sh\", \"-c\", \"echo $$ > " + dir +
+                     "/slow.pid; trap 'sleep 1; echo slow-stopped >> " + marker +
+                     "; exit 0' TERM; while :; do sleep 0.1; done\" }, stop = { timeout = "
+                     "\"10s\" } }\n";
+  std::string deaf = "watch \"deaf\" { start = { \"/bin/sh\", \"-c\", \"echo $$ > " + dir +
+                     "/deaf.pid; trap '' TERM; while :; do sleep 0.1; done\" }, stop = { "
+                     "timeout = \"1s\" } }\n";
+  std::string front = "watch \"front\" { start = { \"sleep\", \"100000\" } }\n";
+  std::string check = "for f in " + dir + "/*.pid; do kill -0 $(cat $f) 2>/dev/null && echo " +
+                      "alive $f >> " + marker + "; done; echo failover >> " + marker;
+  d.write_rule("a.lua", slow + deaf + front +
+                            "group \"svc\" { restart = { limit = 0 }, \"slow\", \"deaf\", "
+                            "\"front\", on_exhausted = \"failover\" }\n"
+                            "cluster { failover = \"" +
+                            check + "\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_pid("slow") && d.watch_pid("deaf") && d.watch_pid("front") &&
+           std::filesystem::exists(dir + "/slow.pid") && std::filesystem::exists(dir + "/deaf.pid");
+  })) << d.output();
+  ASSERT_EQ(kill(d.watch_pid("front"), SIGKILL), 0);  // no budget: the group gives up
+  ASSERT_TRUE(d.wait_event("VGL0153", "svc", 1, 30s)) << d.output();
+  EXPECT_EQ(read_file(marker), "slow-stopped\nfailover\n") << d.output();
+  EXPECT_EQ(d.count_events("VGL0152", "svc"), 1);
+}
+
 TEST(Group, ANestedGroupThatGivesUpIsAFailureForTheOuterGroup) {
   Daemon d;
   Chain c;
