@@ -253,20 +253,6 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
                {{"error", join(res.errors, "; ")}, {"errors", res.errors}, {"reason", reason}});
     return res.errors;
   }
-  // Live changes made with `vigil set` outlive reloads while their key is
-  // still valid.
-  for (const auto& [name, unit] : supervisor_->units()) {
-    for (auto it = unit->overrides.begin(); it != unit->overrides.end();) {
-      std::string err;
-      if (candidate->set_param(name, it->first, it->second, err)) {
-        ++it;
-      } else {
-        log_->emit(Msg::ParameterSet, name,
-                   {{"key", it->first}, {"value", "(dropped: " + err + ")"}});
-        it = unit->overrides.erase(it);
-      }
-    }
-  }
   runtime_ = std::move(candidate);  // the old state and its timers go here
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();
@@ -277,12 +263,33 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   loaded_watches_ = watches;
   supervisor_->apply(std::move(decls), runtime_->take_groups());
   decls = {};
+  replay_overrides();
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
   // A reload frees a whole Lua state and the load's garbage: give the
   // pages back instead of carrying them as resident memory.
   malloc_trim(0);
   return {};
+}
+
+// Live changes made with `vigil set` outlive reloads while their key is
+// still valid. They are replayed once the new rules are live and applied:
+// before, the new declarations (a count's bounds, say) would overwrite them.
+void Daemon::replay_overrides() {
+  auto replay = [this](const std::string& name, std::map<std::string, std::string>& overrides) {
+    for (auto it = overrides.begin(); it != overrides.end();) {
+      std::string err;
+      if (runtime_->set_param(name, it->first, it->second, err)) {
+        ++it;
+      } else {
+        log_->emit(Msg::ParameterSet, name,
+                   {{"key", it->first}, {"value", "(dropped: " + err + ")"}});
+        it = overrides.erase(it);
+      }
+    }
+  };
+  for (const auto& [name, unit] : supervisor_->units()) replay(name, unit->overrides);
+  for (auto& [name, group] : supervisor_->groups()) replay(name, group.overrides);
 }
 
 // The rules' sinks after a load: a destination that is still declared
@@ -710,16 +717,22 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     if (cmd == "stop") return supervisor_->stop(*u, done);
     return supervisor_->restart(*u, done);
   }
-  if (cmd == "set") {
-    Unit* u = unit_arg();
-    if (!u) return;
+  if (cmd == "set") {  // on a watch or a group
+    std::string name = req.required_str("name", "a watch or group name");
+    std::map<std::string, std::string>* overrides = nullptr;
+    if (Unit* u = supervisor_->find(name))
+      overrides = &u->overrides;
+    else if (Group* g = supervisor_->find_group(name))
+      overrides = &g->overrides;
+    else
+      return reject("no watch or group named '" + name + "'");
     std::string key = str("key"), value = str("value");
     if (key.empty()) return reject("set: a key is required");
     std::string err;
-    auto normalized = runtime_->set_param(u->name, key, value, err);
-    if (!normalized) return reject("set " + u->name + " " + key + ": " + err);
-    u->overrides[key] = *normalized;
-    log_->emit(Msg::ParameterSet, u->name, {{"key", key}, {"value", *normalized}});
+    auto normalized = runtime_->set_param(name, key, value, err);
+    if (!normalized) return reject("set " + name + " " + key + ": " + err);
+    (*overrides)[key] = *normalized;
+    log_->emit(Msg::ParameterSet, name, {{"key", key}, {"value", *normalized}});
     return reply(ok_reply({{"key", key}, {"value", *normalized}}));
   }
   reject("unknown command '" + cmd + "'");

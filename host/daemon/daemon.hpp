@@ -54,6 +54,7 @@ class Daemon {
   std::vector<std::string> reload(const std::string& reason);
 
  private:
+  void replay_overrides();
   friend struct DaemonFuzzAccess;  // tests/fuzz/control_fuzz.cpp drives handle()
   void on_signal();
   void on_inotify();

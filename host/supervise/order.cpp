@@ -371,6 +371,7 @@ nlohmann::json Supervisor::group_json(const Group& g) const {
                       {"since", rfc3339(g.since)},    {"restarts", g.restarts},
                       {"members", std::move(members)}};
   if (!g.decl.description.empty()) j["description"] = g.decl.description;
+  if (!g.overrides.empty()) j["overrides"] = g.overrides;
   return j;
 }
 

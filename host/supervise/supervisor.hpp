@@ -174,6 +174,7 @@ struct Group {
   uint64_t restarts = 0;
   TimerId rearm_timer = 0;
   Ledger ledger;
+  std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 };
 
 struct Unit {
@@ -332,6 +333,7 @@ class Supervisor {
   const std::map<std::string, std::unique_ptr<Unit>>& units() const { return units_; }
   Group* find_group(const std::string& name);
   const std::map<std::string, Group>& groups() const { return groups_; }
+  std::map<std::string, Group>& groups() { return groups_; }
   // A group's status: its members (watches and nested groups) as a tree.
   nlohmann::json group_json(const Group& g) const;
 

@@ -73,7 +73,11 @@ local entry = {}
 
 function entry.exit(name, ev) watch.on_exit(name, ev) end
 
-function entry.set(name, key, value) return watch.set(name, key, value) end
+function entry.set(name, key, value)
+  local g = group.groups[name]
+  if g then return watch.set_live(g, key, value) end
+  return watch.set(name, key, value)
+end
 
 function entry.count(name, ev) watch.on_count(name, ev) end
 

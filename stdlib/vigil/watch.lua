@@ -646,26 +646,47 @@ function M.run_probe(name, index, token)
   end
 end
 
---- `vigil set NAME KEY VALUE` -> normalized text | nil, err
-function M.set(name, key, value)
-  local w = watches[name]
-  if not w then return nil, string.format("no watch named '%s'", name) end
+-- The keys a group's member takes from its group (set them on the group).
+local group_keys = { rearm = true }
+for k in pairs(live_keys) do
+  if k:match("^restart%.") then group_keys[k] = true end
+end
+
+--- Sets a live key on `owner`, a watch or a group (its table from
+-- vigil.group) -> normalized text | nil, err.
+function M.set_live(owner, key, value)
   local k = live_keys[key]
   if not k then
     local names = {}
-    for n in pairs(live_keys) do names[#names + 1] = n end
+    for n in pairs(live_keys) do
+      if owner.kind ~= "group" or group_keys[n] then names[#names + 1] = n end
+    end
     table.sort(names)
     return nil, string.format("'%s' cannot be changed live (keys: %s)", key, table.concat(names, ", "))
   end
+  if owner.kind == "group" and not group_keys[key] then
+    return nil, string.format("'%s' is a group: '%s' belongs to its watches", owner.name, key)
+  end
+  if owner.kind ~= "group" and owner.group and group_keys[key] then
+    return nil, string.format("'%s' is a member of group '%s', whose budget decides its restarts: set %s on the group (vigil set %s %s %s)",
+      owner.name, owner.group, key, owner.group, key, value)
+  end
   local v, err = k[1](value, key)
   if v == nil then return nil, err end
-  if w.restart == default_restart then
-    w.restart = {}
-    for kk, vv in pairs(default_restart) do w.restart[kk] = vv end
+  if owner.restart == default_restart then
+    owner.restart = {}
+    for kk, vv in pairs(default_restart) do owner.restart[kk] = vv end
   end
-  local ok, serr = pcall(k[2], w, v)
+  local ok, serr = pcall(k[2], owner, v)
   if not ok then return nil, tostring(serr) end
   return k[3](v)
+end
+
+--- `vigil set NAME KEY VALUE` -> normalized text | nil, err
+function M.set(name, key, value)
+  local w = watches[name]
+  if not w then return nil, string.format("no watch or group named '%s'", name) end
+  return M.set_live(w, key, value)
 end
 
 return M

@@ -59,6 +59,41 @@ TEST(Control, SetChangesTheRestartLimitLive) {
   EXPECT_EQ(d.watch("s")["overrides"]["restart.limit"], "0");
 }
 
+TEST(Control, SetOnGroupsAndMembersTakesEffectAndSurvivesReloads) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "db" { start = { "sleep", "100001" } }
+watch "app" { start = { "sleep", "100002" } }
+group "orders" { restart = { limit = 5, within = "1h" }, "db", "app" }
+watch "c" { match = { name = "vigil-none-such" }, count = { min = 0, max = 5 } }
+)");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("db") && d.watch_pid("app"); })) << d.output();
+  // A member's restarts follow its group's budget: setting its own is refused.
+  auto r = d.cli({"set", "app", "restart.limit", "0"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("member of group 'orders'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("vigil set orders restart.limit 0"), std::string::npos) << r.err;
+  // A group's keys are set on the group; a watch's key is not a group's.
+  r = d.cli({"set", "orders", "count.max", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("is a group"), std::string::npos) << r.err;
+  r = d.cli({"set", "orders", "restart.limit", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = d.cli({"set", "c", "count.max", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.watch("c")["max"], 1);
+  // Both outlive a reload: the new declarations do not overwrite them.
+  ASSERT_EQ(d.cli({"reload"}).code, 0);
+  EXPECT_EQ(d.watch("c")["max"], 1) << d.watch("c").dump();
+  auto explain = d.cli({"explain", "orders", "--json"});
+  EXPECT_NE(explain.out.find("restart.limit"), std::string::npos) << explain.out;
+  // And the group's limit decides: the first failure gives the group up.
+  ASSERT_EQ(kill(d.watch_pid("app"), SIGKILL), 0);
+  EXPECT_TRUE(d.wait_event("VGL0150", "orders", 1)) << d.output();
+  EXPECT_EQ(d.count_events("VGL0101", "app"), 1) << d.output();  // its first start only
+}
+
 TEST(Control, SetRejectsBadKeysAndValues) {
   Daemon d;
   d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");

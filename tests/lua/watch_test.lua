@@ -205,7 +205,7 @@ T.test("vigil set goes through the same checkers", function()
   end
   T.contains(select(2, W.set("s", "restart.delay", "99999999999d")), "longer than the maximum of 100 days", "why")
   T.contains(select(2, W.set("s", "nope", "1")), "'nope' cannot be changed live", "unknown key")
-  T.contains(select(2, W.set("nobody", "rearm", "1s")), "no watch named 'nobody'", "unknown watch")
+  T.contains(select(2, W.set("nobody", "rearm", "1s")), "no watch or group named 'nobody'", "unknown watch")
   T.eq(W.watches.s.restart.limit, 7, "refused values changed nothing")
 end)
 
