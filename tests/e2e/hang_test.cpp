@@ -40,9 +40,12 @@ vigil::Fd connect_to(int port) {
 TEST(Hang, ABusyLoopIsACpuRunawayAndIsRestarted) {
   Daemon d;
   std::string spin = program(d, "spin", "while True:\n    pass\n");
+  // 10 %, not more: on a 2-core machine at load 10 (ctest -j2 beside
+  // compilers) a busy loop gets about a fifth of a core; an idle process
+  // gets none, which is the difference this test is about.
   d.write_rule("a.lua", "watch \"spin\" { start = { \"python3\", \"" + spin +
                             "\" },\n"
-                            "  checks = { every = \"100ms\", cpu = { percent = 50, [\"for\"] = "
+                            "  checks = { every = \"100ms\", cpu = { percent = 10, [\"for\"] = "
                             "\"500ms\" } },\n"
                             "  on_state = \"restart\", stop = { timeout = \"1s\" } }\n");
   ASSERT_TRUE(d.start()) << d.output();
@@ -51,7 +54,7 @@ TEST(Hang, ABusyLoopIsACpuRunawayAndIsRestarted) {
   ASSERT_TRUE(d.wait_event("VGL0134", "spin")) << d.output();
   auto e = d.last_event("VGL0134", "spin");
   EXPECT_EQ(e["fields"]["pid"], first);
-  EXPECT_GE(e["fields"]["percent"].get<double>(), 50);
+  EXPECT_GE(e["fields"]["percent"].get<double>(), 10);
   EXPECT_GE(e["fields"]["for"].get<double>(), 0.5);
   // on_state = "restart": killed, then recovered through the budget.
   ASSERT_TRUE(d.wait_event("VGL0122", "spin")) << d.output();
