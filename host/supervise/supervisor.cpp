@@ -269,6 +269,7 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   if (d.match) {
     u.m = std::make_unique<Unit::Matching>(
         Unit::Matching{std::move(*d.match), std::move(d.adopt), d.count, {}});
+    u.m->stop_on_remove = d.stop_on_remove;
     matching_.insert(u.name);
   } else {
     u.m.reset();
@@ -293,8 +294,15 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
   for (const auto& name : removed) {
     Unit* u = find(name);
     log_.emit(Msg::WatchRemoved, name, {});
-    u->remove_when_stopped = true;
     u->respawn_with.reset();
+    if (u->foreign() && !u->child->stopping && !u->m->stop_on_remove) {
+      // Someone else's process: vigil stops watching it and leaves it
+      // running, as it does when it shuts down.
+      release(*u, "its watch was removed from the rules");
+      erase(name);
+      continue;
+    }
+    u->remove_when_stopped = true;
     stop(*u);  // may erase u
   }
   for (auto& d : decls) {
@@ -324,6 +332,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->after = d.after;
       u->settle = d.settle;
       u->group = d.group;
+      if (u->m) u->m->stop_on_remove = d.stop_on_remove;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
       set_probe_specs(*u, std::move(d.probes));
       if (u->respawn_with) u->respawn_with->where = d.where;
@@ -446,6 +455,21 @@ void Supervisor::spawn(Unit& u) {
   record(u);
   log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
   start_probes(u);
+}
+
+void Supervisor::release(Unit& u, const char* reason) {
+  if (!u.child) return;
+  Unit::Child& c = *u.child;
+  log_.emit(Msg::ProcessReleased, u.name, {{"pid", c.pid}, {"reason", reason}});
+  loop_.cancel(c.kill_timer);
+  if (c.watch) loop_.remove(c.watch);
+  // Another watch may have adopted the same process: its record stays.
+  if (auto it = adopted_.find(c.pid); it != adopted_.end() && it->second == u.name)
+    adopted_.erase(it);
+  stop_probes(u);
+  u.child.reset();
+  journal_.clear(u.name);
+  set_state(u, UnitState::Stopped);
 }
 
 // Keeps the journal in step with the unit's process.
@@ -765,7 +789,7 @@ void Supervisor::stop_all(std::function<void()> done) {
   // Dependents first, as for a group stop.
   std::vector<std::string> names;
   for (auto& [name, u] : units_) {
-    if (u->child && u->child->adopted && !u->child->own_group) {
+    if (u->foreign()) {
       // Someone else's process: vigil going away does not stop it.
       cancel_timer(*u);
       end_find(*u);
