@@ -339,7 +339,16 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       continue;
     }
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
-    if (u->child) {
+    if (u->foreign() && !u->child->stopping) {
+      // Someone else's process is not stopped for a new declaration: vigil
+      // lets go of it and looks again by the new match (which may find the
+      // same process).
+      bool was_wanted = u->want_running && !u->paused;
+      release(*u, "its watch changed; looking again by its match");
+      end_find(*u);
+      replace_spec(*u, std::move(d));
+      if (was_wanted) reattach(*u);
+    } else if (u->child) {
       u->respawn_with = std::make_unique<Declaration>(std::move(d));
       stop(*u);
     } else {
@@ -408,7 +417,9 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     return spawn(u);
   }
   if (u.m && !u.m->adopt.restart_script.empty()) return run_restart_script(u);
-  // Nothing vigil can start: wait for the process to appear.
+  // Nothing vigil can start: its process may be running already (an
+  // operator start, a changed match), else wait for it to appear.
+  if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
   set_state(u, UnitState::Stopped);
   begin_find(u);
 }

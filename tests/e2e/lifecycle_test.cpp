@@ -162,3 +162,39 @@ TEST(Lifecycle, StopOnRemoveIsCheckedAtLoad) {
   auto r = run_command({VIGIL_BINARY, "check", good.rules_dir() + "/ok.lua"});
   EXPECT_EQ(r.code, 0) << r.err;
 }
+
+// Issue 12, item 2: a reload that changed the match used to kill the
+// nginx adopted by the old one and never adopt the one the new match
+// names (not even after `vigil start`). A changed match is a re-find: the
+// old server is left running, the new one adopted.
+TEST(Lifecycle, AChangedMatchReleasesTheOldServerAndAdoptsTheNewOne) {
+  NEED_NGINX();
+  Daemon d;
+  Nginx a(d.dir(), "a"), b(d.dir(), "b");
+  ASSERT_TRUE(a.start()) << "nginx a did not start on port " << a.port;
+  ASSERT_TRUE(b.start()) << "nginx b did not start on port " << b.port;
+  std::vector<pid_t> a_workers = children_of(a.master), b_workers = children_of(b.master);
+  d.write_rule("web.lua", "watch \"web\" { " + a.match() + " }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("web") == a.master; })) << d.output();
+
+  d.write_rule("web.lua", "watch \"web\" { " + b.match() + " }\n");
+  d.cli({"reload"});  // (inotify may have reloaded already: the same rules)
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("web") == b.master; }, 20s))
+      << d.watch("web").dump() << d.output();
+  EXPECT_EQ(d.watch_state("web"), "running");
+  EXPECT_EQ(d.watch("web")["adopted"], true);
+  EXPECT_EQ(d.count_events("VGL0108", "web"), 0) << "a stop was requested: " << d.output();
+  EXPECT_EQ(d.last_event("VGL0160", "web")["fields"]["pid"], a.master) << d.output();
+  EXPECT_TRUE(process_alive(a.master)) << "the old match's server was stopped";
+  EXPECT_EQ(children_of(a.master), a_workers);
+  EXPECT_TRUE(serving(a.port));
+  EXPECT_EQ(children_of(b.master), b_workers);
+
+  // Back to a: b is let go of in turn, a adopted again.
+  d.write_rule("web.lua", "watch \"web\" { " + a.match() + " }\n");
+  d.cli({"reload"});
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("web") == a.master; }, 20s)) << d.output();
+  EXPECT_TRUE(process_alive(b.master));
+  EXPECT_TRUE(serving(b.port));
+}
