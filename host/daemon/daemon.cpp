@@ -708,6 +708,13 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
       return done();
     }
     if (cmd == "stop") return supervisor_->stop(*u, done);
+    if (!u->can_start())
+      // Stopping it would leave it dead: vigil did not start it and has
+      // no way to. Refused before anything is touched.
+      return reject("cannot restart '" + name +
+                    "': nothing to restart it with (it has no 'start' and no 'restart_script'; "
+                    "vigil only watches the process its match finds). Restart it the way it was "
+                    "started, or give the watch a 'restart_script'");
     return supervisor_->restart(*u, done);
   }
   if (cmd == "set") {

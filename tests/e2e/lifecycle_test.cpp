@@ -198,3 +198,36 @@ TEST(Lifecycle, AChangedMatchReleasesTheOldServerAndAdoptsTheNewOne) {
   EXPECT_TRUE(process_alive(b.master));
   EXPECT_TRUE(serving(b.port));
 }
+
+// Issue 12, item 3: `vigil restart` on a match-only watch used to kill
+// the adopted nginx, say "stopped" and exit 0, with nothing to start it
+// again. It is refused, and nothing is touched.
+TEST(Lifecycle, RestartOfAMatchOnlyWatchIsRefusedAndTouchesNothing) {
+  NEED_NGINX();
+  Daemon d;
+  Nginx web(d.dir(), "web");
+  ASSERT_TRUE(web.start()) << "nginx did not start on port " << web.port;
+  std::vector<pid_t> workers = children_of(web.master);
+  d.write_rule("web.lua", "watch \"web\" { " + web.match() + " }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("web") == web.master; })) << d.output();
+
+  auto r = d.cli({"restart", "web"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("nothing to restart it with"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restart_script"), std::string::npos) << r.err;
+  EXPECT_EQ(d.count_events("VGL0108", "web"), 0) << d.output();
+  EXPECT_TRUE(process_alive(web.master));
+  EXPECT_EQ(children_of(web.master), workers);
+  EXPECT_EQ(d.watch_pid("web"), web.master);
+  EXPECT_EQ(d.watch_state("web"), "running");
+  EXPECT_EQ(d.watch("web")["restarts"], 0);
+
+  // Once it is gone (the watch waits for it to come back), still refused.
+  kill(web.master, SIGTERM);
+  ASSERT_TRUE(reap(web.master, 20s));
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("web") == "stopped"; })) << d.output();
+  r = d.cli({"restart", "web"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("nothing to restart it with"), std::string::npos) << r.err;
+}
