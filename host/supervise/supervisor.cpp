@@ -295,6 +295,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     Unit* u = find(name);
     log_.emit(Msg::WatchRemoved, name, {});
     u->respawn_with.reset();
+    u->restart_when_stopped = false;
     if (u->foreign() && !u->child->stopping && !u->m->stop_on_remove) {
       // Someone else's process: vigil stops watching it and leaves it
       // running, as it does when it shuts down.
@@ -334,8 +335,10 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->group = d.group;
       if (u->m) u->m->stop_on_remove = d.stop_on_remove;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
+      // A changed declaration waiting for the stop to finish is this one
+      // now, whole: the unit takes it when its process is down.
+      if (u->respawn_with) *u->respawn_with = d;
       set_probe_specs(*u, std::move(d.probes));
-      if (u->respawn_with) u->respawn_with->where = d.where;
       continue;
     }
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
@@ -704,7 +707,8 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
 
 void Supervisor::stop(Unit& u, std::function<void()> done) {
   // Stopped by an operator (or a reload): no longer part of an ordered
-  // restart that would start it again.
+  // restart that would start it again, nor restarted by the operator.
+  u.restart_when_stopped = false;
   if (u.queued) {
     u.queued = false;
     unqueue(u.name);
@@ -745,7 +749,11 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
   }
   if (u.respawn_with) {
     auto d = std::move(u.respawn_with);
+    u.restart_when_stopped = false;
     replace_spec(u, std::move(*d));
+    u.want_running = true;
+    if (!u.paused) start_process(u);
+  } else if (std::exchange(u.restart_when_stopped, false)) {
     u.want_running = true;
     if (!u.paused) start_process(u);
   }
@@ -759,22 +767,15 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
     if (done) done();
     return;
   }
-  // Restart with the same declaration: stop, then start it again.
-  auto d = std::make_unique<Declaration>();
-  d->name = u.name;
-  d->where = u.where;
-  d->spec = u.spec;
-  if (u.m) {
-    d->match = u.m->match;
-    d->adopt = u.m->adopt;
-    d->count = u.m->count;
+  // Restart with the same declaration, the unit's own: stop, then start
+  // it again. (A changed declaration already waiting, respawn_with, is
+  // taken instead.)
+  if (u.queued) {
+    u.queued = false;
+    unqueue(u.name);
   }
-  d->checks = u.checks;
-  d->after = u.after;
-  d->settle = u.settle;
-  d->group = u.group;
-  u.respawn_with = std::move(d);
-  stop(u, std::move(done));
+  u.restart_when_stopped = true;
+  halt(u, std::move(done));
 }
 
 void Supervisor::pause(Unit& u) {

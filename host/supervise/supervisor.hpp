@@ -271,6 +271,10 @@ struct Unit {
   std::vector<std::function<void()>> stop_waiters;
   bool remove_when_stopped = false;
   std::unique_ptr<Declaration> respawn_with;     // apply this after the stop completes
+  // An operator restart: started again, as it is declared now, once the
+  // stop completes. The unit is its declaration (nothing is rebuilt from
+  // it, so nothing of it is lost: probes, checks, order, live changes).
+  bool restart_when_stopped = false;
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;

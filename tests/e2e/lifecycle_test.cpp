@@ -231,3 +231,47 @@ TEST(Lifecycle, RestartOfAMatchOnlyWatchIsRefusedAndTouchesNothing) {
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.err.find("nothing to restart it with"), std::string::npos) << r.err;
 }
+
+// Issue 12, item 9: `vigil restart` rebuilt the declaration by hand and
+// left out the probes: the restarted nginx ran unprobed until the next
+// reload. The restart keeps the whole declaration.
+TEST(Lifecycle, RestartKeepsTheWholeDeclarationProbesIncluded) {
+  NEED_NGINX();
+  Daemon d;
+  Nginx web(d.dir(), "web");
+  std::string url = "http://127.0.0.1:" + std::to_string(web.port) + "/";
+  d.write_rule("web.lua", "watch \"web\" {\n  " + web.start_key() +
+                              ",\n"
+                              "  probes = { http { url = \"" +
+                              url +
+                              "\", body = \"ok\", every = \"200ms\", timeout = \"2s\" },\n"
+                              "             tcp { port = " +
+                              std::to_string(web.port) +
+                              ", every = \"200ms\" } },\n"
+                              "  checks = { threads = 50 },\n"
+                              "}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  auto passing = [&](size_t n) {
+    auto w = d.watch("web");
+    if (!w.is_object() || !w.contains("probes") || w["probes"].size() != n) return false;
+    for (const auto& p : w["probes"])
+      if (!p.value("passing", false)) return false;
+    return true;
+  };
+  ASSERT_TRUE(wait_for([&] { return passing(2); }, 20s)) << d.watch("web").dump() << d.output();
+  pid_t first = d.watch_pid("web");
+  auto before = d.watch("web");
+
+  auto r = d.cli({"restart", "web"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d.watch_pid("web");
+    return p > 0 && p != first && d.watch_state("web") == "running";
+  }, 20s)) << d.output();
+  EXPECT_TRUE(wait_for([&] { return passing(2); }, 20s))
+      << "the restarted watch lost its probes: " << d.watch("web").dump();
+  auto after = d.watch("web");
+  EXPECT_EQ(after["where"], before["where"]);
+  EXPECT_EQ(after["probes"][0]["name"], before["probes"][0]["name"]);
+  EXPECT_EQ(after["probes"][1]["name"], before["probes"][1]["name"]);
+}
