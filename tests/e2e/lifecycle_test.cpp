@@ -55,20 +55,23 @@ struct Nginx {
     std::filesystem::create_directories(root);
     port = free_port();
     conf = root + "/nginx.conf";
-    write_file(conf, "worker_processes 2;\n"
-                     "pid " + root + "/nginx.pid;\n"
-                     "error_log " + root + "/error.log;\n"
-                     "events { worker_connections 64; }\n"
-                     "http {\n"
-                     "  access_log off;\n"
-                     "  client_body_temp_path " + root + "/body;\n"
-                     "  proxy_temp_path " + root + "/proxy;\n"
-                     "  fastcgi_temp_path " + root + "/fastcgi;\n"
-                     "  uwsgi_temp_path " + root + "/uwsgi;\n"
-                     "  scgi_temp_path " + root + "/scgi;\n"
-                     "  server { listen 127.0.0.1:" + std::to_string(port) +
-                     "; location / { return 200 \"ok\\n\"; } }\n"
-                     "}\n");
+    std::string text = R"(worker_processes 2;
+pid ROOT/nginx.pid;
+error_log ROOT/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ROOT/body;
+  proxy_temp_path ROOT/proxy;
+  fastcgi_temp_path ROOT/fastcgi;
+  uwsgi_temp_path ROOT/uwsgi;
+  scgi_temp_path ROOT/scgi;
+  server { listen 127.0.0.1:PORT; location / { return 200 "ok\n"; } }
+}
+)";
+    for (size_t at; (at = text.find("ROOT")) != std::string::npos;) text.replace(at, 4, root);
+    text.replace(text.find("PORT"), 4, std::to_string(port));
+    write_file(conf, text);
     argv = {kNginx, "-e", root + "/error.log", "-c", conf, "-g", "daemon off;"};
   }
   ~Nginx() {
@@ -120,7 +123,8 @@ TEST(Lifecycle, ARemovedAdoptedWatchLeavesTheServerRunningUnlessToldToStopIt) {
   ASSERT_TRUE(wait_for([&] { return d.watch("web").is_null(); })) << d.output();
   EXPECT_EQ(d.count_events("VGL0108", "web"), 0) << "a stop was requested: " << d.output();
   EXPECT_TRUE(d.wait_event("VGL0160", "web")) << d.output();
-  EXPECT_TRUE(process_alive(web.master)) << "removing the watch stopped a process vigil did not start";
+  EXPECT_TRUE(process_alive(web.master))
+      << "removing the watch stopped a process vigil did not start";
   EXPECT_EQ(children_of(web.master), workers);
   EXPECT_TRUE(serving(web.port));
   EXPECT_EQ(d.watch_state("keep"), "running");
@@ -264,14 +268,47 @@ TEST(Lifecycle, RestartKeepsTheWholeDeclarationProbesIncluded) {
 
   auto r = d.cli({"restart", "web"});
   ASSERT_EQ(r.code, 0) << r.err;
-  ASSERT_TRUE(wait_for([&] {
-    pid_t p = d.watch_pid("web");
-    return p > 0 && p != first && d.watch_state("web") == "running";
-  }, 20s)) << d.output();
+  ASSERT_TRUE(wait_for(
+      [&] {
+        pid_t p = d.watch_pid("web");
+        return p > 0 && p != first && d.watch_state("web") == "running";
+      },
+      20s))
+      << d.output();
   EXPECT_TRUE(wait_for([&] { return passing(2); }, 20s))
       << "the restarted watch lost its probes: " << d.watch("web").dump();
   auto after = d.watch("web");
   EXPECT_EQ(after["where"], before["where"]);
   EXPECT_EQ(after["probes"][0]["name"], before["probes"][0]["name"]);
   EXPECT_EQ(after["probes"][1]["name"], before["probes"][1]["name"]);
+}
+
+// The same for a group: restarting it stops and starts each of its
+// watches, so a group with a watch that cannot be started is refused
+// whole, and neither the adopted nginx nor its sibling is touched.
+TEST(Lifecycle, RestartOfAGroupWithAMatchOnlyWatchIsRefusedAndTouchesNothing) {
+  NEED_NGINX();
+  Daemon d;
+  Nginx web(d.dir(), "web");
+  ASSERT_TRUE(web.start()) << "nginx did not start on port " << web.port;
+  d.write_rule("web.lua",
+               "watch \"app\" { start = { \"sleep\", \"100061\" } }\n"
+               "watch \"web\" { " +
+                   web.match() +
+                   " }\n"
+                   "group \"site\" { \"app\", \"web\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_pid("web") == web.master && d.watch_state("app") == "running";
+  })) << d.output();
+  pid_t app = d.watch_pid("app");
+
+  auto r = d.cli({"restart", "site"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.err.find("its watch 'web' has nothing to restart it with"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(d.count_events("VGL0108"), 0) << d.output();
+  EXPECT_TRUE(process_alive(web.master));
+  EXPECT_EQ(d.watch_pid("web"), web.master);
+  EXPECT_EQ(d.watch_pid("app"), app);
 }
