@@ -220,6 +220,9 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   }
   d.adopt.script_timeout = field_number(L, idx, "script_timeout", d.adopt.script_timeout);
   d.adopt.find_within = field_number(L, idx, "find_within", d.adopt.find_within);
+  raw_field(L, idx, "stop_on_remove");
+  d.stop_on_remove = lua_toboolean(L, -1);
+  lua_pop(L, 1);
 
   raw_field(L, idx, "count");
   if (lua_istable(L, -1)) {

@@ -675,6 +675,14 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
       g &&
       (cmd == "start" || cmd == "stop" || cmd == "restart" || cmd == "pause" || cmd == "resume")) {
     std::string name = g->decl.name;
+    if (cmd == "restart")
+      // Each watch is stopped and started again: one that cannot be
+      // started would be left dead. Refused before anything is touched.
+      for (const auto& w : g->decl.units)
+        if (Unit* u = supervisor_->find(w); u && !u->can_start())
+          return reject("cannot restart group '" + name + "': its watch '" + w +
+                        "' has nothing to restart it with (no 'start' and no 'restart_script'; "
+                        "vigil only watches the process its match finds)");
     auto done = [this, reply, name] {
       Group* grp = supervisor_->find_group(name);
       reply(ok_reply({{"group", grp ? supervisor_->group_json(*grp) : nlohmann::json(nullptr)}}));
@@ -715,6 +723,13 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
       return done();
     }
     if (cmd == "stop") return supervisor_->stop(*u, done);
+    if (!u->can_start())
+      // Stopping it would leave it dead: vigil did not start it and has
+      // no way to. Refused before anything is touched.
+      return reject("cannot restart '" + name +
+                    "': nothing to restart it with (it has no 'start' and no 'restart_script'; "
+                    "vigil only watches the process its match finds). Restart it the way it was "
+                    "started, or give the watch a 'restart_script'");
     return supervisor_->restart(*u, done);
   }
   if (cmd == "set") {  // on a watch or a group

@@ -269,6 +269,7 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   if (d.match) {
     u.m = std::make_unique<Unit::Matching>(
         Unit::Matching{std::move(*d.match), std::move(d.adopt), d.count, {}});
+    u.m->stop_on_remove = d.stop_on_remove;
     matching_.insert(u.name);
   } else {
     u.m.reset();
@@ -293,8 +294,16 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
   for (const auto& name : removed) {
     Unit* u = find(name);
     log_.emit(Msg::WatchRemoved, name, {});
-    u->remove_when_stopped = true;
     u->respawn_with.reset();
+    u->restart_when_stopped = false;
+    if (u->foreign() && !u->child->stopping && !u->m->stop_on_remove) {
+      // Someone else's process: vigil stops watching it and leaves it
+      // running, as it does when it shuts down.
+      release(*u, "its watch was removed from the rules");
+      erase(name);
+      continue;
+    }
+    u->remove_when_stopped = true;
     stop(*u);  // may erase u
   }
   for (auto& d : decls) {
@@ -324,13 +333,25 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->after = d.after;
       u->settle = d.settle;
       u->group = d.group;
+      if (u->m) u->m->stop_on_remove = d.stop_on_remove;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
+      // A changed declaration waiting for the stop to finish is this one
+      // now, whole: the unit takes it when its process is down.
+      if (u->respawn_with) *u->respawn_with = d;
       set_probe_specs(*u, std::move(d.probes));
-      if (u->respawn_with) u->respawn_with->where = d.where;
       continue;
     }
     log_.emit(Msg::WatchChanged, d.name, {{"where", d.where}});
-    if (u->child) {
+    if (u->foreign() && !u->child->stopping) {
+      // Someone else's process is not stopped for a new declaration: vigil
+      // lets go of it and looks again by the new match (which may find the
+      // same process).
+      bool was_wanted = u->want_running && !u->paused;
+      release(*u, "its watch changed; looking again by its match");
+      end_find(*u);
+      replace_spec(*u, std::move(d));
+      if (was_wanted) reattach(*u);
+    } else if (u->child) {
       u->respawn_with = std::make_unique<Declaration>(std::move(d));
       stop(*u);
     } else {
@@ -399,7 +420,9 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     return spawn(u);
   }
   if (u.m && !u.m->adopt.restart_script.empty()) return run_restart_script(u);
-  // Nothing vigil can start: wait for the process to appear.
+  // Nothing vigil can start: its process may be running already (an
+  // operator start, a changed match), else wait for it to appear.
+  if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
   set_state(u, UnitState::Stopped);
   begin_find(u);
 }
@@ -446,6 +469,21 @@ void Supervisor::spawn(Unit& u) {
   record(u);
   log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
   start_probes(u);
+}
+
+void Supervisor::release(Unit& u, const char* reason) {
+  if (!u.child) return;
+  Unit::Child& c = *u.child;
+  log_.emit(Msg::ProcessReleased, u.name, {{"pid", c.pid}, {"reason", reason}});
+  loop_.cancel(c.kill_timer);
+  if (c.watch) loop_.remove(c.watch);
+  // Another watch may have adopted the same process: its record stays.
+  if (auto it = adopted_.find(c.pid); it != adopted_.end() && it->second == u.name)
+    adopted_.erase(it);
+  stop_probes(u);
+  u.child.reset();
+  journal_.clear(u.name);
+  set_state(u, UnitState::Stopped);
 }
 
 // Keeps the journal in step with the unit's process.
@@ -669,7 +707,8 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
 
 void Supervisor::stop(Unit& u, std::function<void()> done) {
   // Stopped by an operator (or a reload): no longer part of an ordered
-  // restart that would start it again.
+  // restart that would start it again, nor restarted by the operator.
+  u.restart_when_stopped = false;
   if (u.queued) {
     u.queued = false;
     unqueue(u.name);
@@ -710,7 +749,11 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
   }
   if (u.respawn_with) {
     auto d = std::move(u.respawn_with);
+    u.restart_when_stopped = false;
     replace_spec(u, std::move(*d));
+    u.want_running = true;
+    if (!u.paused) start_process(u);
+  } else if (std::exchange(u.restart_when_stopped, false)) {
     u.want_running = true;
     if (!u.paused) start_process(u);
   }
@@ -724,22 +767,15 @@ void Supervisor::restart(Unit& u, std::function<void()> done) {
     if (done) done();
     return;
   }
-  // Restart with the same declaration: stop, then start it again.
-  auto d = std::make_unique<Declaration>();
-  d->name = u.name;
-  d->where = u.where;
-  d->spec = u.spec;
-  if (u.m) {
-    d->match = u.m->match;
-    d->adopt = u.m->adopt;
-    d->count = u.m->count;
+  // Restart with the same declaration, the unit's own: stop, then start
+  // it again. (A changed declaration already waiting, respawn_with, is
+  // taken instead.)
+  if (u.queued) {
+    u.queued = false;
+    unqueue(u.name);
   }
-  d->checks = u.checks;
-  d->after = u.after;
-  d->settle = u.settle;
-  d->group = u.group;
-  u.respawn_with = std::move(d);
-  stop(u, std::move(done));
+  u.restart_when_stopped = true;
+  halt(u, std::move(done));
 }
 
 void Supervisor::pause(Unit& u) {
@@ -765,7 +801,7 @@ void Supervisor::stop_all(std::function<void()> done) {
   // Dependents first, as for a group stop.
   std::vector<std::string> names;
   for (auto& [name, u] : units_) {
-    if (u->child && u->child->adopted && !u->child->own_group) {
+    if (u->foreign()) {
       // Someone else's process: vigil going away does not stop it.
       cancel_timer(*u);
       end_find(*u);

@@ -131,6 +131,9 @@ struct Declaration {
   std::vector<std::string> after;
   double settle = 0;
   std::string group;  // the innermost group it belongs to, "" for none
+  // Removed from the rules: stop the process it adopted (by default vigil
+  // lets go of a process it did not start, as at shutdown).
+  bool stop_on_remove = false;
 };
 
 // A group as the rules declared it: its members (watches or groups) in
@@ -197,7 +200,8 @@ struct Unit {
     Bounds bounds = Bounds::Within;
     pid_t script_pid = 0;  // a restart script running
     TimerId find_timer = 0;
-    bool finding = false;  // waiting for the match to find the process
+    bool finding = false;         // waiting for the match to find the process
+    bool stop_on_remove = false;  // the declaration's: stop what it adopted when removed
   };
   std::unique_ptr<Matching> m;
   // Probes, when it has any (probes.hpp).
@@ -213,6 +217,11 @@ struct Unit {
   }
   bool can_start() const { return !spec.argv.empty() || (m && !m->adopt.restart_script.empty()); }
   bool finding() const { return m && m->finding; }
+  // Its process is someone else's: adopted by the match (or started by a
+  // restart script), not started by vigil in a group of its own. Vigil
+  // never stops such a process for its own reasons (a shutdown, a removed
+  // or changed watch); it lets go of it.
+  bool foreign() const { return child && child->adopted && !child->own_group; }
   pid_t script_pid() const { return m ? m->script_pid : 0; }
 
   UnitState state = UnitState::Stopped;
@@ -263,6 +272,10 @@ struct Unit {
   std::vector<std::function<void()>> stop_waiters;
   bool remove_when_stopped = false;
   std::unique_ptr<Declaration> respawn_with;     // apply this after the stop completes
+  // An operator restart: started again, as it is declared now, once the
+  // stop completes. The unit is its declaration (nothing is rebuilt from
+  // it, so nothing of it is lost: probes, checks, order, live changes).
+  bool restart_when_stopped = false;
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
 
   nlohmann::json to_json() const;
@@ -441,6 +454,9 @@ class Supervisor {
   bool same_spec(const Unit& u, const Declaration& d) const;
   void signal_process(Unit& u, int sig);
   void record(Unit& u);
+  // Stops watching u's process without a signal (it runs on): a removed
+  // or changed watch whose process is someone else's.
+  void release(Unit& u, const char* reason);
 
   // adopt.cpp: adopted processes, restart scripts, finding, members.
   bool adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how);

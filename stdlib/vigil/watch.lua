@@ -251,6 +251,7 @@ local watch_schema = {
   restart_script = schema.by_type({ string = function(v, path) return { command = schema.shell(v, path) } end,
     table = script_table }, "a command list, a shell command string or a table"),
   count = schema.table(count_schema),
+  stop_on_remove = schema.boolean,
   on_over = action({ "alert", "kill_newest" }),
   on_under = action({ "alert", "restart" }),
   checks = schema.by_type({ boolean = off, table = schema.table(checks_schema) }, "a table or false"),
@@ -347,6 +348,9 @@ function M.declare(where, name, spec)
         fail(where, name, string.format("count.max %d is below count.min %d", s.count.max, s.count.min))
       end
     end
+    if s.stop_on_remove ~= nil and not s.match then
+      fail(where, name, "'stop_on_remove' applies to a watch with a 'match' (a watch without one always stops what it started when it is removed)")
+    end
     if s.on_over and not (s.count and s.count.max) then
       fail(where, name, "'on_over' needs count.max")
     end
@@ -408,6 +412,7 @@ function M.declare(where, name, spec)
       restart_script = script and script.command,
       script_timeout = script and script.timeout,
       find_within = script and script.find_within,
+      stop_on_remove = s.stop_on_remove,
       count = s.count,
       checks = checks,
       probes = probe_specs,
