@@ -311,3 +311,90 @@ TEST(Probe, BadProbesAreErrorsAtCheckTime) {
     EXPECT_NE(r.err.find(file + ":"), std::string::npos) << r.err;
   }
 }
+
+// Debian's stock mod_status with ExtendedStatus On: IdleWorkers sits past
+// byte 512 of "?auto", so a check that reads only the evidence excerpt
+// calls a healthy server hung. A real apache2 on a private config.
+TEST(Probe, ApacheStatusIsReadInFull) {
+  const std::string mods = "/usr/lib/apache2/modules";
+  if (access("/usr/sbin/apache2", X_OK) != 0 || access((mods + "/mod_status.so").c_str(), R_OK))
+    GTEST_SKIP() << "apache2 with mod_status is not installed";
+  Daemon d;
+  int port = free_port();
+  std::string root = d.dir() + "/apache";
+  std::filesystem::create_directories(root);
+  std::string conf = root + "/httpd.conf";
+  write_file(conf, "ServerRoot \"" + root + "\"\nServerName 127.0.0.1\nListen 127.0.0.1:" +
+                       std::to_string(port) + "\nPidFile " + root + "/httpd.pid\nErrorLog " + root +
+                       "/error.log\nDefaultRuntimeDir " + root +
+                       "\n"
+                       "LoadModule mpm_event_module " +
+                       mods +
+                       "/mod_mpm_event.so\n"
+                       "LoadModule authz_core_module " +
+                       mods +
+                       "/mod_authz_core.so\n"
+                       "LoadModule authz_host_module " +
+                       mods +
+                       "/mod_authz_host.so\n"
+                       "LoadModule status_module " +
+                       mods +
+                       "/mod_status.so\n"
+                       "User nobody\nGroup nogroup\nExtendedStatus On\n"
+                       "StartServers 1\nServerLimit 1\nThreadsPerChild 10\nMinSpareThreads 1\n"
+                       "MaxSpareThreads 10\nMaxRequestWorkers 10\nDocumentRoot " +
+                       root +
+                       "\n"
+                       "<Location \"/server-status\">\n  SetHandler server-status\n"
+                       "  Require ip 127.0.0.1\n</Location>\n");
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/server-status?auto";
+  d.write_rule("a.lua", "local web = require \"vigil.web\"\n"
+                        "watch \"httpd\" {\n  start = { \"/usr/sbin/apache2\", \"-f\", \"" +
+                            conf + "\", \"-DFOREGROUND\" },\n  probes = { " + gate(port) +
+                            "web.apache { url = \"" + url +
+                            "\", every = \"200ms\", fails = 2, startup = \"60s\" } },\n"
+                            "  on_hung = \"alert\",\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return probe_passing(d, "httpd", 1); }, 30s))
+      << d.watch("httpd").dump() << "\n"
+      << read_file(root + "/error.log") << d.output();
+  EXPECT_EQ(d.count_events("VGL0142", "httpd"), 0) << d.output();
+  // The premise: the field the check needs is past the 512-byte excerpt.
+  auto page = run_command(
+      {"/usr/bin/env", "python3", "-c",
+       "import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+       "sys.stdout.write(o.open(sys.argv[1]).read().decode())",
+       url});
+  ASSERT_NE(page.out.find("IdleWorkers:"), std::string::npos) << page.out << page.err;
+  EXPECT_GT(page.out.find("IdleWorkers:"), 512u) << page.out;
+}
+
+// Tomcat's manager text interface lists every application; on a real
+// server the one asked for is often kilobytes in (a recorded page).
+TEST(Probe, TomcatListIsReadInFull) {
+  Daemon d;
+  int port = free_port();
+  std::string page = std::string(VIGIL_SOURCE_DIR) + "/tests/e2e/tools/tomcat_manager_list.txt";
+  ASSERT_GT(read_file(page).find("\n/shop:running:"), 512u);
+  d.write_rule("a.lua", "local web = require \"vigil.web\"\n"
+                        "watch \"tomcat\" {\n" +
+                            target("--port " + std::to_string(port) + " --body-file " + page) +
+                            "  probes = { " + gate(port) + "web.tomcat { url = \"http://127.0.0.1:" +
+                            std::to_string(port) +
+                            "/manager/text/list\", app = \"/shop\", every = \"200ms\", "
+                            "fails = 2, startup = \"60s\" },\n"
+                            "    web.tomcat { name = \"quotes\", url = \"http://127.0.0.1:" +
+                            std::to_string(port) +
+                            "/manager/text/list\", app = \"/quotes\", every = \"200ms\", "
+                            "fails = 1, startup = \"60s\" } },\n"
+                            "  on_hung = \"alert\",\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return probe_passing(d, "tomcat", 1); }, 30s))
+      << d.watch("tomcat").dump() << d.output();
+  // A stopped application further in is seen as stopped, not as missing.
+  ASSERT_TRUE(d.wait_event("VGL0142", "tomcat", 1, 30s)) << d.output();
+  auto ev = d.last_event("VGL0142", "tomcat");
+  EXPECT_EQ(field(ev, "probe"), "quotes") << ev.dump();
+  EXPECT_NE(field(ev, "reason").find("application /quotes is stopped"), std::string::npos)
+      << ev.dump();
+}
