@@ -234,7 +234,6 @@ struct Unit {
     WatchId watch = 0;
     bool stopping = false;
     TimerId kill_timer = 0;
-    pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
     // State checks: /proc/PID/stat kept open, and what the samples saw.
     Fd stat_fd;
     std::unique_ptr<Sampling> sampling;
