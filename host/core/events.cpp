@@ -172,6 +172,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::DumpWritten, "VGL0157", S::Notice, "dump_written",
      "{watch}: evidence dump {path} ({files} files, {bytes} bytes)"},
     {Msg::DumpFailed, "VGL0158", S::Error, "dump_failed", "{watch}: evidence dump failed: {error}"},
+    {Msg::NotifyDropped, "VGL0165", S::Warning, "notify_dropped",
+     "sd_notify message from pid {pid} dropped: {reason}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -480,6 +480,8 @@ class Supervisor {
   void update_ready(Unit& u);
   void arm_watchdog(Unit& u, size_t i);
   void on_notify(const NotifyMessage& msg);
+  Unit* notify_owner(const NotifyMessage& msg, std::string& why);
+  void notify_dropped(const NotifyMessage& msg, const std::string& why);
   void set_probe_specs(Unit& u, std::vector<ProbeSpec> specs);
   std::vector<std::pair<std::string, std::string>> notify_env(const Unit& u) const;
 
@@ -533,6 +535,7 @@ class Supervisor {
   ProbeEngine* engine_ = nullptr;
   NotifySocket* notify_ = nullptr;
   std::unordered_map<pid_t, std::string> notify_pids_;  // pid -> unit with a notify probe
+  std::set<pid_t> notify_dropped_;                      // senders told of (VGL0165), once each
   uint64_t next_token_ = 1;
 
   std::map<std::string, Group> groups_;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -397,4 +398,108 @@ TEST(Probe, TomcatListIsReadInFull) {
   EXPECT_EQ(field(ev, "probe"), "quotes") << ev.dump();
   EXPECT_NE(field(ev, "reason").find("application /quotes is stopped"), std::string::npos)
       << ev.dump();
+}
+
+namespace {
+
+// A real short-lived sd_notify sender: sends READY=1 and exits at once
+// (or, with "stay", leaves its session and stays).
+std::string notify_sender(const Daemon& d) {
+  std::string path = d.dir() + "/notify_sender.py";
+  write_file(path,
+             "import os, socket, sys, time\n"
+             "if 'setsid' in sys.argv: os.setsid()\n"
+             "a = os.environ['NOTIFY_SOCKET']\n"
+             "a = '\\0' + a[1:] if a.startswith('@') else a\n"
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+             "s.sendto(b'READY=1', a)\n"
+             "if 'stay' in sys.argv: time.sleep(1000)\n");
+  return path;
+}
+
+// The service waits for `go`, runs the sender to its end (the shell
+// reaps it), writes `sent`, then runs on. The test holds vigil stopped
+// meanwhile, so the sender is gone before vigil reads its message.
+std::string gone_sender_service(const std::string& prelude, const std::string& sender,
+                                const std::string& go, const std::string& sent) {
+  return "  start = \"" + prelude + "while [ ! -e " + go + " ]; do sleep 0.05; done; python3 " +
+         sender + "; touch " + sent + "; exec sleep 1000\",\n";
+}
+
+void send_while_vigil_is_stopped(Daemon& d, const std::string& go, const std::string& sent) {
+  ASSERT_EQ(kill(d.pid(), SIGSTOP), 0);
+  write_file(go, "");
+  bool done = wait_for([&] { return std::filesystem::exists(sent); }, 30s);
+  kill(d.pid(), SIGCONT);
+  ASSERT_TRUE(done) << "the service never ran its sender";
+}
+
+}  // namespace
+
+// A sender gone before its message is read, with nothing to prove whose
+// it was (it was in vigil's own cgroup): dropped, but said, once.
+TEST(Probe, NotifyFromAGoneSenderIsReportedNotDroppedSilently) {
+  Daemon d;
+  std::string go = d.dir() + "/go", sent = d.dir() + "/sent";
+  d.write_rule("a.lua", "watch \"n\" {\n" +
+                            gone_sender_service("", notify_sender(d), go, sent) +
+                            "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("n") == "running"; }));
+  send_while_vigil_is_stopped(d, go, sent);
+  ASSERT_TRUE(d.wait_event("VGL0165", "", 1, 20s)) << d.output();
+  auto ev = d.last_event("VGL0165");
+  EXPECT_NE(field(ev, "reason").find("the sender had exited before vigil read the message"),
+            std::string::npos)
+      << ev.dump();
+  EXPECT_EQ(field(ev, "keys"), "READY");
+  EXPECT_FALSE(d.watch("n")["ready"].get<bool>());
+  EXPECT_EQ(d.count_events("VGL0165"), 1);
+}
+
+// A gone sender whose cgroup (kept by the kernel after its exit) is the
+// service's own, not vigil's: proof enough, the service is ready.
+TEST(Probe, NotifyFromAGoneSenderInTheServiceCgroupIsAccepted) {
+  std::string root = "/sys/fs/cgroup/unified";
+  if (!std::filesystem::exists(root + "/cgroup.procs")) root = "/sys/fs/cgroup";
+  std::string cg = root + "/vigil-e2e-notify-" + std::to_string(getpid());
+  if (!std::filesystem::exists(root + "/cgroup.procs") || mkdir(cg.c_str(), 0755) != 0)
+    GTEST_SKIP() << "cannot make a cgroup (v2) under " << root;
+  {
+    Daemon d;
+    std::string go = d.dir() + "/go", sent = d.dir() + "/sent";
+    d.write_rule("a.lua", "watch \"n\" {\n" +
+                              gone_sender_service("echo $$ > " + cg + "/cgroup.procs; ",
+                                                  notify_sender(d), go, sent) +
+                              "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+    ASSERT_TRUE(d.start()) << d.output();
+    ASSERT_TRUE(wait_for([&] {
+      pid_t p = d.watch_pid("n");
+      return p > 0 && read_file(cg + "/cgroup.procs").find(std::to_string(p)) != std::string::npos;
+    }));
+    send_while_vigil_is_stopped(d, go, sent);
+    bool ready = d.wait_event("VGL0144", "n", 1, 20s);
+    auto dropped = d.last_event("VGL0165");
+    if (!ready && field(dropped, "reason").find("keeps no cgroup") != std::string::npos)
+      GTEST_SKIP() << "the kernel keeps no cgroup of an exited sender (Linux < 6.15)";
+    EXPECT_TRUE(ready) << d.output();
+    EXPECT_EQ(d.count_events("VGL0165"), 0) << d.output();
+    d.stop();
+  }
+  wait_for([&] { return rmdir(cg.c_str()) == 0; }, 10s);
+}
+
+// A helper that left the service's process group (its own session) but
+// is its descendant, still there when the message is read: accepted.
+TEST(Probe, NotifyFromADescendantInItsOwnSessionIsAccepted) {
+  Daemon d;
+  std::string sender = notify_sender(d);
+  d.write_rule("a.lua", "watch \"n\" {\n  start = \"python3 " + sender +
+                            " setsid stay & exec sleep 1000\",\n"
+                            "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  bool ready = d.wait_event("VGL0144", "n", 1, 30s);
+  kill_processes(sender);
+  EXPECT_TRUE(ready) << d.output();
+  EXPECT_EQ(d.count_events("VGL0165"), 0) << d.output();
 }
