@@ -49,8 +49,8 @@ inline bool pidfd_is(int pidfd, pid_t pid) {
   int now = pidfd_open(pid, 0);
   if (now < 0) return false;
   struct stat a, b;
-  bool same = fstat(pidfd, &a) == 0 && fstat(now, &b) == 0 && a.st_dev == b.st_dev &&
-              a.st_ino == b.st_ino;
+  bool same =
+      fstat(pidfd, &a) == 0 && fstat(now, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
   ::close(now);
   return same;
 }

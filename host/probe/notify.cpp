@@ -79,8 +79,8 @@ bool NotifySocket::open(const std::string& state_dir, std::string& error) {
 
 void NotifySocket::read_all() {
   char data[4096];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int)) +
-                                CMSG_SPACE(sizeof(int) * 16)];
+  alignas(cmsghdr) char
+      control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(int) * 16)];
   // A bounded number per wakeup: a flood cannot starve the loop.
   for (int i = 0; i < 256; ++i) {
     iovec iov{data, sizeof data};

@@ -488,8 +488,9 @@ Unit* Supervisor::notify_owner(const NotifyMessage& msg, std::string& why) {
     ::close(self);
   }
   if (own && *own == *cgroup) {
-    why += "; it was in vigil's own cgroup, which proves nothing (send from a process that "
-           "stays until the message is read, e.g. systemd-notify without --no-block)";
+    why +=
+        "; it was in vigil's own cgroup, which proves nothing (send from a process that "
+        "stays until the message is read, e.g. systemd-notify without --no-block)";
     return nullptr;
   }
   Unit* found = nullptr;

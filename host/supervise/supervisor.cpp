@@ -609,8 +609,8 @@ void Supervisor::begin_stop(Unit& u) {
         [this, name, timeout](const ExitStatus& st, bool timed_out) {
           if (timed_out)
             log_.emit(Msg::StopCommandFailed, name,
-                      {{"error", "still running after the stop timeout (" +
-                                     seconds_text(timeout) + "); killed"}});
+                      {{"error", "still running after the stop timeout (" + seconds_text(timeout) +
+                                     "); killed"}});
           else if (st.code != 0 || st.signal)
             log_.emit(Msg::StopCommandFailed, name,
                       {{"error", st.signal ? "killed by " + signal_name(st.signal)

@@ -349,23 +349,24 @@ TEST(Probe, ApacheStatusIsReadInFull) {
                        "<Location \"/server-status\">\n  SetHandler server-status\n"
                        "  Require ip 127.0.0.1\n</Location>\n");
   std::string url = "http://127.0.0.1:" + std::to_string(port) + "/server-status?auto";
-  d.write_rule("a.lua", "local web = require \"vigil.web\"\n"
-                        "watch \"httpd\" {\n  start = { \"/usr/sbin/apache2\", \"-f\", \"" +
-                            conf + "\", \"-DFOREGROUND\" },\n  probes = { " + gate(port) +
-                            "web.apache { url = \"" + url +
-                            "\", every = \"200ms\", fails = 2, startup = \"60s\" } },\n"
-                            "  on_hung = \"alert\",\n}\n");
+  d.write_rule("a.lua",
+               "local web = require \"vigil.web\"\n"
+               "watch \"httpd\" {\n  start = { \"/usr/sbin/apache2\", \"-f\", \"" +
+                   conf + "\", \"-DFOREGROUND\" },\n  probes = { " + gate(port) +
+                   "web.apache { url = \"" + url +
+                   "\", every = \"200ms\", fails = 2, startup = \"60s\" } },\n"
+                   "  on_hung = \"alert\",\n}\n");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return probe_passing(d, "httpd", 1); }, 30s))
       << d.watch("httpd").dump() << "\n"
       << read_file(root + "/error.log") << d.output();
   EXPECT_EQ(d.count_events("VGL0142", "httpd"), 0) << d.output();
   // The premise: the field the check needs is past the 512-byte excerpt.
-  auto page = run_command(
-      {"/usr/bin/env", "python3", "-c",
-       "import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
-       "sys.stdout.write(o.open(sys.argv[1]).read().decode())",
-       url});
+  auto page =
+      run_command({"/usr/bin/env", "python3", "-c",
+                   "import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+                   "sys.stdout.write(o.open(sys.argv[1]).read().decode())",
+                   url});
   ASSERT_NE(page.out.find("IdleWorkers:"), std::string::npos) << page.out << page.err;
   EXPECT_GT(page.out.find("IdleWorkers:"), 512u) << page.out;
 }
@@ -377,18 +378,19 @@ TEST(Probe, TomcatListIsReadInFull) {
   int port = free_port();
   std::string page = std::string(VIGIL_SOURCE_DIR) + "/tests/e2e/tools/tomcat_manager_list.txt";
   ASSERT_GT(read_file(page).find("\n/shop:running:"), 512u);
-  d.write_rule("a.lua", "local web = require \"vigil.web\"\n"
-                        "watch \"tomcat\" {\n" +
-                            target("--port " + std::to_string(port) + " --body-file " + page) +
-                            "  probes = { " + gate(port) + "web.tomcat { url = \"http://127.0.0.1:" +
-                            std::to_string(port) +
-                            "/manager/text/list\", app = \"/shop\", every = \"200ms\", "
-                            "fails = 2, startup = \"60s\" },\n"
-                            "    web.tomcat { name = \"quotes\", url = \"http://127.0.0.1:" +
-                            std::to_string(port) +
-                            "/manager/text/list\", app = \"/quotes\", every = \"200ms\", "
-                            "fails = 1, startup = \"60s\" } },\n"
-                            "  on_hung = \"alert\",\n}\n");
+  d.write_rule("a.lua",
+               "local web = require \"vigil.web\"\n"
+               "watch \"tomcat\" {\n" +
+                   target("--port " + std::to_string(port) + " --body-file " + page) +
+                   "  probes = { " + gate(port) +
+                   "web.tomcat { url = \"http://127.0.0.1:" + std::to_string(port) +
+                   "/manager/text/list\", app = \"/shop\", every = \"200ms\", "
+                   "fails = 2, startup = \"60s\" },\n"
+                   "    web.tomcat { name = \"quotes\", url = \"http://127.0.0.1:" +
+                   std::to_string(port) +
+                   "/manager/text/list\", app = \"/quotes\", every = \"200ms\", "
+                   "fails = 1, startup = \"60s\" } },\n"
+                   "  on_hung = \"alert\",\n}\n");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return probe_passing(d, "tomcat", 1); }, 30s))
       << d.watch("tomcat").dump() << d.output();
@@ -441,8 +443,7 @@ void send_while_vigil_is_stopped(Daemon& d, const std::string& go, const std::st
 TEST(Probe, NotifyFromAGoneSenderIsReportedNotDroppedSilently) {
   Daemon d;
   std::string go = d.dir() + "/go", sent = d.dir() + "/sent";
-  d.write_rule("a.lua", "watch \"n\" {\n" +
-                            gone_sender_service("", notify_sender(d), go, sent) +
+  d.write_rule("a.lua", "watch \"n\" {\n" + gone_sender_service("", notify_sender(d), go, sent) +
                             "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return d.watch_state("n") == "running"; }));

@@ -252,8 +252,8 @@ TEST(Supervise, PgCtlStopIsAStopCommandThatWaits) {
   ASSERT_EQ(chown(sock.c_str(), pw->pw_uid, pw->pw_gid), 0);
   ASSERT_EQ(chown(data.c_str(), pw->pw_uid, pw->pw_gid), 0);
   chmod(data.c_str(), 0700);
-  auto init = run_command({"/usr/sbin/runuser", "-u", "postgres", "--", bin + "/initdb", "-D",
-                           data, "-A", "trust", "-U", "postgres", "--no-sync"});
+  auto init = run_command({"/usr/sbin/runuser", "-u", "postgres", "--", bin + "/initdb", "-D", data,
+                           "-A", "trust", "-U", "postgres", "--no-sync"});
   if (init.code != 0) GTEST_SKIP() << "initdb cannot run here: " << init.err << init.out;
   int port = free_port();
   d.write_rule("a.lua", "watch \"pg\" {\n  start = { \"" + bin + "/postgres\", \"-D\", \"" + data +
@@ -266,10 +266,10 @@ TEST(Supervise, PgCtlStopIsAStopCommandThatWaits) {
                             "\", \"stop\", \"-m\", \"fast\", \"-w\", \"-t\", \"60\" }, timeout = "
                             "\"60s\" },\n"
                             "  probes = { tcp { port = " +
-                            std::to_string(port) + ", every = \"200ms\", readiness = true } },\n}\n");
+                            std::to_string(port) +
+                            ", every = \"200ms\", readiness = true } },\n}\n");
   ASSERT_TRUE(d.start()) << d.output();
-  ASSERT_TRUE(wait_for([&] { return d.watch("pg")["ready"] == true; },
-                       60s))
+  ASSERT_TRUE(wait_for([&] { return d.watch("pg")["ready"] == true; }, 60s))
       << d.watch("pg").dump() << d.output();
   auto r = d.cli({"stop", "pg"});
   ASSERT_EQ(r.code, 0) << r.err;
