@@ -9,7 +9,7 @@
 //   probe.tcp(spec, fn) -> handle | nil, err
 //       spec: host (default 127.0.0.1), port (required), send, expect, timeout
 //   fn(result): result = { ok, reason, elapsed (s), status (HTTP), body
-//       (the first bytes of the reply) }
+//       (HTTP: the body's first 64 KB; TCP: the reply's first 4 KB) }
 //   handle:cancel() -> true | nil, err   fn will not run (err: the result
 //                                        was delivered already)
 //   handle:active() -> boolean           the result is still to come
@@ -60,7 +60,9 @@ void push_result(lua_State* L, const ProbeResult& r) {
     lua_pushinteger(L, r.status);
     lua_setfield(L, -2, "status");
   }
-  lua_pushlstring(L, r.excerpt.data(), r.excerpt.size());
+  // The body the rule reads, not the evidence excerpt (512 bytes, for
+  // events): a status page's fields can sit well past it.
+  lua_pushlstring(L, r.body.data(), r.body.size());
   lua_setfield(L, -2, "body");
 }
 

@@ -174,6 +174,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::DumpFailed, "VGL0158", S::Error, "dump_failed", "{watch}: evidence dump failed: {error}"},
     {Msg::ProcessReleased, "VGL0160", S::Notice, "process_released",
      "{watch}: pid {pid} left running, no longer watched ({reason})"},
+    {Msg::NotifyDropped, "VGL0165", S::Warning, "notify_dropped",
+     "sd_notify message from pid {pid} dropped: {reason}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -105,6 +105,7 @@ enum class Msg {
   DumpWritten,            // VGL0157
   DumpFailed,             // VGL0158
   ProcessReleased,        // VGL0160
+  NotifyDropped,          // VGL0165
   RuleMessage,            // VGL0900
   kCount
 };

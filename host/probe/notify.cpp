@@ -11,6 +11,12 @@
 
 namespace vigil {
 
+namespace {
+// Not in every libc's headers yet (Linux 6.5 uapi values).
+constexpr int kSoPassPidfd = 76;
+constexpr int kScmPidfd = 0x04;
+}  // namespace
+
 const std::string* NotifyMessage::get(std::string_view key) const {
   for (auto it = fields.rbegin(); it != fields.rend(); ++it)
     if (it->first == key) return &it->second;
@@ -52,6 +58,9 @@ bool NotifySocket::open(const std::string& state_dir, std::string& error) {
     error = "SO_PASSCRED: " + errno_text(errno);
     return false;
   }
+  // The sender's pidfd too, where the kernel has it (6.5+); without it,
+  // messages are attributed by pid alone.
+  setsockopt(s.get(), SOL_SOCKET, kSoPassPidfd, &one, sizeof one);
   // Room for bursts of pings from many processes.
   int buf = 1 << 20;
   setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
@@ -70,7 +79,8 @@ bool NotifySocket::open(const std::string& state_dir, std::string& error) {
 
 void NotifySocket::read_all() {
   char data[4096];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * 16)];
+  alignas(cmsghdr) char
+      control[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(int) * 16)];
   // A bounded number per wakeup: a flood cannot starve the loop.
   for (int i = 0; i < 256; ++i) {
     iovec iov{data, sizeof data};
@@ -82,25 +92,40 @@ void NotifySocket::read_all() {
     ssize_t n = recvmsg(sock_.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
     if (n < 0) return;
     pid_t pid = 0;
+    Fd pidfd;
+    std::vector<Fd> passed;  // closed after the handler (a barrier is released then)
     for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
       if (c->cmsg_level != SOL_SOCKET) continue;
       if (c->cmsg_type == SCM_CREDENTIALS) {
         ucred cr;
         memcpy(&cr, CMSG_DATA(c), sizeof cr);
         pid = cr.pid;
+      } else if (c->cmsg_type == kScmPidfd && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        pidfd = Fd(fd);
       } else if (c->cmsg_type == SCM_RIGHTS) {
-        // File descriptors (FDSTORE=1) are not kept: close them.
+        // File descriptors (FDSTORE=1, BARRIER=1) are not kept.
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t k = 0; k < count; ++k) {
           int fd;
           memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
-          ::close(fd);
+          passed.emplace_back(fd);
         }
       }
     }
     ++received_;
-    if (pid <= 0 || n > static_cast<ssize_t>(sizeof data) || (mh.msg_flags & MSG_TRUNC)) continue;
-    if (handler_) handler_(parse_notify(pid, std::string_view(data, static_cast<size_t>(n))));
+    NotifyMessage m;
+    if (pid <= 0) {
+      m.problem = "it came without the sender's credentials";
+    } else if (n > static_cast<ssize_t>(sizeof data) || (mh.msg_flags & MSG_TRUNC)) {
+      m.problem = "it is longer than " + std::to_string(sizeof data) + " bytes";
+      m.pid = pid;
+    } else {
+      m = parse_notify(pid, std::string_view(data, static_cast<size_t>(n)));
+    }
+    m.pidfd = pidfd.get();
+    if (handler_) handler_(m);
   }
 }
 

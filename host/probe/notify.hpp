@@ -5,6 +5,11 @@
 // credentials (SO_PASSCRED), so a message is attributed by pid and cannot
 // be forged for another process.
 //
+// File descriptors that come with a message (sd_notify's BARRIER=1 pipe)
+// are closed only after the handler ran: a sender that waits for the
+// barrier (systemd-notify without --no-block) is still there while its
+// message is attributed.
+//
 // The address is abstract (no file, no permissions in the way of a child
 // that dropped privileges) and derived from the state directory, so a
 // vigil restarted on the same state directory hears the processes the
@@ -27,6 +32,13 @@ namespace vigil {
 struct NotifyMessage {
   pid_t pid = 0;
   std::vector<std::pair<std::string, std::string>> fields;  // in order
+  // The sender's pidfd (SCM_PIDFD, Linux 6.5+), -1 without: it names the
+  // very process that sent, even once that process is gone. Borrowed:
+  // valid during the handler only.
+  int pidfd = -1;
+  // Not empty: the datagram cannot be used (no credentials, too long);
+  // the handler gets it to say so.
+  std::string problem;
   const std::string* get(std::string_view key) const;
 };
 

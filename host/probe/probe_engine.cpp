@@ -366,7 +366,7 @@ void ProbeEngine::Impl::finish(ProbeId id, ProbeResult r) {
   if (it == checks.end()) return;
   std::unique_ptr<Check> c = std::move(it->second);
   checks.erase(it);
-  if (r.body.empty() && c->easy) r.body = std::move(c->body);
+  if (r.body.empty()) r.body = c->easy ? std::move(c->body) : std::move(c->reply);
   release(*c);
   if (c->done) c->done(r);
 }

@@ -54,7 +54,8 @@ struct ProbeResult {
   double elapsed = 0;   // seconds from start to result
   int status = 0;       // HTTP status (0: no response)
   std::string excerpt;  // evidence: the first bytes of the body or reply (at most 512)
-  std::string body;     // HTTP: the body's first 64 KB (for rules that read it)
+  std::string body;     // for rules that read it: HTTP, the body's first 64 KB;
+                        // TCP, the reply's first 4 KB (never cut to the excerpt)
 };
 
 using ProbeId = uint64_t;

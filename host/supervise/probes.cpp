@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
 #include "host/supervise/supervisor.hpp"
 
@@ -440,19 +441,94 @@ void Supervisor::arm_watchdog(Unit& u, size_t i) {
   });
 }
 
-void Supervisor::on_notify(const NotifyMessage& msg) {
-  auto it = notify_pids_.find(msg.pid);
-  if (it == notify_pids_.end()) {
-    // A process in the watched process's group (a helper, a worker).
-    ProcStat st;
-    if (!reader_.stat(msg.pid, st)) return;
-    it = notify_pids_.find(st.pgrp);
-    if (it == notify_pids_.end()) return;
-    Unit* owner = find(it->second);
-    if (!owner || !owner->child || !owner->child->own_group) return;
+// Whose message is it? Only what can be proven (docs/operations.md,
+// "Whose notification"):
+//  1. the watched process itself (vigil's child is a zombie until vigil
+//     reaps it, an adopted one is pinned by its pidfd: no reuse);
+//  2. a process still there (alive or a zombie) that is the sender (its
+//     pidfd, where the kernel gives one, rules out a reused pid) and is in
+//     the watched process's group, or its descendant;
+//  3. a sender already gone: the kernel keeps the cgroup it exited in;
+//     that is proof when it is the watched process's cgroup and not
+//     vigil's own (everything vigil starts shares that one).
+// Otherwise nullptr, and `why`.
+Unit* Supervisor::notify_owner(const NotifyMessage& msg, std::string& why) {
+  auto owner = [&](pid_t p) -> Unit* {
+    auto it = notify_pids_.find(p);
+    return it == notify_pids_.end() ? nullptr : find(it->second);
+  };
+  if (Unit* u = owner(msg.pid)) return u;
+  ProcStat st;
+  bool there = reader_.stat(msg.pid, st) && (msg.pidfd < 0 || pidfd_is(msg.pidfd, msg.pid));
+  if (there) {
+    if (Unit* u = owner(st.pgrp); u && u->child && u->child->own_group) return u;
+    // A descendant that made a group (or a session) of its own.
+    pid_t p = st.ppid;
+    for (int depth = 0; depth < 64 && p > 1 && p != getpid(); ++depth) {
+      if (Unit* u = owner(p)) return u;
+      ProcStat up;
+      if (!reader_.stat(p, up)) break;
+      p = up.ppid;
+    }
+    why = "pid " + std::to_string(msg.pid) +
+          " is no watched process with a notify probe, nor in its process group, nor its "
+          "descendant";
+    return nullptr;
   }
-  Unit* u = find(it->second);
-  if (!u || !u->probing || !u->probing->active) return;
+  why = "the sender had exited before vigil read the message";
+  auto cgroup = pidfd_cgroup_id(msg.pidfd);
+  if (!cgroup) {
+    why += msg.pidfd < 0 ? " (this kernel gives no pidfd of the sender to tell whose it was)"
+                         : " (this kernel keeps no cgroup of an exited sender)";
+    return nullptr;
+  }
+  std::optional<uint64_t> own;
+  if (int self = pidfd_open(getpid(), 0); self >= 0) {
+    own = pidfd_cgroup_id(self);
+    ::close(self);
+  }
+  if (own && *own == *cgroup) {
+    why +=
+        "; it was in vigil's own cgroup, which proves nothing (send from a process that "
+        "stays until the message is read, e.g. systemd-notify without --no-block)";
+    return nullptr;
+  }
+  Unit* found = nullptr;
+  for (const auto& [pid, name] : notify_pids_) {
+    Unit* u = find(name);
+    if (!u || !u->child) continue;
+    int fd = pidfd_open(pid, 0);
+    if (fd < 0) continue;
+    auto theirs = pidfd_cgroup_id(fd);
+    ::close(fd);
+    if (theirs && *theirs == *cgroup) {
+      if (found && found != u) {
+        why += "; its cgroup holds more than one watched process";
+        return nullptr;
+      }
+      found = u;
+    }
+  }
+  if (!found) why += "; its cgroup is no watched process's";
+  return found;
+}
+
+void Supervisor::notify_dropped(const NotifyMessage& msg, const std::string& why) {
+  // Once per sender: a process pinging a socket that is not its own
+  // would otherwise log every few seconds.
+  if (!notify_dropped_.insert(msg.pid).second) return;
+  if (notify_dropped_.size() > 4096) notify_dropped_ = {msg.pid};
+  std::string keys;
+  for (const auto& [k, v] : msg.fields) keys += (keys.empty() ? "" : ",") + k;
+  log_.emit(Msg::NotifyDropped, "", {{"pid", msg.pid}, {"reason", why}, {"keys", keys}});
+}
+
+void Supervisor::on_notify(const NotifyMessage& msg) {
+  if (!msg.problem.empty()) return notify_dropped(msg, msg.problem);
+  std::string why;
+  Unit* u = notify_owner(msg, why);
+  if (!u) return notify_dropped(msg, why);
+  if (!u->probing || !u->probing->active) return;
   Probing& p = *u->probing;
   size_t i = 0;
   while (i < p.specs.size() && p.specs[i].kind != ProbeSpec::Kind::Notify) ++i;

@@ -509,9 +509,6 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
       // sweep whatever is left of the group (KillMode=control-group).
       ::kill(-c.pid, SIGKILL);
     }
-    // A stop command still running has nothing left to do.
-    if (c.stop_command_pid && reaper_.tracked(c.stop_command_pid))
-      ::kill(-c.stop_command_pid, SIGKILL);
     loop_.cancel(c.kill_timer);
     if (c.watch) loop_.remove(c.watch);
     if (c.adopted) adopted_.erase(c.pid);
@@ -640,20 +637,25 @@ void Supervisor::begin_stop(Unit& u) {
   if (!u.spec.stop_command.empty()) {
     std::string error;
     // Like systemd's ExecStop, the command learns whom to stop.
-    auto cmd = spawn_command(u.spec.stop_command, error,
-                             {{"MAINPID", std::to_string(pid)}, {"VIGIL_WATCH", u.name}});
-    if (cmd) {
-      std::string name = u.name;
-      pid_t cpid = cmd->pid;
-      c.stop_command_pid = cpid;
-      commands_.push_back(cpid);
-      reaper_.track(cpid, std::move(cmd->pidfd), [this, name, cpid](const ExitStatus& st) {
-        std::erase(commands_, cpid);
-        if (st.code != 0)
-          log_.emit(Msg::StopCommandFailed, name,
-                    {{"error", st.signal ? "killed by " + signal_name(st.signal)
-                                         : "exited " + std::to_string(st.code)}});
-      });
+    // It runs to its end, which may be after the process's (pg_ctl stop,
+    // `kill $MAINPID; while kill -0 $MAINPID; ...` wait for it to go), and
+    // no longer than the stop timeout; a failure is only what it says.
+    std::string name = u.name;
+    double timeout = u.spec.stop_timeout;
+    auto cpid = run_command(
+        u.spec.stop_command, {{"MAINPID", std::to_string(pid)}, {"VIGIL_WATCH", u.name}}, timeout,
+        [this, name, timeout](const ExitStatus& st, bool timed_out) {
+          if (timed_out)
+            log_.emit(Msg::StopCommandFailed, name,
+                      {{"error", "still running after the stop timeout (" + seconds_text(timeout) +
+                                     "); killed"}});
+          else if (st.code != 0 || st.signal)
+            log_.emit(Msg::StopCommandFailed, name,
+                      {{"error", st.signal ? "killed by " + signal_name(st.signal)
+                                           : "exited " + std::to_string(st.code)}});
+        },
+        error);
+    if (cpid) {
       log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", "stop command"}});
       by_command = true;
     } else {

@@ -244,7 +244,6 @@ struct Unit {
     WatchId watch = 0;
     bool stopping = false;
     TimerId kill_timer = 0;
-    pid_t stop_command_pid = 0;  // tracked (unreaped) while it runs
     // State checks: /proc/PID/stat kept open, and what the samples saw.
     Fd stat_fd;
     std::unique_ptr<Sampling> sampling;
@@ -505,6 +504,8 @@ class Supervisor {
   void update_ready(Unit& u);
   void arm_watchdog(Unit& u, size_t i);
   void on_notify(const NotifyMessage& msg);
+  Unit* notify_owner(const NotifyMessage& msg, std::string& why);
+  void notify_dropped(const NotifyMessage& msg, const std::string& why);
   void set_probe_specs(Unit& u, std::vector<ProbeSpec> specs);
   std::vector<std::pair<std::string, std::string>> notify_env(const Unit& u) const;
 
@@ -558,6 +559,7 @@ class Supervisor {
   ProbeEngine* engine_ = nullptr;
   NotifySocket* notify_ = nullptr;
   std::unordered_map<pid_t, std::string> notify_pids_;  // pid -> unit with a notify probe
+  std::set<pid_t> notify_dropped_;                      // senders told of (VGL0165), once each
   uint64_t next_token_ = 1;
 
   std::map<std::string, Group> groups_;

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -310,4 +311,196 @@ TEST(Probe, BadProbesAreErrorsAtCheckTime) {
     EXPECT_NE(r.err.find(cases[i].message), std::string::npos) << cases[i].probe << ": " << r.err;
     EXPECT_NE(r.err.find(file + ":"), std::string::npos) << r.err;
   }
+}
+
+// Debian's stock mod_status with ExtendedStatus On: IdleWorkers sits past
+// byte 512 of "?auto", so a check that reads only the evidence excerpt
+// calls a healthy server hung. A real apache2 on a private config.
+TEST(Probe, ApacheStatusIsReadInFull) {
+  const std::string mods = "/usr/lib/apache2/modules";
+  if (access("/usr/sbin/apache2", X_OK) != 0 || access((mods + "/mod_status.so").c_str(), R_OK))
+    GTEST_SKIP() << "apache2 with mod_status is not installed";
+  Daemon d;
+  int port = free_port();
+  std::string root = d.dir() + "/apache";
+  std::filesystem::create_directories(root);
+  std::string conf = root + "/httpd.conf";
+  write_file(conf, "ServerRoot \"" + root + "\"\nServerName 127.0.0.1\nListen 127.0.0.1:" +
+                       std::to_string(port) + "\nPidFile " + root + "/httpd.pid\nErrorLog " + root +
+                       "/error.log\nDefaultRuntimeDir " + root +
+                       "\n"
+                       "LoadModule mpm_event_module " +
+                       mods +
+                       "/mod_mpm_event.so\n"
+                       "LoadModule authz_core_module " +
+                       mods +
+                       "/mod_authz_core.so\n"
+                       "LoadModule authz_host_module " +
+                       mods +
+                       "/mod_authz_host.so\n"
+                       "LoadModule status_module " +
+                       mods +
+                       "/mod_status.so\n"
+                       "User nobody\nGroup nogroup\nExtendedStatus On\n"
+                       "StartServers 1\nServerLimit 1\nThreadsPerChild 10\nMinSpareThreads 1\n"
+                       "MaxSpareThreads 10\nMaxRequestWorkers 10\nDocumentRoot " +
+                       root +
+                       "\n"
+                       "<Location \"/server-status\">\n  SetHandler server-status\n"
+                       "  Require ip 127.0.0.1\n</Location>\n");
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/server-status?auto";
+  d.write_rule("a.lua",
+               "local web = require \"vigil.web\"\n"
+               "watch \"httpd\" {\n  start = { \"/usr/sbin/apache2\", \"-f\", \"" +
+                   conf + "\", \"-DFOREGROUND\" },\n  probes = { " + gate(port) +
+                   "web.apache { url = \"" + url +
+                   "\", every = \"200ms\", fails = 2, startup = \"60s\" } },\n"
+                   "  on_hung = \"alert\",\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return probe_passing(d, "httpd", 1); }, 30s))
+      << d.watch("httpd").dump() << "\n"
+      << read_file(root + "/error.log") << d.output();
+  EXPECT_EQ(d.count_events("VGL0142", "httpd"), 0) << d.output();
+  // The premise: the field the check needs is past the 512-byte excerpt.
+  auto page =
+      run_command({"/usr/bin/env", "python3", "-c",
+                   "import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+                   "sys.stdout.write(o.open(sys.argv[1]).read().decode())",
+                   url});
+  ASSERT_NE(page.out.find("IdleWorkers:"), std::string::npos) << page.out << page.err;
+  EXPECT_GT(page.out.find("IdleWorkers:"), 512u) << page.out;
+}
+
+// Tomcat's manager text interface lists every application; on a real
+// server the one asked for is often kilobytes in (a recorded page).
+TEST(Probe, TomcatListIsReadInFull) {
+  Daemon d;
+  int port = free_port();
+  std::string page = std::string(VIGIL_SOURCE_DIR) + "/tests/e2e/tools/tomcat_manager_list.txt";
+  ASSERT_GT(read_file(page).find("\n/shop:running:"), 512u);
+  d.write_rule("a.lua",
+               "local web = require \"vigil.web\"\n"
+               "watch \"tomcat\" {\n" +
+                   target("--port " + std::to_string(port) + " --body-file " + page) +
+                   "  probes = { " + gate(port) +
+                   "web.tomcat { url = \"http://127.0.0.1:" + std::to_string(port) +
+                   "/manager/text/list\", app = \"/shop\", every = \"200ms\", "
+                   "fails = 2, startup = \"60s\" },\n"
+                   "    web.tomcat { name = \"quotes\", url = \"http://127.0.0.1:" +
+                   std::to_string(port) +
+                   "/manager/text/list\", app = \"/quotes\", every = \"200ms\", "
+                   "fails = 1, startup = \"60s\" } },\n"
+                   "  on_hung = \"alert\",\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return probe_passing(d, "tomcat", 1); }, 30s))
+      << d.watch("tomcat").dump() << d.output();
+  // A stopped application further in is seen as stopped, not as missing.
+  ASSERT_TRUE(d.wait_event("VGL0142", "tomcat", 1, 30s)) << d.output();
+  auto ev = d.last_event("VGL0142", "tomcat");
+  EXPECT_EQ(field(ev, "probe"), "quotes") << ev.dump();
+  EXPECT_NE(field(ev, "reason").find("application /quotes is stopped"), std::string::npos)
+      << ev.dump();
+}
+
+namespace {
+
+// A real short-lived sd_notify sender: sends READY=1 and exits at once
+// (or, with "stay", leaves its session and stays).
+std::string notify_sender(const Daemon& d) {
+  std::string path = d.dir() + "/notify_sender.py";
+  write_file(path,
+             "import os, socket, sys, time\n"
+             "if 'setsid' in sys.argv: os.setsid()\n"
+             "a = os.environ['NOTIFY_SOCKET']\n"
+             "a = '\\0' + a[1:] if a.startswith('@') else a\n"
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+             "s.sendto(b'READY=1', a)\n"
+             "if 'stay' in sys.argv: time.sleep(1000)\n");
+  return path;
+}
+
+// The service waits for `go`, runs the sender to its end (the shell
+// reaps it), writes `sent`, then runs on. The test holds vigil stopped
+// meanwhile, so the sender is gone before vigil reads its message.
+std::string gone_sender_service(const std::string& prelude, const std::string& sender,
+                                const std::string& go, const std::string& sent) {
+  return "  start = \"" + prelude + "while [ ! -e " + go + " ]; do sleep 0.05; done; python3 " +
+         sender + "; touch " + sent + "; exec sleep 1000\",\n";
+}
+
+void send_while_vigil_is_stopped(Daemon& d, const std::string& go, const std::string& sent) {
+  ASSERT_EQ(kill(d.pid(), SIGSTOP), 0);
+  write_file(go, "");
+  bool done = wait_for([&] { return std::filesystem::exists(sent); }, 30s);
+  kill(d.pid(), SIGCONT);
+  ASSERT_TRUE(done) << "the service never ran its sender";
+}
+
+}  // namespace
+
+// A sender gone before its message is read, with nothing to prove whose
+// it was (it was in vigil's own cgroup): dropped, but said, once.
+TEST(Probe, NotifyFromAGoneSenderIsReportedNotDroppedSilently) {
+  Daemon d;
+  std::string go = d.dir() + "/go", sent = d.dir() + "/sent";
+  d.write_rule("a.lua", "watch \"n\" {\n" + gone_sender_service("", notify_sender(d), go, sent) +
+                            "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("n") == "running"; }));
+  send_while_vigil_is_stopped(d, go, sent);
+  ASSERT_TRUE(d.wait_event("VGL0165", "", 1, 20s)) << d.output();
+  auto ev = d.last_event("VGL0165");
+  EXPECT_NE(field(ev, "reason").find("the sender had exited before vigil read the message"),
+            std::string::npos)
+      << ev.dump();
+  EXPECT_EQ(field(ev, "keys"), "READY");
+  EXPECT_FALSE(d.watch("n")["ready"].get<bool>());
+  EXPECT_EQ(d.count_events("VGL0165"), 1);
+}
+
+// A gone sender whose cgroup (kept by the kernel after its exit) is the
+// service's own, not vigil's: proof enough, the service is ready.
+TEST(Probe, NotifyFromAGoneSenderInTheServiceCgroupIsAccepted) {
+  std::string root = "/sys/fs/cgroup/unified";
+  if (!std::filesystem::exists(root + "/cgroup.procs")) root = "/sys/fs/cgroup";
+  std::string cg = root + "/vigil-e2e-notify-" + std::to_string(getpid());
+  if (!std::filesystem::exists(root + "/cgroup.procs") || mkdir(cg.c_str(), 0755) != 0)
+    GTEST_SKIP() << "cannot make a cgroup (v2) under " << root;
+  {
+    Daemon d;
+    std::string go = d.dir() + "/go", sent = d.dir() + "/sent";
+    d.write_rule("a.lua", "watch \"n\" {\n" +
+                              gone_sender_service("echo $$ > " + cg + "/cgroup.procs; ",
+                                                  notify_sender(d), go, sent) +
+                              "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+    ASSERT_TRUE(d.start()) << d.output();
+    ASSERT_TRUE(wait_for([&] {
+      pid_t p = d.watch_pid("n");
+      return p > 0 && read_file(cg + "/cgroup.procs").find(std::to_string(p)) != std::string::npos;
+    }));
+    send_while_vigil_is_stopped(d, go, sent);
+    bool ready = d.wait_event("VGL0144", "n", 1, 20s);
+    auto dropped = d.last_event("VGL0165");
+    if (!ready && field(dropped, "reason").find("keeps no cgroup") != std::string::npos)
+      GTEST_SKIP() << "the kernel keeps no cgroup of an exited sender (Linux < 6.15)";
+    EXPECT_TRUE(ready) << d.output();
+    EXPECT_EQ(d.count_events("VGL0165"), 0) << d.output();
+    d.stop();
+  }
+  wait_for([&] { return rmdir(cg.c_str()) == 0; }, 10s);
+}
+
+// A helper that left the service's process group (its own session) but
+// is its descendant, still there when the message is read: accepted.
+TEST(Probe, NotifyFromADescendantInItsOwnSessionIsAccepted) {
+  Daemon d;
+  std::string sender = notify_sender(d);
+  d.write_rule("a.lua", "watch \"n\" {\n  start = \"python3 " + sender +
+                            " setsid stay & exec sleep 1000\",\n"
+                            "  probes = { notify { ready = true, startup = \"120s\" } },\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  bool ready = d.wait_event("VGL0144", "n", 1, 30s);
+  kill_processes(sender);
+  EXPECT_TRUE(ready) << d.output();
+  EXPECT_EQ(d.count_events("VGL0165"), 0) << d.output();
 }

@@ -1,7 +1,9 @@
 // End-to-end: the real daemon supervising real processes.
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -189,6 +191,95 @@ watch "svc" {
   EXPECT_TRUE(std::filesystem::exists(marker));
   EXPECT_EQ(d.watch_state("svc"), "stopped");
   EXPECT_EQ(d.count_events("VGL0110", "svc"), 0);  // stopped by the command, not by KILL
+}
+
+// A stop command that waits for the process to be gone is let finish
+// (it used to be KILLed when the process died, and VGL0118 "killed by
+// KILL" came with every clean stop); one that really fails, or outlives
+// the stop timeout, is still reported.
+TEST(Supervise, StopCommandThatWaitsIsLetFinish) {
+  Daemon d;
+  std::string marker = d.dir() + "/waited";
+  d.write_rule("a.lua", R"(
+watch "svc" {
+  start = { "sleep", "1000" },
+  stop = { command = "kill $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.1; done; sleep 0.3; echo waited-stop > )" +
+                            marker + R"(", timeout = "20s" },
+}
+watch "bad" { start = { "sleep", "1000" }, stop = { command = "kill $MAINPID; exit 3" } }
+watch "slow" { start = { "sleep", "1000" }, stop = { command = "exec sleep 1001", timeout = "1s" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_state("svc") == "running" && d.watch_state("bad") == "running" &&
+           d.watch_state("slow") == "running";
+  }));
+  auto r = d.cli({"stop", "svc"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.watch_state("svc"), "stopped");
+  // The command goes on after the process is gone, to its end.
+  ASSERT_TRUE(wait_for([&] { return read_file(marker) == "waited-stop\n"; }, 20s)) << d.output();
+  ASSERT_TRUE(wait_for([&] { return count_processes(marker) == 0; }, 20s));
+  r = d.cli({"stop", "bad"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(d.wait_event("VGL0118", "bad", 1, 20s)) << d.output();
+  EXPECT_EQ(d.last_event("VGL0118", "bad")["fields"]["error"], "exited 3");
+  r = d.cli({"stop", "slow"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(d.wait_event("VGL0118", "slow", 1, 20s)) << d.output();
+  EXPECT_NE(d.last_event("VGL0118", "slow")["fields"]["error"].get<std::string>().find(
+                "still running after the stop timeout ("),
+            std::string::npos)
+      << d.output();
+  EXPECT_EQ(count_processes("sleep 1001"), 0);
+  // The clean stop said nothing of a failure.
+  EXPECT_EQ(d.count_events("VGL0118", "svc"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0110", "svc"), 0) << d.output();
+}
+
+// PostgreSQL's own stop: `pg_ctl stop` signals the postmaster and waits
+// until it is gone. A clean stop is clean.
+TEST(Supervise, PgCtlStopIsAStopCommandThatWaits) {
+  const std::string bin = "/usr/lib/postgresql/15/bin";
+  if (access((bin + "/postgres").c_str(), X_OK) != 0 || access("/usr/sbin/runuser", X_OK) != 0 ||
+      getpwnam("postgres") == nullptr || geteuid() != 0)
+    GTEST_SKIP() << "needs PostgreSQL 15 in " << bin << ", a postgres user, runuser and root";
+  Daemon d;
+  std::string data = d.dir() + "/pgdata";
+  std::string sock = d.dir() + "/pgsock";
+  std::filesystem::create_directories(sock);
+  struct passwd* pw = getpwnam("postgres");
+  std::filesystem::create_directories(data);
+  ASSERT_EQ(chown(sock.c_str(), pw->pw_uid, pw->pw_gid), 0);
+  ASSERT_EQ(chown(data.c_str(), pw->pw_uid, pw->pw_gid), 0);
+  chmod(data.c_str(), 0700);
+  auto init = run_command({"/usr/sbin/runuser", "-u", "postgres", "--", bin + "/initdb", "-D", data,
+                           "-A", "trust", "-U", "postgres", "--no-sync"});
+  if (init.code != 0) GTEST_SKIP() << "initdb cannot run here: " << init.err << init.out;
+  int port = free_port();
+  d.write_rule("a.lua", "watch \"pg\" {\n  start = { \"" + bin + "/postgres\", \"-D\", \"" + data +
+                            "\", \"-k\", \"" + sock + "\", \"-h\", \"127.0.0.1\", \"-p\", \"" +
+                            std::to_string(port) +
+                            "\" },\n  user = \"postgres\",\n"
+                            "  stop = { command = { \"/usr/sbin/runuser\", \"-u\", \"postgres\", "
+                            "\"--\", \"" +
+                            bin + "/pg_ctl\", \"-D\", \"" + data +
+                            "\", \"stop\", \"-m\", \"fast\", \"-w\", \"-t\", \"60\" }, timeout = "
+                            "\"60s\" },\n"
+                            "  probes = { tcp { port = " +
+                            std::to_string(port) +
+                            ", every = \"200ms\", readiness = true } },\n}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("pg")["ready"] == true; }, 60s))
+      << d.watch("pg").dump() << d.output();
+  auto r = d.cli({"stop", "pg"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(d.watch_state("pg"), "stopped");
+  // pg_ctl saw the server go and exited 0 (nothing with the data
+  // directory in its command line is left).
+  ASSERT_TRUE(wait_for([&] { return count_processes(data) == 0; }, 60s));
+  EXPECT_EQ(d.count_events("VGL0118", "pg"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0110", "pg"), 0) << d.output();
+  EXPECT_FALSE(std::filesystem::exists(data + "/postmaster.pid"));
 }
 
 TEST(Supervise, StartOptionsReachTheChild) {

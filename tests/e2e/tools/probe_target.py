@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A program for probe tests: an HTTP server and/or an sd_notify client.
 
-  probe_target.py --port N [--status S] [--body TEXT] [--apache-idle N]
-      serves every GET with status S (default 200) and TEXT (default "ok");
-      with --apache-idle, the body is a mod_status "?auto" page.
+  probe_target.py --port N [--status S] [--body TEXT] [--body-file F] [--apache-idle N]
+      serves every GET with status S (default 200) and TEXT (default "ok"),
+      or the contents of F (a recorded page); with --apache-idle, the body
+      is a mod_status "?auto" page.
   probe_target.py --notify [--pings-while FILE] [--no-ready]
       sends READY=1 to $NOTIFY_SOCKET, then WATCHDOG=1 every half of
       $WATCHDOG_USEC for as long as FILE exists (forever without FILE);
@@ -37,6 +38,7 @@ def main():
     ap.add_argument("--port", type=int)
     ap.add_argument("--status", type=int, default=200)
     ap.add_argument("--body", default="ok")
+    ap.add_argument("--body-file")
     ap.add_argument("--apache-idle", type=int)
     ap.add_argument("--notify", action="store_true")
     ap.add_argument("--no-ready", action="store_true")
@@ -45,6 +47,9 @@ def main():
 
     if a.port:
         body = a.body
+        if a.body_file:
+            with open(a.body_file) as f:
+                body = f.read()
         if a.apache_idle is not None:
             body = "Total Accesses: 10\nBusyWorkers: 5\nIdleWorkers: %d\n" % a.apache_idle
 
