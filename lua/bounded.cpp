@@ -121,8 +121,9 @@ int l_move(lua_State* L) {
     luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
     if (t > e || t <= f || (tt != 1 && !lua_compare(L, 1, tt, LUA_OPEQ)))
       move_items(L, 1, f, tt, t, static_cast<lua_Unsigned>(n), 1);
-    else  // overlapping, towards the end: from the last item down
-      move_items(L, 1, e, tt, t + n - 1, static_cast<lua_Unsigned>(n), -1);
+    else  // overlapping, towards the end: from the last item down (t + n may overflow;
+          // t + (n - 1) fits by the check above)
+      move_items(L, 1, e, tt, t + (n - 1), static_cast<lua_Unsigned>(n), -1);
   }
   lua_pushvalue(L, tt);
   return 1;

@@ -17,8 +17,12 @@ secs="${1:-60}"
 [ $# -gt 0 ] && shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(proc formats pattern control rules)
+# ccache when the machine has it (not required).
+launcher=()
+command -v ccache > /dev/null &&
+  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DVIGIL_FUZZ=ON > /dev/null
+  -DCMAKE_CXX_COMPILER=clang++ -DVIGIL_FUZZ=ON "${launcher[@]}" > /dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzz}"
 mkdir -p build-fuzz/artifacts
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
