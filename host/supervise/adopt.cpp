@@ -546,7 +546,8 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
     end_find(u);
     set_state(u, UnitState::Running);
   }
-  if (u.paused || !policy_) return;
+  // Stopped (by an operator, or stopping what it started): no action.
+  if (u.paused || !u.want_running || !policy_) return;
   if (b == Unit::Bounds::Under && (u.m->finding || u.m->script_pid || u.timer))
     return;  // recovering
   policy_->on_count(u, ev);

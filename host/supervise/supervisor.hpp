@@ -189,6 +189,8 @@ struct Unit {
   // started watch carries none of it (memory at thousands of watches).
   enum class Bounds { Within, Over, Under };
   struct Matching {
+    Matching(Matcher mt, AdoptOptions a, std::optional<CountLimits> c)
+        : match(std::move(mt)), adopt(std::move(a)), count(c) {}
     Matcher match;
     AdoptOptions adopt;
     std::optional<CountLimits> count;
@@ -197,6 +199,12 @@ struct Unit {
     pid_t script_pid = 0;  // a restart script running
     TimerId find_timer = 0;
     bool finding = false;  // waiting for the match to find the process
+    // Members vigil started itself (`start`), pid -> start time: vigil's
+    // children, each the leader of a session of its own. A stop (and
+    // shutdown) ends them; members it only found are left alone.
+    std::map<pid_t, uint64_t> own;
+    bool stopping = false;  // a stop of `own` in flight
+    TimerId kill_timer = 0;
   };
   std::unique_ptr<Matching> m;
   // Probes, when it has any (probes.hpp).
@@ -449,6 +457,10 @@ class Supervisor {
   void member_added(Unit& u, pid_t pid, uint64_t start_time);
   void member_removed(Unit& u, pid_t pid);
   void check_bounds(Unit& u, bool changed);
+  // Members: spawns one process vigil owns; false (and `error`) if not.
+  bool spawn_member(Unit& u, std::string& error);
+  void stop_own(Unit& u);
+  void on_own_exit(const std::string& name, pid_t pid);
 
   // order.cpp: dependency order, coordinated restarts, groups.
   bool deps_ready(Unit& u, std::optional<MonoTime>* settle_at = nullptr);

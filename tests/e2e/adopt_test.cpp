@@ -335,6 +335,73 @@ TEST(Count, WithoutKernelEventsTheScanStillCounts) {
   EXPECT_EQ(d.count_events("VGL0009"), 1);
 }
 
+// What vigil started for a set, vigil stops (`vigil stop`, shutdown);
+// what it only found there it leaves alone.
+TEST(Count, StopAndShutdownEndWhatVigilStartedAndLeaveWhatItFound) {
+  Daemon d;
+  std::string name = "vts" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string ours = prog + " 100081";
+  pid_t theirs = spawn_external({prog, "100080"});
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { min = 2 },\n"
+                            "  start = { \"" +
+                            prog + "\", \"100081\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 2; }, 30s)) << d.output();
+  ASSERT_EQ(count_processes(ours), 1);
+
+  auto r = d.cli({"stop", "cnt"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(wait_for([&] { return count_processes(ours) == 0; }))
+      << "vigil stop left the process vigil started running\n"
+      << d.output();
+  EXPECT_TRUE(process_alive(theirs)) << "vigil stop ended a process it did not start";
+  EXPECT_EQ(d.watch_state("cnt"), "stopped");
+
+  r = d.cli({"start", "cnt"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  ASSERT_TRUE(wait_for([&] { return count_processes(ours) == 1; }, 30s)) << d.output();
+  EXPECT_EQ(d.stop(), 0);
+  EXPECT_TRUE(wait_for([&] { return count_processes(ours) == 0; }))
+      << "shutdown left the process vigil started running";
+  EXPECT_TRUE(process_alive(theirs)) << "shutdown ended a process vigil did not start";
+  kill(theirs, SIGKILL);
+  reap(theirs);
+}
+
+// Under the minimum, on_under = "restart" starts every missing instance
+// at once, as one restart of the budget, not one per find_within.
+TEST(Count, UnderTheMinimumStartsTheMissingNumberAtOnceAsOneRestart) {
+  Daemon d;
+  std::string name = "vtu" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { min = 3 },\n"
+                            "  start = { \"" +
+                            prog +
+                            "\", \"100082\" },\n"
+                            "  restart = { limit = 5, within = \"10m\", delay = \"1s\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  // find_within is 10 s: one instance per step needs more than 20 s.
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 3; }, 8s)) << d.output();
+  EXPECT_EQ(d.watch("cnt")["restarts"], 1);
+  EXPECT_EQ(d.count_events("VGL0101", "cnt"), 3);
+  EXPECT_EQ(d.count_events("VGL0124", "cnt"), 0) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("cnt") == "running"; })) << d.output();
+
+  // Two of three die: both come back, as the second restart.
+  auto pids = d.watch("cnt")["pids"];
+  ASSERT_EQ(pids.size(), 3u);
+  kill(pids[0].get<pid_t>(), SIGKILL);
+  kill(pids[1].get<pid_t>(), SIGKILL);
+  ASSERT_TRUE(d.wait_event("VGL0101", "cnt", 5)) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 3; })) << d.output();
+  EXPECT_EQ(d.watch("cnt")["restarts"], 2);
+  EXPECT_EQ(d.count_events("VGL0101", "cnt"), 5);
+  EXPECT_EQ(d.count_events("VGL0124", "cnt"), 0) << d.output();
+}
+
 TEST(States, StoppedProcessIsReportedAndContinued) {
   Daemon d;
   std::string sleeper = named_sleep(d.dir(), "sleeper");
