@@ -71,6 +71,10 @@ struct AdoptOptions {
 struct CountLimits {
   int64_t min = 0;
   int64_t max = -1;  // -1: no maximum
+  // Hysteresis: once out of its limits, the count must stay back within
+  // them this long before the episode ends (VGL0127). Going out again
+  // meanwhile is the same episode: no new event, no new crossing.
+  double hold = 2;
   bool operator==(const CountLimits&) const = default;
 };
 
@@ -195,7 +199,13 @@ struct Unit {
     AdoptOptions adopt;
     std::optional<CountLimits> count;
     std::map<pid_t, uint64_t> members;  // members kind: pid -> start time
-    Bounds bounds = Bounds::Within;
+    Bounds bounds = Bounds::Within;     // where the count is now
+    // The episode reported (VGL0125/VGL0126) and not yet ended by a hold
+    // back within the limits: how often it went out, how far.
+    Bounds reported = Bounds::Within;
+    TimerId hold_timer = 0;
+    int64_t crossings = 0, peak = 0, low = 0;
+    MonoTime out_since{};
     pid_t script_pid = 0;  // a restart script running
     TimerId find_timer = 0;
     bool finding = false;  // waiting for the match to find the process
@@ -457,6 +467,7 @@ class Supervisor {
   void member_added(Unit& u, pid_t pid, uint64_t start_time);
   void member_removed(Unit& u, pid_t pid);
   void check_bounds(Unit& u, bool changed);
+  void end_episode(Unit& u);
   // Members: spawns one process vigil owns; false (and `error`) if not.
   bool spawn_member(Unit& u, std::string& error);
   void stop_own(Unit& u);

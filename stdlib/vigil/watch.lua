@@ -121,7 +121,7 @@ local match_schema = {
   select = schema.one_of("oldest", "newest", "all"),
 }
 
-local count_schema = { min = schema.integer(0), max = schema.integer(0) }
+local count_schema = { min = schema.integer(0), max = schema.integer(0), hold = schema.duration }
 
 local script_schema = {
   command = schema.command,
@@ -562,10 +562,11 @@ function M.on_count(name, ev)
     end
     return
   end
-  if not ev.crossed then return end
-  if act == "restart" then
+  if act == "restart" and (ev.crossed or ev.again) then
     return M.on_exit(name, { error = string.format("%d processes, under the minimum of %d", ev.count, ev.min), uptime = 0 })
   end
+  -- A command runs once per episode (VGL0125/VGL0126), not at every flip.
+  if act == "restart" or not ev.crossed then return end
   run_hook(w, "on_" .. ev.bounds, act, { VIGIL_EVENT = "count_" .. ev.bounds,
     VIGIL_COUNT = tostring(ev.count), VIGIL_MIN = tostring(ev.min), VIGIL_MAX = tostring(ev.max or "") })
 end

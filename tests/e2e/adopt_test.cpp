@@ -402,6 +402,37 @@ TEST(Count, UnderTheMinimumStartsTheMissingNumberAtOnceAsOneRestart) {
   EXPECT_EQ(d.count_events("VGL0124", "cnt"), 0) << d.output();
 }
 
+// A storm over the limit (a member every few milliseconds, each gone at
+// once) is one episode: one VGL0125, one VGL0127 with the number of
+// crossings, and the on_over command runs once.
+TEST(Count, AStormOverTheLimitIsOneEpisodeWithItsCounts) {
+  Daemon d;
+  std::string name = "vth" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string marker = d.dir() + "/over";
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 1 },\n"
+                            "  on_over = { \"/bin/sh\", \"-c\", \"echo $VIGIL_COUNT >> " +
+                            marker + "\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  pid_t base = spawn_external({prog, "100083"});
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 1; })) << d.output();
+  pid_t storm = spawn_external({"/bin/sh", "-c",
+                                "i=0; while [ $i -lt 20 ]; do " + prog +
+                                    " 0.05; i=$((i+1)); done"});
+  ASSERT_TRUE(reap(storm, 60s));
+  ASSERT_TRUE(d.wait_event("VGL0127", "cnt", 1, 20s)) << d.output();
+  EXPECT_EQ(d.count_events("VGL0125", "cnt"), 1) << d.output();
+  EXPECT_EQ(d.count_events("VGL0127", "cnt"), 1) << d.output();
+  auto within = d.last_event("VGL0127", "cnt")["fields"];
+  EXPECT_EQ(within["crossings"], 20) << within.dump();
+  EXPECT_EQ(within["peak"], 2) << within.dump();
+  EXPECT_TRUE(wait_for([&] { return read_file(marker) == "2\n"; })) << read_file(marker);
+  EXPECT_EQ(d.watch("cnt")["bounds"], "within");
+  kill(base, SIGKILL);
+  reap(base);
+}
+
 TEST(States, StoppedProcessIsReportedAndContinued) {
   Daemon d;
   std::string sleeper = named_sleep(d.dir(), "sleeper");
