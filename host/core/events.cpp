@@ -173,6 +173,9 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::DumpWritten, "VGL0157", S::Notice, "dump_written",
      "{watch}: evidence dump {path} ({files} files, {bytes} bytes)"},
     {Msg::DumpFailed, "VGL0158", S::Error, "dump_failed", "{watch}: evidence dump failed: {error}"},
+    {Msg::CountKills, "VGL0170", S::Warning, "count_kills",
+     "{watch}: killed {killed} more processes beyond the maximum of {max} in {interval}s (the "
+     "last pid {pid})"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -104,6 +104,7 @@ enum class Msg {
   RebootRefused,          // VGL0156
   DumpWritten,            // VGL0157
   DumpFailed,             // VGL0158
+  CountKills,             // VGL0170
   RuleMessage,            // VGL0900
   kCount
 };

@@ -248,6 +248,7 @@ void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
   if (u.kind() == Unit::Kind::Members) {
     std::map<pid_t, uint64_t> now;
     for (const auto& f : found) now[f.pid] = f.start_time;
+    for (const auto& [pid, st] : now) u.m->forks.erase(pid);
     bool changed = now != u.m->members;
     u.m->members = std::move(now);
     if (u.state == UnitState::Stopped && u.want_running && !u.paused)
@@ -495,12 +496,48 @@ void Supervisor::scan_members(Unit& u) {
   u.m->members = std::move(now);
 }
 
+// How long a member's fork may run without exec'ing before it counts (a
+// helper forks and execs in microseconds; a forking worker stays).
+constexpr double kForkGrace = 1.0;
+
+void Supervisor::fork_added(Unit& u, pid_t pid, uint64_t start_time) {
+  u.m->forks[pid] = {start_time, MonoClock::now()};
+  if (u.m->fork_timer) return;
+  std::string name = u.name;
+  u.m->fork_timer = loop_.after(from_seconds(kForkGrace), [this, name] { count_old_forks(name); });
+}
+
+// Forks that outlived the grace without exec'ing are members now.
+void Supervisor::count_old_forks(const std::string& name) {
+  Unit* u = find(name);
+  if (!u || !u->m) return;
+  Unit::Matching& m = *u->m;
+  m.fork_timer = 0;
+  MonoTime now = MonoClock::now(), next{};
+  bool added = false;
+  for (auto it = m.forks.begin(); it != m.forks.end();) {
+    MonoTime due = it->second.second + from_seconds(kForkGrace);
+    if (due <= now) {
+      added |= m.members.emplace(it->first, it->second.first).second;
+      it = m.forks.erase(it);
+    } else {
+      if (next == MonoTime{} || due < next) next = due;
+      ++it;
+    }
+  }
+  if (!m.forks.empty())
+    m.fork_timer = loop_.after(next - now, [this, name] { count_old_forks(name); });
+  if (added) check_bounds(*u, true);
+}
+
 void Supervisor::member_added(Unit& u, pid_t pid, uint64_t start_time) {
+  u.m->forks.erase(pid);
   if (!u.m->members.emplace(pid, start_time).second) return;
   check_bounds(u, true);
 }
 
 void Supervisor::member_removed(Unit& u, pid_t pid) {
+  u.m->forks.erase(pid);
   if (!u.m->members.erase(pid)) return;
   check_bounds(u, true);
 }
@@ -642,8 +679,12 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
   if (ev.kind == ProcEvent::Kind::Exit) {
     if (adopted_.contains(ev.pid)) exits_[ev.pid] = ExitStatus::from_wait(ev.status);
     std::vector<std::string> in;
-    for (const auto& name : matching_)
-      if (Unit* u = find(name); u && u->m && u->m->members.contains(ev.pid)) in.push_back(name);
+    for (const auto& name : matching_) {
+      Unit* u = find(name);
+      if (!u || !u->m) continue;
+      u->m->forks.erase(ev.pid);
+      if (u->m->members.contains(ev.pid)) in.push_back(name);
+    }
     // One by one, looked up again: the rules run between them.
     for (const auto& name : in)
       if (Unit* u = find(name)) member_removed(*u, ev.pid);
@@ -667,9 +708,11 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
     if (!u || !u->m || u->remove_when_stopped) continue;
     if (u->kind() == Unit::Kind::Members) {
       if (ev.kind == ProcEvent::Kind::Fork && u->m->match.inherited_by_fork()) {
-        // A fork of a member is a member, of anything else is not.
-        if (u->m->members.contains(ev.parent) && load() && !st.dead())
-          member_added(*u, ev.pid, st.start_time);
+        // A fork of a member is a member, of anything else is not; it
+        // counts once it execs into one or outlives the fork grace.
+        if ((u->m->members.contains(ev.parent) || u->m->forks.contains(ev.parent)) && load() &&
+            !st.dead())
+          fork_added(*u, ev.pid, st.start_time);
         continue;
       }
       if (!load()) continue;

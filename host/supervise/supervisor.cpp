@@ -202,6 +202,8 @@ Supervisor::~Supervisor() {
     stop_probes(*u);
     if (u->m) loop_.cancel(u->m->find_timer);
     if (u->m) loop_.cancel(u->m->kill_timer);
+    if (u->m) loop_.cancel(u->m->hold_timer);
+    if (u->m) loop_.cancel(u->m->fork_timer);
     if (u->child) {
       loop_.cancel(u->child->kill_timer);
       if (u->child->watch) loop_.remove(u->child->watch);

@@ -206,6 +206,11 @@ struct Unit {
     TimerId hold_timer = 0;
     int64_t crossings = 0, peak = 0, low = 0;
     MonoTime out_since{};
+    // Forks of members that have not exec'd yet, pid -> (start time, when
+    // seen): not counted until they exec into a member or outlive the
+    // fork grace, so a member at the limit can run helper programs.
+    std::map<pid_t, std::pair<uint64_t, MonoTime>> forks;
+    TimerId fork_timer = 0;
     pid_t script_pid = 0;  // a restart script running
     TimerId find_timer = 0;
     bool finding = false;  // waiting for the match to find the process
@@ -468,6 +473,8 @@ class Supervisor {
   void member_removed(Unit& u, pid_t pid);
   void check_bounds(Unit& u, bool changed);
   void end_episode(Unit& u);
+  void fork_added(Unit& u, pid_t pid, uint64_t start_time);
+  void count_old_forks(const std::string& name);
   // Members: spawns one process vigil owns; false (and `error`) if not.
   bool spawn_member(Unit& u, std::string& error);
   void stop_own(Unit& u);

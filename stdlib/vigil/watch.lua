@@ -29,6 +29,7 @@ local proc = require "vigil.proc"
 local probes = require "vigil.probes"
 local ladder = require "vigil.ladder"
 local errors = require "vigil.errors"
+local timer = require "vigil.timer"
 
 local M = { _VERSION = "1" }
 
@@ -531,6 +532,29 @@ function M.on_exit(name, ev)
   ladder.failure(w, ev)
 end
 
+-- Kills by "kill_newest" are reported one per interval: the first as
+-- VGL0128, the rest of the interval as one VGL0170 with their number (a
+-- fork loop cut down as it forks is one line, not thousands).
+M.kill_report_every = 10
+
+local function report_kill(w, pid, ev)
+  local r = w.kill_report
+  if r then
+    r.n, r.pid, r.max = r.n + 1, pid, ev.max
+    return
+  end
+  log.event("count_killed", w.name, { pid = pid, count = ev.count, max = ev.max })
+  r = { n = 0 }
+  w.kill_report = r
+  local every = M.kill_report_every
+  timer.after(every, function()
+    if w.kill_report == r then w.kill_report = nil end
+    if r.n > 0 then
+      log.event("count_kills", w.name, { killed = r.n, pid = r.pid, max = r.max, interval = every })
+    end
+  end)
+end
+
 --- A counted watch is outside its limits (ev: count, min, max, bounds =
 -- "over" | "under" | "within", crossed, newest = { {pid, start_time}, ...}
 -- when over).
@@ -555,9 +579,7 @@ function M.on_count(name, ev)
     for _, p in ipairs(ev.newest or {}) do
       if not w.killed[p.pid] then
         w.killed[p.pid] = true
-        if proc.kill(p.pid, p.start_time, "TERM") then
-          log.event("count_killed", name, { pid = p.pid, count = ev.count, max = ev.max })
-        end
+        if proc.kill(p.pid, p.start_time, "TERM") then report_kill(w, p.pid, ev) end
       end
     end
     return

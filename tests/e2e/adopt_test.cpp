@@ -433,6 +433,57 @@ TEST(Count, AStormOverTheLimitIsOneEpisodeWithItsCounts) {
   reap(base);
 }
 
+// With kill_newest at the limit, members still run helper programs: a
+// fork that execs something else is not counted (nor killed).
+TEST(Count, MembersAtTheLimitCanRunHelperPrograms) {
+  Daemon d;
+  std::string name = "vtk" + token_of(d).substr(2, 8);
+  std::string shell = d.dir() + "/" + name;
+  std::filesystem::copy_file("/bin/sh", shell);
+  std::filesystem::permissions(shell, std::filesystem::perms::owner_all);
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  std::string done = d.dir() + "/done";
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 2 }, on_over = \"kill_newest\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  std::string script = "n=0; while [ $n -lt 200 ]; do /bin/true || exit 1; n=$((n+1)); done; echo ok >> " +
+                       done + "; exec " + sleeper + " 100000";
+  pid_t a = spawn_external({shell, "-c", script});
+  pid_t b = spawn_external({shell, "-c", script});
+  EXPECT_TRUE(wait_for([&] { return read_file(done) == "ok\nok\n"; }, 60s))
+      << "a helper of a member was killed\n"
+      << d.output();
+  EXPECT_EQ(d.count_events("VGL0128", "cnt"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0125", "cnt"), 0) << d.output();
+  for (pid_t p : {a, b}) {
+    kill(p, SIGKILL);
+    reap(p);
+  }
+}
+
+// kill_newest against a stream of new members: the first kill is logged,
+// the rest of the interval is one VGL0170 with their number.
+TEST(Count, KillsBeyondTheMaximumAreReportedOncePerInterval) {
+  Daemon d;
+  std::string name = "vtr" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 1 }, on_over = \"kill_newest\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  pid_t base = spawn_external({prog, "100084"});
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 1; })) << d.output();
+  for (int i = 0; i < 15; ++i) {
+    pid_t extra = spawn_external({prog, "100085"});
+    ASSERT_TRUE(reap(extra, 20s)) << "the newest process was not killed\n" << d.output();
+  }
+  ASSERT_TRUE(d.wait_event("VGL0170", "cnt", 1, 30s)) << d.output();
+  EXPECT_EQ(d.count_events("VGL0128", "cnt"), 1) << d.output();
+  EXPECT_EQ(d.last_event("VGL0170", "cnt")["fields"]["killed"], 14) << d.output();
+  EXPECT_TRUE(process_alive(base)) << "the oldest process was killed";
+  kill(base, SIGKILL);
+  reap(base);
+}
+
 TEST(States, StoppedProcessIsReportedAndContinued) {
   Daemon d;
   std::string sleeper = named_sleep(d.dir(), "sleeper");
