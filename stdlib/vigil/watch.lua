@@ -389,6 +389,16 @@ function M.declare(where, name, spec)
       end
     end
     if s.on_hung and not probe_specs then fail(where, name, "'on_hung' needs 'probes'") end
+    -- State checks sample one process too (the set's members come and go
+    -- by the thousand): refused, like probes, rather than never run.
+    if s.count or (s.match and s.match.select == "all") then
+      for _, k in ipairs({ "checks", "on_state" }) do
+        if s[k] then
+          fail(where, name, string.format("'%s' watch%s one process; this watch counts several (count or match.select = \"all\")",
+            k, k == "checks" and "" or "es"))
+        end
+      end
+    end
     local stop = s.stop or {}
     local logcfg = s.log
     local script = s.restart_script
