@@ -345,6 +345,10 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     }
   }
   rebuild_dependents();
+  // The kernel first, /proc second: a process that execs while the scan
+  // runs is then heard of as an event instead of missed between the two
+  // (and widening posts one reconciling rescan after the switch).
+  update_interest();
   recover(std::exchange(to_recover_, {}));
   discover(std::exchange(to_discover_, {}));
   journal_previous_.clear();  // only the first apply after a restart re-adopts
