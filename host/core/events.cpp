@@ -114,8 +114,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::CountUnder, "VGL0126", S::Warning, "count_under",
      "{watch}: {count} processes, under the minimum of {min}"},
     {Msg::CountWithin, "VGL0127", S::Notice, "count_within",
-     "{watch}: {count} processes, within the limits again (out of them {crossings} times in {for}s, "
-     "between {low} and {peak})"},
+     "{watch}: {count} processes, within the limits again (out of them {crossings} times in "
+     "{for}s, between {low} and {peak})"},
     {Msg::CountKilled, "VGL0128", S::Warning, "count_killed",
      "{watch}: killed pid {pid}, the newest of {count} processes (maximum {max})"},
     {Msg::StateStopped, "VGL0129", S::Warning, "state_stopped",

@@ -619,8 +619,7 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
   }
   // Stopped (by an operator, or stopping what it started): no action.
   if (u.paused || !u.want_running || !policy_) return;
-  if (b == Unit::Bounds::Under && (m.finding || m.script_pid || u.timer))
-    return;  // recovering
+  if (b == Unit::Bounds::Under && (m.finding || m.script_pid || u.timer)) return;  // recovering
   policy_->on_count(u, ev);
 }
 

@@ -417,9 +417,8 @@ TEST(Count, AStormOverTheLimitIsOneEpisodeWithItsCounts) {
   ASSERT_TRUE(d.start()) << d.output();
   pid_t base = spawn_external({prog, "100083"});
   ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 1; })) << d.output();
-  pid_t storm = spawn_external({"/bin/sh", "-c",
-                                "i=0; while [ $i -lt 20 ]; do " + prog +
-                                    " 0.05; i=$((i+1)); done"});
+  pid_t storm = spawn_external(
+      {"/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do " + prog + " 0.05; i=$((i+1)); done"});
   ASSERT_TRUE(reap(storm, 60s));
   ASSERT_TRUE(d.wait_event("VGL0127", "cnt", 1, 20s)) << d.output();
   EXPECT_EQ(d.count_events("VGL0125", "cnt"), 1) << d.output();
@@ -446,8 +445,9 @@ TEST(Count, MembersAtTheLimitCanRunHelperPrograms) {
   d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
                             "\" }, count = { max = 2 }, on_over = \"kill_newest\" }\n");
   ASSERT_TRUE(d.start()) << d.output();
-  std::string script = "n=0; while [ $n -lt 200 ]; do /bin/true || exit 1; n=$((n+1)); done; echo ok >> " +
-                       done + "; exec " + sleeper + " 100000";
+  std::string script =
+      "n=0; while [ $n -lt 200 ]; do /bin/true || exit 1; n=$((n+1)); done; echo ok >> " + done +
+      "; exec " + sleeper + " 100000";
   pid_t a = spawn_external({shell, "-c", script});
   pid_t b = spawn_external({shell, "-c", script});
   EXPECT_TRUE(wait_for([&] { return read_file(done) == "ok\nok\n"; }, 60s))
