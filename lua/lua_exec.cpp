@@ -229,6 +229,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
     CountLimits c;
     c.min = static_cast<int64_t>(field_integer(L, -1, "min", 0));
     c.max = static_cast<int64_t>(field_integer(L, -1, "max", -1));
+    c.hold = field_number(L, -1, "hold", c.hold);
     d.count = c;
   }
   lua_pop(L, 1);
@@ -416,7 +417,9 @@ int l_set_count(lua_State* L) {
   if (!rt.host.loop) return 0;
   // After the callback: a change of limits asks the rules again (entry.count).
   Supervisor* sup = rt.host.supervisor;
-  rt.host.loop->post([sup, n = u.name, limits = CountLimits{min, max}] {
+  CountLimits limits{min, max};
+  if (u.m && u.m->count) limits.hold = u.m->count->hold;  // only the limits change
+  rt.host.loop->post([sup, n = u.name, limits] {
     if (Unit* unit = sup->find(n)) sup->set_count_limits(*unit, limits);
   });
   return 0;

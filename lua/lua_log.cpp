@@ -42,8 +42,9 @@ int l_message(lua_State* L) {
 // errors. The rest are the host's to report.
 bool rule_may_emit(Msg m) {
   return m == Msg::RestartScheduled || m == Msg::BudgetExhausted || m == Msg::ExhaustedHook ||
-         m == Msg::RuleError || m == Msg::CountKilled || m == Msg::StateAction ||
-         m == Msg::HungAction || m == Msg::GroupExhausted || m == Msg::EscalationStep;
+         m == Msg::RuleError || m == Msg::CountKilled || m == Msg::CountKills ||
+         m == Msg::StateAction || m == Msg::HungAction || m == Msg::GroupExhausted ||
+         m == Msg::EscalationStep;
 }
 
 int l_event(lua_State* L) {

@@ -114,7 +114,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::CountUnder, "VGL0126", S::Warning, "count_under",
      "{watch}: {count} processes, under the minimum of {min}"},
     {Msg::CountWithin, "VGL0127", S::Notice, "count_within",
-     "{watch}: {count} processes, within the limits again"},
+     "{watch}: {count} processes, within the limits again (out of them {crossings} times in "
+     "{for}s, between {low} and {peak})"},
     {Msg::CountKilled, "VGL0128", S::Warning, "count_killed",
      "{watch}: killed pid {pid}, the newest of {count} processes (maximum {max})"},
     {Msg::StateStopped, "VGL0129", S::Warning, "state_stopped",
@@ -176,6 +177,9 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: pid {pid} left running, no longer watched ({reason})"},
     {Msg::NotifyDropped, "VGL0165", S::Warning, "notify_dropped",
      "sd_notify message from pid {pid} dropped: {reason}"},
+    {Msg::CountKills, "VGL0170", S::Warning, "count_kills",
+     "{watch}: killed {killed} more processes beyond the maximum of {max} in {interval}s (the "
+     "last pid {pid})"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -106,6 +106,7 @@ enum class Msg {
   DumpFailed,             // VGL0158
   ProcessReleased,        // VGL0160
   NotifyDropped,          // VGL0165
+  CountKills,             // VGL0170
   RuleMessage,            // VGL0900
   kCount
 };

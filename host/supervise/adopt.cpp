@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <set>
 
 #include "host/core/clock.hpp"
@@ -247,6 +248,7 @@ void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
   if (u.kind() == Unit::Kind::Members) {
     std::map<pid_t, uint64_t> now;
     for (const auto& f : found) now[f.pid] = f.start_time;
+    for (const auto& [pid, st] : now) u.m->forks.erase(pid);
     bool changed = now != u.m->members;
     u.m->members = std::move(now);
     if (u.state == UnitState::Stopped && u.want_running && !u.paused)
@@ -494,12 +496,48 @@ void Supervisor::scan_members(Unit& u) {
   u.m->members = std::move(now);
 }
 
+// How long a member's fork may run without exec'ing before it counts (a
+// helper forks and execs in microseconds; a forking worker stays).
+constexpr double kForkGrace = 1.0;
+
+void Supervisor::fork_added(Unit& u, pid_t pid, uint64_t start_time) {
+  u.m->forks[pid] = {start_time, MonoClock::now()};
+  if (u.m->fork_timer) return;
+  std::string name = u.name;
+  u.m->fork_timer = loop_.after(from_seconds(kForkGrace), [this, name] { count_old_forks(name); });
+}
+
+// Forks that outlived the grace without exec'ing are members now.
+void Supervisor::count_old_forks(const std::string& name) {
+  Unit* u = find(name);
+  if (!u || !u->m) return;
+  Unit::Matching& m = *u->m;
+  m.fork_timer = 0;
+  MonoTime now = MonoClock::now(), next{};
+  bool added = false;
+  for (auto it = m.forks.begin(); it != m.forks.end();) {
+    MonoTime due = it->second.second + from_seconds(kForkGrace);
+    if (due <= now) {
+      added |= m.members.emplace(it->first, it->second.first).second;
+      it = m.forks.erase(it);
+    } else {
+      if (next == MonoTime{} || due < next) next = due;
+      ++it;
+    }
+  }
+  if (!m.forks.empty())
+    m.fork_timer = loop_.after(next - now, [this, name] { count_old_forks(name); });
+  if (added) check_bounds(*u, true);
+}
+
 void Supervisor::member_added(Unit& u, pid_t pid, uint64_t start_time) {
+  u.m->forks.erase(pid);
   if (!u.m->members.emplace(pid, start_time).second) return;
   check_bounds(u, true);
 }
 
 void Supervisor::member_removed(Unit& u, pid_t pid) {
+  u.m->forks.erase(pid);
   if (!u.m->members.erase(pid)) return;
   check_bounds(u, true);
 }
@@ -512,44 +550,104 @@ void Supervisor::set_count_limits(Unit& u, CountLimits limits) {
 
 void Supervisor::check_bounds(Unit& u, bool changed) {
   if (u.kind() != Unit::Kind::Members) return;
-  int64_t n = static_cast<int64_t>(u.m->members.size());
-  int64_t min = u.m->count ? u.m->count->min : 1;
-  int64_t max = u.m->count ? u.m->count->max : -1;
+  Unit::Matching& m = *u.m;
+  int64_t n = static_cast<int64_t>(m.members.size());
+  int64_t min = m.count ? m.count->min : 1;
+  int64_t max = m.count ? m.count->max : -1;
   Unit::Bounds b = max >= 0 && n > max ? Unit::Bounds::Over
                    : n < min           ? Unit::Bounds::Under
                                        : Unit::Bounds::Within;
-  bool crossed = b != u.m->bounds;
-  u.m->bounds = b;
-  if (!crossed && (!changed || b == Unit::Bounds::Within)) return;
-  nlohmann::json ev = {{"count", n}, {"min", min}, {"crossed", crossed}};
+  Unit::Bounds before = m.bounds;
+  m.bounds = b;
+  bool crossed = false;
+  if (b != Unit::Bounds::Within) {
+    if (m.hold_timer) loop_.cancel(m.hold_timer);
+    m.hold_timer = 0;
+    if (b != m.reported) {
+      // Out of the limits, or out on the other side: reported once.
+      crossed = true;
+      if (m.reported == Unit::Bounds::Within) {
+        m.crossings = 0;
+        m.peak = m.low = n;
+        m.out_since = MonoClock::now();
+      }
+      m.reported = b;
+      Msg msg = b == Unit::Bounds::Over ? Msg::CountOver : Msg::CountUnder;
+      log_.emit(msg, u.name,
+                {{"count", n},
+                 {"min", min},
+                 {"max", max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max)}});
+    }
+    if (crossed || before == Unit::Bounds::Within) ++m.crossings;
+    m.peak = std::max(m.peak, n);
+    m.low = std::min(m.low, n);
+  } else if (m.reported != Unit::Bounds::Within && !m.hold_timer) {
+    // Back within: the episode ends once the count stays there.
+    double hold = m.count ? m.count->hold : CountLimits{}.hold;
+    std::string name = u.name;
+    m.hold_timer = loop_.after(from_seconds(std::max(0.0, hold)), [this, name] {
+      Unit* unit = find(name);
+      if (!unit || !unit->m || !unit->m->hold_timer) return;
+      unit->m->hold_timer = 0;
+      end_episode(*unit);
+    });
+  }
+  // A restart that was waiting for the count to recover is done.
+  if (b != Unit::Bounds::Under && m.finding) {
+    end_find(u);
+    set_state(u, UnitState::Running);
+  }
+  // Within: the rules hear of it when the episode ends.
+  if (b == Unit::Bounds::Within || (!crossed && !changed)) return;
+  // `again`: out again before the hold ended (the same episode; a
+  // restart for the minimum is still wanted, a hook command is not).
+  nlohmann::json ev = {{"count", n},
+                       {"min", min},
+                       {"crossed", crossed},
+                       {"again", !crossed && before == Unit::Bounds::Within}};
   ev["max"] = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
-  ev["bounds"] = b == Unit::Bounds::Over ? "over" : b == Unit::Bounds::Under ? "under" : "within";
+  ev["bounds"] = b == Unit::Bounds::Over ? "over" : "under";
   if (b == Unit::Bounds::Over) {
     // The newest first: the ones a "kill the newest" policy would take.
     std::vector<std::pair<uint64_t, pid_t>> by_age;
-    for (const auto& [pid, st] : u.m->members) by_age.emplace_back(st, pid);
+    for (const auto& [pid, st] : m.members) by_age.emplace_back(st, pid);
     std::sort(by_age.rbegin(), by_age.rend());
     nlohmann::json newest = nlohmann::json::array();
     for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
       newest.push_back({{"pid", by_age[i].second}, {"start_time", by_age[i].first}});
     ev["newest"] = std::move(newest);
   }
-  if (crossed) {
-    Msg m = b == Unit::Bounds::Over    ? Msg::CountOver
-            : b == Unit::Bounds::Under ? Msg::CountUnder
-                                       : Msg::CountWithin;
-    nlohmann::json fields = {{"count", n}, {"min", min}, {"max", ev["max"]}};
-    log_.emit(m, u.name, fields);
-  }
-  // A restart that was waiting for the count to recover is done.
-  if (b != Unit::Bounds::Under && u.m->finding) {
-    end_find(u);
-    set_state(u, UnitState::Running);
-  }
-  if (u.paused || !policy_) return;
-  if (b == Unit::Bounds::Under && (u.m->finding || u.m->script_pid || u.timer))
-    return;  // recovering
+  // Stopped (by an operator, or stopping what it started): no action.
+  if (u.paused || !u.want_running || !policy_) return;
+  if (b == Unit::Bounds::Under && (m.finding || m.script_pid || u.timer)) return;  // recovering
   policy_->on_count(u, ev);
+}
+
+// The count stayed within its limits for the hold: one event for the
+// whole episode, however often it went out meanwhile (a storm).
+void Supervisor::end_episode(Unit& u) {
+  Unit::Matching& m = *u.m;
+  if (m.reported == Unit::Bounds::Within || m.bounds != Unit::Bounds::Within) return;
+  m.reported = Unit::Bounds::Within;
+  int64_t n = static_cast<int64_t>(m.members.size());
+  int64_t min = m.count ? m.count->min : 1;
+  int64_t max = m.count ? m.count->max : -1;
+  nlohmann::json maxj = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
+  log_.emit(Msg::CountWithin, u.name,
+            {{"count", n},
+             {"min", min},
+             {"max", maxj},
+             {"crossings", m.crossings},
+             {"peak", m.peak},
+             {"low", m.low},
+             {"for", std::round(to_seconds(MonoClock::now() - m.out_since) * 10) / 10}});
+  if (u.paused || !u.want_running || !policy_) return;
+  policy_->on_count(u, {{"count", n},
+                        {"min", min},
+                        {"max", maxj},
+                        {"crossed", true},
+                        {"bounds", "within"},
+                        {"crossings", m.crossings}});
 }
 
 bool Supervisor::needs_exec_events() const {
@@ -580,8 +678,12 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
   if (ev.kind == ProcEvent::Kind::Exit) {
     if (adopted_.contains(ev.pid)) exits_[ev.pid] = ExitStatus::from_wait(ev.status);
     std::vector<std::string> in;
-    for (const auto& name : matching_)
-      if (Unit* u = find(name); u && u->m && u->m->members.contains(ev.pid)) in.push_back(name);
+    for (const auto& name : matching_) {
+      Unit* u = find(name);
+      if (!u || !u->m) continue;
+      u->m->forks.erase(ev.pid);
+      if (u->m->members.contains(ev.pid)) in.push_back(name);
+    }
     // One by one, looked up again: the rules run between them.
     for (const auto& name : in)
       if (Unit* u = find(name)) member_removed(*u, ev.pid);
@@ -605,9 +707,11 @@ void Supervisor::on_proc_event(const ProcEvent& ev) {
     if (!u || !u->m || u->remove_when_stopped) continue;
     if (u->kind() == Unit::Kind::Members) {
       if (ev.kind == ProcEvent::Kind::Fork && u->m->match.inherited_by_fork()) {
-        // A fork of a member is a member, of anything else is not.
-        if (u->m->members.contains(ev.parent) && load() && !st.dead())
-          member_added(*u, ev.pid, st.start_time);
+        // A fork of a member is a member, of anything else is not; it
+        // counts once it execs into one or outlives the fork grace.
+        if ((u->m->members.contains(ev.parent) || u->m->forks.contains(ev.parent)) && load() &&
+            !st.dead())
+          fork_added(*u, ev.pid, st.start_time);
         continue;
       }
       if (!load()) continue;

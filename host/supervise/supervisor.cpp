@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "host/core/clock.hpp"
 #include "host/core/json_out.hpp"
 #include "host/core/pidfd.hpp"
@@ -199,6 +201,9 @@ Supervisor::~Supervisor() {
     cancel_timer(*u);
     stop_probes(*u);
     if (u->m) loop_.cancel(u->m->find_timer);
+    if (u->m) loop_.cancel(u->m->kill_timer);
+    if (u->m) loop_.cancel(u->m->hold_timer);
+    if (u->m) loop_.cancel(u->m->fork_timer);
     if (u->child) {
       loop_.cancel(u->child->kill_timer);
       if (u->child->watch) loop_.remove(u->child->watch);
@@ -267,8 +272,7 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   u.spec = std::move(d.spec);
   u.checks = d.checks;
   if (d.match) {
-    u.m = std::make_unique<Unit::Matching>(
-        Unit::Matching{std::move(*d.match), std::move(d.adopt), d.count, {}});
+    u.m = std::make_unique<Unit::Matching>(std::move(*d.match), std::move(d.adopt), d.count);
     u.m->stop_on_remove = d.stop_on_remove;
     matching_.insert(u.name);
   } else {
@@ -318,7 +322,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->remove_when_stopped = false;
       u->want_running = true;
       log_.emit(Msg::WatchAdded, d.name, {{"where", d.where}});
-      if (u->child) {
+      if (u->child || (u->m && u->m->stopping)) {
         u->respawn_with = std::make_unique<Declaration>(std::move(d));
       } else {
         replace_spec(*u, std::move(d));
@@ -351,7 +355,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       end_find(*u);
       replace_spec(*u, std::move(d));
       if (was_wanted) reattach(*u);
-    } else if (u->child) {
+    } else if (u->child || (u->m && !u->m->own.empty())) {
       u->respawn_with = std::make_unique<Declaration>(std::move(d));
       stop(*u);
     } else {
@@ -362,6 +366,10 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     }
   }
   rebuild_dependents();
+  // The kernel first, /proc second: a process that execs while the scan
+  // runs is then heard of as an event instead of missed between the two
+  // (and widening posts one reconciling rescan after the switch).
+  update_interest();
   recover(std::exchange(to_recover_, {}));
   discover(std::exchange(to_discover_, {}));
   journal_previous_.clear();  // only the first apply after a restart re-adopts
@@ -395,20 +403,16 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     return enqueue(u);
   }
   if (u.kind() == Unit::Kind::Members) {
-    // One more instance: started and left to run (it is a member by its
-    // match, not this watch's own process), then the count must recover.
+    // The missing instances, all at once and as one restart (at least
+    // one: an operator start of a full set adds one). Each is a member by
+    // its match; the count must then recover. A restart script runs once.
     if (!u.m->adopt.restart_script.empty()) return run_restart_script(u);
     if (u.spec.argv.empty()) return;
-    open_output(u);
+    int64_t min = u.m->count ? u.m->count->min : 1;
+    int64_t missing = std::max<int64_t>(1, min - static_cast<int64_t>(u.m->members.size()));
     std::string error;
-    auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), {}}, error);
-    if (!spawned || spawned->failure)
-      return restart_failed(u, spawned ? std::string("cannot start: ") +
-                                             spawn_stage_name(spawned->failure->stage) + ": " +
-                                             errno_text(spawned->failure->err)
-                                       : "cannot start: " + error);
-    reaper_.track(spawned->pid, std::move(spawned->pidfd), [](const ExitStatus&) {});
-    log_.emit(Msg::ProcessStarted, u.name, {{"pid", spawned->pid}});
+    for (int64_t i = 0; i < missing; ++i)
+      if (!spawn_member(u, error)) return restart_failed(u, error);
     set_state(u, UnitState::Starting);
     wait_for_count(u);
     return;
@@ -425,6 +429,62 @@ void Supervisor::start_process(Unit& u, bool look_first) {
   if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
   set_state(u, UnitState::Stopped);
   begin_find(u);
+}
+
+bool Supervisor::spawn_member(Unit& u, std::string& error) {
+  open_output(u);
+  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), {}}, error);
+  if (!spawned || spawned->failure) {
+    error = spawned ? std::string("cannot start: ") + spawn_stage_name(spawned->failure->stage) +
+                          ": " + errno_text(spawned->failure->err)
+                    : "cannot start: " + error;
+    return false;
+  }
+  pid_t pid = spawned->pid;
+  u.m->own[pid] = spawned->start_time;
+  std::string name = u.name;
+  reaper_.track(pid, std::move(spawned->pidfd),
+                [this, name, pid](const ExitStatus&) { on_own_exit(name, pid); });
+  log_.emit(Msg::ProcessStarted, u.name, {{"pid", pid}});
+  return true;
+}
+
+// One of the members vigil started ended (it is still an unreaped zombie:
+// its group id is pinned). While a stop is in flight, what it left in its
+// group goes too, and the stop is done with the last one.
+void Supervisor::on_own_exit(const std::string& name, pid_t pid) {
+  Unit* u = find(name);
+  if (!u || !u->m || !u->m->own.erase(pid)) return;
+  if (!u->m->stopping) return;
+  ::kill(-pid, SIGKILL);
+  if (!u->m->own.empty()) return;
+  u->m->stopping = false;
+  loop_.cancel(u->m->kill_timer);
+  u->m->kill_timer = 0;
+  finish_stopped(*u, "the processes vigil started ended");
+}
+
+// Stops the members vigil started: the stop signal to each one's process
+// group, KILL to what is left after the stop timeout.
+void Supervisor::stop_own(Unit& u) {
+  u.m->stopping = true;
+  int sig = u.spec.stop_signal;
+  for (const auto& [pid, st] : u.m->own) {
+    if (::kill(-pid, sig) != 0) reaper_.signal(pid, sig);
+    ::kill(-pid, SIGCONT);
+    log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", signal_name(sig)}});
+  }
+  std::string name = u.name;
+  double timeout = u.spec.stop_timeout;
+  u.m->kill_timer = loop_.after(from_seconds(timeout), [this, name, timeout] {
+    Unit* unit = find(name);
+    if (!unit || !unit->m || !unit->m->stopping) return;
+    unit->m->kill_timer = 0;
+    for (const auto& [pid, st] : unit->m->own) {
+      if (::kill(-pid, SIGKILL) != 0) reaper_.signal(pid, SIGKILL);
+      log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout}});
+    }
+  });
 }
 
 void Supervisor::spawn(Unit& u) {
@@ -726,6 +786,12 @@ void Supervisor::halt(Unit& u, std::function<void()> done) {
     // A restart script in flight has nothing to restart any more.
     ::kill(-u.script_pid(), SIGKILL);
   }
+  if (!u.child && u.m && !u.m->own.empty()) {
+    // A set: what vigil started for it goes; what it found stays.
+    if (done) u.stop_waiters.push_back(std::move(done));
+    if (!u.m->stopping) stop_own(u);
+    return;
+  }
   if (!u.child) {
     bool was_stopped = u.state == UnitState::Stopped;
     set_state(u, UnitState::Stopped);
@@ -764,7 +830,7 @@ void Supervisor::finish_stopped(Unit& u, const std::string& how) {
 
 void Supervisor::restart(Unit& u, std::function<void()> done) {
   u.ledger.history.clear();
-  if (!u.child) {
+  if (!u.child && !(u.m && !u.m->own.empty())) {
     start(u, "operator restart");
     if (done) done();
     return;

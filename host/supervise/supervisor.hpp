@@ -71,6 +71,10 @@ struct AdoptOptions {
 struct CountLimits {
   int64_t min = 0;
   int64_t max = -1;  // -1: no maximum
+  // Hysteresis: once out of its limits, the count must stay back within
+  // them this long before the episode ends (VGL0127). Going out again
+  // meanwhile is the same episode: no new event, no new crossing.
+  double hold = 2;
   bool operator==(const CountLimits&) const = default;
 };
 
@@ -193,15 +197,34 @@ struct Unit {
   // started watch carries none of it (memory at thousands of watches).
   enum class Bounds { Within, Over, Under };
   struct Matching {
+    Matching(Matcher mt, AdoptOptions a, std::optional<CountLimits> c)
+        : match(std::move(mt)), adopt(std::move(a)), count(c) {}
     Matcher match;
     AdoptOptions adopt;
     std::optional<CountLimits> count;
     std::map<pid_t, uint64_t> members;  // members kind: pid -> start time
-    Bounds bounds = Bounds::Within;
+    Bounds bounds = Bounds::Within;     // where the count is now
+    // The episode reported (VGL0125/VGL0126) and not yet ended by a hold
+    // back within the limits: how often it went out, how far.
+    Bounds reported = Bounds::Within;
+    TimerId hold_timer = 0;
+    int64_t crossings = 0, peak = 0, low = 0;
+    MonoTime out_since{};
+    // Forks of members that have not exec'd yet, pid -> (start time, when
+    // seen): not counted until they exec into a member or outlive the
+    // fork grace, so a member at the limit can run helper programs.
+    std::map<pid_t, std::pair<uint64_t, MonoTime>> forks;
+    TimerId fork_timer = 0;
     pid_t script_pid = 0;  // a restart script running
     TimerId find_timer = 0;
     bool finding = false;         // waiting for the match to find the process
     bool stop_on_remove = false;  // the declaration's: stop what it adopted when removed
+    // Members vigil started itself (`start`), pid -> start time: vigil's
+    // children, each the leader of a session of its own. A stop (and
+    // shutdown) ends them; members it only found are left alone.
+    std::map<pid_t, uint64_t> own;
+    bool stopping = false;  // a stop of `own` in flight
+    TimerId kill_timer = 0;
   };
   std::unique_ptr<Matching> m;
   // Probes, when it has any (probes.hpp).
@@ -472,6 +495,13 @@ class Supervisor {
   void member_added(Unit& u, pid_t pid, uint64_t start_time);
   void member_removed(Unit& u, pid_t pid);
   void check_bounds(Unit& u, bool changed);
+  void end_episode(Unit& u);
+  void fork_added(Unit& u, pid_t pid, uint64_t start_time);
+  void count_old_forks(const std::string& name);
+  // Members: spawns one process vigil owns; false (and `error`) if not.
+  bool spawn_member(Unit& u, std::string& error);
+  void stop_own(Unit& u);
+  void on_own_exit(const std::string& name, pid_t pid);
 
   // order.cpp: dependency order, coordinated restarts, groups.
   bool deps_ready(Unit& u, std::optional<MonoTime>* settle_at = nullptr);

@@ -29,6 +29,7 @@ local proc = require "vigil.proc"
 local probes = require "vigil.probes"
 local ladder = require "vigil.ladder"
 local errors = require "vigil.errors"
+local timer = require "vigil.timer"
 
 local M = { _VERSION = "1" }
 
@@ -121,7 +122,7 @@ local match_schema = {
   select = schema.one_of("oldest", "newest", "all"),
 }
 
-local count_schema = { min = schema.integer(0), max = schema.integer(0) }
+local count_schema = { min = schema.integer(0), max = schema.integer(0), hold = schema.duration }
 
 local script_schema = {
   command = schema.command,
@@ -392,6 +393,16 @@ function M.declare(where, name, spec)
       end
     end
     if s.on_hung and not probe_specs then fail(where, name, "'on_hung' needs 'probes'") end
+    -- State checks sample one process too (the set's members come and go
+    -- by the thousand): refused, like probes, rather than never run.
+    if s.count or (s.match and s.match.select == "all") then
+      for _, k in ipairs({ "checks", "on_state" }) do
+        if s[k] then
+          fail(where, name, string.format("'%s' watch%s one process; this watch counts several (count or match.select = \"all\")",
+            k, k == "checks" and "" or "es"))
+        end
+      end
+    end
     local stop = s.stop or {}
     local logcfg = s.log
     local script = s.restart_script
@@ -536,6 +547,29 @@ function M.on_exit(name, ev)
   ladder.failure(w, ev)
 end
 
+-- Kills by "kill_newest" are reported one per interval: the first as
+-- VGL0128, the rest of the interval as one VGL0170 with their number (a
+-- fork loop cut down as it forks is one line, not thousands).
+M.kill_report_every = 10
+
+local function report_kill(w, pid, ev)
+  local r = w.kill_report
+  if r then
+    r.n, r.pid, r.max = r.n + 1, pid, ev.max
+    return
+  end
+  log.event("count_killed", w.name, { pid = pid, count = ev.count, max = ev.max })
+  r = { n = 0 }
+  w.kill_report = r
+  local every = M.kill_report_every
+  timer.after(every, function()
+    if w.kill_report == r then w.kill_report = nil end
+    if r.n > 0 then
+      log.event("count_kills", w.name, { killed = r.n, pid = r.pid, max = r.max, interval = every })
+    end
+  end)
+end
+
 --- A counted watch is outside its limits (ev: count, min, max, bounds =
 -- "over" | "under" | "within", crossed, newest = { {pid, start_time}, ...}
 -- when over).
@@ -560,17 +594,16 @@ function M.on_count(name, ev)
     for _, p in ipairs(ev.newest or {}) do
       if not w.killed[p.pid] then
         w.killed[p.pid] = true
-        if proc.kill(p.pid, p.start_time, "TERM") then
-          log.event("count_killed", name, { pid = p.pid, count = ev.count, max = ev.max })
-        end
+        if proc.kill(p.pid, p.start_time, "TERM") then report_kill(w, p.pid, ev) end
       end
     end
     return
   end
-  if not ev.crossed then return end
-  if act == "restart" then
+  if act == "restart" and (ev.crossed or ev.again) then
     return M.on_exit(name, { error = string.format("%d processes, under the minimum of %d", ev.count, ev.min), uptime = 0 })
   end
+  -- A command runs once per episode (VGL0125/VGL0126), not at every flip.
+  if act == "restart" or not ev.crossed then return end
   run_hook(w, "on_" .. ev.bounds, act, { VIGIL_EVENT = "count_" .. ev.bounds,
     VIGIL_COUNT = tostring(ev.count), VIGIL_MIN = tostring(ev.min), VIGIL_MAX = tostring(ev.max or "") })
 end

@@ -335,6 +335,155 @@ TEST(Count, WithoutKernelEventsTheScanStillCounts) {
   EXPECT_EQ(d.count_events("VGL0009"), 1);
 }
 
+// What vigil started for a set, vigil stops (`vigil stop`, shutdown);
+// what it only found there it leaves alone.
+TEST(Count, StopAndShutdownEndWhatVigilStartedAndLeaveWhatItFound) {
+  Daemon d;
+  std::string name = "vts" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string ours = prog + " 100081";
+  pid_t theirs = spawn_external({prog, "100080"});
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { min = 2 },\n"
+                            "  start = { \"" +
+                            prog + "\", \"100081\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 2; }, 30s)) << d.output();
+  ASSERT_EQ(count_processes(ours), 1);
+
+  auto r = d.cli({"stop", "cnt"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(wait_for([&] { return count_processes(ours) == 0; }))
+      << "vigil stop left the process vigil started running\n"
+      << d.output();
+  EXPECT_TRUE(process_alive(theirs)) << "vigil stop ended a process it did not start";
+  EXPECT_EQ(d.watch_state("cnt"), "stopped");
+
+  r = d.cli({"start", "cnt"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  ASSERT_TRUE(wait_for([&] { return count_processes(ours) == 1; }, 30s)) << d.output();
+  EXPECT_EQ(d.stop(), 0);
+  EXPECT_TRUE(wait_for([&] { return count_processes(ours) == 0; }))
+      << "shutdown left the process vigil started running";
+  EXPECT_TRUE(process_alive(theirs)) << "shutdown ended a process vigil did not start";
+  kill(theirs, SIGKILL);
+  reap(theirs);
+}
+
+// Under the minimum, on_under = "restart" starts every missing instance
+// at once, as one restart of the budget, not one per find_within.
+TEST(Count, UnderTheMinimumStartsTheMissingNumberAtOnceAsOneRestart) {
+  Daemon d;
+  std::string name = "vtu" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { min = 3 },\n"
+                            "  start = { \"" +
+                            prog +
+                            "\", \"100082\" },\n"
+                            "  restart = { limit = 5, within = \"10m\", delay = \"1s\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  // find_within is 10 s: one instance per step needs more than 20 s.
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 3; }, 8s)) << d.output();
+  EXPECT_EQ(d.watch("cnt")["restarts"], 1);
+  EXPECT_EQ(d.count_events("VGL0101", "cnt"), 3);
+  EXPECT_EQ(d.count_events("VGL0124", "cnt"), 0) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("cnt") == "running"; })) << d.output();
+
+  // Two of three die: both come back, as the second restart.
+  auto pids = d.watch("cnt")["pids"];
+  ASSERT_EQ(pids.size(), 3u);
+  kill(pids[0].get<pid_t>(), SIGKILL);
+  kill(pids[1].get<pid_t>(), SIGKILL);
+  ASSERT_TRUE(d.wait_event("VGL0101", "cnt", 5)) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 3; })) << d.output();
+  EXPECT_EQ(d.watch("cnt")["restarts"], 2);
+  EXPECT_EQ(d.count_events("VGL0101", "cnt"), 5);
+  EXPECT_EQ(d.count_events("VGL0124", "cnt"), 0) << d.output();
+}
+
+// A storm over the limit (a member every few milliseconds, each gone at
+// once) is one episode: one VGL0125, one VGL0127 with the number of
+// crossings, and the on_over command runs once.
+TEST(Count, AStormOverTheLimitIsOneEpisodeWithItsCounts) {
+  Daemon d;
+  std::string name = "vth" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  std::string marker = d.dir() + "/over";
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 1 },\n"
+                            "  on_over = { \"/bin/sh\", \"-c\", \"echo $VIGIL_COUNT >> " +
+                            marker + "\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  pid_t base = spawn_external({prog, "100083"});
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 1; })) << d.output();
+  pid_t storm = spawn_external(
+      {"/bin/sh", "-c", "i=0; while [ $i -lt 20 ]; do " + prog + " 0.05; i=$((i+1)); done"});
+  ASSERT_TRUE(reap(storm, 60s));
+  ASSERT_TRUE(d.wait_event("VGL0127", "cnt", 1, 20s)) << d.output();
+  EXPECT_EQ(d.count_events("VGL0125", "cnt"), 1) << d.output();
+  EXPECT_EQ(d.count_events("VGL0127", "cnt"), 1) << d.output();
+  auto within = d.last_event("VGL0127", "cnt")["fields"];
+  EXPECT_EQ(within["crossings"], 20) << within.dump();
+  EXPECT_EQ(within["peak"], 2) << within.dump();
+  EXPECT_TRUE(wait_for([&] { return read_file(marker) == "2\n"; })) << read_file(marker);
+  EXPECT_EQ(d.watch("cnt")["bounds"], "within");
+  kill(base, SIGKILL);
+  reap(base);
+}
+
+// With kill_newest at the limit, members still run helper programs: a
+// fork that execs something else is not counted (nor killed).
+TEST(Count, MembersAtTheLimitCanRunHelperPrograms) {
+  Daemon d;
+  std::string name = "vtk" + token_of(d).substr(2, 8);
+  std::string shell = d.dir() + "/" + name;
+  std::filesystem::copy_file("/bin/sh", shell);
+  std::filesystem::permissions(shell, std::filesystem::perms::owner_all);
+  std::string sleeper = named_sleep(d.dir(), "sleeper");
+  std::string done = d.dir() + "/done";
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 2 }, on_over = \"kill_newest\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  std::string script =
+      "n=0; while [ $n -lt 200 ]; do /bin/true || exit 1; n=$((n+1)); done; echo ok >> " + done +
+      "; exec " + sleeper + " 100000";
+  pid_t a = spawn_external({shell, "-c", script});
+  pid_t b = spawn_external({shell, "-c", script});
+  EXPECT_TRUE(wait_for([&] { return read_file(done) == "ok\nok\n"; }, 60s))
+      << "a helper of a member was killed\n"
+      << d.output();
+  EXPECT_EQ(d.count_events("VGL0128", "cnt"), 0) << d.output();
+  EXPECT_EQ(d.count_events("VGL0125", "cnt"), 0) << d.output();
+  for (pid_t p : {a, b}) {
+    kill(p, SIGKILL);
+    reap(p);
+  }
+}
+
+// kill_newest against a stream of new members: the first kill is logged,
+// the rest of the interval is one VGL0170 with their number.
+TEST(Count, KillsBeyondTheMaximumAreReportedOncePerInterval) {
+  Daemon d;
+  std::string name = "vtr" + token_of(d).substr(2, 8);
+  std::string prog = named_sleep(d.dir(), name);
+  d.write_rule("a.lua", "watch \"cnt\" { match = { name = \"" + name +
+                            "\" }, count = { max = 1 }, on_over = \"kill_newest\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  pid_t base = spawn_external({prog, "100084"});
+  ASSERT_TRUE(wait_for([&] { return d.watch("cnt")["count"] == 1; })) << d.output();
+  for (int i = 0; i < 15; ++i) {
+    pid_t extra = spawn_external({prog, "100085"});
+    ASSERT_TRUE(reap(extra, 20s)) << "the newest process was not killed\n" << d.output();
+  }
+  ASSERT_TRUE(d.wait_event("VGL0170", "cnt", 1, 30s)) << d.output();
+  EXPECT_EQ(d.count_events("VGL0128", "cnt"), 1) << d.output();
+  EXPECT_EQ(d.last_event("VGL0170", "cnt")["fields"]["killed"], 14) << d.output();
+  EXPECT_TRUE(process_alive(base)) << "the oldest process was killed";
+  kill(base, SIGKILL);
+  reap(base);
+}
+
 TEST(States, StoppedProcessIsReportedAndContinued) {
   Daemon d;
   std::string sleeper = named_sleep(d.dir(), "sleeper");

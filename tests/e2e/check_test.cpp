@@ -178,3 +178,26 @@ TEST(Cli, SecondsAndSizesRefuseNanAndHugeValues) {
     }
   }
 }
+
+// Issue 12 item 6: state checks sample one process; on a set they would
+// pass `vigil check` and never run, so they are refused with file:line.
+TEST(Check, StateChecksOnACountedWatchAreRefused) {
+  Daemon d;
+  d.write_rule(
+      "c.lua",
+      "watch \"ok\" { match = { name = \"x\" }, count = { max = 2 }, checks = false }\n"  // 1
+      "watch \"cnt\" { match = { name = \"x\" }, count = { max = 2 },\n"                  // 2
+      "  checks = { stopped = \"5s\" } }\n"                                               // 3
+      "watch \"all\" { match = { name = \"y\", select = \"all\" }, on_state = \"alert\" }\n");
+  auto r = run_command({VIGIL_BINARY, "check", d.rules_dir() + "/c.lua"});
+  EXPECT_EQ(r.code, 1);
+  auto lines = lines_of(r.err);
+  ASSERT_EQ(lines.size(), 2u) << r.err;
+  EXPECT_NE(
+      lines[0].find("c.lua:2: watch 'cnt': 'checks' watch one process; this watch counts several"),
+      std::string::npos)
+      << r.err;
+  EXPECT_NE(lines[1].find("c.lua:4: watch 'all': 'on_state' watches one process"),
+            std::string::npos)
+      << r.err;
+}
