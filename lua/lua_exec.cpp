@@ -5,7 +5,7 @@
 //       stop_signal, stop_timeout, stop_command, capture_output,
 //       log_max_bytes, log_keep, where, match = {name, exe, cmdline,
 //       cmdline_re, user, uid, parent, ppid, cgroup, kernel, select},
-//       restart_script (argv), script_timeout, find_within,
+//       restart_script (argv), script_timeout, find_within, kill ("tree"|"process"),
 //       count = {min, max}, checks = {every, zombie, stopped, blocked}).
 //       Expected problems (program not found, unknown user, bad regex)
 //       return nil, err.
@@ -223,6 +223,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   raw_field(L, idx, "stop_on_remove");
   d.stop_on_remove = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  d.adopt.kill_tree = field_string(L, idx, "kill") != "process";
 
   raw_field(L, idx, "count");
   if (lua_istable(L, -1)) {

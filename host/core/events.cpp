@@ -180,6 +180,8 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::CountKills, "VGL0170", S::Warning, "count_kills",
      "{watch}: killed {killed} more processes beyond the maximum of {max} in {interval}s (the "
      "last pid {pid})"},
+    {Msg::LeftoversSwept, "VGL0176", S::Warning, "leftovers_swept",
+     "{watch}: {count} processes left by pid {pid} were still running: {how}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

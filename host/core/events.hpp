@@ -107,6 +107,7 @@ enum class Msg {
   ProcessReleased,        // VGL0160
   NotifyDropped,          // VGL0165
   CountKills,             // VGL0170
+  LeftoversSwept,         // VGL0176
   RuleMessage,            // VGL0900
   kCount
 };

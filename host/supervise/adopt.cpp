@@ -362,6 +362,20 @@ void Supervisor::on_adopted_exit(Unit& u, bool again) {
 }
 
 void Supervisor::run_restart_script(Unit& u) {
+  if (u.m->sweep_timer) return;  // the sweep under way runs it
+  // kill = "tree": what the old process left (workers holding the port)
+  // is stopped first, so that the script starts from a clean slate. A
+  // live process with the old pid means the pid was reused, which the
+  // kernel allows only once no process carries it as a session or group.
+  auto old = u.last_exit ? reader_.stat(u.last_exit->pid) : std::nullopt;
+  if (u.m->adopt.kill_tree && u.last_exit && u.last_exit->pid && (!old || old->dead()))
+    return sweep_leftovers(u, u.last_exit->pid, [this](Unit& unit) {
+      if (unit.want_running && !unit.child && !unit.m->script_pid) start_script(unit);
+    });
+  start_script(u);
+}
+
+void Supervisor::start_script(Unit& u) {
   std::string error;
   std::vector<std::pair<std::string, std::string>> env = {{"VIGIL_WATCH", u.name}};
   if (u.last_exit && u.last_exit->pid)

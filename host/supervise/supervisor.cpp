@@ -686,7 +686,12 @@ void Supervisor::signal_process(Unit& u, int sig) {
   }
   // Not our child: the pidfd pins its identity. Its group only when vigil
   // made it (and only while the leader is alive, which pins the group id).
+  // With kill = "tree", its workers too (found before the master is
+  // signalled: once it is gone, its children are someone else's).
+  std::vector<Relative> tree;
+  if (!c.own_group && u.m && u.m->adopt.kill_tree) tree = tree_of(c.pid);
   if (pidfd_send_signal(c.pidfd.get(), sig, nullptr, 0) == 0 && c.own_group) ::kill(-c.pid, sig);
+  signal_relatives(tree, sig);
 }
 
 void Supervisor::begin_stop(Unit& u) {

@@ -65,6 +65,10 @@ struct AdoptOptions {
   std::vector<std::string> restart_script;  // argv; empty: none
   double script_timeout = 60;               // the script is killed after this
   double find_within = 10;                  // after the script: how long to wait for a match
+  // kill = "tree": vigil's signals reach the adopted process's descendants
+  // and the session or process group it leads, and what it left running
+  // is stopped before the restart script runs. "process": the pid only.
+  bool kill_tree = true;
   bool operator==(const AdoptOptions&) const = default;
 };
 
@@ -216,6 +220,7 @@ struct Unit {
     std::map<pid_t, std::pair<uint64_t, MonoTime>> forks;
     TimerId fork_timer = 0;
     pid_t script_pid = 0;  // a restart script running
+    TimerId sweep_timer = 0;  // stopping what a dead process left (tree.cpp)
     TimerId find_timer = 0;
     bool finding = false;         // waiting for the match to find the process
     bool stop_on_remove = false;  // the declaration's: stop what it adopted when removed
@@ -480,10 +485,27 @@ class Supervisor {
   // or changed watch whose process is someone else's.
   void release(Unit& u, const char* reason);
 
+  // tree.cpp: an adopted process's tree (kill = "tree").
+  struct Relative {
+    pid_t pid;
+    uint64_t start_time;
+  };
+  // The live processes of `pid`'s tree, without it: its descendants, and
+  // the members of the session and of the process group it leads. A
+  // session or group id is never reused while a process carries it, so
+  // after `pid` has died this still names exactly what it left behind.
+  std::vector<Relative> tree_of(pid_t pid, bool descendants = true);
+  // Sends `sig` to each through a pidfd checked against its start time.
+  void signal_relatives(const std::vector<Relative>& tree, int sig);
+  // What the dead `pid` of u left running (its session or group) is
+  // stopped (TERM and CONT, KILL after u's stop timeout), then `next` runs.
+  void sweep_leftovers(Unit& u, pid_t pid, std::function<void(Unit&)> next);
+
   // adopt.cpp: adopted processes, restart scripts, finding, members.
   bool adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how);
   void on_adopted_exit(Unit& u, bool again = false);
   void run_restart_script(Unit& u);
+  void start_script(Unit& u);
   void on_script_exit(const std::string& name, pid_t pid, const ExitStatus& st, bool timed_out);
   void begin_find(Unit& u);
   void wait_for_count(Unit& u);

@@ -253,6 +253,7 @@ local watch_schema = {
     table = script_table }, "a command list, a shell command string or a table"),
   count = schema.table(count_schema),
   stop_on_remove = schema.boolean,
+  kill = schema.one_of("tree", "process"),
   on_over = action({ "alert", "kill_newest" }),
   on_under = action({ "alert", "restart" }),
   checks = schema.by_type({ boolean = off, table = schema.table(checks_schema) }, "a table or false"),
@@ -334,6 +335,9 @@ function M.declare(where, name, spec)
     end
     if s.start and s.restart_script then
       fail(where, name, "'start' and 'restart_script' both say how to start it: use one")
+    end
+    if s.kill and s.start then
+      fail(where, name, "'kill' is for adopted processes (a 'match'): what vigil starts is signalled with its whole process group")
     end
     if not s.start then
       for _, k in ipairs(start_only) do
@@ -424,6 +428,7 @@ function M.declare(where, name, spec)
       script_timeout = script and script.timeout,
       find_within = script and script.find_within,
       stop_on_remove = s.stop_on_remove,
+      kill = s.kill,
       count = s.count,
       checks = checks,
       probes = probe_specs,

@@ -127,6 +127,12 @@ pid_t spawn_external(const std::vector<std::string>& argv) {
   return pid;
 }
 
+CommandResult check_rule(const std::string& text) {
+  Daemon d;
+  d.write_rule("rule.lua", text);
+  return run_command({VIGIL_BINARY, "check", d.rules_dir() + "/rule.lua"});
+}
+
 bool reap(pid_t pid, std::chrono::milliseconds timeout) {
   return wait_for([&] { return waitpid(pid, nullptr, WNOHANG) == pid; }, timeout);
 }

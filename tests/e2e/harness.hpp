@@ -92,4 +92,8 @@ class Daemon {
   bool reaped_ = false;
 };
 
+// `vigil check` of one rule file holding `text` (in a directory of its
+// own): what the operator sees when checking a rule.
+CommandResult check_rule(const std::string& text);
+
 }  // namespace vigil::test

@@ -155,15 +155,11 @@ TEST(Lifecycle, StopOnRemoveIsCheckedAtLoad) {
        "'stop_on_remove' applies to a watch with a 'match'"},
   };
   for (const auto& c : cases) {
-    Daemon bad;
-    bad.write_rule("bad.lua", c.text);
-    auto r = run_command({VIGIL_BINARY, "check", bad.rules_dir() + "/bad.lua"});
+    auto r = check_rule(c.text);
     EXPECT_EQ(r.code, 1) << c.text;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << "rule: " << c.text << "\nerr: " << r.err;
   }
-  Daemon good;
-  good.write_rule("ok.lua", "watch \"a\" { match = { name = \"x\" }, stop_on_remove = false }");
-  auto r = run_command({VIGIL_BINARY, "check", good.rules_dir() + "/ok.lua"});
+  auto r = check_rule("watch \"a\" { match = { name = \"x\" }, stop_on_remove = false }");
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
