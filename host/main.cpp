@@ -13,6 +13,7 @@
 
 #include "host/control/client.hpp"
 #include "host/core/clock.hpp"
+#include "host/core/json_read.hpp"
 #include "host/daemon/daemon.hpp"
 #include "host/daemon/paths.hpp"
 #include "host/log/sink.hpp"
@@ -155,43 +156,46 @@ std::string human_duration(double s) {
 
 std::string last_exit_text(const json& e) {
   if (e.is_null()) return "-";
-  if (e.contains("error")) return "failed: " + e["error"].get<std::string>();
-  if (!e["signal"].is_null()) return "signal " + e["signal"].get<std::string>();
-  return "exit " + std::to_string(e["code"].get<int>());
+  if (e.contains("error")) return "failed: " + field(e, "error").get<std::string>();
+  if (!field(e, "signal").is_null()) return "signal " + field(e, "signal").get<std::string>();
+  return "exit " + std::to_string(field(e, "code").get<int>());
 }
 
 // One group and its members, indented by depth.
 void print_group(const json& g, int depth) {
-  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "", g["group"].get<std::string>().c_str(),
-         g["state"].get<std::string>().c_str(), g["strategy"].get<std::string>().c_str(),
-         static_cast<unsigned long long>(g["restarts"].get<uint64_t>()));
-  for (const auto& m : g["members"]) {
+  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "",
+         field(g, "group").get<std::string>().c_str(), field(g, "state").get<std::string>().c_str(),
+         field(g, "strategy").get<std::string>().c_str(),
+         static_cast<unsigned long long>(field(g, "restarts").get<uint64_t>()));
+  for (const auto& m : field(g, "members")) {
     if (m.contains("group")) {
       print_group(m, depth + 1);
       continue;
     }
-    std::string pid = m["pid"].is_null() ? "-" : std::to_string(m["pid"].get<int>());
-    printf("%*s%-20s %-10s %-8s %s\n", depth * 2 + 2, "", m["watch"].get<std::string>().c_str(),
-           m["state"].get<std::string>().c_str(), pid.c_str(),
-           m["ready"].get<bool>() ? "ready" : "not ready");
+    std::string pid = field(m, "pid").is_null() ? "-" : std::to_string(field(m, "pid").get<int>());
+    printf("%*s%-20s %-10s %-8s %s\n", depth * 2 + 2, "",
+           field(m, "watch").get<std::string>().c_str(),
+           field(m, "state").get<std::string>().c_str(), pid.c_str(),
+           field(m, "ready").get<bool>() ? "ready" : "not ready");
   }
 }
 
 void print_status(const json& r) {
   printf("%-24s %-10s %-8s %-9s %-8s %s\n", "NAME", "STATE", "PID", "UPTIME", "RESTARTS",
          "LAST EXIT");
-  for (const auto& w : r["watches"]) {
-    std::string pid = w["pid"].is_null() ? "-" : std::to_string(w["pid"].get<int>());
-    if (w.contains("count")) pid = std::to_string(w["count"].get<int>()) + " procs";
-    std::string up = w["uptime"].is_null() ? "-" : human_duration(w["uptime"].get<double>());
-    printf("%-24s %-10s %-8s %-9s %-8llu %s\n", w["name"].get<std::string>().c_str(),
-           w["state"].get<std::string>().c_str(), pid.c_str(), up.c_str(),
-           static_cast<unsigned long long>(w["restarts"].get<uint64_t>()),
-           last_exit_text(w["last_exit"]).c_str());
+  for (const auto& w : field(r, "watches")) {
+    std::string pid = field(w, "pid").is_null() ? "-" : std::to_string(field(w, "pid").get<int>());
+    if (w.contains("count")) pid = std::to_string(field(w, "count").get<int>()) + " procs";
+    std::string up =
+        field(w, "uptime").is_null() ? "-" : human_duration(field(w, "uptime").get<double>());
+    printf("%-24s %-10s %-8s %-9s %-8llu %s\n", field(w, "name").get<std::string>().c_str(),
+           field(w, "state").get<std::string>().c_str(), pid.c_str(), up.c_str(),
+           static_cast<unsigned long long>(field(w, "restarts").get<uint64_t>()),
+           last_exit_text(field(w, "last_exit")).c_str());
   }
-  if (r.contains("groups") && !r["groups"].empty()) {
+  if (r.contains("groups") && !field(r, "groups").empty()) {
     printf("\nGROUPS\n");
-    for (const auto& g : r["groups"]) print_group(g, 0);
+    for (const auto& g : field(r, "groups")) print_group(g, 0);
   }
 }
 
@@ -200,42 +204,44 @@ std::string plain(const json& v) {
 }
 
 void print_explain(const json& r) {
-  const json& s = r["status"];
-  printf("%s %s: %s\n", r["kind"].get<std::string>().c_str(), r["name"].get<std::string>().c_str(),
-         s["state"].get<std::string>().c_str());
-  const json& d = r["decision"];
+  const json& s = field(r, "status");
+  printf("%s %s: %s\n", field(r, "kind").get<std::string>().c_str(),
+         field(r, "name").get<std::string>().c_str(), field(s, "state").get<std::string>().c_str());
+  const json& d = field(r, "decision");
   if (d.is_null()) {
     printf("no decision yet: nothing has failed since vigil started\n");
     return;
   }
   printf("last decision (%s): %s\n", plain(d.value("at", json("?"))).c_str(),
          plain(d.value("action", json("?"))).c_str());
-  if (d.contains("event")) printf("  because:  %s\n", plain(d["event"]).c_str());
-  if (d.contains("watch")) printf("  watch:    %s\n", plain(d["watch"]).c_str());
+  if (d.contains("event")) printf("  because:  %s\n", plain(field(d, "event")).c_str());
+  if (d.contains("watch")) printf("  watch:    %s\n", plain(field(d, "watch")).c_str());
   if (d.contains("step"))
-    printf("  step:     %s of the escalation ladder\n", plain(d["step"]).c_str());
-  if (d.contains("strategy")) printf("  strategy: %s\n", plain(d["strategy"]).c_str());
+    printf("  step:     %s of the escalation ladder\n", plain(field(d, "step")).c_str());
+  if (d.contains("strategy")) printf("  strategy: %s\n", plain(field(d, "strategy")).c_str());
   if (d.contains("restarts")) {
     std::string names;
-    for (const auto& n : d["restarts"]) names += (names.empty() ? "" : ", ") + plain(n);
+    for (const auto& n : field(d, "restarts")) names += (names.empty() ? "" : ", ") + plain(n);
     printf("  restarts: %s (in dependency order)\n", names.c_str());
   }
-  if (d.contains("delay")) printf("  after:    %s s\n", plain(d["delay"]).c_str());
+  if (d.contains("delay")) printf("  after:    %s s\n", plain(field(d, "delay")).c_str());
   if (d.contains("budget")) {
-    const json& b = d["budget"];
-    printf("  budget:   %s of %s used within %s, %s left\n", plain(b["used"]).c_str(),
-           plain(b["limit"]).c_str(), plain(b["within"]).c_str(), plain(b["left"]).c_str());
+    const json& b = field(d, "budget");
+    printf("  budget:   %s of %s used within %s, %s left\n", plain(field(b, "used")).c_str(),
+           plain(field(b, "limit")).c_str(), plain(field(b, "within")).c_str(),
+           plain(field(b, "left")).c_str());
   }
-  if (d.contains("why")) printf("  why:      %s\n", plain(d["why"]).c_str());
-  if (d.contains("rearm")) printf("  re-arm:   %s\n", plain(d["rearm"]).c_str());
-  if (d.contains("rule")) printf("  rule:     %s\n", plain(d["rule"]).c_str());
+  if (d.contains("why")) printf("  why:      %s\n", plain(field(d, "why")).c_str());
+  if (d.contains("rearm")) printf("  re-arm:   %s\n", plain(field(d, "rearm")).c_str());
+  if (d.contains("rule")) printf("  rule:     %s\n", plain(field(d, "rule")).c_str());
 }
 
 void print_events(const json& r) {
-  for (const auto& e : r["events"])
-    printf("%s %s %-8s %s\n", e["time"].get<std::string>().c_str(),
-           e["id"].get<std::string>().c_str(), e["severity"].get<std::string>().c_str(),
-           e["message"].get<std::string>().c_str());
+  for (const auto& e : field(r, "events"))
+    printf("%s %s %-8s %s\n", field(e, "time").get<std::string>().c_str(),
+           field(e, "id").get<std::string>().c_str(),
+           field(e, "severity").get<std::string>().c_str(),
+           field(e, "message").get<std::string>().c_str());
 }
 
 // Metrics are off unless asked for: --metrics, or any --metrics-* option.
@@ -640,20 +646,21 @@ int main(int argc, char** argv) {
     else if (cmd == "dumps")
       for (const auto& d : (*reply)["dumps"])
         printf("%-20s %-26s %-6s %3d files %10llu bytes  %s\n",
-               d["watch"].get<std::string>().c_str(), d["time"].get<std::string>().c_str(),
-               d["trigger"].get<std::string>().c_str(), d["files"].get<int>(),
-               static_cast<unsigned long long>(d["bytes"].get<uint64_t>()),
-               d["path"].get<std::string>().c_str());
+               field(d, "watch").get<std::string>().c_str(),
+               field(d, "time").get<std::string>().c_str(),
+               field(d, "trigger").get<std::string>().c_str(), field(d, "files").get<int>(),
+               static_cast<unsigned long long>(field(d, "bytes").get<uint64_t>()),
+               field(d, "path").get<std::string>().c_str());
     else if (reply->contains("group") && (*reply)["group"].is_object())
-      printf("%s: %s\n", (*reply)["group"]["group"].get<std::string>().c_str(),
-             (*reply)["group"]["state"].get<std::string>().c_str());
+      printf("%s: %s\n", field((*reply)["group"], "group").get<std::string>().c_str(),
+             field((*reply)["group"], "state").get<std::string>().c_str());
     else if (reply->contains("watch") && (*reply)["watch"].is_object()) {
       const auto& w = (*reply)["watch"];
-      printf("%s: %s\n", w["name"].get<std::string>().c_str(),
-             w["state"].get<std::string>().c_str());
+      printf("%s: %s\n", field(w, "name").get<std::string>().c_str(),
+             field(w, "state").get<std::string>().c_str());
     }
     return 0;
-  } catch (const json::exception& e) {
+  } catch (const json::exception& e) {  // a wrong type; absent keys read as null (field())
     std::cerr << "vigil: unexpected reply from " << socket << ": " << e.what() << "\n";
     return 3;
   }

@@ -404,26 +404,33 @@ bool readable(const char* filename) {
 
 int l_searchpath(lua_State* L) {
   const char* name = luaL_checkstring(L, 1);
-  const char* path = luaL_checkstring(L, 2);
+  size_t len;
+  const char* path = luaL_checklstring(L, 2, &len);
   const char* sep = luaL_optstring(L, 3, ".");
   const char* dirsep = luaL_optstring(L, 4, "/");
   if (*sep != '\0' && strchr(name, *sep) != nullptr) name = luaL_gsub(L, name, sep, dirsep);
-  size_t len;
-  luaL_gsub(L, path, "?", name);
-  const char* names = lua_tolstring(L, -1, &len);
-  const char* end = names + len;
+  // One template at a time: '?' replaced in that template only, so the
+  // work before the first budget check is one template's, not a gsub of
+  // the whole path (strstr on what is left, per '?', is quadratic under
+  // ASan's string checks). The "no file" list is built as it goes.
+  luaL_Buffer tried_list;
+  luaL_buffinit(L, &tried_list);
+  const char* end = path + len;
   unsigned tried = 0;
-  for (const char* p = names; p <= end;) {
+  for (const char* p = path; p <= end;) {
     const char* q = static_cast<const char*>(memchr(p, ';', static_cast<size_t>(end - p)));
     if (!q) q = end;
     lua_pushlstring(L, p, static_cast<size_t>(q - p));
-    if (readable(lua_tostring(L, -1))) return 1;
+    const char* file = luaL_gsub(L, lua_tostring(L, -1), "?", name);
+    if (readable(file)) return 1;
+    lua_pushfstring(L, tried ? "\n\tno file '%s'" : "no file '%s'", file);
+    lua_replace(L, -3);
     lua_pop(L, 1);
+    luaL_addvalue(&tried_list);  // balanced: the buffer's slots are below
     if (++tried % 256 == 0) budget_check(L);
     p = q + 1;
   }
-  luaL_gsub(L, names, ";", "'\n\tno file '");
-  lua_pushfstring(L, "no file '%s'", lua_tostring(L, -1));
+  luaL_pushresult(&tried_list);
   luaL_pushfail(L);
   lua_insert(L, -2);
   return 2;

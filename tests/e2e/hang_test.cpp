@@ -62,7 +62,9 @@ TEST(Hang, ABusyLoopIsACpuRunawayAndIsRestarted) {
     pid_t p = d.watch_pid("spin");
     return p > 0 && p != first;
   })) << d.output();
-  EXPECT_EQ(d.watch("spin")["restarts"], 1);
+  // At least 1: the new process spins too, and may have been restarted
+  // again by the time the status is read (the sanitized build is slow).
+  EXPECT_GE(d.watch("spin")["restarts"].get<int>(), 1);
   d.stop();
 }
 

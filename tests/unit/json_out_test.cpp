@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "host/core/json_read.hpp"
 #include "host/supervise/supervisor.hpp"
 
 using namespace vigil;
@@ -104,4 +105,16 @@ TEST(JsonOut, UnitStatusIsTheSameAsTextAndAsTree) {
                                .dump());
   EXPECT_EQ(parsed["last_exit"]["code"], 3);
   EXPECT_EQ(parsed["waiting_for"], nlohmann::json::array({"db"}));
+}
+
+// field() (host/core/json_read.hpp): what came from outside is read
+// without undefined behaviour when a key is absent or the value is not
+// an object; a get<>() of what is not there throws json::type_error.
+TEST(JsonRead, AbsentKeysAndNonObjectsReadAsNull) {
+  const nlohmann::json j = nlohmann::json::parse(R"({"name":5,"list":"none"})");
+  EXPECT_EQ(field(j, "name"), 5);
+  EXPECT_TRUE(field(j, "pid").is_null());
+  EXPECT_TRUE(field(field(j, "list"), "x").is_null());
+  EXPECT_TRUE(field(nlohmann::json(), "x").is_null());
+  EXPECT_THROW(field(j, "pid").get<std::string>(), nlohmann::json::type_error);
 }
