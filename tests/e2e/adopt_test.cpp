@@ -45,10 +45,6 @@ std::string named_sleep(const std::string& dir, const std::string& name) {
 std::string waiter_command(const std::string& sleeper) {
   return sleeper + " 100000 & wait; exit 7";
 }
-pid_t spawn_waiter(const std::string& sleeper) {
-  return spawn_external({"/bin/sh", "-c", waiter_command(sleeper)});
-}
-
 pid_t only_child(pid_t pid) {
   vigil::ProcReader r;
   pid_t child = 0;
@@ -59,6 +55,18 @@ pid_t only_child(pid_t pid) {
     return true;
   });
   return child;
+}
+
+// The waiter, once its child runs the sleeper: until that child has
+// exec'd it is a fork of the shell, with the shell's command line, and a
+// count of the waiter's command line sees two.
+pid_t spawn_waiter(const std::string& sleeper) {
+  pid_t pid = spawn_external({"/bin/sh", "-c", waiter_command(sleeper)});
+  wait_for([&] {
+    pid_t child = only_child(pid);
+    return child > 0 && read_file("/proc/" + std::to_string(child) + "/cmdline").rfind(sleeper, 0) == 0;
+  });
+  return pid;
 }
 
 }  // namespace
@@ -584,7 +592,7 @@ TEST(Reattach, KillNineOfVigilLosesNothingAndDuplicatesNothing) {
       << d.output();
   EXPECT_EQ(d.last_event("VGL0121", "own")["fields"]["how"], "re-adopted after vigil restarted");
   EXPECT_EQ(count_processes(sleeper + " 100012"), 1) << "a second copy was started";
-  EXPECT_EQ(count_processes("sh -c " + waiter_command(sleeper)), 1);
+  EXPECT_EQ(count_processes("sh -c " + waiter_command(sleeper)), 1) << d.output();
   EXPECT_EQ(d.count_events("VGL0101", "own"), 0);
 
   // A later death is still recovered, for both kinds.
