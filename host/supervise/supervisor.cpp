@@ -616,6 +616,12 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
     restart_later(u, 1.0);
   }
+  // The rules' last decision was a restart at once: it starts now, inside
+  // this callback, instead of from its timer on the way round the loop.
+  // What the exit wrote (the file sinks' lines, posted) then goes out
+  // after the clone, not before it (issue 13: the restart path).
+  if (u.timer && u.timer == u.at_once && loop_.pending(u.timer) && !u.paused && u.want_running)
+    start_process(u);
 }
 
 void Supervisor::restart_later(Unit& u, double delay) {
@@ -636,6 +642,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
   // make a second one) cancels it instead of both starting the process.
   set_state(u, delay <= 0 ? UnitState::Starting : UnitState::Backoff);
   u.timer = loop_.after(from_seconds(std::max(0.0, delay)), go);
+  u.at_once = delay <= 0 ? u.timer : 0;
 }
 
 void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {

@@ -283,6 +283,7 @@ struct Unit {
   uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered
   Ledger ledger;           // restart history, ladder steps, last decision
   TimerId timer = 0;       // pending backoff restart or re-arm
+  TimerId at_once = 0;     // `timer`, when it is a restart with no delay
 
   // Order (order.cpp). `queued`: to be (re)started in dependency order,
   // after its process (if any) is stopped once its dependents are down.
