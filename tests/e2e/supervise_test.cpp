@@ -456,3 +456,45 @@ watch "c" { start = { "/bin/sh", "-c", "exit 7" }, restart = false,
   EXPECT_TRUE(d.wait_event("VGL0005", "c")) << d.output();  // the command's exit 3
   EXPECT_EQ(d.count_events("VGL0106", "c"), 1);
 }
+
+// The child gets its stdio and nothing else of vigil's (issue 13: it
+// shares vigil's descriptor table until its first step makes one of its
+// own from the low slots). With many watches, vigil holds a pidfd per
+// child; none of them, and no other watch's output file, may reach a
+// program, and each program's stdout and stderr are its own files.
+TEST(Supervise, AChildHasItsStdioAndNoOtherDescriptor) {
+  Daemon d;
+  std::string rules;
+  for (int i = 0; i < 20; ++i)
+    rules += "watch \"w" + std::to_string(i) + "\" { start = \"echo out" + std::to_string(i) +
+             "; echo err" + std::to_string(i) + " >&2; exec sleep 100070\" }\n";
+  d.write_rule("a.lua", rules);
+  ASSERT_TRUE(d.start()) << d.output();
+  for (int i = 0; i < 20; ++i) {
+    std::string w = "w" + std::to_string(i);
+    ASSERT_TRUE(wait_for([&] {
+      return read_file(d.state_dir() + "/logs/" + w + ".stdout.log") ==
+                 "out" + std::to_string(i) + "\n" &&
+             read_file(d.state_dir() + "/logs/" + w + ".stderr.log") ==
+                 "err" + std::to_string(i) + "\n";
+    })) << w
+        << "\n"
+        << d.output();
+    pid_t pid = d.watch_pid(w);
+    std::vector<std::string> fds;
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+      fds.push_back(e.path().filename());
+    std::sort(fds.begin(), fds.end());
+    EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2"})) << w;
+    EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/fd/0"), "/dev/null");
+    EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/fd/1"),
+              d.state_dir() + "/logs/" + w + ".stdout.log");
+  }
+  // Restarted, a child still gets its own files (the slots were reset).
+  pid_t old = d.watch_pid("w3");
+  kill(old, SIGKILL);
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("w3") > 0 && d.watch_pid("w3") != old; }));
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(d.watch_pid("w3")) + "/fd/2"),
+            d.state_dir() + "/logs/w3.stderr.log");
+}
