@@ -263,6 +263,7 @@ struct Unit {
     bool adopted = false;
     bool own_group = true;  // vigil started it (setsid): stops signal its group
     uint64_t overruns = 0;  // the proc connector's count when adopted
+    uint64_t events_epoch = 0;  // its subscription when adopted (0: none)
     Fd pidfd;               // adopted only; the reaper holds its children's
     WatchId watch = 0;
     bool stopping = false;
@@ -349,9 +350,12 @@ class Supervisor {
   void on_proc_event(const ProcEvent& ev);
   // Events were lost: rebuild member sets and look for missing processes.
   void rescan();
-  // The rules subscribe to process events (vigil.proc.on): the kernel must
-  // deliver every fork and exec, not only non-zero exits.
-  void set_rule_interest(bool wants);
+  // What the rules' subscriptions to process events (vigil.proc.on) need
+  // to hear (ProcEvents bits; 0: none).
+  void set_rule_interest(unsigned events);
+  // What vigil needs from the kernel's process events now (ProcEvents
+  // bits; 0: none, the connector is closed).
+  unsigned wanted_events() const;
   // Where HTTP and TCP probes run, and where sd_notify messages arrive
   // (either may be null: those probes then fail with a reason).
   void set_probes(ProbeEngine* engine, NotifySocket* notify);
@@ -515,6 +519,7 @@ class Supervisor {
   bool needs_exec_events() const;
   void schedule_scan();
   void update_interest();
+  void update_interest_soon();
   void reattach(Unit& u);
   bool readopt(Unit& u, const JournalEntry& e, const char* how);
   void recover(std::vector<std::string> names);
@@ -564,7 +569,9 @@ class Supervisor {
   ProcEvents* events_ = nullptr;
   double scan_interval_ = 5;
   TimerId scan_timer_ = 0;
-  bool rule_interest_ = false;
+  unsigned rule_events_ = 0;        // what vigil.proc.on subscriptions need
+  bool adopting_ = false;           // adopt() asks for exits before it pins a process
+  bool interest_posted_ = false;    // update_interest_soon() is pending
   bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
