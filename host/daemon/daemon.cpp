@@ -470,6 +470,8 @@ nlohmann::json Daemon::daemon_json() const {
            proc_events_ && proc_events_->subscribed()
                ? ProcEvents::names(proc_events_->events_wanted())
                : std::vector<std::string>{}},
+          {"checks",
+           {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
           {"loop", loop_json()}};
 }

@@ -239,7 +239,8 @@ void Supervisor::set_state(Unit& u, UnitState s) {
   if (u.state == s) return;
   u.state = s;
   u.since = wall_seconds();
-  schedule_advance();  // something may wait for this one
+  if (s == UnitState::Running) check_soon(u);  // its first sample
+  schedule_advance();                          // something may wait for this one
 }
 
 void Supervisor::cancel_timer(Unit& u) {

@@ -18,6 +18,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -102,6 +103,26 @@ struct StateChecks {
   }
   // The costlier samples: sockets (readlink of every fd, /proc/PID/net).
   bool sockets() const { return no_progress > 0 || close_wait > 0; }
+  // The process is sampled at all (a zombie needs no sample of the live
+  // process: it is looked at once it has died).
+  bool sampled() const {
+    return every > 0 && (stopped > 0 || blocked > 0 || cpu_percent > 0 || no_progress > 0 ||
+                         fds > 0 || close_wait > 0 || threads > 0 || rss > 0 || rss_growth > 0);
+  }
+  // How often a healthy process is sampled. A check of a figure (cpu,
+  // fds, rss, ...) samples every `every`; the state checks alone (the
+  // defaults: stopped, blocked) need only half their shortest threshold,
+  // a state that lasts longer than it is still seen; once a process is
+  // seen in a bad state it is sampled every `every` again.
+  double healthy_period() const {
+    if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 ||
+        rss > 0 || rss_growth > 0)
+      return every;
+    double shortest = 0;
+    for (double t : {stopped, blocked})
+      if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
+    return std::max(every, shortest / 2);
+  }
 };
 
 // What the state checks remember about one process between samples.
@@ -361,6 +382,9 @@ class Supervisor {
   void set_probes(ProbeEngine* engine, NotifySocket* notify);
   // The rules' answer to run_probe.
   void probe_answer(Unit& u, size_t index, uint64_t token, const ProbeResult& result);
+  // State checks so far: passes over the processes due, samples taken.
+  uint64_t check_passes() const { return check_passes_; }
+  uint64_t check_samples() const { return check_samples_; }
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -546,6 +570,7 @@ class Supervisor {
 
   // checks.cpp: process states sampled from /proc.
   void schedule_checks();
+  void check_soon(const Unit& u);
   void run_checks();
   void check_slice();
   void check_unit(Unit& u, MonoTime now);
@@ -574,6 +599,9 @@ class Supervisor {
   bool interest_posted_ = false;    // update_interest_soon() is pending
   bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
+  MonoTime check_at_{};                   // when check_timer_ fires
+  uint64_t check_passes_ = 0;             // for status: passes and samples taken
+  uint64_t check_samples_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;
   // Exit statuses of adopted processes, from the proc connector or from

@@ -192,3 +192,51 @@ TEST(Idle, AnAdoptedProcessIsHeardOnlyForNonZeroExitsAndItsStatusIsKnown) {
   ASSERT_TRUE(wait_for([&] { return !subscribed(d); })) << d.daemon_info().dump();
   EXPECT_TRUE(wait_for([&] { return connector_sockets(d.pid()) == 0; }));
 }
+
+// The default checks (stopped, blocked) sample a started child at half
+// their shortest threshold, not every `every`: with `every = 0.2s` the
+// twenty quiet watches are sampled once (and then every 15 s), while the
+// watch with a figure to follow (threads) is sampled at every pass.
+TEST(Idle, DefaultChecksDoNotSampleEveryPass) {
+  Daemon d;
+  std::string rules;
+  for (int i = 0; i < 20; ++i)
+    rules += "watch \"q" + std::to_string(i) +
+             "\" { start = { \"/bin/sleep\", \"100003\" }, checks = { every = \"0.2s\" } }\n";
+  rules +=
+      "watch \"busy\" { start = { \"/bin/sleep\", \"100004\" },"
+      " checks = { every = \"0.2s\", threads = 10000 } }\n";
+  d.write_rule("a.lua", rules);
+  ASSERT_TRUE(d.start()) << d.output();
+  auto checks = [&] {
+    auto info = d.daemon_info();
+    return info.is_object() ? info["checks"] : nlohmann::json();
+  };
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto c = checks();
+        return c.is_object() && c["passes"].get<uint64_t>() >= 25;
+      },
+      60s))
+      << checks().dump();
+  auto c = checks();
+  uint64_t passes = c["passes"].get<uint64_t>(), samples = c["samples"].get<uint64_t>();
+  // Sampled at every pass, all 21 would make samples ~ 21 x passes.
+  EXPECT_LT(samples, 4 * passes) << c.dump();
+  EXPECT_GE(samples, passes - 1) << c.dump();  // busy, at every pass
+}
+
+// A stopped child is still seen with the default thresholds lowered.
+TEST(Idle, AStoppedStartedChildIsStillReported) {
+  Daemon d;
+  d.write_rule("a.lua",
+               "watch \"st\" { start = { \"/bin/sleep\", \"100005\" },"
+               " checks = { every = \"0.1s\", stopped = \"0.5s\" }, on_state = \"continue\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("st") == "running"; })) << d.output();
+  pid_t p = d.watch_pid("st");
+  kill(p, SIGSTOP);
+  ASSERT_TRUE(d.wait_event("VGL0129", "st")) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0132", "st")) << d.output();
+  EXPECT_EQ(d.watch_pid("st"), p);
+}
