@@ -28,22 +28,49 @@ const Msg kCondMsgs[] = {Msg::StateStopped, Msg::StateBlocked, Msg::CpuRunaway,
 
 }  // namespace
 
-namespace {
-
 // When u's process is next due for a sample; nullopt when it is not
 // sampled. Not sampled yet: after `every`. Something bad seen: every
 // `every`, to follow it. Else at its healthy period (the default state
-// checks alone: half the shortest threshold).
-std::optional<MonoTime> next_sample(const Unit& u, MonoTime now) {
+// checks alone: half the shortest threshold; none at all for the
+// stopped check alone of vigil's own child, whose stops the kernel
+// reports).
+std::optional<MonoTime> Supervisor::next_sample(const Unit& u, MonoTime now) const {
   if (!u.child || !u.checks.sampled()) return std::nullopt;
   const Sampling* s = u.child->sampling.get();
+  bool bad = s && std::any_of(std::begin(s->cond), std::end(s->cond),
+                              [](const Sampling::Condition& c) { return c.bad; });
+  if (bad) {
+    // A stop or block not reported yet is looked at again when it has
+    // lasted its threshold, if that comes before the next `every`.
+    MonoTime due = s->at + from_seconds(u.checks.every);
+    const double holds[] = {u.checks.stopped, u.checks.blocked};  // kStopped, kBlocked
+    for (int i : {kStopped, kBlocked})
+      if (s->cond[i].bad && !s->cond[i].reported)
+        due = std::min(due, s->cond[i].since + from_seconds(holds[i]));
+    return due;
+  }
+  double period = u.checks.healthy_period(!u.child->adopted && reaper_.has_stop_handler());
+  if (period <= 0) return std::nullopt;
   if (!s || !s->primed) return now + from_seconds(u.checks.every);
-  bool bad = std::any_of(std::begin(s->cond), std::end(s->cond),
-                         [](const Sampling::Condition& c) { return c.bad; });
-  return s->at + from_seconds(bad ? u.checks.every : u.checks.healthy_period());
+  return s->at + from_seconds(period);
 }
 
-}  // namespace
+// The kernel says one of vigil's children stopped or continued: sampled
+// now (from the loop), so a stop is timed from its start and a continue
+// clears it, without polling.
+void Supervisor::on_child_stop(pid_t pid) {
+  for (const auto& [name, u] : units_) {
+    if (!u->child || u->child->adopted || u->child->pid != pid) continue;
+    if (!u->checks.sampled()) return;
+    defer([this, name = name, pid] {
+      Unit* unit = find(name);
+      if (!unit || !unit->child || unit->child->pid != pid || !unit->checks.sampled()) return;
+      check_unit(*unit, MonoClock::now());
+      schedule_checks();
+    });
+    return;
+  }
+}
 
 // One timer for every watch's checks, set for the first process due: an
 // idle vigil whose watches have only the default checks wakes up once
@@ -52,9 +79,26 @@ std::optional<MonoTime> next_sample(const Unit& u, MonoTime now) {
 void Supervisor::schedule_checks() {
   if (!check_queue_.empty() && check_next_ < check_queue_.size()) return;  // a pass runs
   MonoTime now = MonoClock::now();
+  // Stops of vigil's children are reported by the kernel while a watch
+  // checks for them (its SIGCHLD, CLD_STOPPED).
+  bool stops = std::any_of(units_.begin(), units_.end(), [](const auto& kv) {
+    return kv.second->checks.sampled() && kv.second->checks.stopped > 0;
+  });
+  if (stops != reaper_.has_stop_handler()) {
+    if (stops)
+      reaper_.set_stop_handler([this](pid_t pid) { on_child_stop(pid); });
+    else
+      reaper_.set_stop_handler({});
+  }
+  bool any = false;
+  MonoTime earliest{};
+  for (const auto& [name, u] : units_) {
+    auto at = next_sample(*u, now);
+    if (at && (!any || *at < earliest)) earliest = *at;
+    any = any || at.has_value();
+  }
   std::optional<MonoTime> first;
-  for (const auto& [name, u] : units_)
-    if (auto at = next_sample(*u, now); at && (!first || *at < *first)) first = at;
+  if (any) first = earliest;
   if (!zombies_.empty() && (!first || *first > now + std::chrono::seconds(1)))
     first = now + std::chrono::seconds(1);
   if (!first) {
@@ -75,7 +119,7 @@ void Supervisor::schedule_checks() {
 // A process came up: its first sample is due after `every`, sooner than
 // the timer may be set for.
 void Supervisor::check_soon(const Unit& u) {
-  if (!u.checks.sampled() || (!check_queue_.empty() && check_next_ < check_queue_.size())) return;
+  if (!next_sample(u, MonoClock::now()) || (!check_queue_.empty() && check_next_ < check_queue_.size())) return;
   MonoTime at = MonoClock::now() + from_seconds(u.checks.every);
   if (check_timer_ && check_at_ <= at) return;
   loop_.cancel(check_timer_);

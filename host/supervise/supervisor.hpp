@@ -109,19 +109,21 @@ struct StateChecks {
     return every > 0 && (stopped > 0 || blocked > 0 || cpu_percent > 0 || no_progress > 0 ||
                          fds > 0 || close_wait > 0 || threads > 0 || rss > 0 || rss_growth > 0);
   }
-  // How often a healthy process is sampled. A check of a figure (cpu,
-  // fds, rss, ...) samples every `every`; the state checks alone (the
-  // defaults: stopped, blocked) need only half their shortest threshold,
-  // a state that lasts longer than it is still seen; once a process is
-  // seen in a bad state it is sampled every `every` again.
-  double healthy_period() const {
+  // How often a healthy process is sampled (0: never). A check of a
+  // figure (cpu, fds, rss, ...) samples every `every`; the state checks
+  // alone (the defaults: stopped, blocked) need only half their shortest
+  // threshold, a state that lasts longer than it is still seen; once a
+  // process is seen in a bad state it is sampled every `every` again.
+  // `stops_reported`: the kernel tells vigil when this process stops
+  // (vigil's own child), so the stopped check needs no sample.
+  double healthy_period(bool stops_reported) const {
     if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 ||
         rss > 0 || rss_growth > 0)
       return every;
     double shortest = 0;
-    for (double t : {stopped, blocked})
+    for (double t : {stops_reported ? 0.0 : stopped, blocked})
       if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
-    return std::max(every, shortest / 2);
+    return shortest > 0 ? std::max(every, shortest / 2) : 0;
   }
 };
 
@@ -571,6 +573,8 @@ class Supervisor {
   // checks.cpp: process states sampled from /proc.
   void schedule_checks();
   void check_soon(const Unit& u);
+  std::optional<MonoTime> next_sample(const Unit& u, MonoTime now) const;
+  void on_child_stop(pid_t pid);
   void run_checks();
   void check_slice();
   void check_unit(Unit& u, MonoTime now);

@@ -226,17 +226,23 @@ TEST(Idle, DefaultChecksDoNotSampleEveryPass) {
   EXPECT_GE(samples, passes - 1) << c.dump();  // busy, at every pass
 }
 
-// A stopped child is still seen with the default thresholds lowered.
-TEST(Idle, AStoppedStartedChildIsStillReported) {
+// A stop of vigil's own child is reported by the kernel (SIGCHLD,
+// CLD_STOPPED): seen and reported after its threshold with no sampling at
+// all (`every` is an hour), and its continue clears it.
+TEST(Idle, AStoppedStartedChildIsSeenWithoutPolling) {
   Daemon d;
   d.write_rule("a.lua",
                "watch \"st\" { start = { \"/bin/sleep\", \"100005\" },"
-               " checks = { every = \"0.1s\", stopped = \"0.5s\" }, on_state = \"continue\" }\n");
+               " checks = { every = \"1h\", stopped = \"0.5s\", blocked = false },"
+               " on_state = \"continue\" }\n");
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return d.watch_state("st") == "running"; })) << d.output();
   pid_t p = d.watch_pid("st");
   kill(p, SIGSTOP);
   ASSERT_TRUE(d.wait_event("VGL0129", "st")) << d.output();
+  EXPECT_GE(d.last_event("VGL0129", "st")["fields"]["for"].get<double>(), 0.5);
   ASSERT_TRUE(d.wait_event("VGL0132", "st")) << d.output();
   EXPECT_EQ(d.watch_pid("st"), p);
+  auto info = d.daemon_info();
+  EXPECT_EQ(info["checks"]["passes"].get<uint64_t>(), 1u) << info.dump();  // the stop's
 }
