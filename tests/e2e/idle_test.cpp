@@ -246,3 +246,20 @@ TEST(Idle, AStoppedStartedChildIsSeenWithoutPolling) {
   auto info = d.daemon_info();
   EXPECT_EQ(info["checks"]["passes"].get<uint64_t>(), 1u) << info.dump();  // the stop's
 }
+
+// A rule's vigil.proc.on subscription asks for what its kind needs; a
+// reload without it closes the connector.
+TEST(Idle, ARuleSubscriptionAsksForItsKindOnly) {
+  Daemon d;
+  d.write_rule("a.lua", kStarted);
+  d.write_rule("b.lua",
+               "vigil.proc.on(\"spawn\", { name = \"vt-nothing-matches\" }, function() end)\n");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return subscribed(d); })) << d.output();
+  EXPECT_EQ(wanted(d), (std::set<std::string>{"forks"}));
+  EXPECT_EQ(connector_sockets(d.pid()), 1);
+  std::filesystem::remove(d.rules_dir() + "/b.lua");
+  ASSERT_EQ(d.cli({"reload"}).code, 0) << d.output();
+  ASSERT_TRUE(wait_for([&] { return !subscribed(d); })) << d.daemon_info().dump();
+  EXPECT_EQ(connector_sockets(d.pid()), 0);
+}
