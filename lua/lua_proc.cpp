@@ -197,7 +197,8 @@ int l_sub_cancel(lua_State* L) {
   if (auto sub = (*handle)->lock()) {
     std::erase(rt.proc_subs, sub);
     luaL_unref(L, LUA_REGISTRYINDEX, sub->ref);
-    if (rt.live && rt.host.supervisor) rt.host.supervisor->set_rule_interest(proc_events_wanted(rt));
+    if (rt.live && rt.host.supervisor)
+      rt.host.supervisor->set_rule_interest(proc_events_wanted(rt));
   }
   return 0;
 }

@@ -466,10 +466,9 @@ nlohmann::json Daemon::daemon_json() const {
           {"proc_events", proc_events_ && proc_events_->subscribed()},
           {"proc_events_available", proc_events_ != nullptr},
           {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
-          {"proc_events_wanted",
-           proc_events_ && proc_events_->subscribed()
-               ? ProcEvents::names(proc_events_->events_wanted())
-               : std::vector<std::string>{}},
+          {"proc_events_wanted", proc_events_ && proc_events_->subscribed()
+                                     ? ProcEvents::names(proc_events_->events_wanted())
+                                     : std::vector<std::string>{}},
           {"checks",
            {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},

@@ -119,7 +119,9 @@ void Supervisor::schedule_checks() {
 // A process came up: its first sample is due after `every`, sooner than
 // the timer may be set for.
 void Supervisor::check_soon(const Unit& u) {
-  if (!next_sample(u, MonoClock::now()) || (!check_queue_.empty() && check_next_ < check_queue_.size())) return;
+  if (!next_sample(u, MonoClock::now()) ||
+      (!check_queue_.empty() && check_next_ < check_queue_.size()))
+    return;
   MonoTime at = MonoClock::now() + from_seconds(u.checks.every);
   if (check_timer_ && check_at_ <= at) return;
   loop_.cancel(check_timer_);

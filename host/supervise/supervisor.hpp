@@ -117,8 +117,8 @@ struct StateChecks {
   // `stops_reported`: the kernel tells vigil when this process stops
   // (vigil's own child), so the stopped check needs no sample.
   double healthy_period(bool stops_reported) const {
-    if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 ||
-        rss > 0 || rss_growth > 0)
+    if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 || rss > 0 ||
+        rss_growth > 0)
       return every;
     double shortest = 0;
     for (double t : {stops_reported ? 0.0 : stopped, blocked})
@@ -603,8 +603,8 @@ class Supervisor {
   bool interest_posted_ = false;    // update_interest_soon() is pending
   bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
-  MonoTime check_at_{};                   // when check_timer_ fires
-  uint64_t check_passes_ = 0;             // for status: passes and samples taken
+  MonoTime check_at_{};        // when check_timer_ fires
+  uint64_t check_passes_ = 0;  // for status: passes and samples taken
   uint64_t check_samples_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;

@@ -1077,12 +1077,8 @@ int run_reloads(const Options& o, const std::string& root, ProcMonitor& mon) {
       "reloads); processes touched: %s (execs %zu, exits %zu)\n",
       o.watches, s.median, s.p95, s.max, s.n, before == after && !execs && !exits ? "none" : "SOME",
       execs, exits);
-  json out = {{"bench", "vigil_reload"},
-              {"watches", o.watches},
-              {"reload_ms", stats_json(s)},
-              {"same_pids", before == after},
-              {"execs", execs},
-              {"exits", exits}};
+  json out = {{"bench", "vigil_reload"},      {"watches", o.watches}, {"reload_ms", stats_json(s)},
+              {"same_pids", before == after}, {"execs", execs},       {"exits", exits}};
   printf("%s\n", out.dump().c_str());
   fflush(stdout);
   d.stop();
