@@ -395,6 +395,7 @@ void Supervisor::on_adopted_exit(Unit& u, bool again) {
     // exits asked for: it exited 0.
     bool nonzero_only = events_ && events_->filtering() && events_->subscribed() &&
                         c.events_epoch != 0 && c.events_epoch == events_->epoch() &&
+                        (events_->events_wanted() & ProcEvents::NonzeroExits) != 0 &&
                         (events_->events_wanted() & ProcEvents::Exits) == 0 &&
                         events_->overruns() == c.overruns;
     status = nonzero_only ? ExitStatus{0, 0, false} : ExitStatus::unknown();
