@@ -181,7 +181,7 @@ int l_on(lua_State* L) {
     rt.proc_subs.push_back(sub);
     if (rt.live) {
       start_subscription(rt, *sub);
-      if (rt.host.supervisor) rt.host.supervisor->set_rule_interest(true);
+      if (rt.host.supervisor) rt.host.supervisor->set_rule_interest(proc_events_wanted(rt));
     }
     auto** handle = static_cast<std::weak_ptr<ProcSubscription>**>(
         lua_newuserdatauv(L, sizeof(std::weak_ptr<ProcSubscription>*), 0));
@@ -197,6 +197,8 @@ int l_sub_cancel(lua_State* L) {
   if (auto sub = (*handle)->lock()) {
     std::erase(rt.proc_subs, sub);
     luaL_unref(L, LUA_REGISTRYINDEX, sub->ref);
+    if (rt.live && rt.host.supervisor)
+      rt.host.supervisor->set_rule_interest(proc_events_wanted(rt));
   }
   return 0;
 }
@@ -303,6 +305,22 @@ void start_subscription(RuntimeState& rt, ProcSubscription& sub) {
   ProcStat st;
   for (const auto& f : find_processes(sub.match, r, 0, {getpid()}))
     sub.members[f.pid] = r.stat(f.pid, st) ? st.comm : "";
+}
+
+// spawn: forks; exec: execs; exit: every exit, and forks and execs to
+// know which processes match while they live.
+unsigned proc_events_wanted(const RuntimeState& rt) {
+  unsigned want = 0;
+  for (const auto& sub : rt.proc_subs) {
+    switch (sub->kind) {
+      case ProcSubscription::Kind::Spawn: want |= ProcEvents::Forks; break;
+      case ProcSubscription::Kind::Exec: want |= ProcEvents::Execs; break;
+      case ProcSubscription::Kind::Exit:
+        want |= ProcEvents::Exits | ProcEvents::Forks | ProcEvents::Execs;
+        break;
+    }
+  }
+  return want;
 }
 
 void proc_event(RuntimeState& rt, const ProcEvent& ev) {

@@ -758,8 +758,8 @@ void RuleRuntime::on_proc_event(const ProcEvent& ev) {
   proc_event(*state_, ev);
 }
 
-bool RuleRuntime::wants_proc_events() const {
-  return !state_->proc_subs.empty();
+unsigned RuleRuntime::wants_proc_events() const {
+  return proc_events_wanted(*state_);
 }
 
 // Policy questions: the host asks and the rules answer synchronously

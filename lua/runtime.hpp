@@ -89,7 +89,7 @@ class RuleRuntime : public Policy {
   // A kernel process event, for vigil.proc.on subscribers (delivered the
   // same way).
   void on_proc_event(const ProcEvent& ev);
-  bool wants_proc_events() const;
+  unsigned wants_proc_events() const;  // ProcEvents bits the subscriptions need
 
   // Runs a chunk in the state (tests, and `vigil eval` later).
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);

@@ -360,6 +360,8 @@ std::string read_match_table(lua_State* L, int idx, std::optional<Matcher>& out)
 void start_subscription(RuntimeState& rt, ProcSubscription& sub);
 // Matches a kernel process event against the state's subscriptions.
 void proc_event(RuntimeState& rt, const ProcEvent& ev);
+// What the state's subscriptions need to hear (ProcEvents bits).
+unsigned proc_events_wanted(const RuntimeState& rt);
 
 // lua_timer.cpp: arms the timers created while loading (go_live), and
 // cancels every timer of the state (its destruction).

@@ -461,8 +461,16 @@ nlohmann::json Daemon::daemon_json() const {
           {"version", VIGIL_VERSION},
           {"rules", options_.rules},
           {"since", rfc3339(started_)},
-          {"proc_events", proc_events_ != nullptr},
+          // Subscribed now (only while a watch or rule needs the events),
+          // to what, and whether the connector can be used here at all.
+          {"proc_events", proc_events_ && proc_events_->subscribed()},
+          {"proc_events_available", proc_events_ != nullptr},
           {"proc_events_filtered", proc_events_ && proc_events_->filtering()},
+          {"proc_events_wanted", proc_events_ && proc_events_->subscribed()
+                                     ? ProcEvents::names(proc_events_->events_wanted())
+                                     : std::vector<std::string>{}},
+          {"checks",
+           {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
           {"loop", loop_json()}};
 }

@@ -16,11 +16,20 @@
 namespace vigil {
 
 ProcEvents::~ProcEvents() {
+  close_now();
+}
+
+// Tells the kernel this listener is gone (it counts listeners, and sends
+// no events at all while there are none), then closes the socket.
+void ProcEvents::close_now() {
   if (watch_) loop_.remove(watch_);
+  watch_ = 0;
   if (sock_) {
     std::string ignored;
     send_op(PROC_CN_MCAST_IGNORE, ignored);
   }
+  sock_.reset();
+  close_after_drain_ = false;
 }
 
 namespace {
@@ -31,7 +40,7 @@ struct ProcInput {
   uint32_t mcast_op;
   uint32_t event_type;
 };
-constexpr uint32_t kEventNonzeroExit = 0x20000000;
+constexpr uint32_t kEventNonzeroExit = 0x20000000;  // PROC_EVENT_NONZERO_EXIT
 constexpr uint32_t kEventAll = 0x1 | 0x2 | 0x4 | 0x40 | 0x80 | 0x100 | 0x200 | kEventNonzeroExit |
                                0x40000000 | 0x80000000;  // PROC_EVENT_ALL
 
@@ -108,7 +117,12 @@ bool ProcEvents::wait_ack(std::string& error, int timeout_ms) {
   return false;
 }
 
-bool ProcEvents::open(std::string& error) {
+// A bound socket with a large receive buffer, subscribed: with the
+// kernel's filter when it has one (then only the events wanted), else to
+// everything. No acknowledgement is waited for here: the kernel counts
+// the listener before send() returns, and drain() skips the
+// acknowledgement when it comes.
+bool ProcEvents::subscribe(std::string& error) {
   Fd s(::socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR));
   if (!s) {
     error = "netlink socket: " + errno_text(errno);
@@ -127,28 +141,83 @@ bool ProcEvents::open(std::string& error) {
   if (::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0)
     ::setsockopt(s.get(), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
   sock_ = std::move(s);
-  // A filtered subscription first: a kernel without filtering ignores it
-  // (no acknowledgement), and gets the plain one.
-  std::string ignored;
-  if (send_op(PROC_CN_MCAST_LISTEN, ignored, static_cast<int>(kEventAll)) &&
-      wait_ack(ignored, 200)) {
-    filtering_ = true;
-  } else if (!send_op(PROC_CN_MCAST_LISTEN, error) || !wait_ack(error, 1000)) {
+  bool sent = filtering_ ? send_op(PROC_CN_MCAST_LISTEN, error, static_cast<int>(kernel_mask()))
+                         : send_op(PROC_CN_MCAST_LISTEN, error);
+  if (!sent) {
     sock_.reset();
     return false;
   }
-  interest_ = Interest::All;
+  ++epoch_;
   watch_ = loop_.add(sock_.get(), EPOLLIN, [this](uint32_t) { drain(); });
   return true;
 }
 
-void ProcEvents::set_interest(Interest i) {
-  if (!sock_ || !filtering_ || i == interest_) return;
+bool ProcEvents::open(std::string& error) {
+  close_now();
+  wanted_ = NonzeroExits | Exits | Forks | Execs;
+  // A filtered subscription first: a kernel without filtering ignores it
+  // (no acknowledgement), and gets the plain one.
+  filtering_ = true;
   std::string ignored;
-  uint32_t mask = i == Interest::All ? kEventAll : kEventNonzeroExit;
+  if (!subscribe(error)) return false;
+  loop_.remove(watch_);  // the acknowledgement is waited for here, once
+  watch_ = 0;
+  if (!wait_ack(ignored, 200)) {
+    filtering_ = false;
+    if (!send_op(PROC_CN_MCAST_LISTEN, error) || !wait_ack(error, 1000)) {
+      sock_.reset();
+      return false;
+    }
+  }
+  usable_ = true;
+  watch_ = loop_.add(sock_.get(), EPOLLIN, [this](uint32_t) { drain(); });
+  return true;
+}
+
+// The kernel's filter for what is wanted: exits, with every status or
+// only non-zero ones; forks; execs and comm changes.
+uint32_t ProcEvents::kernel_mask() const {
+  uint32_t m = 0;
+  if (wanted_ & Exits)
+    m |= proc_event::PROC_EVENT_EXIT;
+  else if (wanted_ & NonzeroExits)
+    m |= kEventNonzeroExit;
+  if (wanted_ & Forks) m |= proc_event::PROC_EVENT_FORK;
+  if (wanted_ & Execs) m |= proc_event::PROC_EVENT_EXEC | proc_event::PROC_EVENT_COMM;
+  return m ? m : kEventAll;
+}
+
+void ProcEvents::set_events(unsigned events) {
+  if (!usable_ || events == wanted_) return;
   // Before narrowing, take what the wider filter already let through.
-  if (i == Interest::NonzeroExits) drain();
-  if (send_op(PROC_CN_MCAST_LISTEN, ignored, static_cast<int>(mask))) interest_ = i;
+  if ((wanted_ & ~events) != 0) drain();
+  wanted_ = events;
+  if (events == 0) {
+    // Not in the middle of a drain: its loop reads this socket.
+    if (draining_)
+      close_after_drain_ = true;
+    else
+      close_now();
+    return;
+  }
+  close_after_drain_ = false;
+  std::string ignored;
+  if (!sock_) {
+    subscribe(ignored);
+  } else if (filtering_) {
+    send_op(PROC_CN_MCAST_LISTEN, ignored, static_cast<int>(kernel_mask()));
+  }
+}
+
+std::vector<std::string> ProcEvents::names(unsigned events) {
+  std::vector<std::string> out;
+  if (events & Exits)
+    out.push_back("exits");
+  else if (events & NonzeroExits)
+    out.push_back("nonzero_exits");
+  if (events & Forks) out.push_back("forks");
+  if (events & Execs) out.push_back("execs");
+  return out;
 }
 
 void ProcEvents::drain() {
@@ -167,6 +236,7 @@ void ProcEvents::drain() {
       break;  // EAGAIN: nothing more now
     }
     if (n == 0) break;
+    if (close_after_drain_) break;  // nobody wants them any more
     for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
       if (nh->nlmsg_type != NLMSG_DONE) continue;
       proc_event event;
@@ -202,9 +272,12 @@ void ProcEvents::drain() {
       }
       ++events_;
       if (handler_) handler_(out);
+      if (close_after_drain_) break;
     }
+    if (close_after_drain_) break;
   }
   draining_ = false;
+  if (close_after_drain_) close_now();
 }
 
 }  // namespace vigil

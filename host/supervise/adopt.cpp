@@ -51,32 +51,65 @@ void Supervisor::set_proc_events(ProcEvents* events, double scan_interval) {
   update_interest();
 }
 
-void Supervisor::set_rule_interest(bool wants) {
-  rule_interest_ = wants;
+void Supervisor::set_rule_interest(unsigned events) {
+  rule_events_ = events;
   update_interest();
 }
 
-// Every fork and exec only while something needs them (counts, a process
-// to find, rule subscriptions); else only non-zero exits, for the status
-// of adopted processes.
+// The one place that decides what vigil hears from the kernel, from the
+// watches as they are now: every exit, fork and exec while a count
+// exists; execs while a watch waits for its process to appear; non-zero
+// exits while a process vigil did not start (or started before it
+// restarted) is watched, or a watch with a match may adopt one; what the
+// rules' vigil.proc.on subscriptions ask for. Nothing at all when only
+// started watches exist: their children are watched by pidfd, and the
+// kernel connector stays closed, so what other software on the machine
+// does never wakes vigil.
+unsigned Supervisor::wanted_events() const {
+  unsigned want = rule_events_;
+  if (adopting_ || !adopted_.empty()) want |= ProcEvents::NonzeroExits;
+  for (const auto& name : matching_) {
+    auto it = units_.find(name);
+    if (it == units_.end() || it->second->remove_when_stopped) continue;
+    const Unit& u = *it->second;
+    want |= ProcEvents::NonzeroExits;
+    if (u.kind() == Unit::Kind::Members)
+      want |= ProcEvents::Exits | ProcEvents::Forks | ProcEvents::Execs;
+    else if (u.finding())
+      want |= ProcEvents::Execs;
+  }
+  return want;
+}
+
 void Supervisor::update_interest() {
   if (!events_) return;
-  ProcEvents::Interest want = rule_interest_ || needs_exec_events()
-                                  ? ProcEvents::Interest::All
-                                  : ProcEvents::Interest::NonzeroExits;
-  bool widened = want == ProcEvents::Interest::All && events_->interest() != want;
-  events_->set_interest(want);
+  unsigned before = events_->subscribed() ? events_->events_wanted() : 0;
+  unsigned want = wanted_events();
+  events_->set_events(want);
   // A process that exec'd after the last look in /proc but before the
   // kernel was asked for exec events was never heard of (a watch's worker
   // forked by a master vigil just started): once the current callback is
   // done, one scan finds every such process for every watch looking.
-  if (widened && events_->interest() == want && !widen_scan_posted_) {
+  bool widened = (want & ~before & (ProcEvents::Execs | ProcEvents::Forks)) != 0;
+  if (widened && events_->subscribed() && !widen_scan_posted_) {
     widen_scan_posted_ = true;
     loop_.post([this] {
       widen_scan_posted_ = false;
       rescan();
     });
   }
+}
+
+// After something that may need less of the kernel (an adopted process
+// gone, a watch erased): decided once the current callback is done.
+void Supervisor::update_interest_soon() {
+  if (!events_ || interest_posted_) return;
+  interest_posted_ = true;
+  loop_.post([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    interest_posted_ = false;
+    update_interest();
+  });
 }
 
 // A new (or re-added) unit gets its process: the one a previous vigil ran
@@ -275,6 +308,12 @@ void Supervisor::settle(Unit& u, std::vector<FoundProcess>& found) {
 }
 
 bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, const char* how) {
+  // Its exit must be heard: subscribed before it is known to be alive.
+  if (events_ && !events_->subscribed()) {
+    adopting_ = true;
+    update_interest();
+    adopting_ = false;
+  }
   Fd pidfd(pidfd_open(pid, 0));
   if (!pidfd) return false;
   // The pidfd pins the process: if the start time still matches after it
@@ -289,6 +328,7 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
   c.overruns = events_ ? events_->overruns() : 0;
+  c.events_epoch = events_ && events_->subscribed() ? events_->epoch() : 0;
   c.pidfd = std::move(pidfd);
   if (u.checks.enabled()) c.stat_fd = open_stat(pid);
   std::string name = u.name;
@@ -351,8 +391,12 @@ void Supervisor::on_adopted_exit(Unit& u, bool again) {
     return;
   }
   if (!status) {
-    bool nonzero_only = events_ && events_->filtering() &&
-                        events_->interest() == ProcEvents::Interest::NonzeroExits &&
+    // Heard since it was adopted, with nothing lost, and only non-zero
+    // exits asked for: it exited 0.
+    bool nonzero_only = events_ && events_->filtering() && events_->subscribed() &&
+                        c.events_epoch != 0 && c.events_epoch == events_->epoch() &&
+                        (events_->events_wanted() & ProcEvents::NonzeroExits) != 0 &&
+                        (events_->events_wanted() & ProcEvents::Exits) == 0 &&
                         events_->overruns() == c.overruns;
     status = nonzero_only ? ExitStatus{0, 0, false} : ExitStatus::unknown();
   }

@@ -28,30 +28,126 @@ const Msg kCondMsgs[] = {Msg::StateStopped, Msg::StateBlocked, Msg::CpuRunaway,
 
 }  // namespace
 
+// When u's process is next due for a sample; nullopt when it is not
+// sampled. Not sampled yet: after `every`. Something bad seen: every
+// `every`, to follow it. Else at its healthy period (the default state
+// checks alone: half the shortest threshold; none at all for the
+// stopped check alone of vigil's own child, whose stops the kernel
+// reports).
+std::optional<MonoTime> Supervisor::next_sample(const Unit& u, MonoTime now) const {
+  if (!u.child || !u.checks.sampled()) return std::nullopt;
+  const Sampling* s = u.child->sampling.get();
+  bool bad = s && std::any_of(std::begin(s->cond), std::end(s->cond),
+                              [](const Sampling::Condition& c) { return c.bad; });
+  if (bad) {
+    // A stop or block not reported yet is looked at again when it has
+    // lasted its threshold, if that comes before the next `every`.
+    MonoTime due = s->at + from_seconds(u.checks.every);
+    const double holds[] = {u.checks.stopped, u.checks.blocked};  // kStopped, kBlocked
+    for (int i : {kStopped, kBlocked})
+      if (s->cond[i].bad && !s->cond[i].reported)
+        due = std::min(due, s->cond[i].since + from_seconds(holds[i]));
+    return due;
+  }
+  double period = u.checks.healthy_period(!u.child->adopted && reaper_.has_stop_handler());
+  if (period <= 0) return std::nullopt;
+  if (!s || !s->primed) return now + from_seconds(u.checks.every);
+  return s->at + from_seconds(period);
+}
+
+// The kernel says one of vigil's children stopped or continued: sampled
+// now (from the loop), so a stop is timed from its start and a continue
+// clears it, without polling.
+void Supervisor::on_child_stop(pid_t pid) {
+  for (const auto& [name, u] : units_) {
+    if (!u->child || u->child->adopted || u->child->pid != pid) continue;
+    if (!u->checks.sampled()) return;
+    defer([this, name = name, pid] {
+      Unit* unit = find(name);
+      if (!unit || !unit->child || unit->child->pid != pid || !unit->checks.sampled()) return;
+      check_unit(*unit, MonoClock::now());
+      schedule_checks();
+    });
+    return;
+  }
+}
+
+// One timer for every watch's checks, set for the first process due: an
+// idle vigil whose watches have only the default checks wakes up once
+// per half threshold (15 s), not every 5 s, and not at all without
+// processes to sample.
 void Supervisor::schedule_checks() {
-  double every = 0;
-  for (const auto& [name, u] : units_)
-    if (u->checks.enabled() && (every == 0 || u->checks.every < every)) every = u->checks.every;
-  if (!zombies_.empty() && every == 0) every = 1;
-  if (every == 0) {
+  if (!check_queue_.empty() && check_next_ < check_queue_.size()) return;  // a pass runs
+  MonoTime now = MonoClock::now();
+  // Stops of vigil's children are reported by the kernel while a watch
+  // checks for them (its SIGCHLD, CLD_STOPPED).
+  bool stops = std::any_of(units_.begin(), units_.end(), [](const auto& kv) {
+    return kv.second->checks.sampled() && kv.second->checks.stopped > 0;
+  });
+  if (stops != reaper_.has_stop_handler()) {
+    if (stops)
+      reaper_.set_stop_handler([this](pid_t pid) { on_child_stop(pid); });
+    else
+      reaper_.set_stop_handler({});
+  }
+  bool any = false;
+  MonoTime earliest{};
+  for (const auto& [name, u] : units_) {
+    auto at = next_sample(*u, now);
+    if (at && (!any || *at < earliest)) earliest = *at;
+    any = any || at.has_value();
+  }
+  std::optional<MonoTime> first;
+  if (any) first = earliest;
+  if (!zombies_.empty() && (!first || *first > now + std::chrono::seconds(1)))
+    first = now + std::chrono::seconds(1);
+  if (!first) {
     loop_.cancel(check_timer_);
     check_timer_ = 0;
     return;
   }
-  if (check_timer_) return;
-  check_timer_ = loop_.after(from_seconds(every), [this] {
+  // A timer already due as soon or sooner stays.
+  if (check_timer_ && check_at_ <= *first) return;
+  loop_.cancel(check_timer_);
+  check_at_ = std::max(*first, now);
+  check_timer_ = loop_.at(check_at_, [this] {
     check_timer_ = 0;
     run_checks();
   });
 }
 
-// A pass samples the watched processes a slice at a time, so that other
-// events (a death, a probe's answer, a command) are handled between
-// slices instead of waiting for a thousand /proc reads.
+// A process came up: its first sample is due after `every`, sooner than
+// the timer may be set for.
+void Supervisor::check_soon(const Unit& u) {
+  if (!next_sample(u, MonoClock::now()) ||
+      (!check_queue_.empty() && check_next_ < check_queue_.size()))
+    return;
+  MonoTime at = MonoClock::now() + from_seconds(u.checks.every);
+  if (check_timer_ && check_at_ <= at) return;
+  loop_.cancel(check_timer_);
+  check_at_ = at;
+  check_timer_ = loop_.at(check_at_, [this] {
+    check_timer_ = 0;
+    run_checks();
+  });
+}
+
+// A pass samples the processes that are due, a slice at a time, so that
+// other events (a death, a probe's answer, a command) are handled between
+// slices instead of waiting for a thousand /proc reads. Due within a
+// little of now counts as due: the pass takes them along instead of
+// waking up again a moment later.
 void Supervisor::run_checks() {
+  ++check_passes_;
   check_queue_.clear();
-  for (const auto& [name, u] : units_)
-    if (u->child && u->checks.enabled()) check_queue_.push_back(name);
+  MonoTime now = MonoClock::now();
+  for (const auto& [name, u] : units_) {
+    auto at = next_sample(*u, now);
+    if (!at) continue;
+    Duration slack = std::min<Duration>(std::chrono::seconds(1), from_seconds(u->checks.every / 2));
+    if (!u->child->sampling || !u->child->sampling->primed || *at <= now + slack)
+      check_queue_.push_back(name);
+  }
   check_next_ = 0;
   check_slice();
 }
@@ -61,7 +157,8 @@ void Supervisor::check_slice() {
   MonoTime now = MonoClock::now();
   size_t end = std::min(check_queue_.size(), check_next_ + kSlice);
   for (; check_next_ < end; ++check_next_)
-    if (Unit* u = find(check_queue_[check_next_]); u && u->child) check_unit(*u, now);
+    if (Unit* u = find(check_queue_[check_next_]); u && u->child && u->checks.sampled())
+      check_unit(*u, now);
   if (check_next_ < check_queue_.size()) {
     check_timer_ = loop_.after(Duration::zero(), [this] {
       check_timer_ = 0;
@@ -96,6 +193,8 @@ void Supervisor::check_slice() {
     }
     ++it;
   }
+  check_queue_.clear();
+  check_next_ = 0;
   schedule_checks();
 }
 
@@ -105,6 +204,7 @@ void Supervisor::check_unit(Unit& u, MonoTime now) {
   ProcStat st;
   bool read = c.stat_fd ? reader_.stat_at(c.stat_fd.get(), st) : reader_.stat(c.pid, st);
   if (!read || st.start_time != c.start_time) return;  // gone: its exit comes
+  ++check_samples_;
   if (!c.sampling) c.sampling = std::make_unique<Sampling>();
   Sampling& s = *c.sampling;
   static const long ticks_per_s = sysconf(_SC_CLK_TCK);

@@ -74,6 +74,14 @@ void Reaper::handle(pid_t pid) {
 
 void Reaper::on_sigchld() {
   sweep();
+  if (!stopped_) return;
+  // Stops and continues, each reported once (no WNOWAIT: nothing is
+  // reaped here, WEXITED is not asked for).
+  for (;;) {
+    siginfo_t si{};
+    if (waitid(P_ALL, 0, &si, WSTOPPED | WCONTINUED | WNOHANG) != 0 || si.si_pid == 0) return;
+    if (children_.contains(si.si_pid)) stopped_(si.si_pid);
+  }
 }
 
 void Reaper::sweep() {

@@ -38,6 +38,11 @@ class Reaper {
   void set_orphan_handler(std::function<void(pid_t, const ExitStatus&)> h) {
     orphan_ = std::move(h);
   }
+  // Told when a tracked child stops or continues (the kernel's SIGCHLD
+  // with CLD_STOPPED / CLD_CONTINUED): the stopped check of vigil's own
+  // children needs no polling. Set only while some watch checks stops.
+  void set_stop_handler(std::function<void(pid_t)> h) { stopped_ = std::move(h); }
+  bool has_stop_handler() const { return static_cast<bool>(stopped_); }
   bool tracked(pid_t pid) const { return children_.contains(pid); }
   // Signals through the pidfd: never hits a recycled pid.
   bool signal(pid_t pid, int sig);
@@ -61,6 +66,7 @@ class Reaper {
   EventLoop& loop_;
   std::unordered_map<pid_t, Child> children_;
   std::function<void(pid_t, const ExitStatus&)> orphan_;
+  std::function<void(pid_t)> stopped_;
   // waitid(P_ALL) sees past no tracked zombie (WNOWAIT leaves it first in
   // line): once that one is handled, sweep again for what is behind it.
   pid_t sweep_blocked_by_ = 0;

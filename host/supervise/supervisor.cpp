@@ -239,7 +239,8 @@ void Supervisor::set_state(Unit& u, UnitState s) {
   if (u.state == s) return;
   u.state = s;
   u.since = wall_seconds();
-  schedule_advance();  // something may wait for this one
+  if (s == UnitState::Running) check_soon(u);  // its first sample
+  schedule_advance();                          // something may wait for this one
 }
 
 void Supervisor::cancel_timer(Unit& u) {
@@ -538,8 +539,10 @@ void Supervisor::release(Unit& u, const char* reason) {
   loop_.cancel(c.kill_timer);
   if (c.watch) loop_.remove(c.watch);
   // Another watch may have adopted the same process: its record stays.
-  if (auto it = adopted_.find(c.pid); it != adopted_.end() && it->second == u.name)
+  if (auto it = adopted_.find(c.pid); it != adopted_.end() && it->second == u.name) {
     adopted_.erase(it);
+    update_interest_soon();
+  }
   stop_probes(u);
   u.child.reset();
   journal_.clear(u.name);
@@ -571,7 +574,7 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     }
     loop_.cancel(c.kill_timer);
     if (c.watch) loop_.remove(c.watch);
-    if (c.adopted) adopted_.erase(c.pid);
+    if (c.adopted && adopted_.erase(c.pid)) update_interest_soon();
     was_stopping = c.stopping;
     stop_probes(u);
     u.child.reset();
@@ -944,7 +947,7 @@ void Supervisor::erase(const std::string& name) {
   stop_probes(u);
   journal_.clear(name);
   units_.erase(it);
-  matching_.erase(name);
+  if (matching_.erase(name)) update_interest_soon();
   unqueue(name);
 }
 

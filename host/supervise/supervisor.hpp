@@ -18,6 +18,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -106,6 +107,28 @@ struct StateChecks {
   }
   // The costlier samples: sockets (readlink of every fd, /proc/PID/net).
   bool sockets() const { return no_progress > 0 || close_wait > 0; }
+  // The process is sampled at all (a zombie needs no sample of the live
+  // process: it is looked at once it has died).
+  bool sampled() const {
+    return every > 0 && (stopped > 0 || blocked > 0 || cpu_percent > 0 || no_progress > 0 ||
+                         fds > 0 || close_wait > 0 || threads > 0 || rss > 0 || rss_growth > 0);
+  }
+  // How often a healthy process is sampled (0: never). A check of a
+  // figure (cpu, fds, rss, ...) samples every `every`; the state checks
+  // alone (the defaults: stopped, blocked) need only half their shortest
+  // threshold, a state that lasts longer than it is still seen; once a
+  // process is seen in a bad state it is sampled every `every` again.
+  // `stops_reported`: the kernel tells vigil when this process stops
+  // (vigil's own child), so the stopped check needs no sample.
+  double healthy_period(bool stops_reported) const {
+    if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 || rss > 0 ||
+        rss_growth > 0)
+      return every;
+    double shortest = 0;
+    for (double t : {stops_reported ? 0.0 : stopped, blocked})
+      if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
+    return shortest > 0 ? std::max(every, shortest / 2) : 0;
+  }
 };
 
 // What the state checks remember about one process between samples.
@@ -268,6 +291,7 @@ struct Unit {
     bool adopted = false;
     bool own_group = true;  // vigil started it (setsid): stops signal its group
     uint64_t overruns = 0;  // the proc connector's count when adopted
+    uint64_t events_epoch = 0;  // its subscription when adopted (0: none)
     Fd pidfd;               // adopted only; the reaper holds its children's
     WatchId watch = 0;
     bool stopping = false;
@@ -355,14 +379,20 @@ class Supervisor {
   void on_proc_event(const ProcEvent& ev);
   // Events were lost: rebuild member sets and look for missing processes.
   void rescan();
-  // The rules subscribe to process events (vigil.proc.on): the kernel must
-  // deliver every fork and exec, not only non-zero exits.
-  void set_rule_interest(bool wants);
+  // What the rules' subscriptions to process events (vigil.proc.on) need
+  // to hear (ProcEvents bits; 0: none).
+  void set_rule_interest(unsigned events);
+  // What vigil needs from the kernel's process events now (ProcEvents
+  // bits; 0: none, the connector is closed).
+  unsigned wanted_events() const;
   // Where HTTP and TCP probes run, and where sd_notify messages arrive
   // (either may be null: those probes then fail with a reason).
   void set_probes(ProbeEngine* engine, NotifySocket* notify);
   // The rules' answer to run_probe.
   void probe_answer(Unit& u, size_t index, uint64_t token, const ProbeResult& result);
+  // State checks so far: passes over the processes due, samples taken.
+  uint64_t check_passes() const { return check_passes_; }
+  uint64_t check_samples() const { return check_samples_; }
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -538,6 +568,7 @@ class Supervisor {
   bool needs_exec_events() const;
   void schedule_scan();
   void update_interest();
+  void update_interest_soon();
   void reattach(Unit& u);
   bool readopt(Unit& u, const JournalEntry& e, const char* how);
   void recover(std::vector<std::string> names);
@@ -564,6 +595,9 @@ class Supervisor {
 
   // checks.cpp: process states sampled from /proc.
   void schedule_checks();
+  void check_soon(const Unit& u);
+  std::optional<MonoTime> next_sample(const Unit& u, MonoTime now) const;
+  void on_child_stop(pid_t pid);
   void run_checks();
   void check_slice();
   void check_unit(Unit& u, MonoTime now);
@@ -587,9 +621,14 @@ class Supervisor {
   ProcEvents* events_ = nullptr;
   double scan_interval_ = 5;
   TimerId scan_timer_ = 0;
-  bool rule_interest_ = false;
+  unsigned rule_events_ = 0;        // what vigil.proc.on subscriptions need
+  bool adopting_ = false;           // adopt() asks for exits before it pins a process
+  bool interest_posted_ = false;    // update_interest_soon() is pending
   bool widen_scan_posted_ = false;  // a rescan after exec events were asked for
   TimerId check_timer_ = 0;
+  MonoTime check_at_{};        // when check_timer_ fires
+  uint64_t check_passes_ = 0;  // for status: passes and samples taken
+  uint64_t check_samples_ = 0;
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;
   // Exit statuses of adopted processes, from the proc connector or from

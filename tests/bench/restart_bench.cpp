@@ -481,6 +481,7 @@ struct Options {
   bool floor = true;  // also measure the minimal supervisor (the machine's floor)
   bool keep = false;
   double event_load = 0;  // > 0: only the event-sink comparison, at this many events/s
+  int reloads = 0;        // > 0: only the hot-reload figure, this many reloads
   std::string vigil = VIGIL_BINARY;
   std::string tmp_parent;
 };
@@ -911,7 +912,7 @@ void print_table(const std::vector<Row>& rows) {
           "usage: vigil_bench [--watches N] [--kills N] [--mass N] [--small-watches N]\n"
           "                   [--idle-seconds S] [--no-mass-all] [--no-floor] [--vigil PATH] "
           "[--tmp DIR]\n"
-          "                   [--keep] [--event-load EVENTS_PER_S]\n"
+          "                   [--keep] [--event-load EVENTS_PER_S] [--reloads N]\n"
           "Runs as root. Defaults: --watches 1000 --kills 200 --mass 100 --small-watches 10\n"
           "--idle-seconds 30. See tests/bench/README.md.\n");
   exit(2);
@@ -944,6 +945,8 @@ Options parse(int argc, char** argv) {
       o.floor = false;
     else if (a == "--keep")
       o.keep = true;
+    else if (a == "--reloads")
+      o.reloads = static_cast<int>(num(i));
     else if (a == "--event-load")
       o.event_load = num(i);
     else if (a == "--vigil" && i + 1 < argc)
@@ -1045,6 +1048,43 @@ int run_event_load(const Options& o, const std::string& root, ProcMonitor& mon) 
   return 0;
 }
 
+// Issue 13: a hot reload of N unchanged watches. The daemon runs N
+// watches; the same rules are reloaded `reloads` times, each timed from
+// the request to the reply (the reply comes once the new rules are live
+// and applied). No process may be touched: the same pids before and
+// after, no exec and no exit seen by the kernel meanwhile.
+int run_reloads(const Options& o, const std::string& root, ProcMonitor& mon) {
+  Daemon d(o, root, "reload", o.watches, mon);
+  fprintf(stderr, "  .. %d watches, %d reloads of the same rules\n", o.watches, o.reloads);
+  d.launch();
+  d.wait_execs(static_cast<size_t>(o.watches), 60, "startup");
+  auto before = d.status_pids();
+  mon.pump_until(now_ns() + 200'000'000ull, [] { return false; });
+  size_t execs0 = mon.execs.size(), exits0 = mon.exited.size();
+  std::vector<double> lat;
+  for (int i = 0; i < o.reloads; ++i) {
+    uint64_t t0 = now_ns();
+    json r = d.request({{"cmd", "reload"}});
+    lat.push_back(ms_between(t0, now_ns()));
+    if (r.value("watches", 0) != o.watches) throw BenchError("reload: " + r.dump());
+  }
+  mon.pump_until(now_ns() + 500'000'000ull, [] { return false; });
+  auto after = d.status_pids();
+  size_t execs = mon.execs.size() - execs0, exits = mon.exited.size() - exits0;
+  Stats s = stats(lat);
+  printf(
+      "hot reload of %d unchanged watches: median %.1f ms, p95 %.1f ms, max %.1f ms (%zu "
+      "reloads); processes touched: %s (execs %zu, exits %zu)\n",
+      o.watches, s.median, s.p95, s.max, s.n, before == after && !execs && !exits ? "none" : "SOME",
+      execs, exits);
+  json out = {{"bench", "vigil_reload"},      {"watches", o.watches}, {"reload_ms", stats_json(s)},
+              {"same_pids", before == after}, {"execs", execs},       {"exits", exits}};
+  printf("%s\n", out.dump().c_str());
+  fflush(stdout);
+  d.stop();
+  return before == after && !execs && !exits ? 0 : 1;
+}
+
 int run(const Options& o) {
   if (geteuid() != 0) throw BenchError("run as root (proc connector, SO_RCVBUFFORCE)");
   if (access(o.vigil.c_str(), X_OK) != 0) throw BenchError("no vigil binary at " + o.vigil);
@@ -1088,6 +1128,7 @@ int run(const Options& o) {
 
   ProcMonitor mon;
   if (o.event_load > 0) return run_event_load(o, root, mon);
+  if (o.reloads > 0) return run_reloads(o, root, mon);
   SysCpu sys0 = read_sys_cpu(), idle_sys0, idle_sys1;
   std::string load0 = read_text("/proc/loadavg");
   json j = {{"bench", "vigil_restart"},

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "host/control/client.hpp"
 #include "host/core/fd.hpp"
 #include "host/proc/proc_stat.hpp"
 
@@ -271,6 +272,13 @@ nlohmann::json Daemon::status() const {
   if (r.code != 0) return nlohmann::json::array();
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   return j.is_discarded() ? nlohmann::json::array() : j;
+}
+
+nlohmann::json Daemon::daemon_info() const {
+  std::string error;
+  auto r = vigil::control_request(socket(), {{"cmd", "status"}}, error);
+  if (!r || !r->is_object() || !r->contains("daemon")) return nullptr;
+  return (*r)["daemon"];
 }
 
 nlohmann::json Daemon::watch(const std::string& name) const {

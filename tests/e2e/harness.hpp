@@ -73,6 +73,7 @@ class Daemon {
 
   CommandResult cli(const std::vector<std::string>& args) const;
   nlohmann::json status() const;                        // status --json (array)
+  nlohmann::json daemon_info() const;  // the "daemon" object of the status reply, or null
   nlohmann::json watch(const std::string& name) const;  // one entry or null
   pid_t watch_pid(const std::string& name) const;       // 0 when none
   std::string watch_state(const std::string& name) const;

@@ -230,3 +230,37 @@ TEST(ProcEventsNetns, OpenFailsOutsideTheInitialNetworkNamespace) {
   EXPECT_GT(report.size(), std::string("refused: ").size()) << "no reason given";
   std::cout << "  in a new network namespace: " << report << "\n";
 }
+
+// Nothing wanted: the socket is closed (no event reaches vigil at all);
+// wanted again: a new subscription, filtered to what is wanted.
+TEST_F(ProcEventsTest, ClosedWhileNothingIsWantedAndFilteredToWhatIs) {
+  if (!events.filtering()) GTEST_SKIP() << "this kernel does not filter per listener (< 6.6)";
+  uint64_t epoch = events.epoch();
+  events.set_events(0);
+  EXPECT_FALSE(events.subscribed());
+  EXPECT_TRUE(events.available());
+  auto exit_with = [&](int code) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(code);
+    Child child(pid);
+    child.wait();
+    return pid;
+  };
+  pid_t unheard = exit_with(3);
+
+  events.set_events(ProcEvents::NonzeroExits);
+  EXPECT_TRUE(events.subscribed());
+  EXPECT_GT(events.epoch(), epoch);
+  pid_t zero = exit_with(0), three = exit_with(3);
+  ASSERT_TRUE(run_until([&] { return seen(Kind::Exit, three); }));
+  EXPECT_FALSE(mentions(unheard)) << "heard while closed";
+  EXPECT_FALSE(seen(Kind::Exit, zero)) << "an exit 0 passed the non-zero filter";
+  EXPECT_FALSE(seen(Kind::Fork, three)) << "a fork passed the exits-only filter";
+
+  events.set_events(ProcEvents::Exits | ProcEvents::Forks);
+  pid_t zero2 = exit_with(0);
+  ASSERT_TRUE(run_until([&] { return seen(Kind::Exit, zero2); }));
+  EXPECT_TRUE(seen(Kind::Fork, zero2));
+  EXPECT_EQ(ProcEvents::names(events.events_wanted()),
+            (std::vector<std::string>{"exits", "forks"}));
+}
