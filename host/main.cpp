@@ -61,7 +61,7 @@ Control (talks to the running daemon):
   ping                    is the daemon there? (exit 0 if it answers)
   quit [--keep]           stop the daemon (--keep: leave every process
                           running; the next vigil re-adopts them)
-  version
+  version (or --version)
 
 Control commands give up on a daemon that stays silent for --timeout
 seconds (default 10; a daemon busy with a long stop says it is alive) and
@@ -478,6 +478,9 @@ int main(int argc, char** argv) {
       ++i;
     } else if (s == "-h" || s == "--help") {
       std::cout << kUsage;
+      return 0;
+    } else if (s == "--version") {  // what packaging tools and scripts ask
+      printf("vigil %s\n", VIGIL_VERSION);
       return 0;
     } else {
       usage_error("unknown option " + s);

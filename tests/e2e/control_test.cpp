@@ -573,3 +573,14 @@ TEST(Control, RunningOutOfFdsDoesNotSpinTheDaemon) {
   EXPECT_TRUE(wait_for([&] { return d.cli({"--timeout", "2", "ping"}).code == 0; }, 15s));
   EXPECT_EQ(d.watch_state("s"), "running");
 }
+
+// `vigil --version` as well as `vigil version`: the first is what
+// packaging tools, scripts and the peer benchmark ask.
+TEST(Control, VersionIsPrintedBothWays) {
+  for (const char* arg : {"version", "--version"}) {
+    auto r = run_command({VIGIL_BINARY, arg});
+    EXPECT_EQ(r.code, 0) << arg << ": " << r.err;
+    EXPECT_EQ(r.out.rfind("vigil ", 0), 0u) << arg << ": " << r.out;
+    EXPECT_EQ(r.out.back(), '\n') << arg;
+  }
+}
