@@ -938,7 +938,7 @@ void Supervisor::rotate_logs() {
   }
 }
 
-void Supervisor::erase(const std::string& name) {
+void Supervisor::erase(std::string name) {
   auto it = units_.find(name);
   if (it == units_.end()) return;
   Unit& u = *it->second;

@@ -506,7 +506,7 @@ class Supervisor {
   void finish_stopped(Unit& u, const std::string& how);
   void cancel_timer(Unit& u);
   void open_output(Unit& u);
-  void erase(const std::string& name);
+  void erase(std::string name);  // a copy: callers pass the unit's own name
   void add_unit(Declaration d);
   void replace_spec(Unit& u, Declaration d);
   bool same_spec(const Unit& u, const Declaration& d) const;
