@@ -526,6 +526,9 @@ class Supervisor {
   // session or group id is never reused while a process carries it, so
   // after `pid` has died this still names exactly what it left behind.
   std::vector<Relative> tree_of(pid_t pid, bool descendants = true);
+  // A pidfd of r if it is still the process the scan saw (its start
+  // time), else none.
+  Fd pin(const Relative& r);
   // Sends `sig` to each through a pidfd checked against its start time.
   void signal_relatives(const std::vector<Relative>& tree, int sig);
   // What the dead `pid` of u left running (its session or group) is

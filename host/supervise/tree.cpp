@@ -57,14 +57,17 @@ std::vector<Supervisor::Relative> Supervisor::tree_of(pid_t pid, bool descendant
   return out;
 }
 
-void Supervisor::signal_relatives(const std::vector<Relative>& tree, int sig) {
+Fd Supervisor::pin(const Relative& r) {
+  Fd fd(pidfd_open(r.pid, 0));
+  // Opened, then checked: the pidfd pins the process the scan saw.
   ProcStat st;
-  for (const auto& r : tree) {
-    Fd fd(pidfd_open(r.pid, 0));
-    // Opened, then checked: the pidfd pins the process the scan saw.
-    if (!fd || !reader_.stat(r.pid, st) || st.start_time != r.start_time) continue;
-    pidfd_send_signal(fd.get(), sig, nullptr, 0);
-  }
+  if (!fd || !reader_.stat(r.pid, st) || st.start_time != r.start_time) return Fd();
+  return fd;
+}
+
+void Supervisor::signal_relatives(const std::vector<Relative>& tree, int sig) {
+  for (const auto& r : tree)
+    if (Fd fd = pin(r)) pidfd_send_signal(fd.get(), sig, nullptr, 0);
 }
 
 void Supervisor::sweep_leftovers(Unit& u, pid_t pid, std::function<void(Unit&)> next) {
@@ -78,10 +81,9 @@ void Supervisor::sweep_leftovers(Unit& u, pid_t pid, std::function<void(Unit&)> 
     std::function<void(Unit&)> next;
   };
   auto s = std::make_shared<Sweep>();
-  ProcStat st;
   for (const auto& r : left) {
-    Fd fd(pidfd_open(r.pid, 0));
-    if (!fd || !reader_.stat(r.pid, st) || st.start_time != r.start_time) continue;
+    Fd fd = pin(r);
+    if (!fd) continue;
     // TERM, then CONT: a frozen (stopped) worker acts on TERM only once
     // it runs again.
     pidfd_send_signal(fd.get(), SIGTERM, nullptr, 0);
