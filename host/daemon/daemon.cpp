@@ -470,7 +470,8 @@ nlohmann::json Daemon::daemon_json() const {
                                      ? ProcEvents::names(proc_events_->events_wanted())
                                      : std::vector<std::string>{}},
           {"checks",
-           {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()}}},
+           {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()},
+            {"unchanged", supervisor_->check_unchanged()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
           {"loop", loop_json()}};
 }

@@ -202,6 +202,24 @@ bool ProcReader::stat_at(int fd, ProcStat& out) {
   return parse_proc_stat(std::string_view(buf_.data(), static_cast<size_t>(n)), out);
 }
 
+bool ProcReader::schedstat_at(int fd, uint64_t& ran_ns, uint64_t& runs) {
+  char b[96];
+  ssize_t n = ::pread(fd, b, sizeof b, 0);
+  if (n <= 0) return false;
+  const char* p = b;
+  const char* end = b + n;
+  uint64_t v[3];
+  for (uint64_t& x : v) {
+    while (p < end && *p == ' ') ++p;
+    auto [next, ec] = std::from_chars(p, end, x);
+    if (ec != std::errc()) return false;
+    p = next;
+  }
+  ran_ns = v[0];
+  runs = v[2];
+  return true;
+}
+
 std::optional<std::string_view> ProcReader::read_at(int fd) {
   for (;;) {
     ssize_t n = ::pread(fd, buf_.data(), buf_.size() - 1, 0);

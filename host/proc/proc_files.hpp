@@ -74,6 +74,9 @@ class ProcReader {
   // (a third of the cost). The descriptor stays bound to its process: once
   // that is gone the read fails, even if the pid is reused.
   bool stat_at(int fd, ProcStat& out);
+  // An open /proc/PID/schedstat: ns on CPU and times run (its first and
+  // third figures).
+  bool schedstat_at(int fd, uint64_t& ran_ns, uint64_t& runs);
   // The text of an open /proc file (status, io), with one pread.
   std::optional<std::string_view> read_at(int fd);
   std::optional<ProcStatus> status(pid_t pid);

@@ -330,7 +330,6 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.overruns = events_ ? events_->overruns() : 0;
   c.events_epoch = events_ && events_->subscribed() ? events_->epoch() : 0;
   c.pidfd = std::move(pidfd);
-  if (u.checks.enabled()) c.stat_fd = open_stat(pid);
   std::string name = u.name;
   c.watch = loop_.add(c.pidfd.get(), EPOLLIN, [this, name, pid](uint32_t) {
     // Handled in a slice of the loop, like the deaths of vigil's children

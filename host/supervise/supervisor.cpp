@@ -15,9 +15,9 @@
 
 namespace vigil {
 
-Fd open_stat(pid_t pid) {
-  char path[32];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+Fd open_stat(pid_t pid, const char* file) {
+  char path[48];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
   return Fd(::open(path, O_RDONLY | O_CLOEXEC));
 }
 
@@ -517,7 +517,6 @@ void Supervisor::spawn(Unit& u) {
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
   c.failure = spawned->failure;
-  if (u.checks.enabled()) c.stat_fd = open_stat(c.pid);
   Unit* up = &u;
   u.child = std::move(c);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),

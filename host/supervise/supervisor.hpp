@@ -43,8 +43,9 @@
 
 namespace vigil {
 
-// An open /proc/PID/stat (for state checks), or an invalid Fd.
-Fd open_stat(pid_t pid);
+// An open /proc/PID/stat (or another file of it, for state checks), or an
+// invalid Fd.
+Fd open_stat(pid_t pid, const char* file = "stat");
 
 // Waiting: to be started once the watches it requires are ready (or, in
 // an ordered restart, once its dependents are down).
@@ -105,6 +106,11 @@ struct StateChecks {
            (zombie > 0 || stopped > 0 || blocked > 0 || cpu_percent > 0 || no_progress > 0 ||
             fds > 0 || close_wait > 0 || threads > 0 || rss > 0 || rss_growth > 0);
   }
+  // Only the process states (stopped, blocked) are checked: no figure.
+  bool states_only() const {
+    return !(cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 ||
+             rss > 0 || rss_growth > 0);
+  }
   // The costlier samples: sockets (readlink of every fd, /proc/PID/net).
   bool sockets() const { return no_progress > 0 || close_wait > 0; }
   // The process is sampled at all (a zombie needs no sample of the live
@@ -121,9 +127,7 @@ struct StateChecks {
   // `stops_reported`: the kernel tells vigil when this process stops
   // (vigil's own child), so the stopped check needs no sample.
   double healthy_period(bool stops_reported) const {
-    if (cpu_percent > 0 || no_progress > 0 || fds > 0 || close_wait > 0 || threads > 0 || rss > 0 ||
-        rss_growth > 0)
-      return every;
+    if (!states_only()) return every;
     double shortest = 0;
     for (double t : {stops_reported ? 0.0 : stopped, blocked})
       if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
@@ -141,6 +145,9 @@ struct Sampling {
   // stopped, blocked, cpu, no_progress, fds, close_wait, threads, rss, rss_growth
   Condition cond[9];
   uint64_t cpu_ticks = 0;
+  // The leader's scheduler counters at the last read of its stat line
+  // (/proc/PID/schedstat: time on CPU, times run; 0: not known).
+  uint64_t ran_ns = 0, runs = 0;
   MonoTime at;
   bool primed = false;
   uint64_t nofile = 0;                             // RLIMIT_NOFILE at the last sample
@@ -298,6 +305,7 @@ struct Unit {
     TimerId kill_timer = 0;
     // State checks: /proc/PID/stat kept open, and what the samples saw.
     Fd stat_fd;
+    Fd sched_fd;  // its /proc/PID/schedstat, when only its states are checked
     std::unique_ptr<Sampling> sampling;
   };
   std::optional<Child> child;
@@ -393,6 +401,7 @@ class Supervisor {
   // State checks so far: passes over the processes due, samples taken.
   uint64_t check_passes() const { return check_passes_; }
   uint64_t check_samples() const { return check_samples_; }
+  uint64_t check_unchanged() const { return check_unchanged_; }
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -604,6 +613,7 @@ class Supervisor {
   void run_checks();
   void check_slice();
   void check_unit(Unit& u, MonoTime now);
+  static void open_samples(const StateChecks& k, Unit::Child& c);
   void watch_zombie(const std::string& name, pid_t pid, uint64_t start_time, pid_t ppid);
 
   EventLoop& loop_;
@@ -632,6 +642,7 @@ class Supervisor {
   MonoTime check_at_{};        // when check_timer_ fires
   uint64_t check_passes_ = 0;  // for status: passes and samples taken
   uint64_t check_samples_ = 0;
+  uint64_t check_unchanged_ = 0;  // samples that needed no read of the stat line
   std::vector<std::string> check_queue_;  // the pass in progress
   size_t check_next_ = 0;
   // Exit statuses of adopted processes, from the proc connector or from

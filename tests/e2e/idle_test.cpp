@@ -6,6 +6,7 @@
 // last one unsubscribes.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "host/proc/proc_files.hpp"
 #include "tests/e2e/harness.hpp"
 
 using namespace vigil::test;
@@ -224,6 +226,64 @@ TEST(Idle, DefaultChecksDoNotSampleEveryPass) {
   // Sampled at every pass, all 21 would make samples ~ 21 x passes.
   EXPECT_LT(samples, 4 * passes) << c.dump();
   EXPECT_GE(samples, passes - 1) << c.dump();  // busy, at every pass
+}
+
+// A process that has not run since its last sample is in the state it
+// was in then, so the sample reads only its scheduler counters; once it
+// runs and blocks (a vfork parent waits in state D), its stat line is
+// read again and the block is reported.
+TEST(Idle, AProcessThatDidNotRunIsNotReadAgainButABlockAfterItIsSeen) {
+  Daemon d;
+  std::string name = "vti" + token_of(d).substr(2, 8);
+  int go[2], ready[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t p = fork();
+  if (p == 0) {
+    prctl(PR_SET_NAME, name.c_str());
+    close(go[1]);
+    close(ready[0]);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(1);  // asleep (S) until the test says
+    if (vfork() == 0) {
+      ssize_t ignored = write(ready[1], "x", 1);
+      (void)ignored;
+      pause();
+      _exit(0);
+    }
+    _exit(0);
+  }
+  close(go[0]);
+  close(ready[1]);
+  struct Cleanup {  // also when an assertion fails: nothing is left blocked
+    pid_t p;
+    int go, ready;
+    ~Cleanup() {
+      vigil::ProcReader r;
+      std::vector<pid_t> kids = r.children(p);
+      for (pid_t kid : kids) kill(kid, SIGKILL);
+      kill(p, SIGKILL);
+      reap(p);
+      for (pid_t kid : kids) reap(kid);  // reparented to the test
+      close(go);
+      close(ready);
+    }
+  } cleanup{p, go[1], ready[0]};
+  d.write_rule("a.lua", "watch \"b\" { match = { name = \"" + name +
+                            "\" }, checks = { every = \"50ms\", blocked = \"300ms\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("b") == p; })) << d.output();
+  auto unchanged = [&] {
+    auto info = d.daemon_info();
+    return info.is_object() ? info["checks"].value("unchanged", uint64_t{0}) : 0;
+  };
+  ASSERT_TRUE(wait_for([&] { return unchanged() >= 3; }, 20s)) << d.daemon_info().dump();
+  EXPECT_EQ(d.count_events("VGL0130", "b"), 0);
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_TRUE(d.wait_event("VGL0130", "b")) << d.output();
+  EXPECT_EQ(d.last_event("VGL0130", "b")["fields"]["pid"], p);
 }
 
 // A stop of vigil's own child is reported by the kernel (SIGCHLD,
