@@ -326,9 +326,19 @@ void Daemon::on_proc_event(const ProcEvent& ev) {
 
 void Daemon::on_signal() {
   signalfd_siginfo si;
+  std::vector<Reaper::ChildSignal> children;
+  struct Flush {  // the SIGCHLDs read together, handled together
+    Daemon& d;
+    std::vector<Reaper::ChildSignal>& c;
+    ~Flush() {
+      if (!c.empty() && d.supervisor_) d.supervisor_->reaper().on_sigchld(c);
+    }
+  } flush{*this, children};
   while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     switch (si.ssi_signo) {
-      case SIGCHLD: supervisor_->reaper().on_sigchld(); break;
+      case SIGCHLD:
+        children.push_back({static_cast<pid_t>(si.ssi_pid), si.ssi_code});
+        break;
       case SIGHUP: reload("SIGHUP"); break;
       case SIGTERM: shutdown("SIGTERM"); break;
       case SIGINT: shutdown("SIGINT"); break;

@@ -65,6 +65,10 @@ void EventLoop::defer(Task task) {
   stats_.deferred_peak = std::max(stats_.deferred_peak, deferred_.size());
 }
 
+void EventLoop::lag(Task task) {
+  lagging_.emplace_back(now(), std::move(task));
+}
+
 void EventLoop::stop(int code) {
   stopping_ = true;
   exit_code_ = code;
@@ -79,7 +83,7 @@ void EventLoop::run_once(Duration max_wait) {
   // Drop cancelled timers from the top so they don't shorten the wait.
   while (!heap_.empty() && !timers_.contains(heap_.top().id)) heap_.pop();
   Duration wait = max_wait;
-  if (!posted_.empty() || !deferred_.empty()) {
+  if (!posted_.empty() || !deferred_.empty() || !lagging_.empty()) {
     wait = Duration::zero();
   } else if (!heap_.empty()) {
     wait = std::max(Duration::zero(), std::min(wait, heap_.top().deadline - now()));
@@ -96,6 +100,7 @@ void EventLoop::run_once(Duration max_wait) {
   run_timers();
   run_posted();
   run_deferred();
+  run_lagging(n == 0);
   worst_iteration_ = std::max(worst_iteration_, Duration(now() - start));
 }
 
@@ -151,6 +156,23 @@ void EventLoop::run_deferred() {
     run_posted();
   }
   if (!deferred_.empty()) ++stats_.slices_cut;
+}
+
+void EventLoop::run_lagging(bool idle) {
+  if (lagging_.empty()) return;
+  // Idle: one task, then a look at the fds again (a burst of exits is
+  // still arriving while its first ones are written up). Overdue: a slice.
+  bool overdue = now() - lagging_.front().first >= kLag;
+  if (!overdue && !(idle && deferred_.empty())) return;
+  MonoTime until = now() + kSlice;
+  size_t n = overdue ? lagging_.size() : 1;
+  for (size_t i = 0; i < n && !lagging_.empty(); ++i) {
+    if (i > 0 && now() >= until) break;
+    Task task = std::move(lagging_.front().second);
+    lagging_.pop_front();
+    task();
+    run_posted();
+  }
 }
 
 void EventLoop::run_posted() {

@@ -55,6 +55,14 @@ class EventLoop {
   // deferred task run right after it, inside its slice.
   void defer(Task task);
   size_t deferred() const { return deferred_.size(); }
+  // Queues work that may wait until a burst is over: it runs once no fd
+  // is ready and nothing is deferred, or once the oldest of it has
+  // waited kLag (so a storm that never ends does not starve it), in
+  // slices as deferred work does, oldest first. The bookkeeping of a
+  // restart already made goes here: 100 processes killed at once are
+  // all started again before the first one's exit is written up.
+  void lag(Task task);
+  static constexpr Duration kLag = std::chrono::milliseconds(50);
 
   // A slice: the longest the loop runs deferred tasks (and, separately,
   // due timers) before it polls its fds again. One task always runs, so a
@@ -88,6 +96,7 @@ class EventLoop {
   void run_timers();
   void run_posted();
   void run_deferred();
+  void run_lagging(bool idle);
 
   struct Watch {
     int fd;
@@ -109,6 +118,7 @@ class EventLoop {
   TimerId next_timer_ = 1;
   std::vector<Task> posted_;
   std::deque<Task> deferred_;
+  std::deque<std::pair<MonoTime, Task>> lagging_;
   Stats stats_;
   bool stopping_ = false;
   int exit_code_ = 0;

@@ -42,6 +42,10 @@ bool Reaper::signal(pid_t pid, int sig) {
   return pidfd_send_signal(it->second.pidfd.get(), sig, nullptr, 0) == 0;
 }
 
+void Reaper::ignore(pid_t pid) {
+  if (auto it = children_.find(pid); it != children_.end()) it->second.on_exit = [](const ExitStatus&) {};
+}
+
 void Reaper::queue(pid_t pid) {
   auto it = children_.find(pid);
   if (it == children_.end() || it->second.queued) return;
@@ -75,11 +79,43 @@ void Reaper::handle(pid_t pid) {
   }
 }
 
-void Reaper::on_sigchld() {
-  sweep();
+void Reaper::on_sigchld(const std::vector<ChildSignal>& signals) {
+  bool stops = false;
+  for (const ChildSignal& cs : signals) {
+    if (cs.code == CLD_STOPPED || cs.code == CLD_CONTINUED || cs.code == CLD_TRAPPED) {
+      stops = true;
+      continue;
+    }
+    // A tracked child's death comes through its pidfd. Any other is an
+    // orphan reparented to us (we are a subreaper), or a child we no
+    // longer track: reaped now, by its pid (it cannot be recycled before).
+    if (cs.pid <= 0 || children_.contains(cs.pid)) continue;
+    siginfo_t si{};
+    if (waitid(P_PID, static_cast<id_t>(cs.pid), &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid != cs.pid)
+      continue;
+    if (orphan_) orphan_(cs.pid, from_siginfo(si));
+    waitpid(cs.pid, nullptr, WNOHANG);
+  }
+  // Signals of children that died or stopped together may have
+  // coalesced into one: one sweep (and look at stops) finds the rest,
+  // after the burst.
+  if (!sweep_posted_) {
+    sweep_posted_ = true;
+    loop_.lag([this, alive = std::weak_ptr<bool>(alive_)] {
+      if (alive.expired()) return;
+      sweep_posted_ = false;
+      sweep();
+      scan_stops();
+    });
+  }
+  if (stops) scan_stops();
+}
+
+// Stops and continues, each reported once (no WNOWAIT: nothing is reaped
+// here, WEXITED is not asked for).
+void Reaper::scan_stops() {
   if (!stopped_) return;
-  // Stops and continues, each reported once (no WNOWAIT: nothing is
-  // reaped here, WEXITED is not asked for).
   for (;;) {
     siginfo_t si{};
     if (waitid(P_ALL, 0, &si, WSTOPPED | WCONTINUED | WNOHANG) != 0 || si.si_pid == 0) return;

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "host/core/exit_status.hpp"
 #include "host/core/fd.hpp"
@@ -46,9 +47,18 @@ class Reaper {
   bool tracked(pid_t pid) const { return children_.contains(pid); }
   // Signals through the pidfd: never hits a recycled pid.
   bool signal(pid_t pid, int sig);
-  // Call on SIGCHLD: reaps the orphans that are waitable now and queues
-  // the tracked children that are.
-  void on_sigchld();
+  // Still reaped, but its exit is no one's concern any more.
+  void ignore(pid_t pid);
+  // What one SIGCHLD said (signalfd's ssi_pid, ssi_code).
+  struct ChildSignal {
+    pid_t pid;
+    int code;  // CLD_EXITED, CLD_KILLED, CLD_STOPPED, ...
+  };
+  // Call with the SIGCHLDs read at once: reaps the orphans among them,
+  // reports stops, and sweeps once the burst is over for what coalesced
+  // signals hid. (A sweep per signal asked the kernel about every child
+  // each time: 1000 children killed at once cost a million looks.)
+  void on_sigchld(const std::vector<ChildSignal>& signals);
   size_t size() const { return children_.size(); }
 
  private:
@@ -56,6 +66,7 @@ class Reaper {
   void queue(pid_t pid);
   void handle(pid_t pid);
   void sweep();
+  void scan_stops();
 
   struct Child {
     Fd pidfd;
@@ -70,6 +81,7 @@ class Reaper {
   // waitid(P_ALL) sees past no tracked zombie (WNOWAIT leaves it first in
   // line): once that one is handled, sweep again for what is behind it.
   pid_t sweep_blocked_by_ = 0;
+  bool sweep_posted_ = false;
   // Deferred tasks check it: the reaper may be gone when they run.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
