@@ -28,6 +28,8 @@
 //   exec.declare_group(name, {where=, strategy=, parent=, description=,
 //                             members={...}, units={...}}) -> true | nil, err
 //   exec.group_info(name) -> table | nil  state, restarts, history, steps, ...
+//   exec.ledger(name) -> {history=, steps=} | nil   a watch's restart history
+//                                       and step uses (info's, alone)
 //   exec.restart_set(cause, names, delay [, group [, reason]])
 //                                       decision: restart the watches together
 //                                       in dependency order (cause: the watch
@@ -312,6 +314,20 @@ int l_info(lua_State* L) {
   });
 }
 
+// The restart history and step uses of a watch alone (what the policy
+// reads on every exit; info's whole status object is ten times the work).
+int l_ledger(lua_State* L) {
+  Unit* u = unit_or_nil(L, 1);
+  if (!u) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return guarded(L, [&](Raise&) -> int {
+    push_json(L, u->ledger.to_json());
+    return 1;
+  });
+}
+
 Unit& live_unit(lua_State* L, const char* what) {
   require_live(L, what);
   Unit* u = unit_or_nil(L, 1);
@@ -322,7 +338,7 @@ Unit& live_unit(lua_State* L, const char* what) {
 int l_restart_later(lua_State* L) {
   double delay = luaL_checknumber(L, 2);
   Unit& u = live_unit(L, "exec.restart_later");
-  if (u.child)
+  if (u.child && !u.child->unconfirmed)  // unconfirmed: the standing order's restart
     return luaL_error(L, "exec.restart_later: watch '%s' has a running process", u.name.c_str());
   runtime_of(L).host.supervisor->restart_later(u, delay);
   return 0;
@@ -723,6 +739,7 @@ const luaL_Reg kExecFns[] = {{"order", l_order},
                              {"explain", l_explain},
                              {"declare", l_declare},
                              {"info", l_info},
+                             {"ledger", l_ledger},
                              {"members", l_members},
                              {"restart_later", l_restart_later},
                              {"exhaust", l_exhaust},

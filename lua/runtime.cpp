@@ -785,6 +785,23 @@ void RuleRuntime::on_exit(Unit& unit, const ExitInfo& exit) {
   call_entry(rt, "exit", name_and(unit.name, ev));
 }
 
+bool RuleRuntime::arm(Unit& unit) {
+  RuntimeState& rt = *state_;
+  if (rt.entry_ref == LUA_NOREF || !rt.live) return false;
+  bool yes = false;
+  DispatchOptions o;
+  o.nresults = 1;
+  o.results = [&](lua_State* L) { yes = lua_toboolean(L, -1); };
+  CallResult r = call_entry(
+      rt, "arm",
+      [&](lua_State* L) {
+        lua_pushlstring(L, unit.name.data(), unit.name.size());
+        return 1;
+      },
+      o);
+  return r.ok() && yes;
+}
+
 void RuleRuntime::on_count(Unit& unit, const nlohmann::json& ev) {
   RuntimeState& rt = *state_;
   if (rt.entry_ref == LUA_NOREF || !rt.live) return;

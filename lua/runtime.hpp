@@ -73,6 +73,7 @@ class RuleRuntime : public Policy {
   // Policy: asks the rules what to do about an ended process, a count out
   // of its limits, a process in a bad state.
   void on_exit(Unit& unit, const ExitInfo& exit) override;
+  bool arm(Unit& unit) override;
   void on_count(Unit& unit, const nlohmann::json& ev) override;
   void on_state(Unit& unit, const nlohmann::json& ev) override;
   void on_hung(Unit& unit, const nlohmann::json& ev) override;

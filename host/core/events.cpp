@@ -182,6 +182,9 @@ const std::vector<MessageDef> kCatalog = {
      "last pid {pid})"},
     {Msg::LeftoversSwept, "VGL0176", S::Warning, "leftovers_swept",
      "{watch}: {count} processes left by pid {pid} were still running: {how}"},
+    {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
+     "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
+     "pid {pid}, started at once, was killed"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -108,6 +108,7 @@ enum class Msg {
   NotifyDropped,          // VGL0165
   CountKills,             // VGL0170
   LeftoversSwept,         // VGL0176
+  StandingOrderOverruled, // VGL0177
   RuleMessage,            // VGL0900
   kCount
 };

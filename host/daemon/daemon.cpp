@@ -264,6 +264,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   supervisor_->apply(std::move(decls), runtime_->take_groups());
   decls = {};
   replay_overrides();
+  supervisor_->rearm_all();
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
   // A reload frees a whole Lua state and the load's garbage: give the
@@ -766,6 +767,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     auto normalized = runtime_->set_param(name, key, value, err);
     if (!normalized) return reject("set " + name + " " + key + ": " + err);
     (*overrides)[key] = *normalized;
+    supervisor_->rearm_all();
     log_->emit(Msg::ParameterSet, name, {{"key", key}, {"value", *normalized}});
     return reply(ok_reply({{"key", key}, {"value", *normalized}}));
   }

@@ -422,7 +422,8 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     // A single watch whose process is already there (it appeared meanwhile)
     // needs no second copy.
     if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
-    return spawn(u);
+    spawn(u);
+    return;
   }
   if (u.m && !u.m->adopt.restart_script.empty()) return run_restart_script(u);
   // Nothing vigil can start: its process may be running already (an
@@ -488,9 +489,9 @@ void Supervisor::stop_own(Unit& u) {
   });
 }
 
-void Supervisor::spawn(Unit& u) {
+bool Supervisor::spawn(Unit& u, bool quiet) {
   cancel_timer(u);
-  if (u.child) return;
+  if (u.child) return true;
   u.want_running = true;
   open_output(u);
   std::string error;
@@ -498,6 +499,7 @@ void Supervisor::spawn(Unit& u) {
   for (auto& kv : marks(u)) env.push_back(std::move(kv));
   auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), std::move(env)}, error);
   if (!spawned) {
+    if (quiet) return false;  // the caller goes the usual way
     // Could not even fork: the rules decide, as for any failed start.
     ExitInfo e;
     e.error = error;
@@ -510,25 +512,41 @@ void Supervisor::spawn(Unit& u) {
       if (unit && !unit->child && unit->state != UnitState::Backoff)
         on_exit(*unit, ExitStatus{127, 0, false});
     });
-    return;
+    return false;
   }
   Unit::Child c;
   c.pid = spawned->pid;
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
   c.failure = spawned->failure;
+  c.unconfirmed = quiet;
   Unit* up = &u;
   u.child = std::move(c);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),
                 [this, up](const ExitStatus& st) { on_exit(*up, st); });
   if (u.child->failure) {
     set_state(u, UnitState::Starting);  // the child exits 127; on_exit reports it
-    return;
+    return true;
   }
   set_state(u, UnitState::Running);
   record(u);
-  log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+  if (!quiet) {
+    log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+    ask_arm(u);
+  }
   start_probes(u);
+  return true;
+}
+
+void Supervisor::rearm_all() {
+  for (auto& [name, u] : units_)
+    if (u->child && !u->child->unconfirmed) ask_arm(*u);
+}
+
+// The rules' standing order for the process just started.
+void Supervisor::ask_arm(Unit& u) {
+  u.armed = policy_ && u.kind() == Unit::Kind::Started && u.child && !u.child->failure &&
+            policy_->arm(u);
 }
 
 void Supervisor::release(Unit& u, const char* reason) {
@@ -556,6 +574,9 @@ void Supervisor::record(Unit& u) {
 }
 
 void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
+  // An exit the rules have not answered yet comes first: its restart,
+  // made by their standing order, is this process.
+  if (u.pending_exit) settle_exit(u);
   ExitInfo e;
   e.status = st;
   e.wall = wall_seconds();
@@ -582,11 +603,21 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     e = *u.last_exit;  // spawn failed before there was a child
   }
   u.last_exit = e;
+  if (restart_armed(u, e, was_stopping)) return;
+  finish_exit(u, e, was_stopping);
+}
+
+nlohmann::json Supervisor::exit_fields(const Unit& u, const ExitInfo& e) const {
   nlohmann::json fields = {{"pid", e.pid}, {"how", e.describe()}, {"uptime", e.uptime}};
   nlohmann::json ej = e.to_json();
   fields["code"] = ej["code"];
   fields["signal"] = ej["signal"];
   fields["restarts"] = u.restarts;
+  return fields;
+}
+
+void Supervisor::finish_exit(Unit& u, const ExitInfo& e, bool was_stopping) {
+  nlohmann::json fields = exit_fields(u, e);
   if (u.queued || u.stop_queued) {
     // Going down anyway, in order: restarted once, with the others.
     if (e.pid && !was_stopping) log_.emit(Msg::ProcessExited, u.name, fields);
@@ -626,7 +657,89 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     start_process(u);
 }
 
+// The rules said, when this process started, that its exit is answered
+// by a restart at once whatever the exit: the replacement starts now,
+// before anything else is done about the exit, and the exit is written
+// up and put to the rules once the burst is over (EventLoop::lag), so
+// that 100 processes killed at once are all running again before the
+// first exit's events and policy call (issue 13). The rules' answer then
+// confirms the restart (restart_later with no delay), or overrules it.
+bool Supervisor::restart_armed(Unit& u, const ExitInfo& e, bool was_stopping) {
+  bool armed = u.armed;
+  u.armed = false;
+  if (!armed || !policy_ || was_stopping || !u.want_running || u.paused || u.queued ||
+      u.stop_queued || !e.pid || !e.error.empty() || u.kind() != Unit::Kind::Started ||
+      u.timer || !spawn(u, true))
+    return false;
+  u.pending_exit = e;
+  std::string name = u.name;
+  loop_.lag([this, name] {
+    if (Unit* unit = find(name); unit && unit->pending_exit) settle_exit(*unit);
+  });
+  return true;
+}
+
+void Supervisor::settle_exit(Unit& u) {
+  ExitInfo e = std::move(*u.pending_exit);
+  u.pending_exit.reset();
+  bool ask = u.child && u.child->unconfirmed && u.want_running && !u.paused && !u.queued &&
+             !u.stop_queued && policy_;
+  if (!ask) {
+    // Stopped, paused or restarted in order meanwhile: the restart was
+    // made, so it is counted; the rules have nothing left to decide.
+    log_.emit(Msg::ProcessExited, u.name, exit_fields(u, e));
+    confirm_armed(u);
+    report_armed(u);
+    return;
+  }
+  finish_exit(u, e, false);
+  confirm_armed(u);  // whatever the rules did, a replacement still unanswered stands
+  report_armed(u);
+}
+
+// The standing order's restart stands: counted as restart_later counts
+// one. Its start is reported once the rules have answered (report_armed),
+// so the log reads exit, decision, start.
+void Supervisor::confirm_armed(Unit& u) {
+  if (!u.child || !u.child->unconfirmed) return;
+  u.child->unconfirmed = false;
+  u.child->unreported = true;
+  ++u.decisions;
+  double uptime = u.last_exit ? u.last_exit->uptime : 0;
+  u.ledger.add(u.ledger.history, mono_seconds(MonoClock::now()), uptime);
+  ++u.restarts;
+}
+
+void Supervisor::report_armed(Unit& u) {
+  if (!u.child || !u.child->unreported) return;
+  u.child->unreported = false;
+  if (u.child->failure) return;  // it exits 127: on_exit reports it
+  log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
+  ask_arm(u);
+}
+
+// The rules answered otherwise than their standing order: the
+// replacement, a moment old, is killed (its exit is no one's concern) and
+// the answer is carried out as if it had never started.
+void Supervisor::overrule(Unit& u) {
+  Unit::Child& c = *u.child;
+  log_.emit(Msg::StandingOrderOverruled, u.name,
+            {{"pid", c.pid}, {"was", u.last_exit ? u.last_exit->pid : 0}});
+  ::kill(-c.pid, SIGKILL);
+  reaper_.signal(c.pid, SIGKILL);
+  reaper_.ignore(c.pid);
+  loop_.cancel(c.kill_timer);
+  stop_probes(u);
+  u.child.reset();
+  journal_.clear(u.name);
+  set_state(u, UnitState::Stopped);
+}
+
 void Supervisor::restart_later(Unit& u, double delay) {
+  if (u.child && u.child->unconfirmed) {
+    if (delay <= 0) return confirm_armed(u);  // what the standing order did
+    overrule(u);
+  }
   ++u.decisions;
   double uptime = u.last_exit ? u.last_exit->uptime : 0;
   u.ledger.add(u.ledger.history, mono_seconds(MonoClock::now()), uptime);
@@ -648,6 +761,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
 }
 
 void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
+  if (u.child && u.child->unconfirmed) overrule(u);
   ++u.decisions;
   cancel_timer(u);
   end_find(u);
@@ -667,6 +781,7 @@ void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
 }
 
 void Supervisor::lose(Unit& u) {
+  if (u.child && u.child->unconfirmed) overrule(u);
   ++u.decisions;
   cancel_timer(u);
   set_state(u, UnitState::Stopped);
@@ -941,6 +1056,8 @@ void Supervisor::erase(std::string name) {
   auto it = units_.find(name);
   if (it == units_.end()) return;
   Unit& u = *it->second;
+  // An exit the rules had not answered yet is still written up.
+  if (u.pending_exit) log_.emit(Msg::ProcessExited, name, exit_fields(u, *u.pending_exit));
   cancel_timer(u);
   end_find(u);
   stop_probes(u);

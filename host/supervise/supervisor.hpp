@@ -302,6 +302,10 @@ struct Unit {
     Fd pidfd;               // adopted only; the reaper holds its children's
     WatchId watch = 0;
     bool stopping = false;
+    // Started at once by the rules' standing order (Unit::armed) when the
+    // one before it ended; the rules have not answered that exit yet.
+    bool unconfirmed = false;
+    bool unreported = false;  // confirmed, its start not logged yet
     TimerId kill_timer = 0;
     // State checks: /proc/PID/stat kept open, and what the samples saw.
     Fd stat_fd;
@@ -313,6 +317,12 @@ struct Unit {
 
   uint64_t restarts = 0;
   uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered
+  // The rules' standing order for the running process (Policy::arm): its
+  // exit is answered by a restart at once, whatever the exit. The
+  // replacement is then started the moment it ends, and the exit written
+  // up and put to the rules afterwards (`pending_exit`).
+  bool armed = false;
+  std::optional<ExitInfo> pending_exit;
   Ledger ledger;           // restart history, ladder steps, last decision
   TimerId timer = 0;       // pending backoff restart or re-arm
   TimerId at_once = 0;     // `timer`, when it is a restart with no delay
@@ -353,6 +363,11 @@ class Policy {
   // before returning; if it does not (a broken rule), the supervisor falls
   // back to a delayed restart.
   virtual void on_exit(Unit& unit, const ExitInfo& exit) = 0;
+  // Asked after each start of a watch vigil starts: will the next exit of
+  // this process be answered by a restart at once (restart_later with no
+  // delay), whatever the exit? Only a sure yes may be given; an answer
+  // the exit then contradicts costs the replacement (VGL0177).
+  virtual bool arm(Unit& /*unit*/) { return false; }
   // A members watch left its bounds, or is still outside them and changed
   // (`crossed` is true the first time).
   virtual void on_count(Unit& unit, const nlohmann::json& ev) = 0;
@@ -491,6 +506,9 @@ class Supervisor {
 
   // Rotates output logs that grew past their size.
   void rotate_logs();
+  // Asks the rules' standing order again for every running process
+  // (after a reload or a live change: the budgets it rests on changed).
+  void rearm_all();
 
   size_t running_count() const;
   // Processes vigil runs for itself (scripts, hooks, stop commands) and
@@ -502,11 +520,23 @@ class Supervisor {
   // the supervisor is gone by then.
   void defer(std::function<void()> task);
   // supervisor.cpp: lifecycle of started processes, stops, decisions.
-  void spawn(Unit& u);
+  // Starts u's process; `quiet`: no event (the standing order's restart,
+  // reported when the rules confirm it). False when there is no process.
+  bool spawn(Unit& u, bool quiet = false);
   // By kind: spawn, restart script, or wait. `look_first`: a single watch
   // with `start` first looks whether its process came back by itself.
   void start_process(Unit& u, bool look_first = true);
   void on_exit(Unit& u, const ExitStatus& st);
+  // The rest of an exit, once the process is gone: events and the rules.
+  void finish_exit(Unit& u, const ExitInfo& e, bool was_stopping);
+  nlohmann::json exit_fields(const Unit& u, const ExitInfo& e) const;
+  // The standing order (Unit::armed): start now, write up later.
+  bool restart_armed(Unit& u, const ExitInfo& e, bool was_stopping);
+  void settle_exit(Unit& u);
+  void confirm_armed(Unit& u);
+  void report_armed(Unit& u);
+  void overrule(Unit& u);
+  void ask_arm(Unit& u);
   void set_state(Unit& u, UnitState s);
   void begin_stop(Unit& u);
   // stop() without leaving an ordered restart (advance() stops a queued

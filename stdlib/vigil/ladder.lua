@@ -256,7 +256,7 @@ walk = function(owner, cause, member, ev)
   local group = require "vigil.group"
   local now = runtime.now()
   local why = { text = "the ladder ended" }
-  local info = owner.kind == "group" and exec.group_info(owner.name) or exec.info(cause.name)
+  local info = owner.kind == "group" and exec.group_info(owner.name) or exec.ledger(cause.name)
   local steps = owner.ladder or M.default
   for i, step in ipairs(steps) do
     local a = step.action
@@ -326,6 +326,29 @@ function M.configure(spec)
     return
   end
   cluster.configure(s)
+end
+
+--- The standing order for w's running process (entry.arm): true when
+-- walk will answer its next exit, whatever the exit, with a restart at
+-- once of w alone. Then the host starts the replacement the moment the
+-- process ends and asks afterwards (issue 13). Only a sure yes: the
+-- first step restarts w with its own history, no delay is due for any
+-- uptime (a quick death after a quick one backs off), and budget is
+-- left (uses only leave the window as time passes).
+function M.armable(w)
+  local group = require "vigil.group"
+  if w.group or not w.can_start then return false end
+  local step = (w.ladder or M.default)[1]
+  if not step or step.action ~= "restart" or step.budget then return false end
+  local rp = w.restart
+  if not rp or rp.limit <= 0 or rp.delay > 0 then return false end
+  local names = group.restart_set(nil, w.name)
+  if #names ~= 1 then return false end
+  local info = exec.ledger(w.name)
+  if not info then return false end
+  local h = info.history
+  if #h > 0 and h[#h].uptime < rp.reset then return false end
+  return policy.used(rp, h, runtime.now()) < rp.limit
 end
 
 --- A watched process failed (it ended, or a restart of it failed):

@@ -2,6 +2,8 @@
 -- language (the `watch` global and the `vigil` table) and returns the one
 -- entry table through which the host calls the rules:
 --   exit(name, ev)        a watched process ended; decide
+--   arm(name)             after a start: is its next exit surely answered
+--                         by a restart at once? (the standing order)
 --   set(name, key, value) `vigil set`; -> normalized | nil, err
 --   count(name, ev)       a counted watch is outside its limits
 --   state(name, ev)       a watched process is stopped, blocked or a zombie
@@ -72,6 +74,8 @@ end
 local entry = {}
 
 function entry.exit(name, ev) watch.on_exit(name, ev) end
+
+function entry.arm(name) return watch.armable(name) end
 
 function entry.set(name, key, value)
   local g = group.groups[name]

@@ -538,6 +538,13 @@ function M.dump(w, trigger, ev, force)
   return dir, err
 end
 
+--- The standing order for a running process (see ladder.armable).
+function M.armable(name)
+  local w = watches[name]
+  if not w or (w.dump and w.dump.on.exit) then return false end
+  return ladder.armable(w)
+end
+
 --- The policy: called by the host when a watched process ended (or a
 -- restart of it failed).
 function M.on_exit(name, ev)

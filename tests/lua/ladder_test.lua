@@ -181,3 +181,46 @@ T.test("cluster { } refusals", function()
   T.contains(errs[1], at .. ": cluster: unknown key 'rebot' (did you mean 'reboot'?)", "key")
   T.contains(errs[2], at .. ": cluster.failover_timeout: duration", "timeout")
 end)
+
+-- The standing order (armable): a yes must be what the walk then does
+-- for the next exit, quick or not: a restart of the watch alone, at once.
+T.test("the standing order says yes only when the next exit is surely a restart at once", function()
+  local cases = {
+    { name = "defaults", spec = { start = "x" }, want = true },
+    { name = "budget left", spec = { start = "x", restart = { limit = 3, within = "1h" } }, fails = 2, want = true },
+    { name = "budget used", spec = { start = "x", restart = { limit = 2, within = "1h" } }, fails = 2, want = false },
+    { name = "a delay", spec = { start = "x", restart = { delay = "1s" } }, want = false },
+    { name = "after a quick death", spec = { start = "x", restart = { backoff = "2s..5s" } }, quick = 1, want = false },
+    { name = "after a long run", spec = { start = "x", restart = { backoff = "2s..5s" } }, fails = 1, want = true },
+    { name = "never restarted", spec = { start = "x", restart = false }, want = false },
+    { name = "an alert first", spec = { start = "x", escalate = { "alert", "restart" } }, want = false },
+    { name = "a step budget", spec = { start = "x", escalate = { { "restart", limit = 5 } } }, want = false },
+    { name = "nothing to start", spec = { match = { name = "x" } }, want = false },
+    { name = "in a group", spec = { start = "x" }, group = true, want = false },
+    { name = "required by another", spec = { start = "x" }, dependent = true, want = false },
+  }
+  for _, c in ipairs(cases) do
+    for _, uptime in ipairs({ 0.1, 100 }) do
+      local W, G, L, rec = fresh()
+      W.watch "w" (c.spec)
+      if c.group then
+        W.watch "v" { start = "y" }
+        G.group "g" { strategy = "one_for_all", "w", "v" }
+      end
+      if c.dependent then W.watch "v" { start = "y", requires = "w" } end
+      G.finish(W.watches)
+      for _ = 1, c.fails or 0 do fail(W, L, rec, "w") end
+      for _ = 1, c.quick or 0 do fail(W, L, rec, "w", 1, 0.1) end
+      local yes = L.armable(W.watches.w)
+      T.eq(yes, c.want, c.name)
+      if yes then
+        local before = #fakes.ops(rec, "restart")
+        fail(W, L, rec, "w", 1, uptime)
+        local r = fakes.ops(rec, "restart")
+        T.eq(#r, before + 1, c.name .. ": restarted (uptime " .. uptime .. ")")
+        T.eq(r[#r], "w 0", c.name .. ": at once (uptime " .. uptime .. ")")
+        T.eq(#fakes.ops(rec, "restart_set"), 0, c.name .. ": alone")
+      end
+    end
+  end
+end)

@@ -23,6 +23,7 @@ function M.host()
     declare_group = function(name, spec) rec.groups[name] = spec return true end,
     order = function(name, deps, settle, group) rec.orders[name] = { deps = deps, settle = settle, group = group } end,
     info = function(name) return info_of(rec.info, name) end,
+    ledger = function(name) return info_of(rec.info, name) end,
     group_info = function(name) return info_of(rec.ginfo, name) end,
     step = function(owner, key, uptime)
       local i = rec.ginfo[owner] or info_of(rec.info, owner)
