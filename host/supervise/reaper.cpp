@@ -75,7 +75,7 @@ void Reaper::handle(pid_t pid) {
   waitid(P_PIDFD, static_cast<id_t>(child.pidfd.get()), &reaped, WEXITED | WNOHANG);
   if (sweep_blocked_by_ == pid) {
     sweep_blocked_by_ = 0;
-    sweep();
+    post_sweep();  // for what was behind it, once the burst is over
   }
 }
 
@@ -100,16 +100,19 @@ void Reaper::on_sigchld(const std::vector<ChildSignal>& signals) {
   // Signals of children that died or stopped together may have
   // coalesced into one: one sweep (and look at stops) finds the rest,
   // after the burst.
-  if (!sweep_posted_) {
-    sweep_posted_ = true;
-    loop_.lag([this, alive = std::weak_ptr<bool>(alive_)] {
-      if (alive.expired()) return;
-      sweep_posted_ = false;
-      sweep();
-      scan_stops();
-    });
-  }
+  post_sweep();
   if (stops) scan_stops();
+}
+
+void Reaper::post_sweep() {
+  if (sweep_posted_) return;
+  sweep_posted_ = true;
+  loop_.lag([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    sweep_posted_ = false;
+    sweep();
+    scan_stops();
+  });
 }
 
 // Stops and continues, each reported once (no WNOWAIT: nothing is reaped

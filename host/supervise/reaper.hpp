@@ -66,6 +66,7 @@ class Reaper {
   void queue(pid_t pid);
   void handle(pid_t pid);
   void sweep();
+  void post_sweep();
   void scan_stops();
 
   struct Child {
