@@ -30,6 +30,8 @@
 //   exec.group_info(name) -> table | nil  state, restarts, history, steps, ...
 //   exec.ledger(name) -> {history=, steps=} | nil   a watch's restart history
 //                                       and step uses (info's, alone)
+//   exec.recent(name, since) -> n, last_uptime | nil   restarts recorded
+//                                       after `since`, the newest one's uptime
 //   exec.restart_set(cause, names, delay [, group [, reason]])
 //                                       decision: restart the watches together
 //                                       in dependency order (cause: the watch
@@ -326,6 +328,26 @@ int l_ledger(lua_State* L) {
     push_json(L, u->ledger.to_json());
     return 1;
   });
+}
+
+// exec.recent(name, since) -> restarts after `since` (monotonic seconds),
+// uptime of the newest run recorded (or nil): what the standing order
+// needs, without building a table per start.
+int l_recent(lua_State* L) {
+  Unit* u = unit_or_nil(L, 1);
+  double since = luaL_checknumber(L, 2);
+  if (!u) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_Integer n = 0;
+  for (const auto& r : u->ledger.history) n += r.mono > since;
+  lua_pushinteger(L, n);
+  if (u->ledger.history.empty())
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, u->ledger.history.back().uptime);
+  return 2;
 }
 
 Unit& live_unit(lua_State* L, const char* what) {
@@ -740,6 +762,7 @@ const luaL_Reg kExecFns[] = {{"order", l_order},
                              {"declare", l_declare},
                              {"info", l_info},
                              {"ledger", l_ledger},
+                             {"recent", l_recent},
                              {"members", l_members},
                              {"restart_later", l_restart_later},
                              {"exhaust", l_exhaust},

@@ -904,6 +904,10 @@ bool RuleRuntime::run_string(const std::string& code, const std::string& chunkna
   return r.ok();
 }
 
+void RuleRuntime::collect() {
+  if (state_ && state_->L) lua_gc(state_->L, LUA_GCCOLLECT);
+}
+
 size_t RuleRuntime::memory_used() const {
   return state_->alloc.used;
 }

@@ -96,6 +96,9 @@ class RuleRuntime : public Policy {
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);
 
   size_t memory_used() const;
+  // A full collection (after a load has started its watches: the
+  // garbage of a thousand starts is freed before malloc_trim).
+  void collect();
   // Values on the state's Lua stack between calls (tests: it stays 0).
   int stack_top() const;
 

@@ -267,8 +267,10 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   supervisor_->rearm_all();
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
-  // A reload frees a whole Lua state and the load's garbage: give the
-  // pages back instead of carrying them as resident memory.
+  // A reload frees a whole Lua state and the load's garbage (and the
+  // starts' questions to the rules): give the pages back instead of
+  // carrying them as resident memory.
+  runtime_->collect();
   malloc_trim(0);
   return {};
 }

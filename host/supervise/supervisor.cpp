@@ -671,7 +671,7 @@ bool Supervisor::restart_armed(Unit& u, const ExitInfo& e, bool was_stopping) {
       u.stop_queued || !e.pid || !e.error.empty() || u.kind() != Unit::Kind::Started ||
       u.timer || !spawn(u, true))
     return false;
-  u.pending_exit = e;
+  u.pending_exit = std::make_unique<ExitInfo>(e);
   std::string name = u.name;
   loop_.lag([this, name] {
     if (Unit* unit = find(name); unit && unit->pending_exit) settle_exit(*unit);

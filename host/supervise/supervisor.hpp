@@ -322,7 +322,7 @@ struct Unit {
   // replacement is then started the moment it ends, and the exit written
   // up and put to the rules afterwards (`pending_exit`).
   bool armed = false;
-  std::optional<ExitInfo> pending_exit;
+  std::unique_ptr<ExitInfo> pending_exit;  // (a pointer: rare, and a thousand units)
   Ledger ledger;           // restart history, ladder steps, last decision
   TimerId timer = 0;       // pending backoff restart or re-arm
   TimerId at_once = 0;     // `timer`, when it is a restart with no delay

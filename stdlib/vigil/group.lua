@@ -264,6 +264,13 @@ local function add_requirers(name, set, list)
   end
 end
 
+--- Whether any watch requires `name` (a failure of it then restarts
+-- them too). No table is made: the standing order asks after every start.
+function M.required(name)
+  local r = requirers[name]
+  return r ~= nil and #r > 0
+end
+
 --- The watches a failure of `member` (a direct member of group `gname`,
 -- or a watch in no group when gname is nil) restarts: the members the
 -- strategy names, and everything that requires them.

@@ -342,13 +342,12 @@ function M.armable(w)
   if not step or step.action ~= "restart" or step.budget then return false end
   local rp = w.restart
   if not rp or rp.limit <= 0 or rp.delay > 0 then return false end
-  local names = group.restart_set(nil, w.name)
-  if #names ~= 1 then return false end
-  local info = exec.ledger(w.name)
-  if not info then return false end
-  local h = info.history
-  if #h > 0 and h[#h].uptime < rp.reset then return false end
-  return policy.used(rp, h, runtime.now()) < rp.limit
+  if group.required(w.name) then return false end  -- restart_set(nil, w.name) is w alone
+  -- The restarts in the window (policy.used's count) and the newest
+  -- run, without a table per start.
+  local used, last = exec.recent(w.name, runtime.now() - rp.within)
+  if not used or (last and last < rp.reset) then return false end
+  return used < rp.limit
 end
 
 --- A watched process failed (it ended, or a restart of it failed):

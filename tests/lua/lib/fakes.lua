@@ -24,6 +24,12 @@ function M.host()
     order = function(name, deps, settle, group) rec.orders[name] = { deps = deps, settle = settle, group = group } end,
     info = function(name) return info_of(rec.info, name) end,
     ledger = function(name) return info_of(rec.info, name) end,
+    recent = function(name, since)
+      local h = info_of(rec.info, name).history
+      local n = 0
+      for _, r in ipairs(h) do if r.at > since then n = n + 1 end end
+      return n, h[#h] and h[#h].uptime
+    end,
     group_info = function(name) return info_of(rec.ginfo, name) end,
     step = function(owner, key, uptime)
       local i = rec.ginfo[owner] or info_of(rec.info, owner)
