@@ -532,21 +532,29 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   record(u);
   if (!quiet) {
     log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
-    ask_arm(u);
+    u.armed = false;
+    u.arm_asked = false;  // asked at its exit (a launch asks nothing)
   }
   start_probes(u);
   return true;
 }
 
+// The rules may answer otherwise now: each running process's order is
+// asked again at its exit (not now: a reload of 1000 watches would ask
+// 1000 questions).
 void Supervisor::rearm_all() {
-  for (auto& [name, u] : units_)
-    if (u->child && !u->child->unconfirmed) ask_arm(*u);
+  for (auto& [name, u] : units_) {
+    u->armed = false;
+    u->arm_asked = false;
+  }
 }
 
-// The rules' standing order for the process just started.
+// The rules' standing order for the process just restarted (asked now,
+// off the path of its exit).
 void Supervisor::ask_arm(Unit& u) {
   u.armed = policy_ && u.kind() == Unit::Kind::Started && u.child && !u.child->failure &&
             policy_->arm(u);
+  u.arm_asked = true;
 }
 
 void Supervisor::release(Unit& u, const char* reason) {
@@ -665,8 +673,13 @@ void Supervisor::finish_exit(Unit& u, const ExitInfo& e, bool was_stopping) {
 // first exit's events and policy call (issue 13). The rules' answer then
 // confirms the restart (restart_later with no delay), or overrules it.
 bool Supervisor::restart_armed(Unit& u, const ExitInfo& e, bool was_stopping) {
-  bool armed = u.armed;
+  // Not asked since its start (a launch, a reload): asked now, one
+  // short question instead of the whole exit policy before the spawn.
+  bool armed = u.arm_asked ? u.armed
+                           : policy_ && u.kind() == Unit::Kind::Started && e.error.empty() &&
+                                 !was_stopping && u.want_running && !u.paused && policy_->arm(u);
   u.armed = false;
+  u.arm_asked = false;
   if (!armed || !policy_ || was_stopping || !u.want_running || u.paused || u.queued ||
       u.stop_queued || !e.pid || !e.error.empty() || u.kind() != Unit::Kind::Started ||
       u.timer || !spawn(u, true))

@@ -322,6 +322,7 @@ struct Unit {
   // replacement is then started the moment it ends, and the exit written
   // up and put to the rules afterwards (`pending_exit`).
   bool armed = false;
+  bool arm_asked = false;  // armed is the answer for the running process
   std::unique_ptr<ExitInfo> pending_exit;  // (a pointer: rare, and a thousand units)
   Ledger ledger;           // restart history, ladder steps, last decision
   TimerId timer = 0;       // pending backoff restart or re-arm
@@ -363,10 +364,12 @@ class Policy {
   // before returning; if it does not (a broken rule), the supervisor falls
   // back to a delayed restart.
   virtual void on_exit(Unit& unit, const ExitInfo& exit) = 0;
-  // Asked after each start of a watch vigil starts: will the next exit of
-  // this process be answered by a restart at once (restart_later with no
-  // delay), whatever the exit? Only a sure yes may be given; an answer
-  // the exit then contradicts costs the replacement (VGL0177).
+  // Asked about a process of a watch vigil starts, right after it was
+  // restarted (or at its exit, when it was started otherwise or the rules
+  // changed since): will its exit be answered by a restart at once
+  // (restart_later with no delay), whatever the exit? Only a sure yes may
+  // be given; an answer the exit then contradicts costs the replacement
+  // (VGL0177).
   virtual bool arm(Unit& /*unit*/) { return false; }
   // A members watch left its bounds, or is still outside them and changed
   // (`crossed` is true the first time).
@@ -506,8 +509,8 @@ class Supervisor {
 
   // Rotates output logs that grew past their size.
   void rotate_logs();
-  // Asks the rules' standing order again for every running process
-  // (after a reload or a live change: the budgets it rests on changed).
+  // Forgets the rules' standing orders: asked again at each process's
+  // exit (after a reload or a live change: the budgets it rests on changed).
   void rearm_all();
 
   size_t running_count() const;

@@ -265,7 +265,7 @@ local function add_requirers(name, set, list)
 end
 
 --- Whether any watch requires `name` (a failure of it then restarts
--- them too). No table is made: the standing order asks after every start.
+-- them too). No table is made: the standing order asks at every restart.
 function M.required(name)
   local r = requirers[name]
   return r ~= nil and #r > 0

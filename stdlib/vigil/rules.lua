@@ -2,8 +2,8 @@
 -- language (the `watch` global and the `vigil` table) and returns the one
 -- entry table through which the host calls the rules:
 --   exit(name, ev)        a watched process ended; decide
---   arm(name)             after a start: is its next exit surely answered
---                         by a restart at once? (the standing order)
+--   arm(name)             after a restart, or at an exit: is the exit surely
+--                         answered by a restart at once? (the standing order)
 --   set(name, key, value) `vigil set`; -> normalized | nil, err
 --   count(name, ev)       a counted watch is outside its limits
 --   state(name, ev)       a watched process is stopped, blocked or a zombie
