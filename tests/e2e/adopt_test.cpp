@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <linux/sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -518,24 +517,9 @@ TEST(States, BlockedProcessIsReported) {
   std::string name = "vtd" + token_of(d).substr(2, 8);
   // A vfork parent waits in uninterruptible sleep until its child execs
   // or exits: state D for as long as the child pauses.
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t p = fork();
-  if (p == 0) {
-    prctl(PR_SET_NAME, name.c_str());
-    close(ready[0]);
-    if (vfork() == 0) {
-      ssize_t ignored = write(ready[1], "x", 1);
-      (void)ignored;
-      pause();
-      _exit(0);
-    }
-    _exit(0);
-  }
-  close(ready[1]);
-  char c;
-  ASSERT_EQ(read(ready[0], &c, 1), 1);
-  close(ready[0]);
+  BlockedProcess blocked(name, true);
+  ASSERT_TRUE(blocked.block());
+  pid_t p = blocked.pid();
   d.write_rule("a.lua", "watch \"b\" { match = { name = \"" + name +
                             "\" }, checks = { every = \"50ms\", blocked = \"200ms\" } }\n");
   ASSERT_TRUE(d.start()) << d.output();
@@ -544,12 +528,6 @@ TEST(States, BlockedProcessIsReported) {
   auto e = d.last_event("VGL0130", "b");
   EXPECT_EQ(e["fields"]["pid"], p);
   EXPECT_GE(e["fields"]["for"].get<double>(), 0.2);
-  // End it: the vfork child's death releases the parent.
-  vigil::ProcReader r;
-  std::vector<pid_t> kids = r.children(p);
-  for (pid_t kid : kids) kill(kid, SIGKILL);
-  reap(p);
-  for (pid_t kid : kids) reap(kid);  // reparented to the test
 }
 
 TEST(States, AZombieItsParentDoesNotReapIsReported) {

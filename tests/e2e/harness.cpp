@@ -20,6 +20,7 @@
 
 #include "host/control/client.hpp"
 #include "host/core/fd.hpp"
+#include "host/proc/proc_files.hpp"
 #include "host/proc/proc_stat.hpp"
 
 namespace vigil::test {
@@ -321,6 +322,54 @@ nlohmann::json Daemon::last_event(const std::string& id, const std::string& watc
 bool Daemon::wait_event(const std::string& id, const std::string& watch, int at_least,
                         std::chrono::milliseconds timeout) const {
   return wait_for([&] { return count_events(id, watch) >= at_least; }, timeout);
+}
+
+BlockedProcess::BlockedProcess(const std::string& name, bool now) {
+  int go[2], ready[2];
+  if (pipe(go) != 0 || pipe(ready) != 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    prctl(PR_SET_NAME, name.c_str());
+    close(go[1]);
+    close(ready[0]);
+    char c;
+    if (!now && read(go[0], &c, 1) != 1) _exit(1);  // asleep (S) until block()
+    if (vfork() == 0) {
+      ssize_t ignored = write(ready[1], "x", 1);
+      (void)ignored;
+      pause();
+      _exit(0);
+    }
+    _exit(0);
+  }
+  close(go[0]);
+  close(ready[1]);
+  go_ = go[1];
+  ready_ = ready[0];
+  if (now) block();
+}
+
+bool BlockedProcess::block() {
+  if (blocked_) return true;
+  if (pid_ <= 0) return false;
+  char c = 'x';
+  ssize_t sent = write(go_, &c, 1);  // (unread when it blocked at once)
+  (void)sent;
+  blocked_ = read(ready_, &c, 1) == 1;
+  return blocked_;
+}
+
+BlockedProcess::~BlockedProcess() {
+  if (pid_ > 0) {
+    vigil::ProcReader r;
+    std::vector<pid_t> kids = r.children(pid_);
+    for (pid_t kid : kids) kill(kid, SIGKILL);  // the vfork child releases the parent
+    kill(pid_, SIGKILL);
+    reap(pid_);
+    for (pid_t kid : kids) reap(kid);  // reparented to the test
+  }
+  if (go_ >= 0) close(go_);
+  if (ready_ >= 0) close(ready_);
 }
 
 }  // namespace vigil::test

@@ -38,6 +38,27 @@ bool process_alive(pid_t pid);  // exists and is not a zombie
 pid_t spawn_external(const std::vector<std::string>& argv);
 // Waits (with a deadline) for pid to exit and reaps it; false if it did not.
 bool reap(pid_t pid, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A process named `name`, forked by the test, that blocks in state D (a
+// vfork parent waits uninterruptibly until its child execs or exits):
+// at once, or when block() is called (it sleeps in S until then).
+// Killed and reaped with its child when it goes out of scope, also when
+// an assertion failed.
+class BlockedProcess {
+ public:
+  BlockedProcess(const std::string& name, bool now);
+  ~BlockedProcess();
+  BlockedProcess(const BlockedProcess&) = delete;
+  BlockedProcess& operator=(const BlockedProcess&) = delete;
+  pid_t pid() const { return pid_; }
+  // Returns once the process is in its vfork (false if it never got there).
+  bool block();
+
+ private:
+  pid_t pid_ = -1;
+  int go_ = -1, ready_ = -1;
+  bool blocked_ = false;
+};
 // Number of live processes whose cmdline contains `needle`.
 int count_processes(const std::string& needle);
 // KILLs every process whose cmdline contains `needle` (and reaps those

@@ -6,7 +6,6 @@
 // last one unsubscribes.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,7 +14,6 @@
 #include <set>
 #include <sstream>
 
-#include "host/proc/proc_files.hpp"
 #include "tests/e2e/harness.hpp"
 
 using namespace vigil::test;
@@ -235,40 +233,9 @@ TEST(Idle, DefaultChecksDoNotSampleEveryPass) {
 TEST(Idle, AProcessThatDidNotRunIsNotReadAgainButABlockAfterItIsSeen) {
   Daemon d;
   std::string name = "vti" + token_of(d).substr(2, 8);
-  int go[2], ready[2];
-  ASSERT_EQ(pipe(go), 0);
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t p = fork();
-  if (p == 0) {
-    prctl(PR_SET_NAME, name.c_str());
-    close(go[1]);
-    close(ready[0]);
-    char c;
-    if (read(go[0], &c, 1) != 1) _exit(1);  // asleep (S) until the test says
-    if (vfork() == 0) {
-      ssize_t ignored = write(ready[1], "x", 1);
-      (void)ignored;
-      pause();
-      _exit(0);
-    }
-    _exit(0);
-  }
-  close(go[0]);
-  close(ready[1]);
-  struct Cleanup {  // also when an assertion fails: nothing is left blocked
-    pid_t p;
-    int go, ready;
-    ~Cleanup() {
-      vigil::ProcReader r;
-      std::vector<pid_t> kids = r.children(p);
-      for (pid_t kid : kids) kill(kid, SIGKILL);
-      kill(p, SIGKILL);
-      reap(p);
-      for (pid_t kid : kids) reap(kid);  // reparented to the test
-      close(go);
-      close(ready);
-    }
-  } cleanup{p, go[1], ready[0]};
+  BlockedProcess blocked(name, false);  // asleep (S) until block()
+  pid_t p = blocked.pid();
+  ASSERT_GT(p, 0);
   d.write_rule("a.lua", "watch \"b\" { match = { name = \"" + name +
                             "\" }, checks = { every = \"50ms\", blocked = \"300ms\" } }\n");
   ASSERT_TRUE(d.start()) << d.output();
@@ -279,9 +246,7 @@ TEST(Idle, AProcessThatDidNotRunIsNotReadAgainButABlockAfterItIsSeen) {
   };
   ASSERT_TRUE(wait_for([&] { return unchanged() >= 3; }, 20s)) << d.daemon_info().dump();
   EXPECT_EQ(d.count_events("VGL0130", "b"), 0);
-  ASSERT_EQ(write(go[1], "x", 1), 1);
-  char c;
-  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  ASSERT_TRUE(blocked.block());
   ASSERT_TRUE(d.wait_event("VGL0130", "b")) << d.output();
   EXPECT_EQ(d.last_event("VGL0130", "b")["fields"]["pid"], p);
 }
