@@ -264,7 +264,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   supervisor_->apply(std::move(decls), runtime_->take_groups());
   decls = {};
   replay_overrides();
-  supervisor_->rearm_all();
+  supervisor_->forget_orders();
   log_->emit(Msg::RulesLoaded, "",
              {{"files", res.files.size()}, {"watches", watches}, {"reason", reason}});
   // A reload frees a whole Lua state and the load's garbage (and the
@@ -329,14 +329,7 @@ void Daemon::on_proc_event(const ProcEvent& ev) {
 
 void Daemon::on_signal() {
   signalfd_siginfo si;
-  std::vector<Reaper::ChildSignal> children;
-  struct Flush {  // the SIGCHLDs read together, handled together
-    Daemon& d;
-    std::vector<Reaper::ChildSignal>& c;
-    ~Flush() {
-      if (!c.empty() && d.supervisor_) d.supervisor_->reaper().on_sigchld(c);
-    }
-  } flush{*this, children};
+  std::vector<Reaper::ChildSignal> children;  // read together, handled together
   while (::read(signal_fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     switch (si.ssi_signo) {
       case SIGCHLD:
@@ -348,6 +341,7 @@ void Daemon::on_signal() {
       default: break;
     }
   }
+  if (!children.empty()) supervisor_->reaper().on_sigchld(children);
 }
 
 void Daemon::shutdown(const std::string& reason, bool keep_processes) {
@@ -769,7 +763,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     auto normalized = runtime_->set_param(name, key, value, err);
     if (!normalized) return reject("set " + name + " " + key + ": " + err);
     (*overrides)[key] = *normalized;
-    supervisor_->rearm_all();
+    supervisor_->forget_orders();
     log_->emit(Msg::ParameterSet, name, {{"key", key}, {"value", *normalized}});
     return reply(ok_reply({{"key", key}, {"value", *normalized}}));
   }

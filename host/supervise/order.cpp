@@ -212,7 +212,7 @@ void Supervisor::advance() {
 
 void Supervisor::restart_set(Unit* cause, const std::vector<std::string>& names, double delay,
                              Group* group, const std::string& reason, std::function<void()> done) {
-  if (cause && cause->child && cause->child->unconfirmed) overrule(*cause);
+  if (cause) overrule(*cause);
   double mono = mono_seconds(MonoClock::now());
   double uptime = cause && cause->last_exit ? cause->last_exit->uptime : 0;
   if (cause) {
@@ -285,7 +285,7 @@ void Supervisor::start_ordered(const std::vector<std::string>& names, const char
 }
 
 void Supervisor::exhaust_group(Group& g, std::optional<double> rearm_after, Unit* cause) {
-  if (cause && cause->child && cause->child->unconfirmed) overrule(*cause);
+  if (cause) overrule(*cause);
   if (cause) ++cause->decisions;
   loop_.cancel(g.rearm_timer);
   g.rearm_timer = 0;

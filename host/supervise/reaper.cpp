@@ -94,8 +94,7 @@ void Reaper::on_sigchld(const std::vector<ChildSignal>& signals) {
     if (waitid(P_PID, static_cast<id_t>(cs.pid), &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
         si.si_pid != cs.pid)
       continue;
-    if (orphan_) orphan_(cs.pid, from_siginfo(si));
-    waitpid(cs.pid, nullptr, WNOHANG);
+    reap_orphan(si);
   }
   // Signals of children that died or stopped together may have
   // coalesced into one: one sweep (and look at stops) finds the rest,
@@ -139,9 +138,13 @@ void Reaper::sweep() {
     }
     // An orphan reparented to us (we are a subreaper), or a child we no
     // longer track: reap it.
-    if (orphan_) orphan_(si.si_pid, from_siginfo(si));
-    waitpid(si.si_pid, nullptr, WNOHANG);
+    reap_orphan(si);
   }
+}
+
+void Reaper::reap_orphan(const siginfo_t& si) {
+  if (orphan_) orphan_(si.si_pid, from_siginfo(si));
+  waitpid(si.si_pid, nullptr, WNOHANG);
 }
 
 }  // namespace vigil

@@ -68,6 +68,7 @@ class Reaper {
   void sweep();
   void post_sweep();
   void scan_stops();
+  void reap_orphan(const siginfo_t& si);  // told to orphan_, then reaped
 
   struct Child {
     Fd pidfd;

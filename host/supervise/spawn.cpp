@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
 #include "host/proc/proc_stat.hpp"
 

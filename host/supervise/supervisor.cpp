@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "host/core/clock.hpp"
 #include "host/core/json_out.hpp"
@@ -532,8 +533,7 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   record(u);
   if (!quiet) {
     log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
-    u.armed = false;
-    u.arm_asked = false;  // asked at its exit (a launch asks nothing)
+    u.armed.reset();  // asked at its exit (a launch asks nothing)
   }
   start_probes(u);
   return true;
@@ -542,11 +542,8 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
 // The rules may answer otherwise now: each running process's order is
 // asked again at its exit (not now: a reload of 1000 watches would ask
 // 1000 questions).
-void Supervisor::rearm_all() {
-  for (auto& [name, u] : units_) {
-    u->armed = false;
-    u->arm_asked = false;
-  }
+void Supervisor::forget_orders() {
+  for (auto& [name, u] : units_) u->armed.reset();
 }
 
 // The rules' standing order for the process just restarted (asked now,
@@ -554,7 +551,6 @@ void Supervisor::rearm_all() {
 void Supervisor::ask_arm(Unit& u) {
   u.armed = policy_ && u.kind() == Unit::Kind::Started && u.child && !u.child->failure &&
             policy_->arm(u);
-  u.arm_asked = true;
 }
 
 void Supervisor::release(Unit& u, const char* reason) {
@@ -673,17 +669,13 @@ void Supervisor::finish_exit(Unit& u, const ExitInfo& e, bool was_stopping) {
 // first exit's events and policy call (issue 13). The rules' answer then
 // confirms the restart (restart_later with no delay), or overrules it.
 bool Supervisor::restart_armed(Unit& u, const ExitInfo& e, bool was_stopping) {
+  std::optional<bool> armed = std::exchange(u.armed, std::nullopt);
+  if (!policy_ || was_stopping || !u.want_running || u.paused || u.queued || u.stop_queued ||
+      !e.pid || !e.error.empty() || u.kind() != Unit::Kind::Started || u.timer)
+    return false;
   // Not asked since its start (a launch, a reload): asked now, one
   // short question instead of the whole exit policy before the spawn.
-  bool armed = u.arm_asked ? u.armed
-                           : policy_ && u.kind() == Unit::Kind::Started && e.error.empty() &&
-                                 !was_stopping && u.want_running && !u.paused && policy_->arm(u);
-  u.armed = false;
-  u.arm_asked = false;
-  if (!armed || !policy_ || was_stopping || !u.want_running || u.paused || u.queued ||
-      u.stop_queued || !e.pid || !e.error.empty() || u.kind() != Unit::Kind::Started ||
-      u.timer || !spawn(u, true))
-    return false;
+  if (!(armed ? *armed : policy_->arm(u)) || !spawn(u, true)) return false;
   u.pending_exit = std::make_unique<ExitInfo>(e);
   std::string name = u.name;
   loop_.lag([this, name] {
@@ -697,16 +689,13 @@ void Supervisor::settle_exit(Unit& u) {
   u.pending_exit.reset();
   bool ask = u.child && u.child->unconfirmed && u.want_running && !u.paused && !u.queued &&
              !u.stop_queued && policy_;
-  if (!ask) {
-    // Stopped, paused or restarted in order meanwhile: the restart was
-    // made, so it is counted; the rules have nothing left to decide.
+  if (ask)
+    finish_exit(u, e, false);
+  else  // stopped, paused or restarted in order meanwhile: nothing left to decide
     log_.emit(Msg::ProcessExited, u.name, exit_fields(u, e));
-    confirm_armed(u);
-    report_armed(u);
-    return;
-  }
-  finish_exit(u, e, false);
-  confirm_armed(u);  // whatever the rules did, a replacement still unanswered stands
+  // The restart was made: whatever the rules did, a replacement still
+  // unanswered stands, counted.
+  confirm_armed(u);
   report_armed(u);
 }
 
@@ -731,15 +720,16 @@ void Supervisor::report_armed(Unit& u) {
   ask_arm(u);
 }
 
-// The rules answered otherwise than their standing order: the
-// replacement, a moment old, is killed (its exit is no one's concern) and
-// the answer is carried out as if it had never started.
+// Called by every decision but a restart at once: if the standing order
+// started a replacement the rules have not answered for, they answered
+// otherwise. The replacement, a moment old, is killed (its exit is no
+// one's concern) and the answer is carried out as if it had never started.
 void Supervisor::overrule(Unit& u) {
+  if (!u.child || !u.child->unconfirmed) return;
   Unit::Child& c = *u.child;
   log_.emit(Msg::StandingOrderOverruled, u.name,
             {{"pid", c.pid}, {"was", u.last_exit ? u.last_exit->pid : 0}});
-  ::kill(-c.pid, SIGKILL);
-  reaper_.signal(c.pid, SIGKILL);
+  signal_process(u, SIGKILL);
   reaper_.ignore(c.pid);
   loop_.cancel(c.kill_timer);
   stop_probes(u);
@@ -749,10 +739,9 @@ void Supervisor::overrule(Unit& u) {
 }
 
 void Supervisor::restart_later(Unit& u, double delay) {
-  if (u.child && u.child->unconfirmed) {
-    if (delay <= 0) return confirm_armed(u);  // what the standing order did
-    overrule(u);
-  }
+  if (delay <= 0 && u.child && u.child->unconfirmed)
+    return confirm_armed(u);  // what the standing order did
+  overrule(u);
   ++u.decisions;
   double uptime = u.last_exit ? u.last_exit->uptime : 0;
   u.ledger.add(u.ledger.history, mono_seconds(MonoClock::now()), uptime);
@@ -774,7 +763,7 @@ void Supervisor::restart_later(Unit& u, double delay) {
 }
 
 void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
-  if (u.child && u.child->unconfirmed) overrule(u);
+  overrule(u);
   ++u.decisions;
   cancel_timer(u);
   end_find(u);
@@ -794,7 +783,7 @@ void Supervisor::exhaust(Unit& u, std::optional<double> rearm_after) {
 }
 
 void Supervisor::lose(Unit& u) {
-  if (u.child && u.child->unconfirmed) overrule(u);
+  overrule(u);
   ++u.decisions;
   cancel_timer(u);
   set_state(u, UnitState::Stopped);

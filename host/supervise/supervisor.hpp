@@ -321,8 +321,8 @@ struct Unit {
   // exit is answered by a restart at once, whatever the exit. The
   // replacement is then started the moment it ends, and the exit written
   // up and put to the rules afterwards (`pending_exit`).
-  bool armed = false;
-  bool arm_asked = false;  // armed is the answer for the running process
+  // nullopt: not asked for the running process (asked at its exit).
+  std::optional<bool> armed;
   std::unique_ptr<ExitInfo> pending_exit;  // (a pointer: rare, and a thousand units)
   Ledger ledger;           // restart history, ladder steps, last decision
   TimerId timer = 0;       // pending backoff restart or re-arm
@@ -511,7 +511,7 @@ class Supervisor {
   void rotate_logs();
   // Forgets the rules' standing orders: asked again at each process's
   // exit (after a reload or a live change: the budgets it rests on changed).
-  void rearm_all();
+  void forget_orders();
 
   size_t running_count() const;
   // Processes vigil runs for itself (scripts, hooks, stop commands) and
