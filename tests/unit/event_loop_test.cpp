@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -136,4 +137,44 @@ TEST(EventLoop, DueTimersAreCutIntoSlicesToo) {
   EXPECT_EQ(loop.stats().timers_cut, 1u);
   loop.run_once(24h);  // due already: no wait
   EXPECT_EQ(fired, (std::vector<int>{1, 2}));
+}
+
+// Lagging work waits while an fd is ready or work is deferred, then runs
+// one task per idle iteration; once its oldest has waited kLag it runs
+// even during a storm (it is not starved).
+TEST(EventLoop, LaggingWorkWaitsOutABurstButIsNotStarved) {
+  EventLoop loop;
+  std::vector<std::string> order;
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  ASSERT_EQ(write(p[1], "x", 1), 1);  // stays readable: a storm that never ends
+  loop.add(p[0], EPOLLIN, [&](uint32_t) { order.push_back("fd"); });
+  MonoTime start = MonoClock::now();  // before the tasks: they are younger
+  loop.lag([&] { order.push_back("lag1"); });
+  loop.lag([&] { order.push_back("lag2"); });
+  loop.defer([&] { order.push_back("deferred"); });
+  loop.run_once(0ms);
+  EXPECT_EQ(order, (std::vector<std::string>{"fd", "deferred"}));
+  // Still ready: nothing lagged runs before kLag.
+  while (MonoClock::now() - start < EventLoop::kLag / 2) loop.run_once(0ms);
+  EXPECT_EQ(std::count(order.begin(), order.end(), "lag1"), 0);
+  while (MonoClock::now() - start < EventLoop::kLag * 2 &&
+         std::count(order.begin(), order.end(), "lag2") == 0)
+    loop.run_once(0ms);
+  EXPECT_EQ(std::count(order.begin(), order.end(), "lag1"), 1);
+  EXPECT_EQ(std::count(order.begin(), order.end(), "lag2"), 1);
+  close(p[0]);
+  close(p[1]);
+}
+
+// Idle (no fd ready, nothing deferred): one lagged task per iteration.
+TEST(EventLoop, LaggingWorkRunsOneTaskPerIdleIteration) {
+  EventLoop loop;
+  int ran = 0;
+  loop.lag([&] { ++ran; });
+  loop.lag([&] { ++ran; });
+  loop.run_once(0ms);
+  EXPECT_EQ(ran, 1);
+  loop.run_once(0ms);
+  EXPECT_EQ(ran, 2);
 }
