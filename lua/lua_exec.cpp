@@ -6,7 +6,8 @@
 //       log_max_bytes, log_keep, where, match = {name, exe, cmdline,
 //       cmdline_re, user, uid, parent, ppid, cgroup, kernel, select},
 //       restart_script (argv), script_timeout, find_within, kill ("tree"|"process"),
-//       count = {min, max}, checks = {every, zombie, stopped, blocked}).
+//       count = {min, max}, checks = {every, zombie, stopped, blocked},
+//       autostart (default true), oneshot).
 //       Expected problems (program not found, unknown user, bad regex)
 //       return nil, err.
 //   exec.info(name) -> table | nil      state, pid, restarts, history, ...
@@ -15,6 +16,8 @@
 //   exec.exhaust(name [, rearm])        decision: give up (re-arm after s)
 //   exec.lose(name)                     decision: nothing to start; wait for
 //                                       a matching process to appear
+//   exec.finish(name, ok [, why])       decision: not restarted; the watch is
+//                                       done (ok: the exit was a success)
 //   exec.kill(name, signal, reason) -> boolean   kill the watched process
 //                                       (true: it has one; the signal is sent
 //                                       once the current callback returns)
@@ -52,7 +55,7 @@
 //       on_exit runs from the loop after the command has been reaped.
 // Decisions, kill and run() act on the live state only.
 //
-// Decisions (restart_later, exhaust, lose, restart_set, exhaust_group) are
+// Decisions (restart_later, exhaust, lose, finish, restart_set, exhaust_group) are
 // the answer to the policy question being asked (entry.exit): they are
 // taken at once; the supervisor defers their effects itself. Other actions
 // on a watch (kill, set_count) are queued and run once the callback that
@@ -227,6 +230,12 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   raw_field(L, idx, "stop_on_remove");
   d.stop_on_remove = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  raw_field(L, idx, "autostart");
+  d.autostart = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  raw_field(L, idx, "oneshot");
+  d.oneshot = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   d.adopt.kill_tree = field_string(L, idx, "kill") != "process";
 
   raw_field(L, idx, "count");
@@ -377,6 +386,15 @@ int l_exhaust(lua_State* L) {
 int l_lose(lua_State* L) {
   Unit& u = live_unit(L, "exec.lose");
   runtime_of(L).host.supervisor->lose(u);
+  return 0;
+}
+
+int l_finish(lua_State* L) {
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  bool ok = lua_toboolean(L, 2);
+  std::string why = luaL_optstring(L, 3, "");
+  Unit& u = live_unit(L, "exec.finish");
+  runtime_of(L).host.supervisor->finish(u, ok, why);
   return 0;
 }
 
@@ -767,6 +785,7 @@ const luaL_Reg kExecFns[] = {{"order", l_order},
                              {"restart_later", l_restart_later},
                              {"exhaust", l_exhaust},
                              {"lose", l_lose},
+                             {"finish", l_finish},
                              {"kill", l_kill},
                              {"set_count", l_set_count},
                              {"run", l_run},

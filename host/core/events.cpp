@@ -185,6 +185,12 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
      "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
      "pid {pid}, started at once, was killed"},
+    {Msg::ProcessDone, "VGL0205", S::Info, "process_done",
+     "{watch}: done ({how}): {why}"},
+    {Msg::ProcessDoneFailed, "VGL0206", S::Error, "process_done_failed",
+     "{watch}: failed and not restarted ({how}): {why}"},
+    {Msg::PulledIn, "VGL0207", S::Info, "pulled_in",
+     "{watch}: started (autostart = false) because '{by}', which requires it, is starting"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -109,6 +109,9 @@ enum class Msg {
   CountKills,             // VGL0170
   LeftoversSwept,         // VGL0176
   StandingOrderOverruled, // VGL0177
+  ProcessDone,            // VGL0205
+  ProcessDoneFailed,      // VGL0206
+  PulledIn,               // VGL0207
   RuleMessage,            // VGL0900
   kCount
 };

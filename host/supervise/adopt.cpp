@@ -123,6 +123,14 @@ void Supervisor::reattach(Unit& u) {
     journal_previous_.erase(prev);
     if (readopt(u, e, "re-adopted after vigil restarted")) return;
   }
+  if (!u.autostart) {
+    // Declared, checked and shown; started when asked (what a previous
+    // vigil started for it was re-adopted above).
+    u.want_running = false;
+    u.held = true;
+    set_state(u, UnitState::Stopped);
+    return;
+  }
   // Not named by the journal (lost, damaged, or a write that never made
   // it): a process vigil started for it may still run.
   if (first_apply_ && !instance_.empty() && !u.spec.argv.empty() &&

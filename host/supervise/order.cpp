@@ -38,6 +38,8 @@ nlohmann::json Ledger::to_json() const {
 }
 
 bool Unit::ready() const {
+  // A oneshot is what its dependents wait for once it has run to success.
+  if (oneshot) return state == UnitState::Done && done_ok;
   if (kind() == Kind::Members) return !m->members.empty() && m->bounds != Bounds::Under;
   if (queued || !child || child->failure || state != UnitState::Running) return false;
   if (probing && probing->gated()) return probing->ready;
@@ -89,6 +91,15 @@ bool Supervisor::deps_ready(Unit& u, std::optional<MonoTime>* settle_at) {
     }
   }
   return u.waiting_for.empty();
+}
+
+void Supervisor::pull_in(Unit& u) {
+  for (const auto& a : u.after) {
+    Unit* d = find(a);
+    if (!d || !d->held || d->paused) continue;
+    log_.emit(Msg::PulledIn, d->name, {{"by", u.name}});
+    start(*d, "required");
+  }
 }
 
 // Whether a watch that depends on u (directly or not) still runs and is

@@ -30,6 +30,7 @@ const char* unit_state_name(UnitState s) {
     case UnitState::Exhausted: return "exhausted";
     case UnitState::Stopped: return "stopped";
     case UnitState::Waiting: return "waiting";
+    case UnitState::Done: return "done";
   }
   return "stopped";
 }
@@ -61,6 +62,7 @@ void write_exit(const ExitInfo& e, W& w) {
   else
     w.key("signal").null();
   if (!e.error.empty()) w.key("error").str(e.error);
+  if (!e.killed.empty()) w.key("killed").str(e.killed);
   w.end_object();
 }
 
@@ -91,6 +93,9 @@ void write_unit(const Unit& u, W& w) {
   else
     w.key("last_exit").null();
   w.key("paused").boolean(u.paused);
+  if (u.state == UnitState::Done) w.key("outcome").str(u.done_ok ? "success" : "failure");
+  if (u.oneshot) w.key("oneshot").boolean(true);
+  if (!u.autostart) w.key("autostart").boolean(false);
   w.key("where").str(u.where);
   if (u.m) {
     w.key("match").str(u.m->match.spec().describe());
@@ -286,6 +291,8 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   u.after = std::move(d.after);
   u.settle = d.settle;
   u.group = std::move(d.group);
+  u.oneshot = d.oneshot;
+  u.autostart = d.autostart;
   set_probe_specs(u, std::move(d.probes));
 }
 
@@ -339,6 +346,8 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->after = d.after;
       u->settle = d.settle;
       u->group = d.group;
+      u->oneshot = d.oneshot;
+      u->autostart = d.autostart;  // what it does now stays: autostart is for the load that adds it
       if (u->m) u->m->stop_on_remove = d.stop_on_remove;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
       // A changed declaration waiting for the stop to finish is this one
@@ -401,6 +410,7 @@ void Supervisor::start_process(Unit& u, bool look_first) {
   // In dependency order: it waits until what it requires is ready.
   if (u.queued) return schedule_advance();
   if (!u.after.empty() && !deps_ready(u)) {
+    pull_in(u);
     log_.emit(Msg::WaitingForDeps, u.name, {{"for", join(u.waiting_for, ", ")}});
     return enqueue(u);
   }
@@ -600,6 +610,7 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     if (c.watch) loop_.remove(c.watch);
     if (c.adopted && adopted_.erase(c.pid)) update_interest_soon();
     was_stopping = c.stopping;
+    e.killed = std::move(c.killed);
     stop_probes(u);
     u.child.reset();
     journal_.clear(u.name);
@@ -790,8 +801,24 @@ void Supervisor::lose(Unit& u) {
   begin_find(u);
 }
 
+void Supervisor::finish(Unit& u, bool ok, const std::string& why) {
+  overrule(u);
+  ++u.decisions;
+  cancel_timer(u);
+  u.want_running = false;
+  u.done_ok = ok;
+  set_state(u, UnitState::Done);
+  nlohmann::json fields = {{"how", u.last_exit ? u.last_exit->describe() : "not running"},
+                           {"why", why}};
+  if (u.oneshot) fields["oneshot"] = true;
+  log_.emit(ok ? Msg::ProcessDone : Msg::ProcessDoneFailed, u.name, fields);
+  // A oneshot that succeeded is what its dependents were waiting for.
+  if (ok && u.oneshot) schedule_advance();
+}
+
 void Supervisor::start(Unit& u, const char* reason) {
   u.want_running = true;
+  u.held = false;
   if (u.child) return;
   // An operator start is a fresh start: the budget is re-armed.
   if (u.state == UnitState::Exhausted) log_.emit(Msg::Rearmed, u.name, {{"reason", reason}});
@@ -879,6 +906,7 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
   bool ends_it = signal != SIGCONT && signal != SIGSTOP && signal != SIGTSTP && signal != SIGHUP &&
                  signal != SIGUSR1 && signal != SIGUSR2 && signal != SIGWINCH;
   if (!ends_it) return true;
+  if (u.child->killed.empty()) u.child->killed = reason.empty() ? "killed by vigil" : reason;
   // A stopped (or frozen) process acts on the signal only once continued.
   signal_process(u, SIGCONT);
   if (signal != SIGKILL) {
@@ -900,8 +928,10 @@ bool Supervisor::kill_process(Unit& u, int signal, const std::string& reason) {
 
 void Supervisor::stop(Unit& u, std::function<void()> done) {
   // Stopped by an operator (or a reload): no longer part of an ordered
-  // restart that would start it again, nor restarted by the operator.
+  // restart that would start it again, nor restarted by the operator,
+  // nor started by what requires it.
   u.restart_when_stopped = false;
+  u.held = false;
   if (u.queued) {
     u.queued = false;
     unqueue(u.name);

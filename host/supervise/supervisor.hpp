@@ -49,7 +49,9 @@ Fd open_stat(pid_t pid, const char* file = "stat");
 
 // Waiting: to be started once the watches it requires are ready (or, in
 // an ordered restart, once its dependents are down).
-enum class UnitState { Starting, Running, Backoff, Exhausted, Stopped, Waiting };
+// Done: its process ended and, by the rules' `restart.on` (or a oneshot's
+// completion), is not restarted: stopped by design, not by an operator.
+enum class UnitState { Starting, Running, Backoff, Exhausted, Stopped, Waiting, Done };
 const char* unit_state_name(UnitState s);
 
 struct ExitInfo {
@@ -58,6 +60,7 @@ struct ExitInfo {
   double uptime = 0;             // seconds the process ran
   double wall = 0;               // when it ended
   std::string error;             // failure text when it never ran (or a restart failed)
+  std::string killed;            // why vigil ended it (a hang, a state), "" when it did not
   std::string describe() const;  // "exited 3", "killed by KILL", "failed to start: ..."
   nlohmann::json to_json() const;
 };
@@ -172,6 +175,12 @@ struct Declaration {
   // Removed from the rules: stop the process it adopted (by default vigil
   // lets go of a process it did not start, as at shutdown).
   bool stop_on_remove = false;
+  // Started when the rules load (false: only by `vigil start`, a group
+  // start, or a watch that requires it being started).
+  bool autostart = true;
+  // Runs to completion: ready for what requires it once it has ended
+  // successfully (the rules' finish with success), not while it runs.
+  bool oneshot = false;
 };
 
 // A group as the rules declared it: its members (watches or groups) in
@@ -286,6 +295,12 @@ struct Unit {
   bool paused = false;
   bool want_running = true;
   double since = 0;  // wall time the state was entered
+  bool oneshot = false;    // the declaration's (Declaration::oneshot)
+  bool autostart = true;   // the declaration's (Declaration::autostart)
+  // Not started because of autostart = false, and not asked for since:
+  // started when a watch that requires it is.
+  bool held = false;
+  bool done_ok = false;    // Done: it ended successfully
 
   struct Child {
     pid_t pid = 0;
@@ -302,6 +317,7 @@ struct Unit {
     Fd pidfd;               // adopted only; the reaper holds its children's
     WatchId watch = 0;
     bool stopping = false;
+    std::string killed;  // kill_process's reason, when it ended it
     // Started at once by the rules' standing order (Unit::armed) when the
     // one before it ended; the rules have not answered that exit yet.
     bool unconfirmed = false;
@@ -467,6 +483,9 @@ class Supervisor {
   void exhaust(Unit& u, std::optional<double> rearm_after);
   // Nothing to start: the watch waits for a matching process to appear.
   void lose(Unit& u);
+  // Not restarted, by the rules' restart.on (or a oneshot that ran to its
+  // end): the watch is done; `ok` when the exit counts as a success.
+  void finish(Unit& u, bool ok, const std::string& why);
   // Kills the watched process (a hang, a bad state): it dies and the rules
   // decide as for any death; KILL follows after the stop timeout. Signals
   // that do not end a program (CONT, STOP, HUP, USR1, USR2, WINCH) are only
@@ -602,6 +621,8 @@ class Supervisor {
   void on_own_exit(const std::string& name, pid_t pid);
 
   // order.cpp: dependency order, coordinated restarts, groups.
+  // Starts what u waits for that is held back only by autostart = false.
+  void pull_in(Unit& u);
   bool deps_ready(Unit& u, std::optional<MonoTime>* settle_at = nullptr);
   void enqueue(Unit& u);
   void schedule_advance();

@@ -59,4 +59,34 @@ function M.decide(rp, history, now, uptime)
   return { action = "restart", delay = M.delay(rp, streak), used = used, streak = streak }
 end
 
+--- What an exit was, for `restart.on` (ev: the exit event; success: a
+-- set of exit codes and signal names that count as success, default { 0 }):
+--   "success"  an exit code (or a signal) the set lists
+--   "failure"  another exit code, an unknown status, or a failed start
+--   "signal"   killed by a signal
+--   "hang"     ended by vigil itself: a hang, a bad state, a timeout
+local default_success = { [0] = true }
+function M.exit_class(ev, success)
+  success = success or default_success
+  if ev.killed then return "hang" end
+  if ev.error then return "failure" end
+  if ev.signal then return success[ev.signal] and "success" or "signal" end
+  if ev.code == nil then return "failure" end
+  return success[ev.code] and "success" or "failure"
+end
+
+-- restart.on -> the exit classes it restarts (systemd's Restart=).
+local restarted = {
+  always = { success = true, failure = true, signal = true, hang = true },
+  failure = { failure = true, signal = true, hang = true },
+  abnormal = { signal = true, hang = true },
+  never = {},
+}
+M.restart_on = { "always", "failure", "abnormal", "never" }
+
+--- Whether `on` (default "always") restarts an exit of this class.
+function M.restarts(on, class)
+  return restarted[on or "always"][class] == true
+end
+
 return M

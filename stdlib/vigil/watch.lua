@@ -37,9 +37,12 @@ local M = { _VERSION = "1" }
 local watches = {}
 M.watches = watches
 
+-- The host's names (host/core/strings.cpp), Linux numbers.
 local signals = {
-  HUP = 1, INT = 2, QUIT = 3, KILL = 9, USR1 = 10, USR2 = 12, ALRM = 14, TERM = 15,
-  CONT = 18, STOP = 19, TSTP = 20, WINCH = 28, PWR = 30,
+  HUP = 1, INT = 2, QUIT = 3, ILL = 4, TRAP = 5, ABRT = 6, BUS = 7, FPE = 8, KILL = 9,
+  USR1 = 10, SEGV = 11, USR2 = 12, PIPE = 13, ALRM = 14, TERM = 15, CHLD = 17, CONT = 18,
+  STOP = 19, TSTP = 20, TTIN = 21, TTOU = 22, URG = 23, XCPU = 24, XFSZ = 25, VTALRM = 26,
+  PROF = 27, WINCH = 28, IO = 29, PWR = 30, SYS = 31,
 }
 
 local function signal_checker(v, path)
@@ -60,6 +63,29 @@ end
 local function never_restart(v, path)
   if v == false then return { limit = 0 } end
   return nil, string.format("%s: expected a table or false", path)
+end
+
+-- A watch's `restart`: its budget, and which exits it restarts at all.
+local restart_schema = { on = schema.one_of(table.unpack(policy.restart_on)) }
+for k, v in pairs(ladder.restart_schema) do restart_schema[k] = v end
+
+-- success_exit = { 0, 3, "TERM" }: exit codes and signals that are a success.
+local function success_exit(v, path)
+  if type(v) ~= "table" then v = { v } end
+  if #v == 0 then return nil, path .. ": expected exit codes (0..255) or signal names, e.g. { 0, 3, \"TERM\" }" end
+  local set = {}
+  for i, x in ipairs(v) do
+    local p = string.format("%s[%d]", path, i)
+    if math.type(x) == "integer" then
+      if x < 0 or x > 255 then return nil, string.format("%s: exit code %d is not in 0..255", p, x) end
+      set[x] = true
+    else
+      local n, err = signal_checker(x, p)
+      if not n then return nil, err end
+      for name, num in pairs(signals) do if num == n then set[name] = true end end
+    end
+  end
+  return set
 end
 
 local stop_schema = {
@@ -230,8 +256,11 @@ local watch_schema = {
   user = schema.string,
   group = schema.string,
   umask = umask_checker,
-  restart = schema.by_type({ boolean = never_restart, table = schema.table(ladder.restart_schema) },
+  restart = schema.by_type({ boolean = never_restart, table = schema.table(restart_schema) },
     "a table or false"),
+  success_exit = success_exit,
+  oneshot = schema.boolean,
+  autostart = schema.boolean,
   rearm = schema.duration,
   on_exhausted = ladder.hook_checker,
   escalate = ladder.checker,
@@ -365,6 +394,33 @@ function M.declare(where, name, spec)
     if s.on_under == "restart" and not (s.start or s.restart_script) then
       fail(where, name, "on_under = \"restart\" needs 'start' or 'restart_script'")
     end
+    -- Which exits are restarted: restart.on (a oneshot: "never" unless
+    -- it says otherwise), kept apart from the budget.
+    local budget, restart_on = s.restart, s.restart and s.restart.on
+    if restart_on then
+      budget = {}
+      for k, v in pairs(s.restart) do if k ~= "on" then budget[k] = v end end
+      if next(budget) == nil then budget = nil end
+    end
+    if s.oneshot then
+      if not s.start then fail(where, name, "'oneshot' needs 'start' (the job vigil runs to completion)") end
+      if restart_on == "always" then
+        fail(where, name, "a oneshot runs to completion: restart.on = \"always\" would run it again forever (\"failure\" retries a failed run)")
+      end
+      restart_on = restart_on or "never"
+    end
+    local one_process = not (s.count or (s.match and s.match.select == "all"))
+    for _, k in ipairs({ "success_exit", "oneshot", "autostart" }) do
+      if s[k] ~= nil and not one_process then
+        fail(where, name, string.format("'%s' applies to one process; this watch counts several (count or match.select = \"all\")", k))
+      end
+    end
+    if restart_on and not one_process then
+      fail(where, name, "restart.on applies to one process; this watch counts several (count or match.select = \"all\")")
+    end
+    if s.autostart ~= nil and not (s.start or s.restart_script) then
+      fail(where, name, "'autostart' applies to a watch vigil starts ('start' or 'restart_script'); this one only finds its process")
+    end
     local match = s.match
     if match then
       match = {}
@@ -432,6 +488,8 @@ function M.declare(where, name, spec)
       count = s.count,
       checks = checks,
       probes = probe_specs,
+      autostart = s.autostart,
+      oneshot = s.oneshot,
       where = where,
     })
     if not ok then fail(where, name, derr) end
@@ -442,8 +500,11 @@ function M.declare(where, name, spec)
       where = where,
       -- Watches without their own policy share one table; `vigil set`
       -- copies before changing it.
-      restart = s.restart and policy.normalize(s.restart) or default_restart,
+      restart = budget and policy.normalize(budget) or default_restart,
     }
+    w.restart_on = restart_on
+    w.success_exit = s.success_exit
+    w.oneshot = s.oneshot
     w.description = s.description
     w.rearm = s.rearm
     w.on_exhausted = s.on_exhausted
@@ -451,7 +512,7 @@ function M.declare(where, name, spec)
     if s.dump then w.dump = s.dump end
     w.requires = s.requires
     w.settle = s.settle
-    if s.restart or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
+    if budget or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
     if s.escalate then
       for i, step in ipairs(s.escalate) do
         if step.action == "restart_group" then
@@ -545,6 +606,25 @@ function M.armable(name)
   return ladder.armable(w)
 end
 
+local class_text = {
+  success = "a successful exit", failure = "a failed exit", signal = "a death by a signal",
+  hang = "an end vigil forced (a hang or a bad state)",
+}
+
+-- An exit restart.on does not restart: the watch is done.
+local function done(w, class, ev)
+  local why
+  if w.oneshot and class == "success" then
+    why = "the oneshot ran to completion"
+  else
+    why = string.format("restart.on = \"%s\" does not restart %s", w.restart_on, class_text[class])
+  end
+  if class ~= "success" then M.dump(w, "exit", ev) end
+  exec.finish(w.name, class == "success", why)
+  pcall(exec.explain, w.name, { rule = w.where, event = ev.error or (ev.signal and ("killed by " .. ev.signal))
+    or ("exited " .. tostring(ev.code)), watch = w.name, action = "done", why = why })
+end
+
 --- The policy: called by the host when a watched process ended (or a
 -- restart of it failed).
 function M.on_exit(name, ev)
@@ -554,6 +634,10 @@ function M.on_exit(name, ev)
     -- Nothing vigil can start: wait for it to come back by itself.
     exec.lose(name)
     return
+  end
+  if w.restart_on and w.restart_on ~= "always" then
+    local class = policy.exit_class(ev, w.success_exit)
+    if not policy.restarts(w.restart_on, class) then return done(w, class, ev) end
   end
   M.dump(w, "exit", ev)
   ladder.failure(w, ev)

@@ -198,6 +198,10 @@ T.test("the standing order says yes only when the next exit is surely a restart 
     { name = "nothing to start", spec = { match = { name = "x" } }, want = false },
     { name = "in a group", spec = { start = "x" }, group = true, want = false },
     { name = "required by another", spec = { start = "x" }, dependent = true, want = false },
+    { name = "restart.on always", spec = { start = "x", restart = { on = "always" } }, want = true },
+    { name = "restart.on failure", spec = { start = "x", restart = { on = "failure" } }, want = false },
+    { name = "restart.on abnormal", spec = { start = "x", restart = { on = "abnormal" } }, want = false },
+    { name = "a oneshot", spec = { start = "x", oneshot = true, restart = { on = "failure" } }, want = false },
   }
   for _, c in ipairs(cases) do
     for _, uptime in ipairs({ 0.1, 100 }) do

@@ -62,3 +62,27 @@ T.test("a first delay is added to every restart", function()
   eq(policy.decide(delayed, {}, 1, 100).delay, 2, "delay first")
   eq(policy.decide(delayed, { { at = 0, uptime = 0.1 } }, 1, 0.1).delay, 3, "delay plus backoff")
 end)
+
+T.test("exit classes and what restart.on restarts", function()
+  local ok3 = { [0] = true, [3] = true, TERM = true }
+  eq(policy.exit_class({ code = 0 }), "success", "exit 0")
+  eq(policy.exit_class({ code = 3 }), "failure", "exit 3")
+  eq(policy.exit_class({ code = 3 }, ok3), "success", "exit 3 listed")
+  eq(policy.exit_class({ signal = "TERM" }), "signal", "a signal")
+  eq(policy.exit_class({ signal = "TERM" }, ok3), "success", "a signal listed")
+  eq(policy.exit_class({ code = 0, killed = "hung" }), "hang", "vigil ended it")
+  eq(policy.exit_class({ error = "exec: ENOENT" }), "failure", "a failed start")
+  eq(policy.exit_class({}), "failure", "an unknown status")
+  local want = {
+    always = "success failure signal hang", failure = "failure signal hang",
+    abnormal = "signal hang", never = "",
+  }
+  for _, on in ipairs(policy.restart_on) do
+    local got = {}
+    for _, class in ipairs({ "success", "failure", "signal", "hang" }) do
+      if policy.restarts(on, class) then got[#got + 1] = class end
+    end
+    eq(table.concat(got, " "), want[on], on)
+  end
+  eq(policy.restarts(nil, "success"), true, "the default is always")
+end)

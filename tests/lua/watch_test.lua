@@ -64,6 +64,16 @@ local refusals = {
   { { match = { name = "x" }, count = { max = 2 }, checks = { zombie = "1s" } }, "'checks' watch one process; this watch counts several" },
   { { match = { name = "x" }, count = { max = 2 }, on_state = "alert" }, "'on_state' watches one process; this watch counts several" },
   { { match = { name = "x" }, probes = { notify { ready = true } } }, "a notify probe needs 'start' or 'restart_script'" },
+  { { start = "x", restart = { on = "sometimes" } }, "watch 'w'.restart.on: expected one of always, failure, abnormal, never" },
+  { { start = "x", success_exit = 300 }, "watch 'w'.success_exit[1]: exit code 300 is not in 0..255" },
+  { { start = "x", success_exit = { "SIGFOO" } }, "watch 'w'.success_exit[1]: unknown signal SIGFOO" },
+  { { start = "x", success_exit = {} }, "watch 'w'.success_exit: expected exit codes" },
+  { { start = "x", oneshot = "yes" }, "watch 'w'.oneshot: expected a boolean" },
+  { { start = "x", oneshot = true, restart = { on = "always" } }, "a oneshot runs to completion: restart.on = \"always\" would run it again forever" },
+  { { match = { name = "x" }, oneshot = true }, "'oneshot' needs 'start'" },
+  { { match = { name = "x" }, autostart = false }, "'autostart' applies to a watch vigil starts" },
+  { { match = { name = "x" }, count = { min = 1 }, restart = { on = "failure" } }, "restart.on applies to one process; this watch counts several" },
+  { { match = { name = "x", select = "all" }, success_exit = 3 }, "'success_exit' applies to one process; this watch counts several" },
   { {}, "needs 'start' (a command to run) or 'match' (a running process to watch)" },
   { "start", "watch 'w': expected a table, got string" },
 }
@@ -188,6 +198,55 @@ T.test("a good watch is handed to the host normalized", function()
   -- restart = false never restarts.
   W.watch "once" { start = "x", restart = false }
   T.eq(W.watches.once.restart.limit, 0, "restart = false")
+end)
+
+-- restart.on: which exits are restarted at all (the rest end the watch
+-- as done, through exec.finish), and the oneshot's default.
+T.test("restart.on decides which exits are restarted; the others finish the watch", function()
+  local cases = {
+    -- on, success_exit, exit event, restarted?, finish ok
+    { "failure", nil, { code = 0 }, false, true },
+    { "failure", nil, { code = 3 }, true },
+    { "failure", nil, { signal = "TERM" }, true },
+    { "failure", nil, { code = 0, killed = "hung" }, true },
+    { "failure", { 0, 3 }, { code = 3 }, false, true },
+    { "failure", { 0, "TERM" }, { signal = "TERM" }, false, true },
+    { "failure", nil, { error = "exec: No such file or directory" }, true },
+    { "abnormal", nil, { code = 3 }, false, false },
+    { "abnormal", nil, { signal = "KILL" }, true },
+    { "abnormal", nil, { code = 0, killed = "hung: probe tcp failed" }, true },
+    { "never", nil, { signal = "KILL" }, false, false },
+    { "never", nil, { code = 0 }, false, true },
+    { "always", nil, { code = 0 }, true },
+  }
+  for i, c in ipairs(cases) do
+    local W, rec = fresh()
+    W.watch "w" { start = "x", restart = { on = c[1] }, success_exit = c[2] }
+    local ev = c[3]
+    ev.uptime = 100
+    W.on_exit("w", ev)
+    local label = string.format("case %d (on = %s, %s)", i, c[1], ev.signal or ev.error or ev.code)
+    T.eq(#fakes.ops(rec, "restart"), c[4] and 1 or 0, label .. ": restarted")
+    local fin = fakes.ops(rec, "finish")
+    T.eq(#fin, c[4] and 0 or 1, label .. ": finished")
+    if not c[4] then T.contains(fin[1], "w " .. tostring(c[5]), label .. ": outcome") end
+  end
+  -- A oneshot runs once unless told to retry failures.
+  local W, rec = fresh()
+  W.watch "job" { start = "x", oneshot = true }
+  W.on_exit("job", { code = 2, uptime = 1 })
+  T.contains(fakes.ops(rec, "finish")[1], "job false", "a failed oneshot is done, not retried")
+  W.watch "retry" { start = "x", oneshot = true, restart = { on = "failure", limit = 2 } }
+  W.on_exit("retry", { code = 2, uptime = 1 })
+  T.eq(#fakes.ops(rec, "restart"), 1, "on = failure retries a oneshot")
+  W.on_exit("retry", { code = 0, uptime = 1 })
+  T.contains(fakes.ops(rec, "finish")[2], "retry true the oneshot ran to completion", "then it is done")
+  -- restart.on alone is not a budget: a group member may say it.
+  W.watch "m" { start = "x", restart = { on = "failure" } }
+  T.eq(W.watches.m.own_policy, nil, "on alone is not an own policy")
+  T.eq(rec.declared.job.oneshot, true, "oneshot handed to the host")
+  W.watch "held" { start = "x", autostart = false }
+  T.eq(rec.declared.held.autostart, false, "autostart handed to the host")
 end)
 
 T.test("vigil set goes through the same checkers", function()

@@ -55,6 +55,7 @@ function M.host()
     end,
     kill = function(name, sig, why) call("kill", name, sig) return true end,
     lose = function(name) call("lose", name) end,
+    finish = function(name, ok, why) call("finish", name, ok, why) end,
     dump = function(name) call("dump", name) return "/dump/" .. name end,
     set_count = function() end,
     probe_answer = function(name, i, token, ok, reason) call("answer", name, i, ok, reason) end,
