@@ -206,7 +206,7 @@ TEST(Resources, CheckRefusesBadValuesWithTheirLine) {
   struct Case {
     std::string text, expect;
   } cases[] = {
-      {"limits = { nofiles = 10 }", "rule.lua:2: watch 'w'.limits: unknown limit 'nofiles' (did you mean 'nofile'?)"},
+      {"limits = { nofiles = 10 }", "rule.lua:1: watch 'w'.limits: unknown limit 'nofiles' (did you mean 'nofile'?)"},
       {"limits = { nofile = { 100, 10 } }", "watch 'w'.limits.nofile: the soft limit 100 is above the hard limit 10"},
       {"limits = { nofile = { \"unlimited\", 10 } }", "the soft limit unlimited is above the hard limit 10"},
       {"limits = { as = \"lots\" }", "watch 'w'.limits.as: bad size"},
@@ -219,7 +219,7 @@ TEST(Resources, CheckRefusesBadValuesWithTheirLine) {
       {"ionice = { class = \"idle\", level = 3 }", "the idle class has no level"},
       {"oom_score_adjust = 1001", "watch 'w'.oom_score_adjust: 1001 is out of range [-1000, 1000]"},
       {"env_file = \"relative\"", "watch 'w'.env_file: expected an absolute path"},
-      {"env_file = \"" + dir + "/none\"", "rule.lua:2: watch 'w': env_file: " + dir + "/none: No such file or directory"},
+      {"env_file = \"" + dir + "/none\"", "rule.lua:1: watch 'w': env_file: " + dir + "/none: No such file or directory"},
       {"env_file = \"" + dir + "/badline\"", "env_file: " + dir + "/badline:3: expected KEY=VALUE"},
       {"env_file = \"" + dir + "\"", "env_file: " + dir + ": is a directory"},
       {"supplementary_groups = { \"adm\" }", "'supplementary_groups' are added to a 'user''s own groups: set 'user'"},
