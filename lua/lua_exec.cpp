@@ -7,7 +7,9 @@
 //       cmdline_re, user, uid, parent, ppid, cgroup, kernel, select},
 //       restart_script (argv), script_timeout, find_within, kill ("tree"|"process"),
 //       count = {min, max}, checks = {every, zombie, stopped, blocked},
-//       autostart (default true), oneshot).
+//       autostart (default true), oneshot, limits, nice, ioprio,
+//       oom_score_adj, env_file, supplementary_groups, no_new_privs,
+//       pidfile, pidfile_timeout: see read_resources).
 //       Expected problems (program not found, unknown user, bad regex)
 //       return nil, err.
 //   exec.info(name) -> table | nil      state, pid, restarts, history, ...
@@ -170,6 +172,48 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
   return {};
 }
 
+// Limits and environment (issue 14): limits = { {resource=, soft=, hard=} }
+// (-1: unlimited), nice, ioprio (encoded), oom_score_adj, env_file,
+// supplementary_groups, no_new_privs; all checked by stdlib/vigil/watch.lua.
+std::string read_resources(lua_State* L, int idx, ProcessSpec& spec) {
+  std::string err;
+  raw_field(L, idx, "limits");
+  if (lua_istable(L, -1)) {
+    lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
+    for (lua_Integer i = 1; i <= n && err.empty(); ++i) {
+      lua_rawgeti(L, -1, i);
+      std::string name = field_string(L, -1, "resource");
+      int res = rlimit_by_name(name);
+      auto value = [&](const char* key) {
+        lua_Integer v = field_integer(L, -1, key, -1);
+        return v < 0 ? static_cast<uint64_t>(RLIM_INFINITY) : static_cast<uint64_t>(v);
+      };
+      if (res < 0)
+        err = "limits: unknown limit '" + name + "'";
+      else
+        spec.limits.push_back({res, value("soft"), value("hard")});
+      lua_pop(L, 1);
+    }
+    std::sort(spec.limits.begin(), spec.limits.end(),
+              [](const auto& a, const auto& b) { return a.resource < b.resource; });
+  }
+  lua_pop(L, 1);
+  if (!err.empty()) return err;
+  spec.nice = static_cast<int>(field_integer(L, idx, "nice", ProcessSpec::kInherit));
+  spec.ioprio = static_cast<int>(field_integer(L, idx, "ioprio", -1));
+  spec.oom_score_adj = static_cast<int>(field_integer(L, idx, "oom_score_adj", ProcessSpec::kInherit));
+  spec.env_file = field_string(L, idx, "env_file");
+  raw_field(L, idx, "supplementary_groups");
+  spec.supplementary_groups = string_list(L, -1, "supplementary_groups", err);
+  lua_pop(L, 1);
+  raw_field(L, idx, "no_new_privs");
+  spec.no_new_privs = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  spec.pidfile = field_string(L, idx, "pidfile");
+  spec.pidfile_timeout = field_number(L, idx, "pidfile_timeout", spec.pidfile_timeout);
+  return err;
+}
+
 // Reads the normalized spec table at idx; returns an error text or "".
 std::string read_spec(lua_State* L, int idx, Declaration& d) {
   ProcessSpec& spec = d.spec;
@@ -207,6 +251,8 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   lua_pop(L, 1);
   spec.log_max_bytes = static_cast<uint64_t>(field_integer(L, idx, "log_max_bytes", 1 << 20));
   spec.log_keep = static_cast<int>(field_integer(L, idx, "log_keep", 3));
+  err = read_resources(L, idx, spec);
+  if (!err.empty()) return err;
   d.where = field_string(L, idx, "where");
 
   raw_field(L, idx, "match");

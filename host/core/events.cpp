@@ -185,6 +185,10 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
      "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
      "pid {pid}, started at once, was killed"},
+    {Msg::DaemonLaunched, "VGL0195", S::Notice, "daemon_launched",
+     "{watch}: start command running (pid {pid}); waiting for its pid file {pidfile}"},
+    {Msg::DaemonFailed, "VGL0196", S::Error, "daemon_failed",
+     "{watch}: cannot start the daemon: {error}"},
     {Msg::ProcessDone, "VGL0205", S::Info, "process_done",
      "{watch}: done ({how}): {why}"},
     {Msg::ProcessDoneFailed, "VGL0206", S::Error, "process_done_failed",

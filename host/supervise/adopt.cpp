@@ -335,6 +335,7 @@ bool Supervisor::adopt(Unit& u, pid_t pid, uint64_t start_time, bool own_group, 
   c.started = started_at(start_time);  // its uptime counts from its start, not from now
   c.adopted = true;
   c.own_group = own_group && st.pgrp == pid;
+  c.daemon = !u.spec.pidfile.empty();  // vigil's, though not its child
   c.overruns = events_ ? events_->overruns() : 0;
   c.events_epoch = events_ && events_->subscribed() ? events_->epoch() : 0;
   c.pidfd = std::move(pidfd);

@@ -44,6 +44,18 @@ uint64_t spec_hash(const ProcessSpec& s) {
   f.add(s.group);
   f.add(s.umask);
   f.add(s.capture_output ? 1 : 0);
+  // Limits and environment (issue 14), only when set: a journal written
+  // before them keeps its digests.
+  for (const auto& l : s.limits)
+    f.add("limit" + std::to_string(l.resource) + "=" + std::to_string(l.soft) + ":" +
+          std::to_string(l.hard));
+  if (s.nice != ProcessSpec::kInherit) f.add("nice" + std::to_string(s.nice));
+  if (s.ioprio >= 0) f.add("ioprio" + std::to_string(s.ioprio));
+  if (s.oom_score_adj != ProcessSpec::kInherit) f.add("oom" + std::to_string(s.oom_score_adj));
+  if (!s.env_file.empty()) f.add("env_file=" + s.env_file);
+  for (const auto& g : s.supplementary_groups) f.add("group+" + g);
+  if (s.no_new_privs) f.add("no_new_privs");
+  if (!s.pidfile.empty()) f.add("pidfile=" + s.pidfile);
   return f.h;
 }
 

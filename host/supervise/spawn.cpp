@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -19,6 +20,7 @@
 
 #include "host/core/strings.hpp"
 #include "host/proc/proc_stat.hpp"
+#include "host/supervise/env_file.hpp"
 
 extern char** environ;
 
@@ -33,10 +35,32 @@ enum Stage {
   kStageGid,
   kStageUid,
   kStageExec,
+  kStageRlimit,
+  kStageNice,
+  kStageIonice,
+  kStageOom,
+  kStageNoNewPrivs,
   kStageCount
 };
-const char* const kStageNames[kStageCount] = {"setup",  "chdir",  "setgroups",
-                                              "setgid", "setuid", "exec"};
+const char* const kStageNames[kStageCount] = {
+    "setup", "chdir",  "setgroups", "setgid",        "setuid",      "exec",
+    "setrlimit", "nice", "ionice", "oom_score_adj", "no_new_privs"};
+
+// The rule's names of the limits (docs/rules.md), as systemd's Limit*=.
+struct RlimitName {
+  const char* name;
+  int resource;
+};
+const RlimitName kRlimits[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},
+    {"cpu", RLIMIT_CPU},         {"data", RLIMIT_DATA},
+    {"fsize", RLIMIT_FSIZE},     {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE},
+    {"nice", RLIMIT_NICE},       {"nofile", RLIMIT_NOFILE},
+    {"nproc", RLIMIT_NPROC},     {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},
+    {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+};
 
 bool executable(const std::string& p) {
   struct stat st;
@@ -60,7 +84,8 @@ struct Identity {
 
 // Resolves user/group to ids in the parent (getpwnam is not safe after fork).
 std::optional<std::string> resolve_identity(const ProcessSpec& spec, Identity& id) {
-  if (spec.user.empty() && spec.group.empty()) return std::nullopt;
+  if (spec.user.empty() && spec.group.empty() && spec.supplementary_groups.empty())
+    return std::nullopt;
   id.set = true;
   id.uid = geteuid();
   id.gid = getegid();
@@ -89,6 +114,23 @@ std::optional<std::string> resolve_identity(const ProcessSpec& spec, Identity& i
     id.gid = gr.gr_gid;
     if (spec.user.empty()) id.groups = {gr.gr_gid};
   }
+  // Added to the user's own groups (systemd's SupplementaryGroups=): a
+  // name, or a number that is taken as a gid.
+  for (const auto& g : spec.supplementary_groups) {
+    std::vector<char> buf(16384);
+    group gr, *res = nullptr;
+    int rc = getgrnam_r(g.c_str(), &gr, buf.data(), buf.size(), &res);
+    gid_t gid;
+    if (rc == 0 && res) {
+      gid = gr.gr_gid;
+    } else if (!g.empty() && g.find_first_not_of("0123456789") == std::string::npos) {
+      gid = static_cast<gid_t>(std::stoul(g));
+    } else {
+      return "supplementary_groups: no such group '" + g + "'";
+    }
+    if (std::find(id.groups.begin(), id.groups.end(), gid) == id.groups.end())
+      id.groups.push_back(gid);
+  }
   return std::nullopt;
 }
 
@@ -107,6 +149,14 @@ struct ChildPlan {
   const int* ignored = nullptr;         // signals vigil ignores (SIG_IGN)
   int ignored_count = 0;
   const rlimit* nofile = nullptr;  // restore this RLIMIT_NOFILE (vigil raised its own)
+  // The rule's limits and scheduling (ProcessSpec), in the order applied.
+  const ProcessSpec::Limit* limits = nullptr;
+  size_t limit_count = 0;
+  int nice = ProcessSpec::kInherit;
+  int ioprio = -1;
+  char oom[16];  // the text written to /proc/self/oom_score_adj
+  int oom_len = 0;
+  bool no_new_privs = false;
 };
 
 // The open-file limit vigil started with, when it raised its own.
@@ -129,9 +179,33 @@ struct IgnoredSignals {
 // The child reports a failed stage here. It shares the parent's memory
 // (CLONE_VM) and the parent is suspended until the child execs or exits
 // (CLONE_VFORK), so a plain store is seen by the parent when it resumes.
-[[noreturn]] void child_fail(ChildPlan& plan, int stage) {
-  plan.failure = SpawnFailure{stage, errno};
+[[noreturn]] void child_fail(ChildPlan& plan, int stage, int detail = -1) {
+  plan.failure = SpawnFailure{stage, errno, detail};
   _exit(127);
+}
+
+// The rule's limits, scheduling and OOM score, before the identity
+// changes: raising a hard limit, a negative nice, the realtime I/O class
+// and a lower oom_score_adj all need the privileges setuid drops.
+void child_resources(ChildPlan& plan) {
+  for (size_t i = 0; i < plan.limit_count; ++i) {
+    const ProcessSpec::Limit& l = plan.limits[i];
+    rlimit r{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
+    if (setrlimit(static_cast<__rlimit_resource_t>(l.resource), &r) != 0)
+      child_fail(plan, kStageRlimit, l.resource);
+  }
+  if (plan.nice != ProcessSpec::kInherit && setpriority(PRIO_PROCESS, 0, plan.nice) != 0)
+    child_fail(plan, kStageNice);
+  if (plan.ioprio >= 0 && syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, plan.ioprio) != 0)
+    child_fail(plan, kStageIonice);
+  if (plan.oom_len) {
+    // /proc/self is the child's own (a process of its own, not a thread).
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) child_fail(plan, kStageOom);
+    if (write(fd, plan.oom, static_cast<size_t>(plan.oom_len)) != plan.oom_len)
+      child_fail(plan, kStageOom);
+    close(fd);
+  }
 }
 
 // Runs in the cloned child, on its own stack, in the parent's address
@@ -160,6 +234,8 @@ int child_main(void* arg) {
     child_fail(plan, kStageSetup);
   if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
   if (plan.nofile) setrlimit(RLIMIT_NOFILE, plan.nofile);
+  if (plan.limit_count || plan.nice != ProcessSpec::kInherit || plan.ioprio >= 0 || plan.oom_len)
+    child_resources(plan);
   if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan, kStageChdir);
   if (plan.id.set) {
     if (geteuid() == 0 && syscall(SYS_setgroups, plan.id.groups.size(), plan.id.groups.data()) != 0)
@@ -169,6 +245,10 @@ int child_main(void* arg) {
     if (syscall(SYS_setresuid, plan.id.uid, plan.id.uid, plan.id.uid) != 0)
       child_fail(plan, kStageUid);
   }
+  // Last: it does not stop the setuid above, and from here on no exec
+  // gains privileges (setuid bits, file capabilities).
+  if (plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    child_fail(plan, kStageNoNewPrivs);
   // Nothing of vigil's leaks into the program (what the small table has
   // of vigil's low descriptors, and the slots).
   close_range(3, ~0U, 0);
@@ -283,27 +363,39 @@ std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
   return out;
 }
 
-std::vector<std::string> build_env(const ProcessSpec* spec, const Identity* id) {
+// vigil's environment, then the user's HOME, USER and LOGNAME, then the
+// env_file's variables, then the rule's env: each layer wins over those
+// before it (docs/rules.md).
+std::vector<std::string> build_env(const ProcessSpec* spec, const Identity* id,
+                                   const EnvList* file = nullptr) {
   std::vector<std::string> env;
-  auto overridden = [&](std::string_view entry) {
-    size_t eq = entry.find('=');
-    std::string_view key = entry.substr(0, eq);
-    if (id && id->set && !id->name.empty() && (key == "HOME" || key == "USER" || key == "LOGNAME"))
-      return true;
-    if (spec)
-      for (const auto& [k, v] : spec->env)
+  auto in = [](const EnvList* list, std::string_view key) {
+    if (list)
+      for (const auto& [k, v] : *list)
         if (k == key) return true;
     return false;
   };
+  const EnvList* rule = spec ? &spec->env : nullptr;
+  bool ident = id && id->set && !id->name.empty();
+  auto overridden = [&](std::string_view entry) {
+    size_t eq = entry.find('=');
+    std::string_view key = entry.substr(0, eq);
+    if (ident && (key == "HOME" || key == "USER" || key == "LOGNAME")) return true;
+    return in(rule, key) || in(file, key);
+  };
   for (char** e = environ; *e; ++e)
     if (!overridden(*e)) env.emplace_back(*e);
-  if (id && id->set && !id->name.empty()) {
-    env.push_back("HOME=" + id->home);
-    env.push_back("USER=" + id->name);
-    env.push_back("LOGNAME=" + id->name);
+  if (ident) {
+    for (const auto& [k, v] : {std::pair<const char*, const std::string&>{"HOME", id->home},
+                               {"USER", id->name},
+                               {"LOGNAME", id->name}})
+      if (!in(rule, k) && !in(file, k)) env.push_back(std::string(k) + "=" + v);
   }
-  if (spec)
-    for (const auto& [k, v] : spec->env) env.push_back(k + "=" + v);
+  if (file)
+    for (const auto& [k, v] : *file)
+      if (!in(rule, k)) env.push_back(k + "=" + v);
+  if (rule)
+    for (const auto& [k, v] : *rule) env.push_back(k + "=" + v);
   return env;
 }
 
@@ -311,6 +403,24 @@ std::vector<std::string> build_env(const ProcessSpec* spec, const Identity* id) 
 
 const char* spawn_stage_name(int stage) {
   return stage >= 0 && stage < kStageCount ? kStageNames[stage] : "unknown";
+}
+
+std::string spawn_failure_text(const SpawnFailure& f) {
+  std::string stage = spawn_stage_name(f.stage);
+  if (f.stage == kStageRlimit) stage += std::string("(") + rlimit_name(f.detail) + ")";
+  return stage + ": " + errno_text(f.err);
+}
+
+const char* rlimit_name(int resource) {
+  for (const auto& r : kRlimits)
+    if (r.resource == resource) return r.name;
+  return "unknown";
+}
+
+int rlimit_by_name(std::string_view name) {
+  for (const auto& r : kRlimits)
+    if (name == r.name) return r.resource;
+  return -1;
 }
 
 std::optional<std::string> resolve_program(const std::string& prog, const std::string& cwd,
@@ -350,6 +460,17 @@ std::optional<std::string> validate_spec(ProcessSpec& spec) {
   }
   Identity id;
   if (auto err = resolve_identity(spec, id)) return err;
+  if (!spec.pidfile.empty()) {
+    struct stat st;
+    if (::stat(spec.pidfile.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      return "pidfile: '" + spec.pidfile + "' is a directory";
+  }
+  if (!spec.env_file.empty()) {
+    // Checked now so that `vigil check` shows a bad line; read again at
+    // each start.
+    EnvList file;
+    if (auto err = read_env_file(spec.env_file, file)) return "env_file: " + *err;
+  }
   if (!spec.stop_command.empty()) {
     // Resolved now, with the watch's cwd and PATH, so that stop time finds
     // the same program.
@@ -369,10 +490,27 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
   }
   plan.path = spec.path.empty() ? spec.argv.at(0).c_str() : spec.path.c_str();
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
-  plan.env_storage = build_env(&spec, &plan.id);
+  if (spec.env_file.empty()) {
+    plan.env_storage = build_env(&spec, &plan.id);
+  } else {
+    // Read at each start: an edited file applies at the next restart.
+    EnvList file;
+    if (auto err = read_env_file(spec.env_file, file)) {
+      error = "env_file: " + *err;
+      return std::nullopt;
+    }
+    plan.env_storage = build_env(&spec, &plan.id, &file);
+  }
   for (const auto& [k, v] : io.extra_env) plan.env_storage.push_back(k + "=" + v);
   plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
   plan.umask = spec.umask;
+  plan.limits = spec.limits.data();
+  plan.limit_count = spec.limits.size();
+  plan.nice = spec.nice;
+  plan.ioprio = spec.ioprio;
+  if (spec.oom_score_adj != ProcessSpec::kInherit)
+    plan.oom_len = snprintf(plan.oom, sizeof plan.oom, "%d", spec.oom_score_adj);
+  plan.no_new_privs = spec.no_new_privs;
   plan.stdout_fd = io.stdout_fd;
   plan.stderr_fd = io.stderr_fd;
   return fork_plan(plan, error);

@@ -8,8 +8,11 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <climits>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,6 +36,29 @@ struct ProcessSpec {
   uint64_t log_max_bytes = 1 << 20;
   int log_keep = 3;
 
+  // Applied in the child before exec, before the identity changes
+  // (raising a hard limit, a negative nice, a lower oom_score_adj and the
+  // realtime I/O class need root). A watch that sets none of them pays
+  // nothing at its spawns (docs/rules.md "Limits and environment").
+  static constexpr int kInherit = INT_MIN;
+  struct Limit {
+    int resource;  // RLIMIT_*
+    uint64_t soft, hard;  // RLIM_INFINITY: unlimited
+    bool operator==(const Limit&) const = default;
+  };
+  std::vector<Limit> limits;
+  int nice = kInherit;           // -20..19
+  int ioprio = -1;               // IOPRIO_PRIO_VALUE(class, level); -1: inherit
+  int oom_score_adj = kInherit;  // -1000..1000
+  std::string env_file;          // read at each start; a leading '-': optional
+  std::vector<std::string> supplementary_groups;  // added to the user's
+  bool no_new_privs = false;
+  // A daemon that forks and writes its pid to this file (issue 14 item
+  // 3): the start command must exit within pidfile_timeout seconds and
+  // the file name a live process that descends from it (pidfile.cpp).
+  std::string pidfile;
+  double pidfile_timeout = 30;
+
   // Equal specs mean the running process can be kept across a reload.
   bool operator==(const ProcessSpec&) const = default;
 };
@@ -54,6 +80,7 @@ struct SpawnIo {
 struct SpawnFailure {
   int stage;  // index into spawn_stage_name
   int err;
+  int detail = -1;  // setrlimit: the RLIMIT_* that failed
 };
 
 struct Spawned {
@@ -63,6 +90,11 @@ struct Spawned {
   uint64_t start_time = 0;
 };
 const char* spawn_stage_name(int stage);
+// "setrlimit(nofile): Operation not permitted", "exec: No such file...".
+std::string spawn_failure_text(const SpawnFailure& f);
+// The rule's name of an RLIMIT_* ("nofile"), and back (-1: unknown).
+const char* rlimit_name(int resource);
+int rlimit_by_name(std::string_view name);
 
 // Finds prog (absolute, relative to cwd, or through PATH); nullopt if it
 // is not an executable file.

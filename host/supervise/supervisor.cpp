@@ -192,7 +192,8 @@ Supervisor::Supervisor(EventLoop& loop, EventLog& log, std::string log_dir,
     std::map<std::string, JournalEntry> now;
     for (const auto& [name, u] : units_)
       if (u->child && !u->child->failure)
-        now[name] = {u->child->pid, u->child->start_time, !u->child->adopted || u->child->own_group,
+        now[name] = {u->child->pid, u->child->start_time,
+                     !u->child->adopted || u->child->own_group || u->child->daemon,
                      spec_hash(u->spec)};
     return now;
   });
@@ -448,8 +449,7 @@ bool Supervisor::spawn_member(Unit& u, std::string& error) {
   open_output(u);
   auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), {}}, error);
   if (!spawned || spawned->failure) {
-    error = spawned ? std::string("cannot start: ") + spawn_stage_name(spawned->failure->stage) +
-                          ": " + errno_text(spawned->failure->err)
+    error = spawned ? "cannot start: " + spawn_failure_text(*spawned->failure)
                     : "cannot start: " + error;
     return false;
   }
@@ -505,6 +505,9 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   if (u.child) return true;
   u.want_running = true;
   open_output(u);
+  // A daemon that writes a pid file: its start command runs, the daemon
+  // is adopted from the file (never by the standing order's quiet start).
+  if (!u.spec.pidfile.empty()) return !quiet && launch_daemon(u);
   std::string error;
   std::vector<std::pair<std::string, std::string>> env = notify_env(u);
   for (auto& kv : marks(u)) env.push_back(std::move(kv));
@@ -583,7 +586,8 @@ void Supervisor::release(Unit& u, const char* reason) {
 // Keeps the journal in step with the unit's process.
 void Supervisor::record(Unit& u) {
   if (!u.child || u.child->failure) return journal_.clear(u.name);
-  journal_.set(u.name, {u.child->pid, u.child->start_time, !u.child->adopted || u.child->own_group,
+  journal_.set(u.name, {u.child->pid, u.child->start_time,
+                        !u.child->adopted || u.child->own_group || u.child->daemon,
                         spec_hash(u.spec)});
 }
 
@@ -600,7 +604,7 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
     e.pid = c.pid;
     e.uptime = to_seconds(MonoClock::now() - c.started);
     if (c.failure)
-      e.error = std::string(spawn_stage_name(c.failure->stage)) + ": " + errno_text(c.failure->err);
+      e.error = spawn_failure_text(*c.failure);
     if (!c.adopted) {
       // The leader is still an unreaped zombie, so its group id is pinned:
       // sweep whatever is left of the group (KillMode=control-group).
@@ -943,6 +947,7 @@ void Supervisor::halt(Unit& u, std::function<void()> done) {
   u.want_running = false;
   cancel_timer(u);
   end_find(u);
+  if (u.launch) cancel_launch(u);
   if (u.script_pid() > 0) {
     // A restart script in flight has nothing to restart any more.
     ::kill(-u.script_pid(), SIGKILL);

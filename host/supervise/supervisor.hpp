@@ -288,7 +288,7 @@ struct Unit {
   // restart script), not started by vigil in a group of its own. Vigil
   // never stops such a process for its own reasons (a shutdown, a removed
   // or changed watch); it lets go of it.
-  bool foreign() const { return child && child->adopted && !child->own_group; }
+  bool foreign() const { return child && child->adopted && !child->own_group && !child->daemon; }
   pid_t script_pid() const { return m ? m->script_pid : 0; }
 
   UnitState state = UnitState::Stopped;
@@ -312,6 +312,7 @@ struct Unit {
     // connector, or from reaping it when it was reparented to vigil.
     bool adopted = false;
     bool own_group = true;  // vigil started it (setsid): stops signal its group
+    bool daemon = false;    // started by vigil, found by its pid file (pidfile.cpp)
     uint64_t overruns = 0;  // the proc connector's count when adopted
     uint64_t events_epoch = 0;  // its subscription when adopted (0: none)
     Fd pidfd;               // adopted only; the reaper holds its children's
@@ -330,6 +331,18 @@ struct Unit {
   };
   std::optional<Child> child;
   std::optional<ExitInfo> last_exit;
+  // A `pidfile` watch's start command in flight, or its pid file awaited
+  // (pidfile.cpp); null otherwise.
+  struct Launch {
+    pid_t pid = 0;            // the start command
+    uint64_t start_time = 0;  // its start (the daemon starts later)
+    bool running = true;      // not exited yet
+    std::optional<SpawnFailure> failure;
+    TimerId deadline = 0, poll = 0;
+    int delay_ms = 10;        // the next look at the pid file
+    std::string last;         // why the last look did not accept it
+  };
+  std::unique_ptr<Launch> launch;
 
   uint64_t restarts = 0;
   uint64_t decisions = 0;  // restart_later/exhaust/lose calls, to see the policy answered
@@ -607,6 +620,15 @@ class Supervisor {
   void end_find(Unit& u);
   bool try_find(Unit& u, const char* how);
   void restart_failed(Unit& u, const std::string& error);
+  // `pidfile` watches (pidfile.cpp).
+  bool launch_daemon(Unit& u);
+  void on_launcher_exit(const std::string& name, pid_t pid, const ExitStatus& st);
+  void look_at_pidfile(Unit& u);
+  void daemon_failed(Unit& u, const std::string& error);
+  void cancel_launch(Unit& u);
+  // The pid the unit's pid file names if it is the daemon its start
+  // command started (0, and `why`, if not; `fatal`: looking again will not help).
+  pid_t daemon_pid(const Unit& u, uint64_t& start_time, std::string& why, bool& fatal);
   pid_t parent_pid(const Unit& u);
   void scan_members(Unit& u);
   void member_added(Unit& u, pid_t pid, uint64_t start_time);

@@ -30,6 +30,7 @@ local probes = require "vigil.probes"
 local ladder = require "vigil.ladder"
 local errors = require "vigil.errors"
 local timer = require "vigil.timer"
+local resources = require "vigil.resources"
 
 local M = { _VERSION = "1" }
 
@@ -292,8 +293,12 @@ local watch_schema = {
   dump = schema.by_type({ boolean = dump_checker, table = dump_checker }, "true, false or a table"),
 }
 
+-- Limits and environment of a started program (vigil.resources).
+for k, c in pairs(resources.schema) do watch_schema[k] = c end
+
 -- Keys that only make sense for a process vigil starts.
 local start_only = { "env", "cwd", "user", "group", "umask", "log" }
+for _, k in ipairs(resources.keys) do start_only[#start_only + 1] = k end
 
 -- Keys `vigil set` may change on a running watch: key -> checker and how
 -- to store the normalized value.
@@ -376,6 +381,10 @@ function M.declare(where, name, spec)
         end
       end
     end
+    if s.supplementary_groups and not s.user then
+      fail(where, name, "'supplementary_groups' are added to a 'user''s own groups: set 'user'")
+    end
+    if s.pidfile_timeout and not s.pidfile then fail(where, name, "'pidfile_timeout' needs 'pidfile'") end
     if s.count then
       if not s.match then fail(where, name, "'count' needs a 'match' (which processes to count)") end
       if s.count.max and s.count.min and s.count.max < s.count.min then
@@ -466,7 +475,7 @@ function M.declare(where, name, spec)
     local stop = s.stop or {}
     local logcfg = s.log
     local script = s.restart_script
-    local ok, derr = exec.declare(name, {
+    local ok, derr = exec.declare(name, resources.declare_fields(s, {
       argv = s.start,
       env = s.env,
       cwd = s.cwd,
@@ -491,7 +500,7 @@ function M.declare(where, name, spec)
       autostart = s.autostart,
       oneshot = s.oneshot,
       where = where,
-    })
+    }))
     if not ok then fail(where, name, derr) end
     -- Only the fields a watch has: a constructor naming a dozen keys sizes
     -- the table for all of them, nil or not (memory at thousands of watches).
