@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "tests/e2e/harness.hpp"
 
@@ -33,4 +34,32 @@ TEST(Shipped, DefaultRulesRunTheDemo) {
       if (w["state"] != "running") return false;
     return true;
   })) << d.status().dump(1);
+}
+
+// Every ```lua block of docs/coming-from.md is a whole rule file that
+// loads: the translations from monit, supervisord and systemd cannot rot.
+TEST(Shipped, ComingFromExamplesPassCheck) {
+  std::istringstream page(read_file(VIGIL_SOURCE_DIR "/docs/coming-from.md"));
+  std::vector<std::pair<int, std::string>> blocks;  // first line, text
+  std::string line, block;
+  int n = 0, start = 0;
+  bool in = false;
+  while (std::getline(page, line)) {
+    ++n;
+    if (!in && line == "```lua") {
+      in = true;
+      start = n + 1;
+      block.clear();
+    } else if (in && line == "```") {
+      in = false;
+      blocks.emplace_back(start, block);
+    } else if (in) {
+      block += line + "\n";
+    }
+  }
+  ASSERT_GE(blocks.size(), 5u);
+  for (const auto& [at, text] : blocks) {
+    auto r = check_rule(text);
+    EXPECT_EQ(r.code, 0) << "docs/coming-from.md:" << at << ": " << r.err;
+  }
 }
