@@ -185,6 +185,10 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
      "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
      "pid {pid}, started at once, was killed"},
+    {Msg::SignalSent, "VGL0185", S::Notice, "signal_sent",
+     "{watch}: {signal} sent to pid {pids} (vigil signal)"},
+    {Msg::ParameterReset, "VGL0186", S::Notice, "parameter_reset",
+     "{watch}: {key} back to its declared value {value}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -109,6 +109,8 @@ enum class Msg {
   CountKills,             // VGL0170
   LeftoversSwept,         // VGL0176
   StandingOrderOverruled, // VGL0177
+  SignalSent,             // VGL0185
+  ParameterReset,         // VGL0186
   RuleMessage,            // VGL0900
   kCount
 };
