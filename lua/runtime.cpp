@@ -856,6 +856,48 @@ std::optional<std::string> RuleRuntime::set_param(const std::string& watch, cons
   return r.ok() ? out : std::nullopt;
 }
 
+std::optional<std::string> RuleRuntime::reset_param(const std::string& name, const std::string& key,
+                                                    std::string& error) {
+  RuntimeState& rt = *state_;
+  std::optional<std::string> out;
+  DispatchOptions o;
+  o.nresults = 2;
+  o.results = [&](lua_State* L) {
+    if (lua_isstring(L, -2))
+      out = lua_tostring(L, -2);
+    else
+      error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
+  };
+  CallResult r = call_entry(
+      rt, "reset",
+      [&](lua_State* L) {
+        lua_pushstring(L, name.c_str());
+        lua_pushstring(L, key.c_str());
+        return 2;
+      },
+      o);
+  if (!r.ok()) error = r.error;
+  return r.ok() ? out : std::nullopt;
+}
+
+nlohmann::json RuleRuntime::budget(const std::string& name) {
+  RuntimeState& rt = *state_;
+  nlohmann::json out;
+  DispatchOptions o;
+  o.nresults = 1;
+  o.results = [&](lua_State* L) {
+    if (lua_istable(L, -1)) out = to_json(L, -1);
+  };
+  call_entry(
+      rt, "budget",
+      [&](lua_State* L) {
+        lua_pushstring(L, name.c_str());
+        return 1;
+      },
+      o);
+  return out;
+}
+
 nlohmann::json event_for_lua(const Event& ev) {
   nlohmann::json j = ev.fields;
   const MessageDef& def = message_def(ev.msg);

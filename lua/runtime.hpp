@@ -82,6 +82,13 @@ class RuleRuntime : public Policy {
   // `vigil set`: returns the normalized value, or an error in `error`.
   std::optional<std::string> set_param(const std::string& watch, const std::string& key,
                                        const std::string& value, std::string& error);
+  // `vigil set NAME KEY --default`: the key back to its declared value;
+  // returns that value's text, or an error in `error`.
+  std::optional<std::string> reset_param(const std::string& name, const std::string& key,
+                                         std::string& error);
+  // The restart budget deciding for a watch or group now: {owner, used,
+  // left, limit, within (seconds)}, or null (no such name, no rules).
+  nlohmann::json budget(const std::string& name);
 
   // Delivers a host event to rule subscribers (vigil.on): queued, and
   // delivered from the loop once the host callback that emitted it has

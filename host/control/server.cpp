@@ -173,7 +173,9 @@ void ControlServer::on_readable(uint64_t id) {
                     : text_handlers_.end();
       th != text_handlers_.end())
     return send_text(id, th->second(*req));
+  current_ = c.token;
   handler_(*req, [this, id](const nlohmann::json& reply) { send(id, reply); });
+  current_.reset();
   heartbeat(id);
 }
 

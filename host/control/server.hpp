@@ -46,6 +46,11 @@ class ControlServer {
   using TextHandler = std::function<std::string(const nlohmann::json& request)>;
   void answer_with_text(std::string cmd, TextHandler make);
 
+  // While the handler runs: a token of that request's connection, which
+  // expires when the connection closes (the client went away), so that a
+  // reply held for long (`vigil wait`) can be dropped early.
+  std::weak_ptr<void> connection() const { return current_; }
+
  private:
   struct Conn {
     Fd fd;
@@ -56,6 +61,7 @@ class ControlServer {
     bool taken = false;  // the request was read; only the reply is left
     TimerId idle_timer = 0;
     TimerId beat_timer = 0;  // heartbeats while the reply is pending
+    std::shared_ptr<void> token = std::make_shared<int>(0);  // see connection()
   };
   void on_accept();
   void on_readable(uint64_t id);
@@ -76,6 +82,7 @@ class ControlServer {
   std::map<uint64_t, Conn> conns_;
   std::map<std::string, TextHandler, std::less<>> text_handlers_;
   uint64_t next_id_ = 1;
+  std::weak_ptr<void> current_;
 };
 
 }  // namespace vigil

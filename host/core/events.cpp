@@ -185,6 +185,10 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
      "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
      "pid {pid}, started at once, was killed"},
+    {Msg::SignalSent, "VGL0185", S::Notice, "signal_sent",
+     "{watch}: {signal} sent to pid {pids} (vigil signal)"},
+    {Msg::ParameterReset, "VGL0186", S::Notice, "parameter_reset",
+     "{watch}: {key} back to its declared value {value}"},
     {Msg::DaemonLaunched, "VGL0195", S::Notice, "daemon_launched",
      "{watch}: start command running (pid {pid}); waiting for its pid file {pidfile}"},
     {Msg::DaemonFailed, "VGL0196", S::Error, "daemon_failed",

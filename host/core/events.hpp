@@ -109,6 +109,8 @@ enum class Msg {
   CountKills,             // VGL0170
   LeftoversSwept,         // VGL0176
   StandingOrderOverruled, // VGL0177
+  SignalSent,             // VGL0185
+  ParameterReset,         // VGL0186
   DaemonLaunched,         // VGL0195
   DaemonFailed,           // VGL0196
   ProcessDone,            // VGL0205

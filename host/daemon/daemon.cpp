@@ -20,6 +20,7 @@
 #include "host/core/json_out.hpp"
 #include "host/core/strings.hpp"
 #include "host/daemon/paths.hpp"
+#include "host/daemon/waits.hpp"
 
 namespace vigil {
 
@@ -40,6 +41,8 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
 
 Daemon::~Daemon() {
   // Children first, then the rules that reference them.
+  waits_.reset();
+  if (supervisor_) supervisor_->set_change_listener({});
   control_.reset();
   metrics_.reset();
   if (proc_events_) proc_events_->set_handler({});
@@ -132,6 +135,9 @@ bool Daemon::start(std::string& error) {
   }
   log_->set_listener([this](const Event& ev) {
     if (runtime_) runtime_->on_event(ev);
+    // Every event may be the change a wait is for (a re-arm, a member
+    // found): judged once after this iteration's work, however many came.
+    if (waits_) waits_->poke();
   });
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
                                              options_.state_dir + "/processes.journal");
@@ -162,6 +168,8 @@ bool Daemon::start(std::string& error) {
     notify_.reset();
   }
   supervisor_->set_probes(probes_.get(), notify_.get());
+  waits_ = std::make_unique<Waits>(loop_, *supervisor_);
+  supervisor_->set_change_listener([this] { waits_->poke(); });
 
   control_ = std::make_unique<ControlServer>(
       loop_,
@@ -525,6 +533,12 @@ class RequestFields {
     if (v.is_null()) return "null";
     return std::string(v.is_array() || v.is_object() ? "an " : "a ") + v.type_name();
   }
+  // An array, when present (nullptr when not).
+  const nlohmann::json* array(const char* key) const {
+    const nlohmann::json* v = get(key);
+    if (v && !v->is_array()) wrong(key, "an array", *v);
+    return v;
+  }
   std::optional<int64_t> integer(const char* key, int64_t min, int64_t max) const {
     const nlohmann::json* v = get(key);
     if (!v) return std::nullopt;
@@ -553,6 +567,41 @@ class RequestFields {
   const nlohmann::json& req_;
   const std::string& cmd_;
 };
+
+// `vigil status NAME...`: everything about each watch or group named, in
+// the order asked; the names that are neither in "unknown".
+nlohmann::json Daemon::inspect(const RequestFields& req) const {
+  nlohmann::json items = nlohmann::json::array(), unknown = nlohmann::json::array();
+  size_t n = static_cast<size_t>(req.integer("events", 0, 1000).value_or(5));
+  const nlohmann::json* names = req.array("names");
+  if (!names) throw BadRequest("inspect: field \"names\" (an array of names) is required");
+  for (const auto& v : *names) {
+    if (!v.is_string()) throw BadRequest("inspect: \"names\" must hold strings, got " + RequestFields::shown(v));
+    std::string name = v.get<std::string>();
+    nlohmann::json j;
+    if (const Unit* u = supervisor_->find(name)) {
+      j = u->to_json();
+      j["kind"] = "watch";
+      j["checks"] = supervisor_->checks_json(*u);
+      j["decision"] = u->ledger.decision;
+    } else if (const Group* g = supervisor_->find_group(name)) {
+      j = supervisor_->group_json(*g);
+      j["kind"] = "group";
+      j["name"] = name;
+      j["decision"] = g->ledger.decision;
+    } else {
+      unknown.push_back(name);
+      continue;
+    }
+    j["budget"] = runtime_ ? runtime_->budget(name) : nlohmann::json(nullptr);
+    nlohmann::json events = nlohmann::json::array();
+    if (n > 0)
+      for (auto& ev : log_->recent(n, name)) events.push_back(std::move(ev));
+    j["events"] = std::move(events);
+    items.push_back(std::move(j));
+  }
+  return {{"items", std::move(items)}, {"unknown", std::move(unknown)}};
+}
 
 // The one place control requests are served: whatever a handler throws
 // becomes an error reply (and an event); the daemon lives on. The reply
@@ -667,6 +716,59 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     }
     return reply(ok_reply({{"dumps", std::move(list)}}));
   }
+  if (cmd == "inspect") return reply(ok_reply(inspect(req)));
+  if (cmd == "logs") {
+    Unit* u = unit_arg();
+    std::string why;
+    std::string out = supervisor_->output_path(*u, false, why);
+    if (out.empty()) return reject(why);
+    return reply(ok_reply(
+        {{"name", u->name}, {"stdout", out}, {"stderr", supervisor_->output_path(*u, true, why)}}));
+  }
+  if (cmd == "signal") {
+    std::string name = req.required_str("name", "a watch or group name");
+    std::string signame = req.required_str("signal", "a signal (a name such as HUP or a number)");
+    auto sig = parse_signal(signame);
+    if (!sig) return reject("signal: unknown signal '" + signame + "' (a name such as HUP, USR1, or a number from 1 to " + std::to_string(NSIG - 1) + ")");
+    std::vector<Unit*> targets;
+    if (Unit* u = supervisor_->find(name))
+      targets.push_back(u);
+    else if (Group* g = supervisor_->find_group(name))
+      for (const auto& w : g->decl.units)
+        if (Unit* m = supervisor_->find(w)) targets.push_back(m);
+    if (targets.empty()) return reject("no watch or group named '" + name + "'");
+    nlohmann::json sent = nlohmann::json::array();
+    std::vector<std::string> errors;
+    for (Unit* u : targets) {
+      std::string err;
+      std::vector<pid_t> pids = supervisor_->send_signal(*u, *sig, err);
+      if (pids.empty()) {
+        errors.push_back(err);
+        continue;
+      }
+      std::string list;
+      for (pid_t p : pids) list += (list.empty() ? "" : " ") + std::to_string(p);
+      log_->emit(Msg::SignalSent, u->name,
+                 {{"signal", signal_name(*sig)}, {"pids", list}, {"count", pids.size()}});
+      sent.push_back({{"watch", u->name}, {"pids", pids}});
+    }
+    // A group signals the members that run; one with nothing running at
+    // all is refused like a watch.
+    if (sent.empty()) return reject(join(errors, "; "));
+    return reply(ok_reply({{"signal", signal_name(*sig)}, {"sent", std::move(sent)}, {"skipped", errors}}));
+  }
+  if (cmd == "wait") {
+    std::string name = req.required_str("name", "a watch or group name");
+    std::string until = req.str_or("until", "ready");
+    if (!Waits::valid_target(until))
+      return reject("wait: cannot wait until '" + until + "' (ready, running, stopped, exhausted or done)");
+    std::optional<double> timeout;
+    if (auto ms = req.integer("timeout_ms", 0, 7LL * 86400 * 1000)) timeout = static_cast<double>(*ms) / 1e3;
+    std::string err;
+    if (!waits_->add(name, until, timeout, control_ ? control_->connection() : std::weak_ptr<void>(), reply, err))
+      return reject(err);
+    return;
+  }
   if (cmd == "explain") {
     std::string name = str("name");
     if (Unit* u = supervisor_->find(name)) {
@@ -760,6 +862,15 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     std::string key = str("key"), value = str("value");
     if (key.empty()) return reject("set: a key is required");
     std::string err;
+    if (req.flag("default", false)) {
+      // Back to the rule's value, and no override left to replay at a reload.
+      auto declared = runtime_->reset_param(name, key, err);
+      if (!declared) return reject("set " + name + " " + key + " --default: " + err);
+      overrides->erase(key);
+      supervisor_->forget_orders();
+      log_->emit(Msg::ParameterReset, name, {{"key", key}, {"value", *declared}});
+      return reply(ok_reply({{"key", key}, {"value", *declared}, {"default", true}}));
+    }
     auto normalized = runtime_->set_param(name, key, value, err);
     if (!normalized) return reject("set " + name + " " + key + ": " + err);
     (*overrides)[key] = *normalized;

@@ -19,7 +19,8 @@
 
 namespace vigil {
 
-class RequestFields;  // daemon.cpp: typed access to a control request's fields
+class RequestFields;
+class Waits;  // daemon.cpp: typed access to a control request's fields
 
 struct DaemonOptions {
   std::string rules;  // directory (or one file)
@@ -70,6 +71,7 @@ class Daemon {
   std::string status_text() const;
   nlohmann::json daemon_json() const;
   nlohmann::json loop_json() const;
+  nlohmann::json inspect(const RequestFields& req) const;
   void trim_soon();
 
   DaemonOptions options_;
@@ -82,6 +84,7 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<Waits> waits_;  // `vigil wait`: replies held until a state is reached
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
   Fd lock_fd_;                        // STATE_DIR/vigil.lock, flock'ed for the daemon's life
   Fd signal_fd_;

@@ -28,6 +28,37 @@ const Msg kCondMsgs[] = {Msg::StateStopped, Msg::StateBlocked, Msg::CpuRunaway,
 
 }  // namespace
 
+nlohmann::json Supervisor::checks_json(const Unit& u) const {
+  const StateChecks& k = u.checks;
+  const double limits[] = {k.stopped,
+                           k.blocked,
+                           k.cpu_percent,
+                           k.no_progress,
+                           k.fds,
+                           static_cast<double>(k.close_wait),
+                           static_cast<double>(k.threads),
+                           static_cast<double>(k.rss),
+                           static_cast<double>(k.rss_growth)};
+  nlohmann::json j = {{"every", k.every}, {"zombie", k.zombie}};
+  const Sampling* s = u.child ? u.child->sampling.get() : nullptr;
+  j["sampled"] = s && s->primed ? nlohmann::json(to_seconds(MonoClock::now() - s->at))
+                                : nlohmann::json(nullptr);  // seconds ago
+  nlohmann::json list = nlohmann::json::array();
+  for (int i = 0; i < 9; ++i) {
+    if (!(limits[i] > 0) || !(k.every > 0)) continue;
+    nlohmann::json c = {{"check", kCondNames[i]}, {"threshold", limits[i]}};
+    if (i == kCpu) c["for"] = k.cpu_for;
+    if (s && s->primed) {
+      c["bad"] = s->cond[i].bad;
+      if (s->cond[i].bad) c["for_seconds"] = to_seconds(MonoClock::now() - s->cond[i].since);
+      c["reported"] = s->cond[i].reported;
+    }
+    list.push_back(std::move(c));
+  }
+  j["checks"] = std::move(list);
+  return j;
+}
+
 // When u's process is next due for a sample; nullopt when it is not
 // sampled. Not sampled yet: after `every`. Something bad seen: every
 // `every`, to follow it. Else at its healthy period (the default state

@@ -302,6 +302,7 @@ void Supervisor::exhaust_group(Group& g, std::optional<double> rearm_after, Unit
   g.rearm_timer = 0;
   g.exhausted = true;
   g.since = wall_seconds();
+  changed();
   stop_ordered(g.decl.units);
   if (!rearm_after) return;
   std::string name = g.decl.name;
@@ -312,6 +313,7 @@ void Supervisor::exhaust_group(Group& g, std::optional<double> rearm_after, Unit
     grp->exhausted = false;
     grp->since = wall_seconds();
     grp->ledger.clear();
+    changed();
     log_.emit(Msg::Rearmed, name, {{"reason", "cool-down"}});
     start_ordered(grp->decl.units, "group re-armed");
   });
@@ -338,6 +340,7 @@ void Supervisor::start_group(Group& g) {
     g.exhausted = false;
     g.since = wall_seconds();
     g.ledger.clear();
+    changed();
     log_.emit(Msg::Rearmed, g.decl.name, {{"reason", "operator start"}});
   }
   start_ordered(g.decl.units, "operator start");
@@ -354,10 +357,37 @@ void Supervisor::restart_group(Group& g, std::function<void()> done) {
   restart_set(nullptr, g.decl.units, 0, nullptr, "operator restart", std::move(done));
 }
 
+std::string Supervisor::group_state(const Group& g) const {
+  if (g.exhausted) return "exhausted";
+  bool all_ready = true, all_down = true, busy = false;
+  for (const auto& m : g.decl.members) {
+    if (auto it = groups_.find(m); it != groups_.end()) {
+      std::string s = group_state(it->second);
+      if (s == "restarting") busy = true;
+      all_ready &= s == "ready";
+      all_down &= s == "stopped";
+      continue;
+    }
+    auto it = units_.find(m);
+    if (it == units_.end()) continue;
+    const Unit& u = *it->second;
+    busy |= u.queued || u.stop_queued;
+    bool ready = u.ready();
+    all_ready &= ready;
+    // Down: nothing runs and nothing is on its way (a start, a backoff,
+    // a wait for dependencies). A future state counts as not down.
+    bool has_process = u.child || (u.m && !u.m->members.empty()) || u.script_pid();
+    all_down &= !ready && !has_process &&
+                (u.state == UnitState::Stopped || u.state == UnitState::Exhausted);
+  }
+  return busy        ? "restarting"
+         : all_ready ? "ready"
+         : all_down  ? "stopped"
+                     : "degraded";
+}
+
 nlohmann::json Supervisor::group_json(const Group& g) const {
   nlohmann::json members = nlohmann::json::array();
-  size_t running = 0, total = 0;
-  bool busy = false;
   for (const auto& m : g.decl.members) {
     if (auto it = groups_.find(m); it != groups_.end()) {
       members.push_back(group_json(it->second));
@@ -366,21 +396,13 @@ nlohmann::json Supervisor::group_json(const Group& g) const {
     auto it = units_.find(m);
     if (it == units_.end()) continue;
     const Unit& u = *it->second;
-    ++total;
-    running += u.ready();
-    busy |= u.queued || u.stop_queued;
     members.push_back({{"watch", m},
                        {"state", u.paused ? "paused" : unit_state_name(u.state)},
                        {"ready", u.ready()},
                        {"pid", u.child ? nlohmann::json(u.child->pid) : nlohmann::json(nullptr)}});
   }
-  std::string state = g.exhausted        ? "exhausted"
-                      : busy             ? "restarting"
-                      : running == total ? "ready"
-                      : running == 0     ? "down"
-                                         : "degraded";
   nlohmann::json j = {{"group", g.decl.name},         {"strategy", g.decl.strategy},
-                      {"where", g.decl.where},        {"state", state},
+                      {"where", g.decl.where},        {"state", group_state(g)},
                       {"since", rfc3339(g.since)},    {"restarts", g.restarts},
                       {"members", std::move(members)}};
   if (!g.decl.description.empty()) j["description"] = g.decl.description;

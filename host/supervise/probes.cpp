@@ -382,6 +382,7 @@ void Supervisor::update_ready(Unit& u) {
   if (ready == p.ready) return;
   p.ready = ready;
   schedule_advance();  // a dependent may be waiting for it
+  changed();
   if (ready) {
     log_.emit(Msg::WatchReady, u.name,
               {{"pid", p.pid}, {"after", to_seconds(MonoClock::now() - p.started)}});

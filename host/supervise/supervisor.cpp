@@ -248,6 +248,7 @@ void Supervisor::set_state(Unit& u, UnitState s) {
   u.since = wall_seconds();
   if (s == UnitState::Running) check_soon(u);  // its first sample
   schedule_advance();                          // something may wait for this one
+  changed();
 }
 
 void Supervisor::cancel_timer(Unit& u) {
@@ -402,6 +403,20 @@ void Supervisor::open_output(Unit& u) {
   };
   open_one(u.out, "stdout");
   open_one(u.err, "stderr");
+}
+
+std::string Supervisor::output_path(const Unit& u, bool stderr_stream, std::string& why) const {
+  if (u.spec.argv.empty()) {
+    why = "'" + u.name + "' has no captured output: vigil does not start its process (" +
+          (u.m && !u.m->adopt.restart_script.empty() ? "a restart_script starts it" : "it is adopted") +
+          "), so its output goes wherever its own starter sent it";
+    return "";
+  }
+  if (!u.spec.capture_output || log_dir_.empty()) {
+    why = "'" + u.name + "' has no captured output (its rule says log = false)";
+    return "";
+  }
+  return log_dir_ + "/" + u.name + (stderr_stream ? ".stderr.log" : ".stdout.log");
 }
 
 void Supervisor::start_process(Unit& u, bool look_first) {
@@ -851,6 +866,42 @@ void Supervisor::signal_process(Unit& u, int sig) {
   signal_relatives(tree, sig);
 }
 
+std::vector<pid_t> Supervisor::send_signal(Unit& u, int sig, std::string& error) {
+  std::vector<pid_t> sent;
+  int err = 0;
+  if (u.kind() == Unit::Kind::Members) {
+    for (const auto& [pid, start_time] : u.m->members) {
+      Fd fd = pin({pid, start_time});
+      if (fd && pidfd_send_signal(fd.get(), sig, nullptr, 0) == 0)
+        sent.push_back(pid);
+      else
+        err = fd ? errno : ESRCH;
+    }
+    if (sent.empty())
+      error = u.m->members.empty() ? "'" + u.name + "' has no process to signal (no member runs)"
+                                   : "cannot signal the members of '" + u.name + "': " +
+                                         errno_text(err);
+    return sent;
+  }
+  if (!u.child || u.child->failure) {
+    error = "'" + u.name + "' has no process to signal (it is " +
+            (u.paused ? "paused" : unit_state_name(u.state)) + ")";
+    return sent;
+  }
+  const Unit::Child& c = *u.child;
+  // Vigil's own child: the reaper holds its pidfd; an adopted process is
+  // watched through a pidfd of its own.
+  bool ok = c.adopted ? pidfd_send_signal(c.pidfd.get(), sig, nullptr, 0) == 0
+                      : reaper_.signal(c.pid, sig);
+  if (!ok) {
+    error = "cannot signal '" + u.name + "' (pid " + std::to_string(c.pid) +
+            "): " + (c.adopted || reaper_.tracked(c.pid) ? errno_text(errno) : "it has ended");
+    return sent;
+  }
+  sent.push_back(c.pid);
+  return sent;
+}
+
 void Supervisor::begin_stop(Unit& u) {
   Unit::Child& c = *u.child;
   c.stopping = true;
@@ -1019,12 +1070,14 @@ void Supervisor::pause(Unit& u) {
     cancel_timer(u);
     set_state(u, UnitState::Stopped);
   }
+  changed();
   log_.emit(Msg::Paused, u.name, {});
 }
 
 void Supervisor::resume(Unit& u) {
   if (!u.paused) return;
   u.paused = false;
+  changed();
   log_.emit(Msg::Resumed, u.name, {});
   if (u.want_running && !u.child && u.state != UnitState::Exhausted &&
       u.kind() != Unit::Kind::Members)

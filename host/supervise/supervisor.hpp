@@ -463,6 +463,19 @@ class Supervisor {
   std::map<std::string, Group>& groups() { return groups_; }
   // A group's status: its members (watches and nested groups) as a tree.
   nlohmann::json group_json(const Group& g) const;
+  // The state of a group as a whole, defined here only (status, wait,
+  // --check read it from group_json's "state"):
+  //   exhausted   the group gave up (its budget is used up)
+  //   restarting  a restart or stop of its watches in order is in flight
+  //   ready       every member is running and ready
+  //   stopped     no member has a process, and none is starting, in
+  //               backoff or waiting to start
+  //   degraded    anything else: some members are not (yet) running or ready
+  std::string group_state(const Group& g) const;
+  // Called after a watch's state or readiness or a group's exhaustion
+  // changed (from the supervisor's own call stack: the callee posts what
+  // it does). `vigil wait` is woken by it.
+  void set_change_listener(std::function<void()> fn) { on_change_ = std::move(fn); }
 
   // Order (order.cpp). A coordinated restart: the watches `names` are
   // stopped (dependents first), then started again in dependency order,
@@ -505,6 +518,15 @@ class Supervisor {
   // sent. `reason` goes into the event.
   bool kill_process(Unit& u, int signal, const std::string& reason);
   void set_count_limits(Unit& u, CountLimits limits);
+  // `vigil signal`: sends `sig` to the watch's process (a members watch:
+  // to each member) through a pidfd, so never to a recycled pid, and does
+  // nothing else (no stop, no restart: what the signal does is the
+  // program's business, and a death it causes is an exit like any other).
+  // Returns the pids signalled; empty and `error` when there was none.
+  std::vector<pid_t> send_signal(Unit& u, int sig, std::string& error);
+  // Its state checks: each check on, its threshold, and what the last
+  // sample of the running process saw (`vigil status NAME`).
+  nlohmann::json checks_json(const Unit& u) const;
 
   // Operator commands. `done` runs when the command has taken effect.
   void start(Unit& u, const char* reason = "operator start");
@@ -541,6 +563,10 @@ class Supervisor {
 
   // Rotates output logs that grew past their size.
   void rotate_logs();
+  // Where the output of u's processes goes (`vigil logs`): the path of
+  // its stdout or stderr file, or "" and `why` when vigil captures none
+  // (log = false, or vigil does not start its process).
+  std::string output_path(const Unit& u, bool stderr_stream, std::string& why) const;
   // Forgets the rules' standing orders: asked again at each process's
   // exit (after a reload or a live change: the budgets it rests on changed).
   void forget_orders();
@@ -573,6 +599,9 @@ class Supervisor {
   void overrule(Unit& u);
   void ask_arm(Unit& u);
   void set_state(Unit& u, UnitState s);
+  void changed() {
+    if (on_change_) on_change_();
+  }
   void begin_stop(Unit& u);
   // stop() without leaving an ordered restart (advance() stops a queued
   // unit's process before starting it again).
@@ -756,6 +785,7 @@ class Supervisor {
   bool advance_posted_ = false;
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
+  std::function<void()> on_change_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

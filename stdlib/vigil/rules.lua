@@ -5,6 +5,9 @@
 --   arm(name)             after a restart, or at an exit: is the exit surely
 --                         answered by a restart at once? (the standing order)
 --   set(name, key, value) `vigil set`; -> normalized | nil, err
+--   reset(name, key)      `vigil set NAME KEY --default`; -> declared | nil, err
+--   budget(name)          the restart budget that decides for a watch or
+--                         group now -> { owner, used, left, limit, within } | nil
 --   count(name, ev)       a counted watch is outside its limits
 --   state(name, ev)       a watched process is stopped, blocked or a zombie
 --   hung(name, ev)        a liveness probe failed `fails` times in a row
@@ -20,6 +23,8 @@ local ladder = require "vigil.ladder"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 local errors = require "vigil.errors"
+local policy = require "vigil.policy"
+local exec = require "vigil.exec"
 
 local subscribers = {}  -- event name or "*" -> list of { fn, where }
 
@@ -81,6 +86,25 @@ function entry.set(name, key, value)
   local g = group.groups[name]
   if g then return watch.set_live(g, key, value) end
   return watch.set(name, key, value)
+end
+
+function entry.reset(name, key)
+  local g = group.groups[name]
+  if g then return watch.reset_live(g, key) end
+  return watch.reset(name, key)
+end
+
+-- A watch in a group restarts on its group's budget (ladder.failure).
+function entry.budget(name)
+  local g = group.groups[name]
+  local w = not g and watch.watches[name]
+  local owner = g or (w and (w.group and group.groups[w.group] or w))
+  if not owner then return nil end
+  local info = owner.kind == "group" and exec.group_info(owner.name) or exec.ledger(owner.name)
+  local rp = policy.normalize(owner.restart)
+  local used = policy.used(rp, info and info.history or {}, runtime.now())
+  return { owner = owner.name, used = used, limit = rp.limit,
+    left = math.max(0, rp.limit - used), within = rp.within }
 end
 
 function entry.count(name, ev) watch.on_count(name, ev) end

@@ -331,6 +331,14 @@ local live_keys = {
   end, tostring },
 }
 M.live_keys = live_keys
+-- Where each live key's value is kept in a watch's (or group's) table:
+-- { subtable or nil, field }, for the declared value `--default` restores.
+local live_fields = {
+  ["restart.limit"] = { "restart", "limit" }, ["restart.within"] = { "restart", "within" },
+  ["restart.delay"] = { "restart", "delay" }, ["restart.reset"] = { "restart", "reset" },
+  ["restart.backoff"] = { "restart", "backoff" }, ["rearm"] = { nil, "rearm" },
+  ["count.min"] = { "count", "min" }, ["count.max"] = { "count", "max" },
+}
 
 local default_restart = policy.normalize(nil)
 
@@ -820,8 +828,45 @@ function M.set_live(owner, key, value)
     owner.restart = {}
     for kk, vv in pairs(default_restart) do owner.restart[kk] = vv end
   end
+  -- The declared value, the first time the key is set in this state:
+  -- what `vigil set NAME KEY --default` brings back.
+  local f = live_fields[key]
+  owner.declared = owner.declared or {}
+  if owner.declared[key] == nil then
+    local t = f[1] and owner[f[1]] or owner
+    owner.declared[key] = { value = t and t[f[2]] }
+  end
   local ok, serr = pcall(k[2], owner, v)
   if not ok then return nil, tostring(serr) end
+  return k[3](v)
+end
+
+--- Brings a live key of `owner` back to its declared value (`vigil set
+-- NAME KEY --default`) -> the value's text | nil, err.
+function M.reset_live(owner, key)
+  local k = live_keys[key]
+  if not k then return M.set_live(owner, key, "") end  -- the same refusal, with the keys
+  if owner.kind == "group" and not group_keys[key] then
+    return nil, string.format("'%s' is a group: '%s' belongs to its watches", owner.name, key)
+  end
+  if owner.kind ~= "group" and owner.group and group_keys[key] then
+    return nil, string.format("'%s' is a member of group '%s', whose budget decides its restarts: %s is the group's",
+      owner.name, owner.group, key)
+  end
+  local f = live_fields[key]
+  local saved = owner.declared and owner.declared[key]
+  local t = f[1] and owner[f[1]] or owner
+  if f[1] == "count" and not t then return nil, "'" .. owner.name .. "' has no count" end
+  if saved then
+    t[f[2]] = saved.value
+    owner.declared[key] = nil
+    if f[1] == "count" then exec.set_count(owner.name, t.min or 0, t.max or -1) end
+  end
+  local v = t and t[f[2]]
+  if v == nil then
+    if key == "rearm" then return "off" end
+    if key == "count.max" then return "none" end
+  end
   return k[3](v)
 end
 
@@ -830,6 +875,13 @@ function M.set(name, key, value)
   local w = watches[name]
   if not w then return nil, string.format("no watch or group named '%s'", name) end
   return M.set_live(w, key, value)
+end
+
+--- `vigil set NAME KEY --default` -> the declared value's text | nil, err
+function M.reset(name, key)
+  local w = watches[name]
+  if not w then return nil, string.format("no watch or group named '%s'", name) end
+  return M.reset_live(w, key)
 end
 
 return M
