@@ -15,6 +15,7 @@
 #include "host/core/clock.hpp"
 #include "host/core/json_read.hpp"
 #include "host/daemon/daemon.hpp"
+#include "host/daemon/daemonize.hpp"
 #include "host/daemon/paths.hpp"
 #include "host/log/sink.hpp"
 #include "host/metrics/top.hpp"
@@ -35,8 +36,9 @@ Daemon:
       [--allow-reboot] [--reboot-interval SECONDS]
       [--metrics] [--metrics-interval SECONDS] [--metrics-dir DIR]
       [--no-metrics-csv] [--metrics-max-bytes N] [--metrics-keep N]
-      [--metrics-listen HOST:PORT]
-                          run in the foreground on the rules
+      [--metrics-listen HOST:PORT] [--daemon] [--pid-file FILE]
+                          run in the foreground on the rules (--daemon:
+                          detach once running, for init scripts)
                           (ADDR: /dev/log, unix:/path, udp:host:port,
                           tcp:host:port; RFC 5424 with structured data)
   check FILE|DIR [--stdlib DIR]
@@ -125,19 +127,10 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
   return a;
 }
 
-// --stdlib, then VIGIL_STDLIB, then an installed copy beside the binary
-// (PREFIX/bin/vigil -> PREFIX/share/vigil/stdlib), then the source tree.
+// --stdlib, else default_stdlib_dir() (host/daemon/paths.hpp).
 std::string stdlib_dir(const Args& a) {
   if (auto v = a.option("--stdlib")) return *v;
-  if (const char* e = getenv("VIGIL_STDLIB"); e && *e) return e;
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    std::string bin(exe, static_cast<size_t>(n));
-    std::string installed = bin.substr(0, bin.rfind('/')) + "/../share/vigil/stdlib";
-    if (access((installed + "/vigil/rules.lua").c_str(), R_OK) == 0) return installed;
-  }
-  return VIGIL_STDLIB_DIR;
+  return default_stdlib_dir();
 }
 
 std::string human_duration(double s) {
@@ -374,9 +367,10 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
                       {"--rules", "--state-dir", "--stdlib", "--log-file", "--rule-budget",
                        "--socket", "--scan-interval", "--reboot-interval", "--metrics-interval",
                        "--metrics-dir", "--metrics-listen", "--metrics-max-bytes", "--metrics-keep",
-                       "--syslog-address", "--syslog-facility", "--json-log"},
+                       "--syslog-address", "--syslog-facility", "--json-log", "--pid-file"},
                       {"--syslog", "--quiet", "--no-watch-rules", "--no-proc-events",
-                       "--allow-reboot", "--metrics", "--no-metrics-csv", "--journald"});
+                       "--allow-reboot", "--metrics", "--no-metrics-csv", "--journald",
+                       "--daemon"});
   if (!a.positional.empty()) usage_error("run takes no positional arguments");
   DaemonOptions o;
   o.rules = a.option("--rules").value_or("/etc/vigil/rules");
@@ -428,13 +422,7 @@ int cmd_run(int argc, char** argv, int first, const std::string& socket) {
     if (!end || *end || !(o.callback_budget > 0 && o.callback_budget <= 3600))
       usage_error("--rule-budget: expected seconds (more than 0, at most 3600), got " + *b);
   }
-  Daemon d(o);
-  std::string error;
-  if (!d.start(error)) {
-    std::cerr << "vigil: " << error << "\n";
-    return 1;
-  }
-  return d.run();
+  return run_daemon(o, {a.flag("--daemon"), a.option("--pid-file").value_or("")});
 }
 
 int cmd_check(int argc, char** argv, int first) {
