@@ -86,6 +86,8 @@ void add_run_options(RunOptions& r) {
   r.value("--metrics-max-bytes", "size of a CSV file before it rotates", "N");
   r.value("--metrics-keep", "rotated CSV files kept", "N");
   r.value("--metrics-listen", "serve /metrics (Prometheus) on HOST:PORT", "HOST:PORT");
+  r.flag("--daemon", "detach once running (for init scripts); the exit status is the start's");
+  r.value("--pid-file", "write the daemon's pid here for its life", "FILE");
 }
 
 // A count given on the command line (-n N): a whole number, at least `min`.

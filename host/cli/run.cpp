@@ -9,25 +9,17 @@
 
 #include "host/cli/run.hpp"
 #include "host/daemon/daemon.hpp"
+#include "host/daemon/daemonize.hpp"
 #include "host/daemon/paths.hpp"
 #include "host/log/sink.hpp"
 #include "lua/runtime.hpp"
 
 namespace vigil::cli {
 
-// --stdlib, then VIGIL_STDLIB, then an installed copy beside the binary
-// (PREFIX/bin/vigil -> PREFIX/share/vigil/stdlib), then the source tree.
+// --stdlib, else default_stdlib_dir() (host/daemon/paths.hpp).
 std::string stdlib_dir(const RunArgs& a) {
   if (auto v = a.option("--stdlib")) return *v;
-  if (const char* e = getenv("VIGIL_STDLIB"); e && *e) return e;
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    std::string bin(exe, static_cast<size_t>(n));
-    std::string installed = bin.substr(0, bin.rfind('/')) + "/../share/vigil/stdlib";
-    if (access((installed + "/vigil/rules.lua").c_str(), R_OK) == 0) return installed;
-  }
-  return VIGIL_STDLIB_DIR;
+  return default_stdlib_dir();
 }
 
 // Metrics are off unless asked for: --metrics, or any --metrics-* option.
@@ -118,13 +110,7 @@ int cmd_run(const RunArgs& a, const std::string& socket) {
     if (!end || *end || !(o.callback_budget > 0 && o.callback_budget <= 3600))
       throw UsageError("--rule-budget: expected seconds (more than 0, at most 3600), got " + *b);
   }
-  Daemon d(o);
-  std::string error;
-  if (!d.start(error)) {
-    std::cerr << "vigil: " << error << "\n";
-    return 1;
-  }
-  return d.run();
+  return run_daemon(o, {a.flag("--daemon"), a.option("--pid-file").value_or("")});
 }
 
 int cmd_check(const RunArgs& a, const std::string& path) {

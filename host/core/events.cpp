@@ -185,6 +185,10 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::StandingOrderOverruled, "VGL0177", S::Warning, "standing_order_overruled",
      "{watch}: the rules answered the exit of pid {was} otherwise than their standing order; "
      "pid {pid}, started at once, was killed"},
+    {Msg::ServiceNotifyFailed, "VGL0178", S::Warning, "service_notify_failed",
+     "cannot notify the service manager ({socket}): {error}; further failures are not logged"},
+    {Msg::ServiceNotifying, "VGL0179", S::Info, "service_notifying",
+     "notifying the service manager at {socket} (watchdog ping every {watchdog}s; 0: none)"},
     {Msg::SignalSent, "VGL0185", S::Notice, "signal_sent",
      "{watch}: {signal} sent to pid {pids} (vigil signal)"},
     {Msg::ParameterReset, "VGL0186", S::Notice, "parameter_reset",

@@ -109,6 +109,8 @@ enum class Msg {
   CountKills,             // VGL0170
   LeftoversSwept,         // VGL0176
   StandingOrderOverruled, // VGL0177
+  ServiceNotifyFailed,    // VGL0178
+  ServiceNotifying,       // VGL0179
   SignalSent,             // VGL0185
   ParameterReset,         // VGL0186
   DaemonLaunched,         // VGL0195

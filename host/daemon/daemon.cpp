@@ -43,6 +43,7 @@ Daemon::~Daemon() {
   // Children first, then the rules that reference them.
   waits_.reset();
   if (supervisor_) supervisor_->set_change_listener({});
+  service_.reset();
   control_.reset();
   metrics_.reset();
   if (proc_events_) proc_events_->set_handler({});
@@ -54,6 +55,10 @@ Daemon::~Daemon() {
 
 bool Daemon::start(std::string& error) {
   started_ = wall_seconds();
+  // Read (and removed from the environment) before anything is started:
+  // what vigil starts must not inherit its service manager's socket.
+  std::string notify_error;
+  service_ = ServiceNotifier::from_environment(loop_, notify_error);
   // Orphans of supervised programs reparent to us and are reaped at once
   // (PID 1 may reap late), and their death is ours to see.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -138,7 +143,16 @@ bool Daemon::start(std::string& error) {
     // Every event may be the change a wait is for (a re-arm, a member
     // found): judged once after this iteration's work, however many came.
     if (waits_) waits_->poke();
+    if (service_) service_->changed();
   });
+  if (!notify_error.empty())
+    log_->emit(Msg::ServiceNotifyFailed, "", {{"socket", ""}, {"error", notify_error}});
+  if (service_) {
+    service_->set_summary([this] { return status_summary(); });
+    service_->set_failure_log([this](const std::string& e) {
+      log_->emit(Msg::ServiceNotifyFailed, "", {{"socket", service_->address()}, {"error", e}});
+    });
+  }
   supervisor_ = std::make_unique<Supervisor>(loop_, *log_, log_dir,
                                              options_.state_dir + "/processes.journal");
   supervisor_->set_dump_dir(options_.state_dir + "/dumps");
@@ -207,6 +221,11 @@ bool Daemon::start(std::string& error) {
               {"rules", options_.rules},
               {"socket", options_.socket_path},
               {"state_dir", options_.state_dir}});
+  if (service_) {
+    log_->emit(Msg::ServiceNotifying, "",
+               {{"socket", service_->address()}, {"watchdog", service_->watchdog_interval()}});
+    service_->ready();
+  }
   return true;
 }
 
@@ -249,6 +268,14 @@ int Daemon::run() {
 }
 
 std::vector<std::string> Daemon::reload(const std::string& reason) {
+  // Around a reload once started (the first load is before READY=1).
+  if (service_) service_->reloading();
+  struct Reloaded {
+    ServiceNotifier* s;
+    ~Reloaded() {
+      if (s) s->reloaded();
+    }
+  } reloaded{service_.get()};
   RuntimeOptions ro;
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
@@ -358,6 +385,7 @@ void Daemon::shutdown(const std::string& reason, bool keep_processes) {
     return;
   }
   shutting_down_ = true;
+  if (service_) service_->stopping();
   log_->emit(Msg::DaemonStopping, "", {{"reason", reason}});
   if (keep_processes) {
     // An upgrade or a restart of vigil: the processes go on, the journal
@@ -468,6 +496,24 @@ std::string Daemon::status_text() const {
     if (g.decl.parent.empty()) w.value(supervisor_->group_json(g));
   w.end_array();
   w.end_object();
+  return out;
+}
+
+// One line for the service manager's STATUS= ("12 watches: 11 running,
+// 1 backoff"): the number of watches, then how many are in each state.
+std::string Daemon::status_summary() const {
+  std::map<std::string, size_t> by_state;
+  for (const auto& [name, u] : supervisor_->units())
+    ++by_state[u->paused ? "paused" : unit_state_name(u->state)];
+  size_t n = supervisor_->units().size();
+  std::string out = std::to_string(n) + (n == 1 ? " watch" : " watches");
+  const char* sep = ": ";
+  // The usual states first, in the order an operator reads them.
+  for (const char* s : {"running", "starting", "backoff", "waiting", "paused", "stopped", "exhausted"})
+    if (auto it = by_state.find(s); it != by_state.end()) {
+      out += sep + std::to_string(it->second) + " " + s;
+      sep = ", ";
+    }
   return out;
 }
 

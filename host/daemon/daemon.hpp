@@ -10,6 +10,7 @@
 
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
+#include "host/daemon/service_notify.hpp"
 #include "host/log/sink.hpp"
 #include "host/loop/event_loop.hpp"
 #include "host/metrics/metrics.hpp"
@@ -69,6 +70,7 @@ class Daemon {
   nlohmann::json status_json() const;
   bool lock_state_dir(std::string& error);
   std::string status_text() const;
+  std::string status_summary() const;
   nlohmann::json daemon_json() const;
   nlohmann::json loop_json() const;
   nlohmann::json inspect(const RequestFields& req) const;
@@ -86,6 +88,9 @@ class Daemon {
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Waits> waits_;  // `vigil wait`: replies held until a state is reached
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
+  // Vigil's own service manager (systemd, Type=notify), when it gave a
+  // NOTIFY_SOCKET: READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1.
+  std::unique_ptr<ServiceNotifier> service_;
   Fd lock_fd_;                        // STATE_DIR/vigil.lock, flock'ed for the daemon's life
   Fd signal_fd_;
   Fd inotify_fd_;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdlib>
 
 #include "host/core/strings.hpp"
@@ -30,6 +31,21 @@ std::string default_state_dir() {
   if (auto st = env_or_empty("XDG_STATE_HOME"); !st.empty()) return st + "/vigil";
   if (auto home = env_or_empty("HOME"); !home.empty()) return home + "/.local/state/vigil";
   return "/tmp/vigil-" + std::to_string(geteuid()) + "/state";
+}
+
+std::string default_stdlib_dir() {
+  if (auto v = env_or_empty("VIGIL_STDLIB"); !v.empty()) return v;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    std::string bin(exe, static_cast<size_t>(n));
+    std::string dir = bin.substr(0, bin.rfind('/'));
+    char build[PATH_MAX];
+    if (realpath(VIGIL_BUILD_DIR, build) && dir == build) return VIGIL_STDLIB_DIR;
+    std::string beside = dir + "/../share/vigil/stdlib";
+    if (access((beside + "/vigil/rules.lua").c_str(), R_OK) == 0) return beside;
+  }
+  return VIGIL_INSTALL_STDLIB_DIR;
 }
 
 std::string make_dirs(const std::string& path, unsigned mode) {

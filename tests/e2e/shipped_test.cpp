@@ -10,7 +10,9 @@
 using namespace vigil::test;
 
 TEST(Shipped, DefaultRulesAndExamplesPassCheck) {
-  std::vector<std::string> dirs = {VIGIL_SOURCE_DIR "/rules"};
+  // examples/system/rules: what the package installs to /etc/vigil/rules.
+  std::vector<std::string> dirs = {VIGIL_SOURCE_DIR "/rules",
+                                   VIGIL_SOURCE_DIR "/examples/system/rules"};
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(VIGIL_SOURCE_DIR "/examples", ec))
     if (e.is_directory()) dirs.push_back(e.path().string());

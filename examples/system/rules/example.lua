@@ -1,0 +1,29 @@
+-- /etc/vigil/rules: the rules the installed vigil runs (vigil.service, or
+-- /etc/init.d/vigil). Every *.lua file here is loaded in name order;
+-- shared rule code goes in lib/ and is loaded with require. This file
+-- declares nothing, so a fresh install watches nothing and starts nothing.
+--
+-- Write your watches in files of their own (say /etc/vigil/rules/web.lua),
+-- check them, and reload:
+--
+--   vigil check /etc/vigil/rules     -- file:line errors, exit 1; runs nothing
+--   vigil reload                     -- or systemctl reload vigil
+--
+-- (the daemon also reloads by itself when a file here changes; a rejected
+-- reload keeps the old rules running). A watch vigil starts itself:
+--
+--   watch "api" {
+--     start   = { "/usr/bin/python3", "-m", "http.server", "8080" },
+--     user    = "www-data",
+--     restart = { limit = 3, within = "10m", backoff = "1s..30s" },
+--   }
+--
+-- A daemon something else started, adopted by what it is:
+--
+--   watch "nginx" {
+--     match = { exe = "/usr/sbin/nginx", cmdline = "master process", user = "root" },
+--     restart_script = "/etc/init.d/nginx restart",
+--   }
+--
+-- The rule language: man vigil-rules, /usr/share/doc/vigil or docs/rules.md;
+-- complete scenarios in the source tree's examples/.
