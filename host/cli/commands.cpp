@@ -80,7 +80,12 @@ int lsb_code(const json& it) {
   // Paused: vigil does not act on it, the process runs or it does not.
   if (s == "paused") return field(it, "pid").is_null() ? kLsbStopped : kLsbRunning;
   // Finished by design (restart.on, oneshot): fine if it succeeded.
-  if (s == "done") return clean_exit(field(it, "last_exit")) ? kLsbRunning : kLsbStopped;
+  // The daemon says which (`outcome`, by the rule's success_exit).
+  if (s == "done") {
+    const json& o = field(it, "outcome");
+    bool ok = o.is_string() ? o == "success" : clean_exit(field(it, "last_exit"));
+    return ok ? kLsbRunning : kLsbStopped;
+  }
   return kLsbUnknown;  // a state this CLI does not know: say so, do not guess
 }
 

@@ -378,7 +378,8 @@ std::string Supervisor::group_state(const Group& g) const {
     // a wait for dependencies). A future state counts as not down.
     bool has_process = u.child || (u.m && !u.m->members.empty()) || u.script_pid();
     all_down &= !ready && !has_process &&
-                (u.state == UnitState::Stopped || u.state == UnitState::Exhausted);
+                (u.state == UnitState::Stopped || u.state == UnitState::Exhausted ||
+                 u.state == UnitState::Done);
   }
   return busy        ? "restarting"
          : all_ready ? "ready"

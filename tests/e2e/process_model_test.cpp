@@ -88,6 +88,7 @@ watch "probed" { start = { "sh", "-c", "trap 'exit 0' TERM; echo x >> )" +
   EXPECT_EQ(d.watch("sig")["outcome"], "failure");
   EXPECT_EQ(d.watch("sig")["last_exit"]["code"], 3);
   EXPECT_TRUE(d.wait_event("VGL0206", "sig")) << d.output();
+  EXPECT_EQ(d.cli({"status", "sig", "--check"}).code, 3);  // LSB: not running
   // The hung one exits 0 when vigil's TERM comes: that is still an end
   // vigil forced, so it is restarted (exit 0 alone would have been done).
   ASSERT_TRUE(wait_for([&] {
@@ -113,6 +114,8 @@ watch "term" { start = { "sh", "-c", "kill -TERM $$" }, restart = { on = "failur
   EXPECT_EQ(d.watch("term")["outcome"], "success");
   EXPECT_EQ(d.watch("three")["restarts"], 0);
   EXPECT_EQ(d.watch("term")["last_exit"]["signal"], "TERM");
+  // Done as a success is fine for scripts (LSB 0), though killed by TERM.
+  EXPECT_EQ(d.cli({"status", "term", "--check"}).code, 0);
 }
 
 TEST(Oneshot, ItsDependentsStartOnceItSucceedsAndAFailureHoldsThem) {
