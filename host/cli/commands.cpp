@@ -68,7 +68,11 @@ bool clean_exit(const json& e) {
 int lsb_code(const json& it) {
   const json& st = field(it, "state");
   std::string s = st.is_string() ? st.get<std::string>() : "";
-  if (it.contains("group") || field(it, "kind") == "group") {
+  // A group: kind "group" (inspect), or a status group object (which has
+  // "group" and no "name"; a member watch's "group" names its group).
+  bool group = it.contains("kind") ? field(it, "kind") == "group"
+                                   : it.contains("group") && !it.contains("name");
+  if (group) {
     if (s == "ready") return kLsbRunning;
     if (s == "degraded" || s == "restarting") return kLsbDegraded;
     if (s == "stopped" || s == "exhausted") return kLsbStopped;

@@ -133,6 +133,9 @@ watch "lone" { start = { "sleep", "100012" } }
   EXPECT_TRUE(field(all(), "watches").is_array());
   EXPECT_TRUE(field(all(), "daemon").is_object());
   EXPECT_EQ(d.cli({"status", "g", "--check"}).code, 0);
+  // A member is a watch (its "group" field names its group).
+  EXPECT_EQ(d.cli({"status", "db", "--check"}).code, 0);
+  EXPECT_EQ(d.cli({"status", "--check"}).code, 0);
   // A group restart in flight: `slow` takes its stop timeout to go.
   std::thread restart([&] { d.cli({"restart", "g"}); });
   EXPECT_TRUE(wait_for([&] { return gstate() == "restarting"; }, 5s)) << all().dump();
