@@ -56,6 +56,8 @@ TEST(RestartOn, FailureRestartsAFailedExitAndEndsACleanOneAsDone) {
   write_file(code, "sleep\n");
   ASSERT_EQ(d.cli({"start", "job"}).code, 0);
   ASSERT_TRUE(wait_for([&] { return d.watch_state("job") == "running"; })) << d.output();
+  // "running" is set at the spawn, before the shell has counted its run.
+  EXPECT_TRUE(wait_for([&] { return runs(code) >= before + 1; })) << d.output();
   EXPECT_EQ(runs(code), before + 1);
 }
 
