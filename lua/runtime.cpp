@@ -831,9 +831,10 @@ void RuleRuntime::run_probe(Unit& unit, size_t index, uint64_t token) {
   });
 }
 
-std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,
-                                                  const std::string& value, std::string& error) {
-  RuntimeState& rt = *state_;
+namespace {
+// An entry point that answers a text or nil, err (set, reset).
+std::optional<std::string> text_answer(RuntimeState& rt, const char* entry,
+                                       const std::vector<std::string>& args, std::string& error) {
   std::optional<std::string> out;
   DispatchOptions o;
   o.nresults = 2;
@@ -844,40 +845,25 @@ std::optional<std::string> RuleRuntime::set_param(const std::string& watch, cons
       error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
   };
   CallResult r = call_entry(
-      rt, "set",
+      rt, entry,
       [&](lua_State* L) {
-        lua_pushstring(L, watch.c_str());
-        lua_pushstring(L, key.c_str());
-        lua_pushstring(L, value.c_str());
-        return 3;
+        for (const auto& a : args) lua_pushstring(L, a.c_str());
+        return static_cast<int>(args.size());
       },
       o);
   if (!r.ok()) error = r.error;
   return r.ok() ? out : std::nullopt;
 }
+}  // namespace
+
+std::optional<std::string> RuleRuntime::set_param(const std::string& watch, const std::string& key,
+                                                  const std::string& value, std::string& error) {
+  return text_answer(*state_, "set", {watch, key, value}, error);
+}
 
 std::optional<std::string> RuleRuntime::reset_param(const std::string& name, const std::string& key,
                                                     std::string& error) {
-  RuntimeState& rt = *state_;
-  std::optional<std::string> out;
-  DispatchOptions o;
-  o.nresults = 2;
-  o.results = [&](lua_State* L) {
-    if (lua_isstring(L, -2))
-      out = lua_tostring(L, -2);
-    else
-      error = lua_isstring(L, -1) ? lua_tostring(L, -1) : "rejected";
-  };
-  CallResult r = call_entry(
-      rt, "reset",
-      [&](lua_State* L) {
-        lua_pushstring(L, name.c_str());
-        lua_pushstring(L, key.c_str());
-        return 2;
-      },
-      o);
-  if (!r.ok()) error = r.error;
-  return r.ok() ? out : std::nullopt;
+  return text_answer(*state_, "reset", {name, key}, error);
 }
 
 nlohmann::json RuleRuntime::budget(const std::string& name) {

@@ -501,19 +501,10 @@ void Supervisor::wait_for_count(Unit& u) {
 
 void Supervisor::restart_failed(Unit& u, const std::string& error) {
   log_.emit(Msg::RestartFailed, u.name, {{"error", error}});
-  ExitInfo e;
-  e.error = error;
-  e.wall = wall_seconds();
-  e.pid = u.last_exit ? u.last_exit->pid : 0;
-  u.last_exit = e;
+  ExitInfo e = record_failed_start(u, error);
   if (!u.want_running) return;
   if (u.paused) return set_state(u, UnitState::Stopped);
-  uint64_t before = u.decisions;
-  if (policy_) policy_->on_exit(u, e);
-  if (u.decisions == before) {
-    log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
-    restart_later(u, 1.0);
-  }
+  decide_exit(u, e);
 }
 
 void Supervisor::begin_find(Unit& u) {

@@ -222,11 +222,7 @@ void Supervisor::daemon_failed(Unit& u, const std::string& error) {
     u.launch.reset();
   }
   log_.emit(Msg::DaemonFailed, u.name, {{"error", error}, {"pidfile", u.spec.pidfile}});
-  ExitInfo e;
-  e.error = error;
-  e.wall = wall_seconds();
-  e.pid = u.last_exit ? u.last_exit->pid : 0;
-  u.last_exit = e;
+  record_failed_start(u, error);
   if (!u.want_running) return;
   if (u.paused) return set_state(u, UnitState::Stopped);
   // A failed start, put to the rules as any: it uses the restart budget.
@@ -237,12 +233,7 @@ void Supervisor::daemon_failed(Unit& u, const std::string& error) {
     if (!unit || unit->child || unit->launch || !unit->want_running || unit->paused ||
         unit->state == UnitState::Backoff)
       return;
-    uint64_t before = unit->decisions;
-    if (policy_ && unit->last_exit) policy_->on_exit(*unit, *unit->last_exit);
-    if (unit->decisions == before) {
-      log_.emit(Msg::PolicyFallback, unit->name, {{"delay", 1.0}});
-      restart_later(*unit, 1.0);
-    }
+    if (unit->last_exit) decide_exit(*unit, *unit->last_exit);
   });
 }
 

@@ -641,6 +641,28 @@ void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
   finish_exit(u, e, was_stopping);
 }
 
+// Puts an end (an exit, a failed start) to the rules. A decision made
+// before a later part of the rules failed stands; with none at all the
+// process is not left dead: it is restarted after a pause (VGL0120).
+void Supervisor::decide_exit(Unit& u, const ExitInfo& e) {
+  uint64_t before = u.decisions;
+  if (policy_) policy_->on_exit(u, e);
+  if (u.decisions == before) {
+    log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
+    restart_later(u, 1.0);
+  }
+}
+
+// A start that failed before there was a process: the watch's last exit.
+ExitInfo Supervisor::record_failed_start(Unit& u, const std::string& error) {
+  ExitInfo e;
+  e.error = error;
+  e.wall = wall_seconds();
+  e.pid = u.last_exit ? u.last_exit->pid : 0;
+  u.last_exit = e;
+  return e;
+}
+
 nlohmann::json Supervisor::exit_fields(const Unit& u, const ExitInfo& e) const {
   nlohmann::json fields = {{"pid", e.pid}, {"how", e.describe()}, {"uptime", e.uptime}};
   nlohmann::json ej = e.to_json();
@@ -675,14 +697,7 @@ void Supervisor::finish_exit(Unit& u, const ExitInfo& e, bool was_stopping) {
     if (u.kind() == Unit::Kind::Single) begin_find(u);
     return;
   }
-  uint64_t before = u.decisions;
-  if (policy_) policy_->on_exit(u, e);
-  // A decision made before a later part of the rules failed stands; with
-  // none at all the process is not left dead: restart it after a pause.
-  if (u.decisions == before) {
-    log_.emit(Msg::PolicyFallback, u.name, {{"delay", 1.0}});
-    restart_later(u, 1.0);
-  }
+  decide_exit(u, e);
   // The rules' last decision was a restart at once: it starts now, inside
   // this callback, instead of from its timer on the way round the loop.
   // What the exit wrote (the file sinks' lines, posted) then goes out

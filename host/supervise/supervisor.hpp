@@ -672,6 +672,8 @@ class Supervisor {
   void on_own_exit(const std::string& name, pid_t pid);
 
   // order.cpp: dependency order, coordinated restarts, groups.
+  void decide_exit(Unit& u, const ExitInfo& e);
+  ExitInfo record_failed_start(Unit& u, const std::string& error);
   // Starts what u waits for that is held back only by autostart = false.
   void pull_in(Unit& u);
   bool deps_ready(Unit& u, std::optional<MonoTime>* settle_at = nullptr);
