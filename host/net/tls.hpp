@@ -1,0 +1,47 @@
+// TLS for host/net: GnuTLS, loaded (dlopen) only when a TLS listener or a
+// TLS client call is configured, so that a daemon without one does not
+// carry the TLS stack (RSS +2.6 MB measured with it linked in). The same
+// library serves libcurl-gnutls, so client and server share one stack.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "host/net/transport.hpp"
+
+namespace vigil {
+
+struct TlsServerFiles {
+  std::string cert;       // PEM certificate chain
+  std::string key;        // PEM private key
+  std::string client_ca;  // PEM CA bundle; non-empty: a client certificate is required and verified
+};
+
+// A server's credentials, loaded from PEM files: TLS 1.2 minimum, 1.3
+// preferred. Loading again (vigil reload) makes a new context; connections
+// made before keep the old one until they close (shared_ptr).
+class TlsServerContext {
+ public:
+  // nullptr and error ("cert /etc/vigil/api.pem: no such file", "key does
+  // not match the certificate", "certificate expired on ...") on failure.
+  static std::shared_ptr<TlsServerContext> load(const TlsServerFiles& files, std::string& error);
+  virtual ~TlsServerContext() = default;
+  // The server end of a TLS session over an accepted socket; its
+  // handshake() verifies the client certificate when client_ca is set
+  // (fails without one or with one from another CA), and peer() then
+  // names it (subject CN, SANs, Kind::Certificate, tls = true).
+  virtual std::unique_ptr<Transport> accept(Fd fd, std::string& error) = 0;
+  const TlsServerFiles& files() const { return files_; }
+
+ protected:
+  TlsServerFiles files_;
+};
+
+// Whether GnuTLS can be loaded here (tests skip TLS cases without it).
+bool tls_available(std::string& error);
+
+// SHA-256 of data, lower-case hex (the token file stores tokens hashed).
+// Loads GnuTLS if needed; empty with error when it cannot.
+std::string sha256_hex(const std::string& data, std::string& error);
+
+}  // namespace vigil
