@@ -32,11 +32,10 @@ std::string last_exit_text(const json& e) {
 }
 
 // One group and its members, indented by depth.
-void print_group(const json& g, int depth) {
-  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "",
-         field(g, "group").get<std::string>().c_str(), field(g, "state").get<std::string>().c_str(),
-         field(g, "strategy").get<std::string>().c_str(),
-         static_cast<unsigned long long>(field(g, "restarts").get<uint64_t>()));
+void print_group(const json& g, int depth);
+
+// A group's members, one line each (nested groups with their heading).
+void print_members(const json& g, int depth) {
   for (const auto& m : field(g, "members")) {
     if (m.contains("group")) {
       print_group(m, depth + 1);
@@ -48,6 +47,14 @@ void print_group(const json& g, int depth) {
            field(m, "state").get<std::string>().c_str(), pid.c_str(),
            field(m, "ready").get<bool>() ? "ready" : "not ready");
   }
+}
+
+void print_group(const json& g, int depth) {
+  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "",
+         field(g, "group").get<std::string>().c_str(), field(g, "state").get<std::string>().c_str(),
+         field(g, "strategy").get<std::string>().c_str(),
+         static_cast<unsigned long long>(field(g, "restarts").get<uint64_t>()));
+  print_members(g, depth);
 }
 
 }  // namespace
@@ -137,7 +144,7 @@ void print_inspect(const json& it) {
            text_of(field(it, "where")).c_str());
     printf("  restarts:  %s\n", text_of(field(it, "restarts")).c_str());
     printf("  members:\n");
-    print_group(it, 1);
+    print_members(it, 1);
   } else {
     printf("  where:     %s\n", text_of(field(it, "where")).c_str());
     std::string pid = text_of(field(it, "pid"));
