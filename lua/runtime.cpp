@@ -884,6 +884,42 @@ nlohmann::json RuleRuntime::budget(const std::string& name) {
   return out;
 }
 
+nlohmann::json RuleRuntime::api() {
+  RuntimeState& rt = *state_;
+  nlohmann::json out;
+  DispatchOptions o;
+  o.nresults = 1;
+  o.results = [&](lua_State* L) {
+    if (lua_istable(L, -1)) out = to_json(L, -1);
+  };
+  call_entry(rt, "api", {}, o);
+  return out;
+}
+
+RuleRuntime::Verdict RuleRuntime::authorize(const nlohmann::json& identity,
+                                            const std::string& method, const std::string& path) {
+  RuntimeState& rt = *state_;
+  Verdict v{false, "vigil.api.authorize did not answer"};
+  DispatchOptions o;
+  o.nresults = 2;
+  o.results = [&](lua_State* L) {
+    v.allowed = lua_toboolean(L, -2);
+    const char* why = lua_tostring(L, -1);
+    v.reason = v.allowed ? "" : (why ? why : "not authorized");
+  };
+  CallResult r = call_entry(
+      rt, "authorize",
+      [&](lua_State* L) {
+        push_json(L, identity);
+        lua_pushlstring(L, method.data(), method.size());
+        lua_pushlstring(L, path.data(), path.size());
+        return 3;
+      },
+      o);
+  if (!r.ok()) v = {false, "vigil.api.authorize: " + r.error};
+  return v;
+}
+
 nlohmann::json event_for_lua(const Event& ev) {
   nlohmann::json j = ev.fields;
   const MessageDef& def = message_def(ev.msg);

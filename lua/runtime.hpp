@@ -90,6 +90,19 @@ class RuleRuntime : public Policy {
   // left, limit, within (seconds)}, or null (no such name, no rules).
   nlohmann::json budget(const std::string& name);
 
+  // The rules' `api { }` declaration (normalized by vigil.api: listen,
+  // cert, key, client_ca, tokens, operators, where), or null.
+  nlohmann::json api();
+  // vigil.api.authorize(identity, method, path), under the callback
+  // budget: true, or false with the reason. A hook that fails, overruns
+  // or answers nonsense denies (fail closed).
+  struct Verdict {
+    bool allowed = false;
+    std::string reason;
+  };
+  Verdict authorize(const nlohmann::json& identity, const std::string& method,
+                    const std::string& path);
+
   // Delivers a host event to rule subscribers (vigil.on): queued, and
   // delivered from the loop once the host callback that emitted it has
   // returned (so handlers see the unit after the policy's decision).

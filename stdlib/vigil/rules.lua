@@ -15,6 +15,8 @@
 --                         exec.probe_answer
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
+--   api()                 the declared `api { }` table, or nil
+--   authorize(id, m, p)   may this identity make this API request? -> ok, why
 --   errors()              the errors declarations recorded since the last
 --                         call (vigil.errors), after each file and finish
 local watch = require "vigil.watch"
@@ -49,6 +51,7 @@ vigil = {
   watches = watch.watches,
   groups = group.groups,
   cluster = require "vigil.cluster",
+  api = require "vigil.api",
 }
 
 --- vigil.on(event, fn): fn(ev) runs for each host event of that name
@@ -71,6 +74,7 @@ end
 _G.watch = watch.watch
 _G.group = group.group
 _G.cluster = ladder.configure
+_G.api = vigil.api.declare
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
   _G[k] = vigil.probes[k]
@@ -122,6 +126,21 @@ function entry.finish()
 end
 
 entry.errors = errors.take
+
+-- The declared api table, for the host's listener.
+function entry.api() return vigil.api.declared() end
+
+-- A request on the API listener: may `id` do it? -> allowed, reason. A
+-- hook that fails or answers something else than a boolean denies.
+function entry.authorize(id, method, path)
+  local ok, allowed, why = pcall(vigil.api.authorize, id, method, path)
+  if not ok then return false, "vigil.api.authorize failed: " .. tostring(allowed) end
+  if allowed == true then return true end
+  if allowed ~= false and allowed ~= nil then
+    return false, "vigil.api.authorize returned " .. type(allowed) .. ", not a boolean"
+  end
+  return false, type(why) == "string" and why or "not authorized"
+end
 
 local function deliver(list, ev)
   if not list then return end
