@@ -1,6 +1,13 @@
 #include "host/core/events.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "host/core/clock.hpp"
+#include "host/core/fd.hpp"
 #include "host/log/sink.hpp"
 
 namespace vigil {
@@ -358,7 +365,7 @@ void EventLog::emit(Msg msg, Severity sev, std::string_view watch, nlohmann::jso
   write_sinks(ev, rule_sinks_);
   --writing_;
   if (ring_.size() >= capacity_) ring_.pop_front();
-  ring_.push_back({ev.watch, message_def(msg).id, ev.json_line()});
+  ring_.push_back({ev.seq, ev.watch, message_def(msg).id, ev.json_line()});
   if (listener_) listener_(ev);
   // What sinks reported while writing this event comes after it.
   while (writing_ == 0 && !reports_.empty()) {
@@ -375,6 +382,78 @@ std::vector<nlohmann::json> EventLog::recent(size_t n, std::string_view watch,
     if ((watch.empty() || it->watch == watch) && (id.empty() || it->id == id))
       out.push_back(nlohmann::json::parse(it->json));
   return {std::make_move_iterator(out.rbegin()), std::make_move_iterator(out.rend())};
+}
+
+std::vector<std::string> EventLog::since(uint64_t after, size_t max, std::string_view watch,
+                                         std::string_view id) const {
+  std::vector<std::string> out;
+  // The ring is in sequence order: start at the first event after `after`.
+  auto it = std::lower_bound(ring_.begin(), ring_.end(), after + 1,
+                             [](const Stored& s, uint64_t seq) { return s.seq < seq; });
+  for (; it != ring_.end() && out.size() < max; ++it)
+    if ((watch.empty() || it->watch == watch) && (id.empty() || it->id == id))
+      out.push_back(it->json);
+  return out;
+}
+
+namespace {
+
+// The last `limit` bytes of path, from the first whole line on.
+std::string read_tail(const std::string& path, size_t limit) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  struct stat st{};
+  if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+  off_t size = st.st_size;
+  off_t from = size > static_cast<off_t>(limit) ? size - static_cast<off_t>(limit) : 0;
+  std::string text(static_cast<size_t>(size - from), '\0');
+  ssize_t n = pread(fd.get(), text.data(), text.size(), from);
+  if (n <= 0) return {};
+  text.resize(static_cast<size_t>(n));
+  if (from > 0) {
+    size_t nl = text.find('\n');
+    text.erase(0, nl == std::string::npos ? text.size() : nl + 1);
+  }
+  return text;
+}
+
+}  // namespace
+
+size_t EventLog::restore(const std::vector<std::string>& history_files) {
+  if (next_seq_ != 1) return 0;  // only before the first event
+  std::deque<Stored> found;      // oldest first
+  for (const auto& path : history_files) {
+    if (found.size() >= capacity_) break;
+    std::string text = read_tail(path, kRestoreBytes);
+    std::deque<Stored> part;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) break;  // a line cut short by a crash
+      std::string line = text.substr(pos, end - pos);
+      pos = end + 1;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_object()) continue;
+      auto seq = j.find("seq");
+      auto id = j.find("id");
+      if (seq == j.end() || !seq->is_number_unsigned() || id == j.end() || !id->is_string())
+        continue;
+      uint64_t s = seq->get<uint64_t>();
+      // A history from an older vigil, or a reset: only increasing runs count.
+      if (!part.empty() && s <= part.back().seq) part.clear();
+      auto w = j.find("watch");
+      part.push_back({s, w != j.end() && w->is_string() ? w->get<std::string>() : "",
+                      id->get<std::string>(), std::move(line)});
+    }
+    if (part.empty()) continue;
+    if (!found.empty() && part.back().seq >= found.front().seq) break;  // not older: stop
+    found.insert(found.begin(), std::make_move_iterator(part.begin()),
+                 std::make_move_iterator(part.end()));
+  }
+  while (found.size() > capacity_) found.pop_front();
+  if (found.empty()) return 0;
+  next_seq_ = found.back().seq + 1;
+  ring_ = std::move(found);
+  return ring_.size();
 }
 
 }  // namespace vigil

@@ -177,6 +177,24 @@ class EventLog {
   std::vector<nlohmann::json> recent(size_t n, std::string_view watch = {},
                                      std::string_view id = {}) const;
 
+  // The ring's events after sequence number `after` (oldest first, at
+  // most `max`), as JSON lines: what an event stream resuming from
+  // Last-Event-ID missed. oldest_seq() tells whether the ring still holds
+  // the next one (0 when empty).
+  std::vector<std::string> since(uint64_t after, size_t max, std::string_view watch = {},
+                                 std::string_view id = {}) const;
+  uint64_t oldest_seq() const { return ring_.empty() ? 0 : ring_.front().seq; }
+  uint64_t last_seq() const { return next_seq_ - 1; }
+
+  // At start, before the first event: the ring refilled from the tail of
+  // the history files (newest first: events.jsonl, then its rotated
+  // copy), and sequence numbers continued after the newest there, so that
+  // a client's Last-Event-ID means the same event across a restart.
+  // Reads at most kRestoreBytes per file; damaged lines are skipped.
+  // Returns how many events were restored.
+  static constexpr size_t kRestoreBytes = 1u << 20;
+  size_t restore(const std::vector<std::string>& history_files);
+
   // More sinks (command line, the history): they live as long as the log.
   void add_sink(std::unique_ptr<Sink> sink);
   // The sinks the rules declared: replaced as a whole at each reload.
@@ -199,6 +217,7 @@ class EventLog {
   std::vector<std::pair<Msg, nlohmann::json>> reports_;  // raised during a write
   // Kept serialized: a JSON line costs a fraction of the structured event.
   struct Stored {
+    uint64_t seq;
     std::string watch;
     std::string id;
     std::string json;

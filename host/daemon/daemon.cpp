@@ -113,6 +113,10 @@ bool Daemon::start(std::string& error) {
     error = std::string("event log: ") + e.what();
     return false;
   }
+  // Sequence numbers go on from the history's, and the ring holds its
+  // newest events again: an event stream's Last-Event-ID means the same
+  // event across a restart of vigil (the API's /v1/events/stream).
+  log_->restore({options_.state_dir + "/events.jsonl", options_.state_dir + "/events.jsonl.1"});
   // The history (`vigil events --since`) and the command line's sinks.
   auto reporter = [this](Msg m, nlohmann::json f) { log_->report(m, std::move(f)); };
   SinkSpec history;

@@ -213,6 +213,14 @@ void Daemon::write_rule(const std::string& name, const std::string& text) {
 
 bool Daemon::start(const std::vector<std::string>& extra) {
   std::string log = dir_ + "/daemon.err";
+  run_from_seq_ = 0;
+  if (std::ifstream h(state_dir() + "/events.jsonl"); h) {
+    for (std::string line; std::getline(h, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("seq") && j["seq"].is_number_unsigned())
+        run_from_seq_ = std::max(run_from_seq_, j["seq"].get<uint64_t>());
+    }
+  }
   pid_ = fork();
   if (pid_ == 0) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -298,11 +306,20 @@ std::string Daemon::watch_state(const std::string& name) const {
   return w.is_object() ? w["state"].get<std::string>() : "";
 }
 
-nlohmann::json Daemon::events(int n) const {
+nlohmann::json Daemon::all_events(int n) const {
   auto r = cli({"events", "-n", std::to_string(n), "--json"});
   if (r.code != 0) return nlohmann::json::array();
   auto j = nlohmann::json::parse(r.out, nullptr, false);
-  return j.is_discarded() ? nlohmann::json::array() : j;
+  return j.is_array() ? j : nlohmann::json::array();
+}
+
+nlohmann::json Daemon::events(int n) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& e : all_events(n))
+    if (!e.contains("seq") || !e["seq"].is_number_unsigned() ||
+        e["seq"].get<uint64_t>() > run_from_seq_)
+      out.push_back(std::move(e));
+  return out;
 }
 
 int Daemon::count_events(const std::string& id, const std::string& watch) const {

@@ -98,7 +98,11 @@ class Daemon {
   nlohmann::json watch(const std::string& name) const;  // one entry or null
   pid_t watch_pid(const std::string& name) const;       // 0 when none
   std::string watch_state(const std::string& name) const;
+  // The newest events of this run of the daemon (vigil's ring also holds
+  // the previous runs' since it refills from the history at start).
   nlohmann::json events(int n = 500) const;
+  // Every event the ring holds, previous runs' included.
+  nlohmann::json all_events(int n = 500) const;
   // Number of events with this id (e.g. "VGL0102") for this watch ("" any).
   int count_events(const std::string& id, const std::string& watch = "") const;
   bool wait_event(const std::string& id, const std::string& watch = "", int at_least = 1,
@@ -112,6 +116,7 @@ class Daemon {
   pid_t pid_ = -1;
   int status_ = 0;
   bool reaped_ = false;
+  uint64_t run_from_seq_ = 0;  // the history's last seq before this run
 };
 
 // `vigil check` of one rule file holding `text` (in a directory of its
