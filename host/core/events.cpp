@@ -210,6 +210,12 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: failed and not restarted ({how}): {why}"},
     {Msg::PulledIn, "VGL0207", S::Info, "pulled_in",
      "{watch}: started (autostart = false) because '{by}', which requires it, is starting"},
+    {Msg::ApiListening, "VGL0227", S::Notice, "api_listening",
+     "remote API listening on {listen} (port {port}; TLS {tls}, client certificates "
+     "{client_certificates}, {tokens} tokens)"},
+    {Msg::ApiFailed, "VGL0228", S::Error, "api_failed", "remote API on {listen}: {error}"},
+    {Msg::ApiRefused, "VGL0229", S::Warning, "api_refused",
+     "remote API refused {method} {path} from {who} ({status}): {reason} ({count} refused)"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -118,6 +118,9 @@ enum class Msg {
   ProcessDone,            // VGL0205
   ProcessDoneFailed,      // VGL0206
   PulledIn,               // VGL0207
+  ApiListening,           // VGL0227
+  ApiFailed,              // VGL0228
+  ApiRefused,             // VGL0229
   RuleMessage,            // VGL0900
   kCount
 };
