@@ -16,6 +16,7 @@
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
 --   api()                 the declared `api { }` table, or nil
+--   peers()               the declared peers, in order
 --   authorize(id, m, p)   may this identity make this API request? -> ok, why
 --   errors()              the errors declarations recorded since the last
 --                         call (vigil.errors), after each file and finish
@@ -52,6 +53,7 @@ vigil = {
   groups = group.groups,
   cluster = require "vigil.cluster",
   api = require "vigil.api",
+  peers = require("vigil.peer").peers,
 }
 
 --- vigil.on(event, fn): fn(ev) runs for each host event of that name
@@ -75,6 +77,7 @@ _G.watch = watch.watch
 _G.group = group.group
 _G.cluster = ladder.configure
 _G.api = vigil.api.declare
+_G.peer = require("vigil.peer").peer
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
   _G[k] = vigil.probes[k]
@@ -126,6 +129,9 @@ function entry.finish()
 end
 
 entry.errors = errors.take
+
+-- The declared peers, in order (the host's remote nodes; the CLI's --nodes).
+function entry.peers() return require("vigil.peer").list() end
 
 -- The declared api table, for the host's listener.
 function entry.api() return vigil.api.declared() end
