@@ -896,6 +896,18 @@ nlohmann::json RuleRuntime::api() {
   return out;
 }
 
+nlohmann::json RuleRuntime::peers() {
+  RuntimeState& rt = *state_;
+  nlohmann::json out = nlohmann::json::array();
+  DispatchOptions o;
+  o.nresults = 1;
+  o.results = [&](lua_State* L) {
+    if (lua_istable(L, -1) && luaL_len(L, -1) > 0) out = to_json(L, -1);
+  };
+  call_entry(rt, "peers", {}, o);
+  return out;
+}
+
 RuleRuntime::Verdict RuleRuntime::authorize(const nlohmann::json& identity,
                                             const std::string& method, const std::string& path) {
   RuntimeState& rt = *state_;

@@ -93,6 +93,8 @@ class RuleRuntime : public Policy {
   // The rules' `api { }` declaration (normalized by vigil.api: listen,
   // cert, key, client_ca, tokens, operators, where), or null.
   nlohmann::json api();
+  // The declared peers, in order (vigil.peer, normalized), as an array.
+  nlohmann::json peers();
   // vigil.api.authorize(identity, method, path), under the callback
   // budget: true, or false with the reason. A hook that fails, overruns
   // or answers nonsense denies (fail closed).
