@@ -50,20 +50,12 @@ local function listen_address(v, path)
   return v
 end
 
-local function absolute(v, path)
-  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then
-    return nil, string.format("%s: an absolute file path is required, got %s", path,
-      type(v) == "string" and "'" .. v .. "'" or type(v))
-  end
-  return v
-end
-
 local api_schema = {
   listen = listen_address,
-  cert = absolute,
-  key = absolute,
-  client_ca = absolute,
-  tokens = absolute,
+  cert = schema.file_path,
+  key = schema.file_path,
+  client_ca = schema.file_path,
+  tokens = schema.file_path,
   operators = schema.list_of_strings,
   max_connections = schema.integer(1, 10000),
 }

@@ -41,21 +41,13 @@ local function url(v, path)
   return (v:gsub("/$", ""))
 end
 
-local function absolute(v, path)
-  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then
-    return nil, string.format("%s: an absolute file path is required, got %s", path,
-      type(v) == "string" and "'" .. v .. "'" or type(v))
-  end
-  return v
-end
-
 local peer_schema = {
   url = url,
-  ca = absolute,
-  cert = absolute,
-  key = absolute,
+  ca = schema.file_path,
+  cert = schema.file_path,
+  key = schema.file_path,
   pin = schema.string,        -- "sha256//BASE64": the server's public key, instead of (or with) a CA
-  token_file = absolute,      -- a file holding a bearer token (instead of a client certificate)
+  token_file = schema.file_path,      -- a file holding a bearer token (instead of a client certificate)
   every = schema.duration,
   fails = schema.integer(1, 1000),
   timeout = schema.duration,

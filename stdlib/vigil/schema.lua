@@ -141,6 +141,16 @@ function M.size(v, path)
   return s
 end
 
+-- A file the host opens (a certificate, a key, a token file): absolute,
+-- so that it does not depend on the daemon's working directory.
+function M.file_path(v, path)
+  if type(v) ~= "string" or v:sub(1, 1) ~= "/" then
+    return nil, string.format("%s: an absolute file path is required, got %s", path,
+      type(v) == "string" and "'" .. v .. "'" or type(v))
+  end
+  return v
+end
+
 function M.list_of_strings(v, path)
   if type(v) ~= "table" then return nil, string.format("%s: expected a list of strings", path) end
   local n = #v
