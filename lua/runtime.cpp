@@ -866,46 +866,34 @@ std::optional<std::string> RuleRuntime::reset_param(const std::string& name, con
   return text_answer(*state_, "reset", {name, key}, error);
 }
 
-nlohmann::json RuleRuntime::budget(const std::string& name) {
-  RuntimeState& rt = *state_;
+namespace {
+// entry[name](args...) -> the table it returns, as JSON; null when it
+// returns something else (or fails).
+nlohmann::json table_answer(RuntimeState& rt, const char* name,
+                            const std::function<int(lua_State*)>& push = {}) {
   nlohmann::json out;
   DispatchOptions o;
   o.nresults = 1;
   o.results = [&](lua_State* L) {
     if (lua_istable(L, -1)) out = to_json(L, -1);
   };
-  call_entry(
-      rt, "budget",
-      [&](lua_State* L) {
-        lua_pushstring(L, name.c_str());
-        return 1;
-      },
-      o);
+  call_entry(rt, name, push, o);
   return out;
+}
+}  // namespace
+
+nlohmann::json RuleRuntime::budget(const std::string& name) {
+  return table_answer(*state_, "budget", [&](lua_State* L) {
+    lua_pushstring(L, name.c_str());
+    return 1;
+  });
 }
 
-nlohmann::json RuleRuntime::api() {
-  RuntimeState& rt = *state_;
-  nlohmann::json out;
-  DispatchOptions o;
-  o.nresults = 1;
-  o.results = [&](lua_State* L) {
-    if (lua_istable(L, -1)) out = to_json(L, -1);
-  };
-  call_entry(rt, "api", {}, o);
-  return out;
-}
+nlohmann::json RuleRuntime::api() { return table_answer(*state_, "api"); }
 
 nlohmann::json RuleRuntime::peers() {
-  RuntimeState& rt = *state_;
-  nlohmann::json out = nlohmann::json::array();
-  DispatchOptions o;
-  o.nresults = 1;
-  o.results = [&](lua_State* L) {
-    if (lua_istable(L, -1) && luaL_len(L, -1) > 0) out = to_json(L, -1);
-  };
-  call_entry(rt, "peers", {}, o);
-  return out;
+  nlohmann::json out = table_answer(*state_, "peers");
+  return out.is_array() ? out : nlohmann::json::array();  // no peers: an empty table
 }
 
 RuleRuntime::Verdict RuleRuntime::authorize(const nlohmann::json& identity,

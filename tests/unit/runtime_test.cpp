@@ -208,3 +208,46 @@ TEST(Runtime, TimersRefuseNonFiniteAndHugeDelays) {
   }
   EXPECT_TRUE(l.rt.run_string("vigil.timer.after(8640000, function() end)", "=t", err)) << err;
 }
+
+// What the host reads of api { } and peer declarations, and the
+// authorization hook crossing: a hook that fails, answers a non-boolean
+// or overruns its budget denies.
+TEST(Runtime, ApiPeersAndTheAuthorizeHook) {
+  {
+    Loaded none;
+    EXPECT_TRUE(none.rt.api().is_null());
+    EXPECT_EQ(none.rt.peers(), nlohmann::json::array());
+  }
+  RuleRuntime rt(opts(), HostContext{});
+  auto res = rt.load(write_rules("api.lua", R"(
+api { listen = "127.0.0.1:9443", cert = "/e/c.pem", key = "/e/k.pem", operators = { "ops" } }
+peer "nodeb" { url = "https://10.1.0.2:8443", ca = "/e/ca.pem" }
+peer "nodec" { url = "https://10.1.0.3:8443", ca = "/e/ca.pem", every = "2s" }
+)"));
+  ASSERT_TRUE(res.ok) << res.errors[0];
+  auto api = rt.api();
+  EXPECT_EQ(api.value("listen", ""), "127.0.0.1:9443");
+  EXPECT_EQ(api["operators"], nlohmann::json::array({"ops"}));
+  auto peers = rt.peers();
+  ASSERT_EQ(peers.size(), 2u);
+  EXPECT_EQ(peers[1].value("name", ""), "nodec");
+  EXPECT_EQ(peers[1].value("every", 0.0), 2.0);
+
+  nlohmann::json reader = {{"kind", "certificate"}, {"name", "console-1"}, {"tls", true}};
+  nlohmann::json ops = {{"kind", "token"}, {"name", "ops"}, {"tls", true}};
+  EXPECT_TRUE(rt.authorize(reader, "GET", "/v1/status").allowed);
+  auto no = rt.authorize(reader, "POST", "/v1/watches/db/restart");
+  EXPECT_FALSE(no.allowed);
+  EXPECT_NE(no.reason.find("may read only"), std::string::npos) << no.reason;
+  EXPECT_TRUE(rt.authorize(ops, "POST", "/v1/watches/db/restart").allowed);
+
+  std::string err;
+  for (const char* hook : {"function vigil.api.authorize() error('boom') end",
+                           "function vigil.api.authorize() return 'yes' end",
+                           "function vigil.api.authorize() while true do end end"}) {
+    ASSERT_TRUE(rt.run_string(hook, "hook", err)) << err;
+    auto v = rt.authorize(ops, "GET", "/v1/status");
+    EXPECT_FALSE(v.allowed) << hook;
+    EXPECT_FALSE(v.reason.empty()) << hook;
+  }
+}
