@@ -277,6 +277,19 @@ int main(int argc, char** argv) {
   top->add_flag("--once", top_args.once, "one frame");
   top->add_flag("--json", top_args.json, "one frame as JSON");
 
+  TokenArgs token_args;
+  CLI::App* token = command(app, "token",
+                            "the remote API's bearer tokens: add NAME prints a new token once and "
+                            "stores its hash; remove NAME revokes it (then vigil reload)");
+  token->add_option("ACTION", token_args.action, "add or remove")
+      ->required()
+      ->check(CLI::IsMember({"add", "remove"}));
+  token->add_option("NAME", token_args.name, "who the token is for (the identity api.operators "
+                                             "and vigil.api.authorize see)")
+      ->required();
+  token->add_option("--file", token_args.file, "the token file (default /etc/vigil/tokens)")
+      ->type_name("PATH");
+
   CLI::App* version = command(app, "version", "print the version");
   CLI::App* help = command(app, "help", "this help, or a command's (vigil help COMMAND)");
   std::string help_of;
@@ -360,6 +373,7 @@ int main(int argc, char** argv) {
       return cmd_events(g, events_args);
     }
     if (dumps->parsed()) return cmd_dumps(g, dumps_args);
+    if (token->parsed()) return cmd_token(token_args);
     if (top->parsed()) {
       top_args.socket = g.socket;
       top_args.timeout = g.call.timeout;

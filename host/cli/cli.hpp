@@ -106,6 +106,14 @@ struct DumpsArgs {
 };
 int cmd_dumps(Global& g, const DumpsArgs& a);
 
+// `vigil token add|remove NAME`: the remote API's bearer tokens (host/api/tokens.hpp).
+struct TokenArgs {
+  std::string action;  // add, remove
+  std::string name;
+  std::string file = "/etc/vigil/tokens";
+};
+int cmd_token(const TokenArgs& a);
+
 struct LogsArgs {
   std::string name;
   long lines = 10;
