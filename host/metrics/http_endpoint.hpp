@@ -11,20 +11,9 @@
 
 #include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/net/address.hpp"
 
 namespace vigil {
-
-// "127.0.0.1:9464", "[::1]:9464", "localhost:9464" (loopback); an error
-// text naming the value when it is not one of these.
-struct ListenAddress {
-  std::string host;  // numeric, as given ("localhost" becomes 127.0.0.1)
-  int port = 0;
-  bool v6 = false;
-  std::string text() const {
-    return v6 ? "[" + host + "]:" + std::to_string(port) : host + ":" + std::to_string(port);
-  }
-};
-bool parse_listen_address(const std::string& value, ListenAddress& out, std::string& error);
 
 class HttpEndpoint {
  public:
