@@ -393,13 +393,23 @@ std::vector<nlohmann::json> EventLog::recent(size_t n, std::string_view watch,
 std::vector<std::string> EventLog::since(uint64_t after, size_t max, std::string_view watch,
                                          std::string_view id) const {
   std::vector<std::string> out;
+  each_since(after, max, watch, id, [&](uint64_t, const std::string& json) { out.push_back(json); });
+  return out;
+}
+
+size_t EventLog::each_since(uint64_t after, size_t max, std::string_view watch,
+                            std::string_view id,
+                            const std::function<void(uint64_t, const std::string&)>& fn) const {
+  size_t n = 0;
   // The ring is in sequence order: start at the first event after `after`.
   auto it = std::lower_bound(ring_.begin(), ring_.end(), after + 1,
                              [](const Stored& s, uint64_t seq) { return s.seq < seq; });
-  for (; it != ring_.end() && out.size() < max; ++it)
-    if ((watch.empty() || it->watch == watch) && (id.empty() || it->id == id))
-      out.push_back(it->json);
-  return out;
+  for (; it != ring_.end() && n < max; ++it)
+    if ((watch.empty() || it->watch == watch) && (id.empty() || it->id == id)) {
+      fn(it->seq, it->json);
+      ++n;
+    }
+  return n;
 }
 
 namespace {

@@ -186,6 +186,10 @@ class EventLog {
   // the next one (0 when empty).
   std::vector<std::string> since(uint64_t after, size_t max, std::string_view watch = {},
                                  std::string_view id = {}) const;
+  // The same, one at a time with its sequence number, without copies (an
+  // event stream writes each where it goes). Returns how many were given.
+  size_t each_since(uint64_t after, size_t max, std::string_view watch, std::string_view id,
+                    const std::function<void(uint64_t seq, const std::string& json)>& fn) const;
   uint64_t oldest_seq() const { return ring_.empty() ? 0 : ring_.front().seq; }
   uint64_t last_seq() const { return next_seq_ - 1; }
 
