@@ -86,6 +86,15 @@ void add_run_options(RunOptions& r) {
   r.value("--metrics-max-bytes", "size of a CSV file before it rotates", "N");
   r.value("--metrics-keep", "rotated CSV files kept", "N");
   r.value("--metrics-listen", "serve /metrics (Prometheus) on HOST:PORT", "HOST:PORT");
+  r.value("--api-listen",
+          "serve the remote API on HOST:PORT (HTTPS; plain HTTP only on loopback); the rules' "
+          "api { } says the same",
+          "HOST:PORT");
+  r.value("--api-cert", "the API's certificate chain (PEM)", "FILE");
+  r.value("--api-key", "the API's private key (PEM)", "FILE");
+  r.value("--api-client-ca", "require client certificates signed by this CA (PEM)", "FILE");
+  r.value("--api-tokens", "bearer tokens (vigil token add), accepted over TLS", "FILE");
+  r.value("--api-operators", "identities that may act (POST), comma-separated", "NAMES");
   r.flag("--daemon", "detach once running (for init scripts); the exit status is the start's");
   r.value("--pid-file", "write the daemon's pid here for its life", "FILE");
 }

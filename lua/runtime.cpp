@@ -709,6 +709,16 @@ LoadResult RuleRuntime::load(const std::string& path) {
     result.errors.push_back(path + ": no such file or directory");
     return result;
   }
+  // vigil run --api-listen: declared before the rule files (one of the
+  // two, or a "declared twice" error naming both).
+  if (!rt.options.api.is_null()) {
+    CallResult ar = call_entry(rt, "preset_api", [&](lua_State* S) {
+      push_json(S, rt.options.api);
+      return 1;
+    });
+    take_recorded_errors(rt, result.errors);
+    if (!ar.ok()) result.errors.push_back(ar.error);
+  }
   for (const auto& file : files) {
     if (load_text_file(L, file.c_str()) != LUA_OK) {
       result.errors.push_back(lua_tostring(L, -1));

@@ -34,6 +34,9 @@ struct RuntimeOptions {
   double callback_budget = 0.5;  // seconds a rule callback may run
   double load_budget = 5.0;      // seconds loading all rule files may take
   size_t memory_limit = 256u << 20;
+  // vigil run --api-listen ...: {listen, cert, key, client_ca, tokens,
+  // operators}, declared as if by api { } before the rule files; null: none.
+  nlohmann::json api;
 };
 
 struct LoadResult {

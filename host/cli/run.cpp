@@ -8,6 +8,8 @@
 #include <string>
 
 #include "host/cli/run.hpp"
+
+#include "host/api/api_server.hpp"
 #include "host/daemon/daemon.hpp"
 #include "host/daemon/daemonize.hpp"
 #include "host/daemon/paths.hpp"
@@ -104,6 +106,27 @@ int cmd_run(const RunArgs& a, const std::string& socket) {
       throw UsageError("--reboot-interval: expected seconds (60 to 100 days), got " + *v);
   }
   parse_metrics_options(a, o.metrics);
+  if (auto l = a.option("--api-listen")) {
+    o.api = {{"listen", *l}};
+    for (auto [opt, key] : {std::pair{"--api-cert", "cert"}, {"--api-key", "key"},
+                            {"--api-client-ca", "client_ca"}, {"--api-tokens", "tokens"}})
+      if (auto v = a.option(opt)) o.api[key] = *v;
+    if (auto v = a.option("--api-operators")) {
+      nlohmann::json names = nlohmann::json::array();
+      std::string rest = *v;
+      for (size_t at = 0; at <= rest.size();) {
+        size_t comma = rest.find(',', at);
+        if (comma == std::string::npos) comma = rest.size();
+        if (comma > at) names.push_back(rest.substr(at, comma - at));
+        at = comma + 1;
+      }
+      o.api["operators"] = names;
+    }
+  } else {
+    for (const char* opt : {"--api-cert", "--api-key", "--api-client-ca", "--api-tokens",
+                            "--api-operators"})
+      if (a.option(opt)) throw UsageError(std::string(opt) + " goes with --api-listen");
+  }
   if (auto b = a.option("--rule-budget")) {
     char* end = nullptr;
     o.callback_budget = strtod(b->c_str(), &end);
@@ -121,6 +144,18 @@ int cmd_check(const RunArgs& a, const std::string& path) {
   if (!res.ok) {
     for (const auto& e : res.errors) std::cerr << e << "\n";
     return 1;
+  }
+  // The API's certificate and token file load as the daemon would load them.
+  if (nlohmann::json api = rt.api(); !api.is_null()) {
+    std::string e;
+    std::vector<std::string> errors;
+    auto spec = ApiSpec::from_json(api, e);
+    if (!spec) errors.push_back(e);
+    else ApiServer::prepare(*spec, errors);
+    if (!errors.empty()) {
+      for (const auto& err : errors) std::cerr << err << "\n";
+      return 1;
+    }
   }
   printf("%s: OK (%zu files, %zu watches)\n", path.c_str(), res.files.size(),
          rt.declarations().size());

@@ -44,7 +44,9 @@ Daemon::~Daemon() {
   waits_.reset();
   if (supervisor_) supervisor_->set_change_listener({});
   service_.reset();
+  api_.reset();
   control_.reset();
+  streams_.reset();
   metrics_.reset();
   if (proc_events_) proc_events_->set_handler({});
   if (supervisor_) supervisor_->set_policy(nullptr);
@@ -144,6 +146,7 @@ bool Daemon::start(std::string& error) {
   }
   log_->set_listener([this](const Event& ev) {
     if (runtime_) runtime_->on_event(ev);
+    if (streams_) streams_->on_event();
     // Every event may be the change a wait is for (a re-arm, a member
     // found): judged once after this iteration's work, however many came.
     if (waits_) waits_->poke();
@@ -205,6 +208,25 @@ bool Daemon::start(std::string& error) {
     return text;
   });
   if (!control_->listen(options_.socket_path, error)) return false;
+  streams_ = std::make_unique<EventStreams>(loop_, *log_);
+  ApiHooks hooks;
+  hooks.handle = [this](const nlohmann::json& req, HttpReply reply) {
+    handle(req, [reply](const nlohmann::json& r) mutable { send_control_reply(reply, r); });
+  };
+  hooks.status_text = [this] {
+    std::string text = status_text();
+    trim_soon();
+    return text;
+  };
+  hooks.authorize = [this](const nlohmann::json& id, const std::string& method,
+                           const std::string& path) -> std::pair<bool, std::string> {
+    if (!runtime_) return {false, "the rules are not loaded"};
+    auto v = runtime_->authorize(id, method, path);
+    return {v.allowed, v.reason};
+  };
+  hooks.metrics = [this] { return metrics_ ? metrics_->prometheus() : std::string(); };
+  hooks.streams = streams_.get();
+  api_ = std::make_unique<ApiServer>(loop_, *log_, std::move(hooks));
 
   auto errors = reload("start");
   if (!errors.empty()) {
@@ -283,16 +305,20 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   RuntimeOptions ro;
   ro.stdlib_dir = options_.stdlib_dir;
   ro.callback_budget = options_.callback_budget;
+  ro.api = options_.api;
   auto candidate = std::make_unique<RuleRuntime>(
       ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get(), probes_.get(),
                       &options_.cluster});
   LoadResult res = candidate->load(options_.rules);
+  std::optional<ApiServer::Prepared> api;
+  if (res.ok && !prepare_api(*candidate, api, res.errors)) res.ok = false;
   if (!res.ok) {
     log_->emit(Msg::RulesRejected, "",
                {{"error", join(res.errors, "; ")}, {"errors", res.errors}, {"reason", reason}});
     return res.errors;
   }
   runtime_ = std::move(candidate);  // the old state and its timers go here
+  if (api_) api_->apply(std::move(api));
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();
   supervisor_->set_rule_interest(runtime_->wants_proc_events());
@@ -312,6 +338,20 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_->collect();
   malloc_trim(0);
   return {};
+}
+
+bool Daemon::prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,
+                         std::vector<std::string>& errors) {
+  nlohmann::json declared = candidate.api();  // api { } or --api-listen (RuntimeOptions::api)
+  if (declared.is_null()) return true;
+  std::string e;
+  auto spec = ApiSpec::from_json(declared, e);
+  if (!spec) {
+    errors.push_back(e);
+    return false;
+  }
+  out = ApiServer::prepare(*spec, errors);
+  return out.has_value();
 }
 
 // Live changes made with `vigil set` outlive reloads while their key is
@@ -538,6 +578,8 @@ nlohmann::json Daemon::daemon_json() const {
            {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()},
             {"unchanged", supervisor_->check_unchanged()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
+          {"api", api_ ? api_->status() : nlohmann::json()},
+          {"event_streams", streams_ ? streams_->clients() : 0},
           {"loop", loop_json()}};
 }
 

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "host/api/api_server.hpp"
+#include "host/api/event_stream.hpp"
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
 #include "host/daemon/service_notify.hpp"
@@ -40,6 +42,9 @@ struct DaemonOptions {
   double scan_interval = 5;     // seconds between /proc scans without them
   ClusterOptions cluster;       // reboot guard (state_dir filled in at start)
   MetricsOptions metrics;       // off unless metrics.interval > 0
+  // The remote API from the command line (vigil run --api-listen ...):
+  // RuntimeOptions::api (both it and the rules' api { } is a load error).
+  nlohmann::json api;
 };
 
 class Daemon {
@@ -75,6 +80,10 @@ class Daemon {
   nlohmann::json loop_json() const;
   nlohmann::json inspect(const RequestFields& req) const;
   void trim_soon();
+  // The API the candidate rules (or the command line) declare, its files
+  // loaded; errors reject the reload. nullopt in `out`: no API.
+  bool prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,
+                   std::vector<std::string>& errors);
 
   DaemonOptions options_;
   EventLoop loop_;
@@ -86,6 +95,8 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<EventStreams> streams_;  // GET /v1/events/stream, socket and API
+  std::unique_ptr<ApiServer> api_;         // the remote API (api { } or --api-listen)
   std::unique_ptr<Waits> waits_;  // `vigil wait`: replies held until a state is reached
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
   // Vigil's own service manager (systemd, Type=notify), when it gave a

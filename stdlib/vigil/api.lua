@@ -61,10 +61,10 @@ local api_schema = {
 }
 
 --- api { ... }: declares the API listener (at most once, while the rules load).
-function M.declare(spec)
-  local where = runtime.where(1)
-  if runtime.live() then error("api: declared when rule files load", 2) end
-  if declared then return errors.add(where .. ": api: declared twice (at " .. declared.where .. ")") end
+local function declare_at(spec, where)
+  if declared then
+    return errors.add(where .. ": api: declared twice (at " .. declared.where .. ")")
+  end
   local s, _, errs = schema.check(spec, api_schema, "api")
   if not s then
     for _, e in ipairs(errs) do errors.add(where .. ": " .. e) end
@@ -83,6 +83,15 @@ function M.declare(spec)
   s.operators = s.operators or {}
   declared = s
 end
+
+function M.declare(spec)
+  if runtime.live() then error("api: declared when rule files load", 2) end
+  return declare_at(spec, runtime.where(1))
+end
+
+--- The host's: `vigil run --api-listen ...` declares the API before the
+-- rule files load (so a rule file's api { } is then "declared twice").
+function M.preset(spec) return declare_at(spec, "--api-listen") end
 
 --- The declared api table (entry.api), or nil.
 function M.declared() return declared end

@@ -135,6 +135,7 @@ function entry.peers() return require("vigil.peer").list() end
 
 -- The declared api table, for the host's listener.
 function entry.api() return vigil.api.declared() end
+function entry.preset_api(spec) return vigil.api.preset(spec) end
 
 -- A request on the API listener: may `id` do it? -> allowed, reason. A
 -- hook that fails or answers something else than a boolean denies.
