@@ -138,6 +138,27 @@ int main(int argc, char** argv) {
                      "VIGIL_TIMEOUT)")
           ->type_name("SECONDS");
   const std::string state_dir = default_state_dir();
+  Node node;
+  std::string nodes_file;
+  CLI::Option* node_opt =
+      app.add_option("--node", node.url,
+                     "talk to this node's remote API instead of the local socket "
+                     "(https://nodeb:8443)")
+          ->type_name("URL");
+  app.add_option("--cert", node.cert, "with --node: our client certificate (PEM)")->type_name("FILE");
+  app.add_option("--key", node.key, "with --node: its private key (PEM)")->type_name("FILE");
+  app.add_option("--ca", node.ca, "with --node: the CA that signed the node's certificate")
+      ->type_name("FILE");
+  app.add_option("--pin", node.pin, "with --node: the node's public key, sha256//BASE64")
+      ->type_name("PIN");
+  app.add_option("--token-file", node.token_file,
+                 "with --node: a bearer token (first line; VIGIL_TOKEN also works)")
+      ->type_name("FILE");
+  CLI::Option* nodes_opt =
+      app.add_option("--nodes", nodes_file,
+                     "status across the peers this Lua file declares (peer \"name\" { url = ... })")
+          ->type_name("FILE");
+  nodes_opt->excludes(node_opt);
 
   // Daemon.
   CLI::App* run = command(app, "run", "run the daemon in the foreground on the rules");
@@ -329,6 +350,12 @@ int main(int argc, char** argv) {
       g.call.timeout = parse_timeout("VIGIL_TIMEOUT", t);
     if (timeout_opt->count() > 0) g.call.timeout = parse_timeout("--timeout", timeout_text);
 
+    if (node_opt->count() > 0) g.node = node;
+    if (nodes_opt->count() > 0) {
+      const char* lib = getenv("VIGIL_STDLIB");
+      g.nodes = load_nodes(nodes_file, lib && *lib ? lib : VIGIL_STDLIB_DIR);
+      if (!status->parsed()) throw UsageError("--nodes goes with status (one table across nodes)");
+    }
     if (version->parsed()) {
       printf("vigil %s\n", VIGIL_VERSION);
       return 0;

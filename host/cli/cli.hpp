@@ -35,11 +35,30 @@ inline constexpr int kLsbDegraded = 1;  // LSB "dead and pid file exists": here 
 inline constexpr int kLsbStopped = 3;   // not running
 inline constexpr int kLsbUnknown = 4;   // status unknown: no such name, or no daemon
 
+// A remote node's remote API (vigil --node URL, or a peer of --nodes FILE).
+struct Node {
+  std::string name;  // the peer's name ("" for --node)
+  std::string url;   // https://nodeb:8443
+  std::string ca, cert, key, pin, token_file;
+};
+
 // The options every control command takes (before or after its name).
 struct Global {
   std::string socket;
   ControlCall call;
+  std::optional<Node> node;  // --node: requests go to its API instead of the socket
+  std::vector<Node> nodes;   // --nodes FILE: status across these
 };
+
+// --nodes FILE: the peers a Lua file declares (peer "name" { url = ... },
+// as in the rules); throws UsageError with the file's errors.
+std::vector<Node> load_nodes(const std::string& file, const std::string& stdlib_dir);
+// One request to a node's API; nullopt and code as request() does.
+std::optional<nlohmann::json> remote_request(const Global& g, const Node& node,
+                                             const nlohmann::json& req, int& code,
+                                             std::string* error = nullptr);
+// `vigil --nodes FILE status`: one table across the nodes.
+int cmd_status_nodes(Global& g, const struct StatusArgs& a);
 
 // Seconds for --timeout / VIGIL_TIMEOUT and the like (10, 2.5, 30s, 2m);
 // throws UsageError naming `what`.
@@ -125,6 +144,13 @@ int cmd_logs(Global& g, const LogsArgs& a);
 
 // Printing (print.cpp).
 void print_status(const nlohmann::json& reply);
+// One node's status reply (null when it did not answer: error says why).
+struct NodeStatus {
+  std::string name;
+  nlohmann::json reply;
+  std::string error;
+};
+void print_status_nodes(const std::vector<NodeStatus>& nodes);
 void print_explain(const nlohmann::json& reply);
 void print_events(const nlohmann::json& events);
 void print_inspect(const nlohmann::json& item);

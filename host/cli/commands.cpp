@@ -24,6 +24,7 @@ double parse_timeout(const std::string& what, const std::string& v) {
 }
 
 std::optional<json> request(const Global& g, const json& req, int& code) {
+  if (g.node) return remote_request(g, *g.node, req, code);
   std::string error;
   ControlCall call = g.call;
   auto reply = control_request(g.socket, req, error, &call);
@@ -94,6 +95,7 @@ int lsb_code(const json& it) {
 }
 
 int cmd_status(Global& g, const StatusArgs& a) {
+  if (!g.nodes.empty()) return cmd_status_nodes(g, a);
   int code = 0;
   if (a.names.empty()) {
     auto reply = a.check ? request(g, {{"cmd", "status"}}, code)

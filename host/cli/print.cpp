@@ -59,22 +59,54 @@ void print_group(const json& g, int depth) {
 
 }  // namespace
 
-void print_status(const json& r) {
-  printf("%-24s %-10s %-8s %-9s %-8s %s\n", "NAME", "STATE", "PID", "UPTIME", "RESTARTS",
-         "LAST EXIT");
+namespace {
+// One table row per watch; `node` leads it when the table spans nodes.
+void print_watch_rows(const json& r, const char* node) {
   for (const auto& w : field(r, "watches")) {
     std::string pid = field(w, "pid").is_null() ? "-" : std::to_string(field(w, "pid").get<int>());
     if (w.contains("count")) pid = std::to_string(field(w, "count").get<int>()) + " procs";
     std::string up =
         field(w, "uptime").is_null() ? "-" : human_duration(field(w, "uptime").get<double>());
+    if (node) printf("%-12s ", node);
     printf("%-24s %-10s %-8s %-9s %-8llu %s\n", field(w, "name").get<std::string>().c_str(),
            field(w, "state").get<std::string>().c_str(), pid.c_str(), up.c_str(),
            static_cast<unsigned long long>(field(w, "restarts").get<uint64_t>()),
            last_exit_text(field(w, "last_exit")).c_str());
   }
+}
+void print_heading(bool nodes) {
+  if (nodes) printf("%-12s ", "NODE");
+  printf("%-24s %-10s %-8s %-9s %-8s %s\n", "NAME", "STATE", "PID", "UPTIME", "RESTARTS",
+         "LAST EXIT");
+}
+}  // namespace
+
+void print_status(const json& r) {
+  print_heading(false);
+  print_watch_rows(r, nullptr);
   if (r.contains("groups") && !field(r, "groups").empty()) {
     printf("\nGROUPS\n");
     for (const auto& g : field(r, "groups")) print_group(g, 0);
+  }
+}
+
+void print_status_nodes(const std::vector<NodeStatus>& nodes) {
+  print_heading(true);
+  for (const auto& n : nodes) {
+    if (n.reply.is_null()) {
+      printf("%-12s (%s)\n", n.name.c_str(), n.error.c_str());
+      continue;
+    }
+    print_watch_rows(n.reply, n.name.c_str());
+  }
+  bool heading = false;
+  for (const auto& n : nodes) {
+    if (n.reply.is_null() || !n.reply.contains("groups") || field(n.reply, "groups").empty())
+      continue;
+    if (!heading) printf("\nGROUPS\n");
+    heading = true;
+    printf("%s:\n", n.name.c_str());
+    for (const auto& g : field(n.reply, "groups")) print_group(g, 1);
   }
 }
 
