@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "host/net/transport.hpp"
 
@@ -23,14 +24,21 @@ struct TlsServerFiles {
 // made before keep the old one until they close (shared_ptr).
 class TlsServerContext {
  public:
-  // nullptr and error ("cert /etc/vigil/api.pem: no such file", "key does
-  // not match the certificate", "certificate expired on ...") on failure.
+  // nullptr and error on failure, naming the setting and the file: "cert
+  // /etc/vigil/api.pem: No such file or directory", "key /k.pem: not PEM
+  // (no -----BEGIN line)", "key /k.pem does not match the certificate
+  // /c.pem", "certificate /c.pem expired on 2026-11-30", "certificate /c.pem
+  // is not valid before 2027-01-01", "client_ca /ca.pem: ...". An
+  // encrypted key is refused (no passphrase prompt: it would block).
   static std::shared_ptr<TlsServerContext> load(const TlsServerFiles& files, std::string& error);
   virtual ~TlsServerContext() = default;
   // The server end of a TLS session over an accepted socket; its
   // handshake() verifies the client certificate when client_ca is set
   // (fails without one or with one from another CA), and peer() then
-  // names it (subject CN, SANs, Kind::Certificate, tls = true).
+  // names it (subject CN, SANs, Kind::Certificate, tls = true; without
+  // client_ca: Kind::Anonymous, tls = true). fd must be non-blocking; the
+  // transport owns it. The daemon ignores SIGPIPE, which OpenSSL's writes
+  // to a socket the peer closed would raise.
   virtual std::unique_ptr<Transport> accept(Fd fd, std::string& error) = 0;
   const TlsServerFiles& files() const { return files_; }
 
@@ -44,5 +52,9 @@ bool tls_available(std::string& error);
 // SHA-256 of data, lower-case hex (the token file stores tokens hashed).
 // Loads OpenSSL if needed; empty with error when it cannot.
 std::string sha256_hex(const std::string& data, std::string& error);
+
+// Whether a and b are equal, in a time that depends on their length only
+// (not on where they differ): for comparing token hashes. Needs no OpenSSL.
+bool constant_time_equal(std::string_view a, std::string_view b);
 
 }  // namespace vigil
