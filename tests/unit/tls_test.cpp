@@ -334,6 +334,26 @@ TEST_F(Tls, Tls11ClientIsRefusedTls12Accepted) {
   EXPECT_EQ(r.got, "ok") << r.error;
 }
 
+// A peer that is not a TLS client: it hangs up at once, or speaks plain
+// HTTP. The handshake fails with a reason; nothing waits forever.
+TEST_F(Tls, NonTlsPeersFailTheHandshake) {
+  auto ctx = load(mutual());
+  ASSERT_TRUE(ctx);
+  for (const std::string& sent : {std::string(), std::string("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")}) {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+    Fd client(sv[1]);
+    std::string error;
+    auto t = ctx->accept(Fd(sv[0]), error);
+    ASSERT_TRUE(t) << error;
+    ASSERT_EQ(::write(client.get(), sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
+    client.reset();
+    EXPECT_EQ(handshake(*t), Io::Error);
+    EXPECT_EQ(t->error(), sent.empty() ? "handshake: connection closed by the peer" : "handshake: http request");
+    EXPECT_EQ(t->handshake(), Io::Error);  // and stays failed
+  }
+}
+
 TEST_F(Tls, BufferedSaysARecordIsHalfRead) {
   auto ctx = load(mutual());
   ASSERT_TRUE(ctx);
