@@ -9,7 +9,6 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -22,9 +21,9 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <type_traits>
 #include <unordered_map>
 
+#include "host/core/dynamic_library.hpp"
 #include "host/core/strings.hpp"
 
 namespace vigil {
@@ -75,32 +74,25 @@ const CurlApi* load_curl(std::string& error) {
   static bool tried = false;
   if (!tried) {
     tried = true;
-    void* lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      failure = std::string("cannot load libcurl: ") + dlerror();
-    } else {
-      auto load = [&](auto& fn, const char* name) {
-        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
-        if (!fn && failure.empty()) failure = std::string("libcurl has no ") + name;
-      };
-      load(api.easy_cleanup, "curl_easy_cleanup");
-      load(api.easy_getinfo, "curl_easy_getinfo");
-      load(api.easy_init, "curl_easy_init");
-      load(api.easy_setopt, "curl_easy_setopt");
-      load(api.easy_strerror, "curl_easy_strerror");
-      load(api.global_init, "curl_global_init");
-      load(api.multi_add_handle, "curl_multi_add_handle");
-      load(api.multi_cleanup, "curl_multi_cleanup");
-      load(api.multi_info_read, "curl_multi_info_read");
-      load(api.multi_init, "curl_multi_init");
-      load(api.multi_remove_handle, "curl_multi_remove_handle");
-      load(api.multi_setopt, "curl_multi_setopt");
-      load(api.multi_socket_action, "curl_multi_socket_action");
-      load(api.slist_append, "curl_slist_append");
-      load(api.slist_free_all, "curl_slist_free_all");
-      if (failure.empty() && api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        failure = "curl_global_init failed";
-    }
+    DynamicLibrary lib("libcurl.so.4");
+    lib.bind(api.easy_cleanup, "curl_easy_cleanup");
+    lib.bind(api.easy_getinfo, "curl_easy_getinfo");
+    lib.bind(api.easy_init, "curl_easy_init");
+    lib.bind(api.easy_setopt, "curl_easy_setopt");
+    lib.bind(api.easy_strerror, "curl_easy_strerror");
+    lib.bind(api.global_init, "curl_global_init");
+    lib.bind(api.multi_add_handle, "curl_multi_add_handle");
+    lib.bind(api.multi_cleanup, "curl_multi_cleanup");
+    lib.bind(api.multi_info_read, "curl_multi_info_read");
+    lib.bind(api.multi_init, "curl_multi_init");
+    lib.bind(api.multi_remove_handle, "curl_multi_remove_handle");
+    lib.bind(api.multi_setopt, "curl_multi_setopt");
+    lib.bind(api.multi_socket_action, "curl_multi_socket_action");
+    lib.bind(api.slist_append, "curl_slist_append");
+    lib.bind(api.slist_free_all, "curl_slist_free_all");
+    failure = lib.error();
+    if (failure.empty() && api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      failure = "curl_global_init failed";
   }
   error = failure;
   return failure.empty() ? &api : nullptr;
