@@ -6,6 +6,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <http_parser.h>
+
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -40,6 +42,32 @@ std::string raw_request(const std::string& socket_path, const std::string& bytes
   while ((n = read(fd, buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
   close(fd);
   return reply;
+}
+
+// The body of an HTTP reply, de-chunked ("" when it is not one).
+std::string reply_body(const std::string& raw) {
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_body = [](http_parser* p, const char* at, size_t n) {
+    static_cast<std::string*>(p->data)->append(at, n);
+    return 0;
+  };
+  http_parser parser;
+  http_parser_init(&parser, HTTP_RESPONSE);
+  std::string body;
+  parser.data = &body;
+  http_parser_execute(&parser, &settings, raw.data(), raw.size());
+  http_parser_execute(&parser, &settings, nullptr, 0);
+  return body;
+}
+
+// A JSON request as it is (the socket's protocol before it spoke HTTP),
+// through POST /v1/command; the reply's body. Nothing sent for "".
+std::string command(const std::string& socket_path, std::string json) {
+  if (json.empty()) return raw_request(socket_path, "");
+  if (json.ends_with('\n')) json.pop_back();
+  return reply_body(raw_request(socket_path, "POST /v1/command HTTP/1.1\r\nHost: vigil\r\nContent-Length: " +
+                                                 std::to_string(json.size()) + "\r\n\r\n" + json));
 }
 }  // namespace
 
@@ -130,15 +158,23 @@ TEST(Control, MalformedAndOversizedRequestsGetErrors) {
   Daemon d;
   d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
   ASSERT_TRUE(d.start()) << d.output();
-  EXPECT_NE(raw_request(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"),
+  EXPECT_NE(command(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(command(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(command(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"),
             std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"),
+  EXPECT_NE(command(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"),
             std::string::npos);
   std::string big(1 << 20, 'x');
-  EXPECT_NE(raw_request(d.socket(), big).find("too large"), std::string::npos);
+  EXPECT_NE(command(d.socket(), big).find("too large"), std::string::npos);
   EXPECT_EQ(raw_request(d.socket(), ""), "");  // connect and hang up
+  // HTTP that is not: a JSON error all the same, and the daemon lives on.
+  std::string bad = raw_request(d.socket(), "this is not http\r\n\r\n");
+  EXPECT_TRUE(bad.starts_with("HTTP/1.1 400 ")) << bad;
+  EXPECT_NE(bad.find("\"ok\":false"), std::string::npos) << bad;
+  std::string huge = raw_request(d.socket(), "GET /v1/status HTTP/1.1\r\nX: " + big + "\r\n\r\n");
+  EXPECT_TRUE(huge.starts_with("HTTP/1.1 431 ")) << huge.substr(0, 200);
+  std::string none = raw_request(d.socket(), "GET /v1/frobnicate HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(none.starts_with("HTTP/1.1 404 ")) << none;
   EXPECT_EQ(d.cli({"status"}).code, 0);
   EXPECT_EQ(d.watch_state("s"), "running");
 }
@@ -293,7 +329,7 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
   // raw_request shuts down its write side before reading the reply.
-  std::string reply = raw_request(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
+  std::string reply = command(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
   EXPECT_EQ(d.watch_state("s"), "stopped");
 }
@@ -301,7 +337,7 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
 namespace {
 // The reply to raw bytes, parsed (null when there was none or it is not JSON).
 nlohmann::json raw_reply(const std::string& socket_path, const std::string& bytes) {
-  std::string r = raw_request(socket_path, bytes);
+  std::string r = command(socket_path, bytes);
   auto j = nlohmann::json::parse(r, nullptr, false);
   return j.is_discarded() ? nlohmann::json() : j;
 }
