@@ -190,7 +190,8 @@ std::optional<nlohmann::json> control_request_from_http(const ControlRoute& rout
     req[key] = std::move(v);
   }
   for (auto p : path_fields(route.pattern)) req[std::string(p)] = request.param(p);
-  for (auto& [k, v] : fixed_of(route).items()) req[k] = v;
+  nlohmann::json fixed = fixed_of(route);  // kept: items() refers to it
+  for (auto& [k, v] : fixed.items()) req[k] = v;
   req["cmd"] = std::string(route.cmd);
   return req;
 }

@@ -6,8 +6,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <http_parser.h>
-
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -44,30 +42,11 @@ std::string raw_request(const std::string& socket_path, const std::string& bytes
   return reply;
 }
 
-// The body of an HTTP reply, de-chunked ("" when it is not one).
-std::string reply_body(const std::string& raw) {
-  http_parser_settings settings;
-  http_parser_settings_init(&settings);
-  settings.on_body = [](http_parser* p, const char* at, size_t n) {
-    static_cast<std::string*>(p->data)->append(at, n);
-    return 0;
-  };
-  http_parser parser;
-  http_parser_init(&parser, HTTP_RESPONSE);
-  std::string body;
-  parser.data = &body;
-  http_parser_execute(&parser, &settings, raw.data(), raw.size());
-  http_parser_execute(&parser, &settings, nullptr, 0);
-  return body;
-}
-
 // A JSON request as it is (the socket's protocol before it spoke HTTP),
 // through POST /v1/command; the reply's body. Nothing sent for "".
 std::string command(const std::string& socket_path, std::string json) {
   if (json.empty()) return raw_request(socket_path, "");
-  if (json.ends_with('\n')) json.pop_back();
-  return reply_body(raw_request(socket_path, "POST /v1/command HTTP/1.1\r\nHost: vigil\r\nContent-Length: " +
-                                                 std::to_string(json.size()) + "\r\n\r\n" + json));
+  return http_body(raw_request(socket_path, http_command(std::move(json))));
 }
 }  // namespace
 
@@ -619,4 +598,74 @@ TEST(Control, VersionIsPrintedBothWays) {
     EXPECT_EQ(r.out.rfind("vigil ", 0), 0u) << arg << ": " << r.out;
     EXPECT_EQ(r.out.back(), '\n') << arg;
   }
+}
+
+namespace {
+// curl over the control socket: the reply's body, then its HTTP status on
+// a last line.
+std::pair<nlohmann::json, int> curl(const std::string& socket, const std::string& method,
+                                    const std::string& target) {
+  auto r = run_command({"/usr/bin/curl", "-sS", "--max-time", "30", "--unix-socket", socket, "-X",
+                        method, "-w", "\n%{http_code}", "http://vigil" + target});
+  EXPECT_EQ(r.code, 0) << r.err;
+  size_t nl = r.out.rfind('\n');
+  if (nl == std::string::npos) return {nullptr, 0};
+  auto j = nlohmann::json::parse(r.out.substr(0, nl), nullptr, false);
+  return {j.is_discarded() ? nlohmann::json() : j, std::atoi(r.out.c_str() + nl + 1)};
+}
+}  // namespace
+
+TEST(Control, CurlSpeaksToTheSocket) {
+  if (access("/usr/bin/curl", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/curl";
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "sleep", "1000" } }
+watch "t" { start = { "sleep", "1000" } }
+group "g" { "t" })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  auto [status, code] = curl(d.socket(), "GET", "/v1/status");
+  EXPECT_EQ(code, 200);
+  EXPECT_EQ(status["ok"], true) << status.dump();
+  EXPECT_TRUE(status["watches"].is_array()) << status.dump();
+  auto [watch, wcode] = curl(d.socket(), "GET", "/v1/watches/s");
+  EXPECT_EQ(wcode, 200);
+  EXPECT_EQ(watch["items"][0]["name"], "s") << watch.dump();
+  auto [group, gcode] = curl(d.socket(), "GET", "/v1/groups/g");
+  EXPECT_EQ(gcode, 200) << group.dump();
+  EXPECT_EQ(group["items"][0]["kind"], "group") << group.dump();
+  // Not found: 404 with the daemon's error; a watch is not a group.
+  auto [missing, mcode] = curl(d.socket(), "GET", "/v1/watches/nosuch");
+  EXPECT_EQ(mcode, 404);
+  EXPECT_EQ(missing["ok"], false);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/groups/s").second, 404);
+  EXPECT_EQ(curl(d.socket(), "POST", "/v1/groups/s/stop").second, 404);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/nothing").second, 404);
+  EXPECT_EQ(curl(d.socket(), "DELETE", "/v1/status").second, 405);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/events?since=zero").second, 400);
+  // Events since a sequence number, and where to resume.
+  auto [events, ecode] = curl(d.socket(), "GET", "/v1/events?since=0&max=2");
+  EXPECT_EQ(ecode, 200);
+  ASSERT_TRUE(events["events"].is_array()) << events.dump();
+  EXPECT_EQ(events["events"].size(), 2u);
+  uint64_t first = events["events"][0]["seq"].get<uint64_t>();
+  EXPECT_EQ(events["last_seq"], first + 1) << events.dump();
+  EXPECT_EQ(events["more"], true);
+  auto [rest, rcode] =
+      curl(d.socket(), "GET", "/v1/events?since=" + std::to_string(first + 1) + "&max=1000");
+  EXPECT_EQ(rcode, 200);
+  ASSERT_FALSE(rest["events"].empty());
+  EXPECT_EQ(rest["events"][0]["seq"], first + 2);
+  EXPECT_EQ(rest["more"], false);
+  // An action, held until the process is down.
+  auto [stopped, scode] = curl(d.socket(), "POST", "/v1/watches/s/stop");
+  EXPECT_EQ(scode, 200);
+  EXPECT_EQ(stopped["ok"], true) << stopped.dump();
+  EXPECT_EQ(d.watch_state("s"), "stopped");
+  auto [gs, gscode] = curl(d.socket(), "POST", "/v1/groups/g/stop");
+  EXPECT_EQ(gscode, 200) << gs.dump();
+  EXPECT_EQ(d.watch_state("t"), "stopped");
+  auto [reloaded, lcode] = curl(d.socket(), "POST", "/v1/reload");
+  EXPECT_EQ(lcode, 200) << reloaded.dump();
+  EXPECT_TRUE(d.running());
 }
