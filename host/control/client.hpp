@@ -1,9 +1,12 @@
-// The CLI end of the control socket.
+// The CLI end of the control socket: HTTP/1.1 (host/control/routes.hpp
+// turns the JSON request into a route), the reply parsed with http_parser.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+
+#include "host/net/transport.hpp"
 
 namespace vigil {
 
@@ -26,5 +29,12 @@ struct ControlCall {
 std::optional<nlohmann::json> control_request(const std::string& socket_path,
                                               const nlohmann::json& request, std::string& error,
                                               ControlCall* call = nullptr);
+
+// The same over a connected non-blocking transport (a unix socket today,
+// TLS to another node later): handshake, request, reply, each byte within
+// call->timeout. `where` names the daemon in errors ("vigil at PATH").
+std::optional<nlohmann::json> control_request_over(Transport& transport, const std::string& where,
+                                                   const nlohmann::json& request,
+                                                   std::string& error, ControlCall* call = nullptr);
 
 }  // namespace vigil

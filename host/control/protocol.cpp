@@ -26,8 +26,10 @@ nlohmann::json ok_reply(nlohmann::json fields) {
   return fields;
 }
 
-nlohmann::json error_reply(const std::string& error) {
-  return {{"ok", false}, {"error", error}};
+nlohmann::json error_reply(const std::string& error, int http_status) {
+  nlohmann::json r = {{"ok", false}, {"error", error}};
+  if (http_status) r["http_status"] = http_status;
+  return r;
 }
 
 }  // namespace vigil

@@ -68,8 +68,8 @@ struct ControlHttpCall {
 };
 std::optional<ControlHttpCall> control_http_call(const nlohmann::json& request, std::string& error);
 
-// The HTTP status of a reply: 200 when ok; else the reply's "status" field
-// when it has one (the daemon says 404 for an unknown name, 409 for a
+// The HTTP status of a reply: 200 when ok; else the reply's "http_status"
+// field when it has one (the daemon says 404 for an unknown name, 409 for a
 // refused action, 500 for a failure), 400 otherwise.
 int control_reply_status(const nlohmann::json& reply);
 

@@ -1,7 +1,9 @@
-// ControlServer: the daemon end of the control socket. Non-blocking, on the
-// event loop; one request per connection; replies may come later (a `stop`
-// answers when the process is down). The socket is mode 0600 and only root
-// or vigil's own user may talk to it (SO_PEERCRED).
+// ControlServer: the daemon end of the control socket, HTTP/1.1 on a unix
+// socket (host/net's HttpServer; routes in host/control/routes.hpp), so
+// `curl --unix-socket /run/vigil/control.sock http://x/v1/status` works.
+// Replies may come later (a `stop` answers when the process is down). The
+// socket is mode 0600 and only root or vigil's own user may talk to it
+// (SO_PEERCRED).
 #pragma once
 
 #include <functional>
@@ -10,24 +12,27 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/net/http_server.hpp"
 
 namespace vigil {
 
 class ControlServer {
  public:
+  // A client that does not finish its request in this long is closed; so
+  // is one that stays idle this long between two requests.
   static constexpr std::chrono::seconds kRequestTimeout{10};
-  // Connections open at once; more are refused with an error reply, so
-  // clients alone can never take the fds the supervised processes need.
+  // Connections open at once; more are refused with an error reply (503),
+  // so clients alone can never take the fds the supervised processes need.
   static constexpr size_t kMaxConnections = 256;
-  // While a reply is pending (a stop waiting for its process), a space
-  // goes to the client this often: JSON ignores it, and the client can
-  // tell a long command from a daemon that does not run any more (well
-  // within the CLI's --timeout, which is 10 s by default).
+  // While a reply is pending (a stop waiting for its process), the reply's
+  // head and then a chunk of one space go to the client this often: JSON
+  // ignores it, and the client can tell a long command from a daemon that
+  // does not run any more (well within the CLI's --timeout, which is 10 s
+  // by default).
   static constexpr std::chrono::milliseconds kHeartbeat{250};
-  // Connections accepted (and, when their line is already there, served)
-  // per wake-up of the listening socket.
+  // Connections accepted (and, when their request is already there,
+  // served) per wake-up of the listening socket.
   static constexpr int kAcceptsPerWakeup = 8;
   using Reply = std::function<void(const nlohmann::json&)>;
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
@@ -51,37 +56,16 @@ class ControlServer {
   // reply held for long (`vigil wait`) can be dropped early.
   std::weak_ptr<void> connection() const { return current_; }
 
- private:
-  struct Conn {
-    Fd fd;
-    WatchId watch = 0;
-    std::string in;
-    std::string out;
-    size_t out_off = 0;
-    bool taken = false;  // the request was read; only the reply is left
-    TimerId idle_timer = 0;
-    TimerId beat_timer = 0;  // heartbeats while the reply is pending
-    std::shared_ptr<void> token = std::make_shared<int>(0);  // see connection()
-  };
-  void on_accept();
-  void on_readable(uint64_t id);
-  void on_writable(uint64_t id);
-  void send(uint64_t id, const nlohmann::json& reply);
-  void send_text(uint64_t id, std::string text);
-  void close_conn(uint64_t id);
-  void heartbeat(uint64_t id);
-  void pause_accepting(const std::string& why);
+  // The HTTP server under the socket (its counters, for tests).
+  const HttpServer& http() const { return http_; }
 
-  EventLoop& loop_;
+ private:
+  void serve(const nlohmann::json& request, HttpReply reply);
+
   Handler handler_;
   Rejected on_reject_;
-  Fd listen_fd_;
-  WatchId listen_watch_ = 0;
-  TimerId accept_timer_ = 0;  // accepting paused: out of fds
-  std::string path_;
-  std::map<uint64_t, Conn> conns_;
+  HttpServer http_;
   std::map<std::string, TextHandler, std::less<>> text_handlers_;
-  uint64_t next_id_ = 1;
   std::weak_ptr<void> current_;
 };
 

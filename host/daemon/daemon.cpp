@@ -584,9 +584,13 @@ nlohmann::json Daemon::daemon_json() const {
 }
 
 namespace {
-// A request that cannot be served as sent: the text is the error reply.
+// A request that cannot be served as sent: the text is the error reply,
+// the status its HTTP status (404: no such watch or group; 409: an action
+// refused in the state things are in).
 struct BadRequest : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit BadRequest(const std::string& what, int status = 400)
+      : std::runtime_error(what), status(status) {}
+  int status;
 };
 }  // namespace
 
@@ -624,6 +628,14 @@ class RequestFields {
       return std::string("the ") + v.type_name() + " " + v.dump();
     if (v.is_null()) return "null";
     return std::string(v.is_array() || v.is_object() ? "an " : "a ") + v.type_name();
+  }
+  // "group" when the request names a group only (the /v1/groups routes),
+  // "watch" or "" (a watch, or a group by that name, as the CLI means it).
+  std::string kind() const {
+    std::string k = str_or("kind");
+    if (!k.empty() && k != "group" && k != "watch")
+      throw BadRequest(cmd_ + ": field \"kind\" must be \"watch\" or \"group\", got '" + k + "'");
+    return k;
   }
   // An array, when present (nullptr when not).
   const nlohmann::json* array(const char* key) const {
@@ -665,13 +677,25 @@ class RequestFields {
 nlohmann::json Daemon::inspect(const RequestFields& req) const {
   nlohmann::json items = nlohmann::json::array(), unknown = nlohmann::json::array();
   size_t n = static_cast<size_t>(req.integer("events", 0, 1000).value_or(5));
-  const nlohmann::json* names = req.array("names");
+  // One name (GET /v1/watches/NAME, /v1/groups/NAME with kind "group"):
+  // not found is an error; several ("names"): the unknown ones are listed.
+  nlohmann::json one;
+  if (auto name = req.str("name")) {
+    bool group = req.kind() == "group";
+    if (group ? !supervisor_->find_group(*name)
+              : !supervisor_->find(*name) && !supervisor_->find_group(*name))
+      throw BadRequest("no " + std::string(group ? "group" : "watch or group") + " named '" + *name + "'",
+                       404);
+    one = nlohmann::json::array({*name});
+  }
+  const nlohmann::json* names = one.is_array() ? &one : req.array("names");
   if (!names) throw BadRequest("inspect: field \"names\" (an array of names) is required");
+  bool only_groups = one.is_array() && req.kind() == "group";
   for (const auto& v : *names) {
     if (!v.is_string()) throw BadRequest("inspect: \"names\" must hold strings, got " + RequestFields::shown(v));
     std::string name = v.get<std::string>();
     nlohmann::json j;
-    if (const Unit* u = supervisor_->find(name)) {
+    if (const Unit* u = only_groups ? nullptr : supervisor_->find(name)) {
       j = u->to_json();
       j["kind"] = "watch";
       j["checks"] = supervisor_->checks_json(*u);
@@ -706,7 +730,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     reply(r);
   };
   std::string cmd;
-  auto refuse = [&](Msg m, const std::string& err) {
+  auto refuse = [&](Msg m, const std::string& err, int status) {
     try {
       nlohmann::json f = {{"error", err}};
       if (!cmd.empty() || m == Msg::ControlFailed) f["cmd"] = cmd.empty() ? "?" : cmd;
@@ -714,7 +738,7 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     } catch (...) {
       // The reply still says it.
     }
-    once(error_reply(err));
+    once(error_reply(err, status == 400 ? 0 : status));
   };
   try {
     if (!req.is_object()) throw BadRequest("request must be a JSON object");
@@ -725,24 +749,31 @@ void Daemon::handle(const nlohmann::json& req, ControlServer::Reply reply) {
     cmd = it->get<std::string>();
     serve(cmd, RequestFields(req, cmd), once);
   } catch (const BadRequest& e) {
-    refuse(Msg::ControlRejected, e.what());
+    refuse(Msg::ControlRejected, e.what(), e.status);
   } catch (const std::exception& e) {
-    refuse(Msg::ControlFailed, e.what());
+    refuse(Msg::ControlFailed, e.what(), 500);
   } catch (...) {
-    refuse(Msg::ControlFailed, "unknown exception");
+    refuse(Msg::ControlFailed, "unknown exception", 500);
   }
 }
 
 void Daemon::serve(const std::string& cmd, const RequestFields& req,
                    const ControlServer::Reply& reply) {
   auto str = [&](const char* key) { return req.str_or(key); };
-  auto reject = [&](const std::string& err) { throw BadRequest(err); };
+  auto reject = [&](const std::string& err, int status = 400) { throw BadRequest(err, status); };
   auto unit_arg = [&]() -> Unit* {
     std::string name = req.required_str("name", "a watch name");
     Unit* u = supervisor_->find(name);
-    if (!u) reject("no watch or group named '" + name + "'");
+    if (!u) reject("no watch or group named '" + name + "'", 404);
     return u;
   };
+  // A request for one kind only (the /v1/groups/NAME routes): the name
+  // must be one of that kind.
+  if (std::string kind = req.kind(); !kind.empty() && cmd != "inspect") {
+    std::string name = req.required_str("name", kind == "group" ? "a group name" : "a watch name");
+    if (kind == "group" ? !supervisor_->find_group(name) : !supervisor_->find(name))
+      reject("no " + kind + " named '" + name + "'", 404);
+  }
 
   if (cmd == "ping") return reply(ok_reply({{"pid", getpid()}}));
   if (cmd == "quit") {
@@ -767,13 +798,36 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     return reply(r);
   }
   if (cmd == "events") {
-    size_t n = static_cast<size_t>(req.integer("n", 1, INT64_MAX).value_or(20));
+    auto n = req.integer("n", 1, INT64_MAX);
+    auto max = req.integer("max", 1, INT64_MAX);
+    auto since = req.integer("since", 0, INT64_MAX);
     nlohmann::json out = nlohmann::json::array();
-    for (auto& ev : log_->recent(n, str("watch"), str("id"))) out.push_back(std::move(ev));
+    nlohmann::json fields;
+    if (since) {
+      // Resuming: the ring's events after that sequence number, oldest
+      // first; `gap` says some were already gone from the ring (the
+      // history files hold them). last_seq is where to resume next.
+      size_t most = static_cast<size_t>(std::min<int64_t>(max.value_or(n.value_or(1000)), 10000));
+      for (const auto& line : log_->since(static_cast<uint64_t>(*since), most, str("watch"), str("id")))
+        out.push_back(nlohmann::json::parse(line, nullptr, false));
+      uint64_t oldest = log_->oldest_seq();
+      fields["gap"] = oldest > static_cast<uint64_t>(*since) + 1;
+      // Cut at `most`: resume after the last one given, not at the newest.
+      fields["more"] = out.size() >= most;
+      fields["last_seq"] = out.size() >= most && out.back().is_object()
+                               ? out.back().value("seq", log_->last_seq())
+                               : log_->last_seq();
+    } else {
+      for (auto& ev : log_->recent(static_cast<size_t>(n.value_or(max.value_or(20))), str("watch"),
+                                   str("id")))
+        out.push_back(std::move(ev));
+    }
     // Older events: the CLI reads the history files itself, so a long
     // query never holds up the loop.
-    return reply(
-        ok_reply({{"events", std::move(out)}, {"history", options_.state_dir + "/events.jsonl"}}));
+    fields["events"] = std::move(out);
+    fields["history"] = options_.state_dir + "/events.jsonl";
+    if (!fields.contains("last_seq")) fields["last_seq"] = log_->last_seq();
+    return reply(ok_reply(std::move(fields)));
   }
   if (cmd == "dumps") {
     // STATE/dumps/WATCH/TIME: what each holds, oldest first.
@@ -828,7 +882,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     else if (Group* g = supervisor_->find_group(name))
       for (const auto& w : g->decl.units)
         if (Unit* m = supervisor_->find(w)) targets.push_back(m);
-    if (targets.empty()) return reject("no watch or group named '" + name + "'");
+    if (targets.empty()) return reject("no watch or group named '" + name + "'", 404);
     nlohmann::json sent = nlohmann::json::array();
     std::vector<std::string> errors;
     for (Unit* u : targets) {
@@ -846,7 +900,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     }
     // A group signals the members that run; one with nothing running at
     // all is refused like a watch.
-    if (sent.empty()) return reject(join(errors, "; "));
+    if (sent.empty()) return reject(join(errors, "; "), 409);
     return reply(ok_reply({{"signal", signal_name(*sig)}, {"sent", std::move(sent)}, {"skipped", errors}}));
   }
   if (cmd == "wait") {
@@ -877,8 +931,8 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
                              {"status", supervisor_->group_json(*g)},
                              {"decision", g->ledger.decision},
                              {"restarts_recorded", g->ledger.history.size()}}));
-    return reject(name.empty() ? "explain: a watch or group name is required"
-                               : "no watch or group named '" + name + "'");
+    if (name.empty()) return reject("explain: a watch or group name is required");
+    return reject("no watch or group named '" + name + "'", 404);
   }
   // A group: the command acts on its watches, in dependency order.
   if (Group* g = supervisor_->find_group(str("name"));
@@ -892,7 +946,8 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
         if (Unit* u = supervisor_->find(w); u && !u->can_start())
           return reject("cannot restart group '" + name + "': its watch '" + w +
                         "' has nothing to restart it with (no 'start' and no 'restart_script'; "
-                        "vigil only watches the process its match finds)");
+                        "vigil only watches the process its match finds)",
+                        409);
     auto done = [this, reply, name] {
       Group* grp = supervisor_->find_group(name);
       reply(ok_reply({{"group", grp ? supervisor_->group_json(*grp) : nlohmann::json(nullptr)}}));
@@ -939,7 +994,8 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
       return reject("cannot restart '" + name +
                     "': nothing to restart it with (it has no 'start' and no 'restart_script'; "
                     "vigil only watches the process its match finds). Restart it the way it was "
-                    "started, or give the watch a 'restart_script'");
+                    "started, or give the watch a 'restart_script'",
+                    409);
     return supervisor_->restart(*u, done);
   }
   if (cmd == "set") {  // on a watch or a group
@@ -950,7 +1006,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     else if (Group* g = supervisor_->find_group(name))
       overrides = &g->overrides;
     else
-      return reject("no watch or group named '" + name + "'");
+      return reject("no watch or group named '" + name + "'", 404);
     std::string key = str("key"), value = str("value");
     if (key.empty()) return reject("set: a key is required");
     std::string err;

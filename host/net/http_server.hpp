@@ -74,6 +74,10 @@ class HttpReply {
   void send(int status, std::string_view content_type, std::string body,
             const HttpHeaders& extra = {});
 
+  // An error answer in the listener's error format (error_body; plain
+  // text by default), as the server's own 404/405/413... are.
+  void error(int status, const std::string& message, const HttpHeaders& extra = {});
+
   // A chunked reply: headers now, then any number of chunks, then end().
   bool begin_chunked(int status, std::string_view content_type, const HttpHeaders& extra = {});
   bool chunk(std::string_view data);  // an empty chunk is skipped, not the end
@@ -172,6 +176,9 @@ struct HttpListenerOptions {
   HttpLimits limits;
   // TLS: every connection is handshaken first; nullptr: plain.
   std::shared_ptr<TlsServerContext> tls;
+  // false: every reply closes its connection (Connection: close), for
+  // clients that read a reply to its end.
+  bool keep_alive = true;
   // Unix listeners: the socket's mode, and whether only root or our own
   // uid may connect (SO_PEERCRED; others are closed at once).
   mode_t unix_mode = 0600;
@@ -182,6 +189,10 @@ struct HttpListenerOptions {
   // What went wrong, for a log line: a peer refused, the cap reached,
   // a handshake failed, accepting paused (out of fds), a bad request.
   std::function<void(const std::string& what)> on_error;
+  // The body of the answers the server makes itself (400, 404, 405, 411,
+  // 413, 431, 503): plain text when unset. May set content_type.
+  std::function<std::string(int status, const std::string& message, std::string& content_type)>
+      error_body;
   // Connections accepted per wake-up of the listening socket (the loop
   // must get back to the supervised processes).
   int accepts_per_wakeup = 8;

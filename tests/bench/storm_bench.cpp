@@ -132,7 +132,9 @@ std::optional<std::string> request_text(const std::string& sock, const std::stri
   snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
   vigil::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return std::nullopt;
-  std::string out = line + "\n";
+  // The control socket speaks HTTP: the request as it is, POST /v1/command.
+  std::string out = "POST /v1/command HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\nContent-Length: " +
+                    std::to_string(line.size()) + "\r\n\r\n" + line;
   if (::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size()))
     return std::nullopt;
   std::string in;
@@ -143,8 +145,10 @@ std::optional<std::string> request_text(const std::string& sock, const std::stri
     if (n <= 0) break;
     in.append(buf, static_cast<size_t>(n));
   }
-  if (in.empty()) return std::nullopt;
-  return in;
+  // The body (status is never held, so never chunked).
+  size_t head = in.find("\r\n\r\n");
+  if (head == std::string::npos) return std::nullopt;
+  return in.substr(head + 4);
 }
 
 // The same, parsed: nullopt when the reply is not JSON.

@@ -41,6 +41,13 @@ std::string raw_request(const std::string& socket_path, const std::string& bytes
   close(fd);
   return reply;
 }
+
+// A JSON request as it is (the socket's protocol before it spoke HTTP),
+// through POST /v1/command; the reply's body. Nothing sent for "".
+std::string command(const std::string& socket_path, std::string json) {
+  if (json.empty()) return raw_request(socket_path, "");
+  return http_body(raw_request(socket_path, http_command(std::move(json))));
+}
 }  // namespace
 
 TEST(Control, SetChangesTheRestartLimitLive) {
@@ -130,15 +137,23 @@ TEST(Control, MalformedAndOversizedRequestsGetErrors) {
   Daemon d;
   d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
   ASSERT_TRUE(d.start()) << d.output();
-  EXPECT_NE(raw_request(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"),
+  EXPECT_NE(command(d.socket(), "this is not json\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(command(d.socket(), "[1,2,3]\n").find("\"ok\":false"), std::string::npos);
+  EXPECT_NE(command(d.socket(), "{\"cmd\":\"frobnicate\"}\n").find("unknown command"),
             std::string::npos);
-  EXPECT_NE(raw_request(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"),
+  EXPECT_NE(command(d.socket(), "{\"cmd\":\"events\",\"n\":\"many\"}\n").find("\"ok\":false"),
             std::string::npos);
   std::string big(1 << 20, 'x');
-  EXPECT_NE(raw_request(d.socket(), big).find("too large"), std::string::npos);
+  EXPECT_NE(command(d.socket(), big).find("too large"), std::string::npos);
   EXPECT_EQ(raw_request(d.socket(), ""), "");  // connect and hang up
+  // HTTP that is not: a JSON error all the same, and the daemon lives on.
+  std::string bad = raw_request(d.socket(), "this is not http\r\n\r\n");
+  EXPECT_TRUE(bad.starts_with("HTTP/1.1 400 ")) << bad;
+  EXPECT_NE(bad.find("\"ok\":false"), std::string::npos) << bad;
+  std::string huge = raw_request(d.socket(), "GET /v1/status HTTP/1.1\r\nX: " + big + "\r\n\r\n");
+  EXPECT_TRUE(huge.starts_with("HTTP/1.1 431 ")) << huge.substr(0, 200);
+  std::string none = raw_request(d.socket(), "GET /v1/frobnicate HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(none.starts_with("HTTP/1.1 404 ")) << none;
   EXPECT_EQ(d.cli({"status"}).code, 0);
   EXPECT_EQ(d.watch_state("s"), "running");
 }
@@ -293,7 +308,7 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
   ASSERT_TRUE(d.start()) << d.output();
   ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
   // raw_request shuts down its write side before reading the reply.
-  std::string reply = raw_request(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
+  std::string reply = command(d.socket(), "{\"cmd\":\"stop\",\"name\":\"s\"}\n");
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
   EXPECT_EQ(d.watch_state("s"), "stopped");
 }
@@ -301,7 +316,7 @@ watch "s" { start = { "/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"
 namespace {
 // The reply to raw bytes, parsed (null when there was none or it is not JSON).
 nlohmann::json raw_reply(const std::string& socket_path, const std::string& bytes) {
-  std::string r = raw_request(socket_path, bytes);
+  std::string r = command(socket_path, bytes);
   auto j = nlohmann::json::parse(r, nullptr, false);
   return j.is_discarded() ? nlohmann::json() : j;
 }
@@ -583,4 +598,74 @@ TEST(Control, VersionIsPrintedBothWays) {
     EXPECT_EQ(r.out.rfind("vigil ", 0), 0u) << arg << ": " << r.out;
     EXPECT_EQ(r.out.back(), '\n') << arg;
   }
+}
+
+namespace {
+// curl over the control socket: the reply's body, then its HTTP status on
+// a last line.
+std::pair<nlohmann::json, int> curl(const std::string& socket, const std::string& method,
+                                    const std::string& target) {
+  auto r = run_command({"/usr/bin/curl", "-sS", "--max-time", "30", "--unix-socket", socket, "-X",
+                        method, "-w", "\n%{http_code}", "http://vigil" + target});
+  EXPECT_EQ(r.code, 0) << r.err;
+  size_t nl = r.out.rfind('\n');
+  if (nl == std::string::npos) return {nullptr, 0};
+  auto j = nlohmann::json::parse(r.out.substr(0, nl), nullptr, false);
+  return {j.is_discarded() ? nlohmann::json() : j, std::atoi(r.out.c_str() + nl + 1)};
+}
+}  // namespace
+
+TEST(Control, CurlSpeaksToTheSocket) {
+  if (access("/usr/bin/curl", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/curl";
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "s" { start = { "sleep", "1000" } }
+watch "t" { start = { "sleep", "1000" } }
+group "g" { "t" })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  auto [status, code] = curl(d.socket(), "GET", "/v1/status");
+  EXPECT_EQ(code, 200);
+  EXPECT_EQ(status["ok"], true) << status.dump();
+  EXPECT_TRUE(status["watches"].is_array()) << status.dump();
+  auto [watch, wcode] = curl(d.socket(), "GET", "/v1/watches/s");
+  EXPECT_EQ(wcode, 200);
+  EXPECT_EQ(watch["items"][0]["name"], "s") << watch.dump();
+  auto [group, gcode] = curl(d.socket(), "GET", "/v1/groups/g");
+  EXPECT_EQ(gcode, 200) << group.dump();
+  EXPECT_EQ(group["items"][0]["kind"], "group") << group.dump();
+  // Not found: 404 with the daemon's error; a watch is not a group.
+  auto [missing, mcode] = curl(d.socket(), "GET", "/v1/watches/nosuch");
+  EXPECT_EQ(mcode, 404);
+  EXPECT_EQ(missing["ok"], false);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/groups/s").second, 404);
+  EXPECT_EQ(curl(d.socket(), "POST", "/v1/groups/s/stop").second, 404);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/nothing").second, 404);
+  EXPECT_EQ(curl(d.socket(), "DELETE", "/v1/status").second, 405);
+  EXPECT_EQ(curl(d.socket(), "GET", "/v1/events?since=zero").second, 400);
+  // Events since a sequence number, and where to resume.
+  auto [events, ecode] = curl(d.socket(), "GET", "/v1/events?since=0&max=2");
+  EXPECT_EQ(ecode, 200);
+  ASSERT_TRUE(events["events"].is_array()) << events.dump();
+  EXPECT_EQ(events["events"].size(), 2u);
+  uint64_t first = events["events"][0]["seq"].get<uint64_t>();
+  EXPECT_EQ(events["last_seq"], first + 1) << events.dump();
+  EXPECT_EQ(events["more"], true);
+  auto [rest, rcode] =
+      curl(d.socket(), "GET", "/v1/events?since=" + std::to_string(first + 1) + "&max=1000");
+  EXPECT_EQ(rcode, 200);
+  ASSERT_FALSE(rest["events"].empty());
+  EXPECT_EQ(rest["events"][0]["seq"], first + 2);
+  EXPECT_EQ(rest["more"], false);
+  // An action, held until the process is down.
+  auto [stopped, scode] = curl(d.socket(), "POST", "/v1/watches/s/stop");
+  EXPECT_EQ(scode, 200);
+  EXPECT_EQ(stopped["ok"], true) << stopped.dump();
+  EXPECT_EQ(d.watch_state("s"), "stopped");
+  auto [gs, gscode] = curl(d.socket(), "POST", "/v1/groups/g/stop");
+  EXPECT_EQ(gscode, 200) << gs.dump();
+  EXPECT_EQ(d.watch_state("t"), "stopped");
+  auto [reloaded, lcode] = curl(d.socket(), "POST", "/v1/reload");
+  EXPECT_EQ(lcode, 200) << reloaded.dump();
+  EXPECT_TRUE(d.running());
 }

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <http_parser.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -387,6 +389,28 @@ BlockedProcess::~BlockedProcess() {
   }
   if (go_ >= 0) close(go_);
   if (ready_ >= 0) close(ready_);
+}
+
+std::string http_command(std::string json_request) {
+  if (json_request.ends_with('\n')) json_request.pop_back();
+  return "POST /v1/command HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\nContent-Length: " +
+         std::to_string(json_request.size()) + "\r\n\r\n" + json_request;
+}
+
+std::string http_body(const std::string& raw_reply) {
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_body = [](http_parser* p, const char* at, size_t n) {
+    static_cast<std::string*>(p->data)->append(at, n);
+    return 0;
+  };
+  http_parser parser;
+  http_parser_init(&parser, HTTP_RESPONSE);
+  std::string body;
+  parser.data = &body;
+  http_parser_execute(&parser, &settings, raw_reply.data(), raw_reply.size());
+  http_parser_execute(&parser, &settings, nullptr, 0);
+  return body;
 }
 
 }  // namespace vigil::test

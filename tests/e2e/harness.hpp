@@ -30,6 +30,12 @@ bool wait_for(const std::function<bool()>& cond,
 int free_port();
 
 std::string read_file(const std::string& path);
+
+// The control socket speaks HTTP: a JSON request as it is (what the socket
+// took before), as the bytes of POST /v1/command ...
+std::string http_command(std::string json_request);
+// ... and the body of an HTTP reply, de-chunked ("" when it is not one).
+std::string http_body(const std::string& raw_reply);
 void write_file(const std::string& path, const std::string& text);
 bool process_alive(pid_t pid);  // exists and is not a zombie
 

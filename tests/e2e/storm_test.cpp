@@ -44,7 +44,7 @@ std::optional<nlohmann::json> request(const std::string& socket_path, const std:
     close(fd);
     return std::nullopt;
   }
-  std::string out = line + "\n", in;
+  std::string out = http_command(line), in;
   size_t off = 0;
   for (;;) {
     double left = end - now_s();
@@ -64,7 +64,7 @@ std::optional<nlohmann::json> request(const std::string& socket_path, const std:
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     close(fd);
-    auto j = nlohmann::json::parse(in, nullptr, false);
+    auto j = nlohmann::json::parse(http_body(in), nullptr, false);
     if (j.is_discarded()) return std::nullopt;
     return j;
   }

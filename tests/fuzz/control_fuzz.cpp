@@ -1,30 +1,37 @@
-// libFuzzer target: one control request, as the daemon gets it from its
-// socket, through the real parse_request and Daemon::handle of a daemon on
-// a temporary state directory (no rules, no kernel process events). The
-// loop runs a few iterations after each request so that posted work and
-// replies happen. A `quit` is handled like any request; the daemon it
-// stopped is replaced by a fresh one. An input starting with '{' is the
-// request line as it is; any other input builds one (a command and
-// arguments of every JSON type), so type confusion in any field is found.
+// libFuzzer target: bytes on the control socket, as the daemon gets them:
+// the real HttpServer (http_parser, limits, pipelining), the control
+// routes and Daemon::handle of a daemon on a temporary state directory (no
+// rules, no kernel process events), over a real unix socket connection.
+// The loop runs until the daemon has answered and closed (or a bounded
+// number of iterations). A `quit` is handled like any request; the daemon
+// it stopped is replaced by a fresh one. An input starting with an upper-
+// case letter is raw HTTP as it is; any other input builds a JSON request
+// (a command and arguments of every JSON type, so type confusion in any
+// field is found) and sends it the way the CLI does, or through POST
+// /v1/command when no route takes it. Every reply must be HTTP whose
+// body is a JSON reply object.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <http_parser.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
 
 #include "host/control/protocol.hpp"
+#include "host/control/routes.hpp"
 #include "host/daemon/daemon.hpp"
 
 namespace vigil {
 
 struct DaemonFuzzAccess {
-  static void handle(Daemon& d, const nlohmann::json& req, ControlServer::Reply reply) {
-    d.handle(req, std::move(reply));
-  }
   static EventLoop& loop(Daemon& d) { return d.loop_; }
   static bool stopping(Daemon& d) { return d.shutting_down_ || d.loop_.stopping(); }
 };
@@ -125,21 +132,98 @@ std::string structured_request(const uint8_t* data, size_t size) {
 
 }  // namespace
 
+namespace {
+
+// The HTTP request for a JSON request: its route, as the CLI sends it, or
+// the request as it is.
+std::string http_for(const std::string& json_text) {
+  std::string method = "POST", target = "/v1/command", body = json_text, error;
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  if (auto call = j.is_discarded() ? std::nullopt : vigil::control_http_call(j, error)) {
+    method = call->method;
+    target = call->target;
+    body = call->body;
+  }
+  return method + " " + target + " HTTP/1.1\r\nHost: vigil\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Every reply in bytes is HTTP with a JSON reply object as its body (the
+// last one may be cut short: the connection was given up on).
+void check_replies(const std::string& bytes) {
+  struct State {
+    std::string body;
+    bool any = false;
+  } st;
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_body = [](http_parser* p, const char* at, size_t n) {
+    static_cast<State*>(p->data)->body.append(at, n);
+    return 0;
+  };
+  settings.on_message_complete = [](http_parser* p) {
+    auto* s = static_cast<State*>(p->data);
+    auto j = nlohmann::json::parse(s->body, nullptr, false);
+    if (!j.is_object() || !j.contains("ok") || !j["ok"].is_boolean()) {
+      fprintf(stderr, "control_fuzz: a reply that is not a JSON reply object: %.200s\n", s->body.c_str());
+      abort();
+    }
+    s->body.clear();
+    return 0;
+  };
+  http_parser parser;
+  http_parser_init(&parser, HTTP_RESPONSE);
+  parser.data = &st;
+  http_parser_execute(&parser, &settings, bytes.data(), bytes.size());
+  if (HTTP_PARSER_ERRNO(&parser) != HPE_OK) {
+    fprintf(stderr, "control_fuzz: the reply is not HTTP (%s): %.200s\n",
+            http_errno_name(HTTP_PARSER_ERRNO(&parser)), bytes.c_str());
+    abort();
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // The server hands over the first line.
-  std::string line = size > 0 && data[0] == '{'
-                         ? std::string(reinterpret_cast<const char*>(data), size)
-                         : structured_request(data, size);
-  if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
-  std::string error;
-  auto req = vigil::parse_request(line, error);
-  if (!req) return 0;  // the server replies the error itself
-  // A reply may come after handle() returns: it must be a reply object.
-  vigil::DaemonFuzzAccess::handle(*g_daemon, *req, [](const nlohmann::json& r) {
-    if (!r.is_object() || !r.contains("ok") || !r["ok"].is_boolean()) abort();
-  });
+  bool raw = size > 0 && data[0] >= 'A' && data[0] <= 'Z';
+  std::string bytes = raw ? std::string(reinterpret_cast<const char*>(data), size)
+                          : http_for(size > 0 && data[0] == '{'
+                                         ? std::string(reinterpret_cast<const char*>(data), size)
+                                         : structured_request(data, size));
   vigil::EventLoop& loop = vigil::DaemonFuzzAccess::loop(*g_daemon);
-  for (int i = 0; i < 20 && !loop.stopping(); ++i) loop.run_once(std::chrono::milliseconds(0));
+  vigil::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = g_dir + "/vigil.sock";
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) abort();
+  size_t off = 0;
+  std::string reply;
+  bool eof = false;
+  char buf[65536];
+  for (int i = 0; i < 200 && !eof && !loop.stopping(); ++i) {
+    while (off < bytes.size()) {
+      ssize_t n = ::send(fd.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+      if (off == bytes.size()) shutdown(fd.get(), SHUT_WR);
+    }
+    if (bytes.empty() && i == 0) shutdown(fd.get(), SHUT_WR);
+    loop.run_once(std::chrono::milliseconds(0));
+    for (;;) {
+      ssize_t n = ::recv(fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) {
+        reply.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0 || errno != EAGAIN) eof = true;
+      break;
+    }
+  }
+  fd.reset();  // a reply still held (a wait) is given up on
+  for (int i = 0; i < 5 && !loop.stopping(); ++i) loop.run_once(std::chrono::milliseconds(0));
+  // A HEAD reply has no body: its framing cannot be checked from here.
+  if (bytes.find("HEAD") == std::string::npos) check_replies(reply);
   if (vigil::DaemonFuzzAccess::stopping(*g_daemon)) start_daemon();
   return 0;
 }
