@@ -90,10 +90,11 @@ struct HttpResponse {
   bool truncated = false;  // the body was longer than max_body
   // "": the exchange completed (whatever the status). Otherwise one line
   // in words: "connection refused", "cannot resolve host 'nodeb'", "timed
-  // out after 5s (connecting)", "timed out after 5s (no answer)", "TLS:
-  // certificate verify failed ...", "TLS: the server's public key does not
-  // match the pin", "a line longer than 1048576 bytes", "cancelled" is
-  // never reported (cancel means no callback).
+  // out after 5.0 s (connecting)", "timed out after 5.0 s (no answer)",
+  // "no data for 30.0 s (idle timeout)", "TLS: SSL certificate problem:
+  // unable to get local issuer certificate", "TLS: the server's public key
+  // does not match the pin", "a line longer than 1048576 bytes".
+  // "cancelled" is never reported (cancel means no callback).
   std::string error;
   enum class Failure { None, Resolve, Connect, Timeout, Tls, Pin, LineTooLong, Other };
   Failure failure = Failure::None;
