@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "host/core/strings.hpp"
+#include "host/loop/per_loop.hpp"
 
 namespace vigil {
 
@@ -537,12 +538,7 @@ HttpClient::~HttpClient() {
 }
 
 std::shared_ptr<HttpClient> HttpClient::for_loop(EventLoop& loop) {
-  static std::unordered_map<EventLoop*, std::weak_ptr<HttpClient>> shared;
-  std::erase_if(shared, [](const auto& kv) { return kv.second.expired(); });
-  if (auto c = shared[&loop].lock()) return c;
-  auto c = std::make_shared<HttpClient>(loop);
-  shared[&loop] = c;
-  return c;
+  return per_loop<HttpClient>(loop);
 }
 
 RequestId HttpClient::start(HttpRequest request, HttpHandlers handlers) {

@@ -18,9 +18,10 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
+#include <type_traits>
 
 #include "host/core/strings.hpp"
+#include "host/loop/per_loop.hpp"
 
 namespace vigil {
 
@@ -207,12 +208,7 @@ Resolver::~Resolver() {
 }
 
 std::shared_ptr<Resolver> Resolver::for_loop(EventLoop& loop) {
-  static std::unordered_map<EventLoop*, std::weak_ptr<Resolver>> shared;
-  std::erase_if(shared, [](const auto& kv) { return kv.second.expired(); });
-  if (auto r = shared[&loop].lock()) return r;
-  auto r = std::make_shared<Resolver>(loop);
-  shared[&loop] = r;
-  return r;
+  return per_loop<Resolver>(loop);
 }
 
 ResolveId Resolver::resolve(const std::string& host, uint16_t port, Options options, Done done) {
@@ -295,26 +291,38 @@ std::string ResolvedAddress::text() const {
   return "?";
 }
 
-std::optional<ResolvedAddress> numeric_address(const std::string& host, uint16_t port) {
-  ResolvedAddress r;
-  sockaddr_in v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(port);
-    memcpy(&r.storage, &v4, sizeof v4);
-    r.len = sizeof v4;
-    return r;
+namespace {
+
+// `in` (a sockaddr_in or sockaddr_in6) with its family, address and port.
+template <class In, class Addr>
+ResolvedAddress make_address(int family, const Addr& addr, uint16_t port) {
+  In in{};
+  if constexpr (std::is_same_v<In, sockaddr_in>) {
+    in.sin_family = static_cast<sa_family_t>(family);
+    in.sin_addr = addr;
+    in.sin_port = htons(port);
+  } else {
+    in.sin6_family = static_cast<sa_family_t>(family);
+    in.sin6_addr = addr;
+    in.sin6_port = htons(port);
   }
+  ResolvedAddress r;
+  memcpy(&r.storage, &in, sizeof in);
+  r.len = sizeof in;
+  return r;
+}
+
+}  // namespace
+
+std::optional<ResolvedAddress> numeric_address(const std::string& host, uint16_t port) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1)
+    return make_address<sockaddr_in>(AF_INET, v4, port);
   std::string h = host;
   if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  sockaddr_in6 v6{};
-  if (inet_pton(AF_INET6, h.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(port);
-    memcpy(&r.storage, &v6, sizeof v6);
-    r.len = sizeof v6;
-    return r;
-  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1)
+    return make_address<sockaddr_in6>(AF_INET6, v6, port);
   return std::nullopt;
 }
 
