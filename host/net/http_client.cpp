@@ -446,11 +446,12 @@ void HttpClient::Impl::finish(RequestId id, CURLcode code) {
   if (it == transfers.end()) return;  // cancelled by an earlier callback
   Transfer& t = *it->second;
   fill(t, code);
-  // What is left of the stream: its last lines, and one without '\n'.
+  // What is left of the stream: its last lines, and one without '\n' if
+  // the stream ended well (not one cut by a timeout or a reset).
   if (t.streaming) {
     if (!cut_lines(id)) return;
     Transfer& still = *transfers.at(id);
-    if (!still.pending.empty()) {
+    if (code == CURLE_OK && !still.pending.empty()) {
       std::string last = std::move(still.pending);
       still.pending.clear();
       if (last.back() == '\r') last.pop_back();

@@ -113,7 +113,8 @@ struct HttpHandlers {
   // or body byte). Only status, headers and timings are set.
   std::function<void(const HttpResponse&)> on_headers;
   // Set: streaming mode. A line without its "\n" (and "\r"). A last line
-  // without "\n" is handed over when the stream ends.
+  // without "\n" is handed over when the stream ends well (not when a
+  // timeout or a reset cut it).
   std::function<void(std::string_view line)> on_line;
   // Exactly once unless cancelled; after it the request is gone.
   std::function<void(const HttpResponse&)> on_done;
