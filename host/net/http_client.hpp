@@ -22,6 +22,20 @@
 // timeout to zero), but one line may not exceed max_line (the request then
 // ends with an error). A non-2xx response's body is not streamed: it is
 // collected into HttpResponse::body for on_done (an error's JSON).
+//
+// A peer's event stream, for example:
+//
+//   auto client = HttpClient::for_loop(loop);       // kept by the peer
+//   HttpRequest q;
+//   q.url = "https://10.1.0.2:8443/v1/events/stream";
+//   q.tls = {.ca_file = ca, .cert_file = cert, .key_file = key};
+//   q.headers = {{"Accept", "text/event-stream"}, {"Last-Event-ID", sse.last_id()}};
+//   q.timeout = Duration::zero();                    // a stream has no end
+//   q.idle_timeout = std::chrono::seconds(15);       // keep-alives come every 5 s
+//   stream = client->start(q, {.on_headers = ..., .on_line = [&](auto l) { sse.line(l); },
+//                              .on_done = [&](const HttpResponse& r) { reconnect_later(r); }});
+//   ...
+//   client->cancel(stream);                          // the peer is removed
 #pragma once
 
 #include <cstdint>

@@ -548,3 +548,24 @@ TEST(HttpClient, TlsCaClientCertificatesAndPins) {
   EXPECT_EQ(r.failure, HttpResponse::Failure::Tls) << r.error;
   std::filesystem::remove_all(dir);
 }
+
+namespace {
+
+bool curl_mapped() {
+  return read_file("/proc/self/maps").find("libcurl") != std::string::npos;
+}
+
+}  // namespace
+
+// libcurl (and its TLS stack) is mapped at the first request, not when a
+// client is made: a daemon whose users never make a request never pays it.
+TEST(HttpClient, LibcurlIsLoadedAtTheFirstRequestOnly) {
+  if (curl_mapped()) GTEST_SKIP() << "libcurl already loaded by an earlier test in this process";
+  EventLoop loop;
+  auto client = HttpClient::for_loop(loop);
+  EXPECT_FALSE(curl_mapped());
+  fetch(loop, *client, get("ftp://x/"));  // refused before curl is needed
+  EXPECT_FALSE(curl_mapped());
+  fetch(loop, *client, get("http://127.0.0.1:" + std::to_string(free_port()) + "/"));
+  EXPECT_TRUE(curl_mapped());
+}
