@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <spdlog/details/log_msg.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -23,6 +22,7 @@
 #include "host/log/formats.hpp"
 #include "host/log/sink.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/net/resolver.hpp"
 
 namespace vigil {
 
@@ -225,17 +225,23 @@ enum class Transport { UnixDgram, Udp, Tcp, Journal };
 // cannot take now waits in a bounded queue, drained when the socket is
 // writable again or the connection is back; the oldest are dropped (and
 // counted, VGL0014) when the queue is full. A connection that fails is
-// retried with backoff (0.1 s doubling to 30 s) on the loop.
+// retried with backoff (0.1 s doubling to 30 s) on the loop. A host
+// name (udp:/tcp:) is resolved by the loop's Resolver before each
+// connection, never on the loop: events queue meanwhile.
 class SocketSink : public Sink {
  public:
+  // `name` non-empty: a host name to resolve for `port` (addr is then unused).
   SocketSink(SinkSpec spec, EventLoop& loop, SinkReporter report, Transport t,
-             const sockaddr_storage& addr, socklen_t len, int facility)
+             const sockaddr_storage& addr, socklen_t len, int facility, std::string name = {},
+             uint16_t port = 0)
       : Sink(std::move(spec)),
         loop_(loop),
         report_(std::move(report)),
         transport_(t),
         addr_(addr),
         addr_len_(len),
+        host_(std::move(name)),
+        port_(port),
         alive_(std::make_shared<int>(0)) {
     header_.facility = facility;
     char host[256] = {0};
@@ -247,6 +253,7 @@ class SocketSink : public Sink {
     report_ = [](Msg, nlohmann::json) {};  // the log is going away too
     if (connected_) flush();               // what the last iteration emitted (nonblocking)
     close();
+    if (resolving_) resolver_->cancel(resolving_);
     if (retry_) loop_.cancel(retry_);
     if (drop_timer_) loop_.cancel(drop_timer_);
     if (recover_timer_) loop_.cancel(recover_timer_);
@@ -362,6 +369,33 @@ class SocketSink : public Sink {
 
   void connect() {
     retry_ = 0;
+    if (host_.empty()) return connect_address();
+    // The name's next address after a failure; a new lookup once all failed.
+    if (++next_addr_ >= addrs_.size()) return resolve();
+    addr_ = addrs_[next_addr_].storage;
+    addr_len_ = addrs_[next_addr_].len;
+    connect_address();
+  }
+
+  // Looked up again before each connection: the name may move.
+  void resolve() {
+    if (!resolver_) resolver_ = Resolver::for_loop(loop_);
+    Resolver::Options options;
+    options.socktype = transport_ == Transport::Tcp ? SOCK_STREAM : SOCK_DGRAM;
+    std::weak_ptr<int> alive = alive_;
+    resolving_ = resolver_->resolve(host_, port_, options, [this, alive](const ResolveResult& r) {
+      if (alive.expired()) return;
+      resolving_ = 0;
+      if (!r.ok()) return fail(r.error);
+      addrs_ = r.addresses;
+      next_addr_ = 0;
+      addr_ = addrs_[0].storage;
+      addr_len_ = addrs_[0].len;
+      connect_address();
+    });
+  }
+
+  void connect_address() {
     int type = transport_ == Transport::Tcp ? SOCK_STREAM : SOCK_DGRAM;
     fd_ = Fd(::socket(addr_.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd_) return fail(errno);
@@ -505,7 +539,8 @@ class SocketSink : public Sink {
 
   // The destination cannot take events: report once, keep queueing, and
   // try again later.
-  void fail(int err) {
+  void fail(int err) { fail(errno_text(err)); }
+  void fail(const std::string& error) {
     close();
     if (recover_timer_) loop_.cancel(recover_timer_);
     recover_timer_ = 0;
@@ -519,7 +554,7 @@ class SocketSink : public Sink {
       unreachable_ = true;
       report_(Msg::SinkUnreachable, {{"sink", spec_.name()},
                                      {"address", address()},
-                                     {"error", errno_text(err)},
+                                     {"error", error},
                                      {"queue", spec_.queue}});
     }
     if (retry_) return;
@@ -539,6 +574,12 @@ class SocketSink : public Sink {
   Transport transport_;
   sockaddr_storage addr_;
   socklen_t addr_len_;
+  std::string host_;  // a name to resolve before connecting ("": addr_ is it)
+  uint16_t port_;
+  std::shared_ptr<Resolver> resolver_;
+  ResolveId resolving_ = 0;
+  std::vector<ResolvedAddress> addrs_;  // the name's, from the last lookup
+  size_t next_addr_ = 0;
   SyslogHeader header_;
   Fd fd_;
   WatchId watch_ = 0;
@@ -574,28 +615,19 @@ bool unix_address(const std::string& path, sockaddr_storage& ss, socklen_t& len,
   return true;
 }
 
-// "host:port" (host may be [v6]); resolved once, when the sink is made.
-bool inet_address(const std::string& hp, int socktype, sockaddr_storage& ss, socklen_t& len,
-                  std::string& error) {
-  size_t colon = hp.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == hp.size()) {
-    error = "expected host:port, got '" + hp + "'";
-    return false;
+// "host:port" (host may be [v6]): a numeric address into ss/len, or a
+// name left in `name` for the sink to resolve on the loop (never here:
+// make_sink runs on the loop, at start and at reload).
+bool inet_address(const std::string& hp, sockaddr_storage& ss, socklen_t& len, std::string& name,
+                  uint16_t& port, std::string& error) {
+  std::string host;
+  if (!split_host_port(hp, host, port, error)) return false;
+  if (auto numeric = numeric_address(host, port)) {
+    ss = numeric->storage;
+    len = numeric->len;
+  } else {
+    name = host;
   }
-  std::string host = hp.substr(0, colon), port = hp.substr(colon + 1);
-  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_socktype = socktype;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0 || !res) {
-    error = "cannot resolve '" + hp + "': " + gai_strerror(rc);
-    return false;
-  }
-  memset(&ss, 0, sizeof ss);
-  memcpy(&ss, res->ai_addr, res->ai_addrlen);
-  len = res->ai_addrlen;
-  freeaddrinfo(res);
   return true;
 }
 
@@ -650,6 +682,8 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, EventLoop* loop, SinkRepor
   }
   sockaddr_storage ss{};
   socklen_t len = 0;
+  std::string name;
+  uint16_t port = 0;
   if ((spec.kind == "journald" || spec.kind == "syslog") && !loop) {
     error = spec.kind + " sink: needs the event loop";
     return nullptr;
@@ -672,10 +706,10 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, EventLoop* loop, SinkRepor
     bool ok = false;
     if (a.starts_with("udp:")) {
       t = Transport::Udp;
-      ok = inet_address(a.substr(4), SOCK_DGRAM, ss, len, error);
+      ok = inet_address(a.substr(4), ss, len, name, port, error);
     } else if (a.starts_with("tcp:")) {
       t = Transport::Tcp;
-      ok = inet_address(a.substr(4), SOCK_STREAM, ss, len, error);
+      ok = inet_address(a.substr(4), ss, len, name, port, error);
     } else if (a.starts_with("unix:")) {
       ok = unix_address(a.substr(5), ss, len, error);
     } else if (a.starts_with("/")) {
@@ -690,7 +724,8 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, EventLoop* loop, SinkRepor
       if (error.find("syslog sink") != 0) error = "syslog sink: " + error;
       return nullptr;
     }
-    return std::make_unique<SocketSink>(spec, *loop, std::move(report), t, ss, len, facility);
+    return std::make_unique<SocketSink>(spec, *loop, std::move(report), t, ss, len, facility,
+                                        name, port);
   }
   error = "unknown sink kind '" + spec.kind + "' (console, file, json, syslog, journald)";
   return nullptr;

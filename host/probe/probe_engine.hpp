@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "host/loop/event_loop.hpp"
+#include "host/net/http_client.hpp"  // validate_http_url
 
 namespace vigil {
 
@@ -81,9 +82,5 @@ class ProbeEngine {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// Check-time validation: nullopt, or an error naming the value, e.g.
-// "'ftp://x' is not an http:// or https:// URL".
-std::optional<std::string> validate_http_url(const std::string& url);
 
 }  // namespace vigil

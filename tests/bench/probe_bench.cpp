@@ -12,6 +12,9 @@
 //             shows as a slow ping)
 //   checks    --watches processes (sleep) with every /proc hang check on,
 //             every 5 s: the daemon's CPU over --seconds
+//   rtt       no daemon: this process's ProbeEngine on its own loop, --count
+//             HTTP probes one after the other against the keep-alive server;
+//             the round trip of each (start to result), median, p99 and worst
 // CPU is the daemon's run time from /proc/PID/task/*/schedstat.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -38,6 +41,8 @@
 
 #include "host/control/client.hpp"
 #include "host/core/fd.hpp"
+#include "host/loop/event_loop.hpp"
+#include "host/probe/probe_engine.hpp"
 
 using nlohmann::json;
 
@@ -51,6 +56,7 @@ struct Options {
   double seconds = 30;
   std::string vigil = VIGIL_BINARY;
   std::string checks = "all";  // checks mode: "stat" (from the stat line only) or "all"
+  int count = 5000;            // rtt mode: probes
 };
 
 double now_s() {
@@ -165,6 +171,34 @@ class Server {
   std::thread thread_;
 };
 
+// Sequential probes through the ProbeEngine (the HTTP client under it)
+// against the keep-alive server: what one probe costs end to end.
+int round_trips(const Options& o) {
+  Server server(false);
+  vigil::EventLoop loop;
+  vigil::ProbeEngine engine(loop);
+  vigil::HttpCheck check;
+  check.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/health";
+  std::vector<double> rtt;
+  int failed = 0;
+  for (int i = 0; i < o.count + 50; ++i) {  // the first 50 warm up (curl loaded, connected)
+    bool done = false;
+    double t0 = now_s();
+    engine.http(check, [&](const vigil::ProbeResult& r) {
+      done = true;
+      failed += !r.ok;
+    });
+    while (!done) loop.run_once(std::chrono::milliseconds(100));
+    if (i >= 50) rtt.push_back(now_s() - t0);
+  }
+  std::sort(rtt.begin(), rtt.end());
+  auto at = [&](double q) { return rtt[static_cast<size_t>(q * static_cast<double>(rtt.size() - 1))]; };
+  printf("vigil_probe_bench --mode rtt --count %d\n", o.count);
+  printf("  probe round trip: median %.1f us, p99 %.1f us, worst %.1f us (%d failed)\n",
+         at(0.5) * 1e6, at(0.99) * 1e6, rtt.back() * 1e6, failed);
+  return failed ? 1 : 0;
+}
+
 json request(const std::string& sock, const json& req) {
   std::string err;
   auto r = vigil::control_request(sock, req, err);
@@ -196,10 +230,14 @@ int main(int argc, char** argv) {
       o.vigil = next();
     else if (a == "--checks")
       o.checks = next();
+    else if (a == "--count")
+      o.count = std::stoi(next());
     else
-      die("usage: vigil_probe_bench [--mode http|timeout|checks] [--watches N] [--per-watch N] "
-          "[--every S] [--seconds S] [--checks stat|all] [--vigil PATH]");
+      die("usage: vigil_probe_bench [--mode http|timeout|checks|rtt] [--watches N] "
+          "[--per-watch N] [--every S] [--seconds S] [--checks stat|all] [--count N] "
+          "[--vigil PATH]");
   }
+  if (o.mode == "rtt") return round_trips(o);
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   signal(SIGPIPE, SIG_IGN);
   std::string root = "/tmp/vigil-probe-bench-" + std::to_string(getpid());

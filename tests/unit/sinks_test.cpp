@@ -326,3 +326,56 @@ TEST(SocketSink, NeverBlocksWhenTheReceiverIsFull) {
       },
       10s));
 }
+
+// A syslog host name is resolved off the loop, before each connection:
+// making the sink never waits for DNS, events queue meanwhile, and a name
+// that does not resolve is reported (VGL0012, in words) and retried.
+TEST(SocketSink, TcpHostNameResolvedWithoutBlockingTheLoop) {
+  Fd srv(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof in;
+  ASSERT_EQ(bind(srv.get(), reinterpret_cast<sockaddr*>(&in), sizeof in), 0);
+  ASSERT_EQ(listen(srv.get(), 4), 0);
+  getsockname(srv.get(), reinterpret_cast<sockaddr*>(&in), &len);
+  EventLoop loop;
+  std::vector<std::pair<Msg, nlohmann::json>> reports;
+  auto report = [&](Msg m, nlohmann::json f) { reports.emplace_back(m, std::move(f)); };
+  SinkSpec spec;
+  spec.kind = "syslog";
+  spec.address = "tcp:localhost:" + std::to_string(ntohs(in.sin_port));
+  std::string error;
+  auto sink = make_sink(spec, &loop, report, error);
+  ASSERT_TRUE(sink) << error;
+  Event ev = exit_event();
+  ev.text = "resolved and delivered";
+  sink->write(ev, nullptr);
+  std::string got;
+  Fd conn;
+  ASSERT_TRUE(run_until(loop, [&] {
+    if (!conn) conn = Fd(accept4(srv.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    char buf[4096];
+    ssize_t n = conn ? recv(conn.get(), buf, sizeof buf, 0) : -1;
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.find("resolved and delivered") != std::string::npos;
+  })) << got;
+  EXPECT_TRUE(reports.empty()) << reports.size();
+
+  spec.address = "udp:no-such-host.invalid:514";
+  reports.clear();
+  MonoTime t0 = MonoClock::now();
+  auto lost = make_sink(spec, &loop, report, error);
+  ASSERT_TRUE(lost) << error;
+  EXPECT_LT(MonoClock::now() - t0, 50ms) << "made without a lookup";
+  lost->write(ev, nullptr);
+  ASSERT_TRUE(run_until(loop, [&] { return !reports.empty(); }, 30s));
+  EXPECT_EQ(reports[0].first, Msg::SinkUnreachable);
+  std::string why = reports[0].second["error"];
+  EXPECT_NE(why.find("no-such-host.invalid"), std::string::npos) << why;
+  EXPECT_LT(loop.worst_iteration(), 100ms);
+
+  spec.address = "tcp:nohost";
+  EXPECT_FALSE(make_sink(spec, &loop, report, error));
+  EXPECT_EQ(error, "syslog sink: expected host:port, got 'nohost'");
+}
