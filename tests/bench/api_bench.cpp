@@ -70,6 +70,7 @@ int free_port() {
 }
 
 struct Node {
+  explicit Node(std::string r) : root(std::move(r)) {}
   std::string root, sock;
   pid_t pid = -1;
   void start(const std::string& vigil, const std::string& rules, int watches) {
@@ -177,13 +178,13 @@ int main(int argc, char** argv) {
 
   // 1. RSS with the API off and on.
   {
-    Node off{root + "/off"};
+    Node off(root + "/off");
     off.start(vigil, watches_rule(10), 10);
     std::this_thread::sleep_for(std::chrono::seconds(1));
     long a = rss_kb(off.pid);
     off.stop();
     int port = free_port();
-    Node on{root + "/on"};
+    Node on(root + "/on");
     on.start(vigil, watches_rule(10) + api(port), 10);
     long b0 = rss_kb(on.pid);
     vigil::EventLoop loop;
@@ -203,7 +204,7 @@ int main(int argc, char** argv) {
   std::string url = "https://127.0.0.1:" + std::to_string(port);
   std::string emit = "local n = 0\nvigil.timer.every(" + std::to_string(1.0 / rate) +
                      ", function() n = n + 1; vigil.log.info(\"tick\", { n = n }) end)\n";
-  Node big{root + "/big"};
+  Node big(root + "/big");
   big.start(vigil, watches_rule(watches) + api(port) + emit, watches);
   {
     vigil::EventLoop loop;
