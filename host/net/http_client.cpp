@@ -164,10 +164,8 @@ struct HttpClient::Impl {
   void fill(Transfer& t, CURLcode code);
   void timings(Transfer& t);
   void arm_idle(Transfer& t, MonoTime deadline);
-  bool enter() {
-    ++dispatching;
-    return true;
-  }
+  // Around every run of user callbacks (see retired, orphaned).
+  void enter() { ++dispatching; }
   // false: the Impl is gone (deleted here), touch nothing.
   bool leave();
 

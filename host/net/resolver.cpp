@@ -103,10 +103,6 @@ void worker(std::shared_ptr<Pool> pool) {
   --pool->workers;
 }
 
-std::string port_text(uint16_t port) {
-  return std::to_string(port);
-}
-
 }  // namespace
 
 struct Resolver::Impl {
@@ -234,7 +230,7 @@ ResolveId Resolver::resolve(const std::string& host, uint16_t port, Options opti
   if (error.empty()) m.ensure_pool(error);
   if (error.empty()) {
     std::lock_guard<std::mutex> lock(m.pool->mu);
-    m.pool->jobs.push_back(Job{id, name, port_text(port), options.socktype, options.family});
+    m.pool->jobs.push_back(Job{id, name, std::to_string(port), options.socktype, options.family});
     if (m.pool->idle > 0 || m.pool->workers >= kMaxWorkers) {
       m.pool->wake.notify_one();
     } else {
