@@ -76,6 +76,17 @@ void print_status(const json& r) {
     printf("\nGROUPS\n");
     for (const auto& g : field(r, "groups")) print_group(g, 0);
   }
+  // Remote watches: another node's watch, its state as that node says
+  // (or unknown while the node does not answer).
+  if (!field(r, "remote").empty()) {
+    printf("\n%-24s %-12s %-10s %-9s %s\n", "REMOTE", "NODE", "STATE", "READY", "PEER");
+    for (const auto& w : field(r, "remote"))
+      printf("%-24s %-12s %-10s %-9s %s\n", field(w, "name").get<std::string>().c_str(),
+             field(w, "node").get<std::string>().c_str(),
+             field(w, "state").get<std::string>().c_str(),
+             field(w, "ready").get<bool>() ? "ready" : "not ready",
+             field(w, "peer").get<std::string>().c_str());
+  }
 }
 
 namespace {
