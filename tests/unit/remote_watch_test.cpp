@@ -273,3 +273,56 @@ TEST_F(HubTest, ReloadKeepsAnUnchangedPeerAndDropsARemovedOne) {
   EXPECT_EQ(hub->size(), 0u);
   EXPECT_FALSE(sup.remote_ready("db@nodeb"));
 }
+
+namespace {
+Event remote_event(Msg m, const std::string& watch, nlohmann::json fields) {
+  Event ev;
+  ev.msg = m;
+  ev.severity = message_def(m).severity;
+  ev.watch = watch;
+  fields["watch"] = watch;
+  ev.fields = std::move(fields);
+  ev.text = "test";
+  return ev;
+}
+}  // namespace
+
+// The hooks run on the host's remote_state and remote_event events, from
+// the loop; vigil.remote answers nil, err where no hub is.
+TEST(RemoteWatchRules, HooksRunOnTheHostsEvents) {
+  EventLoop loop;
+  RuleRuntime rt(opts(), HostContext{&loop, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr});
+  auto res = load(rt, "hooks.lua", R"(
+seen = {}
+local function rec(tag) return function(ev, w) seen[#seen + 1] = tag .. ":" .. ev.state .. ":" .. w.remote end end
+watch "db@nodeb" { on = "nodeb", on_up = rec("up"), on_down = rec("down"), on_state = rec("state"),
+  on_event = function(ev) seen[#seen + 1] = "event:" .. ev.remote_id end }
+watch "quiet@nodeb" { on = "nodeb" }
+)");
+  ASSERT_TRUE(res.ok) << all(res);
+  rt.go_live();
+  auto deliver = [&](const Event& ev) {
+    rt.on_event(ev);
+    for (int i = 0; i < 5; ++i) loop.run_once(std::chrono::milliseconds(0));
+  };
+  deliver(remote_event(Msg::RemoteState, "db@nodeb",
+                       {{"state", "running"}, {"from", "unknown"}, {"ready", true}, {"was_ready", false}}));
+  deliver(remote_event(Msg::RemoteState, "quiet@nodeb",
+                       {{"state", "running"}, {"from", "unknown"}, {"ready", true}, {"was_ready", false}}));
+  deliver(remote_event(Msg::RemoteEvent, "db@nodeb", {{"remote_id", "VGL0102"}}));
+  deliver(remote_event(Msg::RemoteState, "db@nodeb",
+                       {{"state", "unknown"}, {"from", "running"}, {"ready", false}, {"was_ready", true}}));
+  std::string err;
+  ASSERT_TRUE(rt.run_string(
+      "got = table.concat(seen, ' ')\n"
+      "assert(got == 'state:running:db up:running:db event:VGL0102 state:unknown:db down:unknown:db', got)",
+      "=check", err))
+      << err;
+  ASSERT_TRUE(rt.run_string(
+      "local ok, e = vigil.remote('nodeb'):restart('db@nodeb')\n"
+      "assert(ok == nil and e:find('no peers here'), tostring(e))\n"
+      "assert(not pcall(vigil.remote('nodeb').restart, {}, 'db'))  -- '.' instead of ':'\n"
+      "assert(not pcall(vigil.remote('nodeb').restart, vigil.remote('nodeb'), 42))",
+      "=check", err))
+      << err;
+}
