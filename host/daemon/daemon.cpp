@@ -1,4 +1,7 @@
 #include "host/daemon/daemon.hpp"
+#ifdef VIGIL_PEER_HTTP
+#include "host/remote/http_transport.hpp"
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -191,10 +194,15 @@ bool Daemon::start(std::string& error) {
   peer_clock_ = std::make_unique<LoopClock>(loop_);
   remote_ = std::make_unique<RemoteHub>(
       *peer_clock_, *log_, *supervisor_,
-      [](const PeerConfig&, std::string& error) -> std::unique_ptr<PeerTransport> {
-        // The HTTP client (host/net/http_client) is not in this build yet.
+      [this](const PeerConfig& c, std::string& error) -> std::unique_ptr<PeerTransport> {
+#ifdef VIGIL_PEER_HTTP
+        return http_peer_transport(loop_, c, error);
+#else
+        (void)this;
+        (void)c;
         error = "no HTTP client for peers in this build";
         return nullptr;
+#endif
       });
   waits_ = std::make_unique<Waits>(loop_, *supervisor_);
   supervisor_->set_change_listener([this] { waits_->poke(); });
