@@ -237,6 +237,7 @@ void PeerLink::open_stream() {
   msg_event_.clear();
   msg_data_.clear();
   stream_delivered_ = false;
+  stream_message_ = false;
   ++stream_opens_;
   std::weak_ptr<bool> alive = alive_;
   stream_req_ = transport_->stream(
@@ -290,8 +291,18 @@ void PeerLink::dispatch_message() {
     return;
   }
   if (data.empty()) return;
+  bool first = !stream_message_;
+  stream_message_ = true;
   if (has_seq) {
-    if (seq <= last_seq_) return;  // seen before the stream was resumed
+    if (first && seq < last_seq_) {
+      // A stream that resumes after last_seq_ cannot start before it: the
+      // peer numbers its events anew (its history was removed). What
+      // happened meanwhile is read from its status.
+      observer_.gap(*this, last_seq_);
+      poll();
+    } else if (seq <= last_seq_) {
+      return;  // seen before the stream was resumed
+    }
     last_seq_ = seq;
   }
   nlohmann::json ev = nlohmann::json::parse(data, nullptr, false);

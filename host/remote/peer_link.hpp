@@ -181,7 +181,8 @@ class PeerLink {
   PeerTransport::Handle stream_req_ = 0;
   PeerClock::TimerId reconnect_timer_ = 0;
   double backoff_ = 0;
-  bool stream_delivered_ = false;
+  bool stream_delivered_ = false;  // a line (any) arrived on this stream
+  bool stream_message_ = false;    // an event arrived on this stream
   uint64_t stream_opens_ = 0;
   uint64_t last_seq_ = 0;  // the newest event seen: Last-Event-ID
   std::string msg_id_, msg_event_, msg_data_;

@@ -185,6 +185,21 @@ TEST_F(PeerLinkTest, StreamReconnectsWithBackoffAndResumesWithoutLossOrDuplicate
   EXPECT_EQ(t->count("STREAM"), before + 1);
 }
 
+TEST_F(PeerLinkTest, APeerThatNumbersItsEventsAnewIsAGapNotDuplicates) {
+  make();
+  ASSERT_TRUE(t->status(db("running", true)));
+  t->event(500, "db");
+  t->end_stream();
+  clock.advance_s(0.6);
+  ASSERT_EQ(t->log.back(), "STREAM 500");
+  // Its history was removed: the resumed stream starts at #3.
+  t->event(3, "db");
+  t->event(4, "db");
+  EXPECT_EQ(rec.event_seqs, (std::vector<uint64_t>{500, 3, 4}));
+  EXPECT_EQ(rec.count("gap after 500"), 1u);
+  EXPECT_EQ(link->last_seq(), 4u);
+}
+
 TEST_F(PeerLinkTest, AnEventOfAWatchedWatchRefetchesTheStatus) {
   make();
   ASSERT_TRUE(t->status(db("running", true)));
