@@ -147,10 +147,17 @@ std::string text_of(const json& v) {
 // `vigil status NAME`: one watch or group, everything known about it.
 void print_inspect(const json& it) {
   bool group = field(it, "kind") == "group";
+  bool remote = field(it, "kind") == "remote";
   std::string name = text_of(field(it, "name"));
-  printf("%s %s: %s\n", group ? "group" : "watch", name.c_str(),
+  printf("%s %s: %s\n", group ? "group" : remote ? "remote watch" : "watch", name.c_str(),
          text_of(field(it, "state")).c_str());
-  if (group) {
+  if (remote) {
+    printf("  where:     %s\n", text_of(field(it, "where")).c_str());
+    printf("  node:      %s (peer %s)\n", text_of(field(it, "node")).c_str(),
+           text_of(field(it, "peer")).c_str());
+    printf("  there:     %s\n", text_of(field(it, "remote")).c_str());
+    printf("  ready:     %s\n", field(it, "ready") == true ? "yes" : "no");
+  } else if (group) {
     printf("  strategy:  %s (%s)\n", text_of(field(it, "strategy")).c_str(),
            text_of(field(it, "where")).c_str());
     printf("  restarts:  %s\n", text_of(field(it, "restarts")).c_str());

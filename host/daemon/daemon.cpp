@@ -666,6 +666,8 @@ nlohmann::json Daemon::inspect(const RequestFields& req) const {
       j["kind"] = "group";
       j["name"] = name;
       j["decision"] = g->ledger.decision;
+    } else if (j = remote_ ? remote_->watch_json(name) : nlohmann::json(); !j.is_null()) {
+      j["kind"] = "remote";
     } else {
       unknown.push_back(name);
       continue;

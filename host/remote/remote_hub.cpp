@@ -225,20 +225,31 @@ void RemoteHub::gap(const PeerLink& link, uint64_t after_seq) {
   log_.emit(Msg::PeerGap, "", {{"peer", link.name()}, {"after", after_seq}});
 }
 
+namespace {
+nlohmann::json remote_json(const RemoteWatchDecl& w, const PeerLink* l, bool with_status) {
+  const RemoteState* st = l ? l->watch(w.remote) : nullptr;
+  nlohmann::json j = {{"name", w.name},
+                      {"node", w.node},
+                      {"remote", w.remote},
+                      {"state", st ? st->state : "unknown"},
+                      {"ready", st && st->ready},
+                      {"peer", l ? l->health_name() : "unknown"},
+                      {"where", w.where}};
+  if (with_status) j["status"] = st ? st->status : nlohmann::json();
+  return j;
+}
+}  // namespace
+
 nlohmann::json RemoteHub::watches_json() const {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& w : watches_) {
-    const PeerLink* l = link(w.node);
-    const RemoteState* st = l ? l->watch(w.remote) : nullptr;
-    out.push_back({{"name", w.name},
-                   {"node", w.node},
-                   {"remote", w.remote},
-                   {"state", st ? st->state : "unknown"},
-                   {"ready", st && st->ready},
-                   {"peer", l ? l->health_name() : "unknown"},
-                   {"where", w.where}});
-  }
+  for (const auto& w : watches_) out.push_back(remote_json(w, link(w.node), false));
   return out;
+}
+
+nlohmann::json RemoteHub::watch_json(const std::string& name) const {
+  for (const auto& w : watches_)
+    if (w.name == name) return remote_json(w, link(w.node), true);
+  return nullptr;
 }
 
 nlohmann::json RemoteHub::peers_json() const {

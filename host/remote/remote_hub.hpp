@@ -71,6 +71,9 @@ class RemoteHub : public PeerLink::Observer {
   // For `vigil status`: the remote watches (name, node, remote, state,
   // ready, peer, where), and the peers.
   nlohmann::json watches_json() const;
+  // One remote watch by its local name (as in watches_json, with `status`:
+  // the node's status object of it), or null.
+  nlohmann::json watch_json(const std::string& name) const;
   nlohmann::json peers_json() const;
   const PeerLink* link(const std::string& node) const;
   size_t size() const { return links_.size(); }

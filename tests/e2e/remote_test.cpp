@@ -36,6 +36,10 @@ TEST(Remote, AnUnansweringPeerIsDownAndItsRemoteWatchGatesTheLocalStart) {
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_NE(text.out.find("REMOTE"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("db@nodeb"), std::string::npos) << text.out;
+  auto one = d.cli({"status", "db@nodeb"});
+  EXPECT_NE(one.out.find("remote watch db@nodeb: unknown"), std::string::npos) << one.out << one.err;
+  EXPECT_NE(one.out.find("node:      nodeb (peer down)"), std::string::npos) << one.out;
+  EXPECT_NE(one.out.find("ready:     no"), std::string::npos) << one.out;
   // Supervision goes on: a reload with the same peer is accepted.
   ASSERT_EQ(d.cli({"reload"}).code, 0);
   EXPECT_EQ(d.watch_state("app"), "waiting");
