@@ -74,7 +74,7 @@ PeerLink::PeerLink(PeerConfig config, std::unique_ptr<PeerTransport> transport, 
 
 PeerLink::~PeerLink() {
   *alive_ = false;
-  for (auto t : {poll_timer_, down_timer_, reconnect_timer_})
+  for (auto t : {poll_timer_, down_timer_, reconnect_timer_, refetch_timer_})
     if (t) clock_.cancel(t);
   for (auto h : {poll_req_, stream_req_})
     if (h) transport_->cancel(h);
@@ -313,7 +313,17 @@ void PeerLink::dispatch_message() {
   const nlohmann::json& w = field(ev, "watch");
   if (!w.is_string() || !watches_.contains(w.get<std::string>())) return;
   observer_.remote_event(*this, w.get<std::string>(), ev);
-  poll();  // its state may have changed with it
+  refetch_soon();  // its state may have changed with it
+}
+
+// The status again shortly: the events of a burst share one fetch (a
+// node's status is one reply for all its watches).
+void PeerLink::refetch_soon() {
+  if (refetch_timer_) return;
+  refetch_timer_ = clock_.after(from_seconds(config_.refetch_delay), [this] {
+    refetch_timer_ = 0;
+    poll();
+  });
 }
 
 void PeerLink::on_stream_end(const PeerTransport::Reply& r) {

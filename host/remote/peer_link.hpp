@@ -77,6 +77,9 @@ struct PeerConfig {
   // stream has delivered something.
   double backoff_min = 0.5;
   double backoff_max = 30;
+  // After an event about a watched remote watch, its status is fetched
+  // again this much later (one fetch for the events of a burst).
+  double refetch_delay = 0.2;
   std::string where;  // file:line of the declaration
 
   // From one element of RuleRuntime::peers(); missing keys keep their
@@ -147,6 +150,7 @@ class PeerLink {
  private:
   void poll();
   void arm_poll();
+  void refetch_soon();
   void on_status(const PeerTransport::Reply& r);
   void apply_status(const nlohmann::json& status);
   void set_state(const std::string& watch, RemoteState now);
@@ -176,6 +180,7 @@ class PeerLink {
   MonoTime poll_sent_{};
   PeerClock::TimerId poll_timer_ = 0;
   PeerClock::TimerId down_timer_ = 0;
+  PeerClock::TimerId refetch_timer_ = 0;
 
   // The stream and the SSE message being read.
   PeerTransport::Handle stream_req_ = 0;

@@ -200,17 +200,27 @@ TEST_F(PeerLinkTest, APeerThatNumbersItsEventsAnewIsAGapNotDuplicates) {
   EXPECT_EQ(link->last_seq(), 4u);
 }
 
-TEST_F(PeerLinkTest, AnEventOfAWatchedWatchRefetchesTheStatus) {
+TEST_F(PeerLinkTest, EventsOfAWatchedWatchRefetchTheStatusOnceABurst) {
   make();
   ASSERT_TRUE(t->status(db("running", true)));
   size_t gets = t->count("GET");
   t->event(5, "db");
-  EXPECT_EQ(t->count("GET"), gets + 1);  // at once, not at the next poll
+  t->event(6, "other");  // not followed: no fetch for it
+  EXPECT_EQ(t->count("GET"), gets);
+  clock.advance_s(0.19);
+  EXPECT_EQ(t->count("GET"), gets);
+  clock.advance_s(0.02);  // 0.2 s after the event, not at the next poll (5 s)
+  ASSERT_EQ(t->count("GET"), gets + 1);
   ASSERT_TRUE(t->status(db("backoff", false)));
   EXPECT_EQ(rec.seen.back(), "db running->backoff");
-  // Two events while a poll is in flight: one more poll after it.
-  t->event(6, "db");
-  t->event(7, "db");
+  // A burst: one fetch for all of it.
+  for (uint64_t s = 7; s < 57; ++s) t->event(s, "db");
+  clock.advance_s(0.21);
+  EXPECT_EQ(t->count("GET"), gets + 2);
+  EXPECT_EQ(rec.event_seqs.size(), 51u);  // every event relayed all the same
+  // An event while a fetch is in flight: one more after its answer.
+  t->event(57, "db");
+  clock.advance_s(0.21);
   EXPECT_EQ(t->count("GET"), gets + 2);
   ASSERT_TRUE(t->status(db("backoff", false)));
   EXPECT_EQ(t->count("GET"), gets + 3);
@@ -220,6 +230,7 @@ TEST_F(PeerLinkTest, GapRefetchesTheStatus) {
   make();
   ASSERT_TRUE(t->status(db("running", true)));
   t->event(3, "db");
+  clock.advance_s(0.3);  // the fetch the event asked for
   ASSERT_TRUE(t->status(db("running", true)));
   size_t gets = t->count("GET");
   t->lines({"event: gap", "id: 40", "data: {\"lost\": true}", ""});
