@@ -155,7 +155,7 @@ void PeerLink::arm_poll() {
 void PeerLink::on_status(const PeerTransport::Reply& r) {
   if (r.status == 0) return failed("GET " + kStatusPath + ": " + r.error);
   if (r.status != 200) {
-    answered();  // it answers, but does not show its watches
+    answered(true);  // it answers, but does not show its watches
     last_error_ = "GET " + kStatusPath + ": HTTP " + std::to_string(r.status);
     for (auto& [name, st] : watches_) set_state(name, RemoteState{});
     return;
@@ -163,7 +163,7 @@ void PeerLink::on_status(const PeerTransport::Reply& r) {
   nlohmann::json j = nlohmann::json::parse(r.body, nullptr, false);
   if (!j.is_object() || !field(j, "watches").is_array())
     return failed("GET " + kStatusPath + ": not a status reply");
-  answered();
+  answered(true);
   last_error_.clear();
   apply_status(j);
 }
@@ -201,12 +201,15 @@ void PeerLink::set_state(const std::string& watch, RemoteState now) {
   observer_.remote_state(*this, watch, before, it->second);
 }
 
-void PeerLink::answered() {
+void PeerLink::answered(bool with_status) {
   last_answer_ = clock_.now();
   arm_down_check();
   if (health_ == Health::Up) return;
   health_ = Health::Up;
   observer_.peer_up(*this);
+  // Back by another answer than a status (its stream, an action's
+  // reply): its watches' states are read at once.
+  if (!with_status) refetch_soon();
 }
 
 void PeerLink::failed(const std::string& error) { last_error_ = error; }

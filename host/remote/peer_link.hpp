@@ -154,7 +154,7 @@ class PeerLink {
   void on_status(const PeerTransport::Reply& r);
   void apply_status(const nlohmann::json& status);
   void set_state(const std::string& watch, RemoteState now);
-  void answered();
+  void answered(bool with_status = false);
   void failed(const std::string& error);
   void arm_down_check();
   void check_down();

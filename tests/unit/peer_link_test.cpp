@@ -119,6 +119,31 @@ TEST_F(PeerLinkTest, DownAfterFailsTimesEveryWithoutAnAnswerAndUpAgain) {
   EXPECT_EQ(rec.seen.back(), "db unknown->running ready");
 }
 
+TEST_F(PeerLinkTest, BackByItsStreamFirstTheStatusFollowsAtOnce) {
+  make(1, 2);
+  ASSERT_TRUE(t->status(db("running", true)));
+  t->end_stream();
+  for (int i = 0; i < 4; ++i) {
+    clock.advance_s(1);
+    while (t->fail_get()) {
+    }
+    if (t->find("STREAM")) t->end_stream();
+  }
+  ASSERT_EQ(link->health(), PeerLink::Health::Down);
+  // The stream is back before the next poll: up, and the status 0.2 s later.
+  clock.advance_s(8);  // the reconnect (backoff) and the polls, all failing
+  while (t->fail_get()) {
+  }
+  ASSERT_NE(t->find("STREAM"), 0u);
+  t->lines({": hello"});
+  EXPECT_EQ(link->health(), PeerLink::Health::Up);
+  size_t gets = t->count("GET");
+  clock.advance_s(0.21);
+  EXPECT_EQ(t->count("GET"), gets + 1);
+  ASSERT_TRUE(t->status(db("running", true)));
+  EXPECT_EQ(rec.seen.back(), "db unknown->running ready");
+}
+
 TEST_F(PeerLinkTest, NeverAnsweringIsDownAfterTheLimitToo) {
   make(1, 2);
   clock.advance_s(1.9);
