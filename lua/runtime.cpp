@@ -266,6 +266,8 @@ void sandbox(lua_State* L) {
   lua_setfield(L, -2, "vigil.probe");
   lua_pushcfunction(L, luaopen_vigil_cluster);
   lua_setfield(L, -2, "vigil.cluster");
+  lua_pushcfunction(L, luaopen_vigil_remote);
+  lua_setfield(L, -2, "vigil.remote");
   lua_pop(L, 2);
 
   harden_base(L);
@@ -904,6 +906,11 @@ nlohmann::json RuleRuntime::api() { return table_answer(*state_, "api"); }
 nlohmann::json RuleRuntime::peers() {
   nlohmann::json out = table_answer(*state_, "peers");
   return out.is_array() ? out : nlohmann::json::array();  // no peers: an empty table
+}
+
+nlohmann::json RuleRuntime::remote_watches() {
+  nlohmann::json out = table_answer(*state_, "remotes");
+  return out.is_array() ? out : nlohmann::json::array();
 }
 
 RuleRuntime::Verdict RuleRuntime::authorize(const nlohmann::json& identity,

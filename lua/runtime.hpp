@@ -18,6 +18,7 @@
 namespace vigil {
 
 class EventLoop;
+class RemoteHub;
 struct RuntimeState;
 
 struct HostContext {
@@ -27,6 +28,7 @@ struct HostContext {
   ProcEvents* proc_events = nullptr;        // null: not available (vigil.proc.on refuses)
   ProbeEngine* probes = nullptr;            // null: vigil.probe checks fail with a reason
   const ClusterOptions* cluster = nullptr;  // null: reboots refused
+  RemoteHub* remote = nullptr;              // null: vigil.remote refuses
 };
 
 struct RuntimeOptions {
@@ -98,6 +100,9 @@ class RuleRuntime : public Policy {
   nlohmann::json api();
   // The declared peers, in order (vigil.peer, normalized), as an array.
   nlohmann::json peers();
+  // The declared remote watches (watch "db@nodeb" { on = "nodeb" }), in
+  // name order: {name, on, remote, where} each.
+  nlohmann::json remote_watches();
   // vigil.api.authorize(identity, method, path), under the callback
   // budget: true, or false with the reason. A hook that fails, overruns
   // or answers nonsense denies (fail closed).

@@ -345,6 +345,7 @@ int luaopen_vigil_runtime(lua_State* L);
 int luaopen_vigil_proc(lua_State* L);
 int luaopen_vigil_probe(lua_State* L);
 int luaopen_vigil_cluster(lua_State* L);
+int luaopen_vigil_remote(lua_State* L);
 
 // lua_probe.cpp: an HTTP or TCP check's keys (the vigil.probe and probe
 // spec keys) at idx; returns the error naming the key, or "".

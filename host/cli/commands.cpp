@@ -113,7 +113,10 @@ int cmd_status(Global& g, const StatusArgs& a) {
       reply->erase("ok");
       std::cout << reply->dump(2) << "\n";
     } else if (a.json) {
-      std::cout << (*reply)["watches"].dump(2) << "\n";
+      // The watches, then the remote watches (told apart by their "node").
+      json list = (*reply)["watches"];
+      for (const auto& r : field(*reply, "remote")) list.push_back(r);
+      std::cout << list.dump(2) << "\n";
     } else {
       print_status(*reply);
     }

@@ -88,6 +88,17 @@ void print_status(const json& r) {
     printf("\nGROUPS\n");
     for (const auto& g : field(r, "groups")) print_group(g, 0);
   }
+  // Remote watches: another node's watch, its state as that node says
+  // (or unknown while the node does not answer).
+  if (!field(r, "remote").empty()) {
+    printf("\n%-24s %-12s %-10s %-9s %s\n", "REMOTE", "NODE", "STATE", "READY", "PEER");
+    for (const auto& w : field(r, "remote"))
+      printf("%-24s %-12s %-10s %-9s %s\n", field(w, "name").get<std::string>().c_str(),
+             field(w, "node").get<std::string>().c_str(),
+             field(w, "state").get<std::string>().c_str(),
+             field(w, "ready").get<bool>() ? "ready" : "not ready",
+             field(w, "peer").get<std::string>().c_str());
+  }
 }
 
 void print_status_nodes(const std::vector<NodeStatus>& nodes) {
@@ -168,10 +179,17 @@ std::string text_of(const json& v) {
 // `vigil status NAME`: one watch or group, everything known about it.
 void print_inspect(const json& it) {
   bool group = field(it, "kind") == "group";
+  bool remote = field(it, "kind") == "remote";
   std::string name = text_of(field(it, "name"));
-  printf("%s %s: %s\n", group ? "group" : "watch", name.c_str(),
+  printf("%s %s: %s\n", group ? "group" : remote ? "remote watch" : "watch", name.c_str(),
          text_of(field(it, "state")).c_str());
-  if (group) {
+  if (remote) {
+    printf("  where:     %s\n", text_of(field(it, "where")).c_str());
+    printf("  node:      %s (peer %s)\n", text_of(field(it, "node")).c_str(),
+           text_of(field(it, "peer")).c_str());
+    printf("  there:     %s\n", text_of(field(it, "remote")).c_str());
+    printf("  ready:     %s\n", field(it, "ready") == true ? "yes" : "no");
+  } else if (group) {
     printf("  strategy:  %s (%s)\n", text_of(field(it, "strategy")).c_str(),
            text_of(field(it, "where")).c_str());
     printf("  restarts:  %s\n", text_of(field(it, "restarts")).c_str());

@@ -216,6 +216,18 @@ const std::vector<MessageDef> kCatalog = {
     {Msg::ApiFailed, "VGL0228", S::Error, "api_failed", "remote API on {listen}: {error}"},
     {Msg::ApiRefused, "VGL0229", S::Warning, "api_refused",
      "remote API refused {method} {path} from {who} ({status}): {reason} ({count} refused)"},
+    {Msg::PeerUp, "VGL0240", S::Notice, "peer_up", "peer {peer} answers ({url})"},
+    {Msg::PeerDown, "VGL0241", S::Error, "peer_down",
+     "peer {peer} is down: no answer for {silent}s ({url}): {error}"},
+    {Msg::RemoteState, "VGL0242", S::Notice, "remote_state",
+     "{watch}: {state} on {node} (was {from}){why}"},
+    {Msg::RemoteEvent, "VGL0243", S::Info, "remote_event", "{watch} on {node}: {message}"},
+    {Msg::RemoteActionDone, "VGL0244", S::Info, "remote_action_done",
+     "{verb} {remote} on {node}: done"},
+    {Msg::RemoteActionFailed, "VGL0245", S::Warning, "remote_action_failed",
+     "{verb} {remote} on {node} failed: {error}"},
+    {Msg::PeerGap, "VGL0246", S::Warning, "peer_gap",
+     "peer {peer}: its events after #{after} were lost; its status was read again"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

@@ -121,6 +121,13 @@ enum class Msg {
   ApiListening,           // VGL0227
   ApiFailed,              // VGL0228
   ApiRefused,             // VGL0229
+  PeerUp,                 // VGL0240
+  PeerDown,               // VGL0241
+  RemoteState,            // VGL0242
+  RemoteEvent,            // VGL0243
+  RemoteActionDone,       // VGL0244
+  RemoteActionFailed,     // VGL0245
+  PeerGap,                // VGL0246
   RuleMessage,            // VGL0900
   kCount
 };

@@ -21,6 +21,7 @@
 #include "host/core/strings.hpp"
 #include "host/daemon/paths.hpp"
 #include "host/daemon/waits.hpp"
+#include "host/remote/http_transport.hpp"
 
 namespace vigil {
 
@@ -52,6 +53,7 @@ Daemon::~Daemon() {
   if (supervisor_) supervisor_->set_policy(nullptr);
   if (log_) log_->set_listener({});
   runtime_.reset();
+  remote_.reset();
   supervisor_.reset();
 }
 
@@ -189,6 +191,13 @@ bool Daemon::start(std::string& error) {
     notify_.reset();
   }
   supervisor_->set_probes(probes_.get(), notify_.get());
+  // The peers of the rules (host/remote/): links made at each reload.
+  peer_clock_ = std::make_unique<LoopClock>(loop_);
+  remote_ = std::make_unique<RemoteHub>(
+      *peer_clock_, *log_, *supervisor_,
+      [this](const PeerConfig& c, std::string& error) -> std::unique_ptr<PeerTransport> {
+        return http_peer_transport(loop_, c, error);
+      });
   waits_ = std::make_unique<Waits>(loop_, *supervisor_);
   supervisor_->set_change_listener([this] { waits_->poke(); });
 
@@ -308,7 +317,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   ro.api = options_.api;
   auto candidate = std::make_unique<RuleRuntime>(
       ro, HostContext{&loop_, log_.get(), supervisor_.get(), proc_events_.get(), probes_.get(),
-                      &options_.cluster});
+                      &options_.cluster, remote_.get()});
   LoadResult res = candidate->load(options_.rules);
   std::optional<ApiServer::Prepared> api;
   if (res.ok && !prepare_api(*candidate, api, res.errors)) res.ok = false;
@@ -323,6 +332,11 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_->go_live();
   supervisor_->set_rule_interest(runtime_->wants_proc_events());
   apply_rule_sinks(runtime_->take_sinks());
+  // Peers and remote watches first: what requires a remote watch finds
+  // its readiness known when the supervisor applies the watches.
+  std::vector<RemoteWatchDecl> remotes;
+  for (const auto& r : runtime_->remote_watches()) remotes.push_back(RemoteWatchDecl::from_json(r));
+  if (remote_) remote_->configure(runtime_->peers(), std::move(remotes));
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
@@ -539,6 +553,10 @@ std::string Daemon::status_text() const {
   for (const auto& [name, g] : supervisor_->groups())
     if (g.decl.parent.empty()) w.value(supervisor_->group_json(g));
   w.end_array();
+  if (remote_ && remote_->size() > 0) {
+    w.key("remote").value(remote_->watches_json());
+    w.key("peers").value(remote_->peers_json());
+  }
   w.end_object();
   return out;
 }
@@ -705,6 +723,8 @@ nlohmann::json Daemon::inspect(const RequestFields& req) const {
       j["kind"] = "group";
       j["name"] = name;
       j["decision"] = g->ledger.decision;
+    } else if (j = remote_ ? remote_->watch_json(name) : nlohmann::json(); !j.is_null()) {
+      j["kind"] = "remote";
     } else {
       unknown.push_back(name);
       continue;

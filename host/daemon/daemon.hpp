@@ -17,6 +17,7 @@
 #include "host/loop/event_loop.hpp"
 #include "host/metrics/metrics.hpp"
 #include "host/proc/proc_events.hpp"
+#include "host/remote/remote_hub.hpp"
 #include "host/supervise/supervisor.hpp"
 #include "lua/runtime.hpp"
 
@@ -93,6 +94,10 @@ class Daemon {
   std::unique_ptr<ProbeEngine> probes_;
   std::unique_ptr<NotifySocket> notify_;
   std::unique_ptr<Supervisor> supervisor_;
+  // Peers and remote watches: after the supervisor whose readiness they
+  // set, before the runtime whose vigil.remote calls them (gone after it).
+  std::unique_ptr<LoopClock> peer_clock_;
+  std::unique_ptr<RemoteHub> remote_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<EventStreams> streams_;  // GET /v1/events/stream, socket and API

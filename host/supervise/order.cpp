@@ -82,7 +82,7 @@ bool Supervisor::deps_ready(Unit& u, std::optional<MonoTime>* settle_at) {
   u.waiting_for.clear();
   for (const auto& a : u.after) {
     Unit* d = find(a);
-    if (d && d->ready()) continue;
+    if (d ? d->ready() : remote_ready(a)) continue;
     u.waiting_for.push_back(a);
     if (settle_at && d && d->child && !d->queued && d->state == UnitState::Running &&
         !(d->probing && d->probing->gated()) && d->settle > 0) {
@@ -91,6 +91,23 @@ bool Supervisor::deps_ready(Unit& u, std::optional<MonoTime>* settle_at) {
     }
   }
   return u.waiting_for.empty();
+}
+
+void Supervisor::set_remote_ready(const std::string& name, bool ready) {
+  auto [it, added] = remote_.try_emplace(name, ready);
+  if (!added && it->second == ready) return;
+  it->second = ready;
+  changed();
+  if (ready && !ordered_.empty()) schedule_advance();
+}
+
+void Supervisor::forget_remote(const std::string& name) {
+  if (remote_.erase(name)) changed();
+}
+
+bool Supervisor::remote_ready(const std::string& name) const {
+  auto it = remote_.find(name);
+  return it != remote_.end() && it->second;
 }
 
 void Supervisor::pull_in(Unit& u) {

@@ -486,6 +486,13 @@ class Supervisor {
   // started again.
   void restart_set(Unit* cause, const std::vector<std::string>& names, double delay, Group* group,
                    const std::string& reason, std::function<void()> done = {});
+  // Remote watches (host/remote/): names that a unit's `after` may list
+  // without a unit here, ready when their node says so. A change lets
+  // what waits for one start (a remote watch going down later stops
+  // nothing here: the rules' on_down hook decides).
+  void set_remote_ready(const std::string& name, bool ready);
+  void forget_remote(const std::string& name);
+  bool remote_ready(const std::string& name) const;
   // Stops the watches, dependents first; `done` when all are down.
   void stop_ordered(const std::vector<std::string>& names, std::function<void()> done = {});
   // Starts them (each waits for its dependencies).
@@ -776,6 +783,7 @@ class Supervisor {
   uint64_t next_token_ = 1;
 
   std::map<std::string, Group> groups_;
+  std::map<std::string, bool> remote_;  // remote watch -> ready
   // Reverse edges of `after`: name -> the watches that require it.
   std::unordered_map<std::string, std::vector<std::string>> dependents_;
   std::set<std::string> ordered_;  // units queued or stop_queued

@@ -117,7 +117,8 @@ local function names_of(t)
   return names
 end
 
-function M.finish(watches)
+function M.finish(watches, remotes)
+  remotes = remotes or {}
   -- Each phase records every error it finds (in name order); the next
   -- phase needs the one before to be sound, so it runs only without.
   local found = false
@@ -133,7 +134,9 @@ function M.finish(watches)
     end
     for _, m in ipairs(g.members) do
       local owner = watches[m] or groups[m]
-      if not owner then
+      if remotes[m] then
+        bad("%s: group '%s': '%s' is a remote watch: its node orders it; name it in the 'requires' of the members that need it", g.where, gname, m)
+      elseif not owner then
         bad("%s: group '%s': no watch or group named '%s'%s", g.where, gname, m, suggest(m, watches))
       elseif owner.group then
         bad("%s: group '%s': '%s' is already a member of group '%s'", g.where, gname, m, owner.group)
@@ -155,7 +158,7 @@ function M.finish(watches)
     for _, r in ipairs(w.requires or {}) do
       if r == name then
         bad("%s: watch '%s': requires: a watch cannot require itself", w.where, name)
-      elseif not watches[r] and not groups[r] then
+      elseif not watches[r] and not groups[r] and not remotes[r] then
         bad("%s: watch '%s': requires: no watch or group named '%s'%s", w.where, name, r, suggest(r, watches))
       end
     end

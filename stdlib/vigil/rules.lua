@@ -17,6 +17,7 @@
 --   finish()              all rule files loaded; cross-checks
 --   api()                 the declared `api { }` table, or nil
 --   peers()               the declared peers, in order
+--   remotes()             the declared remote watches (watch "x@node" { on = ... })
 --   authorize(id, m, p)   may this identity make this API request? -> ok, why
 --   errors()              the errors declarations recorded since the last
 --                         call (vigil.errors), after each file and finish
@@ -28,6 +29,8 @@ local runtime = require "vigil.runtime"
 local errors = require "vigil.errors"
 local policy = require "vigil.policy"
 local exec = require "vigil.exec"
+local remote_watch = require "vigil.remote_watch"
+local peer = require "vigil.peer"
 
 local subscribers = {}  -- event name or "*" -> list of { fn, where }
 
@@ -53,7 +56,10 @@ vigil = {
   groups = group.groups,
   cluster = require "vigil.cluster",
   api = require "vigil.api",
-  peers = require("vigil.peer").peers,
+  peers = peer.peers,
+  -- vigil.remote("nodeb"):restart("db"): acts on a peer's watches.
+  remote = remote_watch.remote,
+  remote_watches = remote_watch.watches,
 }
 
 --- vigil.on(event, fn): fn(ev) runs for each host event of that name
@@ -77,7 +83,7 @@ _G.watch = watch.watch
 _G.group = group.group
 _G.cluster = ladder.configure
 _G.api = vigil.api.declare
-_G.peer = require("vigil.peer").peer
+_G.peer = peer.peer
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
   _G[k] = vigil.probes[k]
@@ -124,14 +130,18 @@ function entry.probe(name, index, token) watch.run_probe(name, index, token) end
 
 function entry.finish()
   watch.finish()
+  remote_watch.finish(peer.peers, watch.watches)
   if errors.any() then return end
-  group.finish(watch.watches)
+  group.finish(watch.watches, remote_watch.watches)
 end
 
 entry.errors = errors.take
 
 -- The declared peers, in order (the host's remote nodes; the CLI's --nodes).
-function entry.peers() return require("vigil.peer").list() end
+function entry.peers() return peer.list() end
+
+-- The remote watches ({ name, on, remote, where }), for the host's links.
+entry.remotes = remote_watch.list
 
 -- The declared api table, for the host's listener.
 function entry.api() return vigil.api.declared() end
@@ -160,6 +170,7 @@ local function deliver(list, ev)
 end
 
 function entry.event(ev)
+  remote_watch.on_event(ev)
   deliver(subscribers[ev.event], ev)
   deliver(subscribers["*"], ev)
 end

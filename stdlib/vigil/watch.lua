@@ -31,6 +31,7 @@ local ladder = require "vigil.ladder"
 local errors = require "vigil.errors"
 local timer = require "vigil.timer"
 local resources = require "vigil.resources"
+local remote_watch = require "vigil.remote_watch"
 
 local M = { _VERSION = "1" }
 
@@ -364,6 +365,10 @@ end
 --- declare(where, name, spec): checks and declares a watch; refuses
 -- (errors.refuse) what is wrong with it.
 function M.declare(where, name, spec)
+  -- `on`: a watch of another node's watch (vigil.remote_watch).
+  if type(spec) == "table" and rawget(spec, "on") ~= nil then
+    return remote_watch.declare(where, name, spec, watch_schema)
+  end
   do
     local s, _, errs = schema.check(spec, watch_schema, "watch '" .. name .. "'")
     if not s then refuse_all(where, errs) end
