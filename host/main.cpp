@@ -411,6 +411,7 @@ int main(int argc, char** argv) {
     if (dumps->parsed()) return cmd_dumps(g, dumps_args);
     if (token->parsed()) return cmd_token(token_args);
     if (top->parsed()) {
+      if (g.node) throw UsageError("top reads the local socket; over --node use status or /metrics");
       top_args.socket = g.socket;
       top_args.timeout = g.call.timeout;
       return run_top(top_args);

@@ -116,7 +116,9 @@ std::optional<ApiServer::Prepared> ApiServer::prepare(const ApiSpec& spec,
   std::string at = spec.where.empty() ? std::string() : spec.where + ": ";
   if (spec.tls()) {
     std::string e;
-    p.tls = TlsServerContext::load({spec.cert, spec.key, spec.client_ca}, e);
+    // With tokens too, a client may come without a certificate and bring
+    // a token instead (people); a certificate it brings is still verified.
+    p.tls = TlsServerContext::load({spec.cert, spec.key, spec.client_ca, !spec.tokens.empty()}, e);
     if (!p.tls) errors.push_back(at + "api: " + e);
   }
   if (!spec.tokens.empty()) {

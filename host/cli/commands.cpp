@@ -274,7 +274,17 @@ int cmd_events(Global& g, const EventsArgs& a) {
   }
   std::string error;
   ControlCall call = g.call;
-  auto reply = control_request(g.socket, req, error, &call);
+  std::optional<json> reply;
+  if (g.node) {
+    // The history is a file of the node's: over the API, the node's ring.
+    if (history_since >= 0)
+      throw UsageError("events --since reads the node's history file: run it on that node");
+    int code = 0;
+    reply = request(g, req, code);
+    if (!reply) return code;
+  } else {
+    reply = control_request(g.socket, req, error, &call);
+  }
   if (!reply && history_since >= 0) {
     // The history outlives the daemon: what happened before it stopped.
     std::cerr << "vigil: " << error << "; reading the history in " << a.state_dir << "\n";

@@ -80,6 +80,9 @@ off_t tail_start(int fd, long lines) {
 
 int cmd_logs(Global& g, const LogsArgs& a) {
   if (a.lines < 0) throw UsageError("-n: expected a number of lines, 0 or more");
+  if (g.node)
+    throw UsageError("logs reads the process's output files on its node: the remote API does not "
+                     "serve them (a process's output may hold secrets)");
   const char* stream = a.stderr_stream ? "stderr" : "stdout";
   std::string path;
   std::string error;

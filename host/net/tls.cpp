@@ -421,7 +421,11 @@ std::shared_ptr<TlsServerContext> TlsServerContext::load(const TlsServerFiles& f
       return nullptr;
     }
     o.SSL_CTX_set_client_CA_list(raw, names);
-    o.SSL_CTX_set_verify(raw, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    o.SSL_CTX_set_verify(raw,
+                         files.client_cert_optional
+                             ? SSL_VERIFY_PEER
+                             : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                         nullptr);
   }
   o.ERR_clear_error();
   return ctx;

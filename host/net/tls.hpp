@@ -19,6 +19,10 @@ struct TlsServerFiles {
   std::string cert;       // PEM certificate chain
   std::string key;        // PEM private key
   std::string client_ca;  // PEM CA bundle; non-empty: a client certificate is required and verified
+  // With client_ca: a client may also come without a certificate (it is
+  // then anonymous over TLS, and must bring a bearer token); one it does
+  // present is verified as ever (another CA's fails the handshake).
+  bool client_cert_optional = false;
 };
 
 // A server's credentials, loaded from PEM files: TLS 1.2 minimum, 1.3

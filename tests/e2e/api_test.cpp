@@ -58,14 +58,16 @@ class Api : public ::testing::Test {
   }
 
   // api { } on loopback with TLS, client certificates and tokens.
-  std::string api_rule(const std::string& listen, const std::string& more = "") const {
+  // With tokens, a client may come without a certificate (and must bring
+  // a token); without, the handshake requires one.
+  std::string api_rule(const std::string& listen, bool tokens = true) const {
     return "api { listen = " + lua_str(listen) + ", cert = " + lua_str(certs_.server) +
            ", key = " + lua_str(certs_.server_key) + ", client_ca = " + lua_str(certs_.ca) +
-           ", tokens = " + lua_str(token_file_) + ", operators = { \"console-1\" }" + more +
-           " }\n";
+           (tokens ? ", tokens = " + lua_str(token_file_) : std::string()) +
+           ", operators = { \"console-1\" } }\n";
   }
   void start_with_web(const std::string& api) {
-    d_.write_rule("web.lua", "watch \"web\" { command = { \"/bin/sleep\", \"1000\" } }\n" + api);
+    d_.write_rule("web.lua", "watch \"web\" { start = { \"/bin/sleep\", \"1000\" } }\n" + api);
     ASSERT_TRUE(d_.start()) << d_.output();
     ASSERT_TRUE(d_.wait_event("VGL0227")) << d_.output();
     ASSERT_TRUE(wait_for([&] { return d_.watch_state("web") == "running"; }));
@@ -144,11 +146,17 @@ TEST_F(Api, ReadsAndActsWithTheRightCredentialsOnly) {
 }
 
 TEST_F(Api, WithoutAClientCertificateTheHandshakeFails) {
-  start_with_web(api_rule("127.0.0.1:" + std::to_string(port_)));
-  // curl with no client certificate and no token: TLS refuses (client_ca set).
+  start_with_web(api_rule("127.0.0.1:" + std::to_string(port_), false));
+  // client_ca and no tokens: a client without a certificate gets no TLS
+  // session at all, so no HTTP is spoken.
   auto r = run_command({"/usr/bin/curl", "-sS", "--cacert", certs_.ca, url_ + "/v1/status"});
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_EQ(r.out.find("\"ok\""), std::string::npos) << r.out;
+  // With the certificate it works.
+  r = run_command({"/usr/bin/curl", "-sS", "--cacert", certs_.ca, "--cert", certs_.client, "--key",
+                   certs_.client_key, url_ + "/v1/status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"web\""), std::string::npos) << r.out;
 }
 
 TEST_F(Api, BadDeclarationsAreLoadErrorsNamingTheFile) {
@@ -182,7 +190,7 @@ TEST_F(Api, BadDeclarationsAreLoadErrorsNamingTheFile) {
 
 TEST_F(Api, ABadReloadKeepsTheRunningApi) {
   start_with_web(api_rule("127.0.0.1:" + std::to_string(port_)));
-  d_.write_rule("web.lua", "watch \"web\" { command = { \"/bin/sleep\", \"1000\" } }\n" +
+  d_.write_rule("web.lua", "watch \"web\" { start = { \"/bin/sleep\", \"1000\" } }\n" +
                                std::string("api { listen = \"127.0.0.1:") + std::to_string(port_) +
                                "\", cert = \"/nonexistent.pem\", key = \"/nonexistent.key\" }\n");
   auto r = d_.cli({"reload"});
@@ -193,8 +201,8 @@ TEST_F(Api, ABadReloadKeepsTheRunningApi) {
 }
 
 TEST_F(Api, APortInUseIsRetriedAndSupervisionGoesOn) {
-  // Something else holds the port.
-  int s = socket(AF_INET, SOCK_STREAM, 0);
+  // Something else holds the port (not inherited by the daemon: CLOEXEC).
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a{};
@@ -203,7 +211,7 @@ TEST_F(Api, APortInUseIsRetriedAndSupervisionGoesOn) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(listen(s, 4), 0);
-  d_.write_rule("web.lua", "watch \"web\" { command = { \"/bin/sleep\", \"1000\" } }\n" +
+  d_.write_rule("web.lua", "watch \"web\" { start = { \"/bin/sleep\", \"1000\" } }\n" +
                                api_rule("127.0.0.1:" + std::to_string(port_)));
   ASSERT_TRUE(d_.start()) << d_.output();
   ASSERT_TRUE(d_.wait_event("VGL0228")) << d_.output();

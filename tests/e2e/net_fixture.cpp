@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "tests/e2e/harness.hpp"
@@ -24,6 +25,8 @@ const char* kKey = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
 Certs Certs::make(const std::string& dir, const std::string& sans) {
   Certs c;
   c.dir = dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
   auto p = [&](const char* f) { return dir + "/" + f; };
   c.ca = p("ca.crt"), c.ca_key = p("ca.key");
   c.server = p("srv.crt"), c.server_key = p("srv.key");
