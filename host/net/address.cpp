@@ -44,4 +44,21 @@ bool ListenAddress::loopback() const {
   return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
+bool ListenAddress::to_sockaddr(sockaddr_storage& out, socklen_t& len) const {
+  out = {};
+  auto port_n = htons(static_cast<uint16_t>(port));
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = port_n;
+    len = sizeof *s6;
+    return inet_pton(AF_INET6, host.c_str(), &s6->sin6_addr) == 1;
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&out);
+  s4->sin_family = AF_INET;
+  s4->sin_port = port_n;
+  len = sizeof *s4;
+  return inet_pton(AF_INET, host.c_str(), &s4->sin_addr) == 1;
+}
+
 }  // namespace vigil

@@ -4,6 +4,8 @@
 // (stdlib/vigil/api.lua), not this parser's.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <string>
 
 namespace vigil {
@@ -17,6 +19,8 @@ struct ListenAddress {
   }
   // 127.0.0.0/8 or ::1.
   bool loopback() const;
+  // The socket address; false when host is not a numeric address.
+  bool to_sockaddr(sockaddr_storage& out, socklen_t& len) const;
 };
 
 // An error text naming the value when it is not HOST:PORT with a numeric

@@ -359,6 +359,15 @@ struct HttpServer::Impl {
     return it == conns.end() ? nullptr : it->second;
   }
 
+  // A bound listening socket starts accepting: its id.
+  ListenerId start(std::unique_ptr<Listener> l) {
+    l->id = next_listener++;
+    ListenerId id = l->id;
+    l->watch = loop.add(l->fd.get(), EPOLLIN, [this, id](uint32_t) { on_accept(id); });
+    listeners[id] = std::move(l);
+    return id;
+  }
+
   void stop_listener(Listener& l) {
     if (l.accept_timer) loop.cancel(l.accept_timer);
     if (l.watch) loop.remove(l.watch);
@@ -1174,27 +1183,12 @@ bool tcp_socket(const ListenAddress& a, Fd& fd, int& port, std::string& error) {
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_storage ss{};
-  socklen_t len;
-  if (a.v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(static_cast<uint16_t>(a.port));
-    if (inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr) != 1) {
-      error = "'" + a.host + "' is not a numeric IPv6 address";
-      return false;
-    }
-    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    len = sizeof *s6;
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(static_cast<uint16_t>(a.port));
-    if (inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr) != 1) {
-      error = "'" + a.host + "' is not a numeric IPv4 address";
-      return false;
-    }
-    len = sizeof *s4;
+  socklen_t len = 0;
+  if (!a.to_sockaddr(ss, len)) {
+    error = "'" + a.host + "' is not a numeric " + (a.v6 ? "IPv6" : "IPv4") + " address";
+    return false;
   }
+  if (a.v6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd.get(), 128) != 0) {
     error = errno_text(errno);
     return false;
@@ -1216,11 +1210,7 @@ HttpServer::ListenerId HttpServer::listen(const ListenAddress& address, HttpList
     return 0;
   }
   l->options = std::move(options);
-  l->id = impl_->next_listener++;
-  ListenerId id = l->id;
-  l->watch = loop_.add(l->fd.get(), EPOLLIN, [this, id](uint32_t) { impl_->on_accept(id); });
-  impl_->listeners[id] = std::move(l);
-  return id;
+  return impl_->start(std::move(l));
 }
 
 HttpServer::ListenerId HttpServer::listen_unix(const std::string& path, HttpListenerOptions options,
@@ -1261,11 +1251,7 @@ HttpServer::ListenerId HttpServer::listen_unix(const std::string& path, HttpList
   l->path = path;
   l->label = options.name + " " + path;
   l->options = std::move(options);
-  l->id = impl_->next_listener++;
-  ListenerId id = l->id;
-  l->watch = loop_.add(l->fd.get(), EPOLLIN, [this, id](uint32_t) { impl_->on_accept(id); });
-  impl_->listeners[id] = std::move(l);
-  return id;
+  return impl_->start(std::move(l));
 }
 
 int HttpServer::port(ListenerId id) const {

@@ -1,6 +1,7 @@
 // End-to-end: the control socket and CLI, including bad input.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -668,4 +669,74 @@ group "g" { "t" })");
   auto [reloaded, lcode] = curl(d.socket(), "POST", "/v1/reload");
   EXPECT_EQ(lcode, 200) << reloaded.dump();
   EXPECT_TRUE(d.running());
+}
+
+TEST(Control, AThousandConnectionsAreCappedAndLeaveTheDaemonAsItWas) {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = std::max<rlim_t>(rl.rlim_cur, std::min<rlim_t>(rl.rlim_max, 4096));
+  setrlimit(RLIMIT_NOFILE, &rl);
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < 1100) GTEST_SKIP() << "needs 1100 fds (RLIMIT_NOFILE is " << rl.rlim_cur << ")";
+  Daemon d;
+  d.write_rule("a.lua", R"(watch "s" { start = { "sleep", "1000" } })");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_state("s") == "running"; }));
+  auto fds = [&] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(d.pid()) + "/fd")) {
+      (void)e;
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(d.cli({"status"}).code, 0);  // the CLI's connection once (a log file may open)
+  size_t before = fds();
+  std::string at_start;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(d.pid()) + "/fd"))
+    at_start += std::filesystem::read_symlink(e.path()).string() + " ";
+  // 1000 clients connect and say nothing; the cap (256) holds, the rest
+  // are told 503 and closed.
+  std::vector<int> clients;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, d.socket().c_str(), sizeof addr.sun_path - 1);
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (clients.size() < 1000 && std::chrono::steady_clock::now() < deadline) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      clients.push_back(fd);
+      continue;
+    }
+    close(fd);
+    // The backlog is full: the daemon takes a bounded number per wake-up.
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(clients.size(), 1000u);
+  size_t refused = 0;
+  EXPECT_TRUE(wait_for([&] {
+    refused = 0;
+    for (int fd : clients) {
+      char buf[512];
+      ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT | MSG_PEEK);
+      if (n > 0 && std::string(buf, static_cast<size_t>(n)).starts_with("HTTP/1.1 503 ")) ++refused;
+    }
+    return refused + 256 >= clients.size();
+  })) << refused << " of " << clients.size() << " refused";
+  // While the cap is taken, a client is told so (and the daemon supervises on).
+  auto full = d.cli({"status"});
+  EXPECT_EQ(full.code, 1);
+  EXPECT_NE(full.err.find("too many connections"), std::string::npos) << full.err;
+  for (int fd : clients) close(fd);
+  // All of it gone again: no fd left behind.
+  auto links = [&] {
+    std::string out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(d.pid()) + "/fd"))
+      out += std::filesystem::read_symlink(e.path()).string() + " ";
+    return out;
+  };
+  EXPECT_TRUE(wait_for([&] { return fds() <= before; })) << fds() << " fds, " << before << " before\n"
+                                                         << links() << "\nbefore: " << at_start;
+  EXPECT_EQ(d.cli({"status"}).code, 0);
+  EXPECT_EQ(d.watch_state("s"), "running");
 }

@@ -17,6 +17,7 @@
 
 #include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
+#include "host/net/tls.hpp"
 
 using namespace vigil;
 using namespace std::chrono_literals;
@@ -500,4 +501,105 @@ TEST(HttpServer, PercentCoding) {
   EXPECT_FALSE(percent_decode("%2", out, false));
   EXPECT_FALSE(percent_decode("%g0", out, false));
   EXPECT_EQ(http_reason(431), "Request Header Fields Too Large");
+}
+
+namespace {
+
+// A stand-in for TLS (host/net/tls.cpp is another part): the "handshake"
+// is the client sending a line "HELLO NAME\n"; then the stream is plain,
+// and the peer is a certificate named NAME.
+class FakeHandshake final : public Transport {
+ public:
+  explicit FakeHandshake(Fd fd) : Transport(std::move(fd)) {}
+  Io handshake() override {
+    char c;
+    for (;;) {
+      ssize_t n = ::read(fd_.get(), &c, 1);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Io::WantRead;
+      if (n <= 0) {
+        error_ = "handshake: the client went away";
+        return Io::Error;
+      }
+      if (c == '\n') break;
+      line_ += c;
+    }
+    if (!line_.starts_with("HELLO ")) {
+      error_ = "handshake: not a hello";
+      return Io::Error;
+    }
+    return Io::Ok;
+  }
+  Io read(char* buf, size_t n, size_t& got) override {
+    ssize_t r = ::read(fd_.get(), buf, n);
+    got = r > 0 ? static_cast<size_t>(r) : 0;
+    if (r > 0) return Io::Ok;
+    if (r == 0) return Io::Closed;
+    return errno == EAGAIN ? Io::WantRead : Io::Error;
+  }
+  Io write(const char* buf, size_t n, size_t& put) override {
+    ssize_t r = ::send(fd_.get(), buf, n, MSG_NOSIGNAL);
+    put = r > 0 ? static_cast<size_t>(r) : 0;
+    if (r >= 0) return Io::Ok;
+    return errno == EAGAIN ? Io::WantWrite : Io::Closed;
+  }
+  Identity peer() const override {
+    Identity id;
+    id.kind = Identity::Kind::Certificate;
+    id.name = line_.substr(6) + suffix;
+    id.tls = true;
+    return id;
+  }
+  std::string suffix;
+
+ private:
+  std::string line_;
+};
+
+class FakeTls final : public TlsServerContext {
+ public:
+  explicit FakeTls(std::string suffix) : suffix_(std::move(suffix)) {}
+  std::unique_ptr<Transport> accept(Fd fd, std::string&) override {
+    auto t = std::make_unique<FakeHandshake>(std::move(fd));
+    t->suffix = suffix_;
+    return t;
+  }
+
+ private:
+  std::string suffix_;
+};
+
+}  // namespace
+
+TEST(HttpServer, HandshakeFirstThenRequestsWithItsIdentity) {
+  HttpListenerOptions o;
+  o.tls = std::make_shared<FakeTls>("@old");
+  o.limits.handshake_timeout = 200ms;
+  Server s(o);
+  s.http.router().add("GET", "/me", [](HttpRequest& r, HttpReply reply) {
+    reply.send(200, "text/plain", "me=" + r.identity.name + (r.identity.tls ? " tls" : ""));
+  });
+  // Hello and the request in one write: the request is read right after.
+  Client c = Client::tcp(s.port);
+  c.send("HELLO alice\n" + get("/me"));
+  ASSERT_TRUE(c.wait_for(s.loop, "me=alice@old tls")) << c.in;
+  // A new context (reload): new connections use it, the open one goes on.
+  s.http.set_tls(s.id, std::make_shared<FakeTls>("@new"));
+  Client d = Client::tcp(s.port);
+  d.send("HELLO bob\n" + get("/me"));
+  ASSERT_TRUE(d.wait_for(s.loop, "me=bob@new tls")) << d.in;
+  c.in.clear();
+  c.send(get("/me"));
+  ASSERT_TRUE(c.wait_for(s.loop, "me=alice@old tls")) << c.in;
+  // No hello: closed at the handshake deadline. A bad one: at once.
+  Client mute = Client::tcp(s.port);
+  auto t0 = MonoClock::now();
+  ASSERT_TRUE(mute.wait_eof(s.loop));
+  EXPECT_GE(MonoClock::now() - t0, 150ms);
+  EXPECT_TRUE(mute.in.empty());
+  Client bad = Client::tcp(s.port);
+  bad.send("GET / HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(bad.wait_eof(s.loop));
+  bool said = false;
+  for (const auto& e : s.errors) said |= e.find("handshake: not a hello") != std::string::npos;
+  EXPECT_TRUE(said);
 }
