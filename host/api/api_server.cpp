@@ -91,8 +91,14 @@ ApiServer::~ApiServer() {
 
 void ApiServer::build_routes() {
   HttpRouter& r = server_.router();
-  add_control_routes(r, hooks_.handle,
-                     [](const ControlRoute& route) { return kApiCommands.contains(route.cmd); });
+  add_control_routes(
+      r,
+      [this](const nlohmann::json& req, HttpReply reply) {
+        // A stop answers when its process is down: spaces meanwhile, as on the socket.
+        reply.heartbeat(kHeartbeat, "application/json");
+        hooks_.handle(req, std::move(reply));
+      },
+      [](const ControlRoute& route) { return kApiCommands.contains(route.cmd); });
   if (hooks_.status_text)
     r.add("GET", "/v1/status", [this](HttpRequest&, HttpReply reply) {
       reply.send(200, "application/json", hooks_.status_text());
@@ -166,6 +172,7 @@ void ApiServer::bind() {
   o.name = "api";
   o.limits.max_connections = s.max_connections;
   o.tls = current_->tls;
+  o.error_body = control_error_body;
   o.before = [this](HttpRequest& req, HttpReply& reply) { return before(req, reply); };
   o.on_error = [this](const std::string& what) {
     refused(0, "anonymous", "", "", what);

@@ -76,6 +76,7 @@ class ApiServer {
  public:
   static constexpr Duration kRebind = std::chrono::seconds(10);
   static constexpr Duration kRefusalWindow = std::chrono::seconds(10);
+  static constexpr Duration kHeartbeat = std::chrono::milliseconds(250);  // as the socket's
 
   ApiServer(EventLoop& loop, EventLog& log, ApiHooks hooks);
   ~ApiServer();

@@ -15,7 +15,7 @@ bool parse_seq(const std::string& text, uint64_t& out) {
 }
 
 void bad_request(HttpReply& reply, const std::string& error) {
-  send_control_reply(reply, {{"ok", false}, {"status", 400}, {"error", error}});
+  send_control_reply(reply, {{"ok", false}, {"http_status", 400}, {"error", error}});
 }
 
 }  // namespace

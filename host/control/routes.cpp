@@ -306,4 +306,11 @@ void add_control_routes(HttpRouter& router, ControlHandle handle,
   }
 }
 
+std::string control_error_body(int status, const std::string& message, std::string& content_type) {
+  content_type = "application/json";
+  return error_reply(message, status == 400 ? 0 : status)
+             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+         "\n";
+}
+
 }  // namespace vigil

@@ -83,4 +83,9 @@ void add_control_routes(HttpRouter& router, ControlHandle handle,
 // Sends a reply JSON on reply (the serializer add_control_routes uses).
 void send_control_reply(HttpReply& reply, const nlohmann::json& body);
 
+// HttpListenerOptions::error_body for listeners that answer JSON (the
+// control socket, the API): the server's own 4xx/503 answers in the reply
+// format, so a client prints their error as any other.
+std::string control_error_body(int status, const std::string& message, std::string& content_type);
+
 }  // namespace vigil

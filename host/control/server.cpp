@@ -25,12 +25,7 @@ bool ControlServer::listen(const std::string& path, std::string& error) {
   o.same_user_only = true;
   o.on_error = [this](const std::string& what) { on_reject_(what); };
   // The CLI prints the error of any reply, the server's own ones too.
-  o.error_body = [](int status, const std::string& message, std::string& type) {
-    type = "application/json";
-    return error_reply(message, status == 400 ? 0 : status).dump(-1, ' ', false,
-                                                                  nlohmann::json::error_handler_t::replace) +
-           "\n";
-  };
+  o.error_body = control_error_body;
   return http_.listen_unix(path, std::move(o), error) != 0;
 }
 

@@ -58,6 +58,8 @@ class ControlServer {
 
   // The HTTP server under the socket (its counters, for tests).
   const HttpServer& http() const { return http_; }
+  // Its routes, for the daemon's own (GET /v1/events/stream).
+  HttpRouter& router() { return http_.router(); }
 
  private:
   void serve(const nlohmann::json& request, HttpReply reply);

@@ -218,6 +218,9 @@ bool Daemon::start(std::string& error) {
   });
   if (!control_->listen(options_.socket_path, error)) return false;
   streams_ = std::make_unique<EventStreams>(loop_, *log_);
+  control_->router().add("GET", "/v1/events/stream", [this](HttpRequest& req, HttpReply reply) {
+    streams_->serve(req, std::move(reply));
+  });
   ApiHooks hooks;
   hooks.handle = [this](const nlohmann::json& req, HttpReply reply) {
     handle(req, [reply](const nlohmann::json& r) mutable { send_control_reply(reply, r); });
