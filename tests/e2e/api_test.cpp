@@ -380,5 +380,64 @@ TEST_F(ApiNodes, StatusAndAStreamAcrossALinkThatGoesDownAndUp) {
   for (size_t i = 1; i < ids.size(); ++i) EXPECT_EQ(ids[i], ids[i - 1] + 1);
 }
 
+
+// Two vigils: B serves the API; A declares B as a peer, watches B's db as
+// "db@nodeb", and its app requires it.
+TEST_F(ApiNodes, ARemoteWatchGatesALocalStartSeesADeathAndActs) {
+  std::string listen = std::string(NetPair::kAddrB) + ":" + std::to_string(port_);
+  d_.write_rule("db.lua", "watch \"db\" { start = { \"/bin/sleep\", \"1000\" }, autostart = false }\n" +
+                              api_rule(listen));
+  ASSERT_TRUE(d_.start()) << d_.output();
+  ASSERT_TRUE(d_.wait_event("VGL0227")) << d_.output();
+
+  Daemon a;
+  a.set_prefix(pair_->in_a());
+  a.write_rule("a.lua",
+               "peer \"nodeb\" { url = " + lua_str(url_) + ", ca = " + lua_str(certs_.ca) +
+                   ", cert = " + lua_str(certs_.client) + ", key = " + lua_str(certs_.client_key) +
+                   ", every = \"1s\", fails = 2 }\n"
+                   "local acted = false\n"
+                   "watch \"db@nodeb\" { on = \"nodeb\", on_event = function(ev)\n"
+                   "  if ev.remote_id == \"VGL0102\" and not acted then acted = true; vigil.remote(\"nodeb\"):restart(\"db\") end\n"
+                   "end }\n"
+                   "watch \"app\" { start = { \"/bin/sleep\", \"1000\" }, requires = \"db@nodeb\" }\n");
+  ASSERT_TRUE(a.start()) << a.output();
+  ASSERT_TRUE(a.wait_event("VGL0240", "", 1, std::chrono::seconds(15))) << a.output();
+  // db is not started on B: A's app waits for it.
+  EXPECT_EQ(a.watch_state("app"), "waiting");
+  EXPECT_EQ(a.watch_pid("app"), 0);
+
+  // B starts db: A's app starts.
+  ASSERT_EQ(d_.cli({"start", "db"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return a.watch_state("app") == "running"; }, std::chrono::seconds(15)))
+      << a.output();
+
+  // db dies on B: A hears of it through the stream, at once (not at the
+  // next poll), and its rule restarts db on B through the API (console-1
+  // is an operator there).
+  pid_t db = d_.watch_pid("db");
+  ASSERT_NE(db, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(db, SIGKILL), 0);
+  ASSERT_TRUE(a.wait_event("VGL0243", "db@nodeb", 1, std::chrono::seconds(15))) << a.output();
+  auto heard = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // every (1 s) + the event's latency, with room for a noisy machine.
+  EXPECT_LT(heard, 5.0) << "A heard of the death after " << heard << " s";
+  ASSERT_TRUE(a.wait_event("VGL0244", "db@nodeb", 1, std::chrono::seconds(15))) << a.output();
+  EXPECT_GE(d_.count_events("VGL0102", "db"), 1);
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d_.watch_pid("db");
+    return p != 0 && p != db && d_.count_events("VGL0101", "db") >= 3;
+  })) << d_.output();
+
+  // B goes away: A's peer is down and the remote watch is not ready.
+  ASSERT_TRUE(pair_->link(false));
+  ASSERT_TRUE(a.wait_event("VGL0241", "", 1, std::chrono::seconds(15))) << a.output();
+  EXPECT_EQ(a.watch("db@nodeb")["ready"], false);
+  ASSERT_TRUE(pair_->link(true));
+  ASSERT_TRUE(a.wait_event("VGL0240", "", 2, std::chrono::seconds(20))) << a.output();
+  EXPECT_EQ(a.stop(), 0) << a.output();
+}
+
 }  // namespace
 }  // namespace vigil::test
