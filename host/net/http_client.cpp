@@ -697,13 +697,15 @@ HttpResponse http_run(HttpClientRequest request, std::function<void(std::string_
 void SseParser::line(std::string_view line) {
   if (line.empty()) {
     if (has_data_) {
-      Event ev{last_id_, type_.empty() ? "message" : type_, data_};
+      Event ev{last_id_, type_.empty() ? "message" : type_, data_, own_id_};
       data_.clear();
       type_.clear();
       has_data_ = false;
+      own_id_ = false;
       on_event_(ev);
     } else {
       type_.clear();
+      own_id_ = false;
     }
     return;
   }
@@ -719,7 +721,10 @@ void SseParser::line(std::string_view line) {
   } else if (field == "event") {
     type_ = std::string(value);
   } else if (field == "id") {
-    if (value.find('\0') == std::string_view::npos) last_id_ = std::string(value);
+    if (value.find('\0') == std::string_view::npos) {
+      last_id_ = std::string(value);
+      own_id_ = true;
+    }
   } else if (field == "retry") {
     if (!value.empty() && value.size() < 10 &&
         std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))

@@ -170,13 +170,18 @@ HttpResponse http_run(HttpClientRequest request,
 // Server-Sent Events from a stream's lines (feed it on_line's lines): a
 // blank line ends an event; "id:", "event:", "data:" (joined by '\n'),
 // "retry:" fields; comments (":...") are ignored. The last id seen stays
-// for a reconnection's Last-Event-ID.
+// for a reconnection's Last-Event-ID. One parser per connection: a new
+// stream starts with a new parser (a cut event is not completed by it).
 class SseParser {
  public:
   struct Event {
     std::string id;     // the event's id, or the last one seen before it
     std::string type;   // "event:", "message" when none
     std::string data;
+    // The event had an "id:" line of its own (id is not inherited): a
+    // user that drops ids it has seen must not drop an event without one
+    // (vigil's `event: gap` carries none).
+    bool own_id = false;
   };
   using OnEvent = std::function<void(const Event&)>;
   explicit SseParser(OnEvent on_event) : on_event_(std::move(on_event)) {}
@@ -188,6 +193,7 @@ class SseParser {
  private:
   OnEvent on_event_;
   std::string last_id_;
+  bool own_id_ = false;  // an "id:" line in the event being read
   std::string type_;
   std::string data_;
   bool has_data_ = false;

@@ -70,7 +70,8 @@ PeerLink::PeerLink(PeerConfig config, std::unique_ptr<PeerTransport> transport, 
       transport_(std::move(transport)),
       clock_(clock),
       observer_(observer),
-      backoff_(config_.backoff_min) {}
+      backoff_(config_.backoff_min),
+      sse_([this](const SseParser::Event& e) { on_event(e); }) {}
 
 PeerLink::~PeerLink() {
   *alive_ = false;
@@ -236,9 +237,7 @@ void PeerLink::check_down() {
 
 void PeerLink::open_stream() {
   reconnect_timer_ = 0;
-  msg_id_.clear();
-  msg_event_.clear();
-  msg_data_.clear();
+  sse_ = SseParser([this](const SseParser::Event& e) { on_event(e); });
   stream_delivered_ = false;
   stream_message_ = false;
   ++stream_opens_;
@@ -253,39 +252,26 @@ void PeerLink::open_stream() {
       });
 }
 
-// One line of text/event-stream (the WHATWG rules, the parts vigil's API
-// sends: id, event, data, comments; a blank line ends a message).
+// One line of the stream: any line is an answer; SseParser makes the
+// events of them.
 void PeerLink::on_line(std::string_view line) {
   if (!stream_delivered_) {
     stream_delivered_ = true;
     backoff_ = config_.backoff_min;
   }
   answered();
-  if (line.empty()) return dispatch_message();
-  if (line.front() == ':') return;  // a comment: the server's keep-alive
-  size_t colon = line.find(':');
-  std::string_view name = line.substr(0, colon);
-  std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
-  if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  if (name == "id") {
-    msg_id_ = value;
-  } else if (name == "event") {
-    msg_event_ = value;
-  } else if (name == "data") {
-    if (!msg_data_.empty()) msg_data_ += '\n';
-    msg_data_ += value;
-  }
+  sse_.line(line);
 }
 
-void PeerLink::dispatch_message() {
-  std::string id = std::move(msg_id_), event = std::move(msg_event_), data = std::move(msg_data_);
-  msg_id_.clear();
-  msg_event_.clear();
-  msg_data_.clear();
+void PeerLink::on_event(const SseParser::Event& e) {
+  // Only an event's own id counts: the parser gives one without an id
+  // line the previous event's, which would make an id-less event (the
+  // server's `event: gap`) look like one already seen.
   uint64_t seq = 0;
-  bool has_seq = !id.empty() &&
-                 std::from_chars(id.data(), id.data() + id.size(), seq).ec == std::errc() && seq > 0;
-  if (event == "gap") {
+  bool has_seq = e.own_id && !e.id.empty() &&
+                 std::from_chars(e.id.data(), e.id.data() + e.id.size(), seq).ec == std::errc() &&
+                 seq > 0;
+  if (e.type == "gap") {
     // Events were lost between last_seq_ and the next one the stream
     // sends: what they would have said is read from the status.
     observer_.gap(*this, last_seq_);
@@ -293,7 +279,7 @@ void PeerLink::dispatch_message() {
     poll();
     return;
   }
-  if (data.empty()) return;
+  if (e.data.empty()) return;
   bool first = !stream_message_;
   stream_message_ = true;
   if (has_seq) {
@@ -308,9 +294,9 @@ void PeerLink::dispatch_message() {
     }
     last_seq_ = seq;
   }
-  nlohmann::json ev = nlohmann::json::parse(data, nullptr, false);
+  nlohmann::json ev = nlohmann::json::parse(e.data, nullptr, false);
   if (!ev.is_object()) {
-    last_error_ = "event stream: event " + id + " is not a JSON object";
+    last_error_ = "event stream: event " + e.id + " is not a JSON object";
     return;
   }
   const nlohmann::json& w = field(ev, "watch");

@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "host/core/clock.hpp"
+#include "host/net/http_client.hpp"
 
 namespace vigil {
 
@@ -160,7 +161,7 @@ class PeerLink {
   void check_down();
   void open_stream();
   void on_line(std::string_view line);
-  void dispatch_message();
+  void on_event(const SseParser::Event& e);
   void on_stream_end(const PeerTransport::Reply& r);
   Duration silence_limit() const;
 
@@ -182,7 +183,7 @@ class PeerLink {
   PeerClock::TimerId down_timer_ = 0;
   PeerClock::TimerId refetch_timer_ = 0;
 
-  // The stream and the SSE message being read.
+  // The stream and its SSE parser (a new one for each stream).
   PeerTransport::Handle stream_req_ = 0;
   PeerClock::TimerId reconnect_timer_ = 0;
   double backoff_ = 0;
@@ -190,7 +191,7 @@ class PeerLink {
   bool stream_message_ = false;    // an event arrived on this stream
   uint64_t stream_opens_ = 0;
   uint64_t last_seq_ = 0;  // the newest event seen: Last-Event-ID
-  std::string msg_id_, msg_event_, msg_data_;
+  SseParser sse_;
 
   std::set<PeerTransport::Handle> actions_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -268,6 +268,55 @@ TEST_F(PeerLinkTest, GapRefetchesTheStatus) {
   EXPECT_EQ(rec.event_seqs.back(), 41u);
 }
 
+// The server's gap carries no id (host/api/event_stream.cpp): it is not
+// taken for an event seen before (the SSE parser would give it the
+// previous event's id), and the events after it are relayed.
+TEST_F(PeerLinkTest, AGapWithoutAnIdIsNotADuplicate) {
+  make();
+  ASSERT_TRUE(t->status(db("running", true)));
+  t->event(7, "db");
+  clock.advance_s(0.3);  // the fetch the event asked for
+  ASSERT_TRUE(t->status(db("running", true)));
+  size_t gets = t->count("GET");
+  t->lines({"event: gap", "data: {\"after\":7,\"oldest\":20}", ""});
+  EXPECT_EQ(rec.count("gap after 7"), 1u);
+  EXPECT_EQ(t->count("GET"), gets + 1);
+  EXPECT_EQ(link->last_seq(), 7u);
+  ASSERT_TRUE(t->status(db("stopped", false)));
+  EXPECT_EQ(rec.seen.back(), "db running->stopped");
+  t->event(20, "db");
+  EXPECT_EQ(rec.event_seqs, (std::vector<uint64_t>{7, 20}));
+  EXPECT_EQ(rec.count("gap after 7"), 1u) << "the next event is no renumbering";
+  EXPECT_EQ(link->last_seq(), 20u);
+  // Resumed: a replayed event is dropped, a gap without id is still one.
+  t->end_stream();
+  clock.advance_s(0.6);
+  ASSERT_EQ(t->log.back(), "STREAM 20");
+  t->event(20, "db");
+  t->lines({"event: gap", "data: {\"after\":20,\"oldest\":30}", ""});
+  EXPECT_EQ(rec.event_seqs, (std::vector<uint64_t>{7, 20}));
+  EXPECT_EQ(rec.count("gap after 20"), 1u);
+  // An event without an id line has no number of its own: relayed, not
+  // taken for the replayed #20 whose id the parser still holds.
+  t->lines({"data: {\"seq\":0,\"watch\":\"db\",\"message\":\"m\"}", ""});
+  EXPECT_EQ(rec.event_seqs, (std::vector<uint64_t>{7, 20, 0}));
+  EXPECT_EQ(link->last_seq(), 20u);
+}
+
+// A stream cut in the middle of an event: the next stream does not
+// complete it with its own lines.
+TEST_F(PeerLinkTest, AnEventCutByTheStreamsEndIsDropped) {
+  make();
+  ASSERT_TRUE(t->status(db("running", true)));
+  t->lines({"id: 9", "data: {\"watch\":"});
+  t->end_stream();
+  clock.advance_s(0.6);
+  ASSERT_EQ(t->log.back(), "STREAM ");
+  t->event(10, "db");
+  EXPECT_EQ(rec.event_seqs, (std::vector<uint64_t>{10}));
+  EXPECT_EQ(link->last_seq(), 10u);
+}
+
 TEST_F(PeerLinkTest, BadRepliesAreNoAnswer) {
   make(1, 2);
   ASSERT_TRUE(t->answer("GET", {200, "not json", ""}));
