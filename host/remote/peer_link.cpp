@@ -1,5 +1,7 @@
 #include "host/remote/peer_link.hpp"
 
+#include "host/net/http_server.hpp"
+
 #include <algorithm>
 #include <charconv>
 
@@ -21,22 +23,6 @@ void read_into(const nlohmann::json& j, const char* key, T& out) {
   } else {
     if (v.is_number()) out = v.get<T>();
   }
-}
-
-// A path segment: what is not unreserved (RFC 3986) is percent-encoded.
-std::string segment(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 bool same(const RemoteState& a, const RemoteState& b) {
@@ -332,7 +318,7 @@ void PeerLink::act(const std::string& watch, const std::string& verb,
                    std::function<void(const PeerTransport::Reply&)> done) {
   auto id = std::make_shared<PeerTransport::Handle>(0);
   std::weak_ptr<bool> alive = alive_;
-  *id = transport_->post("/v1/watches/" + segment(watch) + "/" + segment(verb),
+  *id = transport_->post("/v1/watches/" + percent_encode(watch) + "/" + percent_encode(verb),
                          [this, alive, id, done = std::move(done)](const PeerTransport::Reply& r) {
                            if (alive.expired()) return;
                            actions_.erase(*id);

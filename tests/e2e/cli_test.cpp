@@ -85,9 +85,16 @@ TEST(Cli, StatusOfANameShowsProbesBudgetAndEvents) {
   pid_t first = d.watch_pid("w");
   ASSERT_EQ(kill(first, SIGKILL), 0);
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("w") > 0 && d.watch_pid("w") != first; }));
-  auto r = d.cli({"status", "w", "--json"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  auto items = nlohmann::json::parse(r.out);
+  // The restart's bookkeeping (the budget's count) is written up after the
+  // new process runs (EventLoop::lag): wait for it, not for the pid alone.
+  CommandResult r;
+  nlohmann::json items;
+  ASSERT_TRUE(wait_for([&] {
+    r = d.cli({"status", "w", "--json"});
+    if (r.code != 0) return false;
+    items = nlohmann::json::parse(r.out, nullptr, false);
+    return items.is_array() && items.size() == 1 && items[0]["budget"]["used"] == 1;
+  })) << r.out << r.err;
   ASSERT_EQ(items.size(), 1u);
   const auto& w = items[0];
   EXPECT_EQ(field(w, "kind"), "watch");
