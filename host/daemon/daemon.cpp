@@ -238,7 +238,7 @@ bool Daemon::start(std::string& error) {
   };
   hooks.metrics = [this] { return metrics_ ? metrics_->prometheus() : std::string(); };
   hooks.streams = streams_.get();
-  api_ = std::make_unique<ApiServer>(loop_, *log_, std::move(hooks));
+  api_hooks_ = std::move(hooks);  // the ApiServer is made when an api is declared
 
   auto errors = reload("start");
   if (!errors.empty()) {
@@ -330,6 +330,9 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
     return res.errors;
   }
   runtime_ = std::move(candidate);  // the old state and its timers go here
+  // Made at the first api declared (a daemon without one carries none of
+  // it), then kept: a reload without api closes its listener.
+  if (api && !api_) api_ = std::make_unique<ApiServer>(loop_, *log_, api_hooks_);
   if (api_) api_->apply(std::move(api));
   supervisor_->set_policy(runtime_.get());
   runtime_->go_live();

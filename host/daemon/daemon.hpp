@@ -102,6 +102,7 @@ class Daemon {
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<EventStreams> streams_;  // GET /v1/events/stream, socket and API
   std::unique_ptr<ApiServer> api_;         // the remote API (api { } or --api-listen)
+  ApiHooks api_hooks_;                     // what api_ is made with
   std::unique_ptr<Waits> waits_;  // `vigil wait`: replies held until a state is reached
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
   // Vigil's own service manager (systemd, Type=notify), when it gave a
