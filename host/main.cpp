@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
                      "VIGIL_TIMEOUT)")
           ->type_name("SECONDS");
   const std::string state_dir = default_state_dir();
-  Node node;
+  PeerConfig node;
   std::string nodes_file;
   CLI::Option* node_opt =
       app.add_option("--node", node.url,

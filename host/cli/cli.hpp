@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "host/control/client.hpp"
+#include "host/remote/peer_link.hpp"
 
 namespace vigil::cli {
 
@@ -35,26 +36,22 @@ inline constexpr int kLsbDegraded = 1;  // LSB "dead and pid file exists": here 
 inline constexpr int kLsbStopped = 3;   // not running
 inline constexpr int kLsbUnknown = 4;   // status unknown: no such name, or no daemon
 
-// A remote node's remote API (vigil --node URL, or a peer of --nodes FILE).
-struct Node {
-  std::string name;  // the peer's name ("" for --node)
-  std::string url;   // https://nodeb:8443
-  std::string ca, cert, key, pin, token_file;
-};
-
 // The options every control command takes (before or after its name).
 struct Global {
   std::string socket;
   ControlCall call;
-  std::optional<Node> node;  // --node: requests go to its API instead of the socket
-  std::vector<Node> nodes;   // --nodes FILE: status across these
+  // --node URL (--ca, --cert, --key, --pin, --token-file): requests go to
+  // that node's remote API instead of the socket; a peer's settings, as
+  // the rules' peer declarations give them (host/remote).
+  std::optional<PeerConfig> node;
+  std::vector<PeerConfig> nodes;  // --nodes FILE: status across these
 };
 
 // --nodes FILE: the peers a Lua file declares (peer "name" { url = ... },
 // as in the rules); throws UsageError with the file's errors.
-std::vector<Node> load_nodes(const std::string& file, const std::string& stdlib_dir);
+std::vector<PeerConfig> load_nodes(const std::string& file, const std::string& stdlib_dir);
 // One request to a node's API; nullopt and code as request() does.
-std::optional<nlohmann::json> remote_request(const Global& g, const Node& node,
+std::optional<nlohmann::json> remote_request(const Global& g, const PeerConfig& node,
                                              const nlohmann::json& req, int& code,
                                              std::string* error = nullptr);
 // `vigil --nodes FILE status`: one table across the nodes.

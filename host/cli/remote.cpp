@@ -9,13 +9,14 @@
 #include "host/cli/cli.hpp"
 #include "host/control/routes.hpp"
 #include "host/net/http_client.hpp"
+#include "host/remote/http_transport.hpp"
 #include "lua/runtime.hpp"
 
 using nlohmann::json;
 
 namespace vigil::cli {
 
-std::vector<Node> load_nodes(const std::string& file, const std::string& stdlib_dir) {
+std::vector<PeerConfig> load_nodes(const std::string& file, const std::string& stdlib_dir) {
   RuntimeOptions ro;
   ro.stdlib_dir = stdlib_dir;
   RuleRuntime rt(ro, HostContext{});
@@ -25,23 +26,13 @@ std::vector<Node> load_nodes(const std::string& file, const std::string& stdlib_
     for (const auto& e : res.errors) all += "\n  " + e;
     throw UsageError("--nodes " + file + ":" + all);
   }
-  std::vector<Node> nodes;
-  for (const auto& p : rt.peers()) {
-    Node n;
-    n.name = p.value("name", "");
-    n.url = p.value("url", "");
-    n.ca = p.value("ca", "");
-    n.cert = p.value("cert", "");
-    n.key = p.value("key", "");
-    n.pin = p.value("pin", "");
-    n.token_file = p.value("token_file", "");
-    nodes.push_back(std::move(n));
-  }
+  std::vector<PeerConfig> nodes;
+  for (const auto& p : rt.peers()) nodes.push_back(PeerConfig::from_json(p));
   if (nodes.empty()) throw UsageError("--nodes " + file + ": declares no peer (peer \"name\" { url = ... })");
   return nodes;
 }
 
-std::optional<json> remote_request(const Global& g, const Node& node, const json& req, int& code,
+std::optional<json> remote_request(const Global& g, const PeerConfig& node, const json& req, int& code,
                                    std::string* error_out) {
   auto fail = [&](const std::string& e, int c) -> std::optional<json> {
     if (error_out) *error_out = e;
@@ -53,20 +44,13 @@ std::optional<json> remote_request(const Global& g, const Node& node, const json
   auto call = control_http_call(req, error);
   if (!call) return fail(error, kExitUsage);
   HttpClientRequest r;
+  if (!peer_request(node, r, error)) return fail(error, kExitUsage);
   r.method = call->method;
-  std::string base = node.url;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  r.url = base + call->target;
+  r.url += call->target;
   if (!call->body.empty() || r.method == "POST") {
     r.body = call->body.empty() ? "{}" : call->body;
     r.headers.push_back({"Content-Type", "application/json"});
   }
-  r.tls.ca_file = node.ca;
-  r.tls.cert_file = node.cert;
-  r.tls.key_file = node.key;
-  r.tls.pinned_key = node.pin;
-  if (!node.token_file.empty() && !r.load_bearer_token(node.token_file, error))
-    return fail(error, kExitUsage);
   if (r.bearer_token.empty())
     if (const char* t = getenv("VIGIL_TOKEN"); t && *t) r.bearer_token = t;
   // As on the socket: the node may be silent for --timeout (a held stop

@@ -56,19 +56,24 @@ class HttpPeerTransport : public PeerTransport {
 
 }  // namespace
 
+bool peer_request(const PeerConfig& c, HttpClientRequest& out, std::string& error) {
+  out.url = c.url;
+  while (!out.url.empty() && out.url.back() == '/') out.url.pop_back();
+  out.tls.ca_file = c.ca;
+  out.tls.cert_file = c.cert;
+  out.tls.key_file = c.key;
+  out.tls.pinned_key = c.pin;
+  // A pin alone (no CA): the key is the trust, not a chain.
+  out.tls.verify = !(c.ca.empty() && !c.pin.empty());
+  return c.token_file.empty() || out.load_bearer_token(c.token_file, error);
+}
+
 std::unique_ptr<PeerTransport> http_peer_transport(EventLoop& loop, const PeerConfig& c,
                                                    std::string& error) {
   HttpClientRequest proto;
-  proto.url = c.url;
+  if (!peer_request(c, proto, error)) return nullptr;
   proto.timeout = from_seconds(c.timeout);
   proto.connect_timeout = from_seconds(c.timeout);
-  proto.tls.ca_file = c.ca;
-  proto.tls.cert_file = c.cert;
-  proto.tls.key_file = c.key;
-  proto.tls.pinned_key = c.pin;
-  // A pin alone (no CA): the key is the trust, not a chain.
-  proto.tls.verify = !(c.ca.empty() && !c.pin.empty());
-  if (!c.token_file.empty() && !proto.load_bearer_token(c.token_file, error)) return nullptr;
   // A stream that has said nothing (not even a keep-alive) for as long as
   // it takes to call the peer down is dead: reconnect.
   Duration idle = from_seconds(c.every * c.fails);

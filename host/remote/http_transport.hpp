@@ -17,4 +17,10 @@ namespace vigil {
 std::unique_ptr<PeerTransport> http_peer_transport(EventLoop& loop, const PeerConfig& config,
                                                    std::string& error);
 
+// What every request to the peer carries: its URL (the base; append the
+// path), CA, client certificate, pin (a pin alone, without a CA, is the
+// trust itself) and bearer token. Shared by the links and the CLI's
+// --node/--nodes. False and `error` when the token file cannot be used.
+bool peer_request(const PeerConfig& config, HttpClientRequest& out, std::string& error);
+
 }  // namespace vigil

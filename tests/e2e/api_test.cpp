@@ -148,6 +148,18 @@ TEST_F(Api, ReadsAndActsWithTheRightCredentialsOnly) {
   r = run_command({VIGIL_BINARY, "--node", url_, "--ca", certs_.ca, "--cert",
                    certs_.other_client, "--key", certs_.other_client_key, "status"});
   EXPECT_EQ(r.code, 3) << r.out;
+  // The server's key pinned instead of a CA (as a peer's `pin`): trusted by the key alone.
+  auto pin = run_command({"/bin/sh", "-c",
+                          "openssl x509 -in " + certs_.server + " -pubkey -noout | openssl pkey "
+                          "-pubin -outform der | openssl dgst -sha256 -binary | base64"});
+  ASSERT_EQ(pin.code, 0) << pin.err;
+  std::string pinned = "sha256//" + pin.out.substr(0, pin.out.find('\n'));
+  r = run_command({VIGIL_BINARY, "--node", url_ + "/", "--pin", pinned, "--cert", certs_.client,
+                   "--key", certs_.client_key, "status"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run_command({VIGIL_BINARY, "--node", url_, "--pin", "sha256//" + std::string(43, 'A') + "=",
+                   "--cert", certs_.client, "--key", certs_.client_key, "status"});
+  EXPECT_EQ(r.code, 3) << r.out;
   // A server we do not trust (no --ca): refused by the client.
   r = run_command({VIGIL_BINARY, "--node", url_, "--token-file", reader_token_file_, "status"});
   EXPECT_EQ(r.code, 3) << r.out;
