@@ -28,11 +28,6 @@ std::string who(const Identity& id) {
   return "anonymous";
 }
 
-void send_error(HttpReply& reply, int status, const std::string& error,
-                const HttpHeaders& extra = {}) {
-  nlohmann::json body = {{"ok", false}, {"error", error}};
-  reply.send(status, "application/json", body.dump() + "\n", extra);
-}
 
 }  // namespace
 
@@ -108,9 +103,8 @@ void ApiServer::build_routes() {
       hooks_.streams->serve(req, std::move(reply));
     });
   r.add("GET", "/metrics", [this](HttpRequest&, HttpReply reply) {
-    if (!hooks_.metrics) return send_error(reply, 404, "metrics are off (vigil run --metrics)");
-    std::string text = hooks_.metrics();
-    if (text.empty()) return send_error(reply, 404, "metrics are off (vigil run --metrics)");
+    std::string text = hooks_.metrics ? hooks_.metrics() : std::string();
+    if (text.empty()) return reply.error(404, "metrics are off (vigil run --metrics)");
     reply.send(200, "text/plain; version=0.0.4", std::move(text));
   });
 }
@@ -252,7 +246,7 @@ void ApiServer::refuse(HttpRequest& request, HttpReply& reply, int status,
                        const std::string& reason, const std::string& whom) {
   HttpHeaders extra;
   if (status == 401) extra.push_back({"WWW-Authenticate", "Bearer realm=\"vigil\""});
-  send_error(reply, status, reason, extra);
+  reply.error(status, reason, extra);  // the listener's JSON error body
   refused(status, whom, request.method, request.path, reason);
 }
 

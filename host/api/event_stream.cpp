@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 
-#include "host/control/routes.hpp"
 
 namespace vigil {
 namespace {
@@ -15,7 +14,7 @@ bool parse_seq(const std::string& text, uint64_t& out) {
 }
 
 void bad_request(HttpReply& reply, const std::string& error) {
-  send_control_reply(reply, {{"ok", false}, {"http_status", 400}, {"error", error}});
+  reply.error(400, error);  // in the listener's error format (JSON on the socket and the API)
 }
 
 }  // namespace

@@ -211,10 +211,13 @@ bool Daemon::start(std::string& error) {
       });
   // status is the request made in loops (dashboards, scripts) and the
   // biggest reply: written as text, no JSON tree of every watch.
-  control_->answer_with_text("status", [this](const nlohmann::json&) {
+  auto status_for_clients = [this] {
     std::string text = status_text();
     trim_soon();
     return text;
+  };
+  control_->answer_with_text("status", [status_for_clients](const nlohmann::json&) {
+    return status_for_clients();
   });
   if (!control_->listen(options_.socket_path, error)) return false;
   streams_ = std::make_unique<EventStreams>(loop_, *log_);
@@ -225,11 +228,7 @@ bool Daemon::start(std::string& error) {
   hooks.handle = [this](const nlohmann::json& req, HttpReply reply) {
     handle(req, [reply](const nlohmann::json& r) mutable { send_control_reply(reply, r); });
   };
-  hooks.status_text = [this] {
-    std::string text = status_text();
-    trim_soon();
-    return text;
-  };
+  hooks.status_text = status_for_clients;
   hooks.authorize = [this](const nlohmann::json& id, const std::string& method,
                            const std::string& path) -> std::pair<bool, std::string> {
     if (!runtime_) return {false, "the rules are not loaded"};
