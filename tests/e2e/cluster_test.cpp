@@ -1,0 +1,187 @@
+// End-to-end: clustered groups with the adapters for cluster software that
+// decides by itself (command, keepalived), on the real daemon and real
+// processes. A fake cluster command records each call with its
+// environment and whether anything of the group still ran then.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+
+#include "tests/e2e/harness.hpp"
+
+using namespace vigil::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Two members; "slow" takes a second to stop after TERM and says so.
+std::string members(const std::string& dir, const std::string& marker) {
+  return "watch \"slow\" { start = { \"/bin/sh\", \"-c\", \"echo $$ > " + dir +
+         "/slow.pid; trap 'sleep 1; echo slow-stopped >> " + marker +
+         "; exit 0' TERM; while :; do sleep 0.1; done\" }, stop = { timeout = \"10s\" } }\n"
+         "watch \"front\" { start = { \"sleep\", \"100000\" } }\n";
+}
+
+// The fake cluster command: one line per call, with the environment, and
+// "alive" if a member still ran when it was called.
+std::string fake_cluster(const std::string& dir, const std::string& marker) {
+  return "kill -0 $(cat " + dir + "/slow.pid) 2>/dev/null && echo alive >> " + marker +
+         "; echo \\\"call group=$VIGIL_GROUP node=$VIGIL_NODE owner=$VIGIL_OWNER to=$VIGIL_TO_NODE "
+         "reason=$VIGIL_REASON\\\" >> " +
+         marker;
+}
+
+std::string group_state(const Daemon& d, const std::string& name) {
+  auto r = d.cli({"status", name, "--json"});
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (!j.is_array() || j.empty()) return "";
+  return j[0].value("state", "");
+}
+
+}  // namespace
+
+TEST(Cluster, CommandAdapterFailsOverOnceAfterTheStopWithTheDocumentedEnvironment) {
+  Daemon d;
+  std::string dir = d.dir(), marker = dir + "/calls";
+  d.write_rule("a.lua", members(dir, marker) +
+                            "cluster { adapter = \"command\", node = \"nodea\", failover = \"" +
+                            fake_cluster(dir, marker) +
+                            "\" }\n"
+                            "group \"orders\" { restart = { limit = 0 }, \"slow\", \"front\", "
+                            "clustered = true, on_exhausted = \"failover\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  // The command adapter: this node holds the group from the start.
+  ASSERT_TRUE(d.wait_event("VGL0263", "orders", 1, 15s)) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_pid("slow") && d.watch_pid("front") && std::filesystem::exists(dir + "/slow.pid");
+  }, 15s)) << d.output();
+  EXPECT_NE(d.cli({"status", "orders"}).out.find("active, held by nodea"), std::string::npos)
+      << d.cli({"status", "orders"}).out;
+
+  ASSERT_EQ(kill(d.watch_pid("front"), SIGKILL), 0);  // no budget: the group gives up
+  ASSERT_TRUE(d.wait_event("VGL0153", "orders", 1, 30s)) << d.output();
+  // Once, after the stop finished (slow said it stopped before the call,
+  // and nothing of it was alive then), with the documented environment.
+  EXPECT_EQ(read_file(marker),
+            "slow-stopped\ncall group=orders node=nodea owner=orders to= reason=restart budget "
+            "exhausted: front killed by KILL\n")
+      << d.output();
+  EXPECT_EQ(d.count_events("VGL0152", "orders"), 1);
+  EXPECT_EQ(d.count_events("VGL0153", "orders"), 1);
+  EXPECT_EQ(group_state(d, "orders"), "exhausted");
+
+  // By hand: `vigil failover GROUP --to NODE` runs it once more, with the node.
+  auto r = d.cli({"failover", "orders", "--to", "nodeb"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  ASSERT_TRUE(d.wait_event("VGL0153", "orders", 2, 30s)) << d.output();
+  EXPECT_NE(read_file(marker).find("call group=orders node=nodea owner=orders to=nodeb reason=operator "
+                                   "failover to nodeb\n"),
+            std::string::npos)
+      << read_file(marker);
+  EXPECT_EQ(d.count_events("VGL0152", "orders"), 2);
+
+  // vigil cluster: the adapter, this node and what it holds.
+  auto c = d.cli({"cluster"});
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("adapter command, this node nodea"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("orders"), std::string::npos) << c.out;
+}
+
+TEST(Cluster, TheOldFailoverBlockIsTheCommandAdapterForAGroupThatIsNotClustered) {
+  Daemon d;
+  std::string dir = d.dir(), marker = dir + "/calls";
+  d.write_rule("a.lua", members(dir, marker) + "cluster { failover = \"" + fake_cluster(dir, marker) +
+                            "\" }\n"
+                            "group \"svc\" { restart = { limit = 0 }, \"slow\", \"front\", "
+                            "on_exhausted = \"failover\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_pid("slow") && d.watch_pid("front") && std::filesystem::exists(dir + "/slow.pid");
+  }, 15s)) << d.output();
+  ASSERT_EQ(kill(d.watch_pid("front"), SIGKILL), 0);
+  ASSERT_TRUE(d.wait_event("VGL0153", "svc", 1, 30s)) << d.output();
+  std::string calls = read_file(marker);
+  EXPECT_EQ(calls.rfind("slow-stopped\ncall group=svc ", 0), 0u) << calls;
+  EXPECT_EQ(d.count_events("VGL0263"), 0) << "an unclustered group is not held or taken over";
+}
+
+TEST(Cluster, KeepalivedTrackFileFollowsTheGroup) {
+  Daemon d;
+  std::string dir = d.dir();
+  std::string track = dir + "/web.track";
+  d.write_rule("a.lua",
+               "watch \"web\" { start = { \"sleep\", \"100000\" } }\n"
+               "cluster { adapter = \"keepalived\", node = \"nodea\", track_file = \"" +
+                   dir +
+                   "/%g.track\" }\n"
+                   "group \"site\" { restart = { limit = 1, within = \"10m\" }, \"web\", "
+                   "clustered = true, on_exhausted = \"failover\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  std::string path = dir + "/site.track";
+  ASSERT_TRUE(wait_for([&] { return read_file(path) == "0\n" && d.watch_pid("web"); }, 15s))
+      << read_file(path) << d.output();
+  pid_t first = d.watch_pid("web");
+  ASSERT_EQ(kill(first, SIGKILL), 0);  // one restart left: still ok
+  ASSERT_TRUE(wait_for([&] {
+    pid_t now = d.watch_pid("web");
+    return now && now != first && d.watch_state("web") == "running";
+  }, 15s)) << d.output();
+  EXPECT_EQ(read_file(path), "0\n");
+  ASSERT_EQ(kill(d.watch_pid("web"), SIGKILL), 0);  // the budget is used up: gave up
+  ASSERT_TRUE(wait_for([&] { return read_file(path) == "1\n"; }, 15s)) << read_file(path) << d.output();
+  EXPECT_TRUE(d.wait_event("VGL0153", "site", 1, 15s)) << d.output();
+  // An operator brings it back: healthy again.
+  auto r = d.cli({"start", "site"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(wait_for([&] { return read_file(path) == "0\n"; }, 15s)) << read_file(path);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << "written whole, then renamed";
+}
+
+TEST(Cluster, CheckErrorsNameTheLine) {
+  auto r = check_rule("cluster { adapter = \"etcdd\", endpoints = { \"http://127.0.0.1:2379\" } }\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("rule.lua:1: cluster: unknown adapter 'etcdd' (did you mean 'etcd'?)"),
+            std::string::npos)
+      << r.err;
+
+  r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"10.0.0.1:2379\" } }\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("rule.lua:1: cluster.endpoints[1]: '10.0.0.1:2379' is not an etcd client URL"),
+            std::string::npos)
+      << r.err;
+  r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://10.0.0.1:99999\" } }\n");
+  EXPECT_NE(r.err.find("port 99999 is out of range"), std::string::npos) << r.err;
+
+  r = check_rule("watch \"a\" { start = { \"sleep\", \"1000\" } }\n"
+                 "group \"g\" { \"a\", clustered = true }\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("rule.lua:2: group 'g': clustered = true needs a cluster { adapter = ... } block"),
+            std::string::npos)
+      << r.err;
+
+  r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://127.0.0.1:2379\" } }\n"
+                 "watch \"a\" { start = { \"sleep\", \"1000\" } }\n"
+                 "group \"g\" { \"a\", on_exhausted = \"failover\" }\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("rule.lua:3: group 'g': 'failover' hands a group over through the etcd "
+                       "adapter: only a clustered group can be"),
+            std::string::npos)
+      << r.err;
+
+  r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://127.0.0.1:2379\" }, ttl = "
+                 "\"4s\", self_fence_after = \"3.5s\" }\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("rule.lua:1: cluster: self_fence_after (3.5s) + the bounded stop"),
+            std::string::npos)
+      << r.err;
+
+  r = check_rule("cluster { adapter = \"command\", track_file = \"/run/x\" }\n");
+  EXPECT_NE(r.err.find("'track_file' is for the keepalived adapter"), std::string::npos) << r.err;
+
+  // And a sound one passes.
+  r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://10.1.0.1:2379\", "
+                 "\"https://[fd00::1]:2379\" }, node = \"nodea\", ttl = \"4s\" }\n"
+                 "watch \"a\" { start = { \"sleep\", \"1000\" } }\n"
+                 "group \"g\" { \"a\", clustered = true, on_exhausted = \"failover\" }\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
