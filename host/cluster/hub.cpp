@@ -98,20 +98,16 @@ void ClusterHub::configure(const std::optional<ClusterConfig>& config) {
   }
   std::string error;
   auto made = factory_(*config, ClusterEnv{loop_, log_, sup_}, callbacks(), error);
-  if (!made) {
-    log_.emit(Msg::ClusterAdapterFailed, "", {{"adapter", config->adapter}, {"error", error}});
-    return;
-  }
+  // Kept either way: the node's name and the adapter's kind are still
+  // what status shows and what an operator's start and stop mean.
   config_ = *config;
   adapter_ = std::move(made);
+  if (!adapter_)
+    log_.emit(Msg::ClusterAdapterFailed, "", {{"adapter", config->adapter}, {"error", error}});
 }
 
-void ClusterHub::set_groups() {
-  if (!adapter_) return;
-  std::vector<std::string> clustered;
-  for (const auto& [name, g] : sup_.groups())
-    if (g.decl.clustered) clustered.push_back(name);
-  adapter_->set_groups(clustered);
+void ClusterHub::set_groups(const std::vector<std::string>& clustered) {
+  if (adapter_) adapter_->set_groups(clustered);
 }
 
 ClusterCallbacks ClusterHub::callbacks() {

@@ -64,8 +64,9 @@ class ClusterHub {
   // and keepalived adapters (they hold nothing), the others keep theirs
   // until vigil restarts (VGL0271): remaking an election would resign.
   void configure(const std::optional<ClusterConfig>& config);
-  // The clustered groups as the supervisor has them now (after apply).
-  void set_groups();
+  // The clustered groups of the rules just loaded: before the supervisor
+  // applies them, so that it can ask holds() of each.
+  void set_groups(const std::vector<std::string>& clustered);
 
   ClusterAdapter* adapter() { return adapter_.get(); }
   const ClusterAdapter* adapter() const { return adapter_.get(); }

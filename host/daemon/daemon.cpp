@@ -200,6 +200,9 @@ bool Daemon::start(std::string& error) {
         return http_peer_transport(loop_, c, error);
       });
   waits_ = std::make_unique<Waits>(loop_, *supervisor_);
+  supervisor_->set_hold_check([this](const std::string& group) {
+    return cluster_ && cluster_->adapter() && cluster_->adapter()->holds(group);
+  });
   supervisor_->set_change_listener([this] {
     waits_->poke();
     if (cluster_) cluster_->poke();  // the keepalived adapter's track file
@@ -356,8 +359,14 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
     cluster_ = std::make_unique<ClusterHub>(loop_, *log_, *supervisor_);
   if (cluster_) cluster_->configure(runtime_->cluster_config());
   runtime_->set_cluster_hub(cluster_.get());
-  supervisor_->apply(std::move(decls), runtime_->take_groups());
-  if (cluster_) cluster_->set_groups();
+  std::vector<GroupDecl> groups = runtime_->take_groups();
+  if (cluster_) {
+    std::vector<std::string> clustered;
+    for (const auto& g : groups)
+      if (g.clustered) clustered.push_back(g.name);
+    cluster_->set_groups(clustered);
+  }
+  supervisor_->apply(std::move(decls), std::move(groups));
   decls = {};
   replay_overrides();
   supervisor_->forget_orders();

@@ -65,6 +65,10 @@ void Supervisor::apply_groups(std::vector<GroupDecl> decls) {
       g.since = wall_seconds();
     }
     g.decl = std::move(d);
+    if (!g.decl.clustered)
+      g.held = false;
+    else if (!g.held && holds_ && holds_(g.decl.name))
+      g.held = true;
     next.emplace(g.decl.name, std::move(g));
   }
   for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);

@@ -489,6 +489,12 @@ class Supervisor {
   // changed (from the supervisor's own call stack: the callee posts what
   // it does). `vigil wait` is woken by it.
   void set_change_listener(std::function<void()> fn) { on_change_ = std::move(fn); }
+  // Whether this node holds a clustered group (the cluster adapter's
+  // word), asked when apply() finds one not held yet: a group the adapter
+  // holds already (the command and keepalived adapters, always) keeps
+  // what a previous vigil left running instead of stopping it as a
+  // leftover.
+  void set_hold_check(std::function<bool(const std::string&)> fn) { holds_ = std::move(fn); }
 
   // Order (order.cpp). A coordinated restart: the watches `names` are
   // stopped (dependents first), then started again in dependency order,
@@ -818,6 +824,7 @@ class Supervisor {
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
   std::function<void()> on_change_;
+  std::function<bool(const std::string&)> holds_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

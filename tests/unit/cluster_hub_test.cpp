@@ -110,8 +110,8 @@ struct ClusterHubTest : ::testing::Test {
     g.clustered = true;
     std::vector<std::string> app = {"sleep", "100000"};
     if (deaf) app = {"/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"};
+    hub.set_groups({"orders"});
     sup.apply({decl("db", {"sleep", "100000"}), decl("app", app, {"db"})}, {g});
-    hub.set_groups();
   }
   Group& group() { return *sup.find_group("orders"); }
   bool running(const std::string& name) {
