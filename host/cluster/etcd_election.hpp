@@ -88,6 +88,7 @@ class EtcdCluster : public ClusterAdapter {
   bool reachable() const { return reachable_; }
   int64_t lease_id() const { return lease_; }
   const FenceBudget& fence_budget() const { return budget_; }
+  uint64_t keepalives() const { return keepalives_; }
 
  private:
   enum class GroupState {
@@ -95,20 +96,20 @@ class EtcdCluster : public ClusterAdapter {
     Campaigning,  // a campaign call in flight
     Confirming,   // won: checking the target and writing the status (fenced)
     Held,         // takeover called
-    Stopping,     // lost/fence called, waiting for stopped()
-    Resigning,    // stopped after a lost: resigning
+    Stopping,     // lost/fence called (or a failover resigning), waiting for stopped()
   };
   struct Group {
     std::string name;
     GroupState state = GroupState::Idle;
-    bool wanted = true;  // still in the rules
-    bool fenced = false;  // the current Stopping is a fence
-    EtcdLeader leader;   // while Confirming/Held/Stopping: ours
+    bool wanted = true;   // still in the rules
+    bool fenced = false;  // the current Stopping is a fence (nothing to resign after)
+    EtcdLeader leader;    // while Confirming/Held/Stopping: ours
+    MonoTime held_since{};
     EtcdClient::CallId call = 0;
     std::string holder;  // from the last poll
     std::map<std::string, double> failed_on;
     std::string target;  // a fresh move by hand to this node ("" none)
-    std::string role_note;  // avoiding | down (why Idle)
+    std::string note;    // why Idle: avoiding | down | moving to NODE
     bool down_reported = false;
   };
 
@@ -120,35 +121,43 @@ class EtcdCluster : public ClusterAdapter {
   void lease_failed(const EtcdResult& r);
   void send_keepalive();
   void arm_watchdog();
-  void watchdog_fired();
-  void lease_lost(const std::string& why);
+  // The lease cannot be counted on: fence what is held, withdraw the
+  // campaigns; a new lease once every fenced group has stopped.
+  void lease_lost(const std::string& why, bool unrenewed);
   void maybe_new_lease();
   void poll();
-  void polled(const std::vector<EtcdKv>& kvs);
+  void polled(const std::vector<EtcdKv>& kvs, MonoTime sent);
   void evaluate(Group& g);
   void campaign(Group& g);
-  void campaigned(const std::string& group, const EtcdResult& r, const EtcdLeader& leader);
   void confirm(Group& g);
   void lose(Group& g, const std::string& reason, bool fence);
   bool lease_fresh() const;
   bool eligible(const Group& g, const std::string& node) const;
-  void set_reachable(bool reachable, const std::string& why);
+  void set_reachable(bool reachable, const std::string& why, double retry);
   void event(Msg msg, const std::string& group, nlohmann::json fields);
+  void tell(const std::string& what, const std::string& group, const nlohmann::json& detail);
   Group* find(const std::string& group);
   const Group* find(const std::string& group) const;
+  // Timers cancelled with this object.
+  void later(Duration d, std::function<void()> fn);
+  TimerId at(MonoTime when, std::function<void()> fn);
+  void cancel_timer(TimerId& t);
 
   EventLoop& loop_;
   ClusterConfig config_;
   ClusterCallbacks callbacks_;
   EventLog* log_;
   FenceBudget budget_;
-  EtcdClient client_;
+  std::set<TimerId> timers_;
   std::map<std::string, Group> groups_;
 
-  int64_t lease_ = 0;           // 0: none
+  int64_t lease_ = 0;  // 0: none
   int64_t granted_ttl_ = 0;
-  MonoTime last_renew_sent_{};  // when the last successful keepalive (or the grant) was sent
+  MonoTime last_renew_sent_{};    // when the last successful keepalive (or the grant) was sent
   bool lease_abandoned_ = false;  // fenced: waiting for stopped() before a new lease
+  int64_t old_lease_ = 0;         // revoked once nothing fenced runs
+  bool polled_ = false;           // the poll since the lease was granted came back
+  uint64_t keepalives_ = 0;
   EtcdClient::CallId lease_call_ = 0;
   EtcdClient::CallId keepalive_call_ = 0;
   EtcdClient::CallId poll_call_ = 0;
@@ -160,7 +169,10 @@ class EtcdCluster : public ClusterAdapter {
   bool paused_ = false;
   bool reachable_ = false;
   bool unreachable_reported_ = false;
-  std::set<std::string> live_nodes_;  // PREFIX/nodes/* at the last poll
+  std::set<std::string> live_nodes_;                  // PREFIX/nodes/* at the last poll
+  std::map<std::string, std::string> all_holders_;    // every election under PREFIX: group -> node
+  // Last: its calls' callbacks use the members above; destroyed first.
+  EtcdClient client_;
 };
 
 }  // namespace vigil
