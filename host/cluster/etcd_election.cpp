@@ -358,11 +358,14 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
       }
     }
   }
-  live_nodes_ = live;
-  if (lease_ && !live.contains(config_.node)) {
+  // Our own key may be on its way (put at the grant) or gone (deleted by
+  // hand): put again; we are live while our lease is.
+  if (lease_ && !live.contains(config_.node) && polled_) {
     nlohmann::json me = {{"node", config_.node}, {"since", wall_seconds()}};
     client_.put(nodes + config_.node, me.dump(), lease_, [](const EtcdResult&) {});
   }
+  if (lease_) live.insert(config_.node);
+  live_nodes_ = live;
   all_holders_.clear();
   for (const auto& [group, kv] : leaders) all_holders_[group] = kv.value;
   const double now = wall_seconds();
@@ -664,7 +667,9 @@ void EtcdCluster::failover(const std::string& group, const std::string& reason, 
             g->state = GroupState::Idle;
             g->leader = {};
             g->fenced = false;
+            g->holder.clear();  // until the next poll names the new one
           }
+          all_holders_.erase(group);
           event(Msg::GroupResigned, group,
                 {{"reason", to_node.empty() ? reason : reason + " (to " + to_node + ")"}, {"to", to_node}});
           done(r.ok ? "" : "etcd: resign: " + r.error);
