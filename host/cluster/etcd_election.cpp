@@ -296,7 +296,8 @@ void EtcdCluster::maybe_new_lease() {
     if (g.state == GroupState::Stopping) return;
   // Nothing of a fenced group is left: the old lease may go now (it
   // cannot let another node start a group that still runs here).
-  if (old_lease_) client_.lease_revoke(old_lease_, [](const EtcdResult&) {});
+  // (Paused: this node's requests do not reach etcd, the lease expires.)
+  if (old_lease_ && !paused_) client_.lease_revoke(old_lease_, [](const EtcdResult&) {});
   old_lease_ = 0;
   lease_abandoned_ = false;
   start_lease();
@@ -366,6 +367,7 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
   }
   if (lease_) live.insert(config_.node);
   live_nodes_ = live;
+  polled_ = true;  // the groups below may campaign now
   all_holders_.clear();
   for (const auto& [group, kv] : leaders) all_holders_[group] = kv.value;
   const double now = wall_seconds();
@@ -401,7 +403,6 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
         break;
     }
   }
-  polled_ = true;
 }
 
 // ---- a group ---------------------------------------------------------------
