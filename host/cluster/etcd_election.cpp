@@ -646,17 +646,30 @@ void EtcdCluster::failover(const std::string& group, const std::string& reason, 
       [this, group, reason, to_node, now, leader, done](const EtcdResult& r, bool ok) {
         Group* g = find(group);
         if (!g) return done("group '" + group + "' left the rules");
-        if (!r.ok) {
-          g->state = GroupState::Held;  // still ours: the lease holds it
-          g->fenced = false;
-          event(Msg::ClusterWriteFailed, group, {{"key", data_key(group, to_node.empty() ? "failed_on" : "target")},
-                                                 {"error", r.error}});
-          return done("etcd: " + r.error);
-        }
-        if (!ok) {
-          g->state = GroupState::Idle;
-          g->leader = {};
-          return done("'" + group + "' was no longer held here (its election key is gone)");
+        if (!r.ok || !ok || !lease_fresh()) {
+          if (r.ok && ok) {
+            // Written, but the lease went meanwhile: resigning is moot.
+          } else if (!r.ok) {
+            event(Msg::ClusterWriteFailed, group,
+                  {{"key", data_key(group, to_node.empty() ? "failed_on/" + config_.node : "target")},
+                   {"error", r.error}});
+          }
+          if (r.ok && !ok) {
+            g->state = GroupState::Idle;
+            g->leader = {};
+            done("'" + group + "' was no longer held here (its election key is gone)");
+          } else if (lease_fresh()) {
+            g->state = GroupState::Held;  // still ours: the lease holds it; the caller may try again
+            g->fenced = false;
+            done("etcd: " + r.error);
+          } else {
+            g->state = GroupState::Idle;  // the lease is given up: it expires, someone else wins
+            g->leader = {};
+            g->fenced = false;
+            done(r.ok ? "" : "etcd: " + r.error);
+          }
+          maybe_new_lease();
+          return;
         }
         if (to_node.empty())
           g->failed_on[config_.node] = now;
