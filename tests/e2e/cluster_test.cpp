@@ -175,7 +175,7 @@ TEST(Cluster, CheckErrorsNameTheLine) {
   r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://127.0.0.1:2379\" }, ttl = "
                  "\"4s\", self_fence_after = \"3.5s\" }\n");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("rule.lua:1: cluster: self_fence_after (3.5s) + the bounded stop"),
+  EXPECT_NE(r.err.find("rule.lua:1: cluster: self_fence_after 3.5s + a bounded stop"),
             std::string::npos)
       << r.err;
 
