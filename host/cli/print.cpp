@@ -60,8 +60,11 @@ std::string holding_text(const json& c) {
   std::string role = text_of(field(c, "role"));
   std::string holder = field(c, "holder").is_string() ? field(c, "holder").get<std::string>() : "";
   std::string out = role + (holder.empty() ? ", no holder" : ", held by " + holder);
-  if (field(c, "lease_left").is_number())
-    out += ", lease " + fmt_seconds(field(c, "lease_left").get<double>()) + "s left";
+  if (field(c, "lease_left").is_number()) {
+    char buf[48];
+    snprintf(buf, sizeof buf, ", lease %.1fs left", field(c, "lease_left").get<double>());
+    out += buf;
+  }
   return out;
 }
 

@@ -160,6 +160,10 @@ ClusterCallbacks ClusterHub::callbacks() {
   cb.notify = [this, alive](const std::string& what, const std::string& group,
                             const nlohmann::json& detail) {
     if (alive.expired()) return;
+    // An adapter that logs its own events (etcd) names them: rules hear
+    // those (vigil.cluster.on), no second event.
+    for (const auto& d : message_catalog())
+      if (what == d.name) return;
     nlohmann::json f = {{"what", what}, {"node", config_.node}};
     if (detail.is_object() && !detail.empty()) f["detail"] = detail;
     log_.emit(Msg::ClusterNotice, group, std::move(f));
@@ -190,7 +194,19 @@ std::string ClusterHub::failover(const std::string& owner, const std::string& re
       sup_, log_, owner, reason, config_.node,
       [this, alive, owner, reason, to_node](std::function<void(const std::string&)> done) {
         if (alive.expired() || !adapter_) return done("the cluster adapter is gone");
-        adapter_->failover(owner, reason, to_node, std::move(done));
+        adapter_->failover(owner, reason, to_node,
+                           [this, alive, owner, done](const std::string& err) {
+                             // Handed over (an election resigned): this node
+                             // does not hold it any more, it is standby here.
+                             if (err.empty() && !alive.expired() && adapter_ &&
+                                 !adapter_->holds(owner))
+                               if (Group* g = sup_.find_group(owner); g && g->held) {
+                                 g->held = false;
+                                 g->since = wall_seconds();
+                                 poke();
+                               }
+                             done(err);
+                           });
       },
       "handed over by the " + config_.adapter + " adapter");
   return "";

@@ -256,7 +256,7 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: fenced ({reason}): TERM to every member, KILL after {kill_after}s"},
     {Msg::ClusterReleased, "VGL0266", S::Notice, "cluster_released",
      "{watch}: nothing of the group runs here any more ({how}, {seconds}s)"},
-    {Msg::ClusterNotice, "VGL0267", S::Warning, "cluster_notice", "{watch}: cluster: {what}"},
+    {Msg::ClusterNotice, "VGL0267", S::Warning, "cluster_notice", "cluster: {what}"},
     {Msg::ClusterAdapterFailed, "VGL0268", S::Error, "cluster_adapter_failed",
      "cluster adapter '{adapter}': {error}"},
     {Msg::ClusterOperatorStart, "VGL0269", S::Warning, "cluster_operator_start",

@@ -19,7 +19,8 @@
 --   vigil.cluster.holder(group) -> node | nil
 --   vigil.cluster.nodes()       -> { { node = ..., holds = { ... } }, ... }
 --   vigil.cluster.info(group)   -> { role, holder, lease_left, failed_on } | nil
---   vigil.cluster.on("takeover" | "lost" | "fenced" | "released" | "notice", fn)
+--   vigil.cluster.on("takeover" | "lost" | "fenced" | "released" | "notice" |
+--                    "holder_changed" | "no_eligible_node" | ..., fn)
 --   vigil.cluster.failover(group, reason [, to_node]) -> true | nil, err
 local schema = require "vigil.schema"
 local errors = require "vigil.errors"
@@ -230,6 +231,10 @@ function M.adapter() return host.adapter() end
 local kinds = {
   takeover = "cluster_takeover", lost = "cluster_lost", fenced = "cluster_fenced",
   released = "cluster_released", notice = "cluster_notice",
+  -- The etcd adapter's own news (VGL0250-VGL0260).
+  unreachable = "cluster_unreachable", reachable = "cluster_reachable",
+  holder_changed = "holder_changed", no_eligible_node = "no_eligible_node",
+  avoided = "group_avoided", resigned = "group_resigned", lease_lost = "lease_lost",
 }
 local handlers = {}  -- event name -> list of { fn, where }
 
@@ -237,7 +242,7 @@ function M.on(kind, fn)
   local where = runtime.where(1)
   local ev = kinds[kind]
   if not ev then
-    return errors.add(string.format("%s: vigil.cluster.on: unknown kind '%s'%s (takeover, lost, fenced, released, notice)",
+    return errors.add(string.format("%s: vigil.cluster.on: unknown kind '%s'%s (takeover, lost, fenced, released, notice, unreachable, reachable, holder_changed, no_eligible_node, avoided, resigned, lease_lost)",
       where, tostring(kind), type(kind) == "string" and schema.suggest(kind, kinds) or ""))
   end
   if type(fn) ~= "function" then return errors.add(where .. ": vigil.cluster.on: handler must be a function") end
