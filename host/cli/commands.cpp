@@ -149,7 +149,9 @@ int cmd_status(Global& g, const StatusArgs& a) {
   }
   json req = {{"cmd", "inspect"}, {"names", a.names}, {"events", a.state ? 0 : a.events}};
   auto reply = request(g, req, code);
-  if (!reply) return a.check ? kLsbUnknown : code;
+  // --state: 3 for a daemon that cannot be reached or is silent alike (4
+  // is an unknown name there).
+  if (!reply) return a.check ? kLsbUnknown : a.state ? kExitNoDaemon : code;
   if (a.state) return print_states(a.names, *reply);
   if (!reply->value("ok", false)) {
     std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";

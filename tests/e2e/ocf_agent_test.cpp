@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "tests/e2e/harness.hpp"
 
@@ -171,6 +172,43 @@ TEST(OcfAgent, StopKillsWhatOutlivesHalfTheOperationTimeout) {
   EXPECT_FALSE(process_alive(db));
   EXPECT_EQ(state(d), "stopped");
   EXPECT_LT(took, 8.0) << "within the operation's timeout";
+}
+
+// No daemon answers at stop. One that quit removed its socket and stopped
+// the group: done. One that died left its socket and maybe the group's
+// processes: the agent waits for its successor (which re-adopts them) and
+// stops through it, or fails, never claiming what it cannot see.
+TEST(OcfAgent, StopWithoutADaemonSucceedsOnlyWhenNothingCanBeLeft) {
+  Daemon d;
+  d.write_rule("shop.lua", shop_rules(false, "5s"));
+  ASSERT_TRUE(d.start());
+  Agent a{d};
+  ASSERT_EQ(a.run("start").code, kOcfSuccess) << d.output();
+  pid_t api = d.watch_pid("api"), db = d.watch_pid("db");
+  d.kill9();
+  EXPECT_EQ(a.run("monitor", 10000).code, kOcfNotRunning);
+  a.timeout_ms = 4000;  // 2 s of work: 1 s waiting for a daemon
+  auto sp = a.run("stop");
+  EXPECT_EQ(sp.code, kOcfErrGeneric);
+  EXPECT_NE(sp.err.find("cannot tell that nothing of the group is left"), std::string::npos) << sp.err;
+  EXPECT_TRUE(process_alive(api));
+  // The successor comes while the stop waits.
+  a.timeout_ms = 30000;
+  CommandResult late;
+  std::thread stop([&] { late = a.run("stop"); });
+  ASSERT_TRUE(d.start());
+  stop.join();
+  EXPECT_EQ(late.code, kOcfSuccess) << late.err << d.output();
+  EXPECT_FALSE(process_alive(api));
+  EXPECT_FALSE(process_alive(db));
+  EXPECT_EQ(state(d), "stopped");
+  // A daemon that quit: no socket, nothing of the group runs.
+  ASSERT_EQ(a.run("start").code, kOcfSuccess);
+  api = d.watch_pid("api");
+  d.stop();
+  EXPECT_FALSE(process_alive(api));
+  sp = a.run("stop");
+  EXPECT_EQ(sp.code, kOcfSuccess) << sp.err;
 }
 
 TEST(OcfAgent, ValidateAllChecksTheRulesAndTheBinary) {
