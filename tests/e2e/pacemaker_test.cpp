@@ -327,7 +327,7 @@ class Pacemaker : public ::testing::Test {
     if (!net_->ok()) GTEST_SKIP() << "no network namespaces: " << net_->error();
     for (auto& d : daemons_) {
       d = std::make_unique<Daemon>();
-      d->write_rule("shop.lua", kRules);
+      d->write_rule("shop.lua", rules_);
     }
     cluster_ = std::make_unique<PacemakerCluster>(daemons_[0]->dir());
     std::string err;
@@ -358,6 +358,26 @@ class Pacemaker : public ::testing::Test {
 
   Daemon& vigil(const std::string& node) { return *daemons_[node == "nodea" ? 0 : 1]; }
 
+  // Creates the resource and waits until it runs and its group is ready;
+  // returns the node.
+  std::string place() {
+    std::string xml = daemons_[0]->dir() + "/shop.xml";
+    write_file(xml, resource_xml(VIGIL_BINARY));
+    auto created = cluster_->run(0, {"cibadmin", "--create", "-o", "resources", "--xml-file", xml});
+    EXPECT_EQ(created.code, 0) << created.err;
+    std::string at;
+    bool placed = wait_for(
+        [&] {
+          at = cluster_->location();
+          return !at.empty() && group_state(vigil(at)) == "ready";
+        },
+        60s);
+    EXPECT_TRUE(placed) << cluster_->run(0, {"crm_mon", "-1"}).out << cluster_->log(0);
+    return placed ? at : "";
+  }
+
+  std::string rules_ = kRules;
+
   std::unique_ptr<NetPair> net_;
   std::unique_ptr<Daemon> daemons_[2];
   std::unique_ptr<PacemakerCluster> cluster_;
@@ -366,18 +386,8 @@ class Pacemaker : public ::testing::Test {
 }  // namespace
 
 TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
-  std::string xml = daemons_[0]->dir() + "/shop.xml";
-  write_file(xml, resource_xml(VIGIL_BINARY));
-  auto created = cluster_->run(0, {"cibadmin", "--create", "-o", "resources", "--xml-file", xml});
-  ASSERT_EQ(created.code, 0) << created.err;
-  std::string first;
-  ASSERT_TRUE(wait_for(
-      [&] {
-        first = cluster_->location();
-        return !first.empty() && group_state(vigil(first)) == "ready";
-      },
-      60s))
-      << cluster_->run(0, {"crm_mon", "-1"}).out << cluster_->log(0);
+  std::string first = place();
+  ASSERT_FALSE(first.empty());
   std::string other = first == "nodea" ? "nodeb" : "nodea";
   Daemon& a = vigil(first);
   Daemon& b = vigil(other);
@@ -465,4 +475,78 @@ TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
          std::max(0.0, event_time(last_stop) - b_first_start));
   RecordProperty("kill_to_ready_s", std::to_string(kill_to_ready));
   RecordProperty("exhausted_to_start_s", std::to_string(given_up_to_started));
+}
+
+// A member that ignores TERM: the rules' stop.timeout (2 s) ends in KILL.
+class PacemakerStubborn : public Pacemaker {
+ protected:
+  PacemakerStubborn() {
+    std::string r = kRules;
+    std::string from = "\"exec sleep 3002\" }, autostart = false, settle = \"0s\",\n              stop = { timeout = \"5s\" }";
+    std::string to = "\"trap '' TERM; exec sleep 3002\" }, autostart = false, settle = \"0s\",\n              stop = { timeout = \"2s\" }";
+    auto at = r.find(from);
+    if (at != std::string::npos) r.replace(at, from.size(), to);
+    rules_ = r;
+  }
+};
+
+// An operator's move (crm_resource --move with a lifetime, then --clear;
+// vigil.cluster_pacemaker.move_argv): Pacemaker's stop on the first node
+// returns only once the member that ignores TERM was KILLed, and the start
+// on the other node begins after it. validate-all through Pacemaker's
+// tooling: OCF_ERR_CONFIGURED for a broken rule file.
+TEST_F(PacemakerStubborn, AMoveWaitsForTheStopThatNeedsAKill) {
+  ASSERT_NE(rules_.find("trap '' TERM"), std::string::npos);
+  std::string first = place();
+  ASSERT_FALSE(first.empty());
+  std::string other = first == "nodea" ? "nodeb" : "nodea";
+  int fi = first == "nodea" ? 0 : 1;
+  Daemon& a = vigil(first);
+  Daemon& b = vigil(other);
+  pid_t api = a.watch_pid("api"), db = a.watch_pid("db");
+  ASSERT_GT(api, 0);
+  auto mv = cluster_->run(fi, {"crm_resource", "--move", "-r", "shop", "-N", other, "--lifetime", "PT5M"});
+  ASSERT_EQ(mv.code, 0) << mv.out << mv.err;
+  ASSERT_TRUE(wait_for([&] { return group_state(b) == "ready"; }, 60s))
+      << group_state(a) << " / " << group_state(b) << "\n"
+      << cluster_->run(0, {"crm_mon", "-1"}).out << a.output();
+  EXPECT_FALSE(process_alive(api));
+  EXPECT_FALSE(process_alive(db));
+  EXPECT_EQ(group_state(a), "stopped");
+  double stop_begin = 0, stop_end = 0, start_begin = 0;
+  for (const auto& c : cluster_->calls()) {
+    if (c.action == "stop" && c.node == first) {
+      if (c.what == "begin") stop_begin = c.time;
+      if (c.what == "end") {
+        EXPECT_EQ(c.rc, 0);
+        stop_end = c.time;
+      }
+    }
+    if (c.what == "begin" && c.action == "start" && c.node == other && start_begin == 0)
+      start_begin = c.time;
+  }
+  ASSERT_GT(stop_end, 0);
+  EXPECT_GE(stop_end - stop_begin, 1.5) << "the TERM was ignored: the stop waited for the KILL";
+  EXPECT_LE(stop_end, start_begin);
+  EXPECT_GT(a.count_events("VGL0109", "api"), 0);
+  printf("FIGURE pacemaker move with a KILLed member: stop on %s %.2f s, stop end to start on "
+         "%s %.2f s\n",
+         first.c_str(), stop_end - stop_begin, other.c_str(), start_begin - stop_end);
+  // The move's constraint goes; stickiness keeps the group where it is.
+  auto clear = cluster_->run(fi, {"crm_resource", "--clear", "-r", "shop"});
+  EXPECT_EQ(clear.code, 0) << clear.err;
+  EXPECT_EQ(cluster_->location(), other);
+
+  // validate-all as Pacemaker runs it.
+  std::string broken = a.dir() + "/broken.lua";
+  write_file(broken, "group \"shop\" { strategy = \"sideways\", \"db\" }\n");
+  auto v = cluster_->run(fi, {"crm_resource", "--validate", "--class", "ocf", "--provider", "vigil",
+                              "--agent", "group", "--option", "group=shop", "--option",
+                              "vigil=" + std::string(VIGIL_BINARY), "--option", "rules=" + broken});
+  EXPECT_EQ(v.code, 6) << v.out << v.err;
+  auto good = cluster_->run(fi, {"crm_resource", "--validate", "--class", "ocf", "--provider",
+                                 "vigil", "--agent", "group", "--option", "group=shop", "--option",
+                                 "vigil=" + std::string(VIGIL_BINARY), "--option",
+                                 "rules=" + a.rules_dir()});
+  EXPECT_EQ(good.code, 0) << good.out << good.err;
 }
