@@ -550,3 +550,69 @@ TEST_F(PacemakerStubborn, AMoveWaitsForTheStopThatNeedsAKill) {
                                  "rules=" + a.rules_dir()});
   EXPECT_EQ(good.code, 0) << good.out << good.err;
 }
+
+// No local restart: the first kill exhausts the group (limit = 0).
+class PacemakerNoBudget : public Pacemaker {
+ protected:
+  PacemakerNoBudget() {
+    std::string r = kRules;
+    auto at = r.find("limit = 2");
+    if (at != std::string::npos) r.replace(at, 9, "limit = 0");
+    rules_ = r;
+  }
+};
+
+// Back and forth: each failover's time from Vigil giving up on one node to
+// the group's first start on the other, and its overlap (must be 0).
+// VIGIL_PCMK_FAILOVERS=20 for the figure of record (3 by default).
+TEST_F(PacemakerNoBudget, RepeatedFailoversNeverOverlap) {
+  ASSERT_NE(rules_.find("limit = 0"), std::string::npos);
+  int n = 3;
+  if (const char* v = getenv("VIGIL_PCMK_FAILOVERS"); v && std::atoi(v) > 0) n = std::atoi(v);
+  std::string holder = place();
+  ASSERT_FALSE(holder.empty());
+  std::vector<double> kill_to_ready, given_up_to_start;
+  double worst_overlap = 0;
+  for (int i = 0; i < n; ++i) {
+    std::string other = holder == "nodea" ? "nodeb" : "nodea";
+    Daemon& a = vigil(holder);
+    Daemon& b = vigil(other);
+    // The other node may take it: no failure left on it.
+    if (cluster_->fail_count(other) != 0) {
+      auto c = cluster_->run(0, {"crm_resource", "--cleanup", "-r", "shop"});
+      ASSERT_EQ(c.code, 0) << c.err;
+      ASSERT_TRUE(wait_for([&] { return cluster_->fail_count(other) == 0; }, 30s));
+    }
+    ASSERT_TRUE(wait_for([&] { return cluster_->location() == holder && group_state(a) == "ready"; }, 30s))
+        << "failover " << i << ": " << cluster_->run(0, {"crm_mon", "-1"}).out;
+    pid_t api = a.watch_pid("api");
+    ASSERT_GT(api, 0);
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(kill(api, SIGKILL), 0);
+    ASSERT_TRUE(wait_for([&] { return group_state(b) == "ready"; }, 60s))
+        << "failover " << i << ": " << group_state(a) << " / " << group_state(b) << "\n"
+        << cluster_->run(0, {"crm_mon", "-1"}).out;
+    kill_to_ready.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    auto exhausted = a.last_event("VGL0150", "shop");
+    auto stop = last_member_event(a, "VGL0109");
+    auto db = b.last_event("VGL0101", "db"), ap = b.last_event("VGL0101", "api");
+    ASSERT_TRUE(exhausted.is_object() && stop.is_object() && db.is_object() && ap.is_object());
+    double start = std::min(event_time(db), event_time(ap));
+    given_up_to_start.push_back(start - event_time(exhausted));
+    double overlap = std::max(0.0, event_time(stop) - start);
+    worst_overlap = std::max(worst_overlap, overlap);
+    EXPECT_EQ(overlap, 0) << "failover " << i << ": " << stop.dump() << " after " << db.dump();
+    holder = other;
+  }
+  auto summary = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    char buf[128];
+    snprintf(buf, sizeof buf, "median %.2f s, min %.2f s, max %.2f s", v[v.size() / 2], v.front(),
+             v.back());
+    return std::string(buf);
+  };
+  printf("FIGURE pacemaker %d failovers: kill to ready on the other node %s; group_exhausted to "
+         "its first start %s; worst overlap %.3f s\n",
+         n, summary(kill_to_ready).c_str(), summary(given_up_to_start).c_str(), worst_overlap);
+}
