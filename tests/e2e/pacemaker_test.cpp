@@ -560,14 +560,14 @@ class PacemakerNoBudget : public Pacemaker {
     if (at != std::string::npos) r.replace(at, 9, "limit = 0");
     rules_ = r;
   }
+  // n failovers back and forth (VIGIL_PCMK_FAILOVERS overrides n).
+  void failovers(int n, const char* how);
 };
 
 // Back and forth: each failover's time from Vigil giving up on one node to
 // the group's first start on the other, and its overlap (must be 0).
 // VIGIL_PCMK_FAILOVERS=20 for the figure of record (3 by default).
-TEST_F(PacemakerNoBudget, RepeatedFailoversNeverOverlap) {
-  ASSERT_NE(rules_.find("limit = 0"), std::string::npos);
-  int n = 3;
+void PacemakerNoBudget::failovers(int n, const char* how) {
   if (const char* v = getenv("VIGIL_PCMK_FAILOVERS"); v && std::atoi(v) > 0) n = std::atoi(v);
   std::string holder = place();
   ASSERT_FALSE(holder.empty());
@@ -612,7 +612,28 @@ TEST_F(PacemakerNoBudget, RepeatedFailoversNeverOverlap) {
              v.back());
     return std::string(buf);
   };
-  printf("FIGURE pacemaker %d failovers: kill to ready on the other node %s; group_exhausted to "
+  printf("FIGURE pacemaker %d failovers (%s): kill to ready on the other node %s; group_exhausted to "
          "its first start %s; worst overlap %.3f s\n",
-         n, summary(kill_to_ready).c_str(), summary(given_up_to_start).c_str(), worst_overlap);
+         n, how, summary(kill_to_ready).c_str(), summary(given_up_to_start).c_str(), worst_overlap);
+}
+
+TEST_F(PacemakerNoBudget, RepeatedFailoversNeverOverlap) {
+  ASSERT_NE(rules_.find("limit = 0"), std::string::npos);
+  failovers(3, "failover step: crm_resource --fail");
+}
+
+// Without the failover step: the next monitor (2 s interval) finds the
+// group exhausted and answers 1. What the step saves.
+class PacemakerMonitorOnly : public PacemakerNoBudget {
+ protected:
+  PacemakerMonitorOnly() {
+    rules_ = rules_.substr(rules_.find('\n') + 1);  // no cluster { failover = ... }
+    auto at = rules_.find("on_exhausted = \"failover\", ");
+    if (at != std::string::npos) rules_.erase(at, std::string("on_exhausted = \"failover\", ").size());
+  }
+};
+
+TEST_F(PacemakerMonitorOnly, TheMonitorMovesAnExhaustedGroupToo) {
+  ASSERT_EQ(rules_.find("failover"), std::string::npos) << rules_;
+  failovers(2, "no failover step: the monitor answers 1");
 }
