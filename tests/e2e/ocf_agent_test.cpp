@@ -60,6 +60,33 @@ std::string state(const Daemon& d) {
   return s;
 }
 
+// The daemon on shop_rules and the group started through the agent; the
+// members' pids.
+struct Started {
+  pid_t api = 0, db = 0;
+};
+Started start_shop(Daemon& d, const Agent& a, bool stubborn, const std::string& stop_timeout) {
+  d.write_rule("shop.lua", shop_rules(stubborn, stop_timeout));
+  EXPECT_TRUE(d.start()) << d.output();
+  auto st = a.run("start");
+  EXPECT_EQ(st.code, kOcfSuccess) << st.err << d.output();
+  Started s{d.watch_pid("api"), d.watch_pid("db")};
+  EXPECT_GT(s.api, 0);
+  return s;
+}
+
+// The agent's stop, timed; nothing of the group may be left when it returns.
+double stop_leaves_nothing(const Daemon& d, const Agent& a, const Started& s, CommandResult& out) {
+  auto t0 = std::chrono::steady_clock::now();
+  out = a.run("stop");
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(out.code, kOcfSuccess) << out.err;
+  EXPECT_FALSE(process_alive(s.api));
+  EXPECT_FALSE(process_alive(s.db));
+  EXPECT_EQ(state(d), "stopped");
+  return took;
+}
+
 }  // namespace
 
 TEST(OcfAgent, MetaDataConformsToTheOcfDtd) {
@@ -133,20 +160,10 @@ TEST(OcfAgent, MonitorMapsTheGroupStateToOcfCodes) {
 // its stop.timeout; the agent returns only once nothing is left.
 TEST(OcfAgent, StopReturnsOnlyWhenNothingOfTheGroupIsLeft) {
   Daemon d;
-  d.write_rule("shop.lua", shop_rules(true, "2s"));
-  ASSERT_TRUE(d.start());
   Agent a{d};
-  ASSERT_EQ(a.run("start").code, kOcfSuccess) << d.output();
-  pid_t api = d.watch_pid("api"), db = d.watch_pid("db");
-  ASSERT_GT(api, 0);
-  auto t0 = std::chrono::steady_clock::now();
-  auto sp = a.run("stop");
-  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(sp.code, kOcfSuccess) << sp.err;
-  // Nothing left the moment it returned: no process, the group stopped.
-  EXPECT_FALSE(process_alive(api));
-  EXPECT_FALSE(process_alive(db));
-  EXPECT_EQ(state(d), "stopped");
+  Started s = start_shop(d, a, true, "2s");
+  CommandResult sp;
+  double took = stop_leaves_nothing(d, a, s, sp);
   EXPECT_GE(took, 1.5) << "TERM was ignored: the stop had to wait for the KILL";
   EXPECT_EQ(a.run("monitor").code, kOcfNotRunning);
   // Stopping a stopped resource succeeds.
@@ -157,20 +174,12 @@ TEST(OcfAgent, StopReturnsOnlyWhenNothingOfTheGroupIsLeft) {
 // the agent KILLs the members itself within the operation's timeout.
 TEST(OcfAgent, StopKillsWhatOutlivesHalfTheOperationTimeout) {
   Daemon d;
-  d.write_rule("shop.lua", shop_rules(true, "10m"));
-  ASSERT_TRUE(d.start());
   Agent a{d};
   a.timeout_ms = 8000;  // 6 s of work: 3 for the ordered stop, then KILL
-  ASSERT_EQ(a.run("start").code, kOcfSuccess) << d.output();
-  pid_t api = d.watch_pid("api"), db = d.watch_pid("db");
-  auto t0 = std::chrono::steady_clock::now();
-  auto sp = a.run("stop");
-  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(sp.code, kOcfSuccess) << sp.err;
+  Started s = start_shop(d, a, true, "10m");
+  CommandResult sp;
+  double took = stop_leaves_nothing(d, a, s, sp);
   EXPECT_NE(sp.err.find("KILL"), std::string::npos) << sp.err;
-  EXPECT_FALSE(process_alive(api));
-  EXPECT_FALSE(process_alive(db));
-  EXPECT_EQ(state(d), "stopped");
   EXPECT_LT(took, 8.0) << "within the operation's timeout";
 }
 
@@ -180,11 +189,9 @@ TEST(OcfAgent, StopKillsWhatOutlivesHalfTheOperationTimeout) {
 // stops through it, or fails, never claiming what it cannot see.
 TEST(OcfAgent, StopWithoutADaemonSucceedsOnlyWhenNothingCanBeLeft) {
   Daemon d;
-  d.write_rule("shop.lua", shop_rules(false, "5s"));
-  ASSERT_TRUE(d.start());
   Agent a{d};
-  ASSERT_EQ(a.run("start").code, kOcfSuccess) << d.output();
-  pid_t api = d.watch_pid("api"), db = d.watch_pid("db");
+  Started s = start_shop(d, a, false, "5s");
+  pid_t api = s.api, db = s.db;
   d.kill9();
   EXPECT_EQ(a.run("monitor", 10000).code, kOcfNotRunning);
   a.timeout_ms = 4000;  // 2 s of work: 1 s waiting for a daemon
