@@ -141,12 +141,12 @@ std::string resource_xml(const std::string& vigil) {
 </primitive>)";
 }
 
-class PacemakerCluster {
+class TwoNodeCluster {
  public:
-  explicit PacemakerCluster(const std::string& dir) : dir_(dir) {}
-  ~PacemakerCluster() { teardown(); }
-  PacemakerCluster(const PacemakerCluster&) = delete;
-  PacemakerCluster& operator=(const PacemakerCluster&) = delete;
+  explicit TwoNodeCluster(const std::string& dir) : dir_(dir) {}
+  ~TwoNodeCluster() { teardown(); }
+  TwoNodeCluster(const TwoNodeCluster&) = delete;
+  TwoNodeCluster& operator=(const TwoNodeCluster&) = delete;
 
   // Starts both nodes' shells; the node file systems are ready when this
   // returns true.
@@ -329,7 +329,7 @@ class Pacemaker : public ::testing::Test {
       d = std::make_unique<Daemon>();
       d->write_rule("shop.lua", rules_);
     }
-    cluster_ = std::make_unique<PacemakerCluster>(daemons_[0]->dir());
+    cluster_ = std::make_unique<TwoNodeCluster>(daemons_[0]->dir());
     std::string err;
     ASSERT_TRUE(cluster_->start(*net_, daemons_[0]->socket(), daemons_[1]->socket(), err)) << err;
     // Each node's Vigil runs in the node (its crm_resource reaches that
@@ -380,7 +380,7 @@ class Pacemaker : public ::testing::Test {
 
   std::unique_ptr<NetPair> net_;
   std::unique_ptr<Daemon> daemons_[2];
-  std::unique_ptr<PacemakerCluster> cluster_;
+  std::unique_ptr<TwoNodeCluster> cluster_;
 };
 
 }  // namespace
@@ -491,7 +491,7 @@ class PacemakerStubborn : public Pacemaker {
 };
 
 // An operator's move (crm_resource --move with a lifetime, then --clear;
-// vigil.cluster_pacemaker.move_argv): Pacemaker's stop on the first node
+// PacemakerCluster::move_argv): Pacemaker's stop on the first node
 // returns only once the member that ignores TERM was KILLed, and the start
 // on the other node begins after it. validate-all through Pacemaker's
 // tooling: OCF_ERR_CONFIGURED for a broken rule file.
