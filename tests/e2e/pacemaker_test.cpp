@@ -8,8 +8,11 @@
 // step tells Pacemaker (crm_resource --fail) and the group moves to the
 // other node, never running on both at once.
 //
-// Runs with today's rules: members with autostart = false (the agent
-// starts the group) and `cluster { failover = "crm_resource --fail ..." }`.
+// Runs with the rules of today's vigil, members with autostart = false
+// (the agent starts the group) and `cluster { failover = "crm_resource
+// --fail ..." }`, and, where this vigil has the cluster adapters, with
+// `cluster { adapter = "pacemaker" }` and a clustered group (skipped
+// otherwise, with the reason).
 // Needs root, corosync and pacemaker (GTEST_SKIP otherwise).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -329,6 +332,14 @@ class Pacemaker : public ::testing::Test {
       d = std::make_unique<Daemon>();
       d->write_rule("shop.lua", rules_);
     }
+    // The clustered form needs the cluster adapters in this vigil (issue
+    // 16): until they are there, that test says so and the others run.
+    auto check = run_command({VIGIL_BINARY, "check", daemons_[0]->rules_dir()});
+    if (check.code != 0 && rules_.find("clustered = true") != std::string::npos)
+      GTEST_SKIP() << "this vigil has no cluster adapters yet (cluster { adapter = \"pacemaker\" }, "
+                      "clustered = true): "
+                   << check.out << check.err;
+    ASSERT_EQ(check.code, 0) << check.out << check.err;
     cluster_ = std::make_unique<TwoNodeCluster>(daemons_[0]->dir());
     std::string err;
     ASSERT_TRUE(cluster_->start(*net_, daemons_[0]->socket(), daemons_[1]->socket(), err)) << err;
@@ -376,6 +387,8 @@ class Pacemaker : public ::testing::Test {
     return placed ? at : "";
   }
 
+  void local_then_move(const std::string& idle);
+
   std::string rules_ = kRules;
 
   std::unique_ptr<NetPair> net_;
@@ -385,13 +398,16 @@ class Pacemaker : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
+// Two kills recovered here, the third moves the group; `idle` is the
+// group's state on the node that does not run it (stopped, or standby for
+// a clustered group).
+void Pacemaker::local_then_move(const std::string& idle) {
   std::string first = place();
   ASSERT_FALSE(first.empty());
   std::string other = first == "nodea" ? "nodeb" : "nodea";
   Daemon& a = vigil(first);
   Daemon& b = vigil(other);
-  EXPECT_EQ(group_state(b), "stopped") << "Pacemaker runs it on one node";
+  EXPECT_EQ(group_state(b), idle) << "Pacemaker runs it on one node";
 
   // Two kills: Vigil restarts the group here; Pacemaker sees nothing.
   for (int kill_no = 1; kill_no <= 2; ++kill_no) {
@@ -425,7 +441,7 @@ TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
   }
   EXPECT_EQ(cluster_->location(), first);
   EXPECT_EQ(cluster_->fail_count(first), 0) << cluster_->run(0, {"crm_mon", "-1"}).out;
-  EXPECT_EQ(group_state(b), "stopped");
+  EXPECT_EQ(group_state(b), idle);
 
   // The third: the budget is spent, Vigil gives up and fails over; the
   // group is ready on the other node.
@@ -475,6 +491,38 @@ TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
          std::max(0.0, event_time(last_stop) - b_first_start));
   RecordProperty("kill_to_ready_s", std::to_string(kill_to_ready));
   RecordProperty("exhausted_to_start_s", std::to_string(given_up_to_started));
+}
+
+TEST_F(Pacemaker, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
+  local_then_move("stopped");
+}
+
+// The same with issue 16's form: `cluster { adapter = "pacemaker" }` and a
+// clustered group, standby on the node Pacemaker did not start it on, the
+// failover step through the pacemaker adapter (crm_resource --fail).
+class PacemakerClustered : public Pacemaker {
+ protected:
+  PacemakerClustered() {
+    std::string r = kRules;
+    r = "cluster { adapter = \"pacemaker\", resource = \"%g\" }\n" + r.substr(r.find('\n') + 1);
+    for (std::string autostart = "autostart = false, "; r.find(autostart) != std::string::npos;)
+      r.erase(r.find(autostart), autostart.size());
+    auto at = r.find("on_exhausted");
+    if (at != std::string::npos) r.insert(at, "clustered = true, ");
+    rules_ = r;
+  }
+};
+
+TEST_F(PacemakerClustered, LocalRestartsFirstThenTheGroupMovesToTheOtherNode) {
+  ASSERT_NE(rules_.find("clustered = true"), std::string::npos) << rules_;
+  ASSERT_EQ(rules_.find("autostart"), std::string::npos) << rules_;
+  local_then_move("standby");
+  // Handed over by the adapter, not by a command of the rules.
+  bool by_adapter = false;
+  for (int i = 0; i < 2; ++i)
+    if (auto e = daemons_[i]->last_event("VGL0153", "shop"); e.is_object())
+      by_adapter |= e.dump().find("pacemaker adapter") != std::string::npos;
+  EXPECT_TRUE(by_adapter);
 }
 
 // A member that ignores TERM: the rules' stop.timeout (2 s) ends in KILL.
