@@ -184,6 +184,10 @@ int main(int argc, char** argv) {
                    "exit with an LSB status code: 0 running and ready, 1 degraded or restarting "
                    "(starting, backoff, waiting), 3 stopped, exhausted or done with a failure, 4 "
                    "unknown (no such name, no daemon); the worst of the NAMEs");
+  status->add_flag("--state", status_args.state,
+                   "print the state of each NAME, one word a line (a group: ready, degraded, "
+                   "restarting, stopped, exhausted; a watch: running, stopped, ...); exit 0, 4 "
+                   "when a NAME is unknown (printed as 'unknown'), 3 when no daemon answers");
   status->add_option("--events", status_args.events, "events shown per NAME (default 5)")
       ->check(CLI::Range(0, 1000))
       ->type_name("N");
@@ -385,6 +389,8 @@ int main(int argc, char** argv) {
     if (check->parsed()) return cmd_check(check_opts.collect(), check_path);
     if (status->parsed()) {
       if (status_args.all && !status_args.json) throw UsageError("status: --all goes with --json");
+      if (status_args.state && (status_args.names.empty() || status_args.json || status_args.check))
+        throw UsageError("status: --state needs NAMEs and goes without --json and --check");
       return cmd_status(g, status_args);
     }
     for (const auto& s : simple) {

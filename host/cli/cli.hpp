@@ -73,6 +73,8 @@ struct StatusArgs {
   bool json = false;
   bool all = false;    // --json: the whole reply (daemon, watches, groups)
   bool check = false;  // exit with the LSB code of the names
+  // Print each name's state word (resource agents map it: cluster/ocf/group).
+  bool state = false;
   int events = 5;      // events shown per name
 };
 int cmd_status(Global& g, const StatusArgs& a);

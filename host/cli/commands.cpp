@@ -2,6 +2,7 @@
 // for people (or as JSON with --json), and an exit code scripts can use.
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "host/cli/cli.hpp"
@@ -60,6 +61,30 @@ bool clean_exit(const json& e) {
   if (!e.is_object()) return false;
   if (e.contains("success")) return field(e, "success") == true;
   return field(e, "code") == 0 && field(e, "signal").is_null() && !e.contains("error");
+}
+
+// `status NAME... --state`: one state word a line, in the order asked;
+// what a script (the OCF agent) reads without a JSON parser.
+int print_states(const std::vector<std::string>& names, const json& reply) {
+  if (!reply.value("ok", false)) {
+    std::cerr << "vigil: " << reply.value("error", std::string("failed")) << "\n";
+    return kExitFailed;
+  }
+  std::map<std::string, std::string> states;
+  for (const auto& it : field(reply, "items")) {
+    const json& st = field(it, "state");
+    states[field(it, "name").get<std::string>()] = st.is_string() ? st.get<std::string>() : "unknown";
+  }
+  int code = 0;
+  for (const auto& n : names) {
+    auto it = states.find(n);
+    if (it == states.end()) {
+      std::cerr << "vigil: no watch or group named '" << n << "'\n";
+      code = kLsbUnknown;
+    }
+    printf("%s\n", it == states.end() ? "unknown" : it->second.c_str());
+  }
+  return code;
 }
 
 }  // namespace
@@ -123,9 +148,12 @@ int cmd_status(Global& g, const StatusArgs& a) {
     }
     return 0;
   }
-  json req = {{"cmd", "inspect"}, {"names", a.names}, {"events", a.events}};
+  json req = {{"cmd", "inspect"}, {"names", a.names}, {"events", a.state ? 0 : a.events}};
   auto reply = request(g, req, code);
-  if (!reply) return a.check ? kLsbUnknown : code;
+  // --state: 3 for a daemon that cannot be reached or is silent alike (4
+  // is an unknown name there).
+  if (!reply) return a.check ? kLsbUnknown : a.state ? kExitNoDaemon : code;
+  if (a.state) return print_states(a.names, *reply);
   if (!reply->value("ok", false)) {
     std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
     return a.check ? kLsbUnknown : kExitFailed;

@@ -5,6 +5,7 @@
 #include "host/cluster/cluster.hpp"
 #include "host/cluster/etcd_election.hpp"
 #include "host/cluster/local_cluster.hpp"
+#include "host/cluster/pacemaker_cluster.hpp"
 #include "host/core/clock.hpp"
 #include "host/core/events.hpp"
 #include "host/core/strings.hpp"
@@ -50,6 +51,23 @@ std::unique_ptr<ClusterAdapter> make_cluster_adapter(const ClusterConfig& config
     error = EtcdCluster::check(config);
     if (!error.empty()) return nullptr;
     return std::make_unique<EtcdCluster>(env.loop, config, std::move(cb), &env.log);
+  }
+  if (config.adapter == "pacemaker") {
+    // crm_resource runs as a failover command (its own process group,
+    // killed at failover_timeout); the holding is the agent's start.
+    Supervisor* sup = &env.supervisor;
+    auto run = [sup, config](const PacemakerCommand& c,
+                             std::function<void(const std::string&)> done) {
+      run_failover_command(*sup,
+                           FailoverRun{c.group, true, config.node, c.reason, c.to_node, c.argv,
+                                       config.failover_timeout},
+                           std::move(done));
+    };
+    auto held = [sup](const std::string& group) {
+      const Group* g = sup->find_group(group);
+      return g && g->held;
+    };
+    return std::make_unique<PacemakerCluster>(config, std::move(run), std::move(held));
   }
   error = "the '" + config.adapter + "' adapter is not built into this vigil";
   return nullptr;

@@ -1,5 +1,5 @@
 // End-to-end: the CLI's commands for people and scripts (issue 14):
-// status NAME, status --json --all with groups, --check exit codes,
+// status NAME, status --json --all with groups, --check exit codes, --state,
 // signal, wait, logs, set --default, and usage errors.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -192,6 +192,41 @@ watch "off" { start = { "sleep", "100022" } }
                          "--check"})
                 .code,
             4);
+}
+
+// --state: the state word of each name, for scripts without a JSON
+// parser (the OCF agent, cluster/ocf/group, maps it to OCF codes).
+TEST(Cli, StatusStatePrintsOneWordPerName) {
+  Daemon d;
+  d.write_rule("a.lua", R"(
+watch "up" { start = { "sleep", "100023" } }
+watch "gone" { start = { "sh", "-c", "exit 1" } }
+watch "later" { start = { "sleep", "100024" }, autostart = false }
+group "g" { "up", "later" }
+group "h" { restart = { limit = 0 }, "gone" }
+)");
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return d.watch_state("up") == "running" && d.cli({"status", "h", "--state"}).out == "exhausted\n";
+  })) << d.status().dump();
+  auto r = d.cli({"status", "up", "later", "g", "h", "--state"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "running\nstopped\ndegraded\nexhausted\n");
+  ASSERT_EQ(d.cli({"start", "g"}).code, 0);
+  EXPECT_TRUE(wait_for([&] { return d.cli({"status", "g", "--state"}).out == "ready\n"; }));
+  ASSERT_EQ(d.cli({"stop", "g"}).code, 0);
+  EXPECT_EQ(d.cli({"status", "g", "--state"}).out, "stopped\n");
+  // An unknown name: "unknown" in its place, exit 4; no daemon: exit 3.
+  r = d.cli({"status", "nosuch", "g", "--state"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.out, "unknown\nstopped\n");
+  EXPECT_NE(r.err.find("no watch or group named 'nosuch'"), std::string::npos) << r.err;
+  EXPECT_EQ(run_command({VIGIL_BINARY, "--socket", d.dir() + "/none.sock", "status", "g",
+                         "--state"})
+                .code,
+            3);
+  EXPECT_EQ(d.cli({"status", "--state"}).code, 2);
+  EXPECT_EQ(d.cli({"status", "g", "--state", "--check"}).code, 2);
 }
 
 TEST(Cli, SignalReachesTheProcessAndEachMemberOfAGroup) {

@@ -211,10 +211,9 @@ TEST(Cluster, ARestartedVigilKeepsAGroupItHoldsRunning) {
   EXPECT_EQ(count_processes("sleep 100021"), 1);
 }
 
-// An adapter that does not say this node holds the group: standby until
-// an operator starts it (the pacemaker adapter: its agent's start is
-// the holding). Not built into every vigil: the group is standby either
-// way, which is what this shows.
+// An adapter that does not say this node holds the group at load:
+// standby until an operator starts it (the pacemaker adapter: its
+// agent's start is the holding).
 TEST(Cluster, StandbyUntilAnOperatorStartsItAndLeftoversOfAGroupNotHeldAreStopped) {
   Daemon d;
   std::string dir = d.dir();
