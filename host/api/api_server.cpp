@@ -94,11 +94,7 @@ void ApiServer::build_routes() {
         reply.heartbeat(kHeartbeat, "application/json");
         hooks_.handle(req, std::move(reply));
       },
-      [](const ControlRoute& route) { return kApiCommands.contains(route.cmd); });
-  if (hooks_.status_text)
-    r.add("GET", "/v1/status", [this](HttpRequest&, HttpReply reply) {
-      reply.send(200, "application/json", hooks_.status_text());
-    });
+      hooks_.text, [](const ControlRoute& route) { return kApiCommands.contains(route.cmd); });
   if (hooks_.streams)
     r.add("GET", "/v1/events/stream", [this](HttpRequest& req, HttpReply reply) {
       hooks_.streams->serve(req, std::move(reply));

@@ -60,8 +60,8 @@ nlohmann::json identity_json(const Identity& id);
 struct ApiHooks {
   // The daemon's control handler (the same as the control socket's).
   ControlHandle handle;
-  // GET /v1/status written as text (no JSON tree of every watch).
-  std::function<std::string()> status_text;
+  // Commands written as text (the socket's: no JSON tree of every watch).
+  ControlTextHandlers text;
   // vigil.api.authorize; allowed, or the reason.
   std::function<std::pair<bool, std::string>(const nlohmann::json& identity,
                                              const std::string& method, const std::string& path)>

@@ -263,7 +263,12 @@ void print_inspect(const json& it) {
   }
   const json& c = field(it, "checks");
   if (c.is_object() && !field(c, "checks").empty()) {
-    printf("  checks (every %ss):\n", text_of(field(c, "every")).c_str());
+    const json& healthy = field(c, "healthy_every");
+    if (healthy.is_number() && healthy != field(c, "every"))
+      printf("  checks (every %ss while healthy, every %ss once one is bad):\n", text_of(healthy).c_str(),
+             text_of(field(c, "every")).c_str());
+    else
+      printf("  checks (every %ss):\n", text_of(field(c, "every")).c_str());
     for (const auto& k : field(c, "checks")) {
       std::string seen = !k.contains("bad")      ? "not sampled yet"
                          : field(k, "bad") == true ? "BAD for " + text_of(field(k, "for_seconds")) + "s"

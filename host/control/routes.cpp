@@ -292,9 +292,13 @@ void send_control_reply(HttpReply& reply, const nlohmann::json& body) {
              body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
-void add_control_routes(HttpRouter& router, ControlHandle handle,
+void add_control_routes(HttpRouter& router, ControlHandle handle, ControlTextHandlers text,
                         const std::function<bool(const ControlRoute&)>& keep) {
-  auto shared = std::make_shared<ControlHandle>(std::move(handle));
+  struct Handlers {
+    ControlHandle handle;
+    ControlTextHandlers text;
+  };
+  auto shared = std::make_shared<Handlers>(Handlers{std::move(handle), std::move(text)});
   for (const auto& r : kRoutes) {
     if (keep && !keep(r)) continue;
     const ControlRoute* route = &r;
@@ -303,7 +307,15 @@ void add_control_routes(HttpRouter& router, ControlHandle handle,
                  std::string error;
                  auto req = control_request_from_http(*route, request, error);
                  if (!req) return send_control_reply(reply, error_reply(error));
-                 (*shared)(*req, std::move(reply));
+                 // Only a string cmd names a text handler; anything else
+                 // goes to the handler, which checks every field's type.
+                 if (auto cmd = req->find("cmd"); cmd != req->end() && cmd->is_string())
+                   if (auto th = shared->text.find(cmd->get_ref<const std::string&>()); th != shared->text.end()) {
+                     std::string body = th->second(*req);
+                     body += '\n';
+                     return reply.send(200, "application/json", std::move(body));
+                   }
+                 shared->handle(*req, std::move(reply));
                });
   }
 }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -76,8 +77,13 @@ int control_reply_status(const nlohmann::json& reply);
 // Adds every route (or those `keep` accepts) to router: each turns the
 // request into JSON (400 on failure) and calls handle, whose reply goes out
 // as application/json with control_reply_status. `handle` may answer later.
+// `text`: commands answered with the JSON text their maker writes itself
+// instead of through handle (no JSON tree: `status` of a thousand
+// watches), whichever route names them, /v1/command too.
 using ControlHandle = std::function<void(const nlohmann::json& request, HttpReply reply)>;
-void add_control_routes(HttpRouter& router, ControlHandle handle,
+using ControlTextHandlers =
+    std::map<std::string, std::function<std::string(const nlohmann::json& request)>, std::less<>>;
+void add_control_routes(HttpRouter& router, ControlHandle handle, ControlTextHandlers text = {},
                         const std::function<bool(const ControlRoute&)>& keep = {});
 
 // Sends a reply JSON on reply (the serializer add_control_routes uses).

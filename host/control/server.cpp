@@ -5,10 +5,11 @@
 
 namespace vigil {
 
-ControlServer::ControlServer(EventLoop& loop, Handler handler, Rejected on_reject)
+ControlServer::ControlServer(EventLoop& loop, Handler handler, Rejected on_reject, ControlTextHandlers text)
     : handler_(std::move(handler)), on_reject_(std::move(on_reject)), http_(loop) {
-  add_control_routes(http_.router(),
-                     [this](const nlohmann::json& req, HttpReply reply) { serve(req, std::move(reply)); });
+  add_control_routes(
+      http_.router(), [this](const nlohmann::json& req, HttpReply reply) { serve(req, std::move(reply)); },
+      std::move(text));
 }
 
 ControlServer::~ControlServer() = default;
@@ -29,21 +30,7 @@ bool ControlServer::listen(const std::string& path, std::string& error) {
   return http_.listen_unix(path, std::move(o), error) != 0;
 }
 
-void ControlServer::answer_with_text(std::string cmd, TextHandler make) {
-  text_handlers_[std::move(cmd)] = std::move(make);
-}
-
 void ControlServer::serve(const nlohmann::json& request, HttpReply reply) {
-  // Only a string cmd can name a text handler; anything else goes to the
-  // handler, which checks every field's type.
-  auto cmd = request.is_object() ? request.find("cmd") : request.end();
-  if (request.is_object() && cmd != request.end() && cmd->is_string())
-    if (auto th = text_handlers_.find(cmd->get_ref<const std::string&>()); th != text_handlers_.end()) {
-      std::string text = th->second(request);
-      text += '\n';
-      reply.send(200, "application/json", std::move(text));
-      return;
-    }
   current_ = reply.token();
   reply.heartbeat(kHeartbeat, "application/json");
   handler_(request, [reply](const nlohmann::json& r) mutable { send_control_reply(reply, r); });

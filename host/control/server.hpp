@@ -13,6 +13,7 @@
 #include <string>
 
 #include "host/loop/event_loop.hpp"
+#include "host/control/routes.hpp"
 #include "host/net/http_server.hpp"
 
 namespace vigil {
@@ -38,18 +39,13 @@ class ControlServer {
   using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
   using Rejected = std::function<void(const std::string& error)>;
 
-  ControlServer(EventLoop& loop, Handler handler, Rejected on_reject);
+  // `text`: commands answered with JSON text their maker writes itself
+  // (add_control_routes): `status` of a thousand watches, without a tree.
+  ControlServer(EventLoop& loop, Handler handler, Rejected on_reject, ControlTextHandlers text = {});
   ~ControlServer();
 
   // Binds path; fails if another daemon answers there.
   bool listen(const std::string& path, std::string& error);
-
-  // Requests with this `cmd` are answered with the JSON text `make`
-  // returns, written as it is (non-blocking, like every reply) instead of
-  // through the handler: a reply the daemon serializes itself, without a
-  // JSON tree (`status` of a thousand watches).
-  using TextHandler = std::function<std::string(const nlohmann::json& request)>;
-  void answer_with_text(std::string cmd, TextHandler make);
 
   // While the handler runs: a token of that request's connection, which
   // expires when the connection closes (the client went away), so that a
@@ -67,7 +63,6 @@ class ControlServer {
   Handler handler_;
   Rejected on_reject_;
   HttpServer http_;
-  std::map<std::string, TextHandler, std::less<>> text_handlers_;
   std::weak_ptr<void> current_;
 };
 

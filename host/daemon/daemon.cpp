@@ -208,6 +208,15 @@ bool Daemon::start(std::string& error) {
     if (cluster_) cluster_->poke();  // the keepalived adapter's track file
   });
 
+  // status is the request made in loops (dashboards, scripts) and the
+  // biggest reply: written as text, no JSON tree of every watch; the
+  // socket and the API alike.
+  ControlTextHandlers as_text;
+  as_text["status"] = [this](const nlohmann::json&) {
+    std::string out = status_text();
+    trim_soon();
+    return out;
+  };
   control_ = std::make_unique<ControlServer>(
       loop_,
       [this](const nlohmann::json& req, ControlServer::Reply reply) {
@@ -215,17 +224,8 @@ bool Daemon::start(std::string& error) {
       },
       [this](const std::string& err) {
         log_->emit(Msg::ControlRejected, "", {{"error", err}});
-      });
-  // status is the request made in loops (dashboards, scripts) and the
-  // biggest reply: written as text, no JSON tree of every watch.
-  auto status_for_clients = [this] {
-    std::string text = status_text();
-    trim_soon();
-    return text;
-  };
-  control_->answer_with_text("status", [status_for_clients](const nlohmann::json&) {
-    return status_for_clients();
-  });
+      },
+      as_text);
   if (!control_->listen(options_.socket_path, error)) return false;
   streams_ = std::make_unique<EventStreams>(loop_, *log_);
   control_->router().add("GET", "/v1/events/stream", [this](HttpRequest& req, HttpReply reply) {
@@ -233,9 +233,18 @@ bool Daemon::start(std::string& error) {
   });
   ApiHooks hooks;
   hooks.handle = [this](const nlohmann::json& req, HttpReply reply) {
-    handle(req, [reply](const nlohmann::json& r) mutable { send_control_reply(reply, r); });
+    handle(req, [reply](const nlohmann::json& r) mutable {
+      // The history file's path is for a CLI on this machine (events
+      // --since reads it); a remote client has no use for a local path.
+      if (r.is_object() && r.contains("history")) {
+        nlohmann::json shown = r;
+        shown.erase("history");
+        return send_control_reply(reply, shown);
+      }
+      send_control_reply(reply, r);
+    });
   };
-  hooks.status_text = status_for_clients;
+  hooks.text = std::move(as_text);
   hooks.authorize = [this](const nlohmann::json& id, const std::string& method,
                            const std::string& path) -> std::pair<bool, std::string> {
     if (!runtime_) return {false, "the rules are not loaded"};

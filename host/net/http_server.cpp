@@ -41,6 +41,7 @@ std::string_view http_reason(int status) {
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
@@ -949,6 +950,23 @@ struct HttpServer::Impl {
         }
         c.cur.query[std::move(k)] = std::move(v);
       }
+    }
+    // Expect: 100-continue (curl sends it before a body over 1 kB and
+    // waits a second for it). Sent only when no earlier request is still
+    // unanswered, so the interim reply cannot overtake theirs; otherwise
+    // the client sends the body after its own wait.
+    if (auto e = c.cur.headers.find("expect"); e != c.cur.headers.end()) {
+      std::string v = e->second;
+      for (char& ch : v) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+      if (v != "100-continue") {
+        c.error_status = 417;
+        c.error_text = "expectation '" + e->second.substr(0, 100) + "' cannot be met (only 100-continue)";
+        return -1;
+      }
+      if (c.cur.http_minor >= 1 && p->content_length > 0 && p->content_length != ULLONG_MAX &&
+          c.pipeline.empty() && c.ready.empty())
+        c.wbuf += "HTTP/1.1 100 Continue\r\n\r\n";
     }
     return 0;
   }

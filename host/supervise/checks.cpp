@@ -40,6 +40,10 @@ nlohmann::json Supervisor::checks_json(const Unit& u) const {
                            static_cast<double>(k.rss),
                            static_cast<double>(k.rss_growth)};
   nlohmann::json j = {{"every", k.every}, {"zombie", k.zombie}};
+  // How often a healthy process is sampled (next_sample): `every` only
+  // for the figure checks; the state checks alone, half their threshold.
+  double healthy = k.healthy_period(u.child && !u.child->adopted && reaper_.has_stop_handler());
+  j["healthy_every"] = healthy > 0 ? nlohmann::json(healthy) : nlohmann::json(nullptr);
   const Sampling* s = u.child ? u.child->sampling.get() : nullptr;
   j["sampled"] = s && s->primed ? nlohmann::json(to_seconds(MonoClock::now() - s->at))
                                 : nlohmann::json(nullptr);  // seconds ago

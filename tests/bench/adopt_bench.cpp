@@ -48,6 +48,7 @@
 #include "host/loop/event_loop.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/proc/proc_stat.hpp"
+#include "tests/bench/bench_util.hpp"
 
 using nlohmann::json;
 
@@ -63,17 +64,6 @@ struct Options {
   std::string vigil = VIGIL_BINARY;
   bool keep = false;
 };
-
-double now_s() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const std::string& msg) {
-  fprintf(stderr, "vigil_adopt_bench: %s\n", msg.c_str());
-  exit(1);
-}
 
 // Waits for cond with a deadline (a poll interval, not a synchronisation).
 bool wait_until(const std::function<bool()>& cond, double timeout_s) {

@@ -22,33 +22,11 @@
 #include <thread>
 
 #include "host/control/client.hpp"
+#include "tests/bench/bench_util.hpp"
 
 using nlohmann::json;
 
 namespace {
-
-double now_s() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const std::string& msg) {
-  fprintf(stderr, "vigil_metrics_bench: %s\n", msg.c_str());
-  exit(1);
-}
-
-uint64_t run_ns(pid_t pid) {
-  uint64_t total = 0;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-    std::ifstream f(e.path().string() + "/schedstat");
-    uint64_t run = 0;
-    f >> run;
-    total += run;
-  }
-  return total;
-}
 
 uint64_t dir_bytes(const std::string& dir) {
   uint64_t n = 0;

@@ -43,6 +43,7 @@
 #include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
 #include "host/probe/probe_engine.hpp"
+#include "tests/bench/bench_util.hpp"
 
 using nlohmann::json;
 
@@ -59,17 +60,6 @@ struct Options {
   int count = 5000;            // rtt mode: probes
 };
 
-double now_s() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const std::string& msg) {
-  fprintf(stderr, "vigil_probe_bench: %s\n", msg.c_str());
-  exit(1);
-}
-
 bool wait_until(const std::function<bool()>& cond, double timeout_s) {
   double end = now_s() + timeout_s;
   while (!cond()) {
@@ -77,18 +67,6 @@ bool wait_until(const std::function<bool()>& cond, double timeout_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;
-}
-
-uint64_t run_ns(pid_t pid) {
-  uint64_t total = 0;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-    std::ifstream f(e.path().string() + "/schedstat");
-    uint64_t run = 0;
-    f >> run;
-    total += run;
-  }
-  return total;
 }
 
 // A keep-alive HTTP server on 127.0.0.1 in a thread: answers every

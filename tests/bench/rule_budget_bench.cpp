@@ -12,14 +12,11 @@
 
 #include "lua/pattern.hpp"
 #include "lua/runtime.hpp"
+#include "tests/bench/bench_util.hpp"
 
 using namespace vigil;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 const char* kLoop = "local n = 0 for i = 1, 2e6 do n = n + i % 7 end return n";
 const char* kGsub =

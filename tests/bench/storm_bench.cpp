@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "host/core/fd.hpp"
+#include "tests/bench/bench_util.hpp"
 
 using nlohmann::json;
 
@@ -71,17 +72,6 @@ struct Options {
   bool keep = false;
   std::string vigil = VIGIL_BINARY;
 };
-
-double now_s() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-[[noreturn]] void die(const std::string& msg) {
-  fprintf(stderr, "vigil_storm_bench: %s\n", msg.c_str());
-  exit(2);
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -109,19 +99,6 @@ double busy_pct(const SysCpu& a, const SysCpu& b) {
   return b.total > a.total
              ? 100.0 * static_cast<double>(b.busy - a.busy) / static_cast<double>(b.total - a.total)
              : 0;
-}
-
-uint64_t run_ns(pid_t pid) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::ifstream f(e.path().string() + "/schedstat");
-    uint64_t run = 0;
-    f >> run;
-    total += run;
-  }
-  return total;
 }
 
 // One request over the control socket, as the CLI sends it: connect,

@@ -34,6 +34,7 @@
 #include "host/net/tls.hpp"
 #include "tests/e2e/harness.hpp"
 #include "tests/e2e/net_fixture.hpp"
+#include "tests/bench/bench_util.hpp"
 
 extern char** environ;
 
@@ -44,17 +45,6 @@ using vigil::Fd;
 using vigil::TlsServerContext;
 using vigil::Transport;
 using Io = Transport::Io;
-
-[[noreturn]] void die(const std::string& msg) {
-  fprintf(stderr, "vigil_tls_bench: %s\n", msg.c_str());
-  exit(1);
-}
-
-double now_s() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 double cpu_s() {
   rusage u{};

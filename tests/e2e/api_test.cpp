@@ -119,6 +119,17 @@ TEST_F(Api, ReadsAndActsWithTheRightCredentialsOnly) {
   r = remote({"events", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("VGL0227"), std::string::npos) << r.out;
+  {
+    // The reply of /v1/events does not name the history file (the
+    // socket's does, for a CLI on this machine).
+    std::string got = d_.dir() + "/events_reply.json";
+    pid_t c = spawn_external({"/bin/sh", "-c", "exec curl -sf --cacert " + certs_.ca + " --cert " + certs_.client +
+                                                   " --key " + certs_.client_key + " " + url_ + "/v1/events > " + got});
+    ASSERT_TRUE(reap(c));
+    std::string body = read_file(got);
+    EXPECT_NE(body.find("\"last_seq\""), std::string::npos) << body;
+    EXPECT_EQ(body.find("history"), std::string::npos) << body;
+  }
   pid_t before = d_.watch_pid("web");
   r = remote({"restart", "web"});
   ASSERT_EQ(r.code, 0) << r.err;

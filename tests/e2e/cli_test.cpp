@@ -114,6 +114,11 @@ TEST(Cli, StatusOfANameShowsProbesBudgetAndEvents) {
   EXPECT_NE(r.out.find("flag"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("last events:"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("no watch or group named 'nosuch'"), std::string::npos) << r.err;
+  // The default state checks sample a healthy child at half the shortest
+  // threshold (blocked, 60 s), not at `every`.
+  EXPECT_EQ(field(field(w, "checks"), "healthy_every"), 30) << w.dump();
+  EXPECT_NE(r.out.find("checks (every 30.0s while healthy, every 5.0s once one is bad):"), std::string::npos)
+      << r.out;
   // Not ready yet (the flag is missing): degraded for --check.
   EXPECT_EQ(d.cli({"status", "w", "--check"}).code, 1);
   write_file(flag, "");

@@ -177,6 +177,26 @@ TEST(HttpServer, RequestBodyByContentLength) {
   EXPECT_NE(c.in.find("Content-Length: 100000\r\n"), std::string::npos);
 }
 
+// curl sends "Expect: 100-continue" before a body over 1 kB and waits a
+// second for the interim reply: it comes before the body is sent, and the
+// final reply after it; any other expectation is refused with 417.
+TEST(HttpServer, ExpectContinueIsAnsweredBeforeTheBody) {
+  Server s;
+  Client c = Client::tcp(s.port);
+  ASSERT_TRUE(c.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n"));
+  ASSERT_TRUE(c.wait_for(s.loop, "HTTP/1.1 100 Continue\r\n\r\n")) << c.in;
+  EXPECT_EQ(c.in, "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(c.send("hello"));
+  ASSERT_TRUE(c.wait_for(s.loop, "\r\n\r\nhello")) << c.in;
+  EXPECT_EQ(c.count("HTTP/1.1 100 Continue"), 1u);
+  EXPECT_EQ(c.count("HTTP/1.1 200 OK\r\n"), 1u);
+
+  Client d = Client::tcp(s.port);
+  ASSERT_TRUE(d.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\nhello"));
+  ASSERT_TRUE(d.wait_for(s.loop, "HTTP/1.1 417 Expectation Failed\r\n")) << d.in;
+  EXPECT_EQ(d.count("100 Continue"), 0u);
+}
+
 TEST(HttpServer, BadRequestsGetTheirStatus) {
   struct Case {
     std::string bytes;
