@@ -141,105 +141,11 @@ TEST(ClusterFixture, VigilInsideANode) {
 // "orders" of two tiers (db, app needs db), clustered over etcd.
 namespace {
 
-const std::string kTier = std::string(VIGIL_SOURCE_DIR) + "/tests/e2e/tools/tier.py";
-const std::vector<std::string> kMembers = {"db", "app"};
-
-std::string tier(const std::string& name, int port, int needs) {
-  return "watch \"" + name + "\" { start = { \"python3\", \"" + kTier + "\", \"" +
-         std::to_string(port) + "\"" + (needs ? ", \"" + std::to_string(needs) + "\"" : "") +
-         " }, stop = { timeout = \"2s\" }, probes = { tcp { port = " + std::to_string(port) +
-         ", every = \"100ms\", readiness = true } } }\n";
-}
-
-// One Vigil node: a daemon inside etcd node `index`'s namespace. Its
-// events are read from its events.jsonl (all runs), so they can still be
-// read after a kill -9.
-struct Node {
-  std::string name;
-  Daemon d;
-  Node(const EtcdNetns& c, int index, const std::string& ttl, const std::string& cluster_extra = "",
-       const std::string& group_extra = "")
-      : name("node" + std::to_string(index)) {
-    d.set_prefix(c.in_node(index));
-    // Ports are the node's own: each node is a network namespace.
-    d.write_rule("orders.lua", EtcdNetns::cluster_block(name, ttl, cluster_extra) +
-                                   tier("db", 7101, 0) + tier("app", 7102, 7101) +
-                                   "group \"orders\" { clustered = true, on_exhausted = "
-                                   "\"failover\", restart = { limit = 2, within = \"1m\" }, " +
-                                   group_extra + "\"db\", \"app\" }\n");
-  }
-  std::vector<nlohmann::json> events() const { return read_events(d.state_dir()); }
-  // Events with `id` (for `watch`, "" any) after the first `from` lines.
-  std::vector<nlohmann::json> find(const std::string& id, const std::string& watch = "",
-                                   size_t from = 0) const {
-    std::vector<nlohmann::json> out;
-    auto all = events();
-    for (size_t i = from; i < all.size(); ++i)
-      if (all[i]["id"] == id && (watch.empty() || all[i]["watch"] == watch)) out.push_back(all[i]);
-    return out;
-  }
-  size_t mark() const { return events().size(); }
-  bool wait(const std::string& id, const std::string& watch, size_t at_least = 1,
-            std::chrono::milliseconds timeout = 30s, size_t from = 0) const {
-    return wait_for([&] { return find(id, watch, from).size() >= at_least; }, timeout);
-  }
-  bool ready() const {
-    for (const auto& m : kMembers) {
-      auto w = d.watch(m);
-      if (!w.is_object() || !w.value("ready", false)) return false;
-    }
-    return true;
-  }
-  bool none_running() const {
-    for (const auto& m : kMembers)
-      if (d.watch_pid(m) != 0) return false;
-    return true;
-  }
-  std::vector<RunInterval> runs() const { return run_intervals(events(), kMembers, name); }
-  std::string log() const { return name + " stderr:\n" + d.output(); }
-};
-
-// The holder of "orders" as etcd says (the election's leader value), read
-// through node `via`: "" when none or unreachable.
-std::string holder(const EtcdNetns& c, int via = 3) {
-  auto r = c.gateway(via, "/v3/election/leader", {{"name", base64("vigil/election/orders")}}, 1);
-  if (!r.is_object() || !r.contains("kv")) return "";
-  return unbase64(r["kv"].value("value", ""));
-}
-
-// PREFIX/nodes/NODE exists (on the node's lease).
-bool node_live(const EtcdNetns& c, const std::string& node) {
-  auto r = c.gateway(3, "/v3/kv/range", {{"key", base64("vigil/nodes/" + node)}}, 1);
-  return r.is_object() && r.contains("kvs") && !r["kvs"].empty();
-}
-
-double last_end(const std::vector<RunInterval>& runs) {
-  double t = 0;
-  for (const auto& r : runs) t = std::max(t, r.to);
-  return t;
-}
-double first_start_after(const std::vector<RunInterval>& runs, double after) {
-  double t = std::numeric_limits<double>::infinity();
-  for (const auto& r : runs)
-    if (r.from > after) t = std::min(t, r.from);
-  return t;
-}
-double now_wall() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
-
-// Nodes 1 and 2 up, node 1 holding and running the group, node 2 live in
-// etcd (campaigning behind node 1).
 // Why these rules cannot run in this build ("" when they can): the
 // scenarios need the etcd adapter and clustered groups. Only a key the
 // build does not know skips; any other rejection of these rules fails.
 std::string clustered_groups_missing() {
-  auto r = check_rule(EtcdNetns::cluster_block("node1", "4s") + tier("db", 7101, 0) +
-                      tier("app", 7102, 7101) +
-                      "group \"orders\" { clustered = true, on_exhausted = \"failover\", "
-                      "restart = { limit = 2, within = \"1m\" }, \"db\", \"app\" }\n");
+  auto r = check_rule(orders_rules("node1", "4s"));
   if (r.code == 0) return "";
   std::string text = r.out + r.err;
   EXPECT_NE(text.find("unknown key"), std::string::npos) << "the scenarios' rules: " << text;
@@ -257,11 +163,11 @@ std::string clustered_groups_missing() {
   ASSERT_TRUE(n1.wait("VGL0252", "orders")) << n1.log();                                       \
   ASSERT_TRUE(wait_for([&] { return n1.ready(); }, 30s)) << n1.log();                          \
   ASSERT_TRUE(n2.d.start()) << n2.log();                                                       \
-  ASSERT_TRUE(wait_for([&] { return node_live(c, "node2"); }, 30s)) << n2.log();               \
-  ASSERT_EQ(holder(c), "node1");                                                               \
+  ASSERT_TRUE(wait_for([&] { return c.node_live("node2"); }, 30s)) << n2.log();               \
+  ASSERT_EQ(c.holder("orders"), "node1");                                                               \
   EXPECT_TRUE(n2.none_running()) << n2.log()
 
-void kill_member(const Node& n, const std::string& watch) {
+void kill_member(const VigilNode& n, const std::string& watch) {
   pid_t pid = n.d.watch_pid(watch);
   ASSERT_GT(pid, 0) << n.name << " runs no " << watch;
   ASSERT_EQ(kill(pid, SIGKILL), 0);
@@ -278,7 +184,7 @@ TEST(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
   SKIP_WITHOUT_CLUSTER();
   EtcdNetns c;
   ASSERT_TRUE(c.ok()) << c.error();
-  Node n1(c, 1, "4s"), n2(c, 2, "4s");
+  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
   START_TWO_NODES(c, n1, n2);
 
   for (int k = 1; k <= 2; ++k) {
@@ -286,7 +192,7 @@ TEST(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
     kill_member(n1, "db");
     ASSERT_TRUE(wait_for([&] { return n1.d.watch_pid("db") != before && n1.ready(); }, 30s))
         << "restart " << k << "\n" << n1.log();
-    EXPECT_EQ(holder(c), "node1") << "after local restart " << k;
+    EXPECT_EQ(c.holder("orders"), "node1") << "after local restart " << k;
     EXPECT_TRUE(n2.find("VGL0252", "orders").empty()) << "node 2 took over after kill " << k;
   }
   EXPECT_TRUE(n1.find("VGL0150", "orders").empty());
@@ -296,7 +202,7 @@ TEST(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
   ASSERT_TRUE(n2.wait("VGL0252", "orders", 1, 30s)) << n2.log();
   ASSERT_TRUE(wait_for([&] { return n2.ready(); }, 30s)) << n2.log();
   EXPECT_TRUE(n1.none_running());
-  EXPECT_EQ(holder(c), "node2");
+  EXPECT_EQ(c.holder("orders"), "node2");
 
   auto r1 = n1.runs(), r2 = n2.runs();
   EXPECT_EQ(overlaps(r1, r2), "") << "the group ran on both nodes at once";
@@ -339,7 +245,7 @@ TEST(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   SKIP_WITHOUT_CLUSTER();
   EtcdNetns c;
   ASSERT_TRUE(c.ok()) << c.error();
-  Node n1(c, 1, "4s"), n2(c, 2, "4s");
+  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
   START_TWO_NODES(c, n1, n2);
 
   size_t m1 = n1.mark();
@@ -372,10 +278,10 @@ TEST(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   std::map<std::string, pid_t> pids2 = {{"db", n2.d.watch_pid("db")}, {"app", n2.d.watch_pid("app")}};
   ASSERT_TRUE(c.heal(1));
   ASSERT_TRUE(n1.wait("VGL0251", "", 1, 30s, m1h)) << n1.log();
-  ASSERT_TRUE(wait_for([&] { return node_live(c, "node1"); }, 30s));
+  ASSERT_TRUE(wait_for([&] { return c.node_live("node1"); }, 30s));
   EXPECT_FALSE(wait_for([&] { return !n1.find("VGL0252", "orders", m1h).empty(); }, 8s))
       << "fail-back\n" << n1.log();
-  EXPECT_EQ(holder(c), "node2");
+  EXPECT_EQ(c.holder("orders"), "node2");
   EXPECT_TRUE(n1.none_running());
   for (const auto& [w, pid] : pids2) EXPECT_EQ(n2.d.watch_pid(w), pid) << w << " was touched";
   EXPECT_EQ(overlaps(n1.runs(), n2.runs()), "");
@@ -388,7 +294,7 @@ TEST(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   SKIP_WITHOUT_CLUSTER();
   EtcdNetns c;
   ASSERT_TRUE(c.ok()) << c.error();
-  Node n1(c, 1, "4s"), n2(c, 2, "4s");
+  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
   START_TWO_NODES(c, n1, n2);
 
   pid_t db1 = n1.d.watch_pid("db"), app1 = n1.d.watch_pid("app");
@@ -400,7 +306,7 @@ TEST(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   // before the kill.
   EXPECT_GT(won2 - killed, 4.0 - 1.34 - 0.2);
   ASSERT_TRUE(wait_for([&] { return n2.ready(); }, 30s)) << n2.log();
-  EXPECT_EQ(holder(c), "node2");
+  EXPECT_EQ(c.holder("orders"), "node2");
   printf("kill -9 of the holder: node2 won +%.3fs\n", won2 - killed);
 
   size_t m1 = n1.mark();
@@ -410,6 +316,6 @@ TEST(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   EXPECT_TRUE(n1.find("VGL0252", "orders", m1).empty());
   EXPECT_TRUE(n1.find("VGL0101", "db", m1).empty()) << n1.log();
   EXPECT_TRUE(n1.find("VGL0101", "app", m1).empty()) << n1.log();
-  EXPECT_EQ(holder(c), "node2");
+  EXPECT_EQ(c.holder("orders"), "node2");
   EXPECT_TRUE(wait_for([&] { return n1.none_running(); }, 10s));
 }

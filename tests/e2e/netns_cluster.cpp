@@ -235,6 +235,96 @@ std::string EtcdNetns::cluster_block(const std::string& node, const std::string&
          node + "\", ttl = \"" + ttl + "\"" + (extra.empty() ? "" : ", " + extra) + " }\n";
 }
 
+std::string EtcdNetns::holder(const std::string& group, int via) const {
+  auto r = gateway(via, "/v3/election/leader", {{"name", base64("vigil/election/" + group)}}, 1);
+  if (!r.is_object() || !r.contains("kv")) return "";
+  return unbase64(r["kv"].value("value", ""));
+}
+
+bool EtcdNetns::node_live(const std::string& node, int via) const {
+  auto r = gateway(via, "/v3/kv/range", {{"key", base64("vigil/nodes/" + node)}}, 1);
+  return r.is_object() && r.contains("kvs") && !r["kvs"].empty();
+}
+
+const std::vector<std::string> kOrdersMembers = {"db", "app"};
+
+namespace {
+std::string tier(const std::string& name, int port, int needs) {
+  static const std::string kTier = std::string(VIGIL_SOURCE_DIR) + "/tests/e2e/tools/tier.py";
+  return "watch \"" + name + "\" { start = { \"python3\", \"" + kTier + "\", \"" +
+         std::to_string(port) + "\"" + (needs ? ", \"" + std::to_string(needs) + "\"" : "") +
+         " }, stop = { timeout = \"2s\" }, probes = { tcp { port = " + std::to_string(port) +
+         ", every = \"100ms\", readiness = true } } }\n";
+}
+}  // namespace
+
+std::string orders_rules(const std::string& node, const std::string& ttl,
+                         const std::string& cluster_extra, const std::string& group_extra) {
+  return EtcdNetns::cluster_block(node, ttl, cluster_extra) + tier("db", 7101, 0) +
+         tier("app", 7102, 7101) + "group \"orders\" { clustered = true, on_exhausted = \"failover\", " +
+         (group_extra.empty() ? "restart = { limit = 2, within = \"1m\" }" : group_extra) +
+         ", \"db\", \"app\" }\n";
+}
+
+VigilNode::VigilNode(const EtcdNetns& c, int index, const std::string& rules)
+    : name("node" + std::to_string(index)) {
+  d.set_prefix(c.in_node(index));
+  d.write_rule("orders.lua", rules);
+}
+
+std::vector<nlohmann::json> VigilNode::events() const { return read_events(d.state_dir()); }
+
+std::vector<nlohmann::json> VigilNode::find(const std::string& id, const std::string& watch,
+                                            size_t from) const {
+  std::vector<nlohmann::json> out;
+  auto all = events();
+  for (size_t i = from; i < all.size(); ++i)
+    if (all[i]["id"] == id && (watch.empty() || all[i]["watch"] == watch)) out.push_back(all[i]);
+  return out;
+}
+
+bool VigilNode::wait(const std::string& id, const std::string& watch, size_t at_least,
+                     std::chrono::milliseconds timeout, size_t from) const {
+  return wait_for([&] { return find(id, watch, from).size() >= at_least; }, timeout);
+}
+
+bool VigilNode::ready() const {
+  for (const auto& m : kOrdersMembers) {
+    auto w = d.watch(m);
+    if (!w.is_object() || !w.value("ready", false)) return false;
+  }
+  return true;
+}
+
+bool VigilNode::none_running() const {
+  for (const auto& m : kOrdersMembers)
+    if (d.watch_pid(m) != 0) return false;
+  return true;
+}
+
+std::vector<RunInterval> VigilNode::runs() const {
+  return run_intervals(events(), kOrdersMembers, name);
+}
+
+double now_wall() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+double last_end(const std::vector<RunInterval>& runs) {
+  double t = 0;
+  for (const auto& r : runs) t = std::max(t, r.to);
+  return t;
+}
+
+double first_start_after(const std::vector<RunInterval>& runs, double after) {
+  double t = std::numeric_limits<double>::infinity();
+  for (const auto& r : runs)
+    if (r.from > after) t = std::min(t, r.from);
+  return t;
+}
+
 std::vector<nlohmann::json> read_events(const std::string& state_dir) {
   std::vector<nlohmann::json> out;
   std::ifstream in(state_dir + "/events.jsonl");

@@ -71,8 +71,15 @@ class EtcdNetns {
   // Waits until node i's member takes a write (false after `timeout`).
   bool wait_writable(int i, std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
 
-  // Rules for a Vigil daemon on node i: the etcd cluster block, as the
-  // brief's scenarios declare it.
+  // As Vigil keeps them under the default prefix "vigil", read through
+  // node `via`: the holder of `group` (the election leader's value; ""
+  // when none or unreachable), and whether NODE's key (on its lease) is
+  // there.
+  std::string holder(const std::string& group, int via = 3) const;
+  bool node_live(const std::string& node, int via = 3) const;
+
+  // A cluster block for a Vigil daemon on a node: its member at
+  // 127.0.0.1:2379.
   static std::string cluster_block(const std::string& node, const std::string& ttl,
                                    const std::string& extra = "");
 
@@ -86,9 +93,6 @@ class EtcdNetns {
   bool ok_ = false;
   std::string error_;
 };
-
-std::string base64(const std::string& s);
-std::string unbase64(const std::string& s);
 
 // Every event in a state dir's events.jsonl (all runs of that daemon),
 // oldest first; readable after the daemon was killed.
@@ -111,5 +115,42 @@ std::vector<RunInterval> run_intervals(const std::vector<nlohmann::json>& events
 // Pairs of intervals of different nodes that overlap in time, as text
 // ("" when none): the proof that a group never ran on two nodes at once.
 std::string overlaps(const std::vector<RunInterval>& a, const std::vector<RunInterval>& b);
+
+// The group the scenarios and the bench run: "orders" of two tiers, db
+// and app (app refuses to start without db), each tests/e2e/tools/tier.py
+// with a TCP readiness probe on its port (the node's own: each node is a
+// network namespace); clustered, on_exhausted = "failover", restart =
+// { limit = 2, within = "1m" }, or group_extra instead of that budget.
+extern const std::vector<std::string> kOrdersMembers;
+std::string orders_rules(const std::string& node, const std::string& ttl,
+                         const std::string& cluster_extra = "", const std::string& group_extra = "");
+
+// A Vigil daemon inside node `index`'s namespace on `rules`. Its events
+// are read from its events.jsonl (all runs), so that they can still be
+// read after a kill -9.
+struct VigilNode {
+  std::string name;  // "node<index>"
+  Daemon d;
+  VigilNode(const EtcdNetns& c, int index, const std::string& rules);
+  std::vector<nlohmann::json> events() const;
+  // Events with `id` (for `watch`, "" any) after the first `from` lines.
+  std::vector<nlohmann::json> find(const std::string& id, const std::string& watch = "",
+                                   size_t from = 0) const;
+  size_t mark() const { return events().size(); }
+  bool wait(const std::string& id, const std::string& watch, size_t at_least = 1,
+            std::chrono::milliseconds timeout = std::chrono::seconds(30), size_t from = 0) const;
+  bool ready() const;         // every member of orders is ready
+  bool none_running() const;  // no member of orders has a pid
+  std::vector<RunInterval> runs() const;
+  std::string log() const { return name + " stderr:\n" + d.output(); }
+};
+
+double now_wall();
+// The latest end / the first start after `after` of these intervals.
+double last_end(const std::vector<RunInterval>& runs);
+double first_start_after(const std::vector<RunInterval>& runs, double after);
+
+std::string base64(const std::string& s);
+std::string unbase64(const std::string& s);
 
 }  // namespace vigil::test
