@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 
 #include "tests/e2e/harness.hpp"
 #include "tests/e2e/netns_cluster.hpp"
@@ -85,12 +86,16 @@ TEST(ClusterFixture, EtcdInThreeNamespaces) {
   auto probe = c.in_node(1);
   probe.insert(probe.end(), {"curl", "-s", "--max-time", "1", "http://" + EtcdNetns::addr(2) + ":2379/health"});
   EXPECT_NE(run_command(probe).code, 0) << "node 1 still reaches node 2";
-  EXPECT_FALSE(c.put(1, "fx/cut", "from1"));
+  // (Its own key: a write that timed out at the cut-off member is queued
+  // to the leader and may still commit after the heal.)
+  EXPECT_FALSE(c.put(1, "fx/late", "from1"));
   EXPECT_TRUE(wait_for([&] { return c.put(2, "fx/cut", "from2"); }, 15s)) << "2 and 3 lost quorum";
   EXPECT_EQ(c.get(3, "fx/cut"), "from2");
 
   ASSERT_TRUE(c.heal(1));
-  EXPECT_TRUE(wait_for([&] { return c.get(1, "fx/cut") == "from2"; }, 20s)) << "node 1 did not catch up";
+  EXPECT_TRUE(wait_for([&] { return c.get(1, "fx/cut") == "from2"; }, 20s))
+      << "node 1 did not catch up: " << c.gateway(1, "/v3/kv/range", {{"key", base64("fx/cut")}})
+      << "\n" << c.member_log(1);
   EXPECT_TRUE(c.wait_writable(1));
 
   pid_t old = c.member_pid(3);
@@ -158,20 +163,37 @@ std::string clustered_groups_missing() {
     if (std::string m = clustered_groups_missing(); !m.empty()) GTEST_SKIP() << m; \
   } while (0)
 
-#define START_TWO_NODES(c, n1, n2)                                                            \
-  ASSERT_TRUE(n1.d.start()) << n1.log();                                                       \
-  ASSERT_TRUE(n1.wait("VGL0252", "orders")) << n1.log();                                       \
-  ASSERT_TRUE(wait_for([&] { return n1.ready(); }, 30s)) << n1.log();                          \
-  ASSERT_TRUE(n2.d.start()) << n2.log();                                                       \
-  ASSERT_TRUE(wait_for([&] { return c.node_live("node2"); }, 30s)) << n2.log();               \
-  ASSERT_EQ(c.holder("orders"), "node1");                                                               \
-  EXPECT_TRUE(n2.none_running()) << n2.log()
-
 void kill_member(const VigilNode& n, const std::string& watch) {
   pid_t pid = n.d.watch_pid(watch);
   ASSERT_GT(pid, 0) << n.name << " runs no " << watch;
   ASSERT_EQ(kill(pid, SIGKILL), 0);
 }
+
+// Nodes 1 and 2 up, node 1 holding and running the group, node 2 live in
+// etcd (campaigning behind node 1). Skipped, saying why, when the machine
+// or the build cannot run it.
+class ClusterEtcd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_CLUSTER();
+    cluster_ = std::make_unique<EtcdNetns>();
+    ASSERT_TRUE(cluster_->ok()) << cluster_->error();
+    node1_ = std::make_unique<VigilNode>(*cluster_, 1, orders_rules("node1", "4s"));
+    node2_ = std::make_unique<VigilNode>(*cluster_, 2, orders_rules("node2", "4s"));
+    EtcdNetns& c = *cluster_;
+    VigilNode &n1 = *node1_, &n2 = *node2_;
+    ASSERT_TRUE(n1.d.start()) << n1.log();
+    ASSERT_TRUE(n1.wait("VGL0252", "orders")) << n1.log();
+    ASSERT_TRUE(wait_for([&] { return n1.ready(); }, 30s)) << n1.log();
+    ASSERT_TRUE(n2.d.start()) << n2.log();
+    ASSERT_TRUE(wait_for([&] { return c.node_live("node2"); }, 30s)) << n2.log();
+    ASSERT_EQ(c.holder("orders"), "node1");
+    EXPECT_TRUE(n2.none_running()) << n2.log();
+  }
+  // Declared first, destroyed last: the daemons stop while etcd is up.
+  std::unique_ptr<EtcdNetns> cluster_;
+  std::unique_ptr<VigilNode> node1_, node2_;
+};
 
 }  // namespace
 
@@ -180,12 +202,9 @@ void kill_member(const VigilNode& n, const std::string& watch) {
 // node 2 starts it. Both event logs show the group never ran on both at
 // once. Then it fails on node 2 too, within avoid_for: it stays down (an
 // event says so), node 1 does not take it back.
-TEST(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
-  SKIP_WITHOUT_CLUSTER();
-  EtcdNetns c;
-  ASSERT_TRUE(c.ok()) << c.error();
-  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
-  START_TWO_NODES(c, n1, n2);
+TEST_F(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
+  EtcdNetns& c = *cluster_;
+    VigilNode &n1 = *node1_, &n2 = *node2_;
 
   for (int k = 1; k <= 2; ++k) {
     pid_t before = n1.d.watch_pid("db");
@@ -241,12 +260,9 @@ TEST(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
 // A partitioned holder cannot renew its lease: it fences (stops the group
 // by itself) before its lease can expire, so before the other node can
 // win and start it. Healed, it does not take the group back.
-TEST(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
-  SKIP_WITHOUT_CLUSTER();
-  EtcdNetns c;
-  ASSERT_TRUE(c.ok()) << c.error();
-  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
-  START_TWO_NODES(c, n1, n2);
+TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
+  EtcdNetns& c = *cluster_;
+    VigilNode &n1 = *node1_, &n2 = *node2_;
 
   size_t m1 = n1.mark();
   double cut = now_wall();
@@ -290,12 +306,9 @@ TEST(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
 // kill -9 of the holder's Vigil: nothing renews its lease, it expires and
 // node 2 takes over. Restarted, node 1 runs nothing of the group it no
 // longer holds and stops what the killed daemon left running.
-TEST(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
-  SKIP_WITHOUT_CLUSTER();
-  EtcdNetns c;
-  ASSERT_TRUE(c.ok()) << c.error();
-  VigilNode n1(c, 1, orders_rules("node1", "4s")), n2(c, 2, orders_rules("node2", "4s"));
-  START_TWO_NODES(c, n1, n2);
+TEST_F(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
+  EtcdNetns& c = *cluster_;
+    VigilNode &n1 = *node1_, &n2 = *node2_;
 
   pid_t db1 = n1.d.watch_pid("db"), app1 = n1.d.watch_pid("app");
   double killed = now_wall();

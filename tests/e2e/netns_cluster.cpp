@@ -175,6 +175,11 @@ EtcdNetns::~EtcdNetns() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+std::string EtcdNetns::member_log(int i) const {
+  std::string log = read_file(dir_ + "/m" + std::to_string(i) + ".log");
+  return "m" + std::to_string(i) + ".log: ..." + log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+}
+
 bool EtcdNetns::partition(int i) {
   return sh("ip -n " + netns(i) + " link set " + netns(i) + "h down");
 }

@@ -49,6 +49,8 @@ class EtcdNetns {
   // argv prefix that runs a command inside node i.
   std::vector<std::string> in_node(int i) const { return {"ip", "netns", "exec", netns(i)}; }
   pid_t member_pid(int i) const { return pids_[i - 1]; }
+  // The end of member i's log (for failure messages).
+  std::string member_log(int i) const;
 
   // Node i's link to the bridge down (its member and whatever runs in its
   // namespace are cut off from the others) / up again.
