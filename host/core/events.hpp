@@ -128,6 +128,17 @@ enum class Msg {
   RemoteActionDone,       // VGL0244
   RemoteActionFailed,     // VGL0245
   PeerGap,                // VGL0246
+  ClusterUnreachable,     // VGL0250
+  ClusterReachable,       // VGL0251
+  GroupTakeover,          // VGL0252
+  GroupLost,              // VGL0253
+  GroupFenced,            // VGL0254
+  NoEligibleNode,         // VGL0255
+  HolderChanged,          // VGL0256
+  GroupAvoided,           // VGL0257
+  GroupResigned,          // VGL0258
+  LeaseLost,              // VGL0259
+  ClusterWriteFailed,     // VGL0260
   RuleMessage,            // VGL0900
   kCount
 };
