@@ -211,6 +211,14 @@ int main(int argc, char** argv) {
     sub->add_option("NAME", s->name, "watch or group");
     sub->add_flag("--all", s->all, "every watch");
   }
+  auto [failover, failover_args] = simple_cmd(
+      "failover",
+      "hand a clustered group to another node: stop it here completely, then the cluster "
+      "adapter moves it (etcd: resign; pacemaker: move; command: the failover command)",
+      true);
+  failover->add_option("--to", failover_args->to, "the node to move it to (when the adapter can)")
+      ->type_name("NODE");
+  simple_cmd("cluster", "the cluster adapter, its nodes, and what each holds", false);
   simple_cmd("reload", "re-read the rules (the old ones stay on error)", false);
   simple_cmd("ping", "is the daemon there? (exit 0 if it answers)", false);
   auto [quit, quit_args] = simple_cmd("quit", "stop the daemon", false);
@@ -253,8 +261,9 @@ int main(int argc, char** argv) {
       "without an operator (exhausted, stopped, done), 124 when --timeout passes, 4 when the "
       "name is unknown or no daemon answers");
   wait->add_option("NAME", wait_args.name, "watch or group")->required();
-  wait->add_option("--until", wait_args.until, "ready (default), running, stopped, exhausted, done")
-      ->check(CLI::IsMember({"ready", "running", "stopped", "exhausted", "done"}))
+  wait->add_option("--until", wait_args.until,
+                   "ready (default), running, stopped, exhausted, done, standby")
+      ->check(CLI::IsMember({"ready", "running", "stopped", "exhausted", "done", "standby"}))
       ->type_name("STATE");
   CLI::Option* wait_timeout_opt =
       wait->add_option("--timeout", wait_timeout,

@@ -1,16 +1,21 @@
-// vigil.cluster: handing over when the node cannot recover by itself.
-//   cluster.configure{ failover = argv, failover_timeout = s, reboot = argv }
-//       at load: the commands the ladder's failover and reboot steps run
-//   cluster.failover(owner, reason [, argv]) -> true | nil, err
-//       VGL0152 now; the failover command (VIGIL_OWNER, VIGIL_REASON,
-//       VIGIL_NODE in its environment) starts once every process of the
-//       owner has been stopped and reaped; VGL0153/VGL0154 when it ends
-//   cluster.reboot(owner, reason [, argv]) -> true | nil, err
+// vigil.cluster_host: the host side of vigil.cluster (the rule-facing
+// module and its policy are stdlib/vigil/cluster.lua).
+//   configure(spec)
+//       at load: the checked cluster { } block (adapter, node, endpoints,
+//       ttl, ..., failover, failover_timeout, reboot)
+//   failover(owner, reason [, argv [, to_node]]) -> true | nil, err
+//       VGL0152 now; once every process of the owner has been stopped and
+//       reaped, the cluster adapter hands it over (argv: this command
+//       instead, with VIGIL_GROUP, VIGIL_OWNER, VIGIL_NODE, VIGIL_REASON in
+//       its environment); VGL0153/VGL0154 when that ends
+//   reboot(owner, reason [, argv]) -> true | nil, err
 //       refused (VGL0156) unless the daemon allows reboots and none
 //       happened within the interval; else VGL0155 and the command runs
-#include <unistd.h>
-
+//   adapter() -> name | nil;  node() -> this node's name
+//   info(group) -> { role, holder, lease_left, failed_on } | nil
+//   nodes() -> { { node, holds = { groups }, ... }, ... }
 #include "host/cluster/cluster.hpp"
+#include "host/cluster/hub.hpp"
 #include "host/core/clock.hpp"
 #include "host/core/strings.hpp"
 #include "lua/runtime_internal.hpp"
@@ -42,80 +47,73 @@ int push_result(lua_State* L, const std::string& err) {
   return 2;
 }
 
+std::vector<std::string> argv_field(lua_State* L, int spec, const char* key) {
+  raw_field(L, spec, key);
+  auto out = argv_at(L, -1);
+  lua_pop(L, 1);
+  return out;
+}
+
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "cluster.configure: configured while rules load");
-  static const char* const keys[] = {"failover", "reboot", "failover_timeout", nullptr};
+  static const char* const keys[] = {
+      "adapter", "node",     "endpoints",  "ttl",      "self_fence_after", "avoid_for",
+      "prefix",  "ca",       "cert",       "key",      "resource",         "track_file",
+      "failover", "failover_timeout", "reboot", nullptr};
   int spec = copy_keys(L, 1, keys);
   return guarded(L, [&](Raise&) -> int {
-    raw_field(L, spec, "failover");
-    rt.cluster.failover = argv_at(L, -1);
-    lua_pop(L, 1);
-    raw_field(L, spec, "reboot");
-    rt.cluster.reboot = argv_at(L, -1);
-    lua_pop(L, 1);
-    rt.cluster.failover_timeout = field_number(L, spec, "failover_timeout", 60);
+    ClusterConfig c;
+    c.adapter = field_string(L, spec, "adapter");
+    c.failover = argv_field(L, spec, "failover");
+    rt.cluster.reboot = argv_field(L, spec, "reboot");
+    // The block of before adapters (a failover command, or a reboot
+    // command alone): the command adapter, or nothing at all.
+    if (c.adapter.empty() && !c.failover.empty()) c.adapter = "command";
+    if (c.adapter.empty()) {
+      rt.cluster.config.reset();
+      return 0;
+    }
+    c.node = field_string(L, spec, "node");
+    if (c.node.empty()) c.node = node_name();
+    c.endpoints = argv_field(L, spec, "endpoints");
+    c.ttl = field_number(L, spec, "ttl", 4);
+    c.self_fence_after = field_number(L, spec, "self_fence_after", 0);
+    c.avoid_for = field_number(L, spec, "avoid_for", 1800);
+    c.prefix = field_string(L, spec, "prefix", "vigil");
+    c.ca = field_string(L, spec, "ca");
+    c.cert = field_string(L, spec, "cert");
+    c.key = field_string(L, spec, "key");
+    c.resource = field_string(L, spec, "resource");
+    c.track_file = field_string(L, spec, "track_file");
+    c.failover_timeout = field_number(L, spec, "failover_timeout", 60);
+    rt.cluster.config = std::move(c);
     return 0;
   });
-}
-
-std::string hostname() {
-  char buf[256] = {};
-  gethostname(buf, sizeof buf - 1);
-  return buf;
-}
-
-// Runs `argv` for owner; the events say how it went.
-void run_handover(EventLog* log, Supervisor* sup, const std::string& owner,
-                  const std::string& reason, const std::vector<std::string>& argv, double timeout) {
-  std::string err;
-  auto pid = sup->run_command(
-      argv, {{"VIGIL_OWNER", owner}, {"VIGIL_REASON", reason}, {"VIGIL_NODE", hostname()}}, timeout,
-      [log, owner, argv](const ExitStatus& st, bool timed_out) {
-        if (st.known && !st.signal && st.code == 0)
-          log->emit(Msg::FailoverDone, owner, {{"how", "exited 0"}, {"command", join(argv, " ")}});
-        else
-          log->emit(
-              Msg::FailoverFailed, owner,
-              {{"error", join(argv, " ") + (timed_out   ? ": timed out"
-                                            : st.signal ? ": killed by " + signal_name(st.signal)
-                                                        : ": exited " + std::to_string(st.code))}});
-      },
-      err);
-  if (!pid) log->emit(Msg::FailoverFailed, owner, {{"error", err}});
 }
 
 int l_failover(lua_State* L) {
   const char* owner = luaL_checkstring(L, 1);
   const char* reason = luaL_checkstring(L, 2);
+  const char* to = luaL_optstring(L, 4, "");
   require_live(L, "cluster.failover");
   RuntimeState& rt = runtime_of(L);
   return guarded(L, [&](Raise&) -> int {
-    std::string err;
     std::vector<std::string> argv = argv_at(L, 3);
-    if (argv.empty()) argv = rt.cluster.failover;
-    if (rt.host.log)
-      rt.host.log->emit(Msg::FailoverRequested, owner, {{"reason", reason}, {"node", hostname()}});
-    if (argv.empty())
-      err = "no failover command configured (cluster { failover = \"...\" } in the rules)";
-    else if (!rt.host.supervisor || !rt.host.log)
-      err = "no supervisor";
-    if (!err.empty()) {
-      if (rt.host.log) rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
-      return push_result(L, err);
+    if (rt.cluster.hub) return push_result(L, rt.cluster.hub->failover(owner, reason, to, argv));
+    if (!rt.host.supervisor || !rt.host.log) return push_result(L, "no supervisor");
+    if (!argv.empty()) {
+      // A step's own command and no cluster block: run it as the
+      // command adapter would.
+      hand_over_by_command(*rt.host.supervisor, *rt.host.log,
+                           FailoverRun{owner, rt.host.supervisor->find_group(owner) != nullptr,
+                                       node_name(), reason, to, argv, 60});
+      return push_result(L, "");
     }
-    // The command starts once nothing of the owner runs here any more
-    // (issue 12.10): a command-driven cluster must never find the service
-    // running on two nodes. The callback outlives this Lua state (a reload
-    // may come first), so it holds only host objects and copies.
-    EventLog* log = rt.host.log;
-    Supervisor* sup = rt.host.supervisor;
-    double timeout = rt.cluster.failover_timeout;
-    sup->after_stopped(
-        owner, [log, sup, owner = std::string(owner), reason = std::string(reason), argv, timeout] {
-          run_handover(log, sup, owner, reason, argv, timeout);
-        });
+    std::string err = "no failover command configured (cluster { failover = \"...\" } in the rules)";
+    rt.host.log->emit(Msg::FailoverRequested, owner, {{"reason", reason}, {"node", node_name()}});
+    rt.host.log->emit(Msg::FailoverFailed, owner, {{"error", err}});
     return push_result(L, err);
   });
 }
@@ -147,8 +145,43 @@ int l_reboot(lua_State* L) {
   });
 }
 
-const luaL_Reg kClusterFns[] = {
-    {"configure", l_configure}, {"failover", l_failover}, {"reboot", l_reboot}, {nullptr, nullptr}};
+int l_adapter(lua_State* L) {
+  RuntimeState& rt = runtime_of(L);
+  if (!rt.cluster.config) return 0;
+  lua_pushstring(L, rt.cluster.config->adapter.c_str());
+  return 1;
+}
+
+int l_node(lua_State* L) {
+  RuntimeState& rt = runtime_of(L);
+  std::string node = rt.cluster.config ? rt.cluster.config->node : node_name();
+  lua_pushstring(L, node.c_str());
+  return 1;
+}
+
+int l_info(lua_State* L) {
+  const char* group = luaL_checkstring(L, 1);
+  RuntimeState& rt = runtime_of(L);
+  if (!rt.cluster.hub || !rt.cluster.hub->adapter()) return 0;
+  return guarded(L, [&](Raise&) -> int {
+    push_json(L, rt.cluster.hub->group_json(group));
+    return 1;
+  });
+}
+
+int l_nodes(lua_State* L) {
+  RuntimeState& rt = runtime_of(L);
+  return guarded(L, [&](Raise&) -> int {
+    const ClusterAdapter* a = rt.cluster.hub ? rt.cluster.hub->adapter() : nullptr;
+    push_json(L, a ? a->nodes() : nlohmann::json::array());
+    return 1;
+  });
+}
+
+const luaL_Reg kClusterFns[] = {{"configure", l_configure}, {"failover", l_failover},
+                                {"reboot", l_reboot},       {"adapter", l_adapter},
+                                {"node", l_node},           {"info", l_info},
+                                {"nodes", l_nodes},         {nullptr, nullptr}};
 
 }  // namespace
 

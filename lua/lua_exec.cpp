@@ -637,6 +637,9 @@ int l_declare_group(lua_State* L) {
     g.strategy = field_string(L, 2, "strategy", "one_for_one");
     g.parent = field_string(L, 2, "parent");
     g.description = field_string(L, 2, "description");
+    raw_field(L, 2, "clustered");
+    g.clustered = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     raw_field(L, 2, "members");
     g.members = string_list(L, -1, "members", err);
     lua_pop(L, 1);

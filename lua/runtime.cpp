@@ -265,7 +265,7 @@ void sandbox(lua_State* L) {
   lua_pushcfunction(L, luaopen_vigil_probe);
   lua_setfield(L, -2, "vigil.probe");
   lua_pushcfunction(L, luaopen_vigil_cluster);
-  lua_setfield(L, -2, "vigil.cluster");
+  lua_setfield(L, -2, "vigil.cluster_host");
   lua_pushcfunction(L, luaopen_vigil_remote);
   lua_setfield(L, -2, "vigil.remote");
   lua_pop(L, 2);
@@ -912,6 +912,12 @@ nlohmann::json RuleRuntime::remote_watches() {
   nlohmann::json out = table_answer(*state_, "remotes");
   return out.is_array() ? out : nlohmann::json::array();
 }
+
+const std::optional<ClusterConfig>& RuleRuntime::cluster_config() const {
+  return state_->cluster.config;
+}
+
+void RuleRuntime::set_cluster_hub(ClusterHub* hub) { state_->cluster.hub = hub; }
 
 RuleRuntime::Verdict RuleRuntime::authorize(const nlohmann::json& identity,
                                             const std::string& method, const std::string& path) {

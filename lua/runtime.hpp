@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/cluster/cluster.hpp"
+#include "host/cluster/hub.hpp"
 #include "host/core/events.hpp"
 #include "host/log/sink.hpp"
 #include "host/proc/proc_events.hpp"
@@ -103,6 +104,11 @@ class RuleRuntime : public Policy {
   // The declared remote watches (watch "db@nodeb" { on = "nodeb" }), in
   // name order: {name, on, remote, where} each.
   nlohmann::json remote_watches();
+  // The rules' cluster { } block as the host takes it, or nullopt.
+  const std::optional<ClusterConfig>& cluster_config() const;
+  // The daemon's cluster hub (made at the first cluster block), for
+  // vigil.cluster's holder, nodes and failover; null: none.
+  void set_cluster_hub(ClusterHub* hub);
   // vigil.api.authorize(identity, method, path), under the callback
   // budget: true, or false with the reason. A hook that fails, overruns
   // or answers nonsense denies (fail closed).

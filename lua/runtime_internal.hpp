@@ -137,8 +137,12 @@ struct RuntimeState {
   std::vector<Declaration> decls;
   std::vector<GroupDecl> groups;
   struct {
-    std::vector<std::string> failover, reboot;  // argv; empty: none configured
-    double failover_timeout = 60;
+    // cluster { ... } (checked by stdlib/vigil/cluster.lua): an adapter,
+    // "command" when the block gives only a failover command; nullopt
+    // when the rules declare none.
+    std::optional<ClusterConfig> config;
+    std::vector<std::string> reboot;  // argv; empty: none configured
+    ClusterHub* hub = nullptr;        // the daemon's, once live (null: none)
   } cluster;
   std::set<std::string> declared_names;
   std::vector<Delivery> deliveries;  // queued for the loop (drain_events)

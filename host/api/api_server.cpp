@@ -11,12 +11,13 @@ namespace vigil {
 namespace {
 
 // What the remote API serves of the control commands: reads, the actions
-// on watches and groups, reload. Not quit, set, signal, wait or logs: they
+// on watches and groups (a clustered group's failover too), the cluster's
+// view, reload. Not quit, set, signal, wait or logs: they
 // stay on the local socket (a process's output may hold secrets; a held
 // wait is a local tool).
 const std::set<std::string_view> kApiCommands = {
     "ping",  "status", "inspect", "events", "explain", "dumps", "metrics", "start",
-    "stop",  "restart", "pause",  "resume", "reload"};
+    "stop",  "restart", "pause",  "resume", "reload", "failover", "cluster"};
 
 std::string who(const Identity& id) {
   switch (id.kind) {

@@ -79,9 +79,11 @@ int cmd_status(Global& g, const StatusArgs& a);
 // The LSB code of one watch or group object (status --json / inspect).
 int lsb_code(const nlohmann::json& item);
 
-struct SimpleArgs {  // start, stop, restart, explain, pause, resume, reload, ping, quit
+struct SimpleArgs {  // start, stop, restart, explain, pause, resume, reload, ping, quit,
+                     // failover, cluster
   std::string cmd;
   std::string name;
+  std::string to;  // failover --to NODE
   bool all = false;
   bool keep = false;
   bool json = false;
@@ -151,6 +153,7 @@ void print_status_nodes(const std::vector<NodeStatus>& nodes);
 void print_explain(const nlohmann::json& reply);
 void print_events(const nlohmann::json& events);
 void print_inspect(const nlohmann::json& item);
+void print_cluster(const nlohmann::json& reply);
 std::string human_duration(double seconds);
 
 // The event history files (history.cpp): the events at or after

@@ -76,7 +76,8 @@ int lsb_code(const json& it) {
   if (group) {
     if (s == "ready") return kLsbRunning;
     if (s == "degraded" || s == "restarting") return kLsbDegraded;
-    if (s == "stopped" || s == "exhausted") return kLsbStopped;
+    // standby: a clustered group held by another node, not running here.
+    if (s == "stopped" || s == "exhausted" || s == "standby") return kLsbStopped;
     return kLsbUnknown;
   }
   if (s == "running") return field(it, "ready") == true ? kLsbRunning : kLsbDegraded;
@@ -155,6 +156,8 @@ int cmd_simple(Global& g, const SimpleArgs& a) {
   if (!a.name.empty()) req["name"] = a.name;
   if (a.all) req["all"] = true;
   if (a.keep) req["keep"] = true;
+  if (!a.to.empty()) req["to"] = a.to;
+  if (a.cmd == "failover") req["kind"] = "group";  // POST /v1/groups/NAME/failover
   int code = 0;
   auto reply = ok_or_say(request(g, req, code), code);
   if (!reply) return code;
@@ -166,6 +169,11 @@ int cmd_simple(Global& g, const SimpleArgs& a) {
     printf("reloaded: %d watches\n", (*reply)["watches"].get<int>());
   } else if (a.cmd == "explain") {
     print_explain(*reply);
+  } else if (a.cmd == "cluster") {
+    print_cluster(*reply);
+  } else if (a.cmd == "failover") {
+    printf("%s: stopping here, then handing over%s\n", a.name.c_str(),
+           a.to.empty() ? "" : (" to " + a.to).c_str());
   } else if (reply->contains("group") && (*reply)["group"].is_object()) {
     printf("%s: %s\n", field((*reply)["group"], "group").get<std::string>().c_str(),
            field((*reply)["group"], "state").get<std::string>().c_str());

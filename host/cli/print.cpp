@@ -4,6 +4,7 @@
 
 #include "host/cli/cli.hpp"
 #include "host/core/json_read.hpp"
+#include "host/core/strings.hpp"
 
 using nlohmann::json;
 
@@ -24,6 +25,11 @@ std::string human_duration(double s) {
 }
 
 namespace {
+std::string text_of(const json& v) {
+  if (v.is_null()) return "-";
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
 std::string last_exit_text(const json& e) {
   if (e.is_null()) return "-";
   if (e.contains("error")) return "failed: " + field(e, "error").get<std::string>();
@@ -49,11 +55,22 @@ void print_members(const json& g, int depth) {
   }
 }
 
+// A clustered group's holding: "active here", "standby (held by nodeb)".
+std::string holding_text(const json& c) {
+  std::string role = text_of(field(c, "role"));
+  std::string holder = field(c, "holder").is_string() ? field(c, "holder").get<std::string>() : "";
+  std::string out = role + (holder.empty() ? ", no holder" : ", held by " + holder);
+  if (field(c, "lease_left").is_number())
+    out += ", lease " + fmt_seconds(field(c, "lease_left").get<double>()) + "s left";
+  return out;
+}
+
 void print_group(const json& g, int depth) {
-  printf("%*s%s %s (%s, %llu restarts)\n", depth * 2, "",
+  std::string cluster = g.contains("cluster") ? "; " + holding_text(field(g, "cluster")) : "";
+  printf("%*s%s %s (%s, %llu restarts%s)\n", depth * 2, "",
          field(g, "group").get<std::string>().c_str(), field(g, "state").get<std::string>().c_str(),
          field(g, "strategy").get<std::string>().c_str(),
-         static_cast<unsigned long long>(field(g, "restarts").get<uint64_t>()));
+         static_cast<unsigned long long>(field(g, "restarts").get<uint64_t>()), cluster.c_str());
   print_members(g, depth);
 }
 
@@ -169,13 +186,6 @@ void print_events(const json& events) {
            field(e, "message").get<std::string>().c_str());
 }
 
-namespace {
-std::string text_of(const json& v) {
-  if (v.is_null()) return "-";
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
-}  // namespace
-
 // `vigil status NAME`: one watch or group, everything known about it.
 void print_inspect(const json& it) {
   bool group = field(it, "kind") == "group";
@@ -193,6 +203,13 @@ void print_inspect(const json& it) {
     printf("  strategy:  %s (%s)\n", text_of(field(it, "strategy")).c_str(),
            text_of(field(it, "where")).c_str());
     printf("  restarts:  %s\n", text_of(field(it, "restarts")).c_str());
+    if (it.contains("cluster")) {
+      const json& c = field(it, "cluster");
+      printf("  cluster:   %s (node %s, adapter %s)\n", holding_text(c).c_str(),
+             text_of(field(c, "node")).c_str(), text_of(field(c, "adapter")).c_str());
+      for (const auto& [node, at] : field(c, "failed_on").items())
+        printf("  failed on: %s at %s\n", node.c_str(), text_of(at).c_str());
+    }
     printf("  members:\n");
     print_members(it, 1);
   } else {
@@ -264,6 +281,25 @@ void print_inspect(const json& it) {
       printf("    %s %s %s\n", text_of(field(e, "time")).c_str(), text_of(field(e, "id")).c_str(),
              text_of(field(e, "message")).c_str());
   }
+}
+
+// `vigil cluster`: the adapter, the nodes and what each holds, then the
+// clustered groups as this node sees them.
+void print_cluster(const json& r) {
+  printf("adapter %s, this node %s\n", text_of(field(r, "adapter")).c_str(),
+         text_of(field(r, "node")).c_str());
+  printf("\n%-16s %s\n", "NODE", "HOLDS");
+  for (const auto& n : field(r, "nodes")) {
+    std::string holds;
+    for (const auto& g : field(n, "holds")) holds += (holds.empty() ? "" : ", ") + text_of(g);
+    std::string name = text_of(field(n, "node")) + (field(n, "self") == true ? " *" : "");
+    printf("%-16s %s\n", name.c_str(), holds.empty() ? "-" : holds.c_str());
+  }
+  if (field(r, "groups").empty()) return;
+  printf("\n%-20s %-10s %s\n", "GROUP", "STATE", "HOLDING");
+  for (const auto& g : field(r, "groups"))
+    printf("%-20s %-10s %s\n", text_of(field(g, "group")).c_str(),
+           text_of(field(g, "state")).c_str(), holding_text(g).c_str());
 }
 
 }  // namespace vigil::cli

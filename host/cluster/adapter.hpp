@@ -79,6 +79,10 @@ class ClusterAdapter {
   virtual HoldInfo info(const std::string& group) const = 0;
   // The nodes the adapter knows and what each holds (vigil cluster).
   virtual nlohmann::json nodes() const = 0;
+  // A group's state may have changed (called at most once per loop
+  // iteration, after the change): the keepalived adapter writes its
+  // track file; the others need not care.
+  virtual void groups_changed() {}
 };
 
 }  // namespace vigil

@@ -8,6 +8,7 @@
 
 #include "host/core/fd.hpp"
 #include "host/core/strings.hpp"
+#include "host/supervise/supervisor.hpp"
 
 namespace vigil {
 
@@ -35,6 +36,34 @@ std::string claim_reboot(const ClusterOptions& o, double now) {
       ::rename(tmp.c_str(), path.c_str()) != 0)
     return "cannot record the reboot in " + path + ": " + errno_text(errno);
   return {};
+}
+
+std::string node_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+void run_failover_command(Supervisor& sup, const FailoverRun& run,
+                          std::function<void(const std::string& err)> done) {
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"VIGIL_GROUP", run.group ? run.owner : ""},
+      {"VIGIL_OWNER", run.owner},
+      {"VIGIL_NODE", run.node},
+      {"VIGIL_REASON", run.reason}};
+  if (!run.to_node.empty()) env.emplace_back("VIGIL_TO_NODE", run.to_node);
+  std::string command = join(run.argv, " ");
+  std::string err;
+  auto pid = sup.run_command(
+      run.argv, env, run.timeout,
+      [done, command](const ExitStatus& st, bool timed_out) {
+        if (st.known && !st.signal && st.code == 0) return done("");
+        done(command + (timed_out   ? ": timed out"
+                        : st.signal ? ": killed by " + signal_name(st.signal)
+                                    : ": exited " + std::to_string(st.code)));
+      },
+      err);
+  if (!pid) done(command + ": " + err);
 }
 
 }  // namespace vigil

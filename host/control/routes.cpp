@@ -55,6 +55,8 @@ const std::vector<ControlRoute> kRoutes = {
      "/v1/groups/{name}/set",
      {{"key", T::String}, {"value", T::String}, {"default", T::Flag}},
      R"({"kind":"group"})"},
+    {"failover", "POST", "/v1/groups/{name}/failover", {{"to", T::String}}, R"({"kind":"group"})"},
+    {"cluster", "GET", "/v1/cluster", {}, ""},
     {"reload", "POST", "/v1/reload", {}, ""},
     {"quit", "POST", "/v1/quit", {{"keep", T::Flag}}, ""},
     // The JSON request as it is, for any command (what the socket spoke

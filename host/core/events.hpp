@@ -139,6 +139,15 @@ enum class Msg {
   GroupResigned,          // VGL0258
   LeaseLost,              // VGL0259
   ClusterWriteFailed,     // VGL0260
+  ClusterTakeover,        // VGL0263
+  ClusterLost,            // VGL0264
+  ClusterFenced,          // VGL0265
+  ClusterReleased,        // VGL0266
+  ClusterNotice,          // VGL0267
+  ClusterAdapterFailed,   // VGL0268
+  ClusterOperatorStart,   // VGL0269
+  TrackFileFailed,        // VGL0270
+  ClusterKept,            // VGL0271
   RuleMessage,            // VGL0900
   kCount
 };

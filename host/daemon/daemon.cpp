@@ -53,6 +53,7 @@ Daemon::~Daemon() {
   if (supervisor_) supervisor_->set_policy(nullptr);
   if (log_) log_->set_listener({});
   runtime_.reset();
+  cluster_.reset();
   remote_.reset();
   supervisor_.reset();
 }
@@ -199,7 +200,13 @@ bool Daemon::start(std::string& error) {
         return http_peer_transport(loop_, c, error);
       });
   waits_ = std::make_unique<Waits>(loop_, *supervisor_);
-  supervisor_->set_change_listener([this] { waits_->poke(); });
+  supervisor_->set_hold_check([this](const std::string& group) {
+    return cluster_ && cluster_->adapter() && cluster_->adapter()->holds(group);
+  });
+  supervisor_->set_change_listener([this] {
+    waits_->poke();
+    if (cluster_) cluster_->poke();  // the keepalived adapter's track file
+  });
 
   control_ = std::make_unique<ControlServer>(
       loop_,
@@ -345,7 +352,21 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   std::vector<Declaration> decls = runtime_->take_declarations();
   size_t watches = decls.size();
   loaded_watches_ = watches;
-  supervisor_->apply(std::move(decls), runtime_->take_groups());
+  // The cluster adapter: made at the first cluster { } (a daemon without
+  // one has none of it), told the rules' settings before the groups are
+  // applied (standby until it says this node holds them).
+  if (runtime_->cluster_config() && !cluster_)
+    cluster_ = std::make_unique<ClusterHub>(loop_, *log_, *supervisor_);
+  if (cluster_) cluster_->configure(runtime_->cluster_config());
+  runtime_->set_cluster_hub(cluster_.get());
+  std::vector<GroupDecl> groups = runtime_->take_groups();
+  if (cluster_) {
+    std::vector<std::string> clustered;
+    for (const auto& g : groups)
+      if (g.clustered) clustered.push_back(g.name);
+    cluster_->set_groups(clustered);
+  }
+  supervisor_->apply(std::move(decls), std::move(groups));
   decls = {};
   replay_overrides();
   supervisor_->forget_orders();
@@ -556,14 +577,23 @@ std::string Daemon::status_text() const {
   w.end_array();
   w.key("groups").begin_array();
   for (const auto& [name, g] : supervisor_->groups())
-    if (g.decl.parent.empty()) w.value(supervisor_->group_json(g));
+    if (g.decl.parent.empty()) w.value(group_status(g));
   w.end_array();
+  if (cluster_) w.key("cluster").value(cluster_->cluster_json());
   if (remote_ && remote_->size() > 0) {
     w.key("remote").value(remote_->watches_json());
     w.key("peers").value(remote_->peers_json());
   }
   w.end_object();
   return out;
+}
+
+nlohmann::json Daemon::group_status(const Group& g) const {
+  nlohmann::json j = supervisor_->group_json(g);
+  if (g.decl.clustered)
+    j["cluster"] = cluster_ ? cluster_->group_json(g.decl.name)
+                            : nlohmann::json{{"role", "down"}, {"holder", nullptr}};
+  return j;
 }
 
 // One line for the service manager's STATUS= ("12 watches: 11 running,
@@ -724,7 +754,7 @@ nlohmann::json Daemon::inspect(const RequestFields& req) const {
       j["checks"] = supervisor_->checks_json(*u);
       j["decision"] = u->ledger.decision;
     } else if (const Group* g = supervisor_->find_group(name)) {
-      j = supervisor_->group_json(*g);
+      j = group_status(*g);
       j["kind"] = "group";
       j["name"] = name;
       j["decision"] = g->ledger.decision;
@@ -932,7 +962,7 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     std::string name = req.required_str("name", "a watch or group name");
     std::string until = req.str_or("until", "ready");
     if (!Waits::valid_target(until))
-      return reject("wait: cannot wait until '" + until + "' (ready, running, stopped, exhausted or done)");
+      return reject("wait: cannot wait until '" + until + "' (ready, running, stopped, exhausted, done or standby)");
     std::optional<double> timeout;
     if (auto ms = req.integer("timeout_ms", 0, 7LL * 86400 * 1000)) timeout = static_cast<double>(*ms) / 1e3;
     std::string err;
@@ -959,6 +989,35 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
     if (name.empty()) return reject("explain: a watch or group name is required");
     return reject("no watch or group named '" + name + "'", 404);
   }
+  if (cmd == "cluster") {
+    if (!cluster_) return reject("no cluster here: the rules declare no cluster { } block", 409);
+    return reply(ok_reply(cluster_->cluster_json()));
+  }
+  if (cmd == "failover") {
+    std::string name = req.required_str("name", "a group name");
+    std::string to = str("to");
+    Group* g = supervisor_->find_group(name);
+    if (!g) reject("no group named '" + name + "'", 404);
+    if (!cluster_ || !cluster_->adapter())
+      reject("failover " + name + ": no cluster adapter here (cluster { adapter = ... } in the rules)", 409);
+    const std::string& adapter = cluster_->config().adapter;
+    if (!g->decl.clustered && (adapter == "etcd" || adapter == "pacemaker"))
+      reject("failover " + name + ": not a clustered group (clustered = true): the " + adapter +
+                 " adapter hands over only clustered groups",
+             409);
+    std::string err = cluster_->failover(name, "operator failover" + (to.empty() ? "" : " to " + to), to, {});
+    if (!err.empty()) reject("failover " + name + ": " + err, 409);
+    return reply(ok_reply({{"group", name}, {"to", to.empty() ? nlohmann::json(nullptr) : nlohmann::json(to)}}));
+  }
+  // A member of a clustered group this node does not hold starts with its group.
+  if (Unit* u = cmd == "start" || cmd == "restart" ? supervisor_->find(str("name")) : nullptr;
+      u && supervisor_->in_standby(*u)) {
+    const Group* cg = supervisor_->clustered_group_of(*u);
+    reject("'" + u->name + "' belongs to clustered group '" + cg->decl.name +
+               "', which this node does not hold (standby): start the group (vigil start " +
+               cg->decl.name + ")",
+           409);
+  }
   // A group: the command acts on its watches, in dependency order.
   if (Group* g = supervisor_->find_group(str("name"));
       g &&
@@ -978,10 +1037,15 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
       reply(ok_reply({{"group", grp ? supervisor_->group_json(*grp) : nlohmann::json(nullptr)}}));
     };
     if (cmd == "start") {
+      if (cluster_) cluster_->operator_start(*g);
+      else g->held = g->decl.clustered;  // nobody else to ask
       supervisor_->start_group(*g);
       return done();
     }
-    if (cmd == "stop") return supervisor_->stop_group(*g, done);
+    if (cmd == "stop") {
+      if (cluster_) cluster_->operator_stop(*g);
+      return supervisor_->stop_group(*g, done);
+    }
     if (cmd == "restart") return supervisor_->restart_group(*g, done);
     for (const auto& w : g->decl.units)
       if (Unit* u = supervisor_->find(w))

@@ -10,6 +10,7 @@
 
 #include "host/api/api_server.hpp"
 #include "host/api/event_stream.hpp"
+#include "host/cluster/hub.hpp"
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
 #include "host/daemon/service_notify.hpp"
@@ -79,6 +80,8 @@ class Daemon {
   std::string status_summary() const;
   nlohmann::json daemon_json() const;
   nlohmann::json loop_json() const;
+  // A group's status object, with its cluster holding when clustered.
+  nlohmann::json group_status(const Group& g) const;
   nlohmann::json inspect(const RequestFields& req) const;
   void trim_soon();
   // The API the candidate rules (or the command line) declare, its files
@@ -98,6 +101,10 @@ class Daemon {
   // set, before the runtime whose vigil.remote calls them (gone after it).
   std::unique_ptr<LoopClock> peer_clock_;
   std::unique_ptr<RemoteHub> remote_;
+  // The cluster adapter and what it says (host/cluster/hub.hpp): made at
+  // the first cluster { } declared, after the supervisor it drives,
+  // before the runtime whose vigil.cluster reaches it (gone after it).
+  std::unique_ptr<ClusterHub> cluster_;
   std::unique_ptr<RuleRuntime> runtime_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<EventStreams> streams_;  // GET /v1/events/stream, socket and API

@@ -39,7 +39,7 @@ Waits::~Waits() {
 
 bool Waits::valid_target(const std::string& until) {
   return until == "ready" || until == "running" || until == "stopped" || until == "exhausted" ||
-         until == "done";
+         until == "done" || until == "standby";
 }
 
 Waits::Verdict Waits::judge(const std::string& name, const std::string& until, std::string& state,
@@ -60,6 +60,8 @@ Waits::Verdict Waits::judge(const std::string& name, const std::string& until, s
       return ended(u) ? Verdict::Unreachable : Verdict::Pending;
     }
     if (until == "stopped") return down(u) ? Verdict::Reached : Verdict::Pending;
+    if (until == "standby")
+      return supervisor_.in_standby(u) && down(u) ? Verdict::Reached : Verdict::Pending;
     if (s == until) return Verdict::Reached;
     if (until == "done" && ended(u)) return Verdict::Unreachable;
     if (s == "done") return Verdict::Unreachable;  // exhausted: it will not run to fail again
@@ -85,8 +87,8 @@ Waits::Verdict Waits::judge(const std::string& name, const std::string& until, s
       if (Unit* u = sup.find(m)) unit_verdict(*u);
     return state == "exhausted" || state == "stopped" ? Verdict::Unreachable : Verdict::Pending;
   }
-  if (until == "exhausted")
-    return state == "exhausted" ? Verdict::Reached : Verdict::Pending;
+  if (until == "exhausted" || until == "standby")
+    return state == until ? Verdict::Reached : Verdict::Pending;
   // running, stopped, done: every watch of the group.
   bool all = true, any_unreachable = false;
   for (const auto& m : g->decl.units) {

@@ -121,7 +121,12 @@ void Supervisor::reattach(Unit& u) {
   if (prev != journal_previous_.end()) {
     JournalEntry e = prev->second;
     journal_previous_.erase(prev);
-    if (readopt(u, e, "re-adopted after vigil restarted")) return;
+    if (readopt(u, e, "re-adopted after vigil restarted")) {
+      // What a previous vigil ran of a group this node does not hold (it
+      // may be running elsewhere by now) is a leftover: stopped.
+      if (in_standby(u)) stop(u);
+      return;
+    }
   }
   if (!u.autostart) {
     // Declared, checked and shown; started when asked (what a previous
@@ -142,6 +147,13 @@ void Supervisor::reattach(Unit& u) {
 }
 
 void Supervisor::start_fresh(Unit& u) {
+  if (in_standby(u)) {
+    // A clustered group this node does not hold: shown, neither started
+    // nor looked for (the takeover does both).
+    u.want_running = false;
+    set_state(u, UnitState::Stopped);
+    return;
+  }
   if (u.kind() == Unit::Kind::Started) return start_process(u);
   to_discover_.push_back(u.name);
 }
@@ -236,8 +248,10 @@ void Supervisor::recover(std::vector<std::string> names) {
     if (!u || u->child || u->remove_when_stopped) continue;
     auto f = found.find(name);
     if (f != found.end() && readopt(*u, {f->second.pid, f->second.start_time, true, f->second.spec},
-                                    "found by its marks; the journal did not name it"))
+                                    "found by its marks; the journal did not name it")) {
+      if (in_standby(*u)) stop(*u);  // a leftover of a group held elsewhere now
       continue;
+    }
     start_fresh(*u);
   }
 }

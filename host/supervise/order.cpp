@@ -9,6 +9,8 @@
 // (a state, a readiness, a timer) and takes every step that is allowed.
 // Which watches go down together is policy (the rules pick the set);
 // keeping the order is mechanism.
+#include <signal.h>
+
 #include <algorithm>
 
 #include "host/core/clock.hpp"
@@ -63,6 +65,10 @@ void Supervisor::apply_groups(std::vector<GroupDecl> decls) {
       g.since = wall_seconds();
     }
     g.decl = std::move(d);
+    if (!g.decl.clustered)
+      g.held = false;
+    else if (!g.held && holds_ && holds_(g.decl.name))
+      g.held = true;
     next.emplace(g.decl.name, std::move(g));
   }
   for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);
@@ -350,6 +356,92 @@ void Supervisor::after_stopped(const std::string& owner, std::function<void()> f
   stop_ordered(names, std::move(fn));
 }
 
+const Group* Supervisor::clustered_group_of(const Unit& u) const {
+  // Nested groups are few and shallow: walk up from the innermost.
+  const std::string* name = &u.group;
+  for (int depth = 0; !name->empty() && depth < 64; ++depth) {
+    auto it = groups_.find(*name);
+    if (it == groups_.end()) return nullptr;
+    if (it->second.decl.clustered) return &it->second;
+    name = &it->second.decl.parent;
+  }
+  return nullptr;
+}
+
+bool Supervisor::in_standby(const Unit& u) const {
+  if (u.group.empty()) return false;
+  const Group* g = clustered_group_of(u);
+  return g && !g->held;
+}
+
+void Supervisor::hold_group(Group& g, bool held, std::function<void()> done) {
+  if (!g.decl.clustered) {
+    if (done) loop_.post(std::move(done));
+    return;
+  }
+  bool was = g.held;
+  g.held = held;
+  if (was != held) {
+    g.since = wall_seconds();
+    changed();
+  }
+  if (held && was) {
+    // Held already (an adapter made again at a reload says so again):
+    // what runs runs on, a give-up stays one.
+    if (done) loop_.post(std::move(done));
+    return;
+  }
+  if (held) {
+    start_group(g);  // a fresh start: a give-up before it (here or elsewhere) is history
+    if (done) loop_.post(std::move(done));
+    return;
+  }
+  stop_ordered(g.decl.units, std::move(done));
+}
+
+void Supervisor::fence_group(Group& g, double kill_after, std::function<void()> done) {
+  g.held = false;
+  g.since = wall_seconds();
+  changed();
+  for (const auto& name : g.decl.units) {
+    Unit* u = find(name);
+    if (!u) continue;
+    u->restart_when_stopped = false;
+    if (u->queued) {
+      u->queued = false;
+      unqueue(u->name);
+    }
+    if (!u->child) {
+      halt(*u);  // a script, a search, a set's own members: ended as for any stop
+      continue;
+    }
+    // No order and no stop command: every member's group at once, and
+    // KILL at the bound whatever each watch's own stop timeout says.
+    u->want_running = false;
+    cancel_timer(*u);
+    end_find(*u);
+    Unit::Child& c = *u->child;
+    if (!c.stopping) {
+      c.stopping = true;
+      signal_process(*u, SIGTERM);
+      signal_process(*u, SIGCONT);
+      log_.emit(Msg::StopRequested, u->name, {{"pid", c.pid}, {"how", "TERM (fence)"}});
+    }
+    loop_.cancel(c.kill_timer);
+    pid_t pid = c.pid;
+    std::string uname = u->name;
+    c.kill_timer = loop_.after(from_seconds(kill_after), [this, uname, pid, kill_after] {
+      Unit* unit = find(uname);
+      if (!unit || !unit->child || unit->child->pid != pid) return;
+      unit->child->kill_timer = 0;
+      signal_process(*unit, SIGKILL);
+      log_.emit(Msg::KilledAfterGrace, uname, {{"pid", pid}, {"timeout", kill_after}});
+    });
+  }
+  // Joins the stops under way and calls back once every one is reaped.
+  stop_ordered(g.decl.units, std::move(done));
+}
+
 void Supervisor::start_group(Group& g) {
   if (g.exhausted) {
     loop_.cancel(g.rearm_timer);
@@ -375,6 +467,17 @@ void Supervisor::restart_group(Group& g, std::function<void()> done) {
 }
 
 std::string Supervisor::group_state(const Group& g) const {
+  if (g.decl.clustered && !g.held) {
+    // Not this node's to run: standby once nothing of it is left here.
+    bool left = false;
+    for (const auto& name : g.decl.units) {
+      auto it = units_.find(name);
+      if (it == units_.end()) continue;
+      const Unit& u = *it->second;
+      left |= u.child || (u.m && !u.m->own.empty()) || u.script_pid() || u.stop_queued;
+    }
+    if (!left) return "standby";
+  }
   if (g.exhausted) return "exhausted";
   bool all_ready = true, all_down = true, busy = false;
   for (const auto& m : g.decl.members) {
@@ -423,6 +526,10 @@ nlohmann::json Supervisor::group_json(const Group& g) const {
                       {"where", g.decl.where},        {"state", group_state(g)},
                       {"since", rfc3339(g.since)},    {"restarts", g.restarts},
                       {"members", std::move(members)}};
+  if (g.decl.clustered) {
+    j["clustered"] = true;
+    j["held"] = g.held;
+  }
   if (!g.decl.description.empty()) j["description"] = g.decl.description;
   if (!g.overrides.empty()) j["overrides"] = g.overrides;
   return j;

@@ -421,6 +421,13 @@ std::string Supervisor::output_path(const Unit& u, bool stderr_stream, std::stri
 
 void Supervisor::start_process(Unit& u, bool look_first) {
   cancel_timer(u);
+  if (in_standby(u)) {
+    // A clustered group runs only where it is held: the takeover (or an
+    // operator's start of the group) starts it.
+    u.want_running = false;
+    if (!u.child) set_state(u, UnitState::Stopped);
+    return;
+  }
   u.want_running = true;
   if (u.child || u.script_pid() || u.finding()) return;
   // In dependency order: it waits until what it requires is ready.

@@ -193,6 +193,9 @@ struct GroupDecl {
   std::string description;
   std::vector<std::string> members;  // watches or groups, start order
   std::vector<std::string> units;    // every watch inside, start order
+  // Runs only on the node that holds it (a cluster adapter decides): until
+  // then its watches are loaded, checked and shown, and not started.
+  bool clustered = false;
 };
 
 // What budgets count: when something was restarted (monotonic seconds) and
@@ -225,6 +228,9 @@ struct Group {
   TimerId rearm_timer = 0;
   Ledger ledger;
   std::map<std::string, std::string> overrides;  // `vigil set` values, survive reloads
+  // A clustered group: this node holds it (it may run here). Kept across
+  // reloads; always false for a group that is not clustered.
+  bool held = false;
 };
 
 struct Unit {
@@ -471,11 +477,24 @@ class Supervisor {
   //   stopped     no member has a process, and none is starting, in
   //               backoff or waiting to start
   //   degraded    anything else: some members are not (yet) running or ready
+  //   standby     a clustered group this node does not hold, nothing of
+  //               it running here (it runs on the node that holds it)
   std::string group_state(const Group& g) const;
+  // The clustered group `u` belongs to (its own group or an enclosing
+  // one), or null.
+  const Group* clustered_group_of(const Unit& u) const;
+  // A member of a clustered group this node does not hold: not started.
+  bool in_standby(const Unit& u) const;
   // Called after a watch's state or readiness or a group's exhaustion
   // changed (from the supervisor's own call stack: the callee posts what
   // it does). `vigil wait` is woken by it.
   void set_change_listener(std::function<void()> fn) { on_change_ = std::move(fn); }
+  // Whether this node holds a clustered group (the cluster adapter's
+  // word), asked when apply() finds one not held yet: a group the adapter
+  // holds already (the command and keepalived adapters, always) keeps
+  // what a previous vigil left running instead of stopping it as a
+  // leftover.
+  void set_hold_check(std::function<bool(const std::string&)> fn) { holds_ = std::move(fn); }
 
   // Order (order.cpp). A coordinated restart: the watches `names` are
   // stopped (dependents first), then started again in dependency order,
@@ -506,6 +525,15 @@ class Supervisor {
   // the last process has been reaped. A handover to another node waits on
   // this so that the service never runs on two nodes at once.
   void after_stopped(const std::string& owner, std::function<void()> fn);
+  // A clustered group's holding (the cluster adapter's word): held, it is
+  // started in order (its budget re-armed); not held, it is stopped in
+  // order and `done` runs once nothing of it runs here.
+  void hold_group(Group& g, bool held, std::function<void()> done = {});
+  // This node must stop the group NOW (a lease it cannot renew): no
+  // order, no stop command: TERM (and CONT) to every member's process
+  // group at once, KILL after `kill_after` seconds; `done` once every
+  // process has been reaped. Bounded by kill_after and the reaping.
+  void fence_group(Group& g, double kill_after, std::function<void()> done);
   // Operator commands on a group (in order).
   void start_group(Group& g);
   void stop_group(Group& g, std::function<void()> done);
@@ -796,6 +824,7 @@ class Supervisor {
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
   std::function<void()> on_change_;
+  std::function<bool(const std::string&)> holds_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -5,6 +5,7 @@
 --     restart  = { limit = 5, within = "10m" },  -- the group's budget
 --     "db", "app", "web",                        -- start order = dependency order
 --     on_exhausted = "failover",                 -- runs once when the group gives up
+--     clustered = true,                          -- runs only on the node that holds it (vigil.cluster)
 --   }
 --
 -- Members are watches or other groups. Each member starts once the one
@@ -42,6 +43,7 @@ local group_schema = {
   coalesce = schema.duration,
   escalate = ladder.checker,
   on_exhausted = ladder.hook_checker,
+  clustered = schema.boolean,
 }
 
 --- group(name) { members..., keys }: declares a group.
@@ -86,6 +88,7 @@ function M.declare(where, name, spec)
       coalesce = s.coalesce or 0.05,
       ladder = s.escalate or ladder.default,
       on_exhausted = s.on_exhausted,
+      clustered = s.clustered or false,
     }
   end
 end
@@ -237,7 +240,7 @@ function M.finish(watches, remotes)
   for gname, g in pairs(groups) do
     local ok, err = exec.declare_group(gname, {
       where = g.where, strategy = g.strategy, parent = g.parent, description = g.description,
-      members = g.members, units = g.units,
+      members = g.members, units = g.units, clustered = g.clustered,
     })
     if not ok then return errors.add(g.where .. ": " .. err) end
   end

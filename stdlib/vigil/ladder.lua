@@ -312,22 +312,6 @@ walk = function(owner, cause, member, ev)
   return give_up(owner, cause, ev, why, false)
 end
 
-local cluster_schema = { failover = command, failover_timeout = schema.duration, reboot = command }
-
---- cluster { failover = "...", failover_timeout = "60s", reboot = "..." }:
--- the commands the failover and reboot steps (and on_exhausted actions)
--- run. A reboot also needs the daemon's --allow-reboot.
-function M.configure(spec)
-  local where = runtime.where(1)
-  if runtime.live() then error("cluster: configured when rule files load", 2) end
-  local s, _, errs = schema.check(spec, cluster_schema, "cluster")
-  if not s then
-    for _, e in ipairs(errs) do errors.add(where .. ": " .. e) end
-    return
-  end
-  cluster.configure(s)
-end
-
 --- The standing order for w's running process (entry.arm): true when
 -- walk will answer its next exit, whatever the exit, with a restart at
 -- once of w alone. Then the host starts the replacement the moment the

@@ -23,7 +23,7 @@
 --                         call (vigil.errors), after each file and finish
 local watch = require "vigil.watch"
 local group = require "vigil.group"
-local ladder = require "vigil.ladder"
+local cluster = require "vigil.cluster"
 local log = require "vigil.log"
 local runtime = require "vigil.runtime"
 local errors = require "vigil.errors"
@@ -54,7 +54,7 @@ vigil = {
   duration = require "vigil.duration",
   watches = watch.watches,
   groups = group.groups,
-  cluster = require "vigil.cluster",
+  cluster = cluster,
   api = require "vigil.api",
   peers = peer.peers,
   -- vigil.remote("nodeb"):restart("db"): acts on a peer's watches.
@@ -81,7 +81,7 @@ end
 
 _G.watch = watch.watch
 _G.group = group.group
-_G.cluster = ladder.configure
+_G.cluster = cluster.configure
 _G.api = vigil.api.declare
 _G.peer = peer.peer
 -- Probe constructors for a watch's `probes` list.
@@ -133,6 +133,8 @@ function entry.finish()
   remote_watch.finish(peer.peers, watch.watches)
   if errors.any() then return end
   group.finish(watch.watches, remote_watch.watches)
+  if errors.any() then return end
+  cluster.finish(group.groups, watch.watches)
 end
 
 entry.errors = errors.take
@@ -171,6 +173,7 @@ end
 
 function entry.event(ev)
   remote_watch.on_event(ev)
+  cluster.on_event(ev)
   deliver(subscribers[ev.event], ev)
   deliver(subscribers["*"], ev)
 end

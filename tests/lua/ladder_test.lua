@@ -174,14 +174,6 @@ T.test("step refusals name the step", function()
   end
 end)
 
-T.test("cluster { } refusals", function()
-  local _, _, L = fresh()
-  local at = T.here() local errs = T.errors_of(function() L.configure { failover_timeout = "99999999999d", rebot = "x" } end)
-  T.eq(#errs, 2, table.concat(errs, " | "))
-  T.contains(errs[1], at .. ": cluster: unknown key 'rebot' (did you mean 'reboot'?)", "key")
-  T.contains(errs[2], at .. ": cluster.failover_timeout: duration", "timeout")
-end)
-
 -- The standing order (armable): a yes must be what the walk then does
 -- for the next exit, quick or not: a restart of the watch alone, at once.
 T.test("the standing order says yes only when the next exit is surely a restart at once", function()

@@ -77,6 +77,9 @@ TEST(ControlRoutes, EveryCliRequestGoesThereAndBack) {
       {{"cmd", "signal"}, {"name", "db"}, {"signal", "HUP"}},
       {{"cmd", "set"}, {"name", "db"}, {"key", "restart.limit"}, {"value", "7"}},
       {{"cmd", "set"}, {"name", "db"}, {"key", "restart.limit"}, {"default", true}},
+      {{"cmd", "failover"}, {"name", "orders"}, {"kind", "group"}},
+      {{"cmd", "failover"}, {"name", "orders"}, {"kind", "group"}, {"to", "nodeb"}},
+      {{"cmd", "cluster"}},
       {{"cmd", "reload"}},
       {{"cmd", "quit"}},
       {{"cmd", "quit"}, {"keep", true}},
@@ -102,6 +105,10 @@ TEST(ControlRoutes, TheResourceModel) {
     round_trip({{"cmd", verb}, {"name", "g"}, {"kind", "group"}}, &t);
     EXPECT_EQ(t, std::string("POST /v1/groups/g/") + verb);
   }
+  round_trip({{"cmd", "failover"}, {"name", "g"}, {"kind", "group"}, {"to", "nodeb"}}, &t);
+  EXPECT_EQ(t, "POST /v1/groups/g/failover");  // "to" goes in the body
+  round_trip({{"cmd", "cluster"}}, &t);
+  EXPECT_EQ(t, "GET /v1/cluster");
   round_trip({{"cmd", "reload"}}, &t);
   EXPECT_EQ(t, "POST /v1/reload");
   round_trip({{"cmd", "stop"}, {"name", "a b/c"}}, &t);
