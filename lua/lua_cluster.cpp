@@ -3,6 +3,8 @@
 //   configure(spec)
 //       at load: the checked cluster { } block (adapter, node, endpoints,
 //       ttl, ..., failover, failover_timeout, reboot)
+//   check(spec) -> nil | err
+//       what the adapter says of the block (etcd: its fencing budget)
 //   failover(owner, reason [, argv [, to_node]]) -> true | nil, err
 //       VGL0152 now; once every process of the owner has been stopped and
 //       reaped, the cluster adapter hands it over (argv: this command
@@ -54,42 +56,62 @@ std::vector<std::string> argv_field(lua_State* L, int spec, const char* key) {
   return out;
 }
 
+const char* const kConfigKeys[] = {
+    "adapter", "node",     "endpoints",  "ttl",      "self_fence_after", "avoid_for",
+    "prefix",  "ca",       "cert",       "key",      "resource",         "track_file",
+    "failover", "failover_timeout", "reboot", nullptr};
+
+// The checked block (a copy, at `spec`) as the host takes it; `adapter`
+// empty: no adapter (a reboot command alone).
+ClusterConfig config_from(lua_State* L, int spec) {
+  ClusterConfig c;
+  c.adapter = field_string(L, spec, "adapter");
+  c.failover = argv_field(L, spec, "failover");
+  // The block of before adapters (a failover command): the command adapter.
+  if (c.adapter.empty() && !c.failover.empty()) c.adapter = "command";
+  c.node = field_string(L, spec, "node");
+  if (c.node.empty()) c.node = node_name();
+  c.endpoints = argv_field(L, spec, "endpoints");
+  c.ttl = field_number(L, spec, "ttl", 4);
+  c.self_fence_after = field_number(L, spec, "self_fence_after", 0);
+  c.avoid_for = field_number(L, spec, "avoid_for", 1800);
+  c.prefix = field_string(L, spec, "prefix", "vigil");
+  c.ca = field_string(L, spec, "ca");
+  c.cert = field_string(L, spec, "cert");
+  c.key = field_string(L, spec, "key");
+  c.resource = field_string(L, spec, "resource");
+  c.track_file = field_string(L, spec, "track_file");
+  c.failover_timeout = field_number(L, spec, "failover_timeout", 60);
+  return c;
+}
+
 int l_configure(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   RuntimeState& rt = runtime_of(L);
   if (rt.live) return luaL_error(L, "cluster.configure: configured while rules load");
-  static const char* const keys[] = {
-      "adapter", "node",     "endpoints",  "ttl",      "self_fence_after", "avoid_for",
-      "prefix",  "ca",       "cert",       "key",      "resource",         "track_file",
-      "failover", "failover_timeout", "reboot", nullptr};
-  int spec = copy_keys(L, 1, keys);
+  int spec = copy_keys(L, 1, kConfigKeys);
   return guarded(L, [&](Raise&) -> int {
-    ClusterConfig c;
-    c.adapter = field_string(L, spec, "adapter");
-    c.failover = argv_field(L, spec, "failover");
+    ClusterConfig c = config_from(L, spec);
     rt.cluster.reboot = argv_field(L, spec, "reboot");
-    // The block of before adapters (a failover command, or a reboot
-    // command alone): the command adapter, or nothing at all.
-    if (c.adapter.empty() && !c.failover.empty()) c.adapter = "command";
-    if (c.adapter.empty()) {
+    if (c.adapter.empty())
       rt.cluster.config.reset();
-      return 0;
-    }
-    c.node = field_string(L, spec, "node");
-    if (c.node.empty()) c.node = node_name();
-    c.endpoints = argv_field(L, spec, "endpoints");
-    c.ttl = field_number(L, spec, "ttl", 4);
-    c.self_fence_after = field_number(L, spec, "self_fence_after", 0);
-    c.avoid_for = field_number(L, spec, "avoid_for", 1800);
-    c.prefix = field_string(L, spec, "prefix", "vigil");
-    c.ca = field_string(L, spec, "ca");
-    c.cert = field_string(L, spec, "cert");
-    c.key = field_string(L, spec, "key");
-    c.resource = field_string(L, spec, "resource");
-    c.track_file = field_string(L, spec, "track_file");
-    c.failover_timeout = field_number(L, spec, "failover_timeout", 60);
-    rt.cluster.config = std::move(c);
+    else
+      rt.cluster.config = std::move(c);
     return 0;
+  });
+}
+
+// check(spec) -> nil | err: what the adapter itself says of the block
+// (etcd: its fencing budget, EtcdCluster::check).
+int l_check(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int spec = copy_keys(L, 1, kConfigKeys);
+  return guarded(L, [&](Raise&) -> int {
+    ClusterConfig c = config_from(L, spec);
+    std::string err = check_cluster_config(c);
+    if (err.empty()) return 0;
+    lua_pushstring(L, err.c_str());
+    return 1;
   });
 }
 
@@ -178,7 +200,8 @@ int l_nodes(lua_State* L) {
   });
 }
 
-const luaL_Reg kClusterFns[] = {{"configure", l_configure}, {"failover", l_failover},
+const luaL_Reg kClusterFns[] = {{"configure", l_configure}, {"check", l_check},
+                                {"failover", l_failover},
                                 {"reboot", l_reboot},       {"adapter", l_adapter},
                                 {"node", l_node},           {"info", l_info},
                                 {"nodes", l_nodes},         {nullptr, nullptr}};

@@ -296,7 +296,8 @@ void EtcdCluster::maybe_new_lease() {
     if (g.state == GroupState::Stopping) return;
   // Nothing of a fenced group is left: the old lease may go now (it
   // cannot let another node start a group that still runs here).
-  if (old_lease_) client_.lease_revoke(old_lease_, [](const EtcdResult&) {});
+  // (Paused: this node's requests do not reach etcd, the lease expires.)
+  if (old_lease_ && !paused_) client_.lease_revoke(old_lease_, [](const EtcdResult&) {});
   old_lease_ = 0;
   lease_abandoned_ = false;
   start_lease();
@@ -366,6 +367,7 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
   }
   if (lease_) live.insert(config_.node);
   live_nodes_ = live;
+  polled_ = true;  // the groups below may campaign now
   all_holders_.clear();
   for (const auto& [group, kv] : leaders) all_holders_[group] = kv.value;
   const double now = wall_seconds();
@@ -401,7 +403,6 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
         break;
     }
   }
-  polled_ = true;
 }
 
 // ---- a group ---------------------------------------------------------------
@@ -645,17 +646,30 @@ void EtcdCluster::failover(const std::string& group, const std::string& reason, 
       [this, group, reason, to_node, now, leader, done](const EtcdResult& r, bool ok) {
         Group* g = find(group);
         if (!g) return done("group '" + group + "' left the rules");
-        if (!r.ok) {
-          g->state = GroupState::Held;  // still ours: the lease holds it
-          g->fenced = false;
-          event(Msg::ClusterWriteFailed, group, {{"key", data_key(group, to_node.empty() ? "failed_on" : "target")},
-                                                 {"error", r.error}});
-          return done("etcd: " + r.error);
-        }
-        if (!ok) {
-          g->state = GroupState::Idle;
-          g->leader = {};
-          return done("'" + group + "' was no longer held here (its election key is gone)");
+        if (!r.ok || !ok || !lease_fresh()) {
+          if (r.ok && ok) {
+            // Written, but the lease went meanwhile: resigning is moot.
+          } else if (!r.ok) {
+            event(Msg::ClusterWriteFailed, group,
+                  {{"key", data_key(group, to_node.empty() ? "failed_on/" + config_.node : "target")},
+                   {"error", r.error}});
+          }
+          if (r.ok && !ok) {
+            g->state = GroupState::Idle;
+            g->leader = {};
+            done("'" + group + "' was no longer held here (its election key is gone)");
+          } else if (lease_fresh()) {
+            g->state = GroupState::Held;  // still ours: the lease holds it; the caller may try again
+            g->fenced = false;
+            done("etcd: " + r.error);
+          } else {
+            g->state = GroupState::Idle;  // the lease is given up: it expires, someone else wins
+            g->leader = {};
+            g->fenced = false;
+            done(r.ok ? "" : "etcd: " + r.error);
+          }
+          maybe_new_lease();
+          return;
         }
         if (to_node.empty())
           g->failed_on[config_.node] = now;

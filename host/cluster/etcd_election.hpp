@@ -82,8 +82,8 @@ class EtcdCluster : public ClusterAdapter {
   // PREFIX/data/GROUP/status, fenced: only while this node holds it.
   void write_status(const std::string& group, const nlohmann::json& status);
 
-  // Tests and benches: stop sending keepalives (a partition seen from
-  // this node only), and resume.
+  // Tests and benches: stop sending keepalives, grants and the revoke of
+  // a fenced lease (a partition seen from this node only), and resume.
   void pause_keepalives(bool paused);
   bool reachable() const { return reachable_; }
   int64_t lease_id() const { return lease_; }

@@ -3,6 +3,7 @@
 #include <tuple>
 
 #include "host/cluster/cluster.hpp"
+#include "host/cluster/etcd_election.hpp"
 #include "host/cluster/local_cluster.hpp"
 #include "host/core/clock.hpp"
 #include "host/core/events.hpp"
@@ -45,10 +46,18 @@ std::unique_ptr<ClusterAdapter> make_cluster_adapter(const ClusterConfig& config
   if (stateless(config.adapter))
     return std::make_unique<LocalCluster>(config, env.loop, env.log, env.supervisor,
                                           std::move(cb));
-  // etcd (host/cluster/etcd_*) and pacemaker (host/cluster/pacemaker_*) are
-  // added here by their own parts of issue 16.
+  if (config.adapter == "etcd") {
+    error = EtcdCluster::check(config);
+    if (!error.empty()) return nullptr;
+    return std::make_unique<EtcdCluster>(env.loop, config, std::move(cb), &env.log);
+  }
   error = "the '" + config.adapter + "' adapter is not built into this vigil";
   return nullptr;
+}
+
+std::string check_cluster_config(const ClusterConfig& config) {
+  if (config.adapter == "etcd") return EtcdCluster::check(config);
+  return "";
 }
 
 void stop_then_hand_over(Supervisor& sup, EventLog& log, const std::string& owner,

@@ -36,6 +36,10 @@ std::unique_ptr<ClusterAdapter> make_cluster_adapter(const ClusterConfig& config
                                                      const ClusterEnv& env, ClusterCallbacks cb,
                                                      std::string& error);
 
+// What the adapter `config.adapter` says of its settings at check time
+// ("" fine; etcd: EtcdCluster::check, its fencing budget).
+std::string check_cluster_config(const ClusterConfig& config);
+
 // The stop-then-hand-over sequence of every failover: VGL0152 now; `hand`
 // runs once nothing of `owner` runs here any more (Supervisor::
 // after_stopped) and calls its callback with "" (VGL0153) or the error

@@ -98,10 +98,6 @@ local cluster_schema = {
   reboot = schema.command,
 }
 
--- The bounded stop of a fence: TERM, KILL after half the margin, then the
--- reaping. The margin left under the lease must hold at least this.
-M.min_stop_bound = 1
-
 local declared  -- the checked block, or nil
 
 --- cluster { ... }: declares how this node takes part in a cluster (the
@@ -133,21 +129,18 @@ function M.configure(spec)
   if adapter == "etcd" then
     if not s.endpoints then return bad("the etcd adapter needs endpoints = { \"http://HOST:2379\", ... }") end
     local ttl = s.ttl or 4
-    local fence = s.self_fence_after or ttl / 2
-    if ttl <= 0 then return bad("ttl must be more than 0") end
-    -- The safety of the election: a holder that cannot renew stops the
-    -- group (bounded) before its lease can run out and another node win.
-    if fence + M.min_stop_bound >= ttl then
-      return bad("self_fence_after (%s) + the bounded stop of the group (at least %s: TERM, KILL, reaping) must be less than ttl (%s): another node could start the group before this one has stopped it; lower self_fence_after or raise ttl",
-        duration.format(fence), duration.format(M.min_stop_bound), duration.format(ttl))
-    end
+    s.ttl, s.self_fence_after = ttl, s.self_fence_after or ttl / 2
     if (s.cert == nil) ~= (s.key == nil) then return bad("cert and key go together (a client certificate and its key)") end
-    s.ttl, s.self_fence_after = ttl, fence
   elseif adapter == "keepalived" then
     if not s.track_file then return bad("the keepalived adapter needs track_file = \"/run/vigil/%%g.track\" (the file keepalived's track_file reads)") end
     if s.track_file:sub(1, 1) ~= "/" then return bad("track_file: expected an absolute path, got '%s'", s.track_file) end
   end
   s.adapter = adapter
+  -- The adapter's own word on its settings: etcd's fencing budget (a
+  -- holder that cannot renew must have stopped the group, bounded,
+  -- before its lease can run out and another node win).
+  local err = host.check(s)
+  if err then return errors.add(string.format("%s: %s", where, err)) end
   s.where = where
   declared = s
   host.configure(s)

@@ -4,10 +4,14 @@
 // environment and whether anything of the group still ran then.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "tests/e2e/harness.hpp"
+#include "tests/e2e/net_fixture.hpp"
 
 using namespace vigil::test;
 using namespace std::chrono_literals;
@@ -171,7 +175,7 @@ TEST(Cluster, CheckErrorsNameTheLine) {
   r = check_rule("cluster { adapter = \"etcd\", endpoints = { \"http://127.0.0.1:2379\" }, ttl = "
                  "\"4s\", self_fence_after = \"3.5s\" }\n");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("rule.lua:1: cluster: self_fence_after (3.5s) + the bounded stop"),
+  EXPECT_NE(r.err.find("rule.lua:1: cluster: self_fence_after 3.5s + a bounded stop"),
             std::string::npos)
       << r.err;
 
@@ -255,4 +259,90 @@ TEST(Cluster, StandbyUntilAnOperatorStartsItAndLeftoversOfAGroupNotHeldAreStoppe
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("db") > 0; }, 15s)) << d.output();
   ASSERT_EQ(d.cli({"stop", "orders"}).code, 0);
   EXPECT_TRUE(wait_for([&] { return group_state(d, "orders") == "standby"; }, 15s)) << d.output();
+}
+
+// Real keepalived on two nodes (network namespaces joined by a veth pair,
+// ../shared/RECIPES-HA.md §3): node A's instance tracks the file vigil
+// writes for its clustered group, with weight 0. When the group gives up
+// the file says 1, A goes to FAULT and the address moves to B.
+TEST(Cluster, KeepalivedMovesTheAddressWhenTheGroupGivesUp) {
+  if (geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
+  if (run_command({"sh", "-c", "command -v keepalived"}).code != 0)
+    GTEST_SKIP() << "keepalived is not installed (package keepalived)";
+  NetPair pair;
+  if (!pair.ok()) GTEST_SKIP() << "network namespaces: " << pair.error();
+  Daemon d;
+  std::string dir = d.dir();
+  const std::string vip = "10.200.0.100";
+  auto conf = [&](const std::string& node, const std::string& dev, int priority,
+                  const std::string& track) {
+    std::string path = dir + "/" + node + ".conf";
+    write_file(path, "global_defs { router_id node" + node +
+                         "\n  enable_script_security\n  script_user root }\n"
+                         "track_file vigil_" + node + " { file " + track +
+                         "\n  weight 0\n  init_file 0 overwrite }\n"
+                         "vrrp_instance VI_vigil { state BACKUP\n  interface " + dev +
+                         "\n  virtual_router_id 51\n  priority " + std::to_string(priority) +
+                         "\n  advert_int 1\n  virtual_ipaddress { " + vip +
+                         "/24 }\n  track_file { vigil_" + node + " } }\n");
+    return path;
+  };
+  std::string track_a = dir + "/site.track";  // vigil's, for node A
+  std::string track_b = dir + "/b.track";
+  write_file(track_b, "0\n");
+  d.write_rule("a.lua",
+               "watch \"web\" { start = { \"sleep\", \"100031\" } }\n"
+               "cluster { adapter = \"keepalived\", node = \"nodea\", track_file = \"" +
+                   dir + "/%g.track\" }\n"
+                   "group \"site\" { restart = { limit = 0 }, \"web\", clustered = true, "
+                   "on_exhausted = \"failover\" }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return read_file(track_a) == "0\n" && d.watch_pid("web"); }, 15s))
+      << d.output();
+
+  // keepalived in the foreground (-n), each with its own pid files; our
+  // children, ended by pid (TERM: it stops its own children) below.
+  struct Keepalived {
+    pid_t pid = -1;
+    ~Keepalived() {
+      if (pid > 0) {
+        kill(pid, SIGTERM);
+        if (!reap(pid, std::chrono::seconds(10))) {
+          kill(pid, SIGKILL);
+          reap(pid);
+        }
+      }
+    }
+  } ka, kb;
+  auto start = [&](const std::vector<std::string>& in, const std::string& node,
+                   const std::string& path) {
+    std::vector<std::string> argv = in;
+    for (const std::string& a :
+         {std::string("keepalived"), std::string("-n"), std::string("-l"), std::string("-D"),
+          std::string("-f"), path, std::string("-p"), dir + "/" + node + ".pid", std::string("-r"),
+          dir + "/" + node + ".vrrp.pid", std::string("-c"), dir + "/" + node + ".chk.pid"})
+      argv.push_back(a);
+    return spawn_external(argv);
+  };
+  ka.pid = start(pair.in_a(), "A", conf("A", pair.dev_a(), 150, track_a));
+  kb.pid = start(pair.in_b(), "B", conf("B", pair.dev_b(), 100, track_b));
+  auto has_vip = [&](const std::vector<std::string>& in, const std::string& dev) {
+    std::vector<std::string> argv = in;
+    for (const char* a : {"ip", "-o", "addr", "show", "dev"}) argv.push_back(a);
+    argv.push_back(dev);
+    return run_command(argv).out.find(vip + "/") != std::string::npos;
+  };
+  ASSERT_TRUE(wait_for([&] { return has_vip(pair.in_a(), pair.dev_a()); }, 30s))
+      << "node A never became MASTER";
+  EXPECT_FALSE(has_vip(pair.in_b(), pair.dev_b()));
+
+  auto gave_up = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(d.watch_pid("web"), SIGKILL), 0);  // no budget: the group gives up
+  ASSERT_TRUE(wait_for([&] { return read_file(track_a) == "1\n"; }, 15s)) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    return has_vip(pair.in_b(), pair.dev_b()) && !has_vip(pair.in_a(), pair.dev_a());
+  }, 20s)) << "the address did not move to B";
+  double moved = std::chrono::duration<double>(std::chrono::steady_clock::now() - gave_up).count();
+  std::printf("keepalived: group gave up on A -> address on B in %.2f s\n", moved);
+  EXPECT_TRUE(d.wait_event("VGL0153", "site", 1, 15s)) << d.output();
 }

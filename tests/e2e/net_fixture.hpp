@@ -45,6 +45,9 @@ class NetPair {
   static constexpr const char* kAddrB = "10.200.0.2";
   // The link between them (both ends), down or up.
   bool link(bool up);
+  // The veth ends' names, inside A and B.
+  const std::string& dev_a() const { return va_; }
+  const std::string& dev_b() const { return vb_; }
 
  private:
   std::string a_, b_, va_, vb_;

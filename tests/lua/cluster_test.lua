@@ -10,6 +10,7 @@ local function fresh()
   rec.configured, rec.failovers, rec.infos = nil, {}, {}
   f["vigil.cluster_host"] = {
     configure = function(s) rec.configured = s end,
+    check = function() return rec.check_error end,
     failover = function(owner, reason, cmd, to)
       rec.failovers[#rec.failovers + 1] = table.concat({ owner, reason, cmd and table.concat(cmd, " ") or "-", to or "-" }, "|")
       return true
@@ -46,8 +47,6 @@ T.test("an unknown adapter, endpoints that do not parse, keys of another adapter
     { { adapter = "etcd", endpoints = { "http://10.0.0.1" } }, "expected HOST:PORT after http://" },
     { { adapter = "etcd", endpoints = { "http://h:0" } }, "port 0 is out of range" },
     { { adapter = "etcd" }, "cluster: the etcd adapter needs endpoints" },
-    { { adapter = "etcd", endpoints = "http://h:2379", ttl = "2s", self_fence_after = "1.5s" }, "self_fence_after (1.5s) + the bounded stop" },
-    { { adapter = "etcd", endpoints = "http://h:2379", ttl = "1.5s" }, "must be less than ttl (1.5s)" },
     { { adapter = "etcd", endpoints = "http://h:2379", cert = "/c.pem" }, "cert and key go together" },
     { { adapter = "keepalived" }, "the keepalived adapter needs track_file" },
     { { adapter = "keepalived", track_file = "rel/x" }, "track_file: expected an absolute path" },
@@ -62,6 +61,16 @@ T.test("an unknown adapter, endpoints that do not parse, keys of another adapter
     T.contains(errs[1] or "", at .. ": " .. (c[2]:match("^cluster") and "" or ""), "case " .. i .. " line")
     T.contains(errs[1] or "", c[2], "case " .. i)
   end
+end)
+
+T.test("the adapter's own check (etcd's fencing budget) is an error at the block's line", function()
+  local _, _, C, rec = fresh()
+  rec.check_error = "cluster: self_fence_after 3.5s + a bounded stop ... must stay below ttl 4s"
+  local at = T.here() local errs = T.errors_of(function() C.configure { adapter = "etcd", endpoints = "http://h:2379", self_fence_after = "3.5s" } end)
+  T.eq(#errs, 1, table.concat(errs, " | "))
+  T.contains(errs[1], at .. ": cluster: self_fence_after 3.5s", "shown")
+  T.eq(rec.configured, nil, "nothing configured")
+  T.eq(C.declared(), nil, "nor declared")
 end)
 
 T.test("what the host is given: the adapter, defaults filled in; a bare failover is the command adapter", function()

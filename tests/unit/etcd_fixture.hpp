@@ -38,7 +38,7 @@ inline bool etcd_installed() { return ::access("/usr/bin/etcd", X_OK) == 0; }
 
 // Runs `loop` until pred() or the deadline; true when pred() held.
 inline bool run_until(vigil::EventLoop& loop, const std::function<bool()>& pred,
-                      std::chrono::milliseconds deadline) {
+                      vigil::Duration deadline) {
   auto end = std::chrono::steady_clock::now() + deadline;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= end) return false;
