@@ -1,6 +1,6 @@
 // Fixture for the cluster tests: a real 3-member etcd cluster, one member
 // per network namespace, the namespaces joined by a bridge in a fourth
-// (RECIPES-HA §1). A Vigil daemon under test runs inside a member's
+// (RECIPES-HA §1, plus --pre-vote=true: see start()). A Vigil daemon under test runs inside a member's
 // namespace (Daemon::set_prefix(in_node(i))) and talks to its member at
 // 127.0.0.1:2379; partition(i) takes that node off the bridge (its member
 // and its daemon together), heal(i) puts it back.
