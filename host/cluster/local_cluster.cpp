@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "host/cluster/cluster.hpp"
+#include "host/core/clock.hpp"
 #include "host/core/events.hpp"
 #include "host/core/fd.hpp"
 #include "host/core/strings.hpp"
@@ -36,6 +37,7 @@ void LocalCluster::set_groups(const std::vector<std::string>& groups) {
 void LocalCluster::failover(const std::string& group, const std::string& reason,
                             const std::string& to_node,
                             std::function<void(const std::string& err)> done) {
+  failed_at_[group] = wall_seconds();  // the failure memory status shows
   groups_changed();  // the give-up is in the track file before anything else happens
   if (config_.failover.empty()) {
     if (!track_path(group).empty()) return done("");  // keepalived moves the address itself
@@ -56,6 +58,7 @@ HoldInfo LocalCluster::info(const std::string& group) const {
   HoldInfo h;
   h.role = holds(group) ? "active" : "standby";
   h.holder = holds(group) ? config_.node : "";
+  if (auto it = failed_at_.find(group); it != failed_at_.end()) h.failed_on[config_.node] = it->second;
   return h;
 }
 

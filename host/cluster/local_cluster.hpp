@@ -48,6 +48,7 @@ class LocalCluster : public ClusterAdapter {
   ClusterCallbacks cb_;
   std::set<std::string> groups_;
   std::map<std::string, int> written_;  // track file -> the value it holds
+  std::map<std::string, double> failed_at_;  // group -> wall time of its last failover here
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -52,10 +52,16 @@ TEST(Cluster, CommandAdapterFailsOverOnceAfterTheStopWithTheDocumentedEnvironmen
                             fake_cluster(dir, marker) +
                             "\" }\n"
                             "group \"orders\" { restart = { limit = 0 }, \"slow\", \"front\", "
-                            "clustered = true, on_exhausted = \"failover\" }\n");
+                            "clustered = true, on_exhausted = \"failover\" }\n"
+                            "vigil.cluster.on(\"takeover\", function(ev) vigil.log.notice("
+                            "\"took over \" .. ev.group .. \" held by \" .. "
+                            "tostring(vigil.cluster.holder(ev.group)), { watch = ev.group }) end)\n");
   ASSERT_TRUE(d.start()) << d.output();
-  // The command adapter: this node holds the group from the start.
+  // The command adapter: this node holds the group from the start; the
+  // rules hear it (vigil.cluster.on) and see the holder.
   ASSERT_TRUE(d.wait_event("VGL0263", "orders", 1, 15s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0900", "orders", 1, 15s)) << d.output();
+  EXPECT_EQ(d.last_event("VGL0900", "orders")["fields"]["message"], "took over orders held by nodea");
   ASSERT_TRUE(wait_for([&] {
     return d.watch_pid("slow") && d.watch_pid("front") && std::filesystem::exists(dir + "/slow.pid");
   }, 15s)) << d.output();
@@ -73,6 +79,8 @@ TEST(Cluster, CommandAdapterFailsOverOnceAfterTheStopWithTheDocumentedEnvironmen
   EXPECT_EQ(d.count_events("VGL0152", "orders"), 1);
   EXPECT_EQ(d.count_events("VGL0153", "orders"), 1);
   EXPECT_EQ(group_state(d, "orders"), "exhausted");
+  EXPECT_NE(d.cli({"status", "orders"}).out.find("failed on: nodea at "), std::string::npos)
+      << d.cli({"status", "orders"}).out;
 
   // By hand: `vigil failover GROUP --to NODE` runs it once more, with the node.
   auto r = d.cli({"failover", "orders", "--to", "nodeb"});
