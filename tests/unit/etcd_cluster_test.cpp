@@ -299,6 +299,16 @@ class RealEtcd : public testing::Test {
     return run_until(loop_, pred, d);
   }
 
+  // Node a holds "g" and b sees it so (both campaign for it).
+  void a_holds_b_stands_by() {
+    auto& a = node("a");
+    a.set_groups({"g"});
+    ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
+    auto& b = node("b");
+    b.set_groups({"g"});
+    ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  }
+
   EventLoop loop_;
   std::unique_ptr<testing_etcd::EtcdMember> etcd_;
   std::map<std::string, std::unique_ptr<EtcdCluster>> nodes_;
@@ -307,12 +317,9 @@ class RealEtcd : public testing::Test {
 };
 
 TEST_F(RealEtcd, OneHolderAndAFailoverHandsOverWithoutOverlap) {
-  auto& a = node("a");
-  a.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
-  auto& b = node("b");
-  b.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& a = *nodes_.at("a");
+  auto& b = *nodes_.at("b");
   EXPECT_EQ(b.info("g").role, "standby");
   EXPECT_FALSE(b.holds("g"));
   EXPECT_EQ(a.info("g").role, "active");
@@ -339,12 +346,9 @@ TEST_F(RealEtcd, OneHolderAndAFailoverHandsOverWithoutOverlap) {
 }
 
 TEST_F(RealEtcd, AHolderThatCannotRenewFencesBeforeAnotherTakesOver) {
-  auto& a = node("a");
-  a.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
-  auto& b = node("b");
-  b.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& a = *nodes_.at("a");
+  auto& b = *nodes_.at("b");
 
   double paused = now_s();
   a.pause_keepalives(true);
@@ -361,6 +365,49 @@ TEST_F(RealEtcd, AHolderThatCannotRenewFencesBeforeAnotherTakesOver) {
   EXPECT_GT(kill_after_, 0);
   EXPECT_LT(2.0 + kill_after_, 4.0);
   EXPECT_EQ(journal_.count("b", "takeover"), 1);
+}
+
+TEST_F(RealEtcd, ALeaseEtcdNoLongerKnowsFencesAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& a = *nodes_.at("a");
+  auto& b = *nodes_.at("b");
+  EtcdClientOptions o;
+  o.endpoints = {etcd_->url()};
+  EtcdClient admin(o, http_etcd_transport(loop_));
+  bool revoked = false;
+  double t0 = now_s();
+  admin.lease_revoke(a.lease_id(), [&](const EtcdResult& r) { revoked = r.ok; });
+  ASSERT_TRUE(wait([&] { return revoked; }, 5s));
+  // The next keepalive (within ttl/3) hears that the lease is gone.
+  ASSERT_TRUE(wait([&] { return journal_.count("a", "fence") == 1; }, 5s)) << journal_.dump();
+  EXPECT_LT(journal_.first("a", "fence") - t0, 4.0 / 3 + 0.5) << journal_.dump();
+  // The revoke freed the election: b may win at once, while a stops: the
+  // fence is all a can do (this is what self_fence_after guards against
+  // for an expiry). a then gets a new lease and stands by.
+  ASSERT_TRUE(wait([&] { return b.holds("g"); })) << journal_.dump();
+  ASSERT_TRUE(wait([&] { return a.lease_id() != 0 && a.info("g").holder == "b"; })) << journal_.dump();
+  EXPECT_EQ(a.info("g").role, "standby");
+}
+
+TEST_F(RealEtcd, ADeadHoldersLeaseExpiresAndItsSuccessorStandsBy) {
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& b = *nodes_.at("b");
+  // a's vigil dies (kill -9): nothing is resigned or revoked.
+  double t0 = now_s();
+  nodes_.erase("a");
+  ASSERT_TRUE(wait([&] { return b.holds("g"); }, 30s)) << journal_.dump();
+  double taken = journal_.first("b", "takeover") - t0;
+  EXPECT_GT(taken, 4.0 - 4.0 / 3 - 0.1) << journal_.dump();  // the lease ran out (last renewal <= ttl/3 before)
+  EXPECT_LT(taken, 4.0 + 2) << journal_.dump();
+  // a again: it stands by, b keeps the group.
+  auto& a2 = node("a");
+  a2.set_groups({"g"});
+  ASSERT_TRUE(wait([&] { return a2.info("g").holder == "b"; })) << journal_.dump();
+  auto t1 = MonoClock::now();
+  wait([&] { return MonoClock::now() - t1 > 2s; }, 4s);
+  EXPECT_FALSE(a2.holds("g"));
+  EXPECT_EQ(a2.info("g").role, "standby");
+  EXPECT_EQ(journal_.count("b", "fence") + journal_.count("b", "lost"), 0) << journal_.dump();
 }
 
 TEST_F(RealEtcd, AMoveToANamedNodeIsWonByThatNodeOnly) {
@@ -385,12 +432,9 @@ TEST_F(RealEtcd, AMoveToANamedNodeIsWonByThatNodeOnly) {
 }
 
 TEST_F(RealEtcd, AGroupThatFailedOnEveryNodeStaysDown) {
-  auto& a = node("a");
-  a.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
-  auto& b = node("b");
-  b.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& a = *nodes_.at("a");
+  auto& b = *nodes_.at("b");
   EXPECT_EQ(failover("a"), "");
   ASSERT_TRUE(wait([&] { return b.holds("g"); })) << journal_.dump();
   EXPECT_EQ(failover("b"), "");
@@ -424,12 +468,9 @@ TEST_F(RealEtcd, AnUnreachableEndpointIsSkippedAndNoEtcdAtAllKeepsGroupsDown) {
 }
 
 TEST_F(RealEtcd, AGroupLeavingTheRulesIsStoppedThenResigned) {
-  auto& a = node("a");
-  a.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
-  auto& b = node("b");
-  b.set_groups({"g"});
-  ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
+  auto& a = *nodes_.at("a");
+  auto& b = *nodes_.at("b");
   a.set_groups({});
   ASSERT_TRUE(wait([&] { return b.holds("g"); })) << journal_.dump();
   EXPECT_LT(journal_.first("a", "stopped"), journal_.first("b", "takeover")) << journal_.dump();
@@ -492,18 +533,7 @@ class EtcdNetns : public testing::Test {
           // election: ~2 s without a leader, keepalives fail, and the
           // holder on the other side fences itself (seen here: b fenced).
           "--pre-vote=true"};
-      std::string log = dir_ + "/m" + std::to_string(i) + ".log";
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2);
-        ::setpgid(0, 0);
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        ::_exit(127);
-      }
+      pid_t pid = testing_etcd::spawn_logged(args, dir_ + "/m" + std::to_string(i) + ".log");
       members_.push_back(pid);  // ip netns exec execs etcd: this is etcd's pid
     }
     // Writable through member 1 (from its netns).
