@@ -255,6 +255,18 @@ bool EtcdNetns::node_live(const std::string& node, int via) const {
   return r.is_object() && r.contains("kvs") && !r["kvs"].empty();
 }
 
+std::vector<std::string> EtcdNetns::candidates(const std::string& group, int via) const {
+  std::string prefix = "vigil/election/" + group + "/";
+  std::string end = prefix;
+  end.back() = static_cast<char>(end.back() + 1);
+  auto r = gateway(via, "/v3/kv/range",
+                   {{"key", base64(prefix)}, {"range_end", base64(end)}, {"sort_target", "CREATE"}}, 1);
+  std::vector<std::string> out;
+  if (r.is_object() && r.contains("kvs"))
+    for (const auto& kv : r["kvs"]) out.push_back(unbase64(kv.value("value", "")));
+  return out;
+}
+
 const std::vector<std::string> kOrdersMembers = {"db", "app"};
 
 namespace {
