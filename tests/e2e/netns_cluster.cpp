@@ -161,15 +161,12 @@ EtcdNetns::~EtcdNetns() {
     for (int round = 0; round < 3; ++round) {
       auto r = run_command({"ip", "netns", "pids", ns});
       std::istringstream in(r.out);
-      bool any = false;
-      for (long pid; in >> pid;) {
-        kill(static_cast<pid_t>(pid), SIGKILL);
-        any = true;
-      }
-      if (!any) break;
+      std::vector<pid_t> killed;
+      for (long pid; in >> pid;)
+        if (kill(static_cast<pid_t>(pid), SIGKILL) == 0) killed.push_back(static_cast<pid_t>(pid));
+      if (killed.empty()) break;
       wait_for([&] {
-        while (waitpid(-1, nullptr, WNOHANG) > 0) {
-        }
+        for (pid_t p : killed) waitpid(p, nullptr, WNOHANG);  // ours (or orphans, reparented to us)
         return run_command({"ip", "netns", "pids", ns}).out.empty();
       }, std::chrono::seconds(3));
     }
