@@ -99,10 +99,17 @@ int run(int ttl, int failovers, int partitions) {
   for (int i = 0; i < failovers; ++i) {
     VigilNode& a = *nodes[at];
     VigilNode& b = *nodes[1 - at];
-    // The node the group goes back to must be out of avoid_for (1 s).
-    double wait_until = last_gave_up + 1.5;
+    // The node the group goes back to must be out of avoid_for (1 s) and
+    // campaigning again (it looks at its next poll, every ttl/3): the
+    // figure is the hand-over itself, not that wait.
+    double wait_until = last_gave_up + 1.2;
     if (now_wall() < wait_until)
       std::this_thread::sleep_for(std::chrono::duration<double>(wait_until - now_wall()));
+    if (!wait_for([&] {
+          auto cs = c.candidates("orders");
+          return std::find(cs.begin(), cs.end(), b.name) != cs.end();
+        }, 30s))
+      return fail(b.name + " does not campaign again", &a, &b);
     size_t ma = a.mark(), mb = b.mark();
     pid_t db = a.d.watch_pid("db");
     if (db <= 0 || kill(db, SIGKILL) != 0) return fail(a.name + " runs no db", &a);
@@ -123,7 +130,7 @@ int run(int ttl, int failovers, int partitions) {
     at = 1 - at;
   }
 
-  Stats fence, stop, win, start;
+  Stats fence, stop, win, start, fence_gap;
   for (int i = 0; i < partitions; ++i) {
     VigilNode& a = *nodes[at];
     VigilNode& b = *nodes[1 - at];
@@ -142,6 +149,7 @@ int run(int ttl, int failovers, int partitions) {
     auto won = b.find("VGL0252", "orders", mb);
     double won_t = won.empty() ? 0 : event_time(won.front());
     double started = first_start_after(run_intervals(b.events(), kOrdersMembers, b.name), cut);
+    fence_gap.add(a.find("VGL0254", "orders", ma).front()["fields"].value("gap", -1.0));
     fence.add(fenced - cut);
     stop.add(stopped - cut);
     if (won_t) win.add(won_t - cut);
@@ -163,6 +171,8 @@ int run(int ttl, int failovers, int partitions) {
   printf("ttl %d s: failover gave-up -> last member stopped on A: %s\n", ttl, stopped_after.text().c_str());
   printf("ttl %d s: failover gave-up -> B won the election: %s\n", ttl, won_after.text().c_str());
   printf("ttl %d s: partition -> self-fence: %s\n", ttl, fence.text().c_str());
+  printf("ttl %d s: self-fence after the last renewal sent (VGL0254 gap): %s\n", ttl,
+         fence_gap.text().c_str());
   printf("ttl %d s: partition -> fenced group stopped: %s\n", ttl, stop.text().c_str());
   printf("ttl %d s: partition -> other node won: %s\n", ttl, win.text().c_str());
   printf("ttl %d s: partition -> other node started: %s\n", ttl, start.text().c_str());

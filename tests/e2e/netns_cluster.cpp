@@ -161,15 +161,12 @@ EtcdNetns::~EtcdNetns() {
     for (int round = 0; round < 3; ++round) {
       auto r = run_command({"ip", "netns", "pids", ns});
       std::istringstream in(r.out);
-      bool any = false;
-      for (long pid; in >> pid;) {
-        kill(static_cast<pid_t>(pid), SIGKILL);
-        any = true;
-      }
-      if (!any) break;
+      std::vector<pid_t> killed;
+      for (long pid; in >> pid;)
+        if (kill(static_cast<pid_t>(pid), SIGKILL) == 0) killed.push_back(static_cast<pid_t>(pid));
+      if (killed.empty()) break;
       wait_for([&] {
-        while (waitpid(-1, nullptr, WNOHANG) > 0) {
-        }
+        for (pid_t p : killed) waitpid(p, nullptr, WNOHANG);  // ours (or orphans, reparented to us)
         return run_command({"ip", "netns", "pids", ns}).out.empty();
       }, std::chrono::seconds(3));
     }
@@ -253,6 +250,18 @@ std::string EtcdNetns::holder(const std::string& group, int via) const {
 bool EtcdNetns::node_live(const std::string& node, int via) const {
   auto r = gateway(via, "/v3/kv/range", {{"key", base64("vigil/nodes/" + node)}}, 1);
   return r.is_object() && r.contains("kvs") && !r["kvs"].empty();
+}
+
+std::vector<std::string> EtcdNetns::candidates(const std::string& group, int via) const {
+  std::string prefix = "vigil/election/" + group + "/";
+  std::string end = prefix;
+  end.back() = static_cast<char>(end.back() + 1);
+  auto r = gateway(via, "/v3/kv/range",
+                   {{"key", base64(prefix)}, {"range_end", base64(end)}, {"sort_target", "CREATE"}}, 1);
+  std::vector<std::string> out;
+  if (r.is_object() && r.contains("kvs"))
+    for (const auto& kv : r["kvs"]) out.push_back(unbase64(kv.value("value", "")));
+  return out;
 }
 
 const std::vector<std::string> kOrdersMembers = {"db", "app"};

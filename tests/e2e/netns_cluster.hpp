@@ -79,6 +79,9 @@ class EtcdNetns {
   // there.
   std::string holder(const std::string& group, int via = 3) const;
   bool node_live(const std::string& node, int via = 3) const;
+  // The nodes campaigning for `group` (the candidates' values, the holder
+  // first: lowest create revision).
+  std::vector<std::string> candidates(const std::string& group, int via = 3) const;
 
   // A cluster block for a Vigil daemon on a node: its member at
   // 127.0.0.1:2379.
