@@ -195,7 +195,7 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
                    "with --json: the whole status, {daemon, watches, groups}");
   status->add_flag("--check", status_args.check,
                    "exit with an LSB status code: 0 running and ready, 1 degraded or restarting "
-                   "(starting, backoff, waiting), 3 stopped, exhausted or done with a failure, 4 "
+                   "(starting, backoff, waiting), 3 stopped, exhausted, standby or done with a failure, 4 "
                    "unknown (no such name, no daemon); the worst of the NAMEs");
   status->add_flag("--state", status_args.state,
                    "print the state of each NAME, one word a line (a group: ready, degraded, "

@@ -99,6 +99,7 @@ struct EtcdClient::Call {
   Duration timeout{};
   size_t attempts = 0;
   uint64_t request = 0;
+  size_t endpoint = 0;  // of the attempt in flight
   std::string errors;  // of the endpoints tried, "; "-joined
 };
 
@@ -133,6 +134,11 @@ void EtcdClient::cancel(CallId id) {
   calls_.erase(it);
 }
 
+std::string EtcdClient::endpoint_of(CallId id) const {
+  auto it = calls_.find(id);
+  return it == calls_.end() ? "" : options_.endpoints[it->second->endpoint];
+}
+
 void EtcdClient::attempt(CallId id) {
   Call& c = *calls_.at(id);
   const std::string& endpoint = options_.endpoints[current_];
@@ -145,6 +151,7 @@ void EtcdClient::attempt(CallId id) {
   q.connect_timeout = std::min(options_.connect_timeout, c.timeout);
   q.tls = options_.tls;
   c.attempts++;
+  c.endpoint = current_;
   c.request = transport_->post(std::move(q), [this, id](const HttpResponse& r) { finish(id, r); });
 }
 
@@ -153,7 +160,7 @@ void EtcdClient::finish(CallId id, const HttpResponse& response) {
   if (it == calls_.end()) return;
   Call& c = *it->second;
   c.request = 0;
-  const std::string endpoint = options_.endpoints[current_];
+  const std::string endpoint = options_.endpoints[c.endpoint];
   nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
   if (!body.is_object()) body = nlohmann::json::object();
   if (try_next(response, body)) {
@@ -161,7 +168,9 @@ void EtcdClient::finish(CallId id, const HttpResponse& response) {
                                       : body.value("message", std::string("HTTP ") + std::to_string(response.status));
     if (!c.errors.empty()) c.errors += "; ";
     c.errors += endpoint + ": " + why;
-    if (options_.endpoints.size() > 1) current_ = (current_ + 1) % options_.endpoints.size();
+    // Move on from the endpoint that failed, unless another call already
+    // did (a late failure must not move the client back onto it).
+    if (current_ == c.endpoint) current_ = (current_ + 1) % options_.endpoints.size();
     if (c.attempts < options_.endpoints.size()) {
       attempt(id);
       return;

@@ -141,6 +141,10 @@ class EtcdClient {
 
   // The endpoint tried first now.
   const std::string& current_endpoint() const { return options_.endpoints[current_]; }
+  // The endpoint a call in flight waits on ("" unknown id). A long call
+  // (a campaign) on an endpoint the client has since moved off (an attempt
+  // failed there) may be stuck on a member that lost its cluster.
+  std::string endpoint_of(CallId id) const;
   const EtcdClientOptions& options() const { return options_; }
 
   // Proto3 JSON helpers (exposed for tests): an int64 given as a decimal

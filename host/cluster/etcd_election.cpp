@@ -216,10 +216,14 @@ void EtcdCluster::send_keepalive() {
   }
   MonoTime sent = loop_.now();
   int64_t lease = lease_;
+  // Short attempts: one that hangs (a stopped member) must leave time,
+  // before self_fence_after runs out, for the next endpoint and a retry.
+  Duration attempt = from_seconds(std::clamp((budget_.self_fence_after - budget_.keepalive_every) / 2.5, 0.1, 2.0));
   keepalive_call_ = client_.lease_keepalive(lease_, [this, sent, lease](const EtcdResult& r, int64_t ttl) {
     keepalive_call_ = 0;
     if (lease != lease_) return;
     if ((r.ok && ttl <= 0) || r.code == 5) return lease_lost("etcd says the lease is gone", false);
+    recampaign_moved();
     Duration next = from_seconds(budget_.keepalive_every);
     MonoTime from = sent;
     if (r.ok) {
@@ -237,7 +241,7 @@ void EtcdCluster::send_keepalive() {
       keepalive_timer_ = 0;
       send_keepalive();
     });
-  });
+  }, attempt);
 }
 
 void EtcdCluster::arm_watchdog() {
@@ -485,6 +489,21 @@ void EtcdCluster::campaign(Group& g) {
         confirm(*g);
       },
       from_seconds(kCampaignTimeout));
+}
+
+// A campaign waits on the endpoint that was current when it was sent. When
+// the client has moved off it (an attempt failed there: a member that lost
+// its cluster may hold a campaign open forever), the campaign is sent again
+// on the endpoint that answers. Same lease, same candidate key: etcd finds
+// it and keeps its place in the queue.
+void EtcdCluster::recampaign_moved() {
+  for (auto& [name, g] : groups_) {
+    if (g.state != GroupState::Campaigning) continue;
+    if (client_.endpoint_of(g.call) == client_.current_endpoint()) continue;
+    client_.cancel(g.call);
+    g.call = 0;
+    campaign(g);
+  }
 }
 
 // Won the election: a move by hand to another node makes us resign at once;

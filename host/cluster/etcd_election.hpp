@@ -129,6 +129,7 @@ class EtcdCluster : public ClusterAdapter {
   void polled(const std::vector<EtcdKv>& kvs, MonoTime sent);
   void evaluate(Group& g);
   void campaign(Group& g);
+  void recampaign_moved();
   void confirm(Group& g);
   void lose(Group& g, const std::string& reason, bool fence);
   bool lease_fresh() const;

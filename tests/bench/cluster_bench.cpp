@@ -147,19 +147,25 @@ struct Bench {
   }
 };
 
-bool failovers(Bench& b, double ttl, int n) {
+// Nodes a and b on their own prefix, a holding "g", b standing by;
+// avoid_for 0 so that the group can go back and forth.
+bool pair(Bench& b, double ttl, const std::string& prefix) {
   ClusterConfig c;
   c.adapter = "etcd";
   c.endpoints = {b.etcd->url()};
   c.ttl = ttl;
-  c.avoid_for = 0;  // back and forth
-  c.prefix = "bench-f" + std::to_string(int(ttl));
+  c.avoid_for = 0;
+  c.prefix = prefix + std::to_string(int(ttl));
   auto& A = b.make("a", c);
   A.set_groups({"g"});
   if (!run_until(b.loop, [&] { return A.holds("g"); }, 20s)) return false;
   auto& B = b.make("b", c);
   B.set_groups({"g"});
-  if (!run_until(b.loop, [&] { return B.info("g").holder == "a"; }, 20s)) return false;
+  return run_until(b.loop, [&] { return B.info("g").holder == "a"; }, 20s);
+}
+
+bool failovers(Bench& b, double ttl, int n) {
+  if (!pair(b, ttl, "bench-f")) return false;
   b.idle(0.5);
   Stats st;
   b.overlaps = 0;
@@ -187,18 +193,7 @@ bool failovers(Bench& b, double ttl, int n) {
 }
 
 bool partitions(Bench& b, double ttl, int n) {
-  ClusterConfig c;
-  c.adapter = "etcd";
-  c.endpoints = {b.etcd->url()};
-  c.ttl = ttl;
-  c.avoid_for = 0;
-  c.prefix = "bench-p" + std::to_string(int(ttl));
-  auto& A = b.make("a", c);
-  A.set_groups({"g"});
-  if (!run_until(b.loop, [&] { return A.holds("g"); }, 20s)) return false;
-  auto& B = b.make("b", c);
-  B.set_groups({"g"});
-  if (!run_until(b.loop, [&] { return B.info("g").holder == "a"; }, 20s)) return false;
+  if (!pair(b, ttl, "bench-p")) return false;
   Stats fence, takeover, gap;
   b.overlaps = 0;
   std::string holder = "a", other = "b";

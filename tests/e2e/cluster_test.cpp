@@ -353,3 +353,24 @@ TEST(Cluster, KeepalivedMovesTheAddressWhenTheGroupGivesUp) {
   std::printf("keepalived: group gave up on A -> address on B in %.2f s\n", moved);
   EXPECT_TRUE(d.wait_event("VGL0153", "site", 1, 15s)) << d.output();
 }
+
+TEST(Cluster, AReloadThatChangesTheCommandAdapterLeavesItsGroupRunning) {
+  // The command adapter is made again with the new settings; it holds the
+  // group as before, and what runs runs on (no stop, no second start).
+  Daemon d;
+  auto rules = [](const std::string& cmd) {
+    return "watch \"db\" { start = { \"sleep\", \"100041\" } }\n"
+           "cluster { adapter = \"command\", node = \"nodea\", failover = \"" + cmd + "\" }\n"
+           "group \"orders\" { \"db\", clustered = true }\n";
+  };
+  d.write_rule("a.lua", rules("true"));
+  ASSERT_TRUE(d.start({"--no-watch-rules"})) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("db") > 0; }, 15s)) << d.output();
+  pid_t db = d.watch_pid("db");
+  d.write_rule("a.lua", rules("echo moved"));
+  ASSERT_EQ(d.cli({"reload"}).code, 0) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0263", "orders", 2, 15s)) << d.output();
+  EXPECT_EQ(d.watch_pid("db"), db);
+  EXPECT_EQ(d.count_events("VGL0101", "db"), 1) << d.output();
+  EXPECT_EQ(d.count_events("VGL0109", "db"), 0) << d.output();
+}

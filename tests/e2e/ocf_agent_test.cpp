@@ -218,6 +218,28 @@ TEST(OcfAgent, StopWithoutADaemonSucceedsOnlyWhenNothingCanBeLeft) {
   EXPECT_EQ(sp.code, kOcfSuccess) << sp.err;
 }
 
+// A daemon that hangs (stopped by SIGSTOP): every action still ends within
+// its operation's timeout; the monitor says not running, the stop cannot
+// say nothing is left.
+TEST(OcfAgent, ASilentDaemonDoesNotHoldAnActionPastItsTimeout) {
+  Daemon d;
+  Agent a{d};
+  Started s = start_shop(d, a, false, "5s");
+  ASSERT_EQ(kill(d.pid(), SIGSTOP), 0);
+  a.timeout_ms = 5000;
+  for (const char* action : {"monitor", "stop"}) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = a.run(action);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.code, std::string(action) == "monitor" ? kOcfNotRunning : kOcfErrGeneric)
+        << action << ": " << r.err;
+    EXPECT_LT(took, 5.0) << action;
+  }
+  EXPECT_TRUE(process_alive(s.api));
+  ASSERT_EQ(kill(d.pid(), SIGCONT), 0);
+  EXPECT_EQ(a.run("monitor", 10000).code, kOcfSuccess);
+}
+
 TEST(OcfAgent, ValidateAllChecksTheRulesAndTheBinary) {
   Daemon d;
   d.write_rule("shop.lua", shop_rules(false, "5s"));

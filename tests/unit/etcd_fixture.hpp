@@ -47,6 +47,26 @@ inline bool run_until(vigil::EventLoop& loop, const std::function<bool()>& pred,
   return true;
 }
 
+// Starts argv[0] with stdout and stderr to `log`, in a process group of
+// its own; returns its pid (kill it by pid).
+inline pid_t spawn_logged(std::vector<std::string> args, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::setpgid(0, 0);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 class EtcdMember {
  public:
   EtcdMember() {
@@ -69,21 +89,7 @@ class EtcdMember {
                                      "--heartbeat-interval", "50",
                                      "--election-timeout", "300",
                                      "--log-level", "warn"};
-    std::string log = dir_ + "/etcd.log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::setpgid(0, 0);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    pid_ = spawn_logged(args, dir_ + "/etcd.log");
   }
   ~EtcdMember() {
     if (pid_ > 0) {
