@@ -181,7 +181,7 @@ class ClusterEtcd : public ::testing::Test {
     node1_ = std::make_unique<VigilNode>(*cluster_, 1, orders_rules("node1", "4s"));
     node2_ = std::make_unique<VigilNode>(*cluster_, 2, orders_rules("node2", "4s"));
     EtcdNetns& c = *cluster_;
-    VigilNode &n1 = *node1_, &n2 = *node2_;
+  VigilNode &n1 = *node1_, &n2 = *node2_;
     ASSERT_TRUE(n1.d.start()) << n1.log();
     ASSERT_TRUE(n1.wait("VGL0252", "orders")) << n1.log();
     ASSERT_TRUE(wait_for([&] { return n1.ready(); }, 30s)) << n1.log();
@@ -204,7 +204,7 @@ class ClusterEtcd : public ::testing::Test {
 // event says so), node 1 does not take it back.
 TEST_F(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
   EtcdNetns& c = *cluster_;
-    VigilNode &n1 = *node1_, &n2 = *node2_;
+  VigilNode &n1 = *node1_, &n2 = *node2_;
 
   for (int k = 1; k <= 2; ++k) {
     pid_t before = n1.d.watch_pid("db");
@@ -262,7 +262,7 @@ TEST_F(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
 // win and start it. Healed, it does not take the group back.
 TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   EtcdNetns& c = *cluster_;
-    VigilNode &n1 = *node1_, &n2 = *node2_;
+  VigilNode &n1 = *node1_, &n2 = *node2_;
 
   size_t m1 = n1.mark();
   double cut = now_wall();
@@ -313,7 +313,7 @@ TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
 // longer holds and stops what the killed daemon left running.
 TEST_F(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   EtcdNetns& c = *cluster_;
-    VigilNode &n1 = *node1_, &n2 = *node2_;
+  VigilNode &n1 = *node1_, &n2 = *node2_;
 
   pid_t db1 = n1.d.watch_pid("db"), app1 = n1.d.watch_pid("app");
   double killed = now_wall();
@@ -327,10 +327,17 @@ TEST_F(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   EXPECT_EQ(c.holder("orders"), "node2");
   printf("kill -9 of the holder: node2 won +%.3fs\n", won2 - killed);
 
+  // Nothing stopped node 1's members (their vigil was dead): they ran on
+  // while node 2 ran the group, until vigil is back on node 1.
+  bool left = process_alive(db1) || process_alive(app1);
   size_t m1 = n1.mark();
   ASSERT_TRUE(n1.d.start()) << n1.log();
   EXPECT_TRUE(wait_for([&] { return !process_alive(db1) && !process_alive(app1); }, 30s))
       << "the killed daemon's members still run\n" << n1.log();
+  double started2 = first_start_after(n2.runs(), killed);
+  printf("kill -9 of the holder: its members %s; both nodes ran the group for <= %.3fs (until "
+         "node 1's vigil was back)\n",
+         left ? "ran on" : "were gone", now_wall() - started2);
   EXPECT_TRUE(n1.find("VGL0252", "orders", m1).empty());
   EXPECT_TRUE(n1.find("VGL0101", "db", m1).empty()) << n1.log();
   EXPECT_TRUE(n1.find("VGL0101", "app", m1).empty()) << n1.log();
