@@ -11,7 +11,7 @@
 //       move left), then crm_resource --move -r RESOURCE -N TO --lifetime
 //       PT5M: the preference expires by itself
 // Never --ban: the constraint stays in the CIB past its lifetime and keeps
-// the group off this node even when it is the last (docs/cluster-pacemaker.md).
+// the group off this node even when it is the last (docs/cluster.md).
 #pragma once
 
 #include <functional>

@@ -122,7 +122,7 @@ group "shop" { strategy = "one_for_all", restart = { limit = 2, within = "1m" },
                on_exhausted = "failover", "db", "api" }
 )";
 
-// The resource, with the meta attributes docs/cluster-pacemaker.md
+// The resource, with the meta attributes docs/cluster.md
 // recommends.
 std::string resource_xml(const std::string& vigil) {
   return R"(<primitive id="shop" class="ocf" provider="vigil" type="group">
