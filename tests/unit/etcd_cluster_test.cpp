@@ -402,8 +402,11 @@ TEST_F(RealEtcd, ALeaseEtcdNoLongerKnowsFencesAtOnce) {
   // fence is all a can do (this is what self_fence_after guards against
   // for an expiry). a then gets a new lease and stands by.
   ASSERT_TRUE(wait([&] { return b.holds("g"); })) << journal_.dump();
-  ASSERT_TRUE(wait([&] { return a.lease_id() != 0 && a.info("g").holder == "b"; })) << journal_.dump();
-  EXPECT_EQ(a.info("g").role, "standby");
+  // Its stop takes a while (150 ms here): "fenced" until stopped() is heard.
+  ASSERT_TRUE(wait([&] { return a.lease_id() != 0 && a.info("g").holder == "b" && a.info("g").role == "standby"; }))
+      << a.info("g").role << "\n"
+      << journal_.dump();
+  EXPECT_EQ(journal_.count("a", "stopped"), 1) << journal_.dump();
 }
 
 TEST_F(RealEtcd, ADeadHoldersLeaseExpiresAndItsSuccessorStandsBy) {
