@@ -27,12 +27,15 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace vigil {
+
+class EventLoop;
 
 // Where the engine is: DOCKER_HOST's forms (unix:///path, tcp://host:port,
 // http://host:port) or the rules' `docker = { socket = "/run/podman/podman.sock" }`.
@@ -168,5 +171,9 @@ class ContainerEngine {
   // The last `tail` lines of its stdout and stderr, interleaved as logged.
   virtual void logs(const std::string& id, int tail, std::function<void(const std::string& error, const std::string& text)> done) = 0;
 };
+
+// The Docker Engine API over HttpClient (docker_engine.cpp): what the
+// daemon makes when the rules watch containers.
+std::unique_ptr<ContainerEngine> make_docker_engine(EventLoop& loop, const EngineConfig& config);
 
 }  // namespace vigil
