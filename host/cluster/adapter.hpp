@@ -46,15 +46,21 @@ struct HoldInfo {
 
 // What the adapter tells the daemon. Every callback runs on the loop.
 struct ClusterCallbacks {
-  // This node now holds `group`: start it.
-  std::function<void(const std::string& group)> takeover;
+  // This node now holds `group`: start it. `detail`: what the adapter
+  // knows of it (etcd: the holder before, the election key's revision),
+  // for the event the hub logs (VGL0263): adapters log no event of their
+  // own for a takeover, a loss or a fence.
+  std::function<void(const std::string& group, const nlohmann::json& detail)> takeover;
   // This node no longer holds it (resigned, moved by an operator, lost
   // the election): stop it in order, then call ClusterAdapter::stopped.
   std::function<void(const std::string& group, const std::string& reason)> lost;
   // Stop it NOW, bounded: TERM every member's process group, KILL after
   // `kill_after` seconds; then call ClusterAdapter::stopped. The adapter
-  // guarantees self_fence_after + kill_after + reap < ttl.
-  std::function<void(const std::string& group, double kill_after, const std::string& reason)> fence;
+  // guarantees self_fence_after + kill_after + reap < ttl. `detail` as
+  // for takeover (etcd: the gap since the last renewal sent).
+  std::function<void(const std::string& group, double kill_after, const std::string& reason,
+                     const nlohmann::json& detail)>
+      fence;
   // Anything worth an event the adapter does not log itself (holder
   // changed, cluster unreachable, no eligible node): for vigil.cluster.on.
   std::function<void(const std::string& what, const std::string& group, const nlohmann::json& detail)> notify;

@@ -549,8 +549,7 @@ void EtcdCluster::confirm(Group& g) {
       std::string from = g->holder;
       g->holder = config_.node;
       all_holders_[name] = config_.node;
-      event(Msg::GroupTakeover, name, {{"node", config_.node}, {"rev", g->leader.rev}, {"from", from}});
-      if (callbacks_.takeover) callbacks_.takeover(name);
+      if (callbacks_.takeover) callbacks_.takeover(name, {{"rev", g->leader.rev}, {"from", from}});
     });
   });
 }
@@ -567,10 +566,8 @@ void EtcdCluster::lose(Group& g, const std::string& reason, bool fence) {
   g.fenced = fence;
   if (fence) {
     double gap = to_seconds(loop_.now() - last_renew_sent_);
-    event(Msg::GroupFenced, g.name, {{"reason", reason}, {"kill_after", budget_.kill_after}, {"gap", gap}});
-    if (callbacks_.fence) callbacks_.fence(g.name, budget_.kill_after, reason);
+    if (callbacks_.fence) callbacks_.fence(g.name, budget_.kill_after, reason, {{"gap", gap}});
   } else {
-    event(Msg::GroupLost, g.name, {{"reason", reason}});
     if (callbacks_.lost) callbacks_.lost(g.name, reason);
   }
 }

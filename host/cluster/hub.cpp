@@ -140,11 +140,19 @@ void ClusterHub::set_groups(const std::vector<std::string>& clustered) {
 ClusterCallbacks ClusterHub::callbacks() {
   ClusterCallbacks cb;
   std::weak_ptr<bool> alive = alive_;
-  cb.takeover = [this, alive](const std::string& group) {
+  // Each event takes the adapter's detail (etcd: rev, from; gap) beside
+  // the hub's own fields.
+  auto with = [](nlohmann::json f, const nlohmann::json& detail) {
+    if (detail.is_object())
+      for (const auto& [k, v] : detail.items())
+        if (!f.contains(k)) f[k] = v;
+    return f;
+  };
+  cb.takeover = [this, alive, with](const std::string& group, const nlohmann::json& detail) {
     if (alive.expired()) return;
     Group* g = sup_.find_group(group);
     if (!g) return;
-    log_.emit(Msg::ClusterTakeover, group, {{"node", config_.node}});
+    log_.emit(Msg::ClusterTakeover, group, with({{"node", config_.node}}, detail));
     sup_.hold_group(*g, true);
   };
   cb.lost = [this, alive](const std::string& group, const std::string& reason) {
@@ -160,13 +168,13 @@ ClusterCallbacks ClusterHub::callbacks() {
       if (!alive.expired()) released(group, "stopped in order", since);
     });
   };
-  cb.fence = [this, alive](const std::string& group, double kill_after,
-                           const std::string& reason) {
+  cb.fence = [this, alive, with](const std::string& group, double kill_after,
+                                 const std::string& reason, const nlohmann::json& detail) {
     if (alive.expired()) return;
     Group* g = sup_.find_group(group);
     double since = mono_seconds(MonoClock::now());
     log_.emit(Msg::ClusterFenced, group,
-              {{"node", config_.node}, {"reason", reason}, {"kill_after", kill_after}});
+              with({{"node", config_.node}, {"reason", reason}, {"kill_after", kill_after}}, detail));
     if (!g) {
       if (adapter_) adapter_->stopped(group);
       return;

@@ -27,7 +27,7 @@ void LocalCluster::set_groups(const std::vector<std::string>& groups) {
     // run vigil's rules for it here): held from the start. Told after the
     // reload that declared it, from the loop.
     loop_.post([this, g, alive = std::weak_ptr<bool>(alive_)] {
-      if (!alive.expired() && groups_.contains(g) && cb_.takeover) cb_.takeover(g);
+      if (!alive.expired() && groups_.contains(g) && cb_.takeover) cb_.takeover(g, nlohmann::json::object());
     });
   }
   groups_ = std::move(next);

@@ -130,9 +130,8 @@ enum class Msg {
   PeerGap,                // VGL0246
   ClusterUnreachable,     // VGL0250
   ClusterReachable,       // VGL0251
-  GroupTakeover,          // VGL0252
-  GroupLost,              // VGL0253
-  GroupFenced,            // VGL0254
+  // VGL0252-VGL0254 retired: the hub's VGL0263-VGL0265 report a
+  // takeover, a loss and a fence for every adapter (they were logged twice).
   NoEligibleNode,         // VGL0255
   HolderChanged,          // VGL0256
   GroupAvoided,           // VGL0257

@@ -110,7 +110,7 @@ struct Bench {
     ClusterConfig c = base;
     c.node = name;
     ClusterCallbacks cb;
-    cb.takeover = [this, name](const std::string& g) {
+    cb.takeover = [this, name](const std::string& g, const nlohmann::json&) {
       for (auto& [n, groups] : running)
         if (n != name && groups[g]) overlaps++;
       running[name][g] = true;
@@ -124,7 +124,7 @@ struct Bench {
       });
     };
     cb.lost = [stop](const std::string& g, const std::string&) { stop(g); };
-    cb.fence = [this, stop, name](const std::string& g, double, const std::string&) {
+    cb.fence = [this, stop, name](const std::string& g, double, const std::string&, const nlohmann::json&) {
       last_fence[name] = now_s();
       stop(g);
     };

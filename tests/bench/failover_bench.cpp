@@ -8,7 +8,7 @@
 //     every kill gives up at once; avoid_for 1 s, waited out between
 //     hand-overs so the group may go back);
 //   - partition: from the holder's link going down to its self-fence
-//     (VGL0254), to its last member stopped, and to the other node's win
+//     (VGL0265), to its last member stopped, and to the other node's win
 //     and start, over --partitions rounds;
 //   - overlap: the time both nodes ran a member of the group at once,
 //     summed over all of it, from both event logs (must be 0).
@@ -87,7 +87,7 @@ int run(int ttl, int failovers, int partitions) {
   VigilNode n1(c, 1, orders_rules("node1", t, cl, gr)), n2(c, 2, orders_rules("node2", t, cl, gr));
   VigilNode* nodes[2] = {&n1, &n2};
   if (!n1.d.start()) return fail("node1 did not start", &n1);
-  if (!n1.wait("VGL0252", "orders") || !wait_for([&] { return n1.ready(); }, 30s))
+  if (!n1.wait("VGL0263", "orders") || !wait_for([&] { return n1.ready(); }, 30s))
     return fail("node1 did not take the group", &n1);
   if (!n2.d.start()) return fail("node2 did not start", &n2);
   if (!wait_for([&] { return c.node_live("node2"); }, 30s)) return fail("node2 not in etcd", &n2);
@@ -118,7 +118,7 @@ int run(int ttl, int failovers, int partitions) {
       return fail(b.name + " did not become ready", &a, &b);
     double gave_up = event_time(a.find("VGL0150", "orders", ma).front());
     double ready = ready_at(b, mb);
-    auto won = b.find("VGL0252", "orders", mb);
+    auto won = b.find("VGL0263", "orders", mb);
     double stopped = last_end(run_intervals(a.events(), kOrdersMembers, a.name));
     handover.add(ready - gave_up);
     stopped_after.add(stopped - gave_up);
@@ -138,18 +138,18 @@ int run(int ttl, int failovers, int partitions) {
     size_t ma = a.mark(), mb = b.mark();
     double cut = now_wall();
     if (!c.partition(ia)) return fail(c.error());
-    bool ok = a.wait("VGL0254", "orders", 1, 30s, ma) && wait_for([&] { return ready_at(b, mb) > 0; }, 60s) &&
+    bool ok = a.wait("VGL0265", "orders", 1, 30s, ma) && wait_for([&] { return ready_at(b, mb) > 0; }, 60s) &&
               wait_for([&] { return a.none_running(); }, 30s);
     if (!ok) {
       c.heal(ia);
       return fail("partition " + std::to_string(i + 1) + ": no fence or no takeover", &a, &b);
     }
-    double fenced = event_time(a.find("VGL0254", "orders", ma).front());
+    double fenced = event_time(a.find("VGL0265", "orders", ma).front());
     double stopped = last_end(run_intervals(a.events(), kOrdersMembers, a.name));
-    auto won = b.find("VGL0252", "orders", mb);
+    auto won = b.find("VGL0263", "orders", mb);
     double won_t = won.empty() ? 0 : event_time(won.front());
     double started = first_start_after(run_intervals(b.events(), kOrdersMembers, b.name), cut);
-    fence_gap.add(a.find("VGL0254", "orders", ma).front()["fields"].value("gap", -1.0));
+    fence_gap.add(a.find("VGL0265", "orders", ma).front()["fields"].value("gap", -1.0));
     fence.add(fenced - cut);
     stop.add(stopped - cut);
     if (won_t) win.add(won_t - cut);
@@ -171,7 +171,7 @@ int run(int ttl, int failovers, int partitions) {
   printf("ttl %d s: failover gave-up -> last member stopped on A: %s\n", ttl, stopped_after.text().c_str());
   printf("ttl %d s: failover gave-up -> B won the election: %s\n", ttl, won_after.text().c_str());
   printf("ttl %d s: partition -> self-fence: %s\n", ttl, fence.text().c_str());
-  printf("ttl %d s: self-fence after the last renewal sent (VGL0254 gap): %s\n", ttl,
+  printf("ttl %d s: self-fence after the last renewal sent (VGL0265 gap): %s\n", ttl,
          fence_gap.text().c_str());
   printf("ttl %d s: partition -> fenced group stopped: %s\n", ttl, stop.text().c_str());
   printf("ttl %d s: partition -> other node won: %s\n", ttl, win.text().c_str());

@@ -183,7 +183,7 @@ class ClusterEtcd : public ::testing::Test {
     EtcdNetns& c = *cluster_;
   VigilNode &n1 = *node1_, &n2 = *node2_;
     ASSERT_TRUE(n1.d.start()) << n1.log();
-    ASSERT_TRUE(n1.wait("VGL0252", "orders")) << n1.log();
+    ASSERT_TRUE(n1.wait("VGL0263", "orders")) << n1.log();
     ASSERT_TRUE(wait_for([&] { return n1.ready(); }, 30s)) << n1.log();
     ASSERT_TRUE(n2.d.start()) << n2.log();
     ASSERT_TRUE(wait_for([&] { return c.node_live("node2"); }, 30s)) << n2.log();
@@ -212,13 +212,13 @@ TEST_F(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
     ASSERT_TRUE(wait_for([&] { return n1.d.watch_pid("db") != before && n1.ready(); }, 30s))
         << "restart " << k << "\n" << n1.log();
     EXPECT_EQ(c.holder("orders"), "node1") << "after local restart " << k;
-    EXPECT_TRUE(n2.find("VGL0252", "orders").empty()) << "node 2 took over after kill " << k;
+    EXPECT_TRUE(n2.find("VGL0263", "orders").empty()) << "node 2 took over after kill " << k;
   }
   EXPECT_TRUE(n1.find("VGL0150", "orders").empty());
 
   kill_member(n1, "db");  // over the budget
   ASSERT_TRUE(n1.wait("VGL0150", "orders", 1, 15s)) << n1.log();
-  ASSERT_TRUE(n2.wait("VGL0252", "orders", 1, 30s)) << n2.log();
+  ASSERT_TRUE(n2.wait("VGL0263", "orders", 1, 30s)) << n2.log();
   ASSERT_TRUE(wait_for([&] { return n2.ready(); }, 30s)) << n2.log();
   EXPECT_TRUE(n1.none_running());
   EXPECT_EQ(c.holder("orders"), "node2");
@@ -250,7 +250,7 @@ TEST_F(ClusterEtcd, LocalRestartsThenFailoverNeverOnBothAndNoPingPong) {
     return !n1.find("VGL0255", "orders", m1).empty() || !n2.find("VGL0255", "orders").empty();
   }, 30s)) << n1.log() << n2.log();
   // No ping-pong: node 1 does not take it back (waited for two TTLs).
-  EXPECT_FALSE(wait_for([&] { return !n1.find("VGL0252", "orders", m1).empty(); }, 8s))
+  EXPECT_FALSE(wait_for([&] { return !n1.find("VGL0263", "orders", m1).empty(); }, 8s))
       << n1.log();
   EXPECT_TRUE(n1.none_running());
   EXPECT_TRUE(n2.none_running());
@@ -267,16 +267,16 @@ TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   size_t m1 = n1.mark();
   double cut = now_wall();
   ASSERT_TRUE(c.partition(1));
-  ASSERT_TRUE(n1.wait("VGL0254", "orders", 1, 10s, m1)) << n1.log();
-  ASSERT_TRUE(n2.wait("VGL0252", "orders", 1, 30s)) << n2.log();
+  ASSERT_TRUE(n1.wait("VGL0265", "orders", 1, 10s, m1)) << n1.log();
+  ASSERT_TRUE(n2.wait("VGL0263", "orders", 1, 30s)) << n2.log();
   ASSERT_TRUE(wait_for([&] { return n2.ready(); }, 30s)) << n2.log();
   ASSERT_TRUE(wait_for([&] { return n1.none_running(); }, 10s)) << n1.log();
 
   auto r1 = n1.runs(), r2 = n2.runs();
   EXPECT_EQ(overlaps(r1, r2), "");
-  double fenced = event_time(n1.find("VGL0254", "orders", m1).front());
+  double fenced = event_time(n1.find("VGL0265", "orders", m1).front());
   double stopped1 = last_end(r1), started2 = first_start_after(r2, 0);
-  double won2 = event_time(n2.find("VGL0252", "orders").front());
+  double won2 = event_time(n2.find("VGL0263", "orders").front());
   EXPECT_LT(fenced, stopped1 + 0.001);
   EXPECT_LT(stopped1, won2) << "node 2 won before node 1 had fenced";
   EXPECT_LT(stopped1, started2);
@@ -285,7 +285,7 @@ TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   // out. The last renewal may come after the cut: when node 1's member
   // was etcd's leader it renews leases alone until it steps down (an
   // election timeout, 1 s), and the new leader extends them as long.
-  auto gap = n1.find("VGL0254", "orders", m1).front()["fields"].value("gap", -1.0);
+  auto gap = n1.find("VGL0265", "orders", m1).front()["fields"].value("gap", -1.0);
   EXPECT_GE(gap, 2.0 - 0.01);
   EXPECT_LT(gap, 2.5);
   EXPECT_LT(stopped1 - (fenced - gap), 4.0 - 0.5);
@@ -300,7 +300,7 @@ TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   ASSERT_TRUE(c.heal(1));
   ASSERT_TRUE(n1.wait("VGL0251", "", 1, 30s, m1h)) << n1.log();
   ASSERT_TRUE(wait_for([&] { return c.node_live("node1"); }, 30s));
-  EXPECT_FALSE(wait_for([&] { return !n1.find("VGL0252", "orders", m1h).empty(); }, 8s))
+  EXPECT_FALSE(wait_for([&] { return !n1.find("VGL0263", "orders", m1h).empty(); }, 8s))
       << "fail-back\n" << n1.log() << n2.log() << c.member_log(1) << c.member_log(2);
   EXPECT_EQ(c.holder("orders"), "node2");
   EXPECT_TRUE(n1.none_running());
@@ -318,8 +318,8 @@ TEST_F(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   pid_t db1 = n1.d.watch_pid("db"), app1 = n1.d.watch_pid("app");
   double killed = now_wall();
   n1.d.kill9();
-  ASSERT_TRUE(n2.wait("VGL0252", "orders", 1, 30s)) << n2.log();
-  double won2 = event_time(n2.find("VGL0252", "orders").front());
+  ASSERT_TRUE(n2.wait("VGL0263", "orders", 1, 30s)) << n2.log();
+  double won2 = event_time(n2.find("VGL0263", "orders").front());
   // Not before the lease could have run out: renewed at most ttl/3
   // before the kill.
   EXPECT_GT(won2 - killed, 4.0 - 1.34 - 0.2);
@@ -338,7 +338,7 @@ TEST_F(ClusterEtcd, KilledHolderIsReplacedAndItsLeftoversStopped) {
   printf("kill -9 of the holder: its members %s; both nodes ran the group for <= %.3fs (until "
          "node 1's vigil was back)\n",
          left ? "ran on" : "were gone", now_wall() - started2);
-  EXPECT_TRUE(n1.find("VGL0252", "orders", m1).empty());
+  EXPECT_TRUE(n1.find("VGL0263", "orders", m1).empty());
   EXPECT_TRUE(n1.find("VGL0101", "db", m1).empty()) << n1.log();
   EXPECT_TRUE(n1.find("VGL0101", "app", m1).empty()) << n1.log();
   EXPECT_EQ(c.holder("orders"), "node2");

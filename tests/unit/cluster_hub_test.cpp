@@ -130,7 +130,7 @@ struct ClusterHubTest : ::testing::Test {
     return n;
   }
   void take_over() {
-    fake->cb.takeover("orders");
+    fake->cb.takeover("orders", nlohmann::json::object());
     ASSERT_TRUE(run_until([&] { return running("db") && running("app"); }));
   }
 };
@@ -186,7 +186,7 @@ TEST_F(ClusterHubTest, FenceKillsEveryMemberAtOnceWithinTheBound) {
   };
   ASSERT_TRUE(run_until([&] { return ignores_term() != 0; }));
   auto t0 = MonoClock::now();
-  fake->cb.fence("orders", 0.3, "lease not renewed for 2s");
+  fake->cb.fence("orders", 0.3, "lease not renewed for 2s", {{"gap", 2.1}});
   ASSERT_TRUE(run_until([&] { return !fake->stopped_calls.empty(); }, 5s));
   double took = to_seconds(MonoClock::now() - t0);
   EXPECT_TRUE(nothing_runs());
@@ -198,6 +198,11 @@ TEST_F(ClusterHubTest, FenceKillsEveryMemberAtOnceWithinTheBound) {
   }();
   EXPECT_LT(took, 2.0) << "bounded by kill_after and the reaping";
   EXPECT_EQ(count(Msg::ClusterFenced), 1);
+  for (const auto& e : log.recent(10000))
+    if (e["id"] == message_def(Msg::ClusterFenced).id) {
+      EXPECT_EQ(e["fields"].value("gap", 0.0), 2.1) << "the adapter's detail is in the hub's event";
+      EXPECT_EQ(e["fields"].value("kill_after", 0.0), 0.3);
+    }
   EXPECT_EQ(sup.group_state(group()), "standby");
   EXPECT_FALSE(group().held);
 }

@@ -273,7 +273,7 @@ class RealEtcd : public testing::Test {
   EtcdCluster& node(const std::string& name, ClusterConfig c = {}) {
     if (c.node.empty()) c = config(name, {etcd_->url()});
     ClusterCallbacks cb;
-    cb.takeover = [this, name](const std::string& g) {
+    cb.takeover = [this, name](const std::string& g, const nlohmann::json&) {
       for (auto& [n, r] : journal_.running)
         if (n != name && r) journal_.overlaps++;
       journal_.running[name] = true;
@@ -288,7 +288,7 @@ class RealEtcd : public testing::Test {
       });
     };
     cb.lost = [stop](const std::string& g, const std::string&) { stop(g, "lost"); };
-    cb.fence = [this, stop](const std::string& g, double kill_after, const std::string&) {
+    cb.fence = [this, stop](const std::string& g, double kill_after, const std::string&, const nlohmann::json&) {
       kill_after_ = kill_after;
       stop(g, "fence");
     };
@@ -603,7 +603,7 @@ class EtcdNetns : public testing::Test {
         if (::write(out, line.data(), line.size()) < 0) ::_exit(4);
       };
       ClusterCallbacks cb;
-      cb.takeover = [say](const std::string& g) { say("takeover", g); };
+      cb.takeover = [say](const std::string& g, const nlohmann::json&) { say("takeover", g); };
       auto stop = [&loop, &c, say](const std::string& g, const std::string& what) {
         say(what, g);
         loop.after(200ms, [&c, say, g] {
@@ -612,7 +612,7 @@ class EtcdNetns : public testing::Test {
         });
       };
       cb.lost = [stop](const std::string& g, const std::string&) { stop(g, "lost"); };
-      cb.fence = [stop](const std::string& g, double, const std::string&) { stop(g, "fence"); };
+      cb.fence = [stop](const std::string& g, double, const std::string&, const nlohmann::json&) { stop(g, "fence"); };
       cb.notify = [say](const std::string& what, const std::string& g, const nlohmann::json& d) {
         say(what, g.empty() ? "-" : g + (what == "holder_changed" ? ":" + d.value("to", "") : ""));
       };
