@@ -243,6 +243,8 @@ const std::vector<MessageDef> kCatalog = {
      "etcd lease {lease} of node {node} given up: {reason}"},
     {Msg::ClusterWriteFailed, "VGL0260", S::Warning, "cluster_write_failed",
      "{watch}: etcd write of {key} failed: {error}"},
+    {Msg::GroupStandby, "VGL0262", S::Warning, "group_standby",
+     "{watch}: clustered now and not held by this node: its watches are stopped in order"},
     {Msg::ClusterTakeover, "VGL0263", S::Notice, "cluster_takeover",
      "{watch}: held by this node ({node}) now: starting it"},
     {Msg::ClusterLost, "VGL0264", S::Warning, "cluster_lost",

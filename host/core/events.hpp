@@ -138,6 +138,7 @@ enum class Msg {
   GroupResigned,          // VGL0258
   LeaseLost,              // VGL0259
   ClusterWriteFailed,     // VGL0260
+  GroupStandby,           // VGL0262
   ClusterTakeover,        // VGL0263
   ClusterLost,            // VGL0264
   ClusterFenced,          // VGL0265

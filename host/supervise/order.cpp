@@ -58,8 +58,10 @@ void Supervisor::apply_groups(std::vector<GroupDecl> decls) {
   for (auto& d : decls) {
     auto it = groups_.find(d.name);
     Group g;
+    bool was_clustered = false;
     if (it != groups_.end()) {
       g = std::move(it->second);  // history and state survive the reload
+      was_clustered = g.decl.clustered;
       groups_.erase(it);
     } else {
       g.since = wall_seconds();
@@ -69,6 +71,10 @@ void Supervisor::apply_groups(std::vector<GroupDecl> decls) {
       g.held = false;
     else if (!g.held && holds_ && holds_(g.decl.name))
       g.held = true;
+    // Clustered by this reload and not held here: what of it runs (its
+    // watches ran before, outside a clustered group) is stopped once the
+    // units are applied, since the node that holds it may start it.
+    if (g.decl.clustered && !was_clustered && !g.held) to_standby_.push_back(g.decl.name);
     next.emplace(g.decl.name, std::move(g));
   }
   for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);

@@ -379,6 +379,16 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     }
   }
   rebuild_dependents();
+  for (const auto& name : std::exchange(to_standby_, {}))
+    if (Group* g = find_group(name); g && g->decl.clustered && !g->held) {
+      bool runs = false;
+      for (const auto& unit : g->decl.units)
+        if (Unit* u = find(unit); u && (u->child || u->script_pid())) runs = true;
+      if (runs) {
+        log_.emit(Msg::GroupStandby, name, {});
+        stop_ordered(g->decl.units);
+      }
+    }
   // The kernel first, /proc second: a process that execs while the scan
   // runs is then heard of as an event instead of missed between the two
   // (and widening posts one reconciling rescan after the switch).

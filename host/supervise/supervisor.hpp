@@ -793,6 +793,7 @@ class Supervisor {
   std::unordered_map<pid_t, std::string> adopted_;  // pid -> unit name
   std::vector<pid_t> commands_;                     // scripts and hooks running
   std::vector<std::string> to_discover_;            // units apply() finds by match
+  std::vector<std::string> to_standby_;             // groups clustered by this apply, not held
   // Dead adopted processes still in /proc as zombies: reported when their
   // parent leaves them unreaped past the unit's zombie threshold.
   struct Zombie {

@@ -230,3 +230,30 @@ TEST_F(ClusterHubTest, AnOperatorStartWarnsWhenAnotherNodeHoldsTheGroup) {
   ASSERT_TRUE(run_until([&] { return running("db") && running("app"); }));
   EXPECT_EQ(count(Msg::ClusterOperatorStart), 1);
 }
+
+TEST_F(ClusterHubTest, AReloadThatClustersARunningGroupStopsItUntilHeld) {
+  // orders runs, not clustered.
+  GroupDecl g;
+  g.name = "orders";
+  g.members = g.units = {"db", "app"};
+  sup.apply({decl("db", {"sleep", "100000"}), decl("app", {"sleep", "100000"}, {"db"})}, {g});
+  ASSERT_TRUE(run_until([&] { return running("db") && running("app"); }));
+  // The reload clusters it; the adapter does not hold it here.
+  ClusterConfig c;
+  c.adapter = "fake";
+  c.node = "nodea";
+  hub.configure(c);
+  hub.set_groups({"orders"});
+  g.clustered = true;
+  sup.apply({decl("db", {"sleep", "100000"}), decl("app", {"sleep", "100000"}, {"db"})}, {g});
+  ASSERT_TRUE(run_until([&] { return nothing_runs(); }));
+  EXPECT_EQ(sup.group_state(group()), "standby");
+  EXPECT_EQ(count(Msg::GroupStandby), 1);
+  // Held now: it starts again.
+  take_over();
+  // The same rules again change nothing.
+  sup.apply({decl("db", {"sleep", "100000"}), decl("app", {"sleep", "100000"}, {"db"})}, {g});
+  for (int i = 0; i < 5; ++i) loop.run_once(20ms);
+  EXPECT_TRUE(running("db") && running("app"));
+  EXPECT_EQ(count(Msg::GroupStandby), 1);
+}
