@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "host/cli/cli.hpp"
+#include "host/cli/discover.hpp"
 #include "host/cli/run.hpp"
 #include "host/daemon/paths.hpp"
 #include "host/metrics/top.hpp"
@@ -346,6 +347,26 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
   token->add_option("--file", token_args.file, "the token file (default /etc/vigil/tokens)")
       ->type_name("PATH");
 
+  CLI::App* discover = command(app, "discover",
+                               "propose watches for the services running now (reads /proc, touches "
+                               "nothing)");
+  DiscoverArgs discover_args;
+  discover->add_option("--window", discover_args.window,
+                       "how long a process must live to be proposed (default 10m)")
+      ->type_name("DURATION");
+  discover->add_option("--every", discover_args.every, "time between scans (default 5s)")
+      ->type_name("DURATION");
+  discover->add_flag("--json", discover_args.json, "the candidates as JSON");
+  discover->add_option("--write", discover_args.write,
+                       "write the proposed rule file (every watch in mode = \"observe\")")
+      ->type_name("FILE");
+  discover->add_flag("--force", discover_args.force, "with --write: replace an existing file");
+  discover->add_option("--rules", discover_args.rules,
+                       "rules that tune the discover policy (require \"vigil.discover\")")
+      ->type_name("FILE|DIR");
+  discover->add_option("--stdlib", discover_args.stdlib, "the Lua standard library (VIGIL_STDLIB)")
+      ->type_name("DIR");
+
   CLI::App* version = command(app, "version", "print the version");
   CLI::App* help = command(app, "help", "this help, or a command's (vigil help COMMAND)");
   std::string help_of;
@@ -403,6 +424,12 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
       return 0;
     }
     if (check->parsed()) return cmd_check(check_opts.collect(), check_path);
+    if (discover->parsed()) {
+      if (discover_args.force && discover_args.write.empty())
+        throw UsageError("discover: --force goes with --write");
+      if (discover_args.stdlib.empty()) discover_args.stdlib = default_stdlib_dir();
+      return cmd_discover(discover_args);
+    }
     if (status->parsed()) {
       if (status_args.all && !status_args.json) throw UsageError("status: --all goes with --json");
       if (status_args.state && (status_args.names.empty() || status_args.json || status_args.check))

@@ -128,6 +128,11 @@ class RuleRuntime : public Policy {
   void on_proc_event(const ProcEvent& ev);
   unsigned wants_proc_events() const;  // ProcEvents bits the subscriptions need
 
+  // `vigil discover`: hands the observed processes to vigil.discover's
+  // run (stdlib/vigil/discover.lua, after any rules loaded) and returns
+  // its answer; null and `error` when it failed (lua/lua_discover.cpp).
+  nlohmann::json discover(const nlohmann::json& input, std::string& error);
+
   // Runs a chunk in the state (tests, and `vigil eval` later).
   bool run_string(const std::string& code, const std::string& chunkname, std::string& error);
 

@@ -51,7 +51,7 @@ bool parse_proc_stat(std::string_view text, ProcStat& st) {
   // 15 stime 16..19 cutime cstime priority nice 20 num_threads
   // 21 itrealvalue 22 starttime 23 vsize 24 rss ... 42 delayacct_blkio_ticks
   if (!take(rest, st.ppid) || !take(rest, st.pgrp) || !take(rest, st.session)) return false;
-  if (!skip(rest, 2)) return false;  // 7, 8
+  if (!take(rest, st.tty_nr) || !skip(rest, 1)) return false;  // 7, 8
   if (!take(rest, st.flags) || !take(rest, st.minflt) || !skip(rest, 1) || !take(rest, st.majflt) ||
       !skip(rest, 1))
     return false;

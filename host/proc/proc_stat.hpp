@@ -21,6 +21,7 @@ struct ProcStat {
   pid_t ppid = 0;
   pid_t pgrp = 0;
   pid_t session = 0;
+  int tty_nr = 0;  // the controlling terminal's device number; 0: none
   uint32_t flags = 0;  // PF_* of the task
   uint64_t minflt = 0;
   uint64_t majflt = 0;
