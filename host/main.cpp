@@ -364,6 +364,9 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
   discover->add_option("--rules", discover_args.rules,
                        "rules that tune the discover policy (require \"vigil.discover\")")
       ->type_name("FILE|DIR");
+  discover->add_option("--init-dir", discover_args.init_dir,
+                       "where init scripts are looked for (default /etc/init.d)")
+      ->type_name("DIR");
   discover->add_option("--stdlib", discover_args.stdlib, "the Lua standard library (VIGIL_STDLIB)")
       ->type_name("DIR");
 

@@ -282,6 +282,9 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   raw_field(L, idx, "oneshot");
   d.oneshot = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  raw_field(L, idx, "observe");
+  d.observe = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   d.adopt.kill_tree = field_string(L, idx, "kill") != "process";
 
   raw_field(L, idx, "count");

@@ -44,7 +44,7 @@ bool rule_may_emit(Msg m) {
   return m == Msg::RestartScheduled || m == Msg::BudgetExhausted || m == Msg::ExhaustedHook ||
          m == Msg::RuleError || m == Msg::CountKilled || m == Msg::CountKills ||
          m == Msg::StateAction || m == Msg::HungAction || m == Msg::GroupExhausted ||
-         m == Msg::EscalationStep;
+         m == Msg::EscalationStep || m == Msg::ObservedExit || m == Msg::ObservedAction;
 }
 
 int l_event(lua_State* L) {

@@ -125,13 +125,17 @@ int cmd_discover(const DiscoverArgs& a) {
   for (int i = 1; i <= scans; ++i) {
     ScanOptions so;
     so.details = i == scans;
-    for (auto& p : scanner.scan(so)) {
+    ScanStats stats;
+    for (auto& p : scanner.scan(so, &stats)) {
       Seen& s = seen[{p.pid, p.start_time}];
       if (s.seen == 0) s.first = i;
       s.last = i;
       ++s.seen;
       s.latest = std::move(p);
     }
+    // Progress on stderr (what a test waits for, what a person watches).
+    fprintf(stderr, "vigil: discover: scan %d/%d: %zu processes, %zu network namespaces\n", i,
+            scans, stats.processes, stats.namespaces);
     if (i == scans) break;
     double t = static_cast<double>(next.tv_sec) + next.tv_nsec / 1e9 + every;
     next.tv_sec = static_cast<time_t>(t);

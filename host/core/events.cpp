@@ -210,6 +210,11 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: failed and not restarted ({how}): {why}"},
     {Msg::PulledIn, "VGL0207", S::Info, "pulled_in",
      "{watch}: started (autostart = false) because '{by}', which requires it, is starting"},
+    {Msg::ObservedExit, "VGL0209", S::Warning, "observed_exit",
+     "{watch}: the observed process {pid} ended ({how}); mode = \"observe\": not restarted, waiting "
+     "for it to come back"},
+    {Msg::ObservedAction, "VGL0210", S::Warning, "observed_action",
+     "{watch}: mode = \"observe\": would {action} ({why}); nothing done"},
     {Msg::ApiListening, "VGL0227", S::Notice, "api_listening",
      "remote API listening on {listen} (port {port}; TLS {tls}, client certificates "
      "{client_certificates}, {tokens} tokens)"},

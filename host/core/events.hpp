@@ -117,7 +117,9 @@ enum class Msg {
   DaemonFailed,           // VGL0196
   ProcessDone,            // VGL0205
   ProcessDoneFailed,      // VGL0206
-  PulledIn,               // VGL0207
+  PulledIn,
+  ObservedExit,           // VGL0209
+  ObservedAction,         // VGL0210               // VGL0207
   ApiListening,           // VGL0227
   ApiFailed,              // VGL0228
   ApiRefused,             // VGL0229

@@ -96,6 +96,7 @@ void write_unit(const Unit& u, W& w) {
   if (u.state == UnitState::Done) w.key("outcome").str(u.done_ok ? "success" : "failure");
   if (u.oneshot) w.key("oneshot").boolean(true);
   if (!u.autostart) w.key("autostart").boolean(false);
+  if (u.observe) w.key("mode").str("observe");
   w.key("where").str(u.where);
   if (u.m) {
     w.key("match").str(u.m->match.spec().describe());
@@ -295,6 +296,7 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
   u.group = std::move(d.group);
   u.oneshot = d.oneshot;
   u.autostart = d.autostart;
+  u.observe = d.observe;
   set_probe_specs(u, std::move(d.probes));
 }
 
@@ -349,6 +351,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
       u->settle = d.settle;
       u->group = d.group;
       u->oneshot = d.oneshot;
+      u->observe = d.observe;
       u->autostart = d.autostart;  // what it does now stays: autostart is for the load that adds it
       if (u->m) u->m->stop_on_remove = d.stop_on_remove;
       if (u->m && u->m->count != d.count && d.count) set_count_limits(*u, *d.count);
@@ -436,6 +439,16 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     // operator's start of the group) starts it.
     u.want_running = false;
     if (!u.child) set_state(u, UnitState::Stopped);
+    return;
+  }
+  if (u.observe) {
+    // Observed: nothing is started, whatever asked; the process is waited
+    // for by its match.
+    u.want_running = true;
+    if (u.child || u.finding()) return;
+    if (look_first && u.kind() == Unit::Kind::Single && try_find(u, "found")) return;
+    set_state(u, UnitState::Stopped);
+    begin_find(u);
     return;
   }
   u.want_running = true;
@@ -1045,6 +1058,13 @@ void Supervisor::halt(Unit& u, std::function<void()> done) {
     bool was_stopped = u.state == UnitState::Stopped;
     set_state(u, UnitState::Stopped);
     if (!was_stopped) log_.emit(Msg::Stopped, u.name, {{"how", "not running"}});
+    if (done) done();
+    if (u.remove_when_stopped) erase(u.name);
+    return;
+  }
+  if (u.observe && !u.child->stopping) {
+    // Observed: vigil lets go of the process instead of stopping it.
+    release(u, "mode = \"observe\": let go, not stopped");
     if (done) done();
     if (u.remove_when_stopped) erase(u.name);
     return;

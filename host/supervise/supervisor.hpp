@@ -181,6 +181,9 @@ struct Declaration {
   // Runs to completion: ready for what requires it once it has ended
   // successfully (the rules' finish with success), not while it runs.
   bool oneshot = false;
+  // mode = "observe": adopted, counted, probed and logged, never started,
+  // stopped, restarted or killed by vigil (start_process refuses).
+  bool observe = false;
 };
 
 // A group as the rules declared it: its members (watches or groups) in
@@ -303,6 +306,7 @@ struct Unit {
   double since = 0;  // wall time the state was entered
   bool oneshot = false;    // the declaration's (Declaration::oneshot)
   bool autostart = true;   // the declaration's (Declaration::autostart)
+  bool observe = false;    // the declaration's (Declaration::observe)
   // Not started because of autostart = false, and not asked for since:
   // started when a watch that requires it is.
   bool held = false;

@@ -120,8 +120,17 @@ function M.recovery(c, ctx)
     return { method = "systemctl", command = "systemctl restart " .. p.unit, unit = p.unit }
   end
   local exe = p.exe or ""
+  -- What names the program in a script: its executable, or for an
+  -- interpreter the script it runs (every python program shares the exe).
+  local needle = exe
+  if interp_name(exe) then
+    needle = nil
+    for i = 2, #(p.argv or {}) do
+      if p.argv[i]:sub(1, 1) == "/" then needle = p.argv[i]; break end
+    end
+  end
   for _, s in ipairs(ctx.init_scripts or {}) do
-    if exe ~= "" and (s.text:find(exe, 1, true) or s.text:find("DAEMON=" .. basename(exe), 1, true)) then
+    if needle and needle ~= "" and s.text:find(needle, 1, true) then
       return { method = "init_script", command = s.path .. " restart", script = s.path }
     end
   end

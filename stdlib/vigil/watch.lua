@@ -292,6 +292,8 @@ local watch_schema = {
   probes = probes.list,
   on_hung = action({ "restart", "alert" }),
   dump = schema.by_type({ boolean = dump_checker, table = dump_checker }, "true, false or a table"),
+  -- "observe": watch and alert, never act (a watch `vigil discover` proposed).
+  mode = schema.one_of("act", "observe"),
 }
 
 -- Limits and environment of a started program (vigil.resources).
@@ -376,6 +378,10 @@ function M.declare(where, name, spec)
     for _, p in ipairs(s.probes or {}) do if p.invalid then return end end
     if not s.start and not s.match then
       fail(where, name, "needs 'start' (a command to run) or 'match' (a running process to watch)")
+    end
+    local observe = s.mode == "observe"
+    if observe and not s.match then
+      fail(where, name, "mode = \"observe\" watches a process something else runs: it needs a 'match'")
     end
     if watches[name] then
       fail(where, name, "declared twice (first at " .. watches[name].where .. ")")
@@ -512,6 +518,7 @@ function M.declare(where, name, spec)
       probes = probe_specs,
       autostart = s.autostart,
       oneshot = s.oneshot,
+      observe = observe or nil,
       where = where,
     }))
     if not ok then fail(where, name, derr) end
@@ -542,7 +549,8 @@ function M.declare(where, name, spec)
         end
       end
     end
-    if s.start or s.restart_script then w.can_start = true end
+    if (s.start or s.restart_script) and not observe then w.can_start = true end
+    if observe then w.observe = true end
     w.parent = match and match.parent
     w.count = s.count
     w.on_over = s.on_over
@@ -624,7 +632,7 @@ end
 --- The standing order for a running process (see ladder.armable).
 function M.armable(name)
   local w = watches[name]
-  if not w or (w.dump and w.dump.on.exit) then return false end
+  if not w or w.observe or (w.dump and w.dump.on.exit) then return false end
   return ladder.armable(w)
 end
 
@@ -647,11 +655,24 @@ local function done(w, class, ev)
     or ("exited " .. tostring(ev.code)), watch = w.name, action = "done", why = why })
 end
 
+--- An observed watch's rule asked for an action: said (VGL0210), not done.
+function M.observed(w, act, why)
+  local what = type(act) == "function" and "run its hook" or type(act) == "table" and ("run " .. table.concat(act, " ")) or tostring(act)
+  log.event("observed_action", w.name, { action = what, why = why })
+end
+
 --- The policy: called by the host when a watched process ended (or a
 -- restart of it failed).
 function M.on_exit(name, ev)
   local w = watches[name]
   if not w then return end
+  if w.observe then
+    -- Observed: a death is an event; the process is waited for by its match.
+    log.event("observed_exit", name, { pid = ev.pid, how = ev.error or (ev.signal and ("killed by " .. ev.signal))
+      or ("exited " .. tostring(ev.code)) })
+    exec.lose(name)
+    return
+  end
   if not w.can_start then
     -- Nothing vigil can start: wait for it to come back by itself.
     exec.lose(name)
@@ -706,6 +727,7 @@ function M.on_count(name, ev)
     act = w.on_under or (w.can_start and "restart" or "alert")
   end
   if act == "alert" then return end  -- the host logged VGL0125/VGL0126
+  if w.observe then return M.observed(w, act, ev.bounds .. " its count") end
   if type(act) == "function" then return call_hook(w, "on_" .. ev.bounds, act, ev) end
   if act == "kill_newest" then
     w.killed = w.killed or {}
@@ -734,6 +756,7 @@ function M.on_state(name, ev)
   M.dump(w, "state", ev)
   local act = w.on_state or "alert"
   if act == "alert" then return end  -- the host logged VGL0129..VGL0131
+  if w.observe then return M.observed(w, act, ev.state) end
   local label
   if type(act) == "function" then
     call_hook(w, "on_state", act, ev)
@@ -764,6 +787,7 @@ function M.on_hung(name, ev)
   M.dump(w, "hung", ev)
   local act = w.on_hung or "restart"
   if act == "alert" then return end  -- the host logged VGL0142
+  if w.observe then return M.observed(w, act, "hung") end
   local label
   if type(act) == "function" then
     call_hook(w, "on_hung", act, ev)

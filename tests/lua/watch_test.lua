@@ -290,3 +290,27 @@ T.test("the prelude's watch records and carries on (real host)", function()
   T.eq(#errs, 1, table.concat(errs, " | "))
   T.contains(errs[1], at .. ": watch 'real_missing': start: '/no/such/program' is not an executable file", "host refusal")
 end)
+
+-- mode = "observe": the host is told (it refuses to start), the policy
+-- never restarts, kills or runs a hook; each would-be action is an event.
+T.test("mode = observe watches and alerts, never acts", function()
+  local W, rec = fresh()
+  T.refused(function() W.watch "o" { mode = "watch" } end, "watch 'o'.mode: expected one of act, observe")
+  T.refused(function() W.watch "s" { start = "x", mode = "observe" } end,
+    "mode = \"observe\" watches a process something else runs: it needs a 'match'")
+  W.watch "obs" { mode = "observe", match = { name = "x" }, restart_script = "true",
+    count = { min = 2 }, on_under = "restart" }
+  T.eq(rec.declared.obs.observe, true, "handed to the host")
+  T.eq(W.watches.obs.can_start, nil, "the policy cannot start it")
+  W.on_exit("obs", { pid = 42, code = 1, uptime = 5 })
+  T.eq(#fakes.ops(rec, "restart"), 0, "no restart")
+  T.eq(#fakes.ops(rec, "lose"), 1, "waits for it to come back by its match")
+  local ev = fakes.events(rec, "observed_exit")
+  T.eq(#ev, 1, "one observed_exit")
+  T.eq(ev[1].fields.how, "exited 1", "how it ended")
+  W.on_count("obs", { bounds = "under", count = 1, min = 2, crossed = true })
+  T.eq(#fakes.ops(rec, "restart"), 0, "under its count: no restart")
+  T.eq(fakes.events(rec, "observed_action")[1].fields.action, "restart", "what it would have done")
+  W.watch "plain" { match = { name = "y" }, mode = "act" }
+  T.eq(rec.declared.plain.observe, nil, "act is the default")
+end)

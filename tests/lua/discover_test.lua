@@ -1,0 +1,80 @@
+-- vigil.discover: scoring, grouping, instance split, pre-fork counts,
+-- restarts and recovery, on observed processes made up here.
+local T = require "testing"
+local D = require "vigil.discover"
+
+local function p(t)
+  local d = { ppid = 1, uid = 0, tty = 0, state = "S", first = 1, last = 3, seen = 3,
+    start_time = t.pid * 10, listening = {}, unit = "", scope = "" }
+  for k, v in pairs(t) do d[k] = v end
+  if d.session == nil then d.session = d.pid end
+  d.comm = d.comm or (d.exe and d.exe:match("[^/]+$")) or "x"
+  return d
+end
+
+local function run(procs, extra)
+  local input = { scans = 3, window = 10, every = 5, self = 9999, processes = procs }
+  for k, v in pairs(extra or {}) do input[k] = v end
+  local out = D.run(input)
+  local by = {}
+  for _, c in ipairs(out.candidates) do by[c.name] = c end
+  return by, out
+end
+
+T.test("steady services are proposed; terminals, shells and short lives are not", function()
+  local by = run({
+    p { pid = 10, exe = "/usr/sbin/sshd", argv = { "/usr/sbin/sshd", "-D" }, listening = { { proto = "tcp", port = 22 } } },
+    p { pid = 11, exe = "/usr/bin/bash", argv = { "-bash" }, tty = 34816, session = 11, ppid = 10 },
+    p { pid = 12, exe = "/usr/bin/job", argv = { "/usr/bin/job" }, first = 2, last = 2 },
+    p { pid = 13, exe = "/usr/bin/sleep", argv = { "sleep", "9" }, ppid = 11, session = 11 },
+    p { pid = 9999, exe = "/usr/bin/vigil", argv = { "vigil", "discover" } },
+    p { pid = 14, exe = "/usr/bin/vigil-child", argv = { "c" }, ppid = 9999 },
+  })
+  T.eq(by.sshd ~= nil, true, "sshd")
+  T.eq(by.bash, nil, "the login shell")
+  T.eq(by.job, nil, "a job seen once")
+  T.eq(by.sleep, nil, "a shell's child")
+  T.eq(by.vigil, nil, "vigil itself")
+  T.eq(by["vigil-child"], nil, "vigil's children")
+end)
+
+T.test("instances split by the differing token; a pre-fork master counts its workers", function()
+  local by = run({
+    p { pid = 20, exe = "/usr/bin/ejabberd", argv = { "/usr/bin/ejabberd", "--name", "e1" } },
+    p { pid = 21, exe = "/usr/bin/ejabberd", argv = { "/usr/bin/ejabberd", "--name", "e2" } },
+    p { pid = 30, exe = "/usr/sbin/apache2", argv = { "/usr/sbin/apache2", "-k", "start" } },
+    p { pid = 31, exe = "/usr/sbin/apache2", argv = { "/usr/sbin/apache2", "-k", "start" }, ppid = 30, session = 30 },
+    p { pid = 32, exe = "/usr/sbin/apache2", argv = { "/usr/sbin/apache2", "-k", "start" }, ppid = 30, session = 30 },
+  })
+  T.eq(by["ejabberd-e1"].instance, "e1", "instance e1")
+  T.eq(by["ejabberd-e2"].match_cmdline, "--name e2", "matched by its argument")
+  T.eq(by.apache2.workers, 2, "two workers")
+  T.contains(D.rule_text({ by.apache2 }, { scans = 3, window = 10 }), "count = { min = 3 }", "the master and its workers")
+end)
+
+T.test("a restart under the same key is one candidate with a restart", function()
+  local by = run({
+    p { pid = 40, exe = "/usr/bin/flap", argv = { "/usr/bin/flap" }, last = 1 },
+    p { pid = 41, exe = "/usr/bin/flap", argv = { "/usr/bin/flap" }, first = 2 },
+  })
+  T.eq(by.flap.restarts, 1, "restarted")
+  T.eq(by.flap.process.pid, 41, "the new identity")
+  T.eq(by["flap-2"], nil, "not two candidates")
+end)
+
+T.test("recovery: systemctl for a unit under systemd, an init script, a start, tunable weights", function()
+  local by = run({
+    p { pid = 50, exe = "/usr/sbin/nginx", argv = { "nginx" }, unit = "nginx.service" },
+    p { pid = 51, exe = "/usr/sbin/exim", argv = { "/usr/sbin/exim", "-bd" } },
+    p { pid = 52, exe = "/opt/app", argv = { "/opt/app" }, cwd = "/srv" },
+  }, { systemd = true, init_scripts = { { path = "/etc/init.d/exim", text = "DAEMON=/usr/sbin/exim\n" } } })
+  T.eq(by.nginx.recovery.command, "systemctl restart nginx.service", "systemctl")
+  T.eq(by.exim.recovery.command, "/etc/init.d/exim restart", "init script")
+  T.eq(by.app.recovery.method, "start", "the observed start")
+  T.contains(D.rule_text({ by.app }, { scans = 3, window = 10 }), "-- start = { \"/opt/app\" }", "commented out")
+  local old = D.threshold
+  D.threshold = 1000
+  local none = run({ p { pid = 60, exe = "/usr/bin/x", argv = { "x" } } })
+  D.threshold = old
+  T.eq(next(none), nil, "the rules can raise the bar")
+end)
