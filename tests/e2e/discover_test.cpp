@@ -37,7 +37,8 @@ if role == "fakeinit":
         os.setsid()
         os.execv(sys.executable, [sys.executable, os.path.dirname(sys.argv[0]) + "/listend.py"] + sys.argv[1:])
     os.waitpid(pid, 0); sys.exit(0)
-os.setsid() if role != "cronjob" else None
+if role != "cronjob" and os.getsid(0) != os.getpid():
+    os.setsid()
 if role in ("listend", "nsd"):
     s = listen(int(sys.argv[1]))
 if role == "preforkd":
