@@ -152,11 +152,12 @@ function M.run(input)
     if not cur or p.last >= cur.last then latest[p.pid] = p end
   end
   ctx.by_pid = latest
-  -- Vigil itself and everything under it.
+  -- Vigil itself (this command, a running daemon) and everything under
+  -- it: what a daemon supervises is watched already.
   local function under_self(p)
     local seen = 0
     while p and seen < 64 do
-      if p.pid == input.self then return true end
+      if p.pid == input.self or basename(p.exe or "") == "vigil" then return true end
       p = latest[p.ppid]
       seen = seen + 1
     end
@@ -237,8 +238,40 @@ function M.run(input)
       c.listening = p.listening
       candidates[#candidates + 1] = c
       if c.same_as then
-        c.count = #instances
+        -- One counted watch: every instance and every worker of theirs.
+        local n, w = 0, 0
+        for _, i in ipairs(instances) do n, w = n + 1, w + i.workers end
+        c.count, c.instances, c.workers = n + w, n, w
         break
+      end
+    end
+  end
+  -- Candidates of one executable in different groups (argv that differ
+  -- in more than one token): each is matched by a token of its argv that
+  -- no other of them has.
+  local by_exe = {}
+  for _, c in ipairs(candidates) do
+    local k = (c.process.exe or "") .. "\0" .. tostring(c.process.uid)
+    by_exe[k] = by_exe[k] or {}
+    table.insert(by_exe[k], c)
+  end
+  for _, list in pairs(by_exe) do
+    if #list > 1 then
+      for _, c in ipairs(list) do
+        if not c.match_cmdline then
+          local argv = c.process.argv or {}
+          for i = #argv, 2, -1 do
+            local unique = #argv[i] >= 3
+            for _, o in ipairs(list) do
+              if o ~= c and unique then
+                for _, t in ipairs(o.process.argv or {}) do
+                  if t:find(argv[i], 1, true) then unique = false; break end
+                end
+              end
+            end
+            if unique then c.match_cmdline = argv[i]; break end
+          end
+        end
       end
     end
   end
@@ -287,8 +320,14 @@ function M.rule_text(candidates, input)
     add("  match = { " .. table.concat(m, ", ") .. " },")
     local n = c.count or (c.workers > 0 and (c.workers + 1)) or nil
     if n then
-      add(string.format("  -- %s", c.workers > 0 and string.format("the master and its %d workers", c.workers)
-        or string.format("%d identical instances", n)))
+      local what
+      if c.instances then
+        what = string.format("%d identical instances%s", c.instances,
+          c.workers > 0 and string.format(" and %d workers of theirs", c.workers) or "")
+      else
+        what = string.format("the master and its %d worker%s", c.workers, c.workers == 1 and "" or "s")
+      end
+      add("  -- " .. what)
       add(string.format("  count = { min = %d },", n))
     end
     local r = c.recovery

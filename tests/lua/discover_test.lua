@@ -29,6 +29,8 @@ T.test("steady services are proposed; terminals, shells and short lives are not"
     p { pid = 13, exe = "/usr/bin/sleep", argv = { "sleep", "9" }, ppid = 11, session = 11 },
     p { pid = 9999, exe = "/usr/bin/vigil", argv = { "vigil", "discover" } },
     p { pid = 14, exe = "/usr/bin/vigil-child", argv = { "c" }, ppid = 9999 },
+    p { pid = 15, exe = "/usr/sbin/vigil", argv = { "vigil", "run" } },
+    p { pid = 16, exe = "/usr/bin/supervised", argv = { "supervised" }, ppid = 15 },
   })
   T.eq(by.sshd ~= nil, true, "sshd")
   T.eq(by.bash, nil, "the login shell")
@@ -36,6 +38,7 @@ T.test("steady services are proposed; terminals, shells and short lives are not"
   T.eq(by.sleep, nil, "a shell's child")
   T.eq(by.vigil, nil, "vigil itself")
   T.eq(by["vigil-child"], nil, "vigil's children")
+  T.eq(by.supervised, nil, "what a vigil daemon supervises")
 end)
 
 T.test("instances split by the differing token; a pre-fork master counts its workers", function()
@@ -77,4 +80,18 @@ T.test("recovery: systemctl for a unit under systemd, an init script, a start, t
   local none = run({ p { pid = 60, exe = "/usr/bin/x", argv = { "x" } } })
   D.threshold = old
   T.eq(next(none), nil, "the rules can raise the bar")
+end)
+
+T.test("identical instances are one counted watch; one exe in two groups is told apart by a token", function()
+  local by = run({
+    p { pid = 70, exe = "/bin/sleep", argv = { "sleep", "100" } },
+    p { pid = 71, exe = "/bin/sleep", argv = { "sleep", "100" } },
+    p { pid = 72, exe = "/bin/sleep", argv = { "sleep", "100" }, ppid = 71, session = 71 },
+    p { pid = 80, exe = "/usr/bin/conmon", argv = { "conmon", "-c", "abc", "-n", "web" } },
+    p { pid = 81, exe = "/usr/bin/conmon", argv = { "conmon", "-c", "def", "-n", "db" } },
+  })
+  T.eq(by.sleep.count, 3, "two instances and a worker")
+  T.eq(by.sleep.instances, 2, "two instances")
+  T.eq(by.conmon.match_cmdline, "web", "told apart by its own token")
+  T.eq(by["conmon-2"].match_cmdline, "def", "and the other by its own (tokens under 3 characters are too loose)")
 end)
