@@ -163,6 +163,10 @@ int cmd_discover(const DiscoverArgs& a) {
   }
   json cands = out.contains("candidates") && out["candidates"].is_array() ? out["candidates"]
                                                                            : json::array();
+  // Lua has one empty table for {} and []: lists stay lists in the JSON.
+  for (auto& c : cands)
+    for (json* l : {&c["listening"], &c["process"]["listening"], &c["reasons"]})
+      if (l->is_object() && l->empty()) *l = json::array();
   if (!a.write.empty()) {
     std::string text = out.value("text", std::string());
     // Written whole, then renamed: a reader never sees half a file.

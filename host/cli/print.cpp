@@ -87,9 +87,12 @@ void print_watch_rows(const json& r, const char* node) {
     if (w.contains("count")) pid = std::to_string(field(w, "count").get<int>()) + " procs";
     std::string up =
         field(w, "uptime").is_null() ? "-" : human_duration(field(w, "uptime").get<double>());
+    // mode = "observe": vigil watches it and never acts.
+    std::string state = field(w, "state").get<std::string>();
+    if (w.contains("mode") && field(w, "mode") == "observe") state += " (observe)";
     if (node) printf("%-12s ", node);
     printf("%-24s %-10s %-8s %-9s %-8llu %s\n", field(w, "name").get<std::string>().c_str(),
-           field(w, "state").get<std::string>().c_str(), pid.c_str(), up.c_str(),
+           state.c_str(), pid.c_str(), up.c_str(),
            static_cast<unsigned long long>(field(w, "restarts").get<uint64_t>()),
            last_exit_text(field(w, "last_exit")).c_str());
   }

@@ -232,6 +232,7 @@ TEST(ObserveTest, AnObservedProcessKilledIsNotRestartedAndIsAdoptedWhenItComesBa
   ASSERT_TRUE(d.start());
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("obs") == first; })) << d.output();
   EXPECT_EQ(d.watch("obs")["mode"], "observe");
+  EXPECT_NE(d.cli({"status"}).out.find("running (observe)"), std::string::npos);
   kill(first, SIGKILL);
   ASSERT_TRUE(reap(first));
   ASSERT_TRUE(d.wait_event("VGL0209", "obs")) << d.output();
