@@ -30,6 +30,31 @@ M.supervisors = { systemd = true, init = true, supervisord = true, runsv = true,
 M.shells = { sh = true, bash = true, dash = true, zsh = true, ksh = true, fish = true, csh = true,
   tcsh = true, ash = true, busybox = true }
 -- Interpreters: the name comes from the script they run, not from them.
+-- Environment variables whose value is not copied into a proposal (a
+-- rule file is read by more people than the process's environment): a
+-- name containing one of these (case-insensitive) is written with its
+-- value replaced.
+M.secret_names = { "pass", "secret", "token", "key", "credential", "auth", "cookie", "session", "private" }
+
+local function secret_name(name)
+  local n = name:lower()
+  for _, part in ipairs(M.secret_names) do
+    if n:find(part, 1, true) then return true end
+  end
+  return false
+end
+
+-- The observed environment with secret-looking values replaced.
+local function redacted(environ)
+  if not environ then return nil end
+  local out = {}
+  for _, kv in ipairs(environ) do
+    local k = kv:match("^([^=]*)=")
+    out[#out + 1] = (k and secret_name(k)) and (k .. "=(redacted: set it yourself)") or kv
+  end
+  return out
+end
+
 M.interpreters = { python = true, python3 = true, perl = true, ruby = true, node = true, java = true,
   sh = true, bash = true, dash = true, php = true, lua = true, ["lua5.4"] = true }
 
@@ -135,7 +160,7 @@ function M.recovery(c, ctx)
     end
   end
   if p.argv and #p.argv > 0 and exe ~= "" then
-    return { method = "start", argv = p.argv, cwd = p.cwd, user = p.uid, environ = p.environ, nofile = p.nofile }
+    return { method = "start", argv = p.argv, cwd = p.cwd, user = p.uid, environ = redacted(p.environ), nofile = p.nofile }
   end
   return { method = "alert" }
 end

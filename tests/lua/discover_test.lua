@@ -69,12 +69,18 @@ T.test("recovery: systemctl for a unit under systemd, an init script, a start, t
   local by = run({
     p { pid = 50, exe = "/usr/sbin/nginx", argv = { "nginx" }, unit = "nginx.service" },
     p { pid = 51, exe = "/usr/sbin/exim", argv = { "/usr/sbin/exim", "-bd" } },
-    p { pid = 52, exe = "/opt/app", argv = { "/opt/app" }, cwd = "/srv" },
+    p { pid = 52, exe = "/opt/app", argv = { "/opt/app" }, cwd = "/srv",
+        environ = { "LANG=C", "DB_PASSWORD=hunter2", "API_TOKEN=abc", "PATH=/usr/bin" } },
   }, { systemd = true, init_scripts = { { path = "/etc/init.d/exim", text = "DAEMON=/usr/sbin/exim\n" } } })
   T.eq(by.nginx.recovery.command, "systemctl restart nginx.service", "systemctl")
   T.eq(by.exim.recovery.command, "/etc/init.d/exim restart", "init script")
   T.eq(by.app.recovery.method, "start", "the observed start")
-  T.contains(D.rule_text({ by.app }, { scans = 3, window = 10 }), "-- start = { \"/opt/app\" }", "commented out")
+  local text = D.rule_text({ by.app }, { scans = 3, window = 10 })
+  T.contains(text, "-- start = { \"/opt/app\" }", "commented out")
+  T.contains(text, 'LANG = "C"', "the environment is proposed")
+  T.eq(text:find("hunter2", 1, true), nil, "but not a password")
+  T.eq(text:find("abc", 1, true), nil, "nor a token")
+  T.contains(text, "DB_PASSWORD = \"(redacted", "the name stays, for the operator to fill in")
   local old = D.threshold
   D.threshold = 1000
   local none = run({ p { pid = 60, exe = "/usr/bin/x", argv = { "x" } } })
