@@ -186,7 +186,11 @@ std::string DockerEngine::error_of(const HttpResponse& r, const std::string& wha
     if (j.is_object()) msg = str(j, "message");
   } catch (const std::exception&) {
   }
-  if (r.status == 404 && !what.empty()) return "no such container: " + what;
+  // A 404 with the engine's JSON message is a missing object; a 404
+  // without one is a route the engine does not have.
+  if (r.status == 404 && !msg.empty() && !what.empty()) return "no such container: " + what;
+  if (r.status == 404 && msg.empty())
+    return "the engine has no such API call (404 " + r.body.substr(0, 60) + ")";
   if (msg.empty()) msg = r.body.substr(0, 200);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
   return "the engine answered " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg);
@@ -567,7 +571,16 @@ void DockerEngine::remove(const std::string& id, bool force, Done done) {
 
 void DockerEngine::set_restart_policy(const std::string& id, const std::string& policy, Done done) {
   json body = {{"RestartPolicy", {{"Name", policy}}}};
-  simple("POST", id, "/update", body.dump(), std::move(done));
+  call("POST", "/containers/" + pct(id) + "/update", body.dump(),
+       [this, id, policy, done = std::move(done)](const HttpResponse& r) {
+         if (r.ok() && r.status / 100 == 2) return done("");
+         std::string e = error_of(r, id);
+         // Podman 4.3 has no /containers/{id}/update: its 404 is plain "Not Found".
+         if (e.rfind("the engine has no such API call", 0) == 0)
+           e = "the engine cannot change the restart policy of " + id + " to \"" + policy +
+               "\" (POST /containers/{id}/update answered 404 Not Found; Podman 4.3 has no such call)";
+         done(e);
+       });
 }
 
 void DockerEngine::create(const ContainerTemplate& t,
@@ -627,6 +640,15 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
                     res->error = "exec: still running after its output ended";
                   } else {
                     res->exit_code = static_cast<int>(num(qj, "ExitCode"));
+                    // A command missing from the image: runc's message on
+                    // stderr, exit code 127 (Podman) or 126.
+                    if ((res->exit_code == 127 || res->exit_code == 126) &&
+                        (res->err.find("executable file not found") != std::string::npos ||
+                         res->err.find("no such file or directory") != std::string::npos)) {
+                      std::string line = res->err.substr(0, res->err.find('\n'));
+                      auto at = line.find("exec: \"");
+                      res->error = "exec: " + (at != std::string::npos ? line.substr(at + 6) : line);
+                    }
                   }
                   finish(*res);
                 });
