@@ -468,6 +468,7 @@ void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
              if (!x.is_object()) continue;
              ContainerInfo c = info_from_list(x);
              if (!matches(m, c)) continue;
+             if (!want_image.empty() && !c.image_id.empty() && c.image_id != want_image) continue;
              ids.push_back(c.id);
            }
            if (ids.empty()) return (*shared_done)("", {});
@@ -478,16 +479,11 @@ void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
            };
            auto acc = std::make_shared<Acc>(Acc{ids.size(), std::vector<std::optional<ContainerInfo>>(ids.size()), ""});
            for (size_t i = 0; i < ids.size(); ++i) {
-             call("GET", "/containers/" + pct(ids[i]) + "/json", {},
-                  [this, i, acc, want_image, shared_done](const HttpResponse& q) {
-                    if (q.ok() && q.status == 200) {
-                      json ij = json::parse(q.body, nullptr, false);
-                      if (ij.is_object()) {
-                        ContainerInfo c = info_from_inspect(ij);
-                        if (want_image.empty() || c.image_id == want_image) acc->got[i] = std::move(c);
-                      }
-                    } else if (q.status != 404 && acc->error.empty()) {
-                      acc->error = error_of(q, "");  // 404: removed since the list
+             inspect(ids[i], [i, acc, want_image, shared_done](const std::string& error, const ContainerInfo& c) {
+                    if (error.empty()) {
+                      if (want_image.empty() || c.image_id == want_image) acc->got[i] = c;
+                    } else if (error.rfind("no such container", 0) != 0 && acc->error.empty()) {
+                      acc->error = error;  // a container removed since the list is left out
                     }
                     if (--acc->left) return;
                     std::vector<ContainerInfo> out;
@@ -512,16 +508,41 @@ void DockerEngine::inspect(const std::string& id, Inspected done) {
     if (!r.ok() || r.status != 200) return done(error_of(r, id), ContainerInfo{});
     json j = json::parse(r.body, nullptr, false);
     if (!j.is_object()) return done("the engine's answer for " + id + " is not JSON", ContainerInfo{});
-    ContainerInfo c = info_from_inspect(j);
-    if (!c.healthcheck.empty() || c.image_id.empty()) return done("", c);
+    auto c = std::make_shared<ContainerInfo>(info_from_inspect(j));
+    if (!c->healthcheck.empty() || c->image_id.empty()) return done("", *c);
     // No healthcheck of its own: the image's, if any.
-    call("GET", "/images/" + pct(c.image_id) + "/json", {}, [c, done](const HttpResponse& q) mutable {
-      if (q.ok() && q.status == 200) {
-        json ij = json::parse(q.body, nullptr, false);
-        if (ij.is_object()) c.healthcheck = test_of(obj(ij, "Config"));
-      }
-      done("", c);
+    image_healthcheck(c->image_id, [c, done](const std::vector<std::string>& test) {
+      c->healthcheck = test;
+      done("", *c);
     });
+  });
+}
+
+void DockerEngine::image_healthcheck(const std::string& image_id,
+                                     std::function<void(const std::vector<std::string>&)> done) {
+  // An image ID names content, so its config never changes: kept (bounded).
+  if (auto it = image_health_.find(image_id); it != image_health_.end()) return done(it->second);
+  auto& waiting = image_waiters_[image_id];
+  waiting.push_back(std::move(done));
+  if (waiting.size() > 1) return;  // asked already
+  call("GET", "/images/" + pct(image_id) + "/json", {}, [this, image_id](const HttpResponse& q) {
+    std::vector<std::string> test;
+    if (q.ok() && q.status == 200) {
+      json ij = json::parse(q.body, nullptr, false);
+      if (ij.is_object()) {
+        test = test_of(obj(ij, "Config"));
+        if (image_health_.size() >= 256) image_health_.clear();
+        image_health_[image_id] = test;
+      }
+    }
+    auto waiters = std::move(image_waiters_[image_id]);
+    image_waiters_.erase(image_id);
+    std::weak_ptr<bool> alive = alive_;
+    for (auto& w : waiters) {
+      auto a = alive.lock();
+      if (!a || !*a) return;  // a callback destroyed the engine
+      w(test);
+    }
   });
 }
 

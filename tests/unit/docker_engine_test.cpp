@@ -260,6 +260,21 @@ TEST_F(DockerEngineTest, FindMatchesExactly) {
   EXPECT_TRUE(got[0].raw.contains("State"));
 }
 
+TEST_F(DockerEngineTest, InspectReadsHealthcheckPolicyAndState) {
+  std::string id = svc_->run_container("hc1", {}, {}, {"--health-cmd", "test -e /tmp/ok", "--health-interval", "1s",
+                                                    "--restart", "always"});
+  ASSERT_NE(id, "");
+  ContainerInfo c = inspect("hc1");
+  EXPECT_EQ(c.healthcheck, (std::vector<std::string>{"CMD-SHELL", "test -e /tmp/ok"}));
+  EXPECT_EQ(c.health, "starting");  // Podman runs no healthcheck without systemd
+  EXPECT_EQ(c.restart_policy, "always");
+  EXPECT_EQ(c.status, "running");
+  EXPECT_EQ(c.restart_count, 0);
+  ContainerInfo plain = inspect(svc_->run_container("plain1"));
+  EXPECT_TRUE(plain.healthcheck.empty());
+  EXPECT_EQ(plain.health, "");
+}
+
 TEST_F(DockerEngineTest, CreateStartStopRestartKillRemove) {
   bool done = false;
   std::string err, id;
