@@ -126,6 +126,9 @@ DockerEngine::DockerEngine(EventLoop& loop, EngineConfig config)
   } else if (!h.empty() && h[0] == '/') {
     unix_socket_ = h;
     base_ = "http://d";
+  } else if (h.find("://") != std::string::npos) {
+    bad_host_ = "unsupported address (unix://PATH, tcp://HOST:PORT or http://HOST:PORT; no TLS, no ssh)";
+    base_ = "http://invalid";
   } else {
     base_ = "http://" + h;
   }
@@ -147,6 +150,15 @@ void DockerEngine::later(std::function<void()> f) {
 
 RequestId DockerEngine::call(const std::string& method, const std::string& path, std::string body,
                              Reply done, double timeout, size_t max_body) {
+  if (!bad_host_.empty()) {
+    later([done = std::move(done)] {
+      HttpResponse r;
+      r.error = "unsupported address";
+      r.failure = HttpResponse::Failure::Other;
+      done(r);
+    });
+    return 0;
+  }
   HttpClientRequest q;
   q.method = method;
   q.url = base_ + "/v" + config_.api + path;
@@ -170,6 +182,7 @@ RequestId DockerEngine::call(const std::string& method, const std::string& path,
 
 std::string DockerEngine::transport_error(const HttpResponse& r) const {
   std::string why = r.error;
+  if (!bad_host_.empty()) why = bad_host_;
   if (!unix_socket_.empty() && r.failure == HttpResponse::Failure::Connect) {
     struct stat st{};
     if (::stat(unix_socket_.c_str(), &st) != 0 && errno == ENOENT) why = "no such file";
@@ -350,22 +363,29 @@ void DockerEngine::set_listener(EngineListener* l) {
   up_ = false;
   reported_ = false;
   backoff_ = std::chrono::milliseconds(100);
-  if (l) later([this] { connect(); });
+  uint64_t gen = generation_;
+  if (l) later([this, gen] {
+    if (gen == generation_) connect();
+  });
 }
 
-void DockerEngine::set_up(const std::string& version) {
+bool DockerEngine::set_up(const std::string& version) {
   bool change = !up_ || !reported_;
   up_ = true;
   reported_ = true;
   version_ = version;
+  std::weak_ptr<bool> alive = alive_;
   if (change && listener_) listener_->engine_up(version);
+  return !alive.expired();  // the listener may have destroyed the engine
 }
 
-void DockerEngine::set_down(const std::string& why) {
+bool DockerEngine::set_down(const std::string& why) {
   bool change = up_ || !reported_;
   up_ = false;
   reported_ = true;
+  std::weak_ptr<bool> alive = alive_;
   if (change && listener_) listener_->engine_down(why);
+  return !alive.expired();
 }
 
 void DockerEngine::reconnect_later() {
@@ -381,24 +401,32 @@ void DockerEngine::reconnect_later() {
 void DockerEngine::connect() {
   if (!listener_) return;
   uint64_t gen = ++generation_;
+  if (!bad_host_.empty()) {
+    later([this] {
+      if (listener_) set_down(transport_error(HttpResponse{}));
+    });
+    return;
+  }
   version_call_ = call("GET", "/version", {}, [this, gen](const HttpResponse& r) {
     version_call_ = 0;
     if (gen != generation_) return;
     if (!r.ok()) {
-      set_down(transport_error(r));
-      return reconnect_later();
+      if (set_down(transport_error(r))) reconnect_later();
+      return;
     }
     json j = json::parse(r.body, nullptr, false);
     std::string api = j.is_object() ? str(j, "ApiVersion") : "";
     if (r.status != 200 || api.empty()) {
-      set_down("the engine at " + config_.host + " answered /version with " + std::to_string(r.status) +
-               (api.empty() ? " and no ApiVersion" : ""));
-      return reconnect_later();
+      if (set_down("the engine at " + config_.host + " answered /version with " + std::to_string(r.status) +
+                   (api.empty() ? " and no ApiVersion" : "")))
+        reconnect_later();
+      return;
     }
     if (!version_at_least(api, config_.min_api)) {
-      set_down("the engine at " + config_.host + " speaks API " + api + "; vigil needs " + config_.min_api +
-               " or newer");
-      return reconnect_later();
+      if (set_down("the engine at " + config_.host + " speaks API " + api + "; vigil needs " + config_.min_api +
+                   " or newer"))
+        reconnect_later();
+      return;
     }
     std::string version = str(j, "Version");
     if (version.empty()) version = api;
@@ -416,8 +444,7 @@ void DockerEngine::connect() {
                   if (gen != generation_) return;
                   if (h.status / 100 != 2) return;  // reported by on_done
                   backoff_ = std::chrono::milliseconds(100);
-                  set_up(version);
-                  if (gen == generation_) resync();
+                  if (set_up(version) && gen == generation_) resync();
                 },
             .on_line =
                 [this, gen](std::string_view line) {
@@ -429,11 +456,14 @@ void DockerEngine::connect() {
                   in_flight_.erase(*holder);
                   if (gen != generation_) return;
                   stream_ = 0;
-                  if (!d.ok()) set_down(d.status ? "the event stream of " + config_.host + " failed: " + d.error
-                                                 : transport_error(d));
-                  else if (d.status / 100 != 2) set_down("the event stream of " + config_.host + ": " +
-                                                         error_of(d, ""));
-                  reconnect_later();
+                  // A stream that was answered and then ended (the engine
+                  // restarting, a line too long) is not news by itself:
+                  // the reconnection's /version says whether it is down.
+                  bool alive = true;
+                  if (d.status == 0) alive = set_down(transport_error(d));
+                  else if (d.status / 100 != 2)
+                    alive = set_down("the event stream of " + config_.host + ": " + error_of(d, ""));
+                  if (alive) reconnect_later();
                 }});
     *holder = stream_;
     in_flight_.insert(stream_);

@@ -86,14 +86,16 @@ class DockerEngine : public ContainerEngine {
   void image_healthcheck(const std::string& image_id, std::function<void(const std::vector<std::string>&)> done);
   void connect();
   void reconnect_later();
-  void set_up(const std::string& version);
-  void set_down(const std::string& why);
+  // Tell the listener on a change; false when it destroyed the engine.
+  bool set_up(const std::string& version);
+  bool set_down(const std::string& why);
   void resync();
 
   EventLoop& loop_;
   EngineConfig config_;
   std::string base_;         // "http://d" or "http://host:port"
   std::string unix_socket_;  // "" for TCP
+  std::string bad_host_;     // why config_.host cannot be used ("": it can)
   std::shared_ptr<HttpClient> http_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::set<RequestId> in_flight_;

@@ -166,6 +166,57 @@ TEST(DockerEngineUnit, UnsupportedVersionIsDownNamingIt) {
   std::filesystem::remove_all(tmpl);
 }
 
+TEST(DockerEngineUnit, AnUnsupportedAddressIsDownInWords) {
+  EventLoop loop;
+  DockerEngine engine(loop, config_for("ssh://root@box"));
+  Recorder rec;
+  engine.set_listener(&rec);
+  std::string err = "unset";
+  engine.start("web1", [&](const std::string& e) { err = e; });
+  EXPECT_EQ(err, "unset");
+  ASSERT_TRUE(run_until(loop, [&] { return !rec.downs.empty() && err != "unset"; }, 5s));
+  EXPECT_EQ(rec.downs[0], "no engine at ssh://root@box: unsupported address (unix://PATH, tcp://HOST:PORT or "
+                          "http://HOST:PORT; no TLS, no ssh)");
+  EXPECT_EQ(err, rec.downs[0]);
+}
+
+TEST(DockerEngineUnit, GarbageAndHugeEventLinesAreSurvived) {
+  EventLoop loop;
+  HttpServer http(loop);
+  int streams = 0;
+  std::vector<HttpReply> open_streams;
+  http.router().add("GET", "/v1.41/version", [&](HttpRequest&, HttpReply reply) {
+    reply.send(200, "application/json", R"({"Version":"4.3.1","ApiVersion":"1.41"})");
+  });
+  http.router().add("GET", "/v1.41/containers/json", [&](HttpRequest&, HttpReply reply) {
+    reply.send(200, "application/json", "[]");
+  });
+  http.router().add("GET", "/v1.41/events", [&](HttpRequest& r, HttpReply reply) {
+    ++streams;
+    EXPECT_EQ(r.query["filters"], R"({"type":["container"]})");
+    reply.begin_chunked(200, "application/json");
+    reply.chunk("not json at all\n{\"Type\":\"image\",\"Action\":\"pull\"}\n");
+    reply.chunk(R"({"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"exitCode":"3"}}})" "\n");
+    if (streams == 1) reply.chunk(std::string(300 * 1024, 'x'));  // a line too long: the stream is cut
+    open_streams.push_back(reply);
+  });
+  char tmpl[] = "/tmp/vigil-docker-test.XXXXXX";
+  ASSERT_TRUE(mkdtemp(tmpl));
+  std::string path = std::string(tmpl) + "/d.sock", err;
+  ASSERT_NE(http.listen_unix(path, {}, err), 0u) << err;
+  DockerEngine engine(loop, config_for("unix://" + path));
+  Recorder rec;
+  engine.set_listener(&rec);
+  ASSERT_TRUE(run_until(loop, [&] { return streams >= 2 && rec.events.size() >= 2 && rec.resyncs.size() >= 2; }, 10s));
+  EXPECT_EQ(rec.ups.size(), 1u);
+  EXPECT_TRUE(rec.downs.empty());  // a cut stream is reconnected, not news
+  EXPECT_EQ(rec.events[0].action, "die");
+  EXPECT_EQ(rec.events[0].exit_code, 3);
+  EXPECT_TRUE(rec.resyncs[0].empty());
+  engine.set_listener(nullptr);
+  std::filesystem::remove_all(tmpl);
+}
+
 TEST(DockerEngineUnit, MalformedAnswersAreErrorsNotCrashes) {
   EventLoop loop;
   HttpServer http(loop);
