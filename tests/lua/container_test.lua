@@ -42,7 +42,7 @@ end)
 
 local refusals = {
   { {}, "needs 'match'" },
-  { { match = { nmae = "x" } }, "container 'c'.match: unknown key 'nmae' (did you mean 'name'?)" },
+  { { match = { nmae = "x" } }, "container 'c'.match: unknown key 'nmae'" },
   { { match = { id = "abc" } }, "container 'c'.match.id: expected a container id" },
   { { match = { service = "web" } }, "match.service is a compose service: it needs match.compose_project" },
   { { match = { name = "x" }, start = "y" }, "container 'c': unknown key 'start'" },
