@@ -1,0 +1,664 @@
+#include "host/container/docker_engine.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace vigil {
+namespace {
+
+using json = nlohmann::json;
+
+std::string pct(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string str(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t num(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return 0;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_number()) return static_cast<int64_t>(it->get<double>());
+  if (it->is_string()) return std::strtoll(it->get<std::string>().c_str(), nullptr, 10);
+  return 0;
+}
+
+const json& obj(const json& j, const char* key) {
+  static const json empty = json::object();
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? *it : empty;
+}
+
+std::map<std::string, std::string> string_map(const json& j) {
+  std::map<std::string, std::string> m;
+  if (!j.is_object()) return m;
+  for (auto& [k, v] : j.items()) m[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return m;
+}
+
+std::vector<std::string> test_of(const json& config) {
+  std::vector<std::string> out;
+  auto hc = config.find("Healthcheck");
+  if (hc == config.end() || !hc->is_object()) return out;
+  auto t = hc->find("Test");
+  if (t == hc->end() || !t->is_array()) return out;
+  for (auto& x : *t)
+    if (x.is_string()) out.push_back(x.get<std::string>());
+  if (!out.empty() && out[0] == "NONE") out.clear();
+  return out;
+}
+
+// RFC 3339 "2026-12-07T11:59:01.123456789Z" (or with an offset) to unix seconds.
+double rfc3339(const std::string& s) {
+  struct tm tm{};
+  const char* p = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!p) return 0;
+  double t = static_cast<double>(::timegm(&tm));
+  if (*p == '.') {
+    double frac = std::strtod(p, nullptr);
+    t += frac;
+    ++p;
+    while (*p >= '0' && *p <= '9') ++p;
+  }
+  if (*p == '+' || *p == '-') {
+    int sign = *p == '+' ? 1 : -1;
+    int hh = std::atoi(p + 1), mm = std::atoi(p + 4);
+    t -= sign * (hh * 3600 + mm * 60);
+  }
+  return t;
+}
+
+ExecResult exec_error(std::string why) {
+  ExecResult r;
+  r.error = std::move(why);
+  return r;
+}
+
+std::string seconds_words(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", s);
+  return b;
+}
+
+}  // namespace
+
+EngineConfig EngineConfig::from_environment(const std::string& socket) {
+  EngineConfig c;
+  if (const char* h = std::getenv("DOCKER_HOST"); h && *h) c.host = h;
+  if (!socket.empty()) c.host = socket.find("://") == std::string::npos ? "unix://" + socket : socket;
+  return c;
+}
+
+std::unique_ptr<ContainerEngine> make_docker_engine(EventLoop& loop, const EngineConfig& config) {
+  return std::make_unique<DockerEngine>(loop, config);
+}
+
+DockerEngine::DockerEngine(EventLoop& loop, EngineConfig config)
+    : loop_(loop), config_(std::move(config)), http_(HttpClient::for_loop(loop)) {
+  const std::string& h = config_.host;
+  if (h.rfind("unix://", 0) == 0) {
+    unix_socket_ = h.substr(7);
+    base_ = "http://d";
+  } else if (h.rfind("tcp://", 0) == 0) {
+    base_ = "http://" + h.substr(6);
+  } else if (h.rfind("http://", 0) == 0) {
+    base_ = h;
+  } else if (!h.empty() && h[0] == '/') {
+    unix_socket_ = h;
+    base_ = "http://d";
+  } else {
+    base_ = "http://" + h;
+  }
+  while (!base_.empty() && base_.back() == '/') base_.pop_back();
+}
+
+DockerEngine::~DockerEngine() {
+  *alive_ = false;
+  for (RequestId id : in_flight_) http_->cancel(id);
+  if (retry_) loop_.cancel(retry_);
+}
+
+void DockerEngine::later(std::function<void()> f) {
+  std::weak_ptr<bool> alive = alive_;
+  loop_.post([alive, f = std::move(f)] {
+    if (auto a = alive.lock(); a && *a) f();
+  });
+}
+
+RequestId DockerEngine::call(const std::string& method, const std::string& path, std::string body,
+                             Reply done, double timeout, size_t max_body) {
+  HttpClientRequest q;
+  q.method = method;
+  q.url = base_ + "/v" + config_.api + path;
+  q.unix_socket = unix_socket_;
+  q.body = std::move(body);
+  if (method == "POST" || method == "PUT") q.headers.emplace_back("Content-Type", "application/json");
+  double t = timeout < 0 ? config_.timeout : timeout;
+  q.timeout = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(t));
+  q.connect_timeout = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double>(std::min(t > 0 ? t : 10.0, 10.0)));
+  q.max_body = max_body;
+  auto holder = std::make_shared<RequestId>(0);
+  RequestId id = http_->start(q, {.on_headers = nullptr, .on_line = nullptr, .on_done = [this, holder, done = std::move(done)](const HttpResponse& r) {
+                                    in_flight_.erase(*holder);
+                                    done(r);  // last: it may destroy the engine
+                                  }});
+  *holder = id;
+  in_flight_.insert(id);
+  return id;
+}
+
+std::string DockerEngine::transport_error(const HttpResponse& r) const {
+  std::string why = r.error;
+  if (!unix_socket_.empty() && r.failure == HttpResponse::Failure::Connect) {
+    struct stat st{};
+    if (::stat(unix_socket_.c_str(), &st) != 0 && errno == ENOENT) why = "no such file";
+    else if (st.st_mode && !S_ISSOCK(st.st_mode)) why = "not a socket";
+  }
+  return "no engine at " + config_.host + ": " + why;
+}
+
+std::string DockerEngine::error_of(const HttpResponse& r, const std::string& what) const {
+  if (!r.ok()) return transport_error(r);
+  std::string msg;
+  try {
+    auto j = json::parse(r.body);
+    if (j.is_object()) msg = str(j, "message");
+  } catch (const std::exception&) {
+  }
+  if (r.status == 404 && !what.empty()) return "no such container: " + what;
+  if (msg.empty()) msg = r.body.substr(0, 200);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+  return "the engine answered " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg);
+}
+
+// ---- pure helpers
+
+bool DockerEngine::version_at_least(const std::string& have, const std::string& need) {
+  auto parse = [](const std::string& v) {
+    int a = 0, b = 0;
+    std::sscanf(v.c_str(), "%d.%d", &a, &b);
+    return std::pair(a, b);
+  };
+  return parse(have) >= parse(need);
+}
+
+ContainerInfo DockerEngine::info_from_list(const json& j) {
+  ContainerInfo c;
+  c.id = str(j, "Id");
+  if (auto n = j.find("Names"); n != j.end() && n->is_array() && !n->empty() && (*n)[0].is_string())
+    c.name = (*n)[0].get<std::string>();
+  if (!c.name.empty() && c.name[0] == '/') c.name.erase(0, 1);
+  c.image = str(j, "Image");
+  c.image_id = str(j, "ImageID");
+  if (!c.image_id.empty() && c.image_id.rfind("sha256:", 0) != 0) c.image_id = "sha256:" + c.image_id;
+  c.labels = string_map(obj(j, "Labels"));
+  c.status = str(j, "State");
+  c.running = c.status == "running";
+  c.created = static_cast<double>(num(j, "Created"));
+  return c;
+}
+
+ContainerInfo DockerEngine::info_from_inspect(const json& j) {
+  ContainerInfo c;
+  c.id = str(j, "Id");
+  c.name = str(j, "Name");
+  if (!c.name.empty() && c.name[0] == '/') c.name.erase(0, 1);
+  const json& config = obj(j, "Config");
+  const json& state = obj(j, "State");
+  c.image = str(config, "Image");
+  c.image_id = str(j, "Image");
+  if (!c.image_id.empty() && c.image_id.rfind("sha256:", 0) != 0) c.image_id = "sha256:" + c.image_id;
+  c.labels = string_map(obj(config, "Labels"));
+  c.status = str(state, "Status");
+  c.running = state.value("Running", false);
+  c.pid = static_cast<pid_t>(num(state, "Pid"));
+  if (!c.running) c.pid = 0;
+  c.exit_code = static_cast<int>(num(state, "ExitCode"));
+  c.started_at = str(state, "StartedAt");
+  c.finished_at = str(state, "FinishedAt");
+  c.health = str(obj(state, "Health"), "Status");
+  c.restart_count = num(j, "RestartCount");
+  std::string policy = str(obj(obj(j, "HostConfig"), "RestartPolicy"), "Name");
+  c.restart_policy = policy.empty() ? "no" : policy;
+  c.healthcheck = test_of(config);
+  if (auto cr = j.find("Created"); cr != j.end()) {
+    if (cr->is_string()) c.created = rfc3339(cr->get<std::string>());
+    else if (cr->is_number()) c.created = cr->get<double>();
+  }
+  c.inspected = true;
+  c.raw = j;
+  return c;
+}
+
+std::optional<ContainerEvent> DockerEngine::parse_event(std::string_view line) {
+  json j = json::parse(line, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  std::string type = str(j, "Type");
+  if (type.empty()) type = str(j, "type");
+  if (type != "container") return std::nullopt;
+  ContainerEvent ev;
+  const json& actor = obj(j, "Actor");
+  ev.id = str(actor, "ID");
+  if (ev.id.empty()) ev.id = str(j, "id");
+  ev.action = str(j, "Action");
+  if (ev.action.empty()) ev.action = str(j, "status");
+  ev.attributes = string_map(obj(actor, "Attributes"));
+  if (auto n = ev.attributes.find("name"); n != ev.attributes.end()) ev.name = n->second;
+  // Docker: "health_status: healthy"; Podman: "health_status" with an attribute.
+  if (ev.action.rfind("health_status", 0) == 0) {
+    if (auto c = ev.action.find(": "); c != std::string::npos) ev.health = ev.action.substr(c + 2);
+    ev.action = "health_status";
+    if (auto h = ev.attributes.find("health_status"); ev.health.empty() && h != ev.attributes.end())
+      ev.health = h->second;
+  } else if (auto c = ev.action.find(':'); c != std::string::npos) {
+    ev.action = ev.action.substr(0, c);  // "exec_die: sh -c ..." (Docker)
+  }
+  if (ev.action == "die") {
+    auto e = ev.attributes.find("exitCode");
+    if (e == ev.attributes.end()) e = ev.attributes.find("containerExitCode");
+    if (e != ev.attributes.end()) ev.exit_code = std::atoi(e->second.c_str());
+  }
+  if (int64_t n = num(j, "timeNano")) ev.time = static_cast<double>(n) / 1e9;
+  else ev.time = static_cast<double>(num(j, "time"));
+  return ev;
+}
+
+bool DockerEngine::demultiplex(std::string_view raw, std::string& out, std::string& err, size_t limit) {
+  out.clear();
+  err.clear();
+  size_t at = 0;
+  bool framed = raw.size() >= 8;
+  // Validate first: every header well-formed (a truncated last frame is fine).
+  for (size_t p = 0; framed && p + 8 <= raw.size();) {
+    unsigned char s = static_cast<unsigned char>(raw[p]);
+    if (s > 2 || raw[p + 1] || raw[p + 2] || raw[p + 3]) framed = false;
+    uint32_t n = (uint32_t(uint8_t(raw[p + 4])) << 24) | (uint32_t(uint8_t(raw[p + 5])) << 16) |
+                 (uint32_t(uint8_t(raw[p + 6])) << 8) | uint32_t(uint8_t(raw[p + 7]));
+    p += 8 + size_t(n);
+  }
+  if (!framed) {
+    out = std::string(raw.substr(0, limit));
+    return raw.empty();
+  }
+  while (at + 8 <= raw.size()) {
+    unsigned char s = static_cast<unsigned char>(raw[at]);
+    uint32_t n = (uint32_t(uint8_t(raw[at + 4])) << 24) | (uint32_t(uint8_t(raw[at + 5])) << 16) |
+                 (uint32_t(uint8_t(raw[at + 6])) << 8) | uint32_t(uint8_t(raw[at + 7]));
+    at += 8;
+    std::string_view payload = raw.substr(at, std::min<size_t>(n, raw.size() - at));
+    at += payload.size();
+    std::string& dst = s == 2 ? err : out;
+    if (dst.size() < limit) dst.append(payload.substr(0, limit - dst.size()));
+  }
+  return true;
+}
+
+bool DockerEngine::matches(const ContainerMatch& m, const ContainerInfo& c) {
+  if (!m.name.empty()) {
+    std::string n = m.name[0] == '/' ? m.name.substr(1) : m.name;
+    if (c.name != n) return false;
+  }
+  if (!m.id.empty()) {
+    if (m.id.size() < 12 || c.id.rfind(m.id, 0) != 0) return false;
+  }
+  for (auto& [k, v] : m.labels) {
+    auto it = c.labels.find(k);
+    if (it == c.labels.end() || (!v.empty() && it->second != v)) return false;
+  }
+  auto label_is = [&](const char* k, const std::string& v) {
+    if (v.empty()) return true;
+    auto it = c.labels.find(k);
+    return it != c.labels.end() && it->second == v;
+  };
+  return label_is("com.docker.compose.project", m.compose_project) &&
+         label_is("com.docker.compose.service", m.compose_service);
+}
+
+// ---- the watch
+
+void DockerEngine::set_listener(EngineListener* l) {
+  listener_ = l;
+  ++generation_;
+  if (stream_) http_->cancel(stream_), in_flight_.erase(stream_), stream_ = 0;
+  if (version_call_) http_->cancel(version_call_), in_flight_.erase(version_call_), version_call_ = 0;
+  if (retry_) loop_.cancel(retry_), retry_ = 0;
+  up_ = false;
+  reported_ = false;
+  backoff_ = std::chrono::milliseconds(100);
+  if (l) later([this] { connect(); });
+}
+
+void DockerEngine::set_up(const std::string& version) {
+  bool change = !up_ || !reported_;
+  up_ = true;
+  reported_ = true;
+  version_ = version;
+  if (change && listener_) listener_->engine_up(version);
+}
+
+void DockerEngine::set_down(const std::string& why) {
+  bool change = up_ || !reported_;
+  up_ = false;
+  reported_ = true;
+  if (change && listener_) listener_->engine_down(why);
+}
+
+void DockerEngine::reconnect_later() {
+  if (!listener_ || retry_) return;
+  Duration wait = backoff_;
+  backoff_ = std::min<Duration>(backoff_ * 2, std::chrono::seconds(5));
+  retry_ = loop_.after(wait, [this] {
+    retry_ = 0;
+    connect();
+  });
+}
+
+void DockerEngine::connect() {
+  if (!listener_) return;
+  uint64_t gen = ++generation_;
+  version_call_ = call("GET", "/version", {}, [this, gen](const HttpResponse& r) {
+    version_call_ = 0;
+    if (gen != generation_) return;
+    if (!r.ok()) {
+      set_down(transport_error(r));
+      return reconnect_later();
+    }
+    json j = json::parse(r.body, nullptr, false);
+    std::string api = j.is_object() ? str(j, "ApiVersion") : "";
+    if (r.status != 200 || api.empty()) {
+      set_down("the engine at " + config_.host + " answered /version with " + std::to_string(r.status) +
+               (api.empty() ? " and no ApiVersion" : ""));
+      return reconnect_later();
+    }
+    if (!version_at_least(api, config_.min_api)) {
+      set_down("the engine at " + config_.host + " speaks API " + api + "; vigil needs " + config_.min_api +
+               " or newer");
+      return reconnect_later();
+    }
+    std::string version = str(j, "Version");
+    if (version.empty()) version = api;
+    // The stream: no timeout; its lines come as the engine has news.
+    HttpClientRequest q;
+    q.url = base_ + "/v" + config_.api + "/events?filters=" + pct(R"({"type":["container"]})");
+    q.unix_socket = unix_socket_;
+    q.timeout = Duration::zero();
+    q.connect_timeout = std::chrono::seconds(10);
+    q.max_line = 256 * 1024;
+    auto holder = std::make_shared<RequestId>(0);
+    stream_ = http_->start(
+        q, {.on_headers =
+                [this, gen, version](const HttpResponse& h) {
+                  if (gen != generation_) return;
+                  if (h.status / 100 != 2) return;  // reported by on_done
+                  backoff_ = std::chrono::milliseconds(100);
+                  set_up(version);
+                  if (gen == generation_) resync();
+                },
+            .on_line =
+                [this, gen](std::string_view line) {
+                  if (gen != generation_ || !listener_) return;
+                  if (auto ev = parse_event(line)) listener_->container_event(*ev);
+                },
+            .on_done =
+                [this, gen, holder](const HttpResponse& d) {
+                  in_flight_.erase(*holder);
+                  if (gen != generation_) return;
+                  stream_ = 0;
+                  if (!d.ok()) set_down(d.status ? "the event stream of " + config_.host + " failed: " + d.error
+                                                 : transport_error(d));
+                  else if (d.status / 100 != 2) set_down("the event stream of " + config_.host + ": " +
+                                                         error_of(d, ""));
+                  reconnect_later();
+                }});
+    *holder = stream_;
+    in_flight_.insert(stream_);
+  });
+}
+
+void DockerEngine::resync() {
+  uint64_t gen = generation_;
+  list_inspected(true, [this, gen](const std::string& error, std::vector<ContainerInfo> all) {
+    if (gen != generation_ || !listener_) return;
+    if (!error.empty()) return;  // the stream's end will tell
+    listener_->resync(all);
+  });
+}
+
+// ---- queries
+
+void DockerEngine::list_inspected(bool all, Listed done) {
+  find(ContainerMatch{}, all, std::move(done));
+}
+
+void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
+  auto shared_done = std::make_shared<Listed>(std::move(done));
+  auto with_image = [this, m, all, shared_done](const std::string& want_image) {
+    call("GET", std::string("/containers/json") + (all ? "?all=1" : ""), {},
+         [this, m, want_image, shared_done](const HttpResponse& r) {
+           if (!r.ok() || r.status != 200) return (*shared_done)(error_of(r, ""), {});
+           json j = json::parse(r.body, nullptr, false);
+           if (!j.is_array()) return (*shared_done)("the engine's container list is not a JSON array", {});
+           std::vector<std::string> ids;
+           for (auto& x : j) {
+             if (!x.is_object()) continue;
+             ContainerInfo c = info_from_list(x);
+             if (!matches(m, c)) continue;
+             ids.push_back(c.id);
+           }
+           if (ids.empty()) return (*shared_done)("", {});
+           struct Acc {
+             size_t left;
+             std::vector<std::optional<ContainerInfo>> got;
+             std::string error;
+           };
+           auto acc = std::make_shared<Acc>(Acc{ids.size(), std::vector<std::optional<ContainerInfo>>(ids.size()), ""});
+           for (size_t i = 0; i < ids.size(); ++i) {
+             call("GET", "/containers/" + pct(ids[i]) + "/json", {},
+                  [this, i, acc, want_image, shared_done](const HttpResponse& q) {
+                    if (q.ok() && q.status == 200) {
+                      json ij = json::parse(q.body, nullptr, false);
+                      if (ij.is_object()) {
+                        ContainerInfo c = info_from_inspect(ij);
+                        if (want_image.empty() || c.image_id == want_image) acc->got[i] = std::move(c);
+                      }
+                    } else if (q.status != 404 && acc->error.empty()) {
+                      acc->error = error_of(q, "");  // 404: removed since the list
+                    }
+                    if (--acc->left) return;
+                    std::vector<ContainerInfo> out;
+                    for (auto& g : acc->got)
+                      if (g) out.push_back(std::move(*g));
+                    if (!acc->error.empty()) out.clear();
+                    (*shared_done)(acc->error, std::move(out));
+                  });
+           }
+         });
+  };
+  if (m.image.empty()) return with_image("");
+  image_id(m.image, [with_image, shared_done](const std::string& error, const std::string& id) {
+    if (!error.empty()) return (*shared_done)(error, {});
+    if (id.empty()) return (*shared_done)("", {});  // no such image: nothing can match
+    with_image(id);
+  });
+}
+
+void DockerEngine::inspect(const std::string& id, Inspected done) {
+  call("GET", "/containers/" + pct(id) + "/json", {}, [this, id, done = std::move(done)](const HttpResponse& r) {
+    if (!r.ok() || r.status != 200) return done(error_of(r, id), ContainerInfo{});
+    json j = json::parse(r.body, nullptr, false);
+    if (!j.is_object()) return done("the engine's answer for " + id + " is not JSON", ContainerInfo{});
+    ContainerInfo c = info_from_inspect(j);
+    if (!c.healthcheck.empty() || c.image_id.empty()) return done("", c);
+    // No healthcheck of its own: the image's, if any.
+    call("GET", "/images/" + pct(c.image_id) + "/json", {}, [c, done](const HttpResponse& q) mutable {
+      if (q.ok() && q.status == 200) {
+        json ij = json::parse(q.body, nullptr, false);
+        if (ij.is_object()) c.healthcheck = test_of(obj(ij, "Config"));
+      }
+      done("", c);
+    });
+  });
+}
+
+void DockerEngine::image_id(const std::string& ref,
+                            std::function<void(const std::string& error, const std::string& id)> done) {
+  call("GET", "/images/" + pct(ref) + "/json", {}, [this, done = std::move(done)](const HttpResponse& r) {
+    if (r.ok() && r.status == 404) return done("", "");
+    if (!r.ok() || r.status != 200) return done(error_of(r, ""), "");
+    json j = json::parse(r.body, nullptr, false);
+    std::string id = j.is_object() ? str(j, "Id") : "";
+    if (!id.empty() && id.rfind("sha256:", 0) != 0) id = "sha256:" + id;
+    done(id.empty() ? "the engine's answer for the image has no Id" : "", id);
+  });
+}
+
+// ---- actions
+
+void DockerEngine::simple(const std::string& method, const std::string& id, const std::string& path_tail,
+                          std::string body, Done done, double extra_timeout) {
+  call(method, "/containers/" + pct(id) + path_tail, std::move(body),
+       [this, id, done = std::move(done)](const HttpResponse& r) {
+         if (r.ok() && (r.status / 100 == 2 || r.status == 304)) return done("");
+         done(error_of(r, id));
+       },
+       config_.timeout + extra_timeout);
+}
+
+void DockerEngine::start(const std::string& id, Done done) { simple("POST", id, "/start", {}, std::move(done)); }
+
+void DockerEngine::stop(const std::string& id, double timeout, Done done) {
+  simple("POST", id, "/stop?t=" + std::to_string(static_cast<int>(std::ceil(timeout))), {}, std::move(done),
+         timeout);
+}
+
+void DockerEngine::restart(const std::string& id, double timeout, Done done) {
+  simple("POST", id, "/restart?t=" + std::to_string(static_cast<int>(std::ceil(timeout))), {}, std::move(done),
+         timeout);
+}
+
+void DockerEngine::kill(const std::string& id, const std::string& signal, Done done) {
+  simple("POST", id, "/kill?signal=" + pct(signal.empty() ? "SIGKILL" : signal), {}, std::move(done));
+}
+
+void DockerEngine::remove(const std::string& id, bool force, Done done) {
+  simple("DELETE", id, force ? "?force=1" : "", {}, std::move(done));
+}
+
+void DockerEngine::set_restart_policy(const std::string& id, const std::string& policy, Done done) {
+  json body = {{"RestartPolicy", {{"Name", policy}}}};
+  simple("POST", id, "/update", body.dump(), std::move(done));
+}
+
+void DockerEngine::create(const ContainerTemplate& t,
+                          std::function<void(const std::string& error, const std::string& id)> done) {
+  json body = {{"Image", t.image}, {"Labels", t.labels}, {"HostConfig", t.host_config}};
+  if (!t.cmd.empty()) body["Cmd"] = t.cmd;
+  std::string path = "/containers/create";
+  if (!t.name.empty()) path += "?name=" + pct(t.name);
+  call("POST", path, body.dump(), [this, image = t.image, done = std::move(done)](const HttpResponse& r) {
+    if (r.ok() && r.status == 404) return done("no such image: " + image, "");
+    if (!r.ok() || r.status / 100 != 2) return done(error_of(r, ""), "");
+    json j = json::parse(r.body, nullptr, false);
+    std::string id = j.is_object() ? str(j, "Id") : "";
+    done(id.empty() ? "the engine's create answer has no Id" : "", id);
+  });
+}
+
+void DockerEngine::exec(const std::string& id, const std::vector<std::string>& argv, double timeout,
+                        std::function<void(const ExecResult&)> done) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto finish = [t0, done = std::move(done)](ExecResult r) {
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    done(r);
+  };
+  if (argv.empty()) {
+    later([finish] { finish(exec_error("exec: no command")); });
+    return;
+  }
+  json body = {{"Cmd", argv}, {"AttachStdout", true}, {"AttachStderr", true}};
+  call("POST", "/containers/" + pct(id) + "/exec", body.dump(),
+       [this, id, timeout, t0, finish](const HttpResponse& r) {
+         if (!r.ok() || r.status / 100 != 2) return finish(exec_error(error_of(r, id)));
+         json j = json::parse(r.body, nullptr, false);
+         std::string ex = j.is_object() ? str(j, "Id") : "";
+         if (ex.empty()) return finish(exec_error("exec: the engine's answer has no Id"));
+         double left = timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+         if (left <= 0.001) left = 0.001;
+         call("POST", "/exec/" + pct(ex) + "/start", R"({"Detach":false,"Tty":false})",
+              [this, ex, timeout, finish](const HttpResponse& s) {
+                if (!s.ok() && s.failure == HttpResponse::Failure::Timeout)
+                  return finish(exec_error("timed out after " + seconds_words(timeout) + " s"));
+                if (!s.ok() || s.status / 100 != 2) {
+                  ExecResult e = exec_error(error_of(s, ""));
+                  if (s.ok()) {
+                    json sj = json::parse(s.body, nullptr, false);
+                    if (sj.is_object() && !str(sj, "message").empty()) e.error = "exec: " + str(sj, "message");
+                  }
+                  return finish(e);
+                }
+                auto res = std::make_shared<ExecResult>();
+                demultiplex(s.body, res->out, res->err, kExecOutput);
+                call("GET", "/exec/" + pct(ex) + "/json", {}, [this, res, finish](const HttpResponse& q) {
+                  json qj = json::parse(q.body, nullptr, false);
+                  if (!q.ok() || q.status != 200 || !qj.is_object()) {
+                    res->error = "exec: cannot read the exit code: " + error_of(q, "");
+                  } else if (qj.value("Running", false)) {
+                    res->error = "exec: still running after its output ended";
+                  } else {
+                    res->exit_code = static_cast<int>(num(qj, "ExitCode"));
+                  }
+                  finish(*res);
+                });
+              },
+              left, 4 * kExecOutput);
+       },
+       std::min(timeout, config_.timeout));
+}
+
+void DockerEngine::logs(const std::string& id, int tail,
+                        std::function<void(const std::string& error, const std::string& text)> done) {
+  std::string path = "/containers/" + pct(id) + "/logs?stdout=1&stderr=1&tail=" +
+                     (tail < 0 ? std::string("all") : std::to_string(tail));
+  call("GET", path, {}, [this, id, done = std::move(done)](const HttpResponse& r) {
+    if (!r.ok() || r.status != 200) return done(error_of(r, id), "");
+    // Interleaved as logged: frames in order, whatever their stream.
+    std::string_view raw = r.body;
+    std::string text;
+    bool framed = true;
+    for (size_t p = 0; p + 8 <= raw.size();) {
+      if (static_cast<unsigned char>(raw[p]) > 2 || raw[p + 1] || raw[p + 2] || raw[p + 3]) {
+        framed = false;
+        break;
+      }
+      uint32_t n = (uint32_t(uint8_t(raw[p + 4])) << 24) | (uint32_t(uint8_t(raw[p + 5])) << 16) |
+                   (uint32_t(uint8_t(raw[p + 6])) << 8) | uint32_t(uint8_t(raw[p + 7]));
+      text.append(raw.substr(p + 8, std::min<size_t>(n, raw.size() - std::min(raw.size(), p + 8))));
+      p += 8 + size_t(n);
+    }
+    if (!framed || (raw.size() > 0 && raw.size() < 8)) text = std::string(raw);
+    done("", text);
+  });
+}
+
+}  // namespace vigil
