@@ -8,6 +8,8 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "host/container/engine.hpp"
@@ -422,4 +424,26 @@ TEST_F(ContainerUnits, RestForOneGroupStopsTheDependentAndStartsItAfterTheContai
   ASSERT_GE(order.size(), 5u);
   std::vector<std::string> tail(order.end() - 3, order.end());
   EXPECT_EQ(tail, (std::vector<std::string>{"stopped web", "up db", "up web"}));
+}
+
+TEST_F(ContainerUnits, DumpHasInspectOutputAndTheLastLogLines) {
+  engine.add("666666666666aa", "web");
+  engine.all["666666666666aa"].raw = {{"Id", "666666666666aa"}, {"State", {{"Status", "running"}}}};
+  sup.apply({decl("web", "web")});
+  Unit* u = sup.find("web");
+  ASSERT_TRUE(run_until([&] { return u->state == UnitState::Running; }));
+  char tmpl[] = "/tmp/vigil-cdump-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  sup.set_dump_dir(dir);
+  std::string error;
+  auto out = sup.dump(*u, {{"trigger", "test"}}, DumpOptions{}, error);
+  ASSERT_TRUE(out) << error;
+  auto read = [](const std::string& path) {
+    std::ifstream f(path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_NE(read(*out + "/container.inspect.json").find("\"Status\": \"running\""), std::string::npos);
+  ASSERT_TRUE(run_until([&] { return !read(*out + "/container.log").empty(); }));
+  EXPECT_EQ(read(*out + "/container.log"), "log line\n");
+  std::filesystem::remove_all(dir);
 }
