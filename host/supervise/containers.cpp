@@ -50,6 +50,7 @@ std::string describe_container_match(const ContainerMatch& m) {
 void ContainerListener::engine_up(const std::string&) { s_.on_engine_up(); }
 
 void ContainerListener::engine_down(const std::string&) {
+  s_.engine_down_seen_ = true;
   for (auto& [name, u] : s_.units_)
     if (u->ct) u->ct->engine_up = false;
   s_.changed();
@@ -92,7 +93,8 @@ void Supervisor::start_container(Unit& u) {
   if (!containers_ || !containers_->up()) {
     // Not a failed start: nothing is known of the container. The watch
     // waits for the engine (its budget untouched) and starts once it answers.
-    if (!ct.engine_wait)
+    // Not said while the first connection is still being made.
+    if (!ct.engine_wait && (!containers_ || engine_down_seen_))
       log_.emit(Msg::ContainerNoEngine, u.name,
                 {{"why", containers_ ? "the engine at " + containers_->config().host + " is down"
                                      : std::string("no engine configured")}});
@@ -277,6 +279,9 @@ void Supervisor::run_exec_probe(Unit& u, size_t i) {
     fail.reason = "no container engine to run the check in";
     return probe_result(u, i, fail);
   }
+  // A container being stopped takes no exec (the engine refuses it): not
+  // a failure of its health.
+  if (u.child && u.child->stopping) return schedule_probe(u, i, from_seconds(s.every));
   std::vector<std::string> argv = s.command;
   if (s.healthcheck) {
     const auto& hc = u.ct->info.healthcheck;
@@ -317,6 +322,7 @@ void Supervisor::run_exec_probe(Unit& u, size_t i) {
 }
 
 void Supervisor::on_engine_up() {
+  engine_down_seen_ = false;
   std::vector<std::string> waiting;
   for (auto& [name, u] : units_) {
     if (!u->ct) continue;
@@ -359,12 +365,15 @@ void Supervisor::on_container_event(const ContainerEvent& ev) {
   Unit::Containing& ct = *u->ct;
   if (ev.action == "die") {
     if (ev.exit_code) {
-      // The death was the pidfd's news already, and its status the proc
-      // connector's; the engine's word fills a status that was not known.
-      if (u->last_exit && u->last_exit->pid == ct.info.pid && !u->last_exit->status.known)
+      // The death was the pidfd's news already (it comes first: the
+      // process the watch has now, if any, is the next one), and its
+      // status the proc connector's; the engine's word fills a status
+      // that was not known.
+      pid_t pid = u->last_exit ? u->last_exit->pid : 0;
+      if (u->last_exit && !u->last_exit->status.known)
         u->last_exit->status = ExitStatus{*ev.exit_code, 0, false};
       log_.emit(Msg::ContainerExitCode, u->name,
-                {{"container", label(ct.info)}, {"pid", ct.info.pid}, {"code", *ev.exit_code}});
+                {{"container", label(ct.info)}, {"pid", pid}, {"code", *ev.exit_code}});
     }
     return;
   }

@@ -899,6 +899,7 @@ class Supervisor {
   ContainerEngine* containers_ = nullptr;
   ContainerListener container_listener_{*this};
   bool find_lost_posted_ = false;
+  bool engine_down_seen_ = false;  // the engine said it is down (not just "not yet up")
 
   std::map<std::string, Group> groups_;
   std::map<std::string, bool> remote_;  // remote watch -> ready

@@ -320,6 +320,7 @@ TEST_F(ContainerUnits, FailingExecProbeMakesItHungAfterFails) {
 TEST_F(ContainerUnits, NoEngineWaitsWithoutSpendingTheBudgetAndStartsWhenItAnswers) {
   engine.add("ffffffffffff01", "web");
   engine.is_up = false;
+  engine.listener->engine_down("connection refused");
   sup.apply({decl("web", "web")});
   Unit* u = sup.find("web");
   ASSERT_TRUE(run_until([&] { return count(Msg::ContainerNoEngine) == 1; }));
