@@ -279,9 +279,11 @@ void Supervisor::run_exec_probe(Unit& u, size_t i) {
     fail.reason = "no container engine to run the check in";
     return probe_result(u, i, fail);
   }
-  // A container being stopped takes no exec (the engine refuses it): not
-  // a failure of its health.
-  if (u.child && u.child->stopping) return schedule_probe(u, i, from_seconds(s.every));
+  // A container being stopped takes no exec (the engine refuses it), and
+  // none runs while the engine does not answer: neither is a failure of
+  // its health (a reconnect must not kill a healthy container).
+  if ((u.child && u.child->stopping) || !containers_->up())
+    return schedule_probe(u, i, from_seconds(s.every));
   std::vector<std::string> argv = s.command;
   if (s.healthcheck) {
     const auto& hc = u.ct->info.healthcheck;

@@ -448,3 +448,36 @@ TEST_F(ContainerUnits, DumpHasInspectOutputAndTheLastLogLines) {
   EXPECT_EQ(read(*out + "/container.log"), "log line\n");
   std::filesystem::remove_all(dir);
 }
+
+TEST_F(ContainerUnits, ExecProbesWaitWhileTheEngineIsDown) {
+  engine.add("777777777777aa", "web");
+  int ran = 0;
+  engine.exec_fn = [&](const std::vector<std::string>&) {
+    ++ran;
+    ExecResult r;
+    r.exit_code = 0;
+    return r;
+  };
+  Declaration d = decl("web", "web");
+  ProbeSpec p;
+  p.kind = ProbeSpec::Kind::Exec;
+  p.name = "exec";
+  p.command = {"true"};
+  p.every = 0.02;
+  p.fails = 2;
+  d.probes.push_back(p);
+  sup.apply({std::move(d)});
+  Unit* u = sup.find("web");
+  ASSERT_TRUE(run_until([&] { return ran >= 1; }));
+  engine.is_up = false;
+  engine.listener->engine_down("connection refused");
+  int before = ran;
+  auto until = MonoClock::now() + 150ms;
+  while (MonoClock::now() < until) loop.run_once(20ms);
+  EXPECT_EQ(ran, before) << "no exec while the engine is down";
+  EXPECT_TRUE(policy.hung.empty()) << "a down engine is not a failed health check";
+  ASSERT_TRUE(u->child);
+  engine.is_up = true;
+  engine.listener->engine_up("5.0");
+  ASSERT_TRUE(run_until([&] { return ran > before; }));
+}
