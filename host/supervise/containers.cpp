@@ -379,7 +379,7 @@ void Supervisor::on_container_event(const ContainerEvent& ev) {
     }
     return;
   }
-  if (ev.action == "destroy") {
+  if (ev.action == "destroy" || ev.action == "remove") {  // Docker says destroy, Podman remove
     log_.emit(Msg::ContainerRemoved, u->name, {{"container", label(ct.info)}});
     ct.id.clear();
     if (ct.grace_timer) {
