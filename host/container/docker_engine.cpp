@@ -126,6 +126,9 @@ DockerEngine::DockerEngine(EventLoop& loop, EngineConfig config)
   } else if (!h.empty() && h[0] == '/') {
     unix_socket_ = h;
     base_ = "http://d";
+  } else if (h.find("://") != std::string::npos) {
+    bad_host_ = "unsupported address (unix://PATH, tcp://HOST:PORT or http://HOST:PORT; no TLS, no ssh)";
+    base_ = "http://invalid";
   } else {
     base_ = "http://" + h;
   }
@@ -147,6 +150,15 @@ void DockerEngine::later(std::function<void()> f) {
 
 RequestId DockerEngine::call(const std::string& method, const std::string& path, std::string body,
                              Reply done, double timeout, size_t max_body) {
+  if (!bad_host_.empty()) {
+    later([done = std::move(done)] {
+      HttpResponse r;
+      r.error = "unsupported address";
+      r.failure = HttpResponse::Failure::Other;
+      done(r);
+    });
+    return 0;
+  }
   HttpClientRequest q;
   q.method = method;
   q.url = base_ + "/v" + config_.api + path;
@@ -170,6 +182,7 @@ RequestId DockerEngine::call(const std::string& method, const std::string& path,
 
 std::string DockerEngine::transport_error(const HttpResponse& r) const {
   std::string why = r.error;
+  if (!bad_host_.empty()) why = bad_host_;
   if (!unix_socket_.empty() && r.failure == HttpResponse::Failure::Connect) {
     struct stat st{};
     if (::stat(unix_socket_.c_str(), &st) != 0 && errno == ENOENT) why = "no such file";
@@ -186,7 +199,11 @@ std::string DockerEngine::error_of(const HttpResponse& r, const std::string& wha
     if (j.is_object()) msg = str(j, "message");
   } catch (const std::exception&) {
   }
-  if (r.status == 404 && !what.empty()) return "no such container: " + what;
+  // A 404 with the engine's JSON message is a missing object; a 404
+  // without one is a route the engine does not have.
+  if (r.status == 404 && !msg.empty() && !what.empty()) return "no such container: " + what;
+  if (r.status == 404 && msg.empty())
+    return "the engine has no such API call (404 " + r.body.substr(0, 60) + ")";
   if (msg.empty()) msg = r.body.substr(0, 200);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
   return "the engine answered " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg);
@@ -346,22 +363,29 @@ void DockerEngine::set_listener(EngineListener* l) {
   up_ = false;
   reported_ = false;
   backoff_ = std::chrono::milliseconds(100);
-  if (l) later([this] { connect(); });
+  uint64_t gen = generation_;
+  if (l) later([this, gen] {
+    if (gen == generation_) connect();
+  });
 }
 
-void DockerEngine::set_up(const std::string& version) {
+bool DockerEngine::set_up(const std::string& version) {
   bool change = !up_ || !reported_;
   up_ = true;
   reported_ = true;
   version_ = version;
+  std::weak_ptr<bool> alive = alive_;
   if (change && listener_) listener_->engine_up(version);
+  return !alive.expired();  // the listener may have destroyed the engine
 }
 
-void DockerEngine::set_down(const std::string& why) {
+bool DockerEngine::set_down(const std::string& why) {
   bool change = up_ || !reported_;
   up_ = false;
   reported_ = true;
+  std::weak_ptr<bool> alive = alive_;
   if (change && listener_) listener_->engine_down(why);
+  return !alive.expired();
 }
 
 void DockerEngine::reconnect_later() {
@@ -377,24 +401,32 @@ void DockerEngine::reconnect_later() {
 void DockerEngine::connect() {
   if (!listener_) return;
   uint64_t gen = ++generation_;
+  if (!bad_host_.empty()) {
+    later([this] {
+      if (listener_) set_down(transport_error(HttpResponse{}));
+    });
+    return;
+  }
   version_call_ = call("GET", "/version", {}, [this, gen](const HttpResponse& r) {
     version_call_ = 0;
     if (gen != generation_) return;
     if (!r.ok()) {
-      set_down(transport_error(r));
-      return reconnect_later();
+      if (set_down(transport_error(r))) reconnect_later();
+      return;
     }
     json j = json::parse(r.body, nullptr, false);
     std::string api = j.is_object() ? str(j, "ApiVersion") : "";
     if (r.status != 200 || api.empty()) {
-      set_down("the engine at " + config_.host + " answered /version with " + std::to_string(r.status) +
-               (api.empty() ? " and no ApiVersion" : ""));
-      return reconnect_later();
+      if (set_down("the engine at " + config_.host + " answered /version with " + std::to_string(r.status) +
+                   (api.empty() ? " and no ApiVersion" : "")))
+        reconnect_later();
+      return;
     }
     if (!version_at_least(api, config_.min_api)) {
-      set_down("the engine at " + config_.host + " speaks API " + api + "; vigil needs " + config_.min_api +
-               " or newer");
-      return reconnect_later();
+      if (set_down("the engine at " + config_.host + " speaks API " + api + "; vigil needs " + config_.min_api +
+                   " or newer"))
+        reconnect_later();
+      return;
     }
     std::string version = str(j, "Version");
     if (version.empty()) version = api;
@@ -412,8 +444,7 @@ void DockerEngine::connect() {
                   if (gen != generation_) return;
                   if (h.status / 100 != 2) return;  // reported by on_done
                   backoff_ = std::chrono::milliseconds(100);
-                  set_up(version);
-                  if (gen == generation_) resync();
+                  if (set_up(version) && gen == generation_) resync();
                 },
             .on_line =
                 [this, gen](std::string_view line) {
@@ -425,11 +456,14 @@ void DockerEngine::connect() {
                   in_flight_.erase(*holder);
                   if (gen != generation_) return;
                   stream_ = 0;
-                  if (!d.ok()) set_down(d.status ? "the event stream of " + config_.host + " failed: " + d.error
-                                                 : transport_error(d));
-                  else if (d.status / 100 != 2) set_down("the event stream of " + config_.host + ": " +
-                                                         error_of(d, ""));
-                  reconnect_later();
+                  // A stream that was answered and then ended (the engine
+                  // restarting, a line too long) is not news by itself:
+                  // the reconnection's /version says whether it is down.
+                  bool alive = true;
+                  if (d.status == 0) alive = set_down(transport_error(d));
+                  else if (d.status / 100 != 2)
+                    alive = set_down("the event stream of " + config_.host + ": " + error_of(d, ""));
+                  if (alive) reconnect_later();
                 }});
     *holder = stream_;
     in_flight_.insert(stream_);
@@ -464,6 +498,7 @@ void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
              if (!x.is_object()) continue;
              ContainerInfo c = info_from_list(x);
              if (!matches(m, c)) continue;
+             if (!want_image.empty() && !c.image_id.empty() && c.image_id != want_image) continue;
              ids.push_back(c.id);
            }
            if (ids.empty()) return (*shared_done)("", {});
@@ -474,16 +509,11 @@ void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
            };
            auto acc = std::make_shared<Acc>(Acc{ids.size(), std::vector<std::optional<ContainerInfo>>(ids.size()), ""});
            for (size_t i = 0; i < ids.size(); ++i) {
-             call("GET", "/containers/" + pct(ids[i]) + "/json", {},
-                  [this, i, acc, want_image, shared_done](const HttpResponse& q) {
-                    if (q.ok() && q.status == 200) {
-                      json ij = json::parse(q.body, nullptr, false);
-                      if (ij.is_object()) {
-                        ContainerInfo c = info_from_inspect(ij);
-                        if (want_image.empty() || c.image_id == want_image) acc->got[i] = std::move(c);
-                      }
-                    } else if (q.status != 404 && acc->error.empty()) {
-                      acc->error = error_of(q, "");  // 404: removed since the list
+             inspect(ids[i], [i, acc, want_image, shared_done](const std::string& error, const ContainerInfo& c) {
+                    if (error.empty()) {
+                      if (want_image.empty() || c.image_id == want_image) acc->got[i] = c;
+                    } else if (error.rfind("no such container", 0) != 0 && acc->error.empty()) {
+                      acc->error = error;  // a container removed since the list is left out
                     }
                     if (--acc->left) return;
                     std::vector<ContainerInfo> out;
@@ -508,16 +538,41 @@ void DockerEngine::inspect(const std::string& id, Inspected done) {
     if (!r.ok() || r.status != 200) return done(error_of(r, id), ContainerInfo{});
     json j = json::parse(r.body, nullptr, false);
     if (!j.is_object()) return done("the engine's answer for " + id + " is not JSON", ContainerInfo{});
-    ContainerInfo c = info_from_inspect(j);
-    if (!c.healthcheck.empty() || c.image_id.empty()) return done("", c);
+    auto c = std::make_shared<ContainerInfo>(info_from_inspect(j));
+    if (!c->healthcheck.empty() || c->image_id.empty()) return done("", *c);
     // No healthcheck of its own: the image's, if any.
-    call("GET", "/images/" + pct(c.image_id) + "/json", {}, [c, done](const HttpResponse& q) mutable {
-      if (q.ok() && q.status == 200) {
-        json ij = json::parse(q.body, nullptr, false);
-        if (ij.is_object()) c.healthcheck = test_of(obj(ij, "Config"));
-      }
-      done("", c);
+    image_healthcheck(c->image_id, [c, done](const std::vector<std::string>& test) {
+      c->healthcheck = test;
+      done("", *c);
     });
+  });
+}
+
+void DockerEngine::image_healthcheck(const std::string& image_id,
+                                     std::function<void(const std::vector<std::string>&)> done) {
+  // An image ID names content, so its config never changes: kept (bounded).
+  if (auto it = image_health_.find(image_id); it != image_health_.end()) return done(it->second);
+  auto& waiting = image_waiters_[image_id];
+  waiting.push_back(std::move(done));
+  if (waiting.size() > 1) return;  // asked already
+  call("GET", "/images/" + pct(image_id) + "/json", {}, [this, image_id](const HttpResponse& q) {
+    std::vector<std::string> test;
+    if (q.ok() && q.status == 200) {
+      json ij = json::parse(q.body, nullptr, false);
+      if (ij.is_object()) {
+        test = test_of(obj(ij, "Config"));
+        if (image_health_.size() >= 256) image_health_.clear();
+        image_health_[image_id] = test;
+      }
+    }
+    auto waiters = std::move(image_waiters_[image_id]);
+    image_waiters_.erase(image_id);
+    std::weak_ptr<bool> alive = alive_;
+    for (auto& w : waiters) {
+      auto a = alive.lock();
+      if (!a || !*a) return;  // a callback destroyed the engine
+      w(test);
+    }
   });
 }
 
@@ -567,7 +622,16 @@ void DockerEngine::remove(const std::string& id, bool force, Done done) {
 
 void DockerEngine::set_restart_policy(const std::string& id, const std::string& policy, Done done) {
   json body = {{"RestartPolicy", {{"Name", policy}}}};
-  simple("POST", id, "/update", body.dump(), std::move(done));
+  call("POST", "/containers/" + pct(id) + "/update", body.dump(),
+       [this, id, policy, done = std::move(done)](const HttpResponse& r) {
+         if (r.ok() && r.status / 100 == 2) return done("");
+         std::string e = error_of(r, id);
+         // Podman 4.3 has no /containers/{id}/update: its 404 is plain "Not Found".
+         if (e.rfind("the engine has no such API call", 0) == 0)
+           e = "the engine cannot change the restart policy of " + id + " to \"" + policy +
+               "\" (POST /containers/{id}/update answered 404 Not Found; Podman 4.3 has no such call)";
+         done(e);
+       });
 }
 
 void DockerEngine::create(const ContainerTemplate& t,
@@ -627,6 +691,15 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
                     res->error = "exec: still running after its output ended";
                   } else {
                     res->exit_code = static_cast<int>(num(qj, "ExitCode"));
+                    // A command missing from the image: runc's message on
+                    // stderr, exit code 127 (Podman) or 126.
+                    if ((res->exit_code == 127 || res->exit_code == 126) &&
+                        (res->err.find("executable file not found") != std::string::npos ||
+                         res->err.find("no such file or directory") != std::string::npos)) {
+                      std::string line = res->err.substr(0, res->err.find('\n'));
+                      auto at = line.find("exec: \"");
+                      res->error = "exec: " + (at != std::string::npos ? line.substr(at + 6) : line);
+                    }
                   }
                   finish(*res);
                 });

@@ -12,6 +12,8 @@
 // container (all=1) is listed and inspected and handed to resync().
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -80,16 +82,20 @@ class DockerEngine : public ContainerEngine {
               std::string body, Done done, double extra_timeout = 0);
   void later(std::function<void()> f);
 
+  // The HEALTHCHECK test of an image (by ID), asked once per ID.
+  void image_healthcheck(const std::string& image_id, std::function<void(const std::vector<std::string>&)> done);
   void connect();
   void reconnect_later();
-  void set_up(const std::string& version);
-  void set_down(const std::string& why);
+  // Tell the listener on a change; false when it destroyed the engine.
+  bool set_up(const std::string& version);
+  bool set_down(const std::string& why);
   void resync();
 
   EventLoop& loop_;
   EngineConfig config_;
   std::string base_;         // "http://d" or "http://host:port"
   std::string unix_socket_;  // "" for TCP
+  std::string bad_host_;     // why config_.host cannot be used ("": it can)
   std::shared_ptr<HttpClient> http_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::set<RequestId> in_flight_;
@@ -101,7 +107,9 @@ class DockerEngine : public ContainerEngine {
   RequestId version_call_ = 0;
   TimerId retry_ = 0;
   Duration backoff_ = std::chrono::milliseconds(100);
-  uint64_t generation_ = 0;  // a new one per connection attempt
+  uint64_t generation_ = 0;
+  std::map<std::string, std::vector<std::string>> image_health_;
+  std::map<std::string, std::vector<std::function<void(const std::vector<std::string>&)>>> image_waiters_;  // a new one per connection attempt
 };
 
 }  // namespace vigil
