@@ -137,7 +137,38 @@ void Supervisor::start_found(Unit& u, const ContainerInfo& info) {
   ct.id = info.id;
   ct.seen = true;
   ct.info = info;
-  if (info.running && info.pid > 0) return adopt_container(u, info, "found running");
+  if (info.running && info.pid > 0) {
+    // Right after a death the engine may still say "running" with the
+    // dead pid (its conmon has not reported yet): asked again shortly,
+    // not taken as a failed start.
+    ProcStat st;
+    bool dead = (u.last_exit && u.last_exit->pid == info.pid) || !reader_.stat(info.pid, st) ||
+                st.dead();
+    if (dead && ct.stale_tries < 100) {
+      ++ct.stale_tries;
+      ct.busy = true;
+      std::string name = u.name;
+      loop_.after(std::chrono::milliseconds(50), [this, alive = std::weak_ptr<bool>(alive_), name] {
+        if (alive.expired()) return;
+        Unit* unit = find(name);
+        if (!unit || !unit->ct) return;
+        unit->ct->busy = false;
+        if (!unit->child && unit->want_running && !unit->paused) start_container(*unit);
+      });
+      return;
+    }
+    ct.stale_tries = 0;
+    if (ct.observes() && !ct.stopped_by_vigil && u.last_exit && u.last_exit->pid) {
+      // Running again with a new process after a death: the engine's
+      // restart (its event may still be on the way).
+      ++ct.engine_restarts;
+      log_.emit(Msg::ContainerEngineRestart, u.name,
+                {{"container", label(info)}, {"policy", info.restart_policy}});
+      return adopt_container(u, info, "restarted by the engine");
+    }
+    return adopt_container(u, info, "found running");
+  }
+  ct.stale_tries = 0;
   if (ct.observes() && !ct.stopped_by_vigil && u.last_exit && u.last_exit->pid) {
     // The engine restarts it itself: its start event adopts the new
     // process. Vigil starts it only if the engine has not within the grace.

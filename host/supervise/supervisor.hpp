@@ -313,6 +313,7 @@ struct Unit {
     // restart policy does not bring it back, vigil starts it.
     bool stopped_by_vigil = false;
     uint64_t engine_restarts = 0;  // restarts the engine made, seen by vigil
+    int stale_tries = 0;  // the engine still says "running" of a process that died
     TimerId grace_timer = 0;       // observe mode: waiting for the engine's restart
     // Observes: the engine restarts it, vigil counts (policy not `no`, no take_over).
     bool observes() const { return !decl.take_over && info.restart_policy != "no" && !info.restart_policy.empty(); }
