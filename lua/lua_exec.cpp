@@ -144,6 +144,16 @@ std::string read_probes(lua_State* L, int idx, std::vector<ProbeSpec>& out) {
       if (!p.ready && p.watchdog <= 0) err = "notify: needs ready = true or a watchdog";
     } else if (kind == "rule") {
       p.kind = ProbeSpec::Kind::Rule;
+    } else if (kind == "exec") {
+      // Run in the container through the engine: no program to resolve here.
+      p.kind = ProbeSpec::Kind::Exec;
+      raw_field(L, t, "command");
+      p.command = string_list(L, -1, "command", err);
+      lua_pop(L, 1);
+      raw_field(L, t, "healthcheck");
+      p.healthcheck = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (err.empty() && p.command.empty() && !p.healthcheck) err = "cmd: required";
     } else {
       err = "unknown probe kind '" + kind + "'";
     }
@@ -214,6 +224,41 @@ std::string read_resources(lua_State* L, int idx, ProcessSpec& spec) {
   return err;
 }
 
+// A container watch's part (stdlib/vigil/container.lua normalized it):
+// { match = { name, id, image, labels, compose_project, compose_service },
+//   take_over, stop_timeout, engine_grace }.
+std::string read_container(lua_State* L, int idx, Declaration& d) {
+  ContainerDecl c;
+  raw_field(L, idx, "match");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return "container: needs a match";
+  }
+  int m = lua_gettop(L);
+  c.match.name = field_string(L, m, "name");
+  c.match.id = field_string(L, m, "id");
+  c.match.image = field_string(L, m, "image");
+  c.match.compose_project = field_string(L, m, "compose_project");
+  c.match.compose_service = field_string(L, m, "service");
+  raw_field(L, m, "label");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
+        c.match.labels[lua_tostring(L, -2)] = lua_tostring(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
+  raw_field(L, idx, "take_over");
+  c.take_over = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c.stop_timeout = field_number(L, idx, "stop_timeout", c.stop_timeout);
+  c.engine_grace = field_number(L, idx, "engine_grace", c.engine_grace);
+  d.container = std::move(c);
+  return {};
+}
+
 // Reads the normalized spec table at idx; returns an error text or "".
 std::string read_spec(lua_State* L, int idx, Declaration& d) {
   ProcessSpec& spec = d.spec;
@@ -255,11 +300,16 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   if (!err.empty()) return err;
   d.where = field_string(L, idx, "where");
 
-  raw_field(L, idx, "match");
-  if (lua_istable(L, -1)) err = read_match_table(L, lua_gettop(L), d.match);
+  raw_field(L, idx, "container");
+  if (lua_istable(L, -1)) err = read_container(L, lua_gettop(L), d);
   lua_pop(L, 1);
   if (!err.empty()) return err;
-  if (spec.argv.empty() && !d.match) return "needs 'start' or 'match'";
+
+  raw_field(L, idx, "match");
+  if (lua_istable(L, -1) && !d.container) err = read_match_table(L, lua_gettop(L), d.match);
+  lua_pop(L, 1);
+  if (!err.empty()) return err;
+  if (spec.argv.empty() && !d.match && !d.container) return "needs 'start' or 'match'";
 
   raw_field(L, idx, "restart_script");
   d.adopt.restart_script = string_list(L, -1, "restart_script", err);

@@ -903,6 +903,8 @@ nlohmann::json RuleRuntime::budget(const std::string& name) {
 
 nlohmann::json RuleRuntime::api() { return table_answer(*state_, "api"); }
 
+nlohmann::json RuleRuntime::docker() { return table_answer(*state_, "docker"); }
+
 nlohmann::json RuleRuntime::peers() {
   nlohmann::json out = table_answer(*state_, "peers");
   return out.is_array() ? out : nlohmann::json::array();  // no peers: an empty table

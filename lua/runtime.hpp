@@ -99,6 +99,9 @@ class RuleRuntime : public Policy {
   // The rules' `api { }` declaration (normalized by vigil.api: listen,
   // cert, key, client_ca, tokens, operators, where), or null.
   nlohmann::json api();
+  // The container engine the rules need: {"socket": path or ""} when they
+  // declare a container or a docker block; null when they need none.
+  nlohmann::json docker();
   // The declared peers, in order (vigil.peer, normalized), as an array.
   nlohmann::json peers();
   // The declared remote watches (watch "db@nodeb" { on = "nodeb" }), in

@@ -107,6 +107,25 @@ void print_heading(bool nodes) {
 void print_status(const json& r) {
   print_heading(false);
   print_watch_rows(r, nullptr);
+  // Containers: what the engine says of each container watch (the row
+  // above has its process: the container's main process).
+  bool heading = false;
+  for (const auto& w : field(r, "watches")) {
+    if (!w.contains("container")) continue;
+    const json& c = field(w, "container");
+    if (!heading) {
+      printf("\n%-24s %-32s %-12s %-10s %-9s %s\n", "CONTAINER", "IMAGE", "ID", "STATE", "HEALTH",
+             "RESTARTS");
+      heading = true;
+    }
+    std::string health = text_of(field(c, "health"));
+    printf("%-24s %-32s %-12s %-10s %-9s %llu (engine %llu)\n",
+           field(w, "name").get<std::string>().c_str(), text_of(field(c, "image")).c_str(),
+           field(c, "id").is_null() ? "-" : text_of(field(c, "id")).c_str(),
+           text_of(field(c, "state")).c_str(), health.empty() ? "-" : health.c_str(),
+           static_cast<unsigned long long>(field(w, "restarts").get<uint64_t>()),
+           static_cast<unsigned long long>(field(c, "engine_restarts").get<uint64_t>()));
+  }
   if (r.contains("groups") && !field(r, "groups").empty()) {
     printf("\nGROUPS\n");
     for (const auto& g : field(r, "groups")) print_group(g, 0);
@@ -230,6 +249,14 @@ void print_inspect(const json& it) {
     printf("  restarts:  %s\n", text_of(field(it, "restarts")).c_str());
     printf("  last exit: %s\n", last_exit_text(field(it, "last_exit")).c_str());
     if (it.contains("group")) printf("  group:     %s\n", text_of(field(it, "group")).c_str());
+    if (it.contains("container")) {
+      const json& c = field(it, "container");
+      printf("  container: %s %s (%s), image %s, health %s, restart policy %s%s\n",
+             text_of(field(c, "id")).c_str(), text_of(field(c, "name")).c_str(),
+             text_of(field(c, "state")).c_str(), text_of(field(c, "image")).c_str(),
+             text_of(field(c, "health")).c_str(), text_of(field(c, "restart_policy")).c_str(),
+             field(c, "observes") == true ? " (the engine restarts it; vigil counts)" : "");
+    }
     if (it.contains("waiting_for") && !field(it, "waiting_for").empty()) {
       std::string names;
       for (const auto& n : field(it, "waiting_for")) names += (names.empty() ? "" : ", ") + text_of(n);

@@ -150,6 +150,16 @@ enum class Msg {
   ClusterOperatorStart,   // VGL0269
   TrackFileFailed,        // VGL0270
   ClusterKept,            // VGL0271
+  EngineUp,               // VGL0272
+  EngineDown,             // VGL0273
+  ContainerStarting,      // VGL0276
+  ContainerNoMatch,       // VGL0277
+  ContainerCallFailed,    // VGL0278
+  ContainerEngineRestart, // VGL0279
+  ContainerRemoved,       // VGL0280
+  ContainerTakenOver,     // VGL0281
+  ContainerExitCode,      // VGL0282
+  ContainerNoEngine,      // VGL0283
   RuleMessage,            // VGL0900
   kCount
 };

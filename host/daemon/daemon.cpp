@@ -368,6 +368,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
     cluster_ = std::make_unique<ClusterHub>(loop_, *log_, *supervisor_);
   if (cluster_) cluster_->configure(runtime_->cluster_config());
   runtime_->set_cluster_hub(cluster_.get());
+  configure_engine(runtime_->docker());
   std::vector<GroupDecl> groups = runtime_->take_groups();
   if (cluster_) {
     std::vector<std::string> clustered;
@@ -387,6 +388,23 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   runtime_->collect();
   malloc_trim(0);
   return {};
+}
+
+// The container engine the rules need (`docker`: {"socket": ...}, or
+// null): made at the first rules that declare a container, kept by a
+// reload with the same address, remade when it changes, dropped when the
+// rules watch no container any more. Process watches never wait on it.
+void Daemon::configure_engine(const nlohmann::json& docker) {
+  if (docker.is_null()) {
+    supervisor_->set_containers(nullptr);
+    engine_.reset();
+    return;
+  }
+  EngineConfig config = EngineConfig::from_environment(docker.value("socket", std::string()));
+  if (engine_ && engine_->config() == config) return;
+  supervisor_->set_containers(nullptr);
+  engine_ = make_docker_engine(loop_, config);
+  supervisor_->set_containers(engine_.get());
 }
 
 bool Daemon::prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,

@@ -19,6 +19,7 @@
 #include "host/metrics/metrics.hpp"
 #include "host/proc/proc_events.hpp"
 #include "host/remote/remote_hub.hpp"
+#include "host/container/engine.hpp"
 #include "host/supervise/supervisor.hpp"
 #include "lua/runtime.hpp"
 
@@ -86,6 +87,7 @@ class Daemon {
   void trim_soon();
   // The API the candidate rules (or the command line) declare, its files
   // loaded; errors reject the reload. nullopt in `out`: no API.
+  void configure_engine(const nlohmann::json& docker);
   bool prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,
                    std::vector<std::string>& errors);
 
@@ -96,6 +98,10 @@ class Daemon {
   // Before the supervisor: it cancels its probes when it goes.
   std::unique_ptr<ProbeEngine> probes_;
   std::unique_ptr<NotifySocket> notify_;
+  // The container engine (host/container/): made when the rules declare a
+  // container or a docker block; before the supervisor, which detaches
+  // from it when it goes.
+  std::unique_ptr<ContainerEngine> engine_;
   std::unique_ptr<Supervisor> supervisor_;
   // Peers and remote watches: after the supervisor whose readiness they
   // set, before the runtime whose vigil.remote calls them (gone after it).

@@ -154,7 +154,7 @@ void Supervisor::start_fresh(Unit& u) {
     set_state(u, UnitState::Stopped);
     return;
   }
-  if (u.kind() == Unit::Kind::Started) return start_process(u);
+  if (u.kind() == Unit::Kind::Started || u.ct) return start_process(u);
   to_discover_.push_back(u.name);
 }
 
@@ -522,7 +522,7 @@ void Supervisor::restart_failed(Unit& u, const std::string& error) {
 }
 
 void Supervisor::begin_find(Unit& u) {
-  if (u.kind() == Unit::Kind::Started || u.child) return;
+  if (!u.m || u.child) return;
   u.m->finding = true;
   schedule_scan();
   update_interest();

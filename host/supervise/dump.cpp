@@ -201,8 +201,29 @@ std::optional<std::string> Supervisor::dump(Unit& u, const nlohmann::json& trigg
   for (auto [log, name] : {std::pair{&u.out, "stdout.tail"}, std::pair{&u.err, "stderr.tail"}})
     if (!log->path().empty()) w.put(name, tail_lines(log->path(), o.lines));
 
-  // What runs on: the rules' commands and the core image.
+  // A container: the engine's inspect output (the last one, taken when
+  // its process was adopted) now, and its last log lines once the engine
+  // answers (pending, like a command's output).
   std::vector<std::string> pending;
+  if (u.ct) {
+    if (u.ct->info.inspected && !u.ct->info.raw.is_null())
+      w.put("container.inspect.json", u.ct->info.raw.dump(2) + "\n");
+    else
+      w.note_error("container.inspect.json: the watch has not inspected a container");
+    if (containers_ && !u.ct->id.empty()) {
+      pending.push_back("container.log");
+      std::string path = dir + "/container.log";
+      containers_->logs(u.ct->id, o.lines > 0 ? o.lines : 100,
+                        [path, cap = o.max_bytes](const std::string& err, const std::string& text) {
+                          std::string body = err.empty() ? text : "(the engine: " + err + ")\n";
+                          if (body.size() > cap) body.resize(cap);
+                          Fd f(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+                          if (f.valid()) (void)!::write(f.get(), body.data(), body.size());
+                        });
+    }
+  }
+
+  // What runs on: the rules' commands and the core image.
   auto run_into = [&](const std::string& name, const std::vector<std::string>& argv,
                       double timeout) {
     std::string path = dir + "/" + name;

@@ -39,6 +39,7 @@ const char* probe_kind_name(ProbeSpec::Kind k) {
     case ProbeSpec::Kind::File: return "file";
     case ProbeSpec::Kind::Notify: return "notify";
     case ProbeSpec::Kind::Rule: return "rule";
+    case ProbeSpec::Kind::Exec: return "exec";
   }
   return "?";
 }
@@ -224,6 +225,7 @@ void Supervisor::run_probe(Unit& u, size_t i) {
       return;
     }
     case ProbeSpec::Kind::Notify: return;  // driven by the process's messages
+    case ProbeSpec::Kind::Exec: return run_exec_probe(u, i);
   }
 }
 

@@ -27,7 +27,7 @@
 namespace vigil {
 
 struct ProbeSpec {
-  enum class Kind { Http, Tcp, Script, File, Notify, Rule };
+  enum class Kind { Http, Tcp, Script, File, Notify, Rule, Exec };
   Kind kind = Kind::Http;
   std::string name;  // in events: "http://127.0.0.1:8080/health", "tcp 443", ...
   double every = 10;
@@ -37,7 +37,8 @@ struct ProbeSpec {
   bool readiness = false;  // gates readiness only; never declares the process hung
   HttpCheck http;
   TcpCheck tcp;
-  std::vector<std::string> command;  // Script
+  std::vector<std::string> command;  // Script; Exec: argv run in the container
+  bool healthcheck = false;          // Exec: the image's HEALTHCHECK instead of `command`
   double timeout = 5;                // Script, File (unused), Rule
   std::string path;                  // File
   double max_age = 0;                // File: older than this fails

@@ -98,6 +98,34 @@ void write_unit(const Unit& u, W& w) {
   if (!u.autostart) w.key("autostart").boolean(false);
   if (u.observe) w.key("mode").str("observe");
   w.key("where").str(u.where);
+  if (u.ct) {
+    const Unit::Containing& ct = *u.ct;
+    w.key("match").str(describe_container_match(ct.decl.match));
+    w.key("container").begin_object();
+    if (ct.id.empty())
+      w.key("id").null();
+    else
+      w.key("id").str(ct.id.substr(0, 12));
+    w.key("name").str(ct.info.name);
+    w.key("image").str(ct.info.image.empty() ? ct.decl.match.image : ct.info.image);
+    w.key("state").str(!ct.engine_up ? "unknown" : ct.id.empty() ? "none" : ct.info.status);
+    // Vigil's own health checks (exec probes, the image's HEALTHCHECK).
+    std::string health;
+    if (u.probing && u.probing->active)
+      for (size_t i = 0; i < u.probing->specs.size() && i < u.probing->runs.size(); ++i) {
+        if (u.probing->specs[i].kind != ProbeSpec::Kind::Exec) continue;
+        const Probing::Run& r = u.probing->runs[i];
+        if (r.failing || (r.at > 0 && !r.result.ok))
+          health = "unhealthy";
+        else if (health.empty())
+          health = r.passed ? "healthy" : "starting";
+      }
+    w.key("health").str(health);
+    w.key("engine_restarts").num(ct.engine_restarts);
+    w.key("restart_policy").str(ct.info.restart_policy);
+    w.key("observes").boolean(ct.observes());
+    w.end_object();
+  }
   if (u.m) {
     w.key("match").str(u.m->match.spec().describe());
     w.key("adopted").boolean(u.child && u.child->adopted);
@@ -204,8 +232,10 @@ Supervisor::~Supervisor() {
   loop_.cancel(scan_timer_);
   loop_.cancel(check_timer_);
   loop_.cancel(advance_timer_);
+  if (containers_) containers_->set_listener(nullptr);
   for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);
   for (auto& [name, u] : units_) {
+    if (u->ct) loop_.cancel(u->ct->grace_timer);
     cancel_timer(*u);
     stop_probes(*u);
     if (u->m) loop_.cancel(u->m->find_timer);
@@ -263,7 +293,13 @@ bool Supervisor::same_spec(const Unit& u, const Declaration& d) const {
   const ProcessSpec& current = u.respawn_with ? u.respawn_with->spec : u.spec;
   bool same_match =
       (u.m != nullptr) == d.match.has_value() && (!u.m || u.m->match.spec() == d.match->spec());
-  return current == d.spec && same_match && (!u.m || u.m->adopt == d.adopt);
+  const ContainerDecl* container = u.respawn_with && u.respawn_with->container
+                                       ? &*u.respawn_with->container
+                                   : u.ct ? &u.ct->decl
+                                          : nullptr;
+  bool same_container = (container != nullptr) == d.container.has_value() &&
+                        (!container || *container == *d.container);
+  return current == d.spec && same_match && same_container && (!u.m || u.m->adopt == d.adopt);
 }
 
 void Supervisor::add_unit(Declaration d) {
@@ -289,6 +325,14 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
     u.m.reset();
     matching_.erase(u.name);
   }
+  if (d.container) {
+    if (u.ct) loop_.cancel(u.ct->grace_timer);
+    u.ct = std::make_unique<Unit::Containing>(std::move(*d.container));
+    u.ct->engine_up = containers_ && containers_->up();
+  } else if (u.ct) {
+    loop_.cancel(u.ct->grace_timer);
+    u.ct.reset();
+  }
   u.out = OutputLog();
   u.err = OutputLog();
   u.after = std::move(d.after);
@@ -313,7 +357,7 @@ void Supervisor::apply(std::vector<Declaration> decls, std::vector<GroupDecl> gr
     log_.emit(Msg::WatchRemoved, name, {});
     u->respawn_with.reset();
     u->restart_when_stopped = false;
-    if (u->foreign() && !u->child->stopping && !u->m->stop_on_remove) {
+    if (u->foreign() && !u->child->stopping && !(u->m && u->m->stop_on_remove)) {
       // Someone else's process: vigil stops watching it and leaves it
       // running, as it does when it shuts down.
       release(*u, "its watch was removed from the rules");
@@ -460,6 +504,7 @@ void Supervisor::start_process(Unit& u, bool look_first) {
     log_.emit(Msg::WaitingForDeps, u.name, {{"for", join(u.waiting_for, ", ")}});
     return enqueue(u);
   }
+  if (u.ct) return start_container(u);
   if (u.kind() == Unit::Kind::Members) {
     // The missing instances, all at once and as one restart (at least
     // one: an operator start of a full set adds one). Each is a member by
@@ -894,6 +939,7 @@ void Supervisor::start(Unit& u, const char* reason) {
 }
 
 void Supervisor::signal_process(Unit& u, int sig) {
+  if (u.ct) return signal_container(u, sig);
   Unit::Child& c = *u.child;
   if (!c.adopted) {
     // The group first (pinned while the leader is unreaped); the leader
@@ -948,6 +994,7 @@ std::vector<pid_t> Supervisor::send_signal(Unit& u, int sig, std::string& error)
 }
 
 void Supervisor::begin_stop(Unit& u) {
+  if (u.ct) return stop_container(u);
   Unit::Child& c = *u.child;
   c.stopping = true;
   pid_t pid = c.pid;

@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "host/container/engine.hpp"
 #include "host/core/events.hpp"
 #include "host/loop/event_loop.hpp"
 #include "host/probe/notify.hpp"
@@ -157,6 +158,21 @@ struct Sampling {
   std::vector<std::pair<MonoTime, uint64_t>> rss;  // the last minute, for growth
 };
 
+// A container watch's own part (`container "web" { match = ... }`): which
+// container it is, and how vigil treats the engine's own restart policy.
+struct ContainerDecl {
+  ContainerMatch match;
+  // The engine restarts the container itself (restart policy other than
+  // `no`): vigil observes by default and counts those restarts; take_over
+  // sets the policy to `no` through the API and lets vigil decide.
+  bool take_over = false;
+  double stop_timeout = 10;  // stop?t=: TERM, then the engine KILLs
+  // Wait this long after a death for the engine's own restart before
+  // vigil starts the container itself (observe mode only).
+  double engine_grace = 10;
+  bool operator==(const ContainerDecl&) const = default;
+};
+
 struct Declaration {
   std::string name;
   std::string where;  // file:line
@@ -184,6 +200,8 @@ struct Declaration {
   // mode = "observe": adopted, counted, probed and logged, never started,
   // stopped, restarted or killed by vigil (start_process refuses).
   bool observe = false;
+  // A container watch (containers.cpp): spec and match are empty.
+  std::optional<ContainerDecl> container;
 };
 
 // A group as the rules declared it: its members (watches or groups) in
@@ -237,7 +255,7 @@ struct Group {
 };
 
 struct Unit {
-  enum class Kind { Started, Single, Members };
+  enum class Kind { Started, Single, Members, Container };
 
   std::string name;
   std::string where;
@@ -280,6 +298,30 @@ struct Unit {
     TimerId kill_timer = 0;
   };
   std::unique_ptr<Matching> m;
+  // What only a container watch has (containers.cpp): the container it
+  // found, what the engine last said of it. Its process (Unit::child) is
+  // the container's main process, adopted by pidfd and foreign: vigil
+  // stops and starts it only through the engine.
+  struct Containing {
+    explicit Containing(ContainerDecl d) : decl(std::move(d)) {}
+    ContainerDecl decl;
+    std::string id;     // "" until the match found one
+    ContainerInfo info;  // the last inspect
+    bool seen = false;   // the match found a container once
+    bool engine_wait = false;  // to be started once the engine answers
+    bool busy = false;         // an engine call for its start in flight
+    bool taken_over = false;   // take_over: its restart policy set to `no`
+    bool engine_up = false;    // the engine answers (status: "unknown" when not)
+    // Vigil stopped it (or gave up waiting for the engine): the engine's
+    // restart policy does not bring it back, vigil starts it.
+    bool stopped_by_vigil = false;
+    uint64_t engine_restarts = 0;  // restarts the engine made, seen by vigil
+    int stale_tries = 0;  // the engine still says "running" of a process that died
+    TimerId grace_timer = 0;       // observe mode: waiting for the engine's restart
+    // Observes: the engine restarts it, vigil counts (policy not `no`, no take_over).
+    bool observes() const { return !decl.take_over && info.restart_policy != "no" && !info.restart_policy.empty(); }
+  };
+  std::unique_ptr<Containing> ct;
   // Probes, when it has any (probes.hpp).
   std::unique_ptr<Probing> probing;
   // Ready for what depends on it: its readiness probes passed, or its
@@ -287,11 +329,14 @@ struct Unit {
   bool ready() const;
 
   Kind kind() const {
+    if (ct) return Kind::Container;
     if (!m) return Kind::Started;
     return m->count || m->match.spec().select == MatchSpec::Select::All ? Kind::Members
                                                                         : Kind::Single;
   }
-  bool can_start() const { return !spec.argv.empty() || (m && !m->adopt.restart_script.empty()); }
+  bool can_start() const {
+    return ct || !spec.argv.empty() || (m && !m->adopt.restart_script.empty());
+  }
   bool finding() const { return m && m->finding; }
   // Its process is someone else's: adopted by the match (or started by a
   // restart script), not started by vigil in a group of its own. Vigil
@@ -394,6 +439,25 @@ struct Unit {
   void write_json(std::string& out) const;
 };
 
+class Supervisor;
+
+// "name=shop-db, label app.role=web" (status, events).
+std::string describe_container_match(const ContainerMatch& m);
+
+// The supervisor's ear on the container engine (containers.cpp): the
+// engine's news goes to the container watches.
+class ContainerListener final : public EngineListener {
+ public:
+  explicit ContainerListener(Supervisor& s) : s_(s) {}
+  void engine_up(const std::string& version) override;
+  void engine_down(const std::string& why) override;
+  void container_event(const ContainerEvent& ev) override;
+  void resync(const std::vector<ContainerInfo>& all) override;
+
+ private:
+  Supervisor& s_;
+};
+
 // What the rules are asked. Implemented by the Lua bridge.
 class Policy {
  public:
@@ -453,6 +517,11 @@ class Supervisor {
   // Where HTTP and TCP probes run, and where sd_notify messages arrive
   // (either may be null: those probes then fail with a reason).
   void set_probes(ProbeEngine* engine, NotifySocket* notify);
+  // The container engine (null: none; container watches wait for one).
+  // It must outlive the supervisor or be replaced (set_containers(nullptr))
+  // before it goes.
+  void set_containers(ContainerEngine* engine);
+  ContainerEngine* containers() const { return containers_; }
   // The rules' answer to run_probe.
   void probe_answer(Unit& u, size_t index, uint64_t token, const ProbeResult& result);
   // State checks so far: passes over the processes due, samples taken.
@@ -736,6 +805,24 @@ class Supervisor {
   void discover(std::vector<std::string> names);
   void settle(Unit& u, std::vector<FoundProcess>& found);
 
+  // containers.cpp: container watches through the engine.
+  friend class ContainerListener;
+  void start_container(Unit& u);
+  void start_found(Unit& u, const ContainerInfo& info);
+  void adopt_container(Unit& u, const ContainerInfo& info, const char* how);
+  void stop_container(Unit& u);
+  void signal_container(Unit& u, int sig);
+  void run_exec_probe(Unit& u, size_t i);
+  void find_lost_containers();
+  void on_engine_up();
+  void on_container_event(const ContainerEvent& ev);
+  void on_resync(const std::vector<ContainerInfo>& all);
+  Unit* container_unit(const std::string& id);
+  // A callback for an engine call: runs `fn` on the unit if it (and the
+  // supervisor) still exist.
+  template <class F>
+  auto on_unit(const std::string& name, F fn);
+
   // probes.cpp: probes and sd_notify.
   void start_probes(Unit& u);
   void stop_probes(Unit& u);
@@ -814,6 +901,11 @@ class Supervisor {
   std::unordered_map<pid_t, std::string> notify_pids_;  // pid -> unit with a notify probe
   std::set<pid_t> notify_dropped_;                      // senders told of (VGL0165), once each
   uint64_t next_token_ = 1;
+
+  ContainerEngine* containers_ = nullptr;
+  ContainerListener container_listener_{*this};
+  bool find_lost_posted_ = false;
+  bool engine_down_seen_ = false;  // the engine said it is down (not just "not yet up")
 
   std::map<std::string, Group> groups_;
   std::map<std::string, bool> remote_;  // remote watch -> ready

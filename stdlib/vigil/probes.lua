@@ -132,10 +132,13 @@ local kinds = {
   file = with_common { path = schema.string, max_age = common.timeout },
   notify = with_common { ready = schema.boolean, watchdog = common.timeout },
   rule = with_common { check = schema.func },
+  -- Runs in a container through the engine (container watches only).
+  exec = with_common { cmd = command },
 }
 
 local required = {
   http = { "url" }, tcp = { "port" }, script = { "command" }, file = { "path", "max_age" }, rule = { "check" },
+  exec = { "cmd" },
 }
 
 local function default_name(kind, s)
@@ -144,6 +147,7 @@ local function default_name(kind, s)
   if kind == "script" then return "script " .. (s.command[3] or s.command[1]) end
   if kind == "file" then return "file " .. s.path end
   if kind == "notify" then return "notify" end
+  if kind == "exec" then return "exec " .. (s.command[3] or s.command[1]) end
   return "check"
 end
 
@@ -159,6 +163,7 @@ local function build(kind, label, where, spec)
   if kind == "notify" and not s.ready and not s.watchdog then
     errors.refuse(where .. ": notify: needs ready = true, a watchdog, or both")
   end
+  if kind == "exec" then s.command, s.cmd = s.cmd, nil end
   if kind == "http" then
     if s.expect and s.status then errors.refuse(where .. ": http: 'expect' and 'status' say the same: use one") end
     s.status, s.expect = s.status or s.expect, nil
@@ -192,6 +197,31 @@ M.notify = make("notify", "notify")
 -- done(true) or done(false, reason [, evidence]), now or later (e.g. from
 -- a vigil.probe.http callback); no answer within `timeout` is a failure.
 M.probe = make("rule", "probe")
+--- exec { cmd = { "wget", "-q", "-O-", "http://127.0.0.1/health" } }: a
+-- command run inside the watched container (container watches only).
+M.exec = make("exec", "exec")
+
+--- The `probes` key of a container: a list of probes, and `healthcheck =
+-- true` (run the image's own HEALTHCHECK as a probe) among them.
+function M.container_list(v, path)
+  if type(v) ~= "table" or M.is_probe(v) or rawget(v, "healthcheck") == nil then return M.list(v, path) end
+  local hc = rawget(v, "healthcheck")
+  if type(hc) ~= "boolean" then return nil, path .. ".healthcheck: expected true or false" end
+  local copy = {}
+  for i, p in ipairs(v) do copy[i] = p end
+  for k in pairs(v) do
+    if k ~= "healthcheck" and (math.type(k) ~= "integer" or k < 1 or k > #v) then
+      return nil, string.format("%s: expected a list of probes, found key '%s'", path, tostring(k))
+    end
+  end
+  local list, err = M.list(copy, path)
+  if not list then return nil, err end
+  if hc then
+    list[#list + 1] = setmetatable({ kind = "exec", name = "healthcheck", healthcheck = true,
+      every = 30, timeout = 30, fails = 3 }, probe_mt)
+  end
+  return list
+end
 
 --- The `probes` key of a watch: a list of probes made here.
 function M.list(v, path)

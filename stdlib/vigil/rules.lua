@@ -80,12 +80,14 @@ function vigil.on(name, fn)
 end
 
 _G.watch = watch.watch
+_G.container = watch.container
+_G.docker = watch.docker
 _G.group = group.group
 _G.cluster = cluster.configure
 _G.api = vigil.api.declare
 _G.peer = peer.peer
 -- Probe constructors for a watch's `probes` list.
-for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe" }) do
+for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe", "exec" }) do
   _G[k] = vigil.probes[k]
 end
 
@@ -127,6 +129,9 @@ function entry.state(name, ev) watch.on_state(name, ev) end
 function entry.hung(name, ev) watch.on_hung(name, ev) end
 
 function entry.probe(name, index, token) watch.run_probe(name, index, token) end
+
+-- The container engine the rules need ({ socket = "" or a path }), or nil.
+function entry.docker() return watch.docker_config() end
 
 function entry.finish()
   watch.finish()

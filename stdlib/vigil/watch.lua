@@ -471,6 +471,9 @@ function M.declare(where, name, spec)
       end
       probe_specs, probe_checks = {}, {}
       for i, p in ipairs(s.probes) do
+        if p.kind == "exec" then
+          fail(where, name, "an exec probe runs a command inside a container: use it in a 'container' declaration")
+        end
         if p.kind == "notify" and not (s.start or s.restart_script) then
           fail(where, name, "a notify probe needs 'start' or 'restart_script' (vigil hands NOTIFY_SOCKET to what it starts)")
         end
@@ -562,9 +565,160 @@ function M.declare(where, name, spec)
   end
 end
 
+-- container "NAME" { ... }: a container of a Docker API engine, watched
+-- like a process (its budget, ladder, groups and probes are a watch's).
+local container_match_schema = {
+  name = nonempty,
+  id = function(v, path)
+    if type(v) ~= "string" or not v:match("^%x+$") or #v < 12 then
+      return nil, path .. ": expected a container id (at least 12 hex digits)"
+    end
+    return v
+  end,
+  image = nonempty,
+  label = schema.map_of_strings,
+  compose_project = nonempty,
+  service = nonempty,
+}
+local container_schema = {
+  description = schema.string,
+  match = schema.table(container_match_schema),
+  restart = watch_schema.restart,
+  rearm = schema.duration,
+  on_exhausted = ladder.hook_checker,
+  escalate = ladder.checker,
+  requires = watch_schema.requires,
+  settle = schema.duration,
+  autostart = schema.boolean,
+  stop = schema.by_type({ table = schema.table({ timeout = schema.duration }), number = schema.duration,
+    string = schema.duration }, "a table { timeout = ... } or a duration"),
+  take_over = schema.boolean,
+  engine_grace = schema.duration,
+  probes = probes.container_list,
+  healthcheck = schema.boolean,
+  on_hung = watch_schema.on_hung,
+}
+
+--- container(name) { spec }: declares a container watch.
+function M.container(name)
+  local where, via = runtime.where(1)
+  if runtime.live() then
+    error("container: containers are declared when rule files load (at start and reload), not from callbacks", 2)
+  end
+  return errors.named("container", where, via, name, M.declare_container)
+end
+
+function M.declare_container(where, name, spec)
+  local s, _, errs = schema.check(spec, container_schema, "container '" .. name .. "'")
+  if not s then refuse_all(where, errs) end
+  for _, p in ipairs(s.probes or {}) do if p.invalid then return end end
+  local function cfail(msg) errors.refuse(string.format("%s: container '%s': %s", where, name, msg)) end
+  if watches[name] then cfail("declared twice (first at " .. watches[name].where .. ")") end
+  if not s.match or next(s.match) == nil then
+    cfail("needs 'match' (name, id, image, label, compose_project/service: which container)")
+  end
+  if s.match.service and not s.match.compose_project then
+    cfail("match.service is a compose service: it needs match.compose_project")
+  end
+  local list = s.probes or {}
+  if s.healthcheck then
+    list[#list + 1] = { kind = "exec", name = "healthcheck", healthcheck = true, every = 30, timeout = 30, fails = 3 }
+  end
+  local probe_specs, probe_checks
+  if #list > 0 then
+    probe_specs, probe_checks = {}, {}
+    for i, p in ipairs(list) do
+      if p.kind == "notify" then cfail("a notify probe needs a process vigil starts; use exec or http") end
+      local copy = {}
+      for k, v in pairs(p) do if k ~= "check" and k ~= "where" then copy[k] = v end end
+      probe_specs[i] = copy
+      if p.check then probe_checks[i] = p.check end
+    end
+  end
+  if s.on_hung and not probe_specs then cfail("'on_hung' needs 'probes'") end
+  local budget = s.restart
+  if budget and budget.on then cfail("restart.on applies to processes vigil runs to an end; a container is restarted on any death") end
+  local stop = type(s.stop) == "table" and s.stop.timeout or (type(s.stop) == "number" and s.stop) or nil
+  local ok, derr = exec.declare(name, {
+    container = {
+      match = s.match,
+      take_over = s.take_over,
+      stop_timeout = stop,
+      engine_grace = s.engine_grace,
+    },
+    probes = probe_specs,
+    autostart = s.autostart,
+    where = where,
+  })
+  if not ok then cfail(derr) end
+  local w = {
+    name = name,
+    where = where,
+    restart = budget and policy.normalize(budget) or default_restart,
+    container = true,
+    can_start = true,
+  }
+  w.description = s.description
+  w.rearm = s.rearm
+  w.on_exhausted = s.on_exhausted
+  w.ladder = s.escalate
+  w.requires = s.requires
+  w.settle = s.settle
+  w.on_hung = s.on_hung
+  if budget or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
+  if s.escalate then
+    for i, step in ipairs(s.escalate) do
+      if step.action == "restart_group" then w.needs_group = string.format("escalate[%d]", i) end
+    end
+  end
+  if probe_checks and next(probe_checks) then w.probe_checks = probe_checks end
+  watches[name] = w
+end
+
+-- The engine's address: `docker = { socket = "/run/podman/podman.sock" }`
+-- (a global the rules set) or `docker { socket = ... }` (a call, which
+-- names its file:line in errors). Without one, DOCKER_HOST or the default.
+local docker_schema = { socket = nonempty }
+local docker_decl
+
+function M.docker(spec)
+  local where = runtime.where(1)
+  local d, _, errs = schema.check(spec, docker_schema, "docker")
+  if not d then refuse_all(where, errs) end
+  if docker_decl then
+    errors.refuse(string.format("%s: docker: declared twice (first at %s)", where, docker_decl.where))
+  end
+  docker_decl = { socket = d.socket, where = where }
+end
+
+--- What the host makes an engine from, or nil: no container and no docker block.
+function M.docker_config()
+  local any = docker_decl ~= nil
+  for _, w in pairs(watches) do if w.container then any = true break end end
+  if not any then return nil end
+  return { socket = docker_decl and docker_decl.socket or "" }
+end
+
+-- The assignment form, read once every file has run.
+local function read_docker_global()
+  local g = rawget(_G, "docker")
+  if type(g) ~= "table" then return end
+  local d, _, errs = schema.check(g, docker_schema, "docker")
+  if not d then
+    for _, e in ipairs(errs) do errors.add("rules: " .. e) end
+    return
+  end
+  if docker_decl then
+    errors.add("rules: docker: set as a table and declared at " .. docker_decl.where .. ": use one")
+    return
+  end
+  docker_decl = { socket = d.socket, where = "rules" }
+end
+
 --- Cross-checks once every rule file is loaded: a match's parent names a
 -- watch that exists.
 function M.finish()
+  read_docker_global()
   for name, w in pairs(watches) do
     if w.parent == name then
       errors.add(string.format("%s: watch '%s': match.parent: a watch cannot be its own parent", w.where, name))
