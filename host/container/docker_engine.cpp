@@ -1,4 +1,5 @@
 #include "host/container/docker_engine.hpp"
+#include "host/net/http_server.hpp"  // percent_encode
 
 #include <sys/stat.h>
 
@@ -13,21 +14,6 @@ namespace vigil {
 namespace {
 
 using json = nlohmann::json;
-
-std::string pct(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 std::string str(const json& j, const char* key) {
   auto it = j.find(key);
@@ -432,7 +418,7 @@ void DockerEngine::connect() {
     if (version.empty()) version = api;
     // The stream: no timeout; its lines come as the engine has news.
     HttpClientRequest q;
-    q.url = base_ + "/v" + config_.api + "/events?filters=" + pct(R"({"type":["container"]})");
+    q.url = base_ + "/v" + config_.api + "/events?filters=" + percent_encode(R"({"type":["container"]})");
     q.unix_socket = unix_socket_;
     q.timeout = Duration::zero();
     q.connect_timeout = std::chrono::seconds(10);
@@ -534,7 +520,7 @@ void DockerEngine::find(const ContainerMatch& m, bool all, Listed done) {
 }
 
 void DockerEngine::inspect(const std::string& id, Inspected done) {
-  call("GET", "/containers/" + pct(id) + "/json", {}, [this, id, done = std::move(done)](const HttpResponse& r) {
+  call("GET", "/containers/" + percent_encode(id) + "/json", {}, [this, id, done = std::move(done)](const HttpResponse& r) {
     if (!r.ok() || r.status != 200) return done(error_of(r, id), ContainerInfo{});
     json j = json::parse(r.body, nullptr, false);
     if (!j.is_object()) return done("the engine's answer for " + id + " is not JSON", ContainerInfo{});
@@ -555,7 +541,7 @@ void DockerEngine::image_healthcheck(const std::string& image_id,
   auto& waiting = image_waiters_[image_id];
   waiting.push_back(std::move(done));
   if (waiting.size() > 1) return;  // asked already
-  call("GET", "/images/" + pct(image_id) + "/json", {}, [this, image_id](const HttpResponse& q) {
+  call("GET", "/images/" + percent_encode(image_id) + "/json", {}, [this, image_id](const HttpResponse& q) {
     std::vector<std::string> test;
     if (q.ok() && q.status == 200) {
       json ij = json::parse(q.body, nullptr, false);
@@ -578,7 +564,7 @@ void DockerEngine::image_healthcheck(const std::string& image_id,
 
 void DockerEngine::image_id(const std::string& ref,
                             std::function<void(const std::string& error, const std::string& id)> done) {
-  call("GET", "/images/" + pct(ref) + "/json", {}, [this, done = std::move(done)](const HttpResponse& r) {
+  call("GET", "/images/" + percent_encode(ref) + "/json", {}, [this, done = std::move(done)](const HttpResponse& r) {
     if (r.ok() && r.status == 404) return done("", "");
     if (!r.ok() || r.status != 200) return done(error_of(r, ""), "");
     json j = json::parse(r.body, nullptr, false);
@@ -592,7 +578,7 @@ void DockerEngine::image_id(const std::string& ref,
 
 void DockerEngine::simple(const std::string& method, const std::string& id, const std::string& path_tail,
                           std::string body, Done done, double extra_timeout) {
-  call(method, "/containers/" + pct(id) + path_tail, std::move(body),
+  call(method, "/containers/" + percent_encode(id) + path_tail, std::move(body),
        [this, id, done = std::move(done)](const HttpResponse& r) {
          if (r.ok() && (r.status / 100 == 2 || r.status == 304)) return done("");
          done(error_of(r, id));
@@ -613,7 +599,7 @@ void DockerEngine::restart(const std::string& id, double timeout, Done done) {
 }
 
 void DockerEngine::kill(const std::string& id, const std::string& signal, Done done) {
-  simple("POST", id, "/kill?signal=" + pct(signal.empty() ? "SIGKILL" : signal), {}, std::move(done));
+  simple("POST", id, "/kill?signal=" + percent_encode(signal.empty() ? "SIGKILL" : signal), {}, std::move(done));
 }
 
 void DockerEngine::remove(const std::string& id, bool force, Done done) {
@@ -622,7 +608,7 @@ void DockerEngine::remove(const std::string& id, bool force, Done done) {
 
 void DockerEngine::set_restart_policy(const std::string& id, const std::string& policy, Done done) {
   json body = {{"RestartPolicy", {{"Name", policy}}}};
-  call("POST", "/containers/" + pct(id) + "/update", body.dump(),
+  call("POST", "/containers/" + percent_encode(id) + "/update", body.dump(),
        [this, id, policy, done = std::move(done)](const HttpResponse& r) {
          if (r.ok() && r.status / 100 == 2) return done("");
          std::string e = error_of(r, id);
@@ -639,7 +625,7 @@ void DockerEngine::create(const ContainerTemplate& t,
   json body = {{"Image", t.image}, {"Labels", t.labels}, {"HostConfig", t.host_config}};
   if (!t.cmd.empty()) body["Cmd"] = t.cmd;
   std::string path = "/containers/create";
-  if (!t.name.empty()) path += "?name=" + pct(t.name);
+  if (!t.name.empty()) path += "?name=" + percent_encode(t.name);
   call("POST", path, body.dump(), [this, image = t.image, done = std::move(done)](const HttpResponse& r) {
     if (r.ok() && r.status == 404) return done("no such image: " + image, "");
     if (!r.ok() || r.status / 100 != 2) return done(error_of(r, ""), "");
@@ -661,7 +647,7 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
     return;
   }
   json body = {{"Cmd", argv}, {"AttachStdout", true}, {"AttachStderr", true}};
-  call("POST", "/containers/" + pct(id) + "/exec", body.dump(),
+  call("POST", "/containers/" + percent_encode(id) + "/exec", body.dump(),
        [this, id, timeout, t0, finish](const HttpResponse& r) {
          if (!r.ok() || r.status / 100 != 2) return finish(exec_error(error_of(r, id)));
          json j = json::parse(r.body, nullptr, false);
@@ -669,7 +655,7 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
          if (ex.empty()) return finish(exec_error("exec: the engine's answer has no Id"));
          double left = timeout - std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
          if (left <= 0.001) left = 0.001;
-         call("POST", "/exec/" + pct(ex) + "/start", R"({"Detach":false,"Tty":false})",
+         call("POST", "/exec/" + percent_encode(ex) + "/start", R"({"Detach":false,"Tty":false})",
               [this, ex, timeout, finish](const HttpResponse& s) {
                 if (!s.ok() && s.failure == HttpResponse::Failure::Timeout)
                   return finish(exec_error("timed out after " + seconds_words(timeout) + " s"));
@@ -683,7 +669,7 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
                 }
                 auto res = std::make_shared<ExecResult>();
                 demultiplex(s.body, res->out, res->err, kExecOutput);
-                call("GET", "/exec/" + pct(ex) + "/json", {}, [this, res, finish](const HttpResponse& q) {
+                call("GET", "/exec/" + percent_encode(ex) + "/json", {}, [this, res, finish](const HttpResponse& q) {
                   json qj = json::parse(q.body, nullptr, false);
                   if (!q.ok() || q.status != 200 || !qj.is_object()) {
                     res->error = "exec: cannot read the exit code: " + error_of(q, "");
@@ -711,7 +697,7 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
 
 void DockerEngine::logs(const std::string& id, int tail,
                         std::function<void(const std::string& error, const std::string& text)> done) {
-  std::string path = "/containers/" + pct(id) + "/logs?stdout=1&stderr=1&tail=" +
+  std::string path = "/containers/" + percent_encode(id) + "/logs?stdout=1&stderr=1&tail=" +
                      (tail < 0 ? std::string("all") : std::to_string(tail));
   call("GET", path, {}, [this, id, done = std::move(done)](const HttpResponse& r) {
     if (!r.ok() || r.status != 200) return done(error_of(r, id), "");
