@@ -289,7 +289,10 @@ TEST_F(ClusterEtcd, PartitionedHolderFencesBeforeTheOtherStartsNoFailBack) {
   EXPECT_GE(gap, 2.0 - 0.01);
   EXPECT_LT(gap, 2.5);
   EXPECT_LT(stopped1 - (fenced - gap), 4.0 - 0.5);
-  EXPECT_LT(fenced - cut, 2.0 + 1.0 + 0.5);
+  // From the cut: the renewal after it (up to etcd's step-down, longer
+  // on a loaded machine or under the sanitizers) plus self_fence_after.
+  // The safety is the gap's bounds above; this only says it was seen.
+  EXPECT_LT(fenced - cut, 4.0 + 0.5);
   printf("partition: fenced +%.3fs, node1 stopped +%.3fs, node2 won +%.3fs, started +%.3fs "
          "(gap %.3fs)\n",
          fenced - cut, stopped1 - cut, won2 - cut, started2 - cut, started2 - stopped1);

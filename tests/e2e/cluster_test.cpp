@@ -203,7 +203,7 @@ TEST(Cluster, ARestartedVigilKeepsAGroupItHoldsRunning) {
   // previous vigil left running is re-adopted, not stopped and restarted.
   Daemon d;
   d.write_rule("a.lua",
-               "watch \"db\" { start = { \"sleep\", \"100021\" } }\n"
+               "watch \"db\" { start = { \"sleep\", \"100331\" } }\n"
                "cluster { adapter = \"command\", node = \"nodea\", failover = \"true\" }\n"
                "group \"orders\" { \"db\", clustered = true }\n");
   ASSERT_TRUE(d.start()) << d.output();
@@ -216,7 +216,7 @@ TEST(Cluster, ARestartedVigilKeepsAGroupItHoldsRunning) {
   ASSERT_TRUE(d.wait_event("VGL0263", "orders", 1, 15s)) << d.output();
   EXPECT_TRUE(process_alive(db));
   EXPECT_EQ(d.watch_pid("db"), db) << "taken over as it ran";
-  EXPECT_EQ(count_processes("sleep 100021"), 1);
+  EXPECT_EQ(count_processes("sleep 100331"), 1);
 }
 
 // An adapter that does not say this node holds the group at load:
@@ -226,8 +226,8 @@ TEST(Cluster, StandbyUntilAnOperatorStartsItAndLeftoversOfAGroupNotHeldAreStoppe
   Daemon d;
   std::string dir = d.dir();
   d.write_rule("a.lua",
-               "watch \"db\" { start = { \"sleep\", \"100022\" } }\n"
-               "watch \"app\" { start = { \"sleep\", \"100023\" } }\n"
+               "watch \"db\" { start = { \"sleep\", \"100322\" } }\n"
+               "watch \"app\" { start = { \"sleep\", \"100323\" } }\n"
                "cluster { adapter = \"pacemaker\", node = \"nodea\" }\n"
                "group \"orders\" { \"db\", \"app\", clustered = true }\n"
                "vigil.cluster.on(\"takeover\", function(ev) vigil.log.notice(\"took \" .. ev.group) end)\n");
@@ -235,7 +235,7 @@ TEST(Cluster, StandbyUntilAnOperatorStartsItAndLeftoversOfAGroupNotHeldAreStoppe
   ASSERT_TRUE(wait_for([&] { return group_state(d, "orders") == "standby"; }, 15s))
       << d.cli({"status", "orders"}).out << d.output();
   EXPECT_EQ(d.watch_pid("db"), 0);
-  EXPECT_EQ(count_processes("sleep 10002"), 0) << "nothing of a standby group runs";
+  EXPECT_EQ(count_processes("sleep 10032"), 0) << "nothing of a standby group runs";
   EXPECT_EQ(d.cli({"status", "orders", "--check"}).code, 3);
   EXPECT_EQ(d.cli({"wait", "orders", "--until", "standby", "--timeout", "10"}).code, 0);
   auto shown = d.cli({"status"});
@@ -260,7 +260,7 @@ TEST(Cluster, StandbyUntilAnOperatorStartsItAndLeftoversOfAGroupNotHeldAreStoppe
   ASSERT_TRUE(wait_for([&] { return !process_alive(db) && !process_alive(app); }, 15s))
       << d.output();
   ASSERT_TRUE(wait_for([&] { return group_state(d, "orders") == "standby"; }, 15s)) << d.output();
-  EXPECT_EQ(count_processes("sleep 10002"), 0);
+  EXPECT_EQ(count_processes("sleep 10032"), 0);
   // The operator's stop of a pacemaker-placed group is its release.
   ASSERT_EQ(d.cli({"start", "orders"}).code, 0);
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("db") > 0; }, 15s)) << d.output();

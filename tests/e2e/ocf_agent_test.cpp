@@ -28,7 +28,7 @@ constexpr int kOcfSuccess = 0, kOcfErrGeneric = 1, kOcfErrInstalled = 5, kOcfErr
 // `api` ignores TERM (only KILL ends it) when `stubborn`.
 std::string shop_rules(bool stubborn, const std::string& stop_timeout) {
   std::string ignore = stubborn ? "trap '' TERM; " : "";
-  return "watch \"db\" { start = { \"/bin/sh\", \"-c\", \"exec sleep 1001\" }, autostart = false, settle = \"0s\" }\n"
+  return "watch \"db\" { start = { \"/bin/sh\", \"-c\", \"exec sleep 100341\" }, autostart = false, settle = \"0s\" }\n"
          "watch \"api\" { start = { \"/bin/sh\", \"-c\", \"" + ignore + "exec sleep 1002\" }, autostart = false, settle = \"0s\", stop = { timeout = \"" + stop_timeout +
          "\" } }\n"
          "group \"shop\" { strategy = \"one_for_all\", restart = { limit = 1, within = \"1m\" }, "
