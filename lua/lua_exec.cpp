@@ -224,7 +224,7 @@ std::string read_resources(lua_State* L, int idx, ProcessSpec& spec) {
   return err;
 }
 
-// A container watch's part (stdlib/vigil/container.lua normalized it):
+// A container watch's part (stdlib/vigil/watch.lua's declare_container normalized it):
 // { match = { name, id, image, labels, compose_project, compose_service },
 //   take_over, stop_timeout, engine_grace }.
 std::string read_container(lua_State* L, int idx, Declaration& d) {

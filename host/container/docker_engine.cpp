@@ -74,6 +74,26 @@ double rfc3339(const std::string& s) {
   return t;
 }
 
+// The engine's multiplexed output (exec, logs): frames of an 8-byte
+// header (byte 0 the stream, 1 stdout or 2 stderr; bytes 1-3 zero; bytes
+// 4-7 the payload's length, big-endian) and the payload. Visits every
+// frame in order (a truncated last one as far as it goes) and returns
+// true when every header is well formed; false, visiting nothing, when
+// `raw` is not framed (a Tty's raw output, or under 8 bytes).
+template <class Fn>
+bool each_frame(std::string_view raw, Fn fn) {
+  if (raw.size() < 8) return false;
+  auto length = [raw](size_t p) {
+    return size_t((uint32_t(uint8_t(raw[p + 4])) << 24) | (uint32_t(uint8_t(raw[p + 5])) << 16) |
+                  (uint32_t(uint8_t(raw[p + 6])) << 8) | uint32_t(uint8_t(raw[p + 7])));
+  };
+  for (size_t p = 0; p + 8 <= raw.size(); p += 8 + length(p))
+    if (uint8_t(raw[p]) > 2 || raw[p + 1] || raw[p + 2] || raw[p + 3]) return false;
+  for (size_t p = 0; p + 8 <= raw.size(); p += 8 + length(p))
+    fn(int(uint8_t(raw[p])), raw.substr(p + 8, std::min(length(p), raw.size() - (p + 8))));
+  return true;
+}
+
 ExecResult exec_error(std::string why) {
   ExecResult r;
   r.error = std::move(why);
@@ -290,29 +310,13 @@ std::optional<ContainerEvent> DockerEngine::parse_event(std::string_view line) {
 bool DockerEngine::demultiplex(std::string_view raw, std::string& out, std::string& err, size_t limit) {
   out.clear();
   err.clear();
-  size_t at = 0;
-  bool framed = raw.size() >= 8;
-  // Validate first: every header well-formed (a truncated last frame is fine).
-  for (size_t p = 0; framed && p + 8 <= raw.size();) {
-    unsigned char s = static_cast<unsigned char>(raw[p]);
-    if (s > 2 || raw[p + 1] || raw[p + 2] || raw[p + 3]) framed = false;
-    uint32_t n = (uint32_t(uint8_t(raw[p + 4])) << 24) | (uint32_t(uint8_t(raw[p + 5])) << 16) |
-                 (uint32_t(uint8_t(raw[p + 6])) << 8) | uint32_t(uint8_t(raw[p + 7]));
-    p += 8 + size_t(n);
-  }
+  bool framed = each_frame(raw, [&](int stream, std::string_view payload) {
+    std::string& dst = stream == 2 ? err : out;
+    if (dst.size() < limit) dst.append(payload.substr(0, limit - dst.size()));
+  });
   if (!framed) {
     out = std::string(raw.substr(0, limit));
     return raw.empty();
-  }
-  while (at + 8 <= raw.size()) {
-    unsigned char s = static_cast<unsigned char>(raw[at]);
-    uint32_t n = (uint32_t(uint8_t(raw[at + 4])) << 24) | (uint32_t(uint8_t(raw[at + 5])) << 16) |
-                 (uint32_t(uint8_t(raw[at + 6])) << 8) | uint32_t(uint8_t(raw[at + 7]));
-    at += 8;
-    std::string_view payload = raw.substr(at, std::min<size_t>(n, raw.size() - at));
-    at += payload.size();
-    std::string& dst = s == 2 ? err : out;
-    if (dst.size() < limit) dst.append(payload.substr(0, limit - dst.size()));
   }
   return true;
 }
@@ -702,20 +706,8 @@ void DockerEngine::logs(const std::string& id, int tail,
   call("GET", path, {}, [this, id, done = std::move(done)](const HttpResponse& r) {
     if (!r.ok() || r.status != 200) return done(error_of(r, id), "");
     // Interleaved as logged: frames in order, whatever their stream.
-    std::string_view raw = r.body;
     std::string text;
-    bool framed = true;
-    for (size_t p = 0; p + 8 <= raw.size();) {
-      if (static_cast<unsigned char>(raw[p]) > 2 || raw[p + 1] || raw[p + 2] || raw[p + 3]) {
-        framed = false;
-        break;
-      }
-      uint32_t n = (uint32_t(uint8_t(raw[p + 4])) << 24) | (uint32_t(uint8_t(raw[p + 5])) << 16) |
-                   (uint32_t(uint8_t(raw[p + 6])) << 8) | uint32_t(uint8_t(raw[p + 7]));
-      text.append(raw.substr(p + 8, std::min<size_t>(n, raw.size() - std::min(raw.size(), p + 8))));
-      p += 8 + size_t(n);
-    }
-    if (!framed || (raw.size() > 0 && raw.size() < 8)) text = std::string(raw);
+    if (!each_frame(r.body, [&](int, std::string_view payload) { text.append(payload); })) text = r.body;
     done("", text);
   });
 }

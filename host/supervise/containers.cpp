@@ -156,14 +156,10 @@ void Supervisor::start_found(Unit& u, const ContainerInfo& info) {
     if (dead && ct.stale_tries < 100) {
       ++ct.stale_tries;
       ct.busy = true;
-      std::string name = u.name;
-      loop_.after(std::chrono::milliseconds(50), [this, alive = std::weak_ptr<bool>(alive_), name] {
-        if (alive.expired()) return;
-        Unit* unit = find(name);
-        if (!unit || !unit->ct) return;
-        unit->ct->busy = false;
-        if (!unit->child && unit->want_running && !unit->paused) start_container(*unit);
-      });
+      loop_.after(std::chrono::milliseconds(50), on_unit(u.name, [this](Unit& unit) {
+        unit.ct->busy = false;
+        if (!unit.child && unit.want_running && !unit.paused) start_container(unit);
+      }));
       return;
     }
     ct.stale_tries = 0;
@@ -181,14 +177,11 @@ void Supervisor::start_found(Unit& u, const ContainerInfo& info) {
   if (ct.observes() && !ct.stopped_by_vigil && u.last_exit && u.last_exit->pid) {
     // The engine restarts it itself: its start event adopts the new
     // process. Vigil starts it only if the engine has not within the grace.
-    std::string name = u.name;
-    ct.grace_timer = loop_.after(from_seconds(ct.decl.engine_grace), [this, name] {
-      Unit* unit = find(name);
-      if (!unit || !unit->ct) return;
-      unit->ct->grace_timer = 0;
-      unit->ct->stopped_by_vigil = true;  // the engine did not: vigil does
-      if (!unit->child && unit->want_running && !unit->paused) start_container(*unit);
-    });
+    ct.grace_timer = loop_.after(from_seconds(ct.decl.engine_grace), on_unit(u.name, [this](Unit& unit) {
+      unit.ct->grace_timer = 0;
+      unit.ct->stopped_by_vigil = true;  // the engine did not: vigil does
+      if (!unit.child && unit.want_running && !unit.paused) start_container(unit);
+    }));
     return;
   }
   log_.emit(Msg::ContainerStarting, u.name, {{"container", label(info)}, {"how", "starting"}});
@@ -278,14 +271,7 @@ void Supervisor::stop_container(Unit& u) {
   }
   // The engine KILLs after `timeout`; if the process outlives that by far,
   // vigil does (the engine may have gone meanwhile).
-  std::string name = u.name;
-  c.kill_timer = loop_.after(from_seconds(timeout + 5), [this, name, pid, timeout] {
-    Unit* unit = find(name);
-    if (!unit || !unit->child || unit->child->pid != pid) return;
-    unit->child->kill_timer = 0;
-    pidfd_send_signal(unit->child->pidfd.get(), SIGKILL, nullptr, 0);
-    log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout + 5}});
-  });
+  kill_after(u, timeout + 5);
 }
 
 // signal_process branches here (a hang's kill, KILL after a grace): the

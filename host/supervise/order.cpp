@@ -433,16 +433,7 @@ void Supervisor::fence_group(Group& g, double kill_after, std::function<void()> 
       signal_process(*u, SIGCONT);
       log_.emit(Msg::StopRequested, u->name, {{"pid", c.pid}, {"how", "TERM (fence)"}});
     }
-    loop_.cancel(c.kill_timer);
-    pid_t pid = c.pid;
-    std::string uname = u->name;
-    c.kill_timer = loop_.after(from_seconds(kill_after), [this, uname, pid, kill_after] {
-      Unit* unit = find(uname);
-      if (!unit || !unit->child || unit->child->pid != pid) return;
-      unit->child->kill_timer = 0;
-      signal_process(*unit, SIGKILL);
-      log_.emit(Msg::KilledAfterGrace, uname, {{"pid", pid}, {"timeout", kill_after}});
-    });
+    this->kill_after(*u, kill_after);
   }
   // Joins the stops under way and calls back once every one is reaped.
   stop_ordered(g.decl.units, std::move(done));

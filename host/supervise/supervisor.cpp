@@ -1032,14 +1032,21 @@ void Supervisor::begin_stop(Unit& u) {
     signal_process(u, SIGCONT);
     log_.emit(Msg::StopRequested, u.name, {{"pid", pid}, {"how", signal_name(u.spec.stop_signal)}});
   }
-  std::string name = u.name;
-  double timeout = u.spec.stop_timeout;
-  c.kill_timer = loop_.after(from_seconds(timeout), [this, name, pid, timeout] {
+  kill_after(u, u.spec.stop_timeout);
+}
+
+void Supervisor::kill_after(Unit& u, double after) {
+  Unit::Child& c = *u.child;
+  loop_.cancel(c.kill_timer);
+  c.kill_timer = loop_.after(from_seconds(after), [this, name = u.name, pid = c.pid, after] {
     Unit* unit = find(name);
     if (!unit || !unit->child || unit->child->pid != pid) return;
     unit->child->kill_timer = 0;
-    signal_process(*unit, SIGKILL);
-    log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", timeout}});
+    if (unit->ct)
+      pidfd_send_signal(unit->child->pidfd.get(), SIGKILL, nullptr, 0);
+    else
+      signal_process(*unit, SIGKILL);
+    log_.emit(Msg::KilledAfterGrace, name, {{"pid", pid}, {"timeout", after}});
   });
 }
 

@@ -722,6 +722,10 @@ class Supervisor {
   void replace_spec(Unit& u, Declaration d);
   bool same_spec(const Unit& u, const Declaration& d) const;
   void signal_process(Unit& u, int sig);
+  // A stop's or a fence's bound: KILL u's process after `after` seconds
+  // if it is still the one running now (VGL0110). A
+  // container's goes through its pidfd: the engine may be what hangs.
+  void kill_after(Unit& u, double after);
   void record(Unit& u);
   // Stops watching u's process without a signal (it runs on): a removed
   // or changed watch whose process is someone else's.
