@@ -179,6 +179,23 @@ int cmd_discover(const DiscoverArgs& a) {
         return kExitFailed;
       }
     }
+    // The proposal loads as `vigil check` would load it, or is not
+    // written: it is made of what processes chose to put in their argv and
+    // environment, and a file that does not load helps nobody.
+    {
+      RuntimeOptions co;
+      co.stdlib_dir = a.stdlib;
+      RuleRuntime check(co, HostContext{});
+      LoadResult res = check.load(tmp);
+      if (!res.ok) {
+        std::cerr << "vigil: discover: the proposal does not load (a fault of vigil discover: "
+                     "please report it with the lines below); "
+                  << a.write << " was not written\n";
+        for (const auto& e : res.errors) std::cerr << e << "\n";
+        ::unlink(tmp.c_str());
+        return kExitFailed;
+      }
+    }
     if (::rename(tmp.c_str(), a.write.c_str()) != 0) {
       std::cerr << "vigil: --write: cannot write " << a.write << "\n";
       ::unlink(tmp.c_str());

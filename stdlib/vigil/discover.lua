@@ -312,7 +312,20 @@ function M.run(input)
   return { candidates = candidates, rejected = rejected, text = M.rule_text(candidates, input) }
 end
 
-local function lua_string(s) return string.format("%q", s) end
+-- A Lua string literal on one line: %q writes a newline as a backslash
+-- and a real newline, which would end a commented-out line early and turn
+-- the rest of a process's argv or environment into code.
+local function lua_string(s) return (string.format("%q", s):gsub("\\\n", "\\n")) end
+
+-- Text from a process (its argv) made safe for a comment: every control
+-- character (a newline, a carriage return: both end a Lua comment) shown
+-- as an escape.
+local function comment_text(s)
+  return (s:gsub("[%c\\]", function(c)
+    if c == "\\" then return "\\\\" end
+    return string.format("\\%d", c:byte())
+  end))
+end
 
 local function lua_list(t)
   local out = {}
@@ -335,8 +348,8 @@ function M.rule_text(candidates, input)
     local ports = {}
     for _, s in ipairs(p.listening or {}) do ports[#ports + 1] = s.port and (s.proto .. ":" .. s.port) or ("unix:" .. s.path) end
     add(string.format("-- pid %d, uid %d, score %d (%s)%s", p.pid, p.uid, c.score, table.concat(c.reasons, ", "),
-      #ports > 0 and (", listening " .. table.concat(ports, " ")) or ""))
-    add("-- argv: " .. table.concat(p.argv or {}, " "))
+      #ports > 0 and (", listening " .. comment_text(table.concat(ports, " "))) or ""))
+    add("-- argv: " .. comment_text(table.concat(p.argv or {}, " ")))
     if c.restarts > 0 then add(string.format("-- restarted %d time(s) during the window", c.restarts)) end
     add(string.format("watch %s {", lua_string(c.name)))
     add("  mode = \"observe\",")

@@ -37,6 +37,10 @@ if role == "fakeinit":
         os.setsid()
         os.execv(sys.executable, [sys.executable, os.path.dirname(sys.argv[0]) + "/listend.py"] + sys.argv[1:])
     os.waitpid(pid, 0); sys.exit(0)
+if role == "oddd" and len(sys.argv) == 1:
+    # What a proposal must quote: newlines and quotes in argv and environment.
+    os.execve(sys.executable, [sys.executable, sys.argv[0], "line\nbreak", "x]]\"y\r"],
+              dict(os.environ, ODD="a\nb"))
 if role != "cronjob" and os.getsid(0) != os.getpid():
     os.setsid()
 if role in ("listend", "nsd"):
@@ -121,7 +125,8 @@ TEST(DiscoverTest, ProposesExactlyTheSteadyProcessesWithNamesInstancesCountsAndR
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string dir = tmpl;
   Cleanup cleanup{dir, "vgl-" + std::filesystem::path(dir).filename().string().substr(9)};
-  for (const char* role : {"fakeinit", "listend", "preforkd", "instd", "nsd", "flappy", "cronjob"})
+  for (const char* role :
+       {"fakeinit", "listend", "preforkd", "instd", "nsd", "flappy", "cronjob", "oddd"})
     write_file(dir + "/" + role + ".py", kService);
   std::filesystem::create_directories(dir + "/init.d");
   write_file(dir + "/init.d/instd", "#!/bin/sh\nDAEMON=" + dir + "/instd.py\n");
@@ -132,6 +137,7 @@ TEST(DiscoverTest, ProposesExactlyTheSteadyProcessesWithNamesInstancesCountsAndR
   start({kPython, dir + "/instd.py", "--name", "e1"});
   start({kPython, dir + "/instd.py", "--name", "e2"});
   pid_t flappy = start({kPython, dir + "/flappy.py"});
+  start({kPython, dir + "/oddd.py"});
   // An interactive shell loop on a terminal of its own.
   start({"/usr/bin/script", "-qc", "bash -c 'while :; do sleep 0.2; done' " + dir, "/dev/null"});
   ASSERT_EQ(run_command({"/usr/sbin/ip", "netns", "add", cleanup.netns}).code, 0);
@@ -177,9 +183,9 @@ TEST(DiscoverTest, ProposesExactlyTheSteadyProcessesWithNamesInstancesCountsAndR
   std::set<std::string> names;
   for (const auto& [n, c] : mine) names.insert(n);
   EXPECT_EQ(names, (std::set<std::string>{"flappy", "instd-e1", "instd-e2", "listend", "nsd",
-                                          "preforkd"}))
+                                          "oddd", "preforkd"}))
       << reply.dump(1);
-  ASSERT_EQ(mine.size(), 6u);
+  ASSERT_EQ(mine.size(), 7u);
   EXPECT_EQ(mine["listend"]["process"]["listening"][0]["port"], p_listen);
   EXPECT_EQ(mine["listend"]["recovery"]["method"], "start");
   EXPECT_EQ(mine["preforkd"]["workers"], 3);
@@ -217,7 +223,8 @@ TEST(DiscoverTest, RefusesAShortWindowAndAnExistingFile) {
       {VIGIL_BINARY, "discover", "--window", "0.2s", "--every", "0.1s", "--write", file, "--force"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(read_file(file).find("mode = \"observe\""), std::string::npos);
-  EXPECT_EQ(run_command({VIGIL_BINARY, "check", file}).code, 0);
+  CommandResult chk = run_command({VIGIL_BINARY, "check", file});
+  EXPECT_EQ(chk.code, 0) << chk.err << read_file(file);
   std::filesystem::remove_all(tmpl);
 }
 

@@ -101,3 +101,28 @@ T.test("identical instances are one counted watch; one exe in two groups is told
   T.eq(by.conmon.match_cmdline, "web", "told apart by its own token")
   T.eq(by["conmon-2"].match_cmdline, "def", "and the other by its own (tokens under 3 characters are too loose)")
 end)
+
+T.test("a process's argv, environment and socket paths with newlines and quotes stay in their comments", function()
+  local nasty = { "/opt/d", "-c", "import time\ntime.sleep(9)\n", "a]]b", "x\r--y", "q\"\\z\0" }
+  local by = run({
+    p { pid = 90, exe = "/opt/d", argv = nasty, cwd = "/srv/a\nb",
+        environ = { "X=a\nb", "Y=\r\1\"", "PATH=/bin" },
+        listening = { { proto = "unix", path = "/run/s\nos.execute('x')" } } },
+  })
+  local text = D.rule_text({ by.d }, { scans = 3, window = 10 })
+  local watches = {}
+  local chunk, err = load(text, "=proposal", "t", { watch = function(name)
+    return function(body) watches[name] = body end
+  end })
+  T.ok(chunk, "the proposal compiles: " .. tostring(err))
+  chunk()
+  T.eq(watches.d.mode, "observe", "the watch is all the file declares")
+  -- Uncommented, the proposed start is the argv that was seen.
+  local start = text:match("\n  %-%- start = (%b{}),\n")
+  T.ok(start, "the commented start is on one line")
+  local argv = load("return " .. start)()
+  T.eq(#argv, #nasty, "every argument")
+  for i, a in ipairs(nasty) do T.eq(argv[i], a, "argument " .. i) end
+  T.eq(load("return " .. text:match("\n  %-%- cwd = (\"[^\n]*\"),\n"))(), "/srv/a\nb", "the cwd")
+  T.eq(load("return {" .. text:match("\n  %-%- env = { ([^\n]*) },\n") .. "}")().X, "a\nb", "the environment")
+end)
