@@ -240,21 +240,55 @@ std::string read_container(lua_State* L, int idx, Declaration& d) {
   c.match.image = field_string(L, m, "image");
   c.match.compose_project = field_string(L, m, "compose_project");
   c.match.compose_service = field_string(L, m, "service");
-  raw_field(L, m, "label");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING)
-        c.match.labels[lua_tostring(L, -2)] = lua_tostring(L, -1);
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 2);
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::string err = field_string_pairs(L, m, "label", labels);
+  lua_pop(L, 1);
+  if (!err.empty()) return "container: match." + err;
+  c.match.labels.insert(labels.begin(), labels.end());
   raw_field(L, idx, "take_over");
   c.take_over = lua_toboolean(L, -1);
   lua_pop(L, 1);
   c.stop_timeout = field_number(L, idx, "stop_timeout", c.stop_timeout);
   c.engine_grace = field_number(L, idx, "engine_grace", c.engine_grace);
+  // Same-image counts: { count = { min, max, hold }, fill, create = {
+  // image, cmd = {...}, label = {...} } }.
+  raw_field(L, idx, "count");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    CountLimits lim;
+    lim.min = static_cast<int64_t>(field_number(L, t, "min", 0));
+    lim.max = static_cast<int64_t>(field_number(L, t, "max", -1));
+    lim.hold = field_number(L, t, "hold", lim.hold);
+    c.count = lim;
+  }
+  lua_pop(L, 1);
+  raw_field(L, idx, "fill");
+  c.fill = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  raw_field(L, idx, "create");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    ContainerTemplate tp;
+    tp.image = field_string(L, t, "image");
+    raw_field(L, t, "cmd");
+    if (lua_istable(L, -1)) {
+      lua_Integer n = luaL_len(L, -1);
+      for (lua_Integer i = 1; i <= n; ++i) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING) tp.cmd.emplace_back(lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+    err = field_string_pairs(L, t, "label", labels);
+    if (!err.empty()) {
+      lua_pop(L, 1);
+      return "container: create." + err;
+    }
+    tp.labels = {labels.begin(), labels.end()};
+    c.create = std::move(tp);
+  }
+  lua_pop(L, 1);
   d.container = std::move(c);
   return {};
 }
@@ -271,20 +305,7 @@ std::string read_spec(lua_State* L, int idx, Declaration& d) {
   spec.stop_command = string_list(L, -1, "stop.command", err);
   lua_pop(L, 1);
   if (!err.empty()) return err;
-  raw_field(L, idx, "env");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-        lua_pop(L, 3);
-        return "env: keys and values must be strings";
-      }
-      spec.env.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
-      lua_pop(L, 1);
-    }
-    std::sort(spec.env.begin(), spec.env.end());
-  }
-  lua_pop(L, 1);
+  if (std::string e = field_string_pairs(L, idx, "env", spec.env); !e.empty()) return e;
   spec.cwd = field_string(L, idx, "cwd");
   spec.user = field_string(L, idx, "user");
   spec.group = field_string(L, idx, "group");
@@ -539,6 +560,25 @@ int l_kill(lua_State* L) {
   return 1;
 }
 
+// exec.stop_container(name, id): a counted container watch's member stopped
+// through the engine (on_over = "stop_newest"). After the callback, like
+// exec.kill; true when `id` is a member now.
+int l_stop_container(lua_State* L) {
+  Unit& u = live_unit(L, "exec.stop_container");
+  std::string id = luaL_checkstring(L, 2);
+  RuntimeState& rt = runtime_of(L);
+  bool member = u.ct && u.ct->members.count(id) > 0;
+  if (member && rt.host.loop) {
+    Supervisor* sup = rt.host.supervisor;
+    rt.host.loop->post([sup, n = u.name, id] {
+      std::string error;
+      if (Unit* unit = sup->find(n)) sup->stop_member_container(*unit, id, error);
+    });
+  }
+  lua_pushboolean(L, member);
+  return 1;
+}
+
 // exec.probe_answer(name, index, token, ok [, reason [, evidence]]): the
 // answer to a rule probe's check (entry.probe). Taken after the current
 // callback, so the rules are never re-entered from inside one.
@@ -597,16 +637,8 @@ int l_run(lua_State* L) {
     std::vector<std::pair<std::string, std::string>> env;
     int cb_ref = LUA_NOREF;
     if (opts) {
-      raw_field(L, opts, "env");
-      if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-          if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1))
-            env.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
-          lua_pop(L, 1);
-        }
-      }
-      lua_pop(L, 1);
+      if (std::string e = field_string_pairs(L, opts, "env", env); !e.empty() && err.empty())
+        err = "exec.run: " + e;
     }
     if (err.empty() && !rt.host.supervisor) err = "no supervisor";
     std::optional<pid_t> started;
@@ -889,6 +921,7 @@ const luaL_Reg kExecFns[] = {{"order", l_order},
                              {"lose", l_lose},
                              {"finish", l_finish},
                              {"kill", l_kill},
+                             {"stop_container", l_stop_container},
                              {"set_count", l_set_count},
                              {"run", l_run},
                              {"probe_answer", l_probe_answer},

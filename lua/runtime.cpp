@@ -503,6 +503,30 @@ std::string field_string(lua_State* L, int idx, const char* key, const std::stri
   return v;
 }
 
+std::string field_string_pairs(lua_State* L, int idx, const char* key,
+                               std::vector<std::pair<std::string, std::string>>& out) {
+  idx = lua_absindex(L, idx);
+  out.clear();
+  raw_field(L, idx, key);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      // lua_isstring is true of numbers too; lua_tostring would then turn
+      // the key in place and confuse lua_next: keys must be strings.
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
+        lua_pop(L, 3);
+        out.clear();
+        return std::string(key) + ": keys and values must be strings";
+      }
+      out.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    std::sort(out.begin(), out.end());
+  }
+  lua_pop(L, 1);
+  return {};
+}
+
 double field_number(lua_State* L, int idx, const char* key, double dflt) {
   raw_field(L, idx, key);
   double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;

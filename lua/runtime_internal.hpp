@@ -327,6 +327,10 @@ int raw_field(lua_State* L, int idx, const char* key);
 // of another type.
 std::string field_string(lua_State* L, int idx, const char* key, const std::string& dflt = {});
 double field_number(lua_State* L, int idx, const char* key, double dflt);
+// A table of strings at t[key] (raw), as sorted pairs: "" when absent or
+// read, else "KEY: keys and values must be strings" (nothing is kept).
+std::string field_string_pairs(lua_State* L, int idx, const char* key,
+                               std::vector<std::pair<std::string, std::string>>& out);
 // An integer field, clamped to about +-9.2e18 (NaN: dflt), so that no
 // value a rule passes converts with overflow.
 int64_t field_integer(lua_State* L, int idx, const char* key, int64_t dflt);

@@ -119,9 +119,13 @@ void print_status(const json& r) {
       heading = true;
     }
     std::string health = text_of(field(c, "health"));
+    // A counted set has no container of its own: its number of members.
+    std::string id = c.contains("members") ? std::to_string(field(c, "members").size()) + " running"
+                     : field(c, "id").is_null() ? "-"
+                                                : text_of(field(c, "id"));
     printf("%-24s %-32s %-12s %-10s %-9s %llu (engine %llu)\n",
            field(w, "name").get<std::string>().c_str(), text_of(field(c, "image")).c_str(),
-           field(c, "id").is_null() ? "-" : text_of(field(c, "id")).c_str(),
+           id.c_str(),
            text_of(field(c, "state")).c_str(), health.empty() ? "-" : health.c_str(),
            static_cast<unsigned long long>(field(w, "restarts").get<uint64_t>()),
            static_cast<unsigned long long>(field(c, "engine_restarts").get<uint64_t>()));

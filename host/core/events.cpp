@@ -117,11 +117,11 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: running the restart script (pid {pid}): {command}"},
     {Msg::RestartFailed, "VGL0124", S::Error, "restart_failed", "{watch}: restart failed: {error}"},
     {Msg::CountOver, "VGL0125", S::Warning, "count_over",
-     "{watch}: {count} processes, over the maximum of {max}"},
+     "{watch}: {count} {of}, over the maximum of {max}"},
     {Msg::CountUnder, "VGL0126", S::Warning, "count_under",
-     "{watch}: {count} processes, under the minimum of {min}"},
+     "{watch}: {count} {of}, under the minimum of {min}"},
     {Msg::CountWithin, "VGL0127", S::Notice, "count_within",
-     "{watch}: {count} processes, within the limits again (out of them {crossings} times in "
+     "{watch}: {count} {of}, within the limits again (out of them {crossings} times in "
      "{for}s, between {low} and {peak})"},
     {Msg::CountKilled, "VGL0128", S::Warning, "count_killed",
      "{watch}: killed pid {pid}, the newest of {count} processes (maximum {max})"},
@@ -286,6 +286,12 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: the engine says container {container} (pid {pid}) exited {code}"},
     {Msg::ContainerNoEngine, "VGL0283", S::Warning, "container_no_engine",
      "{watch}: not started: no container engine answers ({why}); started once it does"},
+    {Msg::ContainerCountFill, "VGL0284", S::Notice, "container_count_fill",
+     "{watch}: {count} containers run, under the minimum of {min}: starting {starting} stopped, creating {creating}"},
+    {Msg::ContainerCountStop, "VGL0285", S::Notice, "container_count_stop",
+     "{watch}: stopping container {container}: {count} run, above the maximum of {max}"},
+    {Msg::ContainerCreated, "VGL0286", S::Info, "container_created",
+     "{watch}: created container {container} from {image}"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

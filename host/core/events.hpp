@@ -160,6 +160,9 @@ enum class Msg {
   ContainerTakenOver,     // VGL0281
   ContainerExitCode,      // VGL0282
   ContainerNoEngine,      // VGL0283
+  ContainerCountFill,     // VGL0284
+  ContainerCountStop,     // VGL0285
+  ContainerCreated,       // VGL0286
   RuleMessage,            // VGL0900
   kCount
 };

@@ -619,10 +619,14 @@ void Supervisor::set_count_limits(Unit& u, CountLimits limits) {
   check_bounds(u, true);
 }
 
+// One owner of a set's count (same-name processes, same-image containers):
+// VGL0125/VGL0126 once per episode, VGL0127 when it ends, and the rules'
+// on_count with the newest members when over.
 void Supervisor::check_bounds(Unit& u, bool changed) {
-  if (u.kind() != Unit::Kind::Members) return;
-  Unit::Matching& m = *u.m;
-  int64_t n = static_cast<int64_t>(m.members.size());
+  Unit::Counting* counter = u.counter();
+  if (!counter) return;
+  Unit::Counting& m = *counter;
+  int64_t n = static_cast<int64_t>(u.ct ? u.ct->members.size() : u.m->members.size());
   int64_t min = m.count ? m.count->min : 1;
   int64_t max = m.count ? m.count->max : -1;
   Unit::Bounds b = max >= 0 && n > max ? Unit::Bounds::Over
@@ -646,6 +650,7 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
       Msg msg = b == Unit::Bounds::Over ? Msg::CountOver : Msg::CountUnder;
       log_.emit(msg, u.name,
                 {{"count", n},
+                 {"of", u.ct ? "containers" : "processes"},
                  {"min", min},
                  {"max", max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max)}});
     }
@@ -658,14 +663,21 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
     std::string name = u.name;
     m.hold_timer = loop_.after(from_seconds(std::max(0.0, hold)), [this, name] {
       Unit* unit = find(name);
-      if (!unit || !unit->m || !unit->m->hold_timer) return;
-      unit->m->hold_timer = 0;
+      Unit::Counting* c = unit ? unit->counter() : nullptr;
+      if (!c || !c->hold_timer) return;
+      c->hold_timer = 0;
       end_episode(*unit);
     });
   }
   // A restart that was waiting for the count to recover is done.
-  if (b != Unit::Bounds::Under && m.finding) {
+  if (b != Unit::Bounds::Under && u.m && u.m->finding) {
     end_find(u);
+    set_state(u, UnitState::Running);
+  }
+  if (b != Unit::Bounds::Under && u.ct && u.ct->filling) {
+    u.ct->filling = false;
+    loop_.cancel(u.ct->fill_timer);
+    u.ct->fill_timer = 0;
     set_state(u, UnitState::Running);
   }
   // Within: the rules hear of it when the episode ends.
@@ -678,10 +690,19 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
                        {"again", !crossed && before == Unit::Bounds::Within}};
   ev["max"] = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
   ev["bounds"] = b == Unit::Bounds::Over ? "over" : "under";
-  if (b == Unit::Bounds::Over) {
+  if (b == Unit::Bounds::Over && u.ct) {
+    // The newest containers first (by creation): what "stop_newest" takes.
+    std::vector<std::pair<double, std::string>> by_age;
+    for (const auto& [id, created] : u.ct->members) by_age.emplace_back(created, id);
+    std::sort(by_age.rbegin(), by_age.rend());
+    nlohmann::json newest = nlohmann::json::array();
+    for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
+      newest.push_back({{"id", by_age[i].second}, {"created", by_age[i].first}});
+    ev["newest"] = std::move(newest);
+  } else if (b == Unit::Bounds::Over) {
     // The newest first: the ones a "kill the newest" policy would take.
     std::vector<std::pair<uint64_t, pid_t>> by_age;
-    for (const auto& [pid, st] : m.members) by_age.emplace_back(st, pid);
+    for (const auto& [pid, st] : u.m->members) by_age.emplace_back(st, pid);
     std::sort(by_age.rbegin(), by_age.rend());
     nlohmann::json newest = nlohmann::json::array();
     for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
@@ -690,22 +711,25 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
   }
   // Stopped (by an operator, or stopping what it started): no action.
   if (u.paused || !u.want_running || !policy_) return;
-  if (b == Unit::Bounds::Under && (m.finding || m.script_pid || u.timer)) return;  // recovering
+  bool recovering = u.timer || (u.m && (u.m->finding || u.m->script_pid)) ||
+                    (u.ct && (u.ct->filling || u.ct->busy));
+  if (b == Unit::Bounds::Under && recovering) return;
   policy_->on_count(u, ev);
 }
 
 // The count stayed within its limits for the hold: one event for the
 // whole episode, however often it went out meanwhile (a storm).
 void Supervisor::end_episode(Unit& u) {
-  Unit::Matching& m = *u.m;
+  Unit::Counting& m = *u.counter();
   if (m.reported == Unit::Bounds::Within || m.bounds != Unit::Bounds::Within) return;
   m.reported = Unit::Bounds::Within;
-  int64_t n = static_cast<int64_t>(m.members.size());
+  int64_t n = static_cast<int64_t>(u.ct ? u.ct->members.size() : u.m->members.size());
   int64_t min = m.count ? m.count->min : 1;
   int64_t max = m.count ? m.count->max : -1;
   nlohmann::json maxj = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
   log_.emit(Msg::CountWithin, u.name,
             {{"count", n},
+             {"of", u.ct ? "containers" : "processes"},
              {"min", min},
              {"max", maxj},
              {"crossings", m.crossings},

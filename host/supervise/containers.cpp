@@ -15,6 +15,8 @@
 //          rules decide at the next start.
 #include <signal.h>
 
+#include <set>
+
 #include "host/core/clock.hpp"
 #include "host/core/pidfd.hpp"
 #include "host/core/strings.hpp"
@@ -112,6 +114,7 @@ void Supervisor::start_container(Unit& u) {
     return;
   }
   ct.engine_wait = false;
+  if (ct.counted()) return start_counted(u);
   ct.busy = true;
   set_state(u, UnitState::Starting);
   containers_->find(
@@ -376,7 +379,8 @@ void Supervisor::find_lost_containers() {
     find_lost_posted_ = false;
     std::vector<std::string> names;
     for (auto& [name, u] : units_)
-      if (u->ct && u->ct->id.empty() && !u->child && !u->ct->busy && u->want_running && !u->paused &&
+      if (u->ct && !u->ct->counted() && u->ct->id.empty() && !u->child && !u->ct->busy &&
+          u->want_running && !u->paused &&
           u->state == UnitState::Stopped && !u->queued)
         names.push_back(name);
     for (const auto& name : names)
@@ -385,6 +389,17 @@ void Supervisor::find_lost_containers() {
 }
 
 void Supervisor::on_container_event(const ContainerEvent& ev) {
+  // Any container's start, death or removal may change a counted set.
+  static const std::set<std::string> kSetChanges = {"start", "restart", "die", "stop",
+                                                    "destroy", "remove", "create", "unpause",
+                                                    "pause"};
+  if (kSetChanges.count(ev.action)) {
+    std::vector<std::string> counted;
+    for (auto& [name, unit] : units_)
+      if (unit->ct && unit->ct->counted()) counted.push_back(name);
+    for (const auto& name : counted)
+      if (Unit* cu = find(name)) list_members(*cu);
+  }
   Unit* u = container_unit(ev.id);
   if (!u) {
     if (ev.action == "start" || ev.action == "create") find_lost_containers();
@@ -456,6 +471,10 @@ void Supervisor::on_resync(const std::vector<ContainerInfo>& all) {
     if (!u) continue;
     Unit::Containing& ct = *u->ct;
     ct.engine_up = true;
+    if (ct.counted()) {
+      list_members(*u);
+      continue;
+    }
     if (ct.id.empty()) continue;
     const ContainerInfo* now = nullptr;
     for (const auto& c : all)
@@ -481,6 +500,242 @@ void Supervisor::on_resync(const std::vector<ContainerInfo>& all) {
   }
   changed();
   find_lost_containers();
+}
+
+}  // namespace vigil
+
+// --- Same-image counts -----------------------------------------------------
+// A container watch with `count` has no container of its own: its members
+// are the running containers its match selects (by image ID, labels,
+// compose labels), listed again after every engine event that can change
+// the set and after each resync. The count is check_bounds's, as for
+// same-name processes: VGL0125-VGL0127 and the rules' on_count, whose
+// "stop_newest" comes back as stop_member_container and whose "start"
+// (a restart, under the budget) as start_counted.
+
+namespace vigil {
+
+void Supervisor::cancel_container_timers(Unit::Containing& ct) {
+  loop_.cancel(ct.grace_timer);
+  loop_.cancel(ct.fill_timer);
+  loop_.cancel(ct.hold_timer);
+  ct.grace_timer = ct.fill_timer = ct.hold_timer = 0;
+}
+
+void Supervisor::list_members(Unit& u) {
+  Unit::Containing& ct = *u.ct;
+  if (!containers_ || !containers_->up()) return;
+  if (ct.listing) {
+    ct.list_again = true;
+    return;
+  }
+  ct.listing = true;
+  containers_->find(
+      ct.decl.match, false,
+      on_unit(u.name, [this](Unit& unit, const std::string& error, std::vector<ContainerInfo> found) {
+        Unit::Containing& c = *unit.ct;
+        c.listing = false;
+        if (c.list_again) {
+          // Something changed while this list was made: the next one counts.
+          c.list_again = false;
+          return list_members(unit);
+        }
+        if (!error.empty()) return;  // the engine's down event tells
+        std::map<std::string, double> now;
+        for (const auto& f : found)
+          if (f.running) now[f.id] = f.created;
+        bool changed_set = now != c.members;
+        c.members = std::move(now);
+        c.seen = c.seen || !c.members.empty();
+        if (unit.want_running && !unit.paused && !c.filling && !c.busy && !c.stops &&
+            unit.state != UnitState::Exhausted && !unit.timer)
+          set_state(unit, c.members.empty() ? UnitState::Stopped : UnitState::Running);
+        check_bounds(unit, changed_set);
+        changed();
+      }));
+}
+
+// start_container branches here for a counted watch: the set is listed
+// (stopped containers too); with `fill` (on_under = "start") what is
+// missing to the minimum is started, then created from the template.
+void Supervisor::start_counted(Unit& u) {
+  Unit::Containing& ct = *u.ct;
+  if (ct.busy || ct.filling) return;
+  ct.busy = true;
+  containers_->find(
+      ct.decl.match, true,
+      on_unit(u.name, [this](Unit& unit, const std::string& error, std::vector<ContainerInfo> found) {
+        Unit::Containing& c = *unit.ct;
+        c.busy = false;
+        if (!unit.want_running || unit.paused) return;
+        if (!error.empty()) return restart_failed(unit, "cannot list the containers: " + error);
+        c.members.clear();
+        std::vector<ContainerInfo> stopped;
+        for (auto& f : found) {
+          if (f.running)
+            c.members[f.id] = f.created;
+          else if (f.status != "removing" && f.status != "dead")
+            stopped.push_back(std::move(f));
+        }
+        int64_t missing = c.decl.count->min - static_cast<int64_t>(c.members.size());
+        if (missing <= 0 || !c.decl.fill) {
+          if (c.members.empty() && !c.seen)
+            log_.emit(Msg::ContainerNoMatch, unit.name,
+                      {{"match", describe_container_match(c.decl.match)}});
+          c.seen = c.seen || !c.members.empty();
+          set_state(unit, c.members.empty() ? UnitState::Stopped : UnitState::Running);
+          check_bounds(unit, true);
+          changed();
+          return;
+        }
+        fill_count(unit, std::move(stopped), missing);
+      }));
+}
+
+void Supervisor::fill_count(Unit& u, std::vector<ContainerInfo> stopped, int64_t missing) {
+  Unit::Containing& ct = *u.ct;
+  std::sort(stopped.begin(), stopped.end(),
+            [](const ContainerInfo& a, const ContainerInfo& b) { return a.created > b.created; });
+  if (static_cast<int64_t>(stopped.size()) > missing) stopped.resize(static_cast<size_t>(missing));
+  int64_t creating = missing - static_cast<int64_t>(stopped.size());
+  if (creating > 0 && !ct.decl.create) {
+    if (stopped.empty())
+      return restart_failed(u, std::to_string(ct.members.size()) + " containers match (" +
+                                   describe_container_match(ct.decl.match) +
+                                   "), under the minimum of " +
+                                   std::to_string(ct.decl.count->min) +
+                                   ", none is stopped and the watch has no `create` template");
+    creating = 0;  // what there is; the count decides after
+  }
+  log_.emit(Msg::ContainerCountFill, u.name,
+            {{"count", ct.members.size()},
+             {"min", ct.decl.count->min},
+             {"starting", stopped.size()},
+             {"creating", creating}});
+  set_state(u, UnitState::Starting);
+  ct.filling = true;
+  // The count must reach its minimum within the grace, or the start failed.
+  ct.fill_timer = loop_.after(from_seconds(ct.decl.engine_grace), on_unit(u.name, [this](Unit& unit) {
+    Unit::Containing& c = *unit.ct;
+    c.fill_timer = 0;
+    if (!c.filling) return;
+    c.filling = false;
+    restart_failed(unit, std::to_string(c.members.size()) + " containers run " +
+                             seconds_text(c.decl.engine_grace) +
+                             " after the start, under the minimum of " +
+                             std::to_string(c.decl.count->min));
+  }));
+  ct.topped_up = false;
+  for (const auto& c : stopped) fill_start(u, c.id, true);
+  for (int64_t i = 0; i < creating; ++i) fill_create(u);
+}
+
+// Every call of a fill has answered: if the set is still under its
+// minimum (a started container was being removed as it was listed, or
+// ended at once), what is missing is created from the template, once.
+void Supervisor::fill_answered(Unit& u) {
+  Unit::Containing& ct = *u.ct;
+  if (--ct.fill_calls > 0 || !ct.filling || ct.topped_up || !ct.decl.create) return;
+  ct.topped_up = true;
+  containers_->find(
+      ct.decl.match, false,
+      on_unit(u.name, [this](Unit& unit, const std::string& error, std::vector<ContainerInfo> found) {
+        Unit::Containing& c = *unit.ct;
+        if (!error.empty() || !c.filling) return;
+        int64_t running = 0;
+        for (const auto& f : found) running += f.running;
+        for (int64_t i = running; i < c.decl.count->min; ++i) fill_create(unit);
+      }));
+}
+
+// One start of a fill. A stopped container that does not start (it was
+// being removed as it was listed, its command is gone) is replaced by a
+// new one from the template, if there is one; the fill timer ends the
+// attempt otherwise.
+void Supervisor::fill_start(Unit& u, const std::string& id, bool replace) {
+  ++u.ct->fill_calls;
+  containers_->start(id, on_unit(u.name, [this, id, replace](Unit& unit, const std::string& error) {
+    if (!error.empty()) {
+      log_.emit(Msg::ContainerCallFailed, unit.name,
+                {{"call", "start"}, {"container", short_id(id)}, {"error", error}});
+      if (replace && unit.ct->filling && unit.ct->decl.create) fill_create(unit);
+    } else {
+      unit.ct->own.insert(id);
+      list_members(unit);
+    }
+    fill_answered(unit);
+  }));
+}
+
+void Supervisor::fill_create(Unit& u) {
+  ++u.ct->fill_calls;
+  containers_->create(*u.ct->decl.create, on_unit(u.name, [this](Unit& unit, const std::string& error,
+                                                                 const std::string& id) {
+    const ContainerTemplate& t = *unit.ct->decl.create;
+    if (!error.empty()) {
+      log_.emit(Msg::ContainerCallFailed, unit.name,
+                {{"call", "create"}, {"container", "from " + t.image}, {"error", error}});
+      unit.ct->topped_up = true;  // the template does not work: the budget retries, not this fill
+    } else {
+      unit.ct->own.insert(id);
+      log_.emit(Msg::ContainerCreated, unit.name, {{"container", short_id(id)}, {"image", t.image}});
+      if (unit.ct->filling) fill_start(unit, id, false);
+    }
+    fill_answered(unit);
+  }));
+}
+
+bool Supervisor::stop_member_container(Unit& u, const std::string& id, std::string& error) {
+  if (!u.ct || !u.ct->counted() || !u.ct->members.count(id)) {
+    error = "'" + id.substr(0, 12) + "' is not a running container of '" + u.name + "'";
+    return false;
+  }
+  if (!containers_ || !containers_->up()) {
+    error = "no container engine answers";
+    return false;
+  }
+  const Unit::Containing& ct = *u.ct;
+  log_.emit(Msg::ContainerCountStop, u.name,
+            {{"container", short_id(id)},
+             {"count", ct.members.size()},
+             {"max", ct.decl.count->max < 0 ? nlohmann::json(nullptr) : nlohmann::json(ct.decl.count->max)}});
+  containers_->stop(id, ct.decl.stop_timeout, on_unit(u.name, [this, id](Unit& unit, const std::string& err) {
+    if (!err.empty())
+      log_.emit(Msg::ContainerCallFailed, unit.name,
+                {{"call", "stop"}, {"container", short_id(id)}, {"error", err}});
+    list_members(unit);
+  }));
+  return true;
+}
+
+// An operator's stop of a counted watch (halt branches here): what vigil
+// started or created for the count is stopped through the engine; what
+// it only found runs on, as for a set of processes.
+bool Supervisor::stop_counted(Unit& u) {
+  Unit::Containing& ct = *u.ct;
+  loop_.cancel(ct.fill_timer);
+  ct.fill_timer = 0;
+  ct.filling = false;
+  std::vector<std::string> ids;
+  for (const auto& id : ct.own)
+    if (ct.members.count(id)) ids.push_back(id);
+  ct.own.clear();
+  if (ids.empty() || !containers_ || !containers_->up()) return false;
+  ct.stops = static_cast<int>(ids.size());
+  for (const auto& id : ids) {
+    log_.emit(Msg::StopRequested, u.name,
+              {{"container", short_id(id)}, {"how", "engine stop (t=" + seconds_text(ct.decl.stop_timeout) + ")"}});
+    containers_->stop(id, ct.decl.stop_timeout, on_unit(u.name, [this, id](Unit& unit, const std::string& err) {
+      if (!err.empty())
+        log_.emit(Msg::ContainerCallFailed, unit.name,
+                  {{"call", "stop"}, {"container", short_id(id)}, {"error", err}});
+      if (--unit.ct->stops > 0) return;
+      unit.ct->stops = 0;
+      list_members(unit);
+      finish_stopped(unit, "the containers vigil started were stopped");
+    }));
+  }
+  return true;
 }
 
 }  // namespace vigil

@@ -43,6 +43,7 @@ bool Unit::ready() const {
   // A oneshot is what its dependents wait for once it has run to success.
   if (oneshot) return state == UnitState::Done && done_ok;
   if (kind() == Kind::Members) return !m->members.empty() && m->bounds != Bounds::Under;
+  if (ct && ct->counted()) return !ct->members.empty() && ct->bounds != Bounds::Under;
   if (queued || !child || child->failure || state != UnitState::Running) return false;
   if (probing && probing->gated()) return probing->ready;
   return settle <= 0 || MonoClock::now() - child->started >= from_seconds(settle);

@@ -108,7 +108,10 @@ void write_unit(const Unit& u, W& w) {
       w.key("id").str(ct.id.substr(0, 12));
     w.key("name").str(ct.info.name);
     w.key("image").str(ct.info.image.empty() ? ct.decl.match.image : ct.info.image);
-    w.key("state").str(!ct.engine_up ? "unknown" : ct.id.empty() ? "none" : ct.info.status);
+    w.key("state").str(!ct.engine_up                       ? "unknown"
+                       : ct.counted()                      ? (ct.members.empty() ? "none" : "running")
+                       : ct.id.empty()                     ? "none"
+                                                           : ct.info.status);
     // Vigil's own health checks (exec probes, the image's HEALTHCHECK).
     std::string health;
     if (u.probing && u.probing->active)
@@ -124,27 +127,34 @@ void write_unit(const Unit& u, W& w) {
     w.key("engine_restarts").num(ct.engine_restarts);
     w.key("restart_policy").str(ct.info.restart_policy);
     w.key("observes").boolean(ct.observes());
+    if (ct.counted()) {
+      w.key("members").begin_array();
+      for (const auto& [id, created] : ct.members) w.str(id.substr(0, 12));
+      w.end_array();
+    }
     w.end_object();
+  }
+  if (const Unit::Counting* c = u.counter()) {
+    w.key("count").num(static_cast<uint64_t>(u.ct ? u.ct->members.size() : u.m->members.size()));
+    if (c->count) {
+      w.key("min").num(c->count->min);
+      if (c->count->max < 0)
+        w.key("max").null();
+      else
+        w.key("max").num(c->count->max);
+    }
+    w.key("bounds").str(c->bounds == Unit::Bounds::Over    ? "over"
+                        : c->bounds == Unit::Bounds::Under ? "under"
+                                                           : "within");
   }
   if (u.m) {
     w.key("match").str(u.m->match.spec().describe());
     w.key("adopted").boolean(u.child && u.child->adopted);
   }
   if (u.kind() == Unit::Kind::Members) {
-    w.key("count").num(static_cast<uint64_t>(u.m->members.size()));
     w.key("pids").begin_array();
     for (const auto& [pid, st] : u.m->members) w.num(static_cast<int64_t>(pid));
     w.end_array();
-    if (u.m->count) {
-      w.key("min").num(u.m->count->min);
-      if (u.m->count->max < 0)
-        w.key("max").null();
-      else
-        w.key("max").num(u.m->count->max);
-    }
-    w.key("bounds").str(u.m->bounds == Unit::Bounds::Over    ? "over"
-                        : u.m->bounds == Unit::Bounds::Under ? "under"
-                                                             : "within");
   }
   if (!u.overrides.empty()) {
     w.key("overrides").begin_object();
@@ -235,12 +245,12 @@ Supervisor::~Supervisor() {
   if (containers_) containers_->set_listener(nullptr);
   for (auto& [name, g] : groups_) loop_.cancel(g.rearm_timer);
   for (auto& [name, u] : units_) {
-    if (u->ct) loop_.cancel(u->ct->grace_timer);
+    if (u->ct) cancel_container_timers(*u->ct);
     cancel_timer(*u);
     stop_probes(*u);
     if (u->m) loop_.cancel(u->m->find_timer);
     if (u->m) loop_.cancel(u->m->kill_timer);
-    if (u->m) loop_.cancel(u->m->hold_timer);
+    if (Unit::Counting* c = u->counter()) loop_.cancel(c->hold_timer);
     if (u->m) loop_.cancel(u->m->fork_timer);
     if (u->child) {
       loop_.cancel(u->child->kill_timer);
@@ -325,12 +335,11 @@ void Supervisor::replace_spec(Unit& u, Declaration d) {
     u.m.reset();
     matching_.erase(u.name);
   }
+  if (u.ct) cancel_container_timers(*u.ct);
   if (d.container) {
-    if (u.ct) loop_.cancel(u.ct->grace_timer);
     u.ct = std::make_unique<Unit::Containing>(std::move(*d.container));
     u.ct->engine_up = containers_ && containers_->up();
-  } else if (u.ct) {
-    loop_.cancel(u.ct->grace_timer);
+  } else {
     u.ct.reset();
   }
   u.out = OutputLog();
@@ -1101,6 +1110,11 @@ void Supervisor::halt(Unit& u, std::function<void()> done) {
   if (u.script_pid() > 0) {
     // A restart script in flight has nothing to restart any more.
     ::kill(-u.script_pid(), SIGKILL);
+  }
+  if (!u.child && u.ct && u.ct->counted() && (u.ct->stops || stop_counted(u))) {
+    // A counted container watch: what vigil started for it goes.
+    if (done) u.stop_waiters.push_back(std::move(done));
+    return;
   }
   if (!u.child && u.m && !u.m->own.empty()) {
     // A set: what vigil started for it goes; what it found stays.

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <utility>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -170,6 +171,12 @@ struct ContainerDecl {
   // Wait this long after a death for the engine's own restart before
   // vigil starts the container itself (observe mode only).
   double engine_grace = 10;
+  // Same-image counts: how many running containers the match may select,
+  // and what fills the minimum (`on_under = "start"`): stopped matching
+  // containers first, then new ones from the template.
+  std::optional<CountLimits> count;
+  bool fill = false;
+  std::optional<ContainerTemplate> create;
   bool operator==(const ContainerDecl&) const = default;
 };
 
@@ -266,20 +273,26 @@ struct Unit {
   // its count and members, a restart script or a search in flight. A
   // started watch carries none of it (memory at thousands of watches).
   enum class Bounds { Within, Over, Under };
-  struct Matching {
-    Matching(Matcher mt, AdoptOptions a, std::optional<CountLimits> c)
-        : match(std::move(mt)), adopt(std::move(a)), count(c) {}
-    Matcher match;
-    AdoptOptions adopt;
+  // The count of a set, same-name processes (Matching) or same-image
+  // containers (Containing): its limits and the episode of being out of
+  // them (adopt.cpp, check_bounds: one owner for both).
+  struct Counting {
+    explicit Counting(std::optional<CountLimits> c) : count(c) {}
     std::optional<CountLimits> count;
-    std::map<pid_t, uint64_t> members;  // members kind: pid -> start time
-    Bounds bounds = Bounds::Within;     // where the count is now
+    Bounds bounds = Bounds::Within;  // where the count is now
     // The episode reported (VGL0125/VGL0126) and not yet ended by a hold
     // back within the limits: how often it went out, how far.
     Bounds reported = Bounds::Within;
     TimerId hold_timer = 0;
     int64_t crossings = 0, peak = 0, low = 0;
     MonoTime out_since{};
+  };
+  struct Matching : Counting {
+    Matching(Matcher mt, AdoptOptions a, std::optional<CountLimits> c)
+        : Counting(c), match(std::move(mt)), adopt(std::move(a)) {}
+    Matcher match;
+    AdoptOptions adopt;
+    std::map<pid_t, uint64_t> members;  // members kind: pid -> start time
     // Forks of members that have not exec'd yet, pid -> (start time, when
     // seen): not counted until they exec into a member or outlive the
     // fork grace, so a member at the limit can run helper programs.
@@ -302,9 +315,20 @@ struct Unit {
   // found, what the engine last said of it. Its process (Unit::child) is
   // the container's main process, adopted by pidfd and foreign: vigil
   // stops and starts it only through the engine.
-  struct Containing {
-    explicit Containing(ContainerDecl d) : decl(std::move(d)) {}
+  struct Containing : Counting {
+    explicit Containing(ContainerDecl d) : Counting(d.count), decl(std::move(d)) {}
     ContainerDecl decl;
+    // A counted watch (decl.count, containers.cpp "same-image counts"): no
+    // container of its own, the running containers its match selects.
+    bool counted() const { return decl.count.has_value(); }
+    std::map<std::string, double> members;  // id -> created (unix seconds)
+    std::set<std::string> own;  // started or created by vigil for the count
+    bool listing = false, list_again = false;  // one list in flight, coalesced
+    bool filling = false;      // a start waits for the count to reach its minimum
+    TimerId fill_timer = 0;
+    int fill_calls = 0;        // the fill's engine calls not answered yet
+    bool topped_up = false;    // the fill created what was still missing once
+    int stops = 0;             // an operator stop of `own` in flight
     std::string id;     // "" until the match found one
     ContainerInfo info;  // the last inspect
     bool seen = false;   // the match found a container once
@@ -333,6 +357,13 @@ struct Unit {
     if (!m) return Kind::Started;
     return m->count || m->match.spec().select == MatchSpec::Select::All ? Kind::Members
                                                                         : Kind::Single;
+  }
+  // The count it keeps, if it is a counted set.
+  Counting* counter() { return const_cast<Counting*>(std::as_const(*this).counter()); }
+  const Counting* counter() const {
+    if (kind() == Kind::Members) return m.get();
+    if (ct && ct->counted()) return ct.get();
+    return nullptr;
   }
   bool can_start() const {
     return ct || !spec.argv.empty() || (m && !m->adopt.restart_script.empty());
@@ -522,6 +553,10 @@ class Supervisor {
   // before it goes.
   void set_containers(ContainerEngine* engine);
   ContainerEngine* containers() const { return containers_; }
+  // A counted container watch over its maximum (the rules' `on_over =
+  // "stop_newest"`): stops one of its members through the engine.
+  // False (and why) when `id` is not a running member of it.
+  bool stop_member_container(Unit& u, const std::string& id, std::string& error);
   // The rules' answer to run_probe.
   void probe_answer(Unit& u, size_t index, uint64_t token, const ProbeResult& result);
   // State checks so far: passes over the processes due, samples taken.
@@ -812,6 +847,14 @@ class Supervisor {
   // containers.cpp: container watches through the engine.
   friend class ContainerListener;
   void start_container(Unit& u);
+  void cancel_container_timers(Unit::Containing& ct);
+  void start_counted(Unit& u);
+  void list_members(Unit& u);
+  void fill_count(Unit& u, std::vector<ContainerInfo> stopped, int64_t missing);
+  void fill_start(Unit& u, const std::string& id, bool replace);
+  void fill_create(Unit& u);
+  void fill_answered(Unit& u);
+  bool stop_counted(Unit& u);
   void start_found(Unit& u, const ContainerInfo& info);
   void adopt_container(Unit& u, const ContainerInfo& info, const char* how);
   void stop_container(Unit& u);

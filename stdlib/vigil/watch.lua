@@ -597,6 +597,11 @@ local container_schema = {
   probes = probes.container_list,
   healthcheck = schema.boolean,
   on_hung = watch_schema.on_hung,
+  -- Same-image counts: the running containers the match selects.
+  count = schema.table(count_schema),
+  on_over = action({ "alert", "stop_newest" }),
+  on_under = action({ "alert", "start" }),
+  create = schema.table({ image = nonempty, cmd = schema.list_of_strings, label = schema.map_of_strings }),
 }
 
 --- container(name) { spec }: declares a container watch.
@@ -636,6 +641,24 @@ function M.declare_container(where, name, spec)
     end
   end
   if s.on_hung and not probe_specs then cfail("'on_hung' needs 'probes'") end
+  if s.count then
+    if s.count.max and s.count.min and s.count.max < s.count.min then
+      cfail(string.format("count.max %d is below count.min %d", s.count.max, s.count.min))
+    end
+    if s.match.name or s.match.id then
+      cfail("count counts the containers of an image, labels or a compose service; a match by name or id selects one")
+    end
+    if probe_specs then cfail("probes and healthcheck apply to one container; this watch counts several (count)") end
+    if s.take_over then cfail("take_over applies to one container; this watch counts several (count)") end
+    if s.create and not s.create.image then cfail("create needs 'image' (what new containers run)") end
+  else
+    for _, k in ipairs({ "on_over", "on_under", "create" }) do
+      if s[k] ~= nil then cfail("'" .. k .. "' needs a 'count' (how many containers of the match may run)") end
+    end
+  end
+  if s.on_over and not (s.count and s.count.max) then cfail("'on_over' needs count.max") end
+  local on_under = s.on_under
+  if s.count and on_under == nil then on_under = s.create and "start" or "alert" end
   local budget = s.restart
   if budget and budget.on then cfail("restart.on applies to processes vigil runs to an end; a container is restarted on any death") end
   local stop = type(s.stop) == "table" and s.stop.timeout or (type(s.stop) == "number" and s.stop) or nil
@@ -645,6 +668,9 @@ function M.declare_container(where, name, spec)
       take_over = s.take_over,
       stop_timeout = stop,
       engine_grace = s.engine_grace,
+      count = s.count and { min = s.count.min or 0, max = s.count.max, hold = s.count.hold },
+      fill = on_under == "start",
+      create = s.create,
     },
     probes = probe_specs,
     autostart = s.autostart,
@@ -665,6 +691,9 @@ function M.declare_container(where, name, spec)
   w.requires = s.requires
   w.settle = s.settle
   w.on_hung = s.on_hung
+  if s.count then
+    w.count, w.on_over, w.on_under = s.count, s.on_over, on_under
+  end
   if budget or s.escalate or s.on_exhausted or s.rearm then w.own_policy = true end
   if s.escalate then
     for i, step in ipairs(s.escalate) do
@@ -893,8 +922,21 @@ function M.on_count(name, ev)
     end
     return
   end
+  if act == "stop_newest" then
+    -- A counted container watch: its newest containers, each once per episode.
+    w.killed = w.killed or {}
+    for _, c in ipairs(ev.newest or {}) do
+      if not w.killed[c.id] then
+        w.killed[c.id] = true
+        exec.stop_container(name, c.id)
+      end
+    end
+    return
+  end
+  if act == "start" then act = "restart" end  -- a container set's fill, under its budget
   if act == "restart" and (ev.crossed or ev.again) then
-    return M.on_exit(name, { error = string.format("%d processes, under the minimum of %d", ev.count, ev.min), uptime = 0 })
+    return M.on_exit(name, { error = string.format("%d %s, under the minimum of %d", ev.count,
+      w.container and "containers" or "processes", ev.min), uptime = 0 })
   end
   -- A command runs once per episode (VGL0125/VGL0126), not at every flip.
   if act == "restart" or not ev.crossed then return end

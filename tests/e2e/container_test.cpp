@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -329,4 +331,55 @@ TEST_F(ContainerE2E, MissingHealthCommandIsAFailedProbeWithTheEnginesMessage) {
   EXPECT_NE(p.value("reason", "").find("executable file not found"), std::string::npos) << p.dump();
   EXPECT_EQ(d.watch("w")["container"]["health"], "unhealthy");
   EXPECT_EQ(d.count_events("VGL0142", "w"), 0) << "below its threshold: not hung";
+}
+
+// Same-image counts: containers of one image (by ID: another tag of the
+// same image counts) and label. Over the maximum, the newest is stopped;
+// under the minimum with nothing stopped to start, one is created from
+// the template.
+TEST_F(ContainerE2E, SameImageCountStopsTheNewestOverMaxAndCreatesFromTheTemplateUnderMin) {
+  const std::string image = testing_podman::PodmanService::kImage;
+  ASSERT_EQ(pm->podman({"tag", image, "localhost/bb-alias:2"}), 0);
+  std::map<std::string, std::string> worker = {{"app.role", "worker"}};
+  ASSERT_FALSE(pm->run_container("w1", worker).empty());
+  ASSERT_FALSE(pm->run_container("w2", worker).empty());
+  ASSERT_FALSE(pm->run_container("other", {}).empty());  // same image, not a worker
+  ASSERT_FALSE(pm->run_container("w3", worker, {}, {}, "localhost/bb-alias:2").empty());  // the newest
+  Daemon d;
+  d.write_rule("c.lua", docker_block() +
+                            "container \"workers\" {\n"
+                            "  match = { image = \"" + image + "\", label = { [\"app.role\"] = \"worker\" } },\n"
+                            "  count = { min = 2, max = 2, hold = \"0.5s\" }, on_over = \"stop_newest\",\n"
+                            "  create = { image = \"" + image + "\", label = { [\"app.role\"] = \"worker\" },\n"
+                            "             cmd = { \"sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 1; done\" } },\n"
+                            "  restart = { limit = 5, within = \"1m\", delay = 0 }, engine_grace = \"20s\",\n"
+                            "}\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0285", "workers")) << d.output();
+  auto running = [&](const std::string& name) {
+    std::string out;
+    return pm->podman({"inspect", "--format", "{{.State.Running}}", name}, &out) == 0 &&
+           out.find("true") != std::string::npos;
+  };
+  ASSERT_TRUE(wait_for([&] { return !running("w3"); }, 20s)) << d.output();
+  EXPECT_TRUE(running("w1") && running("w2") && running("other"));
+  ASSERT_TRUE(wait_for([&] {
+    auto w = d.watch("workers");
+    return w["count"] == 2 && w["bounds"] == "within";
+  })) << d.output();
+  EXPECT_EQ(d.count_events("VGL0285", "workers"), 1) << d.output();
+
+  // Two gone: one stopped by vigil is removed, a running one is removed.
+  ASSERT_EQ(pm->podman({"rm", "-f", "w3"}), 0);
+  ASSERT_EQ(pm->podman({"rm", "-f", "-t", "0", "w1"}), 0);
+  ASSERT_TRUE(d.wait_event("VGL0126", "workers")) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0286", "workers")) << d.output();
+  ASSERT_TRUE(wait_for([&] {
+    auto w = d.watch("workers");
+    return w["count"] == 2 && w["state"] == "running";
+  }, 30s)) << d.output();
+  std::string out;
+  ASSERT_EQ(pm->podman({"ps", "-q", "--filter", "label=app.role=worker"}, &out), 0);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
+  EXPECT_EQ(d.count_events("VGL0286", "workers"), 1) << "one created: " << d.output();
 }

@@ -49,6 +49,14 @@ local refusals = {
   { { match = { name = "x" }, take_over = "yes" }, "container 'c'.take_over: expected a boolean" },
   { { match = { name = "x" }, probes = { healthcheck = 1 } }, "probes.healthcheck: expected true or false" },
   { { match = { name = "x" }, restart = { on = "failure" } }, "restart.on applies to processes" },
+  { { match = { name = "x" }, count = { min = 1 } }, "a match by name or id selects one" },
+  { { match = { image = "i" }, count = { min = 3, max = 2 } }, "count.max 2 is below count.min 3" },
+  { { match = { image = "i" }, on_over = "stop_newest" }, "'on_over' needs a 'count'" },
+  { { match = { image = "i" }, count = { min = 1 }, on_over = "stop_newest" }, "'on_over' needs count.max" },
+  { { match = { image = "i" }, count = { max = 2 }, on_over = "kill_newest" }, "on_over: unknown" },
+  { { match = { image = "i" }, count = { min = 1 }, create = { cmd = { "x" } } }, "create needs 'image'" },
+  { { match = { image = "i" }, count = { min = 1 }, take_over = true }, "take_over applies to one container" },
+  { { match = { image = "i" }, count = { min = 1 }, healthcheck = true }, "this watch counts several" },
 }
 
 T.test("bad container declarations are refused with file:line and the key", function()
@@ -92,4 +100,30 @@ T.test("docker { socket } names the engine", function()
   T.eq(W.docker_config().socket, "/run/podman/podman.sock", "socket")
   local errs = T.errors_of(function() W.docker { sockt = "/x" } end)
   T.contains(errs[#errs], "unknown key 'sockt'", "checked")
+end)
+
+T.test("a counted container set: count, fill and template to the host; stop_newest and start by the policy", function()
+  local W, _, rec = fresh()
+  W.container "workers" { match = { image = "localhost/w:2", label = { ["app.role"] = "worker" } },
+    count = { min = 2, max = 4 }, on_over = "stop_newest",
+    create = { image = "localhost/w:2", cmd = { "worker" }, label = { ["app.role"] = "worker" } } }
+  local c = rec.declared.workers.container
+  T.eq(c.count.min, 2, "min")
+  T.eq(c.count.max, 4, "max")
+  T.eq(c.fill, true, "a template fills by default")
+  T.eq(c.create.cmd[1], "worker", "the template")
+  W.on_count("workers", { bounds = "over", count = 5, min = 2, max = 4, crossed = true,
+    newest = { { id = "abc", created = 9 } } })
+  T.eq(fakes.ops(rec, "stop_container")[1], "workers abc", "the newest stopped")
+  W.on_count("workers", { bounds = "over", count = 5, min = 2, max = 4, crossed = false,
+    newest = { { id = "abc", created = 9 } } })
+  T.eq(#fakes.ops(rec, "stop_container"), 1, "once per episode")
+  W.on_count("workers", { bounds = "under", count = 1, min = 2, crossed = true })
+  T.eq(#fakes.ops(rec, "restart"), 1, "under: a restart under the budget fills it")
+
+  local W2, _, rec2 = fresh()
+  W2.container "seen" { match = { image = "localhost/w:2" }, count = { min = 1 } }
+  T.eq(rec2.declared.seen.container.fill, false, "no template: alert only")
+  W2.on_count("seen", { bounds = "under", count = 0, min = 1, crossed = true })
+  T.eq(#fakes.ops(rec2, "restart"), 0, "nothing started")
 end)

@@ -33,7 +33,12 @@ struct Policy1 : Policy {
     last_exit_at = MonoClock::now();
     if (fn) fn(u, e);
   }
-  void on_count(Unit&, const nlohmann::json&) override {}
+  std::vector<nlohmann::json> counts;
+  std::function<void(Unit&, const nlohmann::json&)> count_fn;
+  void on_count(Unit& u, const nlohmann::json& ev) override {
+    counts.push_back(ev);
+    if (count_fn) count_fn(u, ev);
+  }
   void on_state(Unit&, const nlohmann::json&) override {}
   std::vector<nlohmann::json> hung;
   void on_hung(Unit&, const nlohmann::json& ev) override { hung.push_back(ev); }
@@ -95,10 +100,12 @@ struct FakeEngine : ContainerEngine {
   void set_listener(EngineListener* l) override { listener = l; }
   bool up() const override { return is_up; }
   const EngineConfig& config() const override { return cfg; }
-  void find(const ContainerMatch& m, bool, Listed done) override {
+  void find(const ContainerMatch& m, bool all_too, Listed done) override {
     std::vector<ContainerInfo> found;
     for (auto& [id, c] : all)
-      if (m.name.empty() || m.name == c.name) found.push_back(c);
+      if ((m.name.empty() || m.name == c.name) && (m.image.empty() || m.image == c.image) &&
+          (all_too || c.running))
+        found.push_back(c);
     loop.post([done, found] { done("", found); });
   }
   void inspect(const std::string& id, Inspected done) override {
@@ -139,8 +146,15 @@ struct FakeEngine : ContainerEngine {
       done("");
     });
   }
-  void create(const ContainerTemplate&, std::function<void(const std::string&, const std::string&)> done) override {
-    loop.post([done] { done("not in the fake", ""); });
+  std::string create_error;  // "": create works
+  int creates = 0;
+  void create(const ContainerTemplate& t, std::function<void(const std::string&, const std::string&)> done) override {
+    if (!create_error.empty()) return loop.post([this, done] { done(create_error, ""); });
+    std::string id = "9999999999990" + std::to_string(++creates);
+    add(id, "");
+    all[id].image = t.image;
+    all[id].labels = t.labels;
+    loop.post([done, id] { done("", id); });
   }
   void set_restart_policy(const std::string& id, const std::string& policy, Done done) override {
     policies_set.push_back(policy);
@@ -482,4 +496,117 @@ TEST_F(ContainerUnits, ExecProbesWaitWhileTheEngineIsDown) {
   engine.is_up = true;
   engine.listener->engine_up("5.0");
   ASSERT_TRUE(run_until([&] { return ran > before; }));
+}
+
+// Same-image counts: a container watch with `count` is a set of the running
+// containers its match selects.
+namespace {
+Declaration counted(const std::string& name, int64_t min, int64_t max, bool fill) {
+  Declaration d;
+  d.name = name;
+  ContainerDecl c;
+  c.match.image = "localhost/shop:1";
+  CountLimits lim;
+  lim.min = min;
+  lim.max = max;
+  lim.hold = 0.05;
+  c.count = lim;
+  c.fill = fill;
+  c.engine_grace = 0.5;
+  ContainerTemplate t;
+  t.image = "localhost/shop:1";
+  t.labels = {{"app.role", "worker"}};
+  c.create = t;
+  d.container = c;
+  return d;
+}
+}  // namespace
+
+TEST_F(ContainerUnits, ACountedSetOverItsMaximumStopsTheNewestOnly) {
+  for (const char* id : {"a00000000000001", "a00000000000002", "a00000000000003"}) {
+    engine.add(id, "");
+    engine.run(engine.all[id]);
+  }
+  engine.add("a00000000000009", "other");
+  engine.all["a00000000000009"].image = "localhost/other:1";
+  engine.run(engine.all["a00000000000009"]);
+  policy.count_fn = [&](Unit& u, const nlohmann::json& ev) {
+    std::string error;
+    if (ev["bounds"] == "over")
+      for (const auto& c : ev["newest"]) sup.stop_member_container(u, c["id"], error);
+  };
+  sup.apply({counted("workers", 1, 2, false)});
+  Unit* u = sup.find("workers");
+  ASSERT_TRUE(run_until([&] { return engine.stops == 1 && u->ct->members.size() == 2; }));
+  ASSERT_FALSE(policy.counts.empty());
+  EXPECT_EQ(policy.counts[0]["bounds"], "over");
+  EXPECT_EQ(policy.counts[0]["count"], 3) << "the other image's container is not counted";
+  ASSERT_EQ(policy.counts[0]["newest"].size(), 1u);
+  EXPECT_EQ(policy.counts[0]["newest"][0]["id"], "a00000000000003") << "the newest by creation";
+  EXPECT_FALSE(engine.all["a00000000000003"].running);
+  EXPECT_TRUE(engine.all["a00000000000001"].running);
+  EXPECT_EQ(count(Msg::ContainerCountStop), 1);
+  EXPECT_EQ(count(Msg::CountOver), 1);
+  ASSERT_TRUE(run_until([&] { return count(Msg::CountWithin) == 1; }));
+  nlohmann::json j = u->to_json();
+  EXPECT_EQ(j["count"], 2);
+  EXPECT_EQ(j["bounds"], "within");
+  EXPECT_EQ(j["container"]["members"].size(), 2u);
+  EXPECT_EQ(u->state, UnitState::Running);
+  EXPECT_EQ(engine.stops, 1) << "stopped once";
+}
+
+TEST_F(ContainerUnits, UnderItsMinimumStartsStoppedContainersThenCreatesFromTheTemplate) {
+  engine.add("b00000000000001", "");  // stopped
+  sup.apply({counted("workers", 3, -1, true)});
+  Unit* u = sup.find("workers");
+  ASSERT_TRUE(run_until([&] { return u->state == UnitState::Running && u->ct->members.size() == 3; }));
+  EXPECT_EQ(engine.creates, 2) << "one stopped started, two created";
+  EXPECT_TRUE(engine.all["b00000000000001"].running);
+  EXPECT_EQ(count(Msg::ContainerCountFill), 1);
+  EXPECT_EQ(count(Msg::ContainerCreated), 2);
+  EXPECT_EQ(u->ct->own.size(), 3u);
+  EXPECT_TRUE(u->ready());
+  EXPECT_TRUE(policy.exits.empty());
+
+  // A member dies: the set is under its minimum and the rules hear of it.
+  std::string id = u->ct->members.begin()->first;
+  crash(id);
+  engine.event(id, "die");
+  ASSERT_TRUE(run_until([&] { return !policy.counts.empty() && policy.counts.back()["bounds"] == "under"; }));
+  EXPECT_EQ(policy.counts.back()["count"], 2);
+}
+
+TEST_F(ContainerUnits, AFillThatCannotReachTheMinimumIsAFailedStartForTheBudget) {
+  engine.create_error = "image not known";
+  sup.apply({counted("workers", 2, -1, true)});
+  Unit* u = sup.find("workers");
+  ASSERT_TRUE(run_until([&] { return policy.exits.size() == 1; }));
+  EXPECT_NE(policy.exits[0].error.find("under the minimum of 2"), std::string::npos) << policy.exits[0].error;
+  EXPECT_EQ(count(Msg::ContainerCallFailed), 2);
+  EXPECT_FALSE(u->ct->filling);
+
+  // Without a template and nothing stopped, the start fails at once, in words.
+  policy.exits.clear();
+  Declaration d = counted("bare", 1, -1, true);
+  d.container->create.reset();
+  sup.apply({std::move(d)});
+  ASSERT_TRUE(run_until([&] { return policy.exits.size() == 1; }));
+  EXPECT_NE(policy.exits[0].error.find("no `create` template"), std::string::npos) << policy.exits[0].error;
+}
+
+TEST_F(ContainerUnits, AnOperatorStopOfASetStopsOnlyWhatVigilStarted) {
+  engine.add("c00000000000001", "");
+  engine.run(engine.all["c00000000000001"]);  // found running
+  sup.apply({counted("workers", 2, -1, true)});
+  Unit* u = sup.find("workers");
+  ASSERT_TRUE(run_until([&] { return u->state == UnitState::Running && u->ct->members.size() == 2; }));
+  EXPECT_EQ(engine.creates, 1);
+  bool stopped = false;
+  sup.stop(*u, [&] { stopped = true; });
+  ASSERT_TRUE(run_until([&] { return stopped; }));
+  EXPECT_EQ(engine.stops, 1) << "the created one";
+  EXPECT_TRUE(engine.all["c00000000000001"].running) << "the found one runs on";
+  EXPECT_EQ(u->state, UnitState::Stopped);
+  EXPECT_EQ(engine.creates, 1) << "a stopped set is not filled";
 }

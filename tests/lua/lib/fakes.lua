@@ -54,6 +54,7 @@ function M.host()
       return 4242
     end,
     kill = function(name, sig, why) call("kill", name, sig) return true end,
+    stop_container = function(name, id) call("stop_container", name, id) return true end,
     lose = function(name) call("lose", name) end,
     finish = function(name, ok, why) call("finish", name, ok, why) end,
     dump = function(name) call("dump", name) return "/dump/" .. name end,
