@@ -292,6 +292,8 @@ const std::vector<MessageDef> kCatalog = {
      "{watch}: stopping container {container}: {count} run, above the maximum of {max}"},
     {Msg::ContainerCreated, "VGL0286", S::Info, "container_created",
      "{watch}: created container {container} from {image}"},
+    {Msg::ContainerLeakKilled, "VGL0287", S::Warning, "container_leak_killed",
+     "{watch}: container {container} was removed while its process (pid {pid}) ran; the process is killed"},
     {Msg::RuleMessage, "VGL0900", S::Info, "rule_message", "{message}"},
 };
 

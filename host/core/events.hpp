@@ -163,6 +163,7 @@ enum class Msg {
   ContainerCountFill,     // VGL0284
   ContainerCountStop,     // VGL0285
   ContainerCreated,       // VGL0286
+  ContainerLeakKilled,    // VGL0287
   RuleMessage,            // VGL0900
   kCount
 };

@@ -388,6 +388,35 @@ void Supervisor::find_lost_containers() {
   });
 }
 
+// The container a watch had is gone (its remove event, or missing from a
+// resync's list).
+void Supervisor::container_removed(Unit& u) {
+  Unit::Containing& ct = *u.ct;
+  log_.emit(Msg::ContainerRemoved, u.name, {{"container", label(ct.info)}});
+  std::string id = std::exchange(ct.id, std::string());
+  // A container's processes outlive the container only when a start raced
+  // its removal (Podman 4.3 accepts a start between the kill and the
+  // remove of `rm -f`), adopted or not yet: nobody owns them any more.
+  // They are found by the container's full id in their cgroup path
+  // (libpod-ID, docker-ID.scope, /docker/ID) and ended; a death goes the
+  // usual way (the next start finds no container, and the rules decide).
+  // The engine's monitor of the container (Podman's conmon, in
+  // libpod-conmon-ID) is the engine's, and is left alone.
+  if (id.size() < 32) return;
+  std::vector<Relative> left;
+  scan_processes(reader_, {}, [&](ProcView& v) {
+    const std::string* cg = v.cgroup();
+    if (cg && cg->find(id) != std::string::npos && cg->find("conmon") == std::string::npos)
+      left.push_back({v.stat().pid, v.stat().start_time});
+  });
+  for (const Relative& f : left) {
+    Fd fd = pin(f);
+    if (!fd) continue;
+    log_.emit(Msg::ContainerLeakKilled, u.name, {{"pid", f.pid}, {"container", label(ct.info)}});
+    pidfd_send_signal(fd.get(), SIGKILL, nullptr, 0);
+  }
+}
+
 void Supervisor::on_container_event(const ContainerEvent& ev) {
   // Any container's start, death or removal may change a counted set.
   static const std::set<std::string> kSetChanges = {"start", "restart", "die", "stop",
@@ -421,8 +450,7 @@ void Supervisor::on_container_event(const ContainerEvent& ev) {
     return;
   }
   if (ev.action == "destroy" || ev.action == "remove") {  // Docker says destroy, Podman remove
-    log_.emit(Msg::ContainerRemoved, u->name, {{"container", label(ct.info)}});
-    ct.id.clear();
+    container_removed(*u);
     if (ct.grace_timer) {
       // Waiting for the engine's restart of a container that is gone now:
       // vigil's start finds nothing, and the rules decide.
@@ -480,8 +508,7 @@ void Supervisor::on_resync(const std::vector<ContainerInfo>& all) {
     for (const auto& c : all)
       if (c.id == ct.id) now = &c;
     if (!now) {
-      log_.emit(Msg::ContainerRemoved, u->name, {{"container", label(ct.info)}});
-      ct.id.clear();
+      container_removed(*u);
       continue;
     }
     if (now->restart_count > ct.info.restart_count && !u->child)

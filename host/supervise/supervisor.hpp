@@ -854,6 +854,7 @@ class Supervisor {
   void fill_start(Unit& u, const std::string& id, bool replace);
   void fill_create(Unit& u);
   void fill_answered(Unit& u);
+  void container_removed(Unit& u);
   bool stop_counted(Unit& u);
   void start_found(Unit& u, const ContainerInfo& info);
   void adopt_container(Unit& u, const ContainerInfo& info, const char* how);

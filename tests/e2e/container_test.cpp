@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <cstdlib>
 #include <memory>
@@ -245,13 +246,9 @@ TEST_F(ContainerE2E, EngineGoneAndBackIsNoDeathAndNoRestart) {
 // VGL0104). Per docs/containers.md: "a container the watch had and that
 // is gone now (removed by hand, VGL0280) is a failed start, and the rules
 // decide (budget, ladder)".
-// The rules wait 3 s before the restart (`delay`): a restart at once can
-// race the removal under way (Podman accepts the start between its kill and
-// its remove), and then the container's new process outlives the removed
-// container, watched by vigil as "running" with no container (or leaked
-// unwatched when the inspect comes too late). That is a product bug, seen
-// about one run in six with delay = 0; this test is about what happens
-// once the container is gone.
+// The rules wait 3 s before the restart (`delay`), so that this test is
+// about what happens once the container is gone; a restart at once, which
+// races the removal, is AContainerRemovedUnderAnImmediateRestartLeavesNoProcess.
 TEST_F(ContainerE2E, ContainerRemovedByHandIsAFailedStartTheRulesAnswer) {
   ASSERT_FALSE(pm->run_container("gone").empty());
   Daemon d;
@@ -382,4 +379,42 @@ TEST_F(ContainerE2E, SameImageCountStopsTheNewestOverMaxAndCreatesFromTheTemplat
   ASSERT_EQ(pm->podman({"ps", "-q", "--filter", "label=app.role=worker"}, &out), 0);
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2) << out;
   EXPECT_EQ(d.count_events("VGL0286", "workers"), 1) << "one created: " << d.output();
+}
+
+// `podman rm -f` of a watched container with an immediate restart: a
+// start may race the removal (Podman accepts it between its kill and its
+// remove), and the new process would outlive the container. Whatever the
+// race did, nothing of the container runs afterwards, and the rules hear
+// a failed start.
+TEST_F(ContainerE2E, AContainerRemovedUnderAnImmediateRestartLeavesNoProcess) {
+  const std::string token = "vgl-leak-" + std::to_string(::getpid());
+  ASSERT_FALSE(pm->run_container("racy", {}, {"sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done # " + token})
+                   .empty());
+  Daemon d;
+  d.write_rule("c.lua", docker_block() +
+                            "container \"racy\" { match = { name = \"racy\" }, restart = { delay = 0, limit = 3, within = \"1m\" } }\n");
+  ASSERT_TRUE(d.start()) << d.output();
+  ASSERT_TRUE(wait_for([&] { return d.watch_pid("racy") > 0; }, 30s)) << d.output();
+  ASSERT_EQ(pm->podman({"rm", "-f", "-t", "0", "racy"}), 0);
+  // However the start met the removal (refused by the engine, the
+  // container gone at its inspect, or no container to find), it failed,
+  // and the rules heard of it; in about one run in five it started a
+  // process that outlived the container, and VGL0287 ended it.
+  ASSERT_TRUE(d.wait_event("VGL0124", "racy", 1, 30s)) << d.output();
+  auto leaked = [&] {
+    std::string n;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+      std::string name = e.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::string c = read_file(e.path().string() + "/cmdline");
+      std::string st = read_file(e.path().string() + "/stat");
+      for (auto& ch : c) if (ch == '\0') ch = ' ';
+      if (c.find(token) != std::string::npos && st.find(") Z") == std::string::npos)
+        n += name + ": " + c + "\n";
+    }
+    return n;
+  };
+  EXPECT_TRUE(wait_for([&] { return leaked().empty(); }, 10s)) << leaked() << d.output();
+  EXPECT_TRUE(wait_for([&] { return d.watch_pid("racy") == 0; }, 10s)) << d.output();
 }
