@@ -1,6 +1,6 @@
 #include "host/container/docker_engine.hpp"
-#include "host/net/http_server.hpp"  // percent_encode
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -9,6 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+
+#include "host/core/fd.hpp"
+#include "host/core/pidfd.hpp"
+#include "host/net/http_server.hpp"  // percent_encode
 
 namespace vigil {
 namespace {
@@ -662,7 +666,7 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
          call("POST", "/exec/" + percent_encode(ex) + "/start", R"({"Detach":false,"Tty":false})",
               [this, ex, timeout, finish](const HttpResponse& s) {
                 if (!s.ok() && s.failure == HttpResponse::Failure::Timeout)
-                  return finish(exec_error("timed out after " + seconds_words(timeout) + " s"));
+                  return kill_exec(ex, timeout, finish);
                 if (!s.ok() || s.status / 100 != 2) {
                   ExecResult e = exec_error(error_of(s, ""));
                   if (s.ok()) {
@@ -697,6 +701,26 @@ void DockerEngine::exec(const std::string& id, const std::vector<std::string>& a
               left, 4 * kExecOutput);
        },
        std::min(timeout, config_.timeout));
+}
+
+// The API has no call to end an exec, but its inspect gives the
+// command's host pid: a command past its timeout is killed through a
+// pidfd, so probes that hang do not pile up in the container.
+void DockerEngine::kill_exec(const std::string& ex, double timeout,
+                             std::function<void(ExecResult)> finish) {
+  call("GET", "/exec/" + percent_encode(ex) + "/json", {}, [timeout, finish](const HttpResponse& q) {
+    ExecResult e = exec_error("timed out after " + seconds_words(timeout) + " s");
+    json qj = json::parse(q.body, nullptr, false);
+    pid_t pid = q.ok() && qj.is_object() && qj.value("Running", false)
+                    ? static_cast<pid_t>(num(qj, "Pid"))
+                    : 0;
+    if (pid > 1) {
+      Fd fd(pidfd_open(pid, 0));
+      if (fd && pidfd_send_signal(fd.get(), SIGKILL, nullptr, 0) == 0)
+        e.error += " (killed, pid " + std::to_string(pid) + ")";
+    }
+    finish(e);
+  });
 }
 
 void DockerEngine::logs(const std::string& id, int tail,

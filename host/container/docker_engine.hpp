@@ -72,6 +72,8 @@ class DockerEngine : public ContainerEngine {
   static constexpr size_t kExecOutput = 64 * 1024;
 
  private:
+  // A timed-out exec's command, killed by the host pid its inspect gives.
+  void kill_exec(const std::string& ex, double timeout, std::function<void(ExecResult)> finish);
   using Reply = std::function<void(const HttpResponse&)>;
   RequestId call(const std::string& method, const std::string& path, std::string body, Reply done,
                  double timeout = -1, size_t max_body = 1024 * 1024);

@@ -165,7 +165,7 @@ class ContainerEngine {
 
   // Runs argv in the container and waits for it (exec create, start
   // attached, inspect): the exit code and the demultiplexed output.
-  // Killed/abandoned after `timeout` seconds (then error "timed out").
+  // Killed after `timeout` seconds (error "timed out after N s (killed, pid P)").
   virtual void exec(const std::string& id, const std::vector<std::string>& argv, double timeout,
                     std::function<void(const ExecResult&)> done) = 0;
   // The last `tail` lines of its stdout and stderr, interleaved as logged.

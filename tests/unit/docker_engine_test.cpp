@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "host/loop/event_loop.hpp"
 #include "host/net/http_server.hpp"
@@ -408,9 +409,23 @@ TEST_F(DockerEngineTest, ExecCodesStreamsMissingCommandAndTimeout) {
   r = exec(id, {"nosuchcmd", "x"}, 10);
   EXPECT_NE(r.error.find("executable file not found"), std::string::npos) << r.error << " / " << r.err;
   EXPECT_NE(r.error.find("nosuchcmd"), std::string::npos) << r.error;
-  r = exec(id, {"sleep", "5"}, 1);
-  EXPECT_EQ(r.error, "timed out after 1 s");
+  // Past its timeout the command is killed (by the host pid the exec's
+  // inspect gives), not left running in the container.
+  r = exec(id, {"sleep", "4242"}, 1);
+  EXPECT_EQ(r.error.rfind("timed out after 1 s (killed, pid ", 0), 0u) << r.error;
   EXPECT_LT(r.seconds, 3);
+  auto sleeping = [] {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+      std::ifstream f(e.path() / "cmdline");
+      std::string c((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      if (c == std::string("sleep\0004242\000", 11)) return true;
+    }
+    return false;
+  };
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (sleeping() && std::chrono::steady_clock::now() < end) loop_.run_once(std::chrono::milliseconds(20));
+  EXPECT_FALSE(sleeping()) << "the timed-out command still runs";
   r = exec("nosuch", {"true"}, 5);
   EXPECT_EQ(r.error, "no such container: nosuch");
 }
