@@ -619,6 +619,22 @@ void Supervisor::set_count_limits(Unit& u, CountLimits limits) {
   check_bounds(u, true);
 }
 
+namespace {
+
+// The `k` newest of a set's members (key -> age), newest first.
+template <class Members>
+nlohmann::json newest_of(const Members& members, int64_t k, const char* key, const char* age) {
+  std::vector<std::pair<typename Members::mapped_type, typename Members::key_type>> by_age;
+  for (const auto& [id, at] : members) by_age.emplace_back(at, id);
+  std::sort(by_age.rbegin(), by_age.rend());
+  nlohmann::json newest = nlohmann::json::array();
+  for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < k; ++i)
+    newest.push_back({{key, by_age[i].second}, {age, by_age[i].first}});
+  return newest;
+}
+
+}  // namespace
+
 // One owner of a set's count (same-name processes, same-image containers):
 // VGL0125/VGL0126 once per episode, VGL0127 when it ends, and the rules'
 // on_count with the newest members when over.
@@ -690,25 +706,11 @@ void Supervisor::check_bounds(Unit& u, bool changed) {
                        {"again", !crossed && before == Unit::Bounds::Within}};
   ev["max"] = max < 0 ? nlohmann::json(nullptr) : nlohmann::json(max);
   ev["bounds"] = b == Unit::Bounds::Over ? "over" : "under";
-  if (b == Unit::Bounds::Over && u.ct) {
-    // The newest containers first (by creation): what "stop_newest" takes.
-    std::vector<std::pair<double, std::string>> by_age;
-    for (const auto& [id, created] : u.ct->members) by_age.emplace_back(created, id);
-    std::sort(by_age.rbegin(), by_age.rend());
-    nlohmann::json newest = nlohmann::json::array();
-    for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
-      newest.push_back({{"id", by_age[i].second}, {"created", by_age[i].first}});
-    ev["newest"] = std::move(newest);
-  } else if (b == Unit::Bounds::Over) {
-    // The newest first: the ones a "kill the newest" policy would take.
-    std::vector<std::pair<uint64_t, pid_t>> by_age;
-    for (const auto& [pid, st] : u.m->members) by_age.emplace_back(st, pid);
-    std::sort(by_age.rbegin(), by_age.rend());
-    nlohmann::json newest = nlohmann::json::array();
-    for (size_t i = 0; i < by_age.size() && static_cast<int64_t>(i) < n - max; ++i)
-      newest.push_back({{"pid", by_age[i].second}, {"start_time", by_age[i].first}});
-    ev["newest"] = std::move(newest);
-  }
+  // The newest first: the ones "kill_newest" (processes, by start time)
+  // or "stop_newest" (containers, by creation) would take.
+  if (b == Unit::Bounds::Over)
+    ev["newest"] = u.ct ? newest_of(u.ct->members, n - max, "id", "created")
+                        : newest_of(u.m->members, n - max, "pid", "start_time");
   // Stopped (by an operator, or stopping what it started): no action.
   if (u.paused || !u.want_running || !policy_) return;
   bool recovering = u.timer || (u.m && (u.m->finding || u.m->script_pid)) ||
