@@ -98,9 +98,14 @@ function M.declared() return declared end
 
 --- The default policy: nothing for anonymous clients, reads (GET) for any
 -- authenticated one, everything for the identities named in `operators`.
+-- A rule file's text (GET /v1/rules/NAME, the dashboard's form) is for
+-- operators too: rule files may hold passwords (a probe's URL, a
+-- mysql check's), and only those who may write them need to read them.
 function M.authorize(id, method, path)
   if type(id) ~= "table" or id.kind == "anonymous" then return false, "authentication required" end
-  if method == "GET" or method == "HEAD" then return true end
+  if (method == "GET" or method == "HEAD") and not (type(path) == "string" and path:match("^/v1/rules/.")) then
+    return true
+  end
   for _, name in ipairs(declared and declared.operators or {}) do
     if name == id.name then return true end
   end
