@@ -233,11 +233,14 @@ async function showOverview() {
   }
   for (const w of st.watches || []) if (!placed.has(w.name)) tbody.append(row(w, false));
   const d = st.daemon || {};
+  // Remote watches, peers (remote nodes) and the cluster, when this node has them.
   const extra = [];
-  for (const key of ['containers', 'remote', 'peers', 'nodes']) {
+  const titles = { remote: 'Remote watches', peers: 'Remote nodes', containers: 'Containers' };
+  for (const key of Object.keys(titles)) {
     const x = st[key] || d[key];
-    if (Array.isArray(x) && x.length) extra.push(h('h2', { text: key }), h('pre', { text: x.map(i => JSON.stringify(i)).join('\n') }));
+    if (Array.isArray(x) && x.length) extra.push(h('h2', { text: titles[key] }), plainTable(x));
   }
+  if (st.cluster) extra.push(h('h2', { text: 'Cluster' }), h('pre', { text: JSON.stringify(st.cluster, null, 2) }));
   main().replaceChildren(
     h('h1', { text: `Overview: ${(st.watches || []).length} watches, ${(st.groups || []).length} groups` }),
     h('p', { class: 'muted', text: `vigil ${d.version || ''}, pid ${d.pid || ''}, since ${d.since || ''}` }),
@@ -281,6 +284,13 @@ async function showOverview() {
       if (rec.w.pid && rec.w.state === 'running')
         $('.c-uptime', rec.tr).textContent = fmtDuration(rec.w.uptime + (now - rec.at) / 1000);
   }, 5000));
+}
+
+// A table of objects whose fields are not known here: their scalar fields as columns.
+function plainTable(list) {
+  const cols = [...new Set(list.flatMap(o => Object.keys(o).filter(k => typeof o[k] !== 'object' || o[k] === null)))].slice(0, 8);
+  return h('table', { class: 'plain' }, h('thead', {}, h('tr', {}, cols.map(c => h('th', { text: c })))),
+    h('tbody', {}, list.map(o => h('tr', {}, cols.map(c => h('td', { text: o[c] === undefined || o[c] === null ? '' : String(o[c]) }))))));
 }
 
 function eventsTable(list) {
@@ -681,6 +691,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   });
   $('#token-clear').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
   window.addEventListener('hashchange', route);
+  // The stream's connection is given back at once (a browser keeps six per origin).
+  window.addEventListener('pagehide', () => { if (stream.controller) stream.controller.abort(); });
   if (!(await whoami())) { showToken(); main().replaceChildren(h('p', { text: 'Give a token (or a client certificate) to see this node.' })); return; }
   route();
   restartStream();
