@@ -220,8 +220,8 @@ async function showOverview() {
   };
   for (const g of st.groups || []) {
     tbody.append(h('tr', { class: 'group-row', 'data-group': g.group },
-      h('td', {}, h('a', { href: '#/group/' + encodeURIComponent(g.group), text: g.group })),
-      h('td', {}, stateCell(g.state)), h('td', { class: 'wide' }), h('td', { text: g.strategy || '' }),
+      h('td', {}, h('a', { href: '#/group/' + encodeURIComponent(g.group), text: g.group }), ' ', h('span', { class: 'muted', text: g.strategy || '' })),
+      h('td', {}, stateCell(g.state)), h('td', { class: 'wide' }), h('td'),
       h('td', { text: g.restarts ?? '' }), h('td', { class: 'wide' }), h('td', { class: 'wide' }),
       h('td', { class: 'actions' }, actionButtons('group', g.group))));
     for (const m of g.members || []) {
