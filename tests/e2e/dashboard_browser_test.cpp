@@ -2,7 +2,8 @@
 // puppeteer-core driving Debian's chromium) against a real vigil started
 // here: the overview, a killed process's row going to restarting and back
 // over the event stream, a reader's page without actions and its forged
-// POST refused, the rule form with a bad and a good value. Screenshots of
+// POST refused, the rule form with a bad and a good value and a file
+// changed on disk while the form was open. Screenshots of
 // each page: BUILD/tests/web-artifacts/. Skips (exit 77) when node,
 // chromium or tests/web/node_modules (npm ci) is missing.
 #include <gtest/gtest.h>
@@ -65,7 +66,7 @@ TEST(DashboardBrowser, OverviewLiveRowsRolesAndTheRuleForm) {
   pid_t c = spawn_external(
       {"/usr/bin/env", "VIGIL_URL=https://127.0.0.1:" + std::to_string(port),
        "OPERATOR_TOKEN=" + operator_token, "READER_TOKEN=" + reader_token,
-       "ARTIFACTS=" + artifacts, "CHROMIUM=" + chromium, "HOME=" + d.dir(), "/bin/sh", "-c",
+       "ARTIFACTS=" + artifacts, "RULES_DIR=" + d.rules_dir(), "CHROMIUM=" + chromium, "HOME=" + d.dir(), "/bin/sh", "-c",
        "exec " + node + " " + web + "/dashboard.test.js > " + log + " 2>&1"});
   int status = 0;
   ASSERT_TRUE(wait_for([&] { return waitpid(c, &status, WNOHANG) == c; },

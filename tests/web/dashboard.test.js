@@ -3,7 +3,7 @@
 // started. Every wait is for a state on the page, with a deadline.
 //
 //   VIGIL_URL=https://127.0.0.1:PORT OPERATOR_TOKEN=... READER_TOKEN=...
-//   ARTIFACTS=DIR [CHROMIUM=/usr/bin/chromium] node dashboard.test.js
+//   RULES_DIR=DIR ARTIFACTS=DIR [CHROMIUM=/usr/bin/chromium] node dashboard.test.js
 //
 // Exit 0: passed; 77: cannot run here (the reason is printed); else failed.
 'use strict';
@@ -129,6 +129,22 @@ async function waitRow(page, name, state) {
     await page.waitForFunction(() => document.querySelector('#form-status').textContent.includes('written and loaded'), { timeout: T });
     check(!(await page.$('.field-error')), 'no error left after a good write');
     await shot(page, 'form-written');
+    // A second write from the same form replaces its watch (not a second declaration).
+    await page.$eval('#form-status', e => { e.textContent = ''; });
+    await page.type('#f-description', 'made by the form');
+    await page.click('#write');
+    await page.waitForFunction(() => document.querySelector('#form-status').textContent.includes('written and loaded'), { timeout: T });
+    const file0 = fs.readFileSync(path.join(process.env.RULES_DIR, 'formy.lua'), 'utf8');
+    check((file0.match(/watch "formy"/g) || []).length === 1 && file0.includes('made by the form'), 'one watch in the file: ' + file0);
+    // Someone edits the file while the form is open: the form's write is refused, the file kept.
+    const file = path.join(process.env.RULES_DIR, 'formy.lua');
+    const edited = fs.readFileSync(file, 'utf8') + '-- edited by hand\n';
+    fs.writeFileSync(file, edited);
+    await page.type('#f-description', ', more');
+    await page.click('#write');
+    await page.waitForFunction(() => document.querySelector('#form-status').textContent.includes('changed on disk'), { timeout: T });
+    check(fs.readFileSync(file, 'utf8') === edited, 'the file as the other writer left it');
+    await shot(page, 'form-stale');
     await page.goto(url + '/#/');
     await page.waitForSelector('body[data-rendered=overview]', { timeout: T });
     await waitRow(page, 'formy', 'running');

@@ -556,7 +556,9 @@ async function showNew() {
     fields.push([k, f]);
     (MAIN_KEYS.includes(k) ? mainBox : moreBox).append(f.el);
   }
-  const fileState = { name: '', hash: '', text: '', exists: false };
+  // The file as the form read it (its text: what the form's watch is added to)
+// and the hash the form last saw (the read, then each write of its own).
+  const fileState = { name: '', hash: '', base: '', exists: false };
   const out = h('pre', { id: 'lua' });
   const errBox = h('div', { id: 'errors' });
   const status = h('p', { id: 'form-status', class: 'muted' });
@@ -569,7 +571,7 @@ async function showNew() {
     const g = groupIn.value.trim();
     if (g) text += `group ${luaStr(g)} { strategy = ${luaStr(strategyIn.value)}, ${luaStr(name)} }\n`;
     // Added to the file as it was read (a new file: this alone).
-    const whole = fileState.exists && fileState.text ? fileState.text.replace(/\n*$/, '\n\n') + text : text;
+    const whole = fileState.exists && fileState.base ? fileState.base.replace(/\n*$/, '\n\n') + text : text;
     out.textContent = whole;
     return whole;
   };
@@ -578,7 +580,7 @@ async function showNew() {
     if (!f || f === fileState.name) return;
     const r = await api('GET', '/v1/rules/' + encodeURIComponent(f));
     if (!r.json.ok) { status.textContent = r.json.error; status.className = 'err'; return; }
-    Object.assign(fileState, { name: f, hash: r.json.hash, text: r.json.text, exists: r.json.exists });
+    Object.assign(fileState, { name: f, hash: r.json.hash, base: r.json.text, exists: r.json.exists });
     status.textContent = r.json.exists ? `${f} exists: the watch is added at its end (read at hash ${r.json.hash.slice(0, 19)}…)` : `${f} is a new file`;
     status.className = 'muted';
     generate();
@@ -618,10 +620,12 @@ async function showNew() {
       clearErrors();
       status.className = 'ok';
       status.textContent = what === 'check' ? `${name}: OK (vigil check)` : `${name} written and loaded`;
-      if (what === 'write') { Object.assign(fileState, { name, hash: r.json.hash, text, exists: true }); flash(`${name} written; the rules reloaded`); }
+      // Written: the form's watch is now the file's tail, which the next write replaces.
+      if (what === 'write') { fileState.hash = r.json.hash; flash(`${name} written; the rules reloaded`); }
     } else {
       status.className = 'err';
-      status.textContent = r.status === 409 && r.json.changed ? r.json.error : `${what} failed (HTTP ${r.status})`;
+      if (r.status === 409 && r.json.changed) { clearErrors(); status.textContent = r.json.error; return; }
+      status.textContent = `${what} failed (HTTP ${r.status})`;
       showErrors(r.json.errors, r.json.error);
     }
   };
