@@ -117,12 +117,19 @@ async function waitRow(page, name, state) {
     await page.type('#f-start', '/bin/sleep 10301');
     await page.$eval('details[data-key=restart]', d => { d.open = true; });
     await page.type('#f-restart_limit', 'abc');
+    await page.select('#probe-kind', 'http');
+    await page.click('#probe-add');
+    await page.type('#f-probes_1__url', 'ftp://127.0.0.1/');
     await page.click('#check');
+    await page.waitForSelector('[data-key="probes[1].url"] .field-error', { timeout: T });
+    const perr = await page.$eval('[data-key="probes[1].url"] .field-error', e => e.textContent);
+    check(/formy\.lua:\d+: http\.url: .*not an http/.test(perr), 'the probe\'s error beside its field: ' + perr);
     await page.waitForSelector('[data-key="restart.limit"] .field-error', { timeout: T });
     const err = await page.$eval('[data-key="restart.limit"] .field-error', e => e.textContent);
     check(/formy\.lua:\d+: .*restart\.limit.*integer/.test(err), 'the error beside the field has file:line: ' + err);
     check((await page.$eval('#lua', e => e.textContent)).includes('limit = "abc"'), 'the generated Lua is shown');
     await shot(page, 'form-error');
+    await page.click('fieldset[data-key="probes[1]"] button');  // remove probe
     await page.$eval('#f-restart_limit', e => { e.value = ''; });
     await page.type('#f-restart_limit', '3');
     await page.click('#write');

@@ -511,7 +511,12 @@ function probesField(key, d, path, registry) {
     const required = (d.required || {})[kind] || [];
     for (const k of Object.keys(spec.fields || {}).sort((a, b) => (required.includes(b) - required.includes(a)) || a.localeCompare(b))) {
       const f = field(k + (required.includes(k) ? ' *' : ''), spec.fields[k], `${path}[${i}].${k}`, registry);
-      if (f) { kids.push([k, f]); fs.append(f.el); }
+      if (!f) continue;
+      kids.push([k, f]);
+      fs.append(f.el);
+      // A probe constructor's errors name the kind, not the index ("http.url: ..."):
+      // they go beside the first probe of that kind.
+      if (!registry.has(`${kind}.${k}`)) registry.set(`${kind}.${k}`, registry.get(`${path}[${i}].${k}`));
     }
     const entry = { kind, kids, el: fs };
     fs.append(h('button', { type: 'button', text: 'remove probe', onclick: () => { list.splice(list.indexOf(entry), 1); fs.remove(); holder.dispatchEvent(new Event('input', { bubbles: true })); } }));
@@ -597,7 +602,7 @@ async function showNew() {
       const where = e.file ? `${e.file}:${e.line}: ` : '';
       errBox.append(h('p', { class: 'err', text: where + e.message }));
       // Beside its field: the key's path, or the nearest enclosing one.
-      let key = e.key || '';
+      let key = e.key || ((e.message || '').match(/^([a-z]+\.[A-Za-z0-9_]+):/) || [])[1] || '';
       let target = null;
       while (key && !(target = registry.get(key))) key = key.replace(/(\.[^.]*|\[\d+\])$/, '');
       const el = target ? target.el : (e.message.includes('watch') ? nameIn.parentElement : null);
