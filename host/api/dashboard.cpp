@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,8 @@ namespace fs = std::filesystem;
 // A rule file the form sends: a rule file is small; this bounds the
 // check's work (the listener bounds the body at 1 MiB already).
 constexpr size_t kMaxRuleText = 256 * 1024;
+// The most of a process's output one request reads.
+constexpr size_t kMaxOutputTail = 256 * 1024;
 
 std::string_view content_type(std::string_view name) {
   auto ends = [&](std::string_view ext) {
@@ -182,6 +185,30 @@ std::optional<RuleRequest> rule_request(HttpRequest& req, HttpReply& reply) {
   return r;
 }
 
+// The last `bytes` of path (from a line's start when the cut is not at the
+// file's start), and the file's size.
+bool read_tail(const std::string& path, size_t bytes, std::string& text, uint64_t& size,
+               std::string& error) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    if (errno == ENOENT) return size = 0, text.clear(), true;  // nothing written yet
+    return error = path + ": " + std::strerror(errno), false;
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return error = path + ": " + std::strerror(errno), false;
+  size = static_cast<uint64_t>(st.st_size);
+  uint64_t from = size > bytes ? size - bytes : 0;
+  text.assign(static_cast<size_t>(size - from), '\0');
+  ssize_t n = ::pread(fd.get(), text.data(), text.size(), static_cast<off_t>(from));
+  if (n < 0) return error = path + ": " + std::strerror(errno), false;
+  text.resize(static_cast<size_t>(n));
+  if (from > 0) {
+    size_t nl = text.find('\n');
+    if (nl != std::string::npos) text.erase(0, nl + 1);
+  }
+  return true;
+}
+
 nlohmann::json error_list(const std::vector<std::string>& errors) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& e : errors) out.push_back(parse_rule_error(e));
@@ -266,6 +293,33 @@ void add_dashboard_routes(HttpRouter& router, DashboardHooks hooks) {
     nlohmann::json s = h->schema ? h->schema(kind) : nlohmann::json();
     if (!s.is_object()) return fail(reply, 404, "no rule kind '" + kind.substr(0, 40) + "' (watch, group)");
     send_json(reply, 200, {{"ok", true}, {"kind", kind}, {"schema", std::move(s)}});
+  });
+
+  router.add("GET", "/v1/watches/{name}/output", [h](HttpRequest& req, HttpReply reply) {
+    std::string name = req.param("name");
+    const std::string* stream = req.query_value("stream");
+    std::string which = stream ? *stream : "stdout";
+    if (which != "stdout" && which != "stderr")
+      return fail(reply, 400, "stream: 'stdout' or 'stderr', got '" + which.substr(0, 20) + "'");
+    size_t bytes = 16384;
+    if (const std::string* b = req.query_value("bytes")) {
+      char* end = nullptr;
+      unsigned long v = std::strtoul(b->c_str(), &end, 10);
+      if (b->empty() || *end || v == 0 || v > kMaxOutputTail)
+        return fail(reply, 400, "bytes: a number from 1 to " + std::to_string(kMaxOutputTail));
+      bytes = v;
+    }
+    std::string why;
+    int status = 409;
+    std::string path = h->output_path ? h->output_path(name, which == "stderr", why, status) : "";
+    if (path.empty()) return fail(reply, status, why.empty() ? "no output" : why);
+    std::string text, err;
+    uint64_t size = 0;
+    if (!read_tail(path, bytes, text, size, err)) return fail(reply, 500, err);
+    send_json(reply, 200, {{"ok", true}, {"name", name}, {"stream", which}, {"size", size},
+                           {"truncated", size > text.size()},
+                           // Bytes that are not UTF-8 are replaced when the reply is written.
+                           {"text", std::move(text)}});
   });
 
   router.add("GET", "/v1/rules", [h](HttpRequest&, HttpReply reply) {

@@ -13,6 +13,10 @@
 //   GET  /v1/rules/NAME        one file: its text and hash
 //   POST /v1/rules/check       {name, text}: the rule set with that file as
 //                              `vigil check` loads it -> errors (file:line)
+//   GET  /v1/watches/NAME/output?stream=stdout|stderr&bytes=N
+//                              the tail of a started process's captured
+//                              output (operators by default: output may hold
+//                              secrets)
 //   POST /v1/rules/write       {name, text, hash}: refused when the file's
 //                              content changed since it was read (hash),
 //                              checked, written into the rules directory
@@ -54,6 +58,11 @@ struct DashboardHooks {
   std::function<std::vector<std::string>(const std::string& path)> check;
   // A reload of the running rules: its errors (empty: loaded).
   std::function<std::vector<std::string>()> reload;
+  // The file a watch's captured stdout (or stderr) goes to; "" with why
+  // when it has none (not a watch, not started by vigil, log = false).
+  std::function<std::string(const std::string& watch, bool stderr_stream, std::string& why,
+                            int& status)>
+      output_path;
   // RuleRuntime::schema of the running rules.
   std::function<nlohmann::json(const std::string& kind)> schema;
   // vigil.api.authorize, for whoami's "operate".

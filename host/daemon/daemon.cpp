@@ -264,6 +264,12 @@ bool Daemon::start(std::string& error) {
     return check_rules(ro, path).errors;
   };
   hooks.dashboard.reload = [this] { return reload("dashboard"); };
+  hooks.dashboard.output_path = [this](const std::string& name, bool err, std::string& why,
+                                       int& status) -> std::string {
+    const Unit* u = supervisor_->find(name);
+    if (!u) return status = 404, why = "no watch named '" + name + "'", "";
+    return supervisor_->output_path(*u, err, why);
+  };
   hooks.dashboard.schema = [this](const std::string& kind) {
     return runtime_ ? runtime_->schema(kind) : nlohmann::json();
   };

@@ -202,6 +202,31 @@ TEST_F(Dashboard, WriteRefusesTraversalStaleHashesAndReaders) {
   EXPECT_EQ(d_.watch_pid("x"), x);
 }
 
+TEST_F(Dashboard, OutputTailIsForOperators) {
+  d_.write_rule("talk.lua",
+                "watch \"talk\" { start = { \"/bin/sh\", \"-c\", \"seq 1 3000; echo oops >&2; exec sleep 10206\" } }\n");
+  ASSERT_EQ(run_command({VIGIL_BINARY, "--socket", d_.socket(), "reload"}).code, 0);
+  ASSERT_TRUE(wait_for([&] { return d_.watch_state("talk") == "running"; })) << d_.output();
+  EXPECT_EQ(call("GET", "/v1/watches/talk/output", reader_).status, 403);
+  Reply r;
+  ASSERT_TRUE(wait_for([&] {
+    r = call("GET", "/v1/watches/talk/output?stream=stderr", deploy_);
+    return r.body.find("oops") != std::string::npos;
+  })) << r.body;
+  r = call("GET", "/v1/watches/talk/output?bytes=100", deploy_);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = r.json();
+  EXPECT_TRUE(j.value("truncated", false)) << r.body;
+  // The tail, from a line's start.
+  std::string text = j.value("text", "");
+  EXPECT_NE(text.find("3000\n"), std::string::npos) << text;
+  EXPECT_EQ(text.front() == '\n' || text.size() > 100, false) << text;
+  EXPECT_EQ(call("GET", "/v1/watches/talk/output?stream=stdin", deploy_).status, 400);
+  EXPECT_EQ(call("GET", "/v1/watches/talk/output?bytes=abc", deploy_).status, 400);
+  EXPECT_EQ(call("GET", "/v1/watches/talk/output?bytes=99999999", deploy_).status, 400);
+  EXPECT_EQ(call("GET", "/v1/watches/nosuch/output", deploy_).status, 404);
+}
+
 TEST_F(Dashboard, MalformedRequestsAreAnsweredAndTheDaemonGoesOn) {
   EXPECT_EQ(call("POST", "/v1/rules/check", deploy_, "not json").status, 400);
   EXPECT_EQ(call("POST", "/v1/rules/check", deploy_, "[1,2]").status, 400);

@@ -76,6 +76,10 @@ T.test("default authorization: nothing anonymous, reads for all, actions for ope
   T.eq(ok, false, "reader reads a rule file's text")
   T.contains(why, "may read only", "why")
   T.eq(api.authorize(ops, "GET", "/v1/rules/web.lua"), true, "operator reads it")
+  -- So is a process's output.
+  T.eq(api.authorize(reader, "GET", "/v1/watches/db/output"), false, "reader reads output")
+  T.eq(api.authorize(ops, "GET", "/v1/watches/db/output"), true, "operator reads output")
+  T.eq(api.authorize(reader, "GET", "/v1/watches/db"), true, "reader reads the watch")
 end)
 
 T.test("vigil run --api-listen declares it first: a rule file's api { } is then declared twice", function()

@@ -92,6 +92,7 @@ async function waitRow(page, name, state) {
     await page.waitForSelector('body[data-rendered=watch]', { timeout: T });
     await page.waitForFunction(() => /restart/.test(document.querySelector('.decision').textContent), { timeout: T });
     await page.waitForFunction(() => [...document.querySelectorAll('td')].some(td => td.textContent === 'VGL0101'), { timeout: T });
+    await page.waitForFunction(() => document.querySelector('#out-stdout') && document.querySelector('#out-stdout').textContent !== '', { timeout: T });
     await page.select('#ev-sev', 'warning');
     await page.waitForFunction(() => ![...document.querySelectorAll('td')].some(td => td.textContent === 'VGL0101'), { timeout: T });
     await shot(page, 'watch');
@@ -107,6 +108,10 @@ async function waitRow(page, name, state) {
       { method: 'POST', headers: { Authorization: 'Bearer ' + tok } })).status, reader);
     check(forged === 403, 'a forged POST by a reader is 403, got ' + forged);
     await shot(rd.page, 'overview-reader');
+    await rd.page.goto(url + '/#/watch/web');
+    await rd.page.waitForSelector('body[data-rendered=watch]', { timeout: T });
+    check(!(await rd.page.$('#out-stdout')) && (await rd.page.$$('button[data-action]')).length === 0,
+      'a reader\'s watch page has no output and no actions');
 
     // The form: a bad value shows its file:line beside the field; a good one runs.
     await page.goto(url + '/#/new');

@@ -379,10 +379,24 @@ async function showUnit(kind, name) {
     h('h2', { text: 'Last decision (explain)' }), box.decision,
     h('h2', { text: 'Events' }), h('div', { class: 'filters' }, idFilter, sevFilter), box.events,
     h('h2', { text: 'Dumps' }), box.dumps];
+  // The output tail: for operators (the API's default; output may hold secrets).
+  const output = { stdout: h('pre', { id: 'out-stdout', class: 'output' }), stderr: h('pre', { id: 'out-stderr', class: 'output' }) };
+  const loadOutput = async () => {
+    for (const which of ['stdout', 'stderr']) {
+      const r = await api('GET', `/v1/watches/${q}/output?stream=${which}&bytes=8192`);
+      if (view !== v) return;
+      output[which].textContent = r.json.ok ? (r.json.text || '(nothing yet)') : r.json.error;
+      output[which].classList.toggle('muted', !r.json.ok);
+    }
+  };
+  if (kind === 'watch' && me.operate)
+    sections.push(h('h2', { text: 'Output (the last 8 KiB)' }), h('h3', { text: 'stdout' }), output.stdout,
+      h('h3', { text: 'stderr' }), output.stderr);
   if (kind === 'watch') sections.push(h('h2', { text: 'CPU, memory, fds (samples seen since this page opened)' }), box.plots);
   main().replaceChildren(...sections);
   document.body.dataset.rendered = kind;
   loadEvents();
+  if (kind === 'watch' && me.operate) { loadOutput(); v.timers.push(setInterval(loadOutput, 5000)); }
 
   const refresh = async () => {
     const r = await api('GET', path + q + '?events=0');
