@@ -927,6 +927,13 @@ nlohmann::json RuleRuntime::budget(const std::string& name) {
 
 nlohmann::json RuleRuntime::api() { return table_answer(*state_, "api"); }
 
+nlohmann::json RuleRuntime::schema(const std::string& kind) {
+  return table_answer(*state_, "schema", [&](lua_State* L) {
+    lua_pushstring(L, kind.c_str());
+    return 1;
+  });
+}
+
 nlohmann::json RuleRuntime::docker() { return table_answer(*state_, "docker"); }
 
 nlohmann::json RuleRuntime::peers() {

@@ -99,6 +99,10 @@ class RuleRuntime : public Policy {
   // The rules' `api { }` declaration (normalized by vigil.api: listen,
   // cert, key, client_ca, tokens, operators, where), or null.
   nlohmann::json api();
+  // A rule kind's closed schema as data ("watch", "group":
+  // vigil.schema.describe of the stdlib's own schema), or null for an
+  // unknown kind. GET /v1/schema/KIND; the dashboard's form is made of it.
+  nlohmann::json schema(const std::string& kind);
   // The container engine the rules need: {"socket": path or ""} when they
   // declare a container or a docker block; null when they need none.
   nlohmann::json docker();

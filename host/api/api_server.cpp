@@ -99,6 +99,7 @@ void ApiServer::build_routes() {
     r.add("GET", "/v1/events/stream", [this](HttpRequest& req, HttpReply reply) {
       hooks_.streams->serve(req, std::move(reply));
     });
+  add_dashboard_routes(r, hooks_.dashboard);
   r.add("GET", "/metrics", [this](HttpRequest&, HttpReply reply) {
     std::string text = hooks_.metrics ? hooks_.metrics() : std::string();
     if (text.empty()) return reply.error(404, "metrics are off (vigil run --metrics)");
@@ -207,6 +208,10 @@ nlohmann::json ApiServer::status() const {
 }
 
 bool ApiServer::before(HttpRequest& request, HttpReply& reply) {
+  // The dashboard's page, script and style hold no data: a browser loads
+  // them before its user has given a token (every request they make then
+  // carries it).
+  if (dashboard_public(request.method, request.path)) return true;
   Identity& id = request.identity;
   std::string auth = request.header("authorization");
   if (!auth.empty()) {

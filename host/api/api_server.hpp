@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "host/api/dashboard.hpp"
 #include "host/api/tokens.hpp"
 #include "host/control/routes.hpp"
 #include "host/core/events.hpp"
@@ -70,6 +71,8 @@ struct ApiHooks {
   std::function<std::string()> metrics;
   // GET /v1/events/stream.
   EventStreams* streams = nullptr;
+  // The web dashboard's files and routes (host/api/dashboard.hpp).
+  DashboardHooks dashboard;
 };
 
 class ApiServer {

@@ -9,7 +9,7 @@
 
 #include "host/cli/run.hpp"
 
-#include "host/api/api_server.hpp"
+#include "host/api/rule_check.hpp"
 #include "host/daemon/daemon.hpp"
 #include "host/daemon/daemonize.hpp"
 #include "host/daemon/paths.hpp"
@@ -139,26 +139,12 @@ int cmd_run(const RunArgs& a, const std::string& socket) {
 int cmd_check(const RunArgs& a, const std::string& path) {
   RuntimeOptions ro;
   ro.stdlib_dir = stdlib_dir(a);
-  RuleRuntime rt(ro, HostContext{});
-  LoadResult res = rt.load(path);
-  if (!res.ok) {
+  RuleCheck res = check_rules(ro, path);
+  if (!res.errors.empty()) {
     for (const auto& e : res.errors) std::cerr << e << "\n";
     return 1;
   }
-  // The API's certificate and token file load as the daemon would load them.
-  if (nlohmann::json api = rt.api(); !api.is_null()) {
-    std::string e;
-    std::vector<std::string> errors;
-    auto spec = ApiSpec::from_json(api, e);
-    if (!spec) errors.push_back(e);
-    else ApiServer::prepare(*spec, errors);
-    if (!errors.empty()) {
-      for (const auto& err : errors) std::cerr << err << "\n";
-      return 1;
-    }
-  }
-  printf("%s: OK (%zu files, %zu watches)\n", path.c_str(), res.files.size(),
-         rt.declarations().size());
+  printf("%s: OK (%zu files, %zu watches)\n", path.c_str(), res.files, res.watches);
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "host/api/rule_check.hpp"
 #include "host/control/protocol.hpp"
 #include "host/core/json_out.hpp"
 #include "host/core/strings.hpp"
@@ -253,6 +254,26 @@ bool Daemon::start(std::string& error) {
   };
   hooks.metrics = [this] { return metrics_ ? metrics_->prometheus() : std::string(); };
   hooks.streams = streams_.get();
+  hooks.dashboard.rules_dir = is_dir(options_.rules) ? options_.rules : "";
+  hooks.dashboard.check = [this](const std::string& path) {
+    RuntimeOptions ro;  // as reload()'s candidate, with a shorter budget: it runs on the loop
+    ro.load_budget = 1.0;
+    ro.stdlib_dir = options_.stdlib_dir;
+    ro.callback_budget = options_.callback_budget;
+    ro.api = options_.api;
+    return check_rules(ro, path).errors;
+  };
+  hooks.dashboard.reload = [this] { return reload("dashboard"); };
+  hooks.dashboard.output_path = [this](const std::string& name, bool err, std::string& why,
+                                       int& status) -> std::string {
+    const Unit* u = supervisor_->find(name);
+    if (!u) return status = 404, why = "no watch named '" + name + "'", "";
+    return supervisor_->output_path(*u, err, why);
+  };
+  hooks.dashboard.schema = [this](const std::string& kind) {
+    return runtime_ ? runtime_->schema(kind) : nlohmann::json();
+  };
+  hooks.dashboard.authorize = hooks.authorize;
   api_hooks_ = std::move(hooks);  // the ApiServer is made when an api is declared
 
   auto errors = reload("start");

@@ -98,9 +98,17 @@ function M.declared() return declared end
 
 --- The default policy: nothing for anonymous clients, reads (GET) for any
 -- authenticated one, everything for the identities named in `operators`.
+-- A rule file's text (GET /v1/rules/NAME, the dashboard's form) and a
+-- process's output (GET /v1/watches/NAME/output) are for operators too:
+-- both may hold passwords, and those who may act on a process are those
+-- who need to read what it printed.
+local function operators_only(path)
+  return type(path) == "string" and (path:match("^/v1/rules/.") or path:match("^/v1/watches/[^/]+/output$"))
+end
+
 function M.authorize(id, method, path)
   if type(id) ~= "table" or id.kind == "anonymous" then return false, "authentication required" end
-  if method == "GET" or method == "HEAD" then return true end
+  if (method == "GET" or method == "HEAD") and not operators_only(path) then return true end
   for _, name in ipairs(declared and declared.operators or {}) do
     if name == id.name then return true end
   end

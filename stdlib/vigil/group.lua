@@ -33,6 +33,8 @@ local function member_name(v, path)
   return nil, string.format("%s: expected a watch or group name, got %s", path, tostring(v))
 end
 
+schema.doc(member_name, { type = "string", format = "watch or group name" })
+
 local group_schema = {
   member_name,
   description = schema.string,
@@ -45,6 +47,9 @@ local group_schema = {
   on_exhausted = ladder.hook_checker,
   clustered = schema.boolean,
 }
+
+-- The closed schema, for vigil.schema.describe (the dashboard's form).
+M.schema = group_schema
 
 --- group(name) { members..., keys }: declares a group.
 function M.group(name)

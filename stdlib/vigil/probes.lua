@@ -35,22 +35,22 @@ local probe_mt = { __name = "vigil.probe" }
 function M.is_probe(v) return getmetatable(v) == probe_mt end
 
 local common = {
-  name = function(v, path)
+  name = schema.doc(function(v, path)
     if type(v) ~= "string" or v == "" then return nil, path .. ": expected a non-empty string" end
     return v
-  end,
-  every = function(v, path)
+  end, { type = "string" }),
+  every = schema.doc(function(v, path)
     local d, err = schema.duration(v, path)
     if not d then return nil, err end
     if d < 0.01 then return nil, path .. ": at least 10ms" end
     return d
-  end,
-  timeout = function(v, path)
+  end, { type = "duration", min = 0.01 }),
+  timeout = schema.doc(function(v, path)
     local d, err = schema.duration(v, path)
     if not d then return nil, err end
     if d <= 0 then return nil, path .. ": must be more than 0" end
     return d
-  end,
+  end, { type = "duration" }),
   fails = schema.integer(1, 1000),
   success = schema.integer(1, 1000),
   startup = schema.duration,
@@ -104,6 +104,9 @@ local function url(v, path)
   end
   return v
 end
+
+schema.doc(status, { type = "string", format = "status", example = "2xx" })
+schema.doc(url, { type = "string", format = "url", example = "http://127.0.0.1:8080/health" })
 
 local port = schema.integer(1, 65535)
 
@@ -244,5 +247,8 @@ function M.list(v, path)
   if notify > 1 then return nil, path .. ": one notify probe per watch" end
   return v
 end
+-- A probe is made by its constructor (http { ... }): each kind's keys, and
+-- those it cannot go without.
+schema.doc(M.list, { type = "probes", kinds = kinds, required = required })
 
 return M

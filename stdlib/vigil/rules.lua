@@ -150,6 +150,14 @@ function entry.peers() return peer.list() end
 -- The remote watches ({ name, on, remote, where }), for the host's links.
 entry.remotes = remote_watch.list
 
+-- A rule kind's closed schema as data ("watch", "group"), for the API's
+-- GET /v1/schema/KIND: the dashboard's form is made from it. nil for an
+-- unknown kind.
+function entry.schema(kind)
+  local s = ({ watch = watch.schema, group = group.schema })[kind]
+  return s and require("vigil.schema").describe(s) or nil
+end
+
 -- The declared api table, for the host's listener.
 function entry.api() return vigil.api.declared() end
 function entry.preset_api(spec) return vigil.api.preset(spec) end

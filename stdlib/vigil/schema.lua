@@ -4,6 +4,18 @@
 -- suggest the nearest known key.
 local M = { _VERSION = "1" }
 
+-- What each checker accepts, for describe(): checker -> description. A
+-- checker made here says it when it is made; a rule module's own checker
+-- says it with M.doc (one without a description is { type = "custom" }).
+local described = setmetatable({}, { __mode = "k" })
+
+--- doc(checker, description) -> checker: what checker accepts, for
+-- describe() (the dashboard's form is made from it).
+function M.doc(checker, desc)
+  described[checker] = desc
+  return checker
+end
+
 local function distance(a, b)
   local la, lb = #a, #b
   if math.abs(la - lb) > 3 then return 99 end
@@ -106,12 +118,12 @@ local function typed(t)
     return v
   end
 end
-M.string = typed "string"
-M.boolean = typed "boolean"
-M.func = typed "function"
+M.string = M.doc(typed "string", { type = "string" })
+M.boolean = M.doc(typed "boolean", { type = "boolean" })
+M.func = M.doc(typed "function", { type = "function" })
 
 function M.integer(min, max)
-  return function(v, path)
+  return M.doc(function(v, path)
     if math.type(v) ~= "integer" and not (type(v) == "string" and v:match("^%d+$")) then
       return nil, string.format("%s: expected an integer, got %s", path, tostring(v))
     end
@@ -120,7 +132,7 @@ function M.integer(min, max)
       return nil, string.format("%s: %d is out of range [%s, %s]", path, v, min or "", max or "")
     end
     return v
-  end
+  end, { type = "integer", min = min, max = max })
 end
 
 function M.duration(v, path)
@@ -181,28 +193,30 @@ end
 
 function M.one_of(...)
   local allowed = { ... }
-  return function(v, path)
+  return M.doc(function(v, path)
     for _, a in ipairs(allowed) do if v == a then return v end end
     return nil, string.format("%s: expected one of %s, got %s", path, table.concat(allowed, ", "), tostring(v))
-  end
+  end, { type = "enum", values = allowed })
 end
 
 --- by_type { string = checker, table = checker, ... }: picks the checker
 -- for the value's type ("integer" and "float" are tried before "number"),
 -- so the error is the one that fits what the user wrote.
 function M.by_type(checkers, expected)
-  return function(v, path)
+  local options = {}
+  for t, c in pairs(checkers) do options[t] = c end
+  return M.doc(function(v, path)
     local t = type(v)
     local c = (t == "number" and checkers[math.type(v)]) or checkers[t]
     if not c then
       return nil, string.format("%s: expected %s, got %s", path, expected, t)
     end
     return c(v, path)
-  end
+  end, { type = "union", expected = expected, options = options })
 end
 
 function M.table(schema)
-  return function(v, path) return M.check(v, schema, path) end
+  return M.doc(function(v, path) return M.check(v, schema, path) end, { type = "table", schema = schema })
 end
 
 --- A shell command string -> { "/bin/sh", "-c", v }.
@@ -213,7 +227,46 @@ function M.shell(v, path)
 end
 
 --- A command: an argv list, or a shell command string.
-M.command = M.by_type({ string = M.shell, table = M.list_of_strings },
-  "a command list or a shell command string")
+M.command = M.doc(M.by_type({ string = M.shell, table = M.list_of_strings },
+  "a command list or a shell command string"), { type = "command" })
+
+M.doc(M.duration, { type = "duration" })
+M.doc(M.duration_range, { type = "duration_range" })
+M.doc(M.size, { type = "size" })
+M.doc(M.file_path, { type = "path" })
+M.doc(M.list_of_strings, { type = "list", of = "string" })
+M.doc(M.map_of_strings, { type = "map", of = "string" })
+M.doc(M.shell, { type = "shell" })
+
+--- describe(schema or checker) -> a plain table (JSON for the host): what
+-- a rule table may hold, key by key, made from the checkers themselves so
+-- that a form built from it asks for what check() accepts.
+--   { type = "table", fields = { key = description, ... }, items = description }
+--   { type = "integer", min, max } { type = "enum", values = {...} }
+--   { type = "union", expected, options = { luatype = description } }
+--   { type = "string" | "boolean" | "duration" | "size" | "command" | ... }
+function M.describe(x)
+  if type(x) == "table" then
+    local fields = {}
+    for k, c in pairs(x) do
+      if type(k) == "string" then fields[k] = M.describe(c) end
+    end
+    return { type = "table", fields = fields, items = x[1] and M.describe(x[1]) or nil }
+  end
+  local d = described[x]
+  if not d then return { type = "custom" } end
+  local out = {}
+  for k, v in pairs(d) do out[k] = v end
+  if d.type == "table" then return M.describe(d.schema) end
+  if d.type == "union" then
+    out.options = {}
+    for t, c in pairs(d.options) do out.options[t] = M.describe(c) end
+  end
+  if d.kinds then
+    out.kinds = {}
+    for k, s in pairs(d.kinds) do out.kinds[k] = M.describe(s) end
+  end
+  return out
+end
 
 return M

@@ -55,12 +55,15 @@ local function signal_checker(v, path)
   end
   return nil, string.format("%s: unknown signal %s (use e.g. \"TERM\", \"INT\", \"QUIT\")", path, tostring(v))
 end
+schema.doc(signal_checker, { type = "string", format = "signal", example = "TERM" })
 
 local function umask_checker(v, path)
   if type(v) == "string" and v:match("^0?[0-7][0-7][0-7]$") then return tonumber(v, 8) end
   if math.type(v) == "integer" and v >= 0 and v <= 511 then return v end
   return nil, string.format("%s: expected an octal string such as \"022\", got %s", path, tostring(v))
 end
+
+schema.doc(umask_checker, { type = "string", format = "octal", example = "022" })
 
 local function never_restart(v, path)
   if v == false then return { limit = 0 } end
@@ -90,6 +93,9 @@ local function success_exit(v, path)
   return set
 end
 
+schema.doc(never_restart, { type = "boolean", only = false })
+schema.doc(success_exit, { type = "list", of = "exit code or signal", example = "0, 3, TERM" })
+
 local stop_schema = {
   signal = signal_checker,
   timeout = schema.duration,
@@ -105,6 +111,8 @@ local function off(v, path)
   if v == false then return false end
   return nil, string.format("%s: expected a table or false", path)
 end
+
+schema.doc(off, { type = "boolean", only = false })
 
 local function stop_signal(v, path)
   local s, err = signal_checker(v, path)
@@ -131,14 +139,18 @@ local function nonempty(v, path)
   return v
 end
 
+schema.doc(user_key, { type = "string", format = "user", example = "www-data" })
+schema.doc(parent_key, { type = "string", format = "watch name or pid" })
+schema.doc(nonempty, { type = "string", nonempty = true })
+
 local match_schema = {
   name = nonempty,
-  exe = function(v, path)
+  exe = schema.doc(function(v, path)
     local s, err = nonempty(v, path)
     if not s then return nil, err end
     if s:sub(1, 1) ~= "/" then return nil, path .. ": expected an absolute path, got " .. s end
     return s
-  end,
+  end, { type = "path", example = "/usr/sbin/nginx" }),
   cmdline = nonempty,
   cmdline_re = nonempty,
   user = user_key,
@@ -266,7 +278,7 @@ local watch_schema = {
   rearm = schema.duration,
   on_exhausted = ladder.hook_checker,
   escalate = ladder.checker,
-  requires = function(v, path)
+  requires = schema.doc(function(v, path)
     if type(v) == "string" then v = { v } end
     local list, err = schema.list_of_strings(v, path)
     if not list then return nil, err end
@@ -274,7 +286,7 @@ local watch_schema = {
       if not n:match("^[%w_@][%w_.@%-]*$") then return nil, string.format("%s[%d]: '%s' is not a watch or group name", path, i, n) end
     end
     return list
-  end,
+  end, { type = "list", of = "name" }),
   settle = schema.duration,
   stop = schema.by_type({ string = stop_signal, integer = stop_signal, table = schema.table(stop_schema) },
     "a signal name or a table"),
@@ -298,6 +310,8 @@ local watch_schema = {
 
 -- Limits and environment of a started program (vigil.resources).
 for k, c in pairs(resources.schema) do watch_schema[k] = c end
+-- The closed schema, for vigil.schema.describe (the dashboard's form).
+M.schema = watch_schema
 
 -- Keys that only make sense for a process vigil starts.
 local start_only = { "env", "cwd", "user", "group", "umask", "log" }

@@ -70,6 +70,16 @@ T.test("default authorization: nothing anonymous, reads for all, actions for ope
   T.eq(ok, false, "reader acts")
   T.contains(why, "'console-1' may read only", "why")
   T.eq(api.authorize(ops, "POST", "/v1/watches/db/restart"), true, "operator acts")
+  -- A rule file's text is for those who may write it; the list of files is a read.
+  T.eq(api.authorize(reader, "GET", "/v1/rules"), true, "reader lists the rule files")
+  ok, why = api.authorize(reader, "GET", "/v1/rules/web.lua")
+  T.eq(ok, false, "reader reads a rule file's text")
+  T.contains(why, "may read only", "why")
+  T.eq(api.authorize(ops, "GET", "/v1/rules/web.lua"), true, "operator reads it")
+  -- So is a process's output.
+  T.eq(api.authorize(reader, "GET", "/v1/watches/db/output"), false, "reader reads output")
+  T.eq(api.authorize(ops, "GET", "/v1/watches/db/output"), true, "operator reads output")
+  T.eq(api.authorize(reader, "GET", "/v1/watches/db"), true, "reader reads the watch")
 end)
 
 T.test("vigil run --api-listen declares it first: a rule file's api { } is then declared twice", function()

@@ -314,3 +314,15 @@ T.test("mode = observe watches and alerts, never acts", function()
   W.watch "plain" { match = { name = "y" }, mode = "act" }
   T.eq(rec.declared.plain.observe, nil, "act is the default")
 end)
+
+T.test("describe: the watch schema is the one declare checks with", function()
+  local watch = fresh()
+  local schema = require "vigil.schema"
+  local d = schema.describe(watch.schema)
+  T.eq(d.fields.start.type, "command", "start")
+  T.eq(d.fields.restart.options.table.fields.limit.type, "integer", "restart.limit")
+  T.eq(d.fields.probes.type, "probes", "probes")
+  T.eq(d.fields.probes.kinds.http.fields.url.format, "url", "a probe kind's keys")
+  T.eq(d.fields.match.fields.exe.type, "path", "match.exe")
+  for k in pairs(watch.schema) do T.ok(d.fields[k], "every key is described: " .. k) end
+end)
