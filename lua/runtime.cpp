@@ -934,6 +934,8 @@ nlohmann::json RuleRuntime::docker() { return table_answer(*state_, "docker"); }
 
 nlohmann::json RuleRuntime::discover_schedule() { return table_answer(*state_, "discover"); }
 
+nlohmann::json RuleRuntime::discover_tuning() { return table_answer(*state_, "discover_tuning"); }
+
 nlohmann::json RuleRuntime::peers() {
   nlohmann::json out = table_answer(*state_, "peers");
   return out.is_array() ? out : nlohmann::json::array();  // no peers: an empty table

@@ -105,6 +105,10 @@ class RuleRuntime : public Policy {
   // The rules' `discover { }` schedule ({every, window, scans, where},
   // seconds; normalized by vigil.discover), or null.
   nlohmann::json discover_schedule();
+  // What the rules set in vigil.discover (weights, threshold, supervisors,
+  // shells, interpreters, secret_names): input.tuning of a discovery run
+  // in another state.
+  nlohmann::json discover_tuning();
   // The declared peers, in order (vigil.peer, normalized), as an array.
   nlohmann::json peers();
   // The declared remote watches (watch "db@nodeb" { on = "nodeb" }), in

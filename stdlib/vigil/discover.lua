@@ -172,10 +172,30 @@ function M.recovery(c, ctx)
   return { method = "alert" }
 end
 
+-- What rules may set in this module, as data: the daemon carries these
+-- from its live rules to the state the policy runs in (functions a rule
+-- replaces, such as M.score, are `vigil discover --rules` only).
+local tunable = { weights = true, threshold = true, supervisors = true, shells = true,
+  interpreters = true, secret_names = true }
+
+--- tuning() -> the tunable tables as the rules left them (entry.discover_tuning).
+function M.tuning()
+  local t = {}
+  for k in pairs(tunable) do t[k] = M[k] end
+  return t
+end
+
 --- run(input) -> { candidates = {...}, rejected = n, text = rule file }
 -- input: { scans, window, every, self, systemd, init_scripts,
---   processes = { {pid, start_time, first, last, seen, ...}, ... } }
+--   processes = { {pid, start_time, first, last, seen, ...}, ... },
+--   and from the daemon: watched = { pid, ... }, previous = { summary, ... },
+--   tuning = M.tuning() of its live rules }
 function M.run(input)
+  -- The daemon runs the policy in a state of its own (off its event
+  -- loop) and hands it the live rules' tuning (M.tuning).
+  for k, v in pairs(input.tuning or {}) do
+    if tunable[k] then M[k] = v end
+  end
   local procs = input.processes or {}
   local ctx = { scans = input.scans, by_pid = {}, systemd = input.systemd, init_scripts = input.init_scripts }
   local latest = {}  -- pid -> the identity seen last (for parents)

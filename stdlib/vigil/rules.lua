@@ -17,6 +17,7 @@
 --   finish()              all rule files loaded; cross-checks
 --   api()                 the declared `api { }` table, or nil
 --   discover()            the declared `discover { }` schedule, or nil
+--   discover_tuning()     what the rules set in vigil.discover (weights, ...)
 --   peers()               the declared peers, in order
 --   remotes()             the declared remote watches (watch "x@node" { on = ... })
 --   authorize(id, m, p)   may this identity make this API request? -> ok, why
@@ -158,6 +159,9 @@ function entry.preset_api(spec) return vigil.api.preset(spec) end
 
 -- The declared discover { } schedule, for the host's periodic discovery.
 function entry.discover() return require("vigil.discover").declared() end
+-- What the rules set in vigil.discover (weights, threshold, ...), for the
+-- state the daemon's discovery runs its policy in.
+function entry.discover_tuning() return require("vigil.discover").tuning() end
 
 -- A request on the API listener: may `id` do it? -> allowed, reason. A
 -- hook that fails or answers something else than a boolean denies.

@@ -215,3 +215,24 @@ T.test("discover { }: the schedule, its defaults and its bounds", function()
   d.declare { every = "1h" }
   T.contains(T.errors_of(function() d.declare { every = "2h" } end)[1], "discover: declared twice", "twice")
 end)
+
+T.test("the daemon's policy state is tuned by what its live rules set (M.tuning)", function()
+  local live = T.load({ "vigil.discover" })
+  live.threshold = 45
+  live.weights.listening = 40
+  local tuning = live.tuning()
+  T.eq(tuning.threshold, 45, "threshold")
+  T.eq(tuning.weights.listening, 40, "weights")
+  T.eq(tuning.score, nil, "functions are not carried")
+  local worker = T.load({ "vigil.discover" })
+  local procs = {
+    p { pid = 300, exe = "/usr/bin/quiet", argv = { "/usr/bin/quiet" } },  -- age + daemonized + init = 50
+    p { pid = 301, exe = "/usr/bin/loud", argv = { "/usr/bin/loud" }, session = 1,
+        listening = { { proto = "tcp", port = 1 } } },  -- age + init + listening(40) = 70
+  }
+  local out = worker.run({ scans = 3, window = 10, every = 5, self = 9999, processes = procs,
+    tuning = { threshold = 60, weights = tuning.weights, score = "not a function" } })
+  T.eq(#out.candidates, 1, "only what scores 60 with the rules' weights")
+  T.eq(out.candidates[1].name, "loud", "loud")
+  T.eq(type(worker.score), "function", "only the tunables are taken")
+end)
