@@ -221,11 +221,12 @@ void DiscoverWindow::add(std::vector<DiscoveredProcess> scan, int index) {
   }
 }
 
-void DiscoverWindow::add_between(DiscoveredProcess p, int after) {
-  Seen& s = seen_[{p.pid, p.start_time}];
-  if (s.seen > 0 || s.first > 0) return;  // a scan saw it, or it is known already
-  s.first = s.last = after;
-  s.latest = std::move(p);
+bool DiscoverWindow::add_between(DiscoveredProcess p, int after) {
+  auto [it, made] = seen_.try_emplace({p.pid, p.start_time});
+  if (!made) return false;  // a scan saw it, or an earlier exec of it
+  it->second.first = it->second.last = after;
+  it->second.latest = std::move(p);
+  return true;
 }
 
 nlohmann::json DiscoverWindow::processes() const {

@@ -96,9 +96,9 @@ class DiscoverWindow {
   // Scan number `index` (1 for the first).
   void add(std::vector<DiscoveredProcess> scan, int index);
   // An identity seen between scan `after` and the next (an exec the proc
-  // connector reported): first = last = after, seen = 0. Ignored when a
-  // scan saw it.
-  void add_between(DiscoveredProcess p, int after);
+  // connector reported): first = last = after, seen = 0. Ignored (false)
+  // when a scan saw it.
+  bool add_between(DiscoveredProcess p, int after);
   // The policy's input.processes: each identity's latest snapshot with
   // first, last and seen.
   nlohmann::json processes() const;

@@ -185,6 +185,49 @@ TEST(DaemonDiscovery, BadValuesAreLoadErrorsAndAReloadAddsAndRemovesIt) {
   d.stop();
 }
 
+// A daemon that holds the proc connector's exec events (for a counted
+// watch) reads an exec between two scans at once: a process that lived
+// only between scans is in the window (VGL0215's `between`), and is not
+// proposed (it did not live through the window).
+TEST(DaemonDiscovery, ExecsBetweenScansAreSeenWhenTheConnectorIsHeld) {
+  Daemon d;
+  std::string counted = program(d.dir(), "counted-svc");
+  std::string brief = program(d.dir(), "brief-job");
+  d.write_rule("rules.lua",
+               "discover { every = '2s', window = '1s', scans = 3 }\n"
+               "watch 'c' { mode = 'observe', match = { exe = '" + counted + "' }, count = { min = 1 } }\n");
+  pid_t c = spawn_external({counted, "1000"});
+  ASSERT_TRUE(d.start());
+  ASSERT_TRUE(wait_for([&] { return d.watch("c").value("count", 0) == 1; })) << d.output();
+  if (d.daemon_info().value("proc_events", false) == false)
+    GTEST_SKIP() << "no proc connector here (not root, or CN_PROC unavailable)";
+  // Brief processes, one every 100 ms, until a run says it saw one.
+  std::vector<pid_t> briefs;
+  auto last_spawn = std::chrono::steady_clock::now() - 1s;
+  bool seen = wait_for(
+      [&] {
+        if (std::chrono::steady_clock::now() - last_spawn >= 100ms) {
+          briefs.push_back(spawn_external({brief, "0.3"}));
+          last_spawn = std::chrono::steady_clock::now();
+        }
+        for (const auto& e : d.events(1000))
+          if (e.value("id", "") == "VGL0215" && e["fields"].value("between", 0) > 0) return true;
+        return false;
+      },
+      30s);
+  for (pid_t b : briefs) reap(b);
+  ASSERT_TRUE(seen) << d.output();
+  int ran = d.count_events("VGL0215");
+  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 1, 30s)) << d.output();
+  EXPECT_TRUE(events_for(d, "VGL0212", brief).empty()) << "a brief process is not a service";
+  json last = json::parse(http_body(get(d, "/v1/discover")), nullptr, false);
+  EXPECT_FALSE(has_exe(last["candidates"], brief));
+  EXPECT_FALSE(has_exe(last["candidates"], counted)) << "a counted watch's member is watched";
+  kill(c, SIGKILL);
+  reap(c);
+  d.stop();
+}
+
 // A scan of a machine with many processes takes a worker a good part of a
 // second; meanwhile the loop answers at once.
 TEST(DaemonDiscovery, TheLoopAnswersWhileADiscoveryScansManyProcesses) {
