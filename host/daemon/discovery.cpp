@@ -1,5 +1,6 @@
 #include "host/daemon/discovery.hpp"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,6 +268,11 @@ void Discovery::finished(Job& job) {
              {"between", job.between_added},
              {"cpu", std::round(job.cpu * 1000) / 1000}});
   previous_ = std::move(summaries);
+  // The window's snapshots and the policy's state (freed in the worker's
+  // own malloc arena): give the pages back instead of carrying them.
+  job.window_seen = DiscoverWindow();
+  job.out = nullptr;
+  malloc_trim(0);
 }
 
 }  // namespace vigil

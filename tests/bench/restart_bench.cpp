@@ -1140,14 +1140,18 @@ int run_discover(const Options& o, const std::string& root, ProcMonitor& mon) {
     int runs = disc ? finished(cpu, procs) : 0;
     double cpu_each = runs ? cpu / runs : 0.0;
     runs -= runs0;
-    printf("%-11s restart latency median %.3f ms, p95 %.3f ms, max %.3f ms (%zu kills, %.1f s)",
-           label.c_str(), s.median, s.p95, s.max, s.n, secs);
+    Memory mem = read_memory(d.pid());
+    printf("%-11s restart latency median %.3f ms, p95 %.3f ms, max %.3f ms (%zu kills, %.1f s); "
+           "RSS %.1f MiB (peak %.1f MiB)",
+           label.c_str(), s.median, s.p95, s.max, s.n, secs, mem.rss_kib / 1024.0,
+           mem.hwm_kib / 1024.0);
     if (disc)
       printf("; %d discoveries meanwhile, of %.0f processes, %.2f s of worker CPU each", runs,
              procs, cpu_each);
     printf("\n");
     fflush(stdout);
-    out[label] = {{"restart_ms", stats_json(s)}, {"seconds", secs}};
+    out[label] = {{"restart_ms", stats_json(s)}, {"seconds", secs}, {"rss_kib", mem.rss_kib},
+                  {"hwm_kib", mem.hwm_kib}};
     if (disc)
       out[label]["discoveries"] = {{"runs", runs}, {"processes", procs}, {"cpu_s_each", cpu_each}};
     d.stop();
