@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <system_error>
 #include <thread>
@@ -28,9 +29,14 @@ std::optional<DiscoverSchedule> DiscoverSchedule::from_json(const json& j) {
 }
 
 // One run. Exactly one side holds it at a time: the loop between scans,
-// a worker during one (busy_); the loop reads nothing of it meanwhile.
+// a worker during one (busy_); meanwhile the loop touches only
+// `cancelled`.
 struct Discovery::Job {
   uint64_t generation = 0;
+  // The loop dropped this run (a reload, the daemon stopping): the worker
+  // stops at its next process and skips the policy. The one field both
+  // sides touch while a worker has the job.
+  std::atomic<bool> cancelled = false;
   int index = 0;  // the scan to make (1 for the first)
   int scans = 0;
   double window = 0;
@@ -94,10 +100,11 @@ void work(std::shared_ptr<Discovery::Job> job) {
     job->between.clear();
     ScanOptions so;
     so.details = job->index == job->scans;  // cwd, environment, limits: for a proposed start
+    so.cancel = &job->cancelled;
     ScanStats st;
     job->window_seen.add(job->scanner.scan(so, &st), job->index);
     job->processes = st.processes;
-    if (job->index == job->scans) run_policy(*job);
+    if (job->index == job->scans && !job->cancelled) run_policy(*job);
   } catch (const std::exception& e) {
     job->error = std::string("discovery worker: ") + e.what();
   }
@@ -114,6 +121,7 @@ Discovery::Discovery(EventLoop& loop, EventLog& log, DiscoveryOptions options)
 Discovery::~Discovery() {
   loop_.cancel(run_timer_);
   loop_.cancel(scan_timer_);
+  if (job_) job_->cancelled = true;
   // A worker still scanning keeps its Job; its push() is refused once
   // inbox_ is gone.
 }
@@ -128,6 +136,7 @@ void Discovery::configure(const DiscoverSchedule& s) {
   loop_.cancel(scan_timer_);
   scan_timer_ = 0;
   ++generation_;  // a run in flight is dropped
+  if (job_) job_->cancelled = true;
   job_.reset();
   busy_ = false;
   between_.clear();

@@ -2,8 +2,8 @@
 // thread (the daemon's discovery scans /proc on one: a scan of 10,000
 // processes is over a second of CPU) keeps a Sender and push()es tasks;
 // they run on the loop's thread, from the callback of one eventfd (owned
-// by an Fd) that the loop watches. The loop has no other cross-thread
-// entry: everything else on it stays single-threaded.
+// by an Fd) that the loop watches. (The Resolver predates it and keeps
+// an eventfd of its own.)
 //
 // Lifetime: the inbox belongs to the loop's side; a Sender may outlive it
 // (a worker still running when the daemon stops or the owner goes). Once

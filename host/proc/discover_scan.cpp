@@ -193,6 +193,7 @@ std::vector<DiscoveredProcess> DiscoverScanner::scan(const ScanOptions& o, ScanS
   PidIterator pids;
   double now = boot_now();
   while (auto pid = pids.next()) {
+    if (o.cancel && o.cancel->load(std::memory_order_relaxed)) break;
     DiscoveredProcess p;
     if (read_one(*pid, o, now, p)) out.push_back(std::move(p));
   }

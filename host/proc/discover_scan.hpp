@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -64,6 +65,9 @@ bool parse_unix_listeners(std::string_view text, SocketTable& out);
 struct ScanOptions {
   bool details = false;  // cwd, environment, limits (the last scan)
   bool sockets = true;
+  // Set by another thread: the scan stops at the next process (what it
+  // has so far is returned). The daemon's discovery, dropped mid-scan.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ScanStats {
