@@ -369,6 +369,8 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
       ->type_name("DIR");
   discover->add_option("--stdlib", discover_args.stdlib, "the Lua standard library (VIGIL_STDLIB)")
       ->type_name("DIR");
+  discover->add_flag("--last", discover_args.last,
+                     "the running daemon's last discovery (rules: discover { every = ... })");
 
   CLI::App* version = command(app, "version", "print the version");
   CLI::App* help = command(app, "help", "this help, or a command's (vigil help COMMAND)");
@@ -430,6 +432,12 @@ int parse_and_run(int argc, char** argv, std::optional<RunLaunch>& launch) {
     if (discover->parsed()) {
       if (discover_args.force && discover_args.write.empty())
         throw UsageError("discover: --force goes with --write");
+      if (discover_args.last) {
+        if (!discover_args.write.empty())
+          throw UsageError("discover: --last prints the daemon's answer (its text is in --json); "
+                           "--write goes without it");
+        return cmd_discover_last(g, discover_args);
+      }
       if (discover_args.stdlib.empty()) discover_args.stdlib = default_stdlib_dir();
       return cmd_discover(discover_args);
     }

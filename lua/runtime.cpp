@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -644,7 +645,9 @@ RuleRuntime::RuleRuntime(RuntimeOptions options, HostContext host)
   rt.options = std::move(options);
   rt.host = host;
   rt.alloc.limit = rt.options.memory_limit;
-  static uint64_t tokens = 0;  // the loop's thread only
+  // A state is also made off the loop's thread (the daemon's discovery
+  // runs its policy on a worker).
+  static std::atomic<uint64_t> tokens = 0;
   rt.token = ++tokens;
   rt.L = lua_newstate(limited_alloc, &rt.alloc);
   if (!rt.L) throw std::runtime_error("cannot create Lua state");
@@ -935,6 +938,10 @@ nlohmann::json RuleRuntime::schema(const std::string& kind) {
 }
 
 nlohmann::json RuleRuntime::docker() { return table_answer(*state_, "docker"); }
+
+nlohmann::json RuleRuntime::discover_schedule() { return table_answer(*state_, "discover"); }
+
+nlohmann::json RuleRuntime::discover_tuning() { return table_answer(*state_, "discover_tuning"); }
 
 nlohmann::json RuleRuntime::peers() {
   nlohmann::json out = table_answer(*state_, "peers");

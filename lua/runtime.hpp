@@ -106,6 +106,13 @@ class RuleRuntime : public Policy {
   // The container engine the rules need: {"socket": path or ""} when they
   // declare a container or a docker block; null when they need none.
   nlohmann::json docker();
+  // The rules' `discover { }` schedule ({every, window, scans, where},
+  // seconds; normalized by vigil.discover), or null.
+  nlohmann::json discover_schedule();
+  // What the rules set in vigil.discover (weights, threshold, supervisors,
+  // shells, interpreters, secret_names): input.tuning of a discovery run
+  // in another state.
+  nlohmann::json discover_tuning();
   // The declared peers, in order (vigil.peer, normalized), as an array.
   nlohmann::json peers();
   // The declared remote watches (watch "db@nodeb" { on = "nodeb" }), in

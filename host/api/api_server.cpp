@@ -17,7 +17,7 @@ namespace {
 // wait is a local tool).
 const std::set<std::string_view> kApiCommands = {
     "ping",  "status", "inspect", "events", "explain", "dumps", "metrics", "start",
-    "stop",  "restart", "pause",  "resume", "reload", "failover", "cluster"};
+    "stop",  "restart", "pause",  "resume", "reload", "failover", "cluster", "discover"};
 
 std::string who(const Identity& id) {
   switch (id.kind) {

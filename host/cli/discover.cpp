@@ -2,7 +2,6 @@
 // hands what it saw to the rules' discover policy (stdlib/vigil/discover.lua
 // through RuleRuntime::discover) and prints or writes the proposed watches.
 // It only reads: nothing running is touched.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -12,7 +11,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <sstream>
 
 #include "host/cli/discover.hpp"
@@ -25,44 +23,9 @@ namespace vigil::cli {
 
 namespace {
 
-struct Seen {
-  DiscoveredProcess latest;
-  int first = 0, last = 0, seen = 0;
-};
-
 bool exists(const std::string& p) {
   struct stat st;
   return ::lstat(p.c_str(), &st) == 0;
-}
-
-// /etc/init.d/*: their text, for the policy to find the script that
-// starts an executable.
-json init_scripts(const std::string& dir) {
-  json out = json::array();
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return out;
-  std::vector<std::string> names;
-  while (dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  for (const auto& n : names) {
-    std::string path = dir + "/" + n;
-    std::ifstream in(path);
-    if (!in) continue;
-    std::string text(64 * 1024, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    out.push_back({{"path", path}, {"text", text}});
-  }
-  return out;
-}
-
-bool systemd_is_init() {
-  std::ifstream in("/proc/1/comm");
-  std::string comm;
-  std::getline(in, comm);
-  return comm == "systemd";
 }
 
 void sleep_until(const timespec& t) {
@@ -87,6 +50,29 @@ void print_table(const json& cands) {
 }
 
 }  // namespace
+
+int cmd_discover_last(Global& g, const DiscoverArgs& a) {
+  int code = 0;
+  auto reply = request(g, {{"cmd", "discover"}}, code);
+  if (!reply) return code;
+  if (!reply->value("ok", false)) {
+    std::cerr << "vigil: " << reply->value("error", std::string("failed")) << "\n";
+    return kExitFailed;
+  }
+  reply->erase("ok");
+  if (a.json) {
+    std::cout << reply->dump(2) << "\n";
+    return 0;
+  }
+  time_t at = reply->value("at", static_cast<time_t>(0));
+  char when[64] = "?";
+  tm t{};
+  if (localtime_r(&at, &t)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &t);
+  printf("last discovery: %s, %d scans over %gs\n", when, reply->value("scans", 0),
+         reply->value("window", 0.0));
+  print_table((*reply)["candidates"]);
+  return 0;
+}
 
 int cmd_discover(const DiscoverArgs& a) {
   double window = parse_duration(a.window);
@@ -119,20 +105,14 @@ int cmd_discover(const DiscoverArgs& a) {
 
   int scans = static_cast<int>(std::floor(window / every + 1e-9)) + 1;
   DiscoverScanner scanner;
-  std::map<std::pair<pid_t, uint64_t>, Seen> seen;
+  DiscoverWindow seen;
   timespec next;
   clock_gettime(CLOCK_MONOTONIC, &next);
   for (int i = 1; i <= scans; ++i) {
     ScanOptions so;
     so.details = i == scans;
     ScanStats stats;
-    for (auto& p : scanner.scan(so, &stats)) {
-      Seen& s = seen[{p.pid, p.start_time}];
-      if (s.seen == 0) s.first = i;
-      s.last = i;
-      ++s.seen;
-      s.latest = std::move(p);
-    }
+    seen.add(scanner.scan(so, &stats), i);
     // Progress on stderr (what a test waits for, what a person watches).
     fprintf(stderr, "vigil: discover: scan %d/%d: %zu processes, %zu network namespaces\n", i,
             scans, stats.processes, stats.namespaces);
@@ -143,30 +123,18 @@ int cmd_discover(const DiscoverArgs& a) {
     sleep_until(next);
   }
 
-  json procs = json::array();
-  for (auto& [id, s] : seen) {
-    json j = s.latest.to_json();
-    j["first"] = s.first;
-    j["last"] = s.last;
-    j["seen"] = s.seen;
-    procs.push_back(std::move(j));
-  }
   json input = {{"scans", scans},      {"window", window},
                 {"every", every},      {"self", static_cast<int>(getpid())},
-                {"systemd", systemd_is_init()}, {"init_scripts", init_scripts(a.init_dir)},
-                {"processes", std::move(procs)}};
+                {"systemd", systemd_is_init()}, {"init_scripts", discover_init_scripts(a.init_dir)},
+                {"processes", seen.processes()}};
   std::string error;
   json out = rt.discover(input, error);
   if (out.is_null()) {
     std::cerr << "vigil: discover: " << error << "\n";
     return kExitFailed;
   }
-  json cands = out.contains("candidates") && out["candidates"].is_array() ? out["candidates"]
-                                                                           : json::array();
-  // Lua has one empty table for {} and []: lists stay lists in the JSON.
-  for (auto& c : cands)
-    for (json* l : {&c["listening"], &c["process"]["listening"], &c["reasons"]})
-      if (l->is_object() && l->empty()) *l = json::array();
+  json cands = out.contains("candidates") ? out["candidates"] : json::array();
+  discover_lists_as_lists(cands);
   if (!a.write.empty()) {
     std::string text = out.value("text", std::string());
     // Written whole, then renamed: a reader never sees half a file.

@@ -16,7 +16,10 @@ struct DiscoverArgs {
   std::string rules;  // rules that tune the policy (optional)
   std::string stdlib;
   std::string init_dir = "/etc/init.d";
+  bool last = false;  // the daemon's last discovery (discover { every = ... }), not a new one
 };
 int cmd_discover(const DiscoverArgs& a);
+// `vigil discover --last [--json]`: GET /v1/discover of the daemon.
+int cmd_discover_last(Global& g, const DiscoverArgs& a);
 
 }  // namespace vigil::cli

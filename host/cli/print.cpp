@@ -243,6 +243,8 @@ void print_inspect(const json& it) {
     print_members(it, 1);
   } else {
     printf("  where:     %s\n", text_of(field(it, "where")).c_str());
+    if (field(it, "mode") == "observe")
+      printf("  mode:      observe (vigil alerts but never starts, stops or kills it)\n");
     std::string pid = text_of(field(it, "pid"));
     if (it.contains("count")) pid = text_of(field(it, "count")) + " processes";
     printf("  pid:       %s%s\n", pid.c_str(),

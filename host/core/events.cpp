@@ -215,6 +215,20 @@ const std::vector<MessageDef> kCatalog = {
      "for it to come back"},
     {Msg::ObservedAction, "VGL0210", S::Warning, "observed_action",
      "{watch}: mode = \"observe\": would {action} ({why}); nothing done"},
+    {Msg::DiscoverSummary, "VGL0211", S::Notice, "discover_summary",
+     "discovery: {count} steady-state processes no watch covers: {names} (vigil discover --last)"},
+    {Msg::DiscoverNew, "VGL0212", S::Notice, "discover_new",
+     "discovery: new steady-state process '{name}' (pid {pid}, {exe}, score {score}, recovery "
+     "{recovery})"},
+    {Msg::DiscoverVanished, "VGL0213", S::Warning, "discover_vanished",
+     "discovery: '{name}' (pid {pid}, {exe}) is no longer a steady-state process"},
+    {Msg::DiscoverMore, "VGL0214", S::Notice, "discover_more",
+     "discovery: {new} more new and {vanished} more vanished processes not listed (vigil "
+     "discover --last)"},
+    {Msg::DiscoverRan, "VGL0215", S::Info, "discover_ran",
+     "discovery: {candidates} candidates, {new} new, {vanished} vanished ({scans} scans over "
+     "{window}s, {processes} processes, {cpu}s of CPU off the loop)"},
+    {Msg::DiscoverFailed, "VGL0216", S::Error, "discover_failed", "discovery failed: {error}"},
     {Msg::ApiListening, "VGL0227", S::Notice, "api_listening",
      "remote API listening on {listen} (port {port}; TLS {tls}, client certificates "
      "{client_certificates}, {tokens} tokens)"},

@@ -120,6 +120,12 @@ enum class Msg {
   PulledIn,
   ObservedExit,           // VGL0209
   ObservedAction,         // VGL0210               // VGL0207
+  DiscoverSummary,        // VGL0211
+  DiscoverNew,            // VGL0212
+  DiscoverVanished,       // VGL0213
+  DiscoverMore,           // VGL0214
+  DiscoverRan,            // VGL0215
+  DiscoverFailed,         // VGL0216
   ApiListening,           // VGL0227
   ApiFailed,              // VGL0228
   ApiRefused,             // VGL0229

@@ -50,6 +50,7 @@ Daemon::~Daemon() {
   control_.reset();
   streams_.reset();
   metrics_.reset();
+  discovery_.reset();
   if (proc_events_) proc_events_->set_handler({});
   if (supervisor_) supervisor_->set_policy(nullptr);
   if (log_) log_->set_listener({});
@@ -390,6 +391,7 @@ std::vector<std::string> Daemon::reload(const std::string& reason) {
   if (cluster_) cluster_->configure(runtime_->cluster_config());
   runtime_->set_cluster_hub(cluster_.get());
   configure_engine(runtime_->docker());
+  configure_discovery(runtime_->discover_schedule());
   std::vector<GroupDecl> groups = runtime_->take_groups();
   if (cluster_) {
     std::vector<std::string> clustered;
@@ -426,6 +428,37 @@ void Daemon::configure_engine(const nlohmann::json& docker) {
   supervisor_->set_containers(nullptr);
   engine_ = make_docker_engine(loop_, config);
   supervisor_->set_containers(engine_.get());
+}
+
+// The rules' discover { } (null: none): a Discovery made at the first,
+// told a changed schedule, dropped with a run in flight when the rules no
+// longer declare it (GET /v1/discover then says none has run).
+void Daemon::configure_discovery(const nlohmann::json& schedule) {
+  auto s = DiscoverSchedule::from_json(schedule);
+  if (!s || shutting_down_) {
+    discovery_.reset();
+    return;
+  }
+  if (!discovery_) {
+    DiscoveryOptions o;
+    o.stdlib_dir = options_.stdlib_dir;
+    o.watched = [this] { return watched_pids(); };
+    o.tuning = [this] { return runtime_ ? runtime_->discover_tuning() : nlohmann::json(); };
+    discovery_ = std::make_unique<Discovery>(loop_, *log_, std::move(o));
+  }
+  discovery_->configure(*s);
+}
+
+// Every process a watch holds: a started or adopted one, a members
+// watch's members (discovery does not propose them).
+std::vector<pid_t> Daemon::watched_pids() const {
+  std::vector<pid_t> out;
+  for (const auto& [name, u] : supervisor_->units()) {
+    if (u->child) out.push_back(u->child->pid);
+    if (u->m)
+      for (const auto& [pid, start] : u->m->members) out.push_back(pid);
+  }
+  return out;
 }
 
 bool Daemon::prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,
@@ -492,6 +525,8 @@ void Daemon::apply_rule_sinks(std::vector<SinkSpec> specs) {
 void Daemon::on_proc_event(const ProcEvent& ev) {
   supervisor_->on_proc_event(ev);
   if (runtime_) runtime_->on_proc_event(ev);
+  // Held for the watches, not for discovery: its execs are a bonus.
+  if (discovery_ && ev.kind == ProcEvent::Kind::Exec) discovery_->on_exec(ev.pid);
 }
 
 void Daemon::on_signal() {
@@ -519,6 +554,7 @@ void Daemon::shutdown(const std::string& reason, bool keep_processes) {
   shutting_down_ = true;
   if (service_) service_->stopping();
   log_->emit(Msg::DaemonStopping, "", {{"reason", reason}});
+  discovery_.reset();  // no scan starts while the watches stop
   if (keep_processes) {
     // An upgrade or a restart of vigil: the processes go on, the journal
     // names them, and the next vigil adopts them.
@@ -888,6 +924,15 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
   if (cmd == "status") {  // the socket answers it with status_text; this for direct callers
     reply(status_json());
     return;
+  }
+  if (cmd == "discover") {
+    if (!discovery_) reject("no discovery has run (declare discover { every = ... })", 404);
+    if (discovery_->last().is_null())
+      reject("no discovery has run yet (the first ends about " +
+                 std::to_string(static_cast<int>(discovery_->schedule().window)) +
+                 "s after the rules were loaded)",
+             404);
+    return reply(ok_reply(discovery_->last()));
   }
   if (cmd == "metrics") {
     if (!metrics_) return reply(error_reply("metrics are off: start vigil with --metrics"));

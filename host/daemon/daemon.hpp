@@ -13,6 +13,7 @@
 #include "host/cluster/hub.hpp"
 #include "host/control/server.hpp"
 #include "host/core/events.hpp"
+#include "host/daemon/discovery.hpp"
 #include "host/daemon/service_notify.hpp"
 #include "host/log/sink.hpp"
 #include "host/loop/event_loop.hpp"
@@ -88,6 +89,8 @@ class Daemon {
   // The API the candidate rules (or the command line) declare, its files
   // loaded; errors reject the reload. nullopt in `out`: no API.
   void configure_engine(const nlohmann::json& docker);
+  void configure_discovery(const nlohmann::json& schedule);
+  std::vector<pid_t> watched_pids() const;
   bool prepare_api(RuleRuntime& candidate, std::optional<ApiServer::Prepared>& out,
                    std::vector<std::string>& errors);
 
@@ -118,6 +121,9 @@ class Daemon {
   ApiHooks api_hooks_;                     // what api_ is made with
   std::unique_ptr<Waits> waits_;  // `vigil wait`: replies held until a state is reached
   std::unique_ptr<Metrics> metrics_;  // after the supervisor it reads: gone first
+  // discover { every = ... }: made at the first declared, dropped when the
+  // rules no longer declare it; after the supervisor whose pids it asks.
+  std::unique_ptr<Discovery> discovery_;
   // Vigil's own service manager (systemd, Type=notify), when it gave a
   // NOTIFY_SOCKET: READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1.
   std::unique_ptr<ServiceNotifier> service_;

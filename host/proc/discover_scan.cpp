@@ -1,11 +1,13 @@
 #include "host/proc/discover_scan.hpp"
 
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <fstream>
 
 #include "host/proc/proc_scan.hpp"
 
@@ -141,54 +143,141 @@ const SocketTable& DiscoverScanner::tables_of(pid_t pid, uint64_t netns) {
   return it->second;
 }
 
+namespace {
+// Seconds on the boot clock (start_time counts on it, suspend included).
+double boot_now() {
+  timespec boot{};
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  return static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) / 1e9;
+}
+}  // namespace
+
+bool DiscoverScanner::read_one(pid_t pid, const ScanOptions& o, double now, DiscoveredProcess& p) {
+  ProcStat st;
+  if (!reader_.stat(pid, st) || st.kernel_thread()) return false;
+  static const long hz = sysconf(_SC_CLK_TCK);
+  p.pid = st.pid;
+  p.ppid = st.ppid;
+  p.pgrp = st.pgrp;
+  p.session = st.session;
+  p.tty_nr = st.tty_nr;
+  p.state = st.state;
+  p.start_time = st.start_time;
+  p.age = std::max(0.0, now - static_cast<double>(st.start_time) / static_cast<double>(hz));
+  p.comm = st.comm;
+  if (auto s = reader_.status(pid)) p.uid = s->uid;
+  if (auto e = reader_.exe(pid)) p.exe = *e;
+  if (auto c = reader_.read(pid, "cmdline")) split_nul(*c, p.argv);
+  if (auto c = reader_.read(pid, "cgroup")) {
+    p.cgroup = cgroup_path(*c);
+    classify_cgroup(p.cgroup, p.unit, p.scope);
+  }
+  p.netns = ns_inode(pid, "net");
+  p.pidns = ns_inode(pid, "pid");
+  if (o.sockets && p.netns && reader_.socket_inodes(pid, inodes_) && !inodes_.empty()) {
+    const SocketTable& t = tables_of(pid, p.netns);
+    for (uint64_t ino : inodes_)
+      if (auto it = t.find(ino); it != t.end()) p.listening.push_back(it->second);
+  }
+  if (o.details) {
+    p.cwd = read_link(pid, "cwd");
+    if (auto e = reader_.read(pid, "environ")) split_nul(*e, p.environ);
+    if (auto l = reader_.read(pid, "limits")) p.nofile = parse_nofile_limit(*l);
+  }
+  return true;
+}
+
 std::vector<DiscoveredProcess> DiscoverScanner::scan(const ScanOptions& o, ScanStats* stats) {
   tables_.clear();
   std::vector<DiscoveredProcess> out;
   PidIterator pids;
-  ProcStat st;
-  long hz = sysconf(_SC_CLK_TCK);
-  // start_time counts on the boot clock (suspend included).
-  timespec boot{};
-  clock_gettime(CLOCK_BOOTTIME, &boot);
-  double now = static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) / 1e9;
+  double now = boot_now();
   while (auto pid = pids.next()) {
-    if (!reader_.stat(*pid, st) || st.kernel_thread()) continue;
+    if (o.cancel && o.cancel->load(std::memory_order_relaxed)) break;
     DiscoveredProcess p;
-    p.pid = st.pid;
-    p.ppid = st.ppid;
-    p.pgrp = st.pgrp;
-    p.session = st.session;
-    p.tty_nr = st.tty_nr;
-    p.state = st.state;
-    p.start_time = st.start_time;
-    p.age = std::max(0.0, now - static_cast<double>(st.start_time) / static_cast<double>(hz));
-    p.comm = st.comm;
-    if (auto s = reader_.status(*pid)) p.uid = s->uid;
-    if (auto e = reader_.exe(*pid)) p.exe = *e;
-    if (auto c = reader_.read(*pid, "cmdline")) split_nul(*c, p.argv);
-    if (auto c = reader_.read(*pid, "cgroup")) {
-      p.cgroup = cgroup_path(*c);
-      classify_cgroup(p.cgroup, p.unit, p.scope);
-    }
-    p.netns = ns_inode(*pid, "net");
-    p.pidns = ns_inode(*pid, "pid");
-    if (o.sockets && p.netns && reader_.socket_inodes(*pid, inodes_) && !inodes_.empty()) {
-      const SocketTable& t = tables_of(*pid, p.netns);
-      for (uint64_t ino : inodes_)
-        if (auto it = t.find(ino); it != t.end()) p.listening.push_back(it->second);
-    }
-    if (o.details) {
-      p.cwd = read_link(*pid, "cwd");
-      if (auto e = reader_.read(*pid, "environ")) split_nul(*e, p.environ);
-      if (auto l = reader_.read(*pid, "limits")) p.nofile = parse_nofile_limit(*l);
-    }
-    out.push_back(std::move(p));
+    if (read_one(*pid, o, now, p)) out.push_back(std::move(p));
   }
   if (stats) {
     stats->processes = out.size();
     stats->namespaces = tables_.size();
   }
   return out;
+}
+
+std::optional<DiscoveredProcess> DiscoverScanner::one(pid_t pid) {
+  ScanOptions o;
+  o.sockets = false;  // a socket table per process would cost a scan's worth
+  DiscoveredProcess p;
+  if (!read_one(pid, o, boot_now(), p)) return std::nullopt;
+  return p;
+}
+
+void DiscoverWindow::add(std::vector<DiscoveredProcess> scan, int index) {
+  for (auto& p : scan) {
+    Seen& s = seen_[{p.pid, p.start_time}];
+    if (s.seen == 0) s.first = index;
+    s.last = index;
+    ++s.seen;
+    s.latest = std::move(p);
+  }
+}
+
+bool DiscoverWindow::add_between(DiscoveredProcess p, int after) {
+  auto [it, made] = seen_.try_emplace({p.pid, p.start_time});
+  if (!made) return false;  // a scan saw it, or an earlier exec of it
+  it->second.first = it->second.last = after;
+  it->second.latest = std::move(p);
+  return true;
+}
+
+nlohmann::json DiscoverWindow::processes() const {
+  nlohmann::json procs = nlohmann::json::array();
+  for (const auto& [id, s] : seen_) {
+    nlohmann::json j = s.latest.to_json();
+    j["first"] = s.first;
+    j["last"] = s.last;
+    j["seen"] = s.seen;
+    procs.push_back(std::move(j));
+  }
+  return procs;
+}
+
+nlohmann::json discover_init_scripts(const std::string& dir) {
+  nlohmann::json out = nlohmann::json::array();
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    std::string path = dir + "/" + n;
+    std::ifstream in(path);
+    if (!in) continue;
+    std::string text(64 * 1024, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    out.push_back({{"path", path}, {"text", text}});
+  }
+  return out;
+}
+
+bool systemd_is_init() {
+  std::ifstream in("/proc/1/comm");
+  std::string comm;
+  std::getline(in, comm);
+  return comm == "systemd";
+}
+
+void discover_lists_as_lists(nlohmann::json& candidates) {
+  if (!candidates.is_array()) {
+    candidates = nlohmann::json::array();
+    return;
+  }
+  for (auto& c : candidates)
+    for (nlohmann::json* l : {&c["listening"], &c["process"]["listening"], &c["reasons"]})
+      if (l->is_object() && l->empty()) *l = nlohmann::json::array();
 }
 
 nlohmann::json DiscoveredProcess::to_json() const {

@@ -9,8 +9,11 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -62,6 +65,9 @@ bool parse_unix_listeners(std::string_view text, SocketTable& out);
 struct ScanOptions {
   bool details = false;  // cwd, environment, limits (the last scan)
   bool sockets = true;
+  // Set by another thread: the scan stops at the next process (what it
+  // has so far is returned). The daemon's discovery, dropped mid-scan.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ScanStats {
@@ -73,13 +79,50 @@ class DiscoverScanner {
  public:
   // Every process but kernel threads, in pid order.
   std::vector<DiscoveredProcess> scan(const ScanOptions& o, ScanStats* stats = nullptr);
+  // One process, without its sockets (an exec seen between two scans);
+  // nullopt when it is gone or a kernel thread.
+  std::optional<DiscoveredProcess> one(pid_t pid);
 
  private:
+  bool read_one(pid_t pid, const ScanOptions& o, double boot_now, DiscoveredProcess& out);
   const SocketTable& tables_of(pid_t pid, uint64_t netns);
   ProcReader reader_;
   std::unordered_map<uint64_t, SocketTable> tables_;  // by netns inode, for one scan
   std::vector<uint64_t> inodes_;
 };
+
+// The identities seen over one window of scans, by (pid, start time):
+// in which scan each was seen first and last, and how often (what the
+// policy's "steady" and "restarted" read). `vigil discover` and the
+// daemon's discovery (host/daemon/discovery.cpp) share it.
+class DiscoverWindow {
+ public:
+  // Scan number `index` (1 for the first).
+  void add(std::vector<DiscoveredProcess> scan, int index);
+  // An identity seen between scan `after` and the next (an exec the proc
+  // connector reported): first = last = after, seen = 0. Ignored (false)
+  // when a scan saw it.
+  bool add_between(DiscoveredProcess p, int after);
+  // The policy's input.processes: each identity's latest snapshot with
+  // first, last and seen.
+  nlohmann::json processes() const;
+  size_t size() const { return seen_.size(); }
+
+ private:
+  struct Seen {
+    DiscoveredProcess latest;
+    int first = 0, last = 0, seen = 0;
+  };
+  std::map<std::pair<pid_t, uint64_t>, Seen> seen_;
+};
+
+// /etc/init.d/*: each script's path and (first 64 KiB of) text, for the
+// policy to find the script that starts an executable.
+nlohmann::json discover_init_scripts(const std::string& dir);
+bool systemd_is_init();
+// Lua has one empty table for {} and []: the lists of the policy's
+// candidates stay lists in the JSON (a script indexing listening[0]).
+void discover_lists_as_lists(nlohmann::json& candidates);
 
 // The unit and session scope named by a cgroup path
 // ("/system.slice/nginx.service" -> unit "nginx.service";

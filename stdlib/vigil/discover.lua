@@ -6,8 +6,15 @@
 --
 -- Tunable by rules: require "vigil.discover" and change M.weights,
 -- M.threshold, M.supervisors or M.shells before the scan's answer is made
--- (a rule file given to `vigil discover --rules FILE`).
-local M = { _VERSION = "1" }
+-- (a rule file given to `vigil discover --rules FILE`, or the daemon's
+-- rule files).
+--
+-- The daemon runs it on a schedule when the rules declare
+--   discover { every = "1h", window = "10m", scans = 5 }
+-- (M.declare), with the processes it already watches in input.watched and
+-- the previous run's proposals in input.previous; M.run then also answers
+-- what is new and what vanished (M.diff), which the host reports as events.
+local M = { _VERSION = "2" }
 
 -- Points for (and against) a process being a service.
 M.weights = {
@@ -165,10 +172,30 @@ function M.recovery(c, ctx)
   return { method = "alert" }
 end
 
+-- What rules may set in this module, as data: the daemon carries these
+-- from its live rules to the state the policy runs in (functions a rule
+-- replaces, such as M.score, are `vigil discover --rules` only).
+local tunable = { weights = true, threshold = true, supervisors = true, shells = true,
+  interpreters = true, secret_names = true }
+
+--- tuning() -> the tunable tables as the rules left them (entry.discover_tuning).
+function M.tuning()
+  local t = {}
+  for k in pairs(tunable) do t[k] = M[k] end
+  return t
+end
+
 --- run(input) -> { candidates = {...}, rejected = n, text = rule file }
 -- input: { scans, window, every, self, systemd, init_scripts,
---   processes = { {pid, start_time, first, last, seen, ...}, ... } }
+--   processes = { {pid, start_time, first, last, seen, ...}, ... },
+--   and from the daemon: watched = { pid, ... }, previous = { summary, ... },
+--   tuning = M.tuning() of its live rules }
 function M.run(input)
+  -- The daemon runs the policy in a state of its own (off its event
+  -- loop) and hands it the live rules' tuning (M.tuning).
+  for k, v in pairs(input.tuning or {}) do
+    if tunable[k] then M[k] = v end
+  end
   local procs = input.processes or {}
   local ctx = { scans = input.scans, by_pid = {}, systemd = input.systemd, init_scripts = input.init_scripts }
   local latest = {}  -- pid -> the identity seen last (for parents)
@@ -179,10 +206,14 @@ function M.run(input)
   ctx.by_pid = latest
   -- Vigil itself (this command, a running daemon) and everything under
   -- it: what a daemon supervises is watched already.
+  -- The processes a running daemon watches (adopted or started) and
+  -- their descendants (an adopted master's workers) are its already.
+  local watched = {}
+  for _, pid in ipairs(input.watched or {}) do watched[pid] = true end
   local function under_self(p)
     local seen = 0
     while p and seen < 64 do
-      if p.pid == input.self or basename(p.exe or "") == "vigil" then return true end
+      if p.pid == input.self or watched[p.pid] or basename(p.exe or "") == "vigil" then return true end
       p = latest[p.ppid]
       seen = seen + 1
     end
@@ -309,8 +340,103 @@ function M.run(input)
     c.name = n
   end
   table.sort(candidates, function(a, b) return a.name < b.name end)
-  return { candidates = candidates, rejected = rejected, text = M.rule_text(candidates, input) }
+  local out = { candidates = candidates, rejected = rejected, text = M.rule_text(candidates, input) }
+  out.summaries = {}
+  for i, c in ipairs(candidates) do out.summaries[i] = M.summary(c) end
+  if input.previous then out.new, out.vanished = M.diff(input.previous, out.summaries) end
+  return out
 end
+
+--- key(c) -> what identifies a proposal from one run to the next: what
+-- its watch would match (exe, user, the distinguishing argument), not
+-- its pid (a service restarted between two runs is the same proposal)
+-- nor its name (a duplicate's -2 depends on the others).
+function M.key(c)
+  local p = c.process
+  return table.concat({ p.exe or "", tostring(math.tointeger(p.uid) or p.uid),
+    c.match_cmdline or "", c.count and "count" or "" }, "\0")
+end
+
+--- summary(c) -> the short form of a proposal the daemon keeps between
+-- runs and puts in its events: { key, name, exe, pid, score, recovery, command }.
+function M.summary(c)
+  local r = c.recovery or {}
+  return { key = M.key(c), name = c.name, exe = c.process.exe or "", pid = c.process.pid,
+    score = c.score, recovery = r.method or "alert", command = r.command }
+end
+
+--- diff(previous, current) -> new, vanished: the summaries of `current`
+-- whose key `previous` did not have, and those of `previous` that
+-- `current` lacks (both in name order).
+function M.diff(previous, current)
+  local before, now = {}, {}
+  for _, s in ipairs(previous or {}) do before[s.key] = s end
+  for _, s in ipairs(current or {}) do now[s.key] = s end
+  local new, vanished = {}, {}
+  for _, s in ipairs(current or {}) do if not before[s.key] then new[#new + 1] = s end end
+  for _, s in ipairs(previous or {}) do if not now[s.key] then vanished[#vanished + 1] = s end end
+  local by_name = function(a, b) return a.name < b.name end
+  table.sort(new, by_name)
+  table.sort(vanished, by_name)
+  return new, vanished
+end
+
+-- The daemon's schedule ---------------------------------------------------
+
+-- The shortest values that make sense: a window must hold its scans (one
+-- scan of a busy machine takes a second or two of CPU), and discoveries
+-- do not overlap.
+M.limits = { every = 2, window = 1, gap = 0.1, scans = { 3, 1000 } }
+
+local declared = nil
+
+--- discover { every = "1h", window = "10m", scans = 5 }: the daemon runs
+-- a discovery every `every`, its `scans` scans spread over `window`
+-- (default: 10m, or half of `every` when that is shorter; 5 scans).
+-- At most once per load; errors name file:line and the key.
+function M.declare(spec)
+  local runtime = require "vigil.runtime"
+  local schema = require "vigil.schema"
+  local errors = require "vigil.errors"
+  if runtime.live() then error("discover: declared when rule files load", 2) end
+  local where = runtime.where(1)
+  if declared then
+    return errors.add(where .. ": discover: declared twice (at " .. declared.where .. ")")
+  end
+  local s, _, errs = schema.check(spec, {
+    every = schema.duration,
+    window = schema.duration,
+    scans = schema.integer(M.limits.scans[1], M.limits.scans[2]),
+  }, "discover")
+  if not s then
+    for _, e in ipairs(errs) do errors.add(where .. ": " .. e) end
+    return
+  end
+  local function bad(msg) errors.add(where .. ": discover." .. msg) end
+  if not s.every then return bad("every: required (how often the daemon discovers, e.g. \"1h\")") end
+  if s.every < M.limits.every then
+    return bad(string.format("every: %gs is too short: at least %gs (a discovery scans /proc several times)",
+      s.every, M.limits.every))
+  end
+  s.window = s.window or math.min(600, s.every / 2)
+  if s.window < M.limits.window then
+    return bad(string.format("window: %gs is too short: at least %gs", s.window, M.limits.window))
+  end
+  if s.window > s.every then
+    return bad(string.format("window: %gs is longer than every (%gs): one discovery runs at a time",
+      s.window, s.every))
+  end
+  s.scans = s.scans or 5
+  if s.window / (s.scans - 1) < M.limits.gap then
+    return bad(string.format("scans: %d scans over %gs are less than %gs apart: fewer scans or a longer window",
+      s.scans, s.window, M.limits.gap))
+  end
+  s.where = where
+  declared = s
+end
+
+--- The declared schedule { every, window, scans, where } (entry.discover), or nil.
+function M.declared() return declared end
 
 -- A Lua string literal on one line: %q writes a newline as a backslash
 -- and a real newline, which would end a commented-out line early and turn

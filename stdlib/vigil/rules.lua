@@ -16,6 +16,8 @@
 --   event(ev)             a host event, for vigil.on subscribers
 --   finish()              all rule files loaded; cross-checks
 --   api()                 the declared `api { }` table, or nil
+--   discover()            the declared `discover { }` schedule, or nil
+--   discover_tuning()     what the rules set in vigil.discover (weights, ...)
 --   peers()               the declared peers, in order
 --   remotes()             the declared remote watches (watch "x@node" { on = ... })
 --   authorize(id, m, p)   may this identity make this API request? -> ok, why
@@ -86,6 +88,7 @@ _G.group = group.group
 _G.cluster = cluster.configure
 _G.api = vigil.api.declare
 _G.peer = peer.peer
+_G.discover = require("vigil.discover").declare
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe", "exec" }) do
   _G[k] = vigil.probes[k]
@@ -161,6 +164,12 @@ end
 -- The declared api table, for the host's listener.
 function entry.api() return vigil.api.declared() end
 function entry.preset_api(spec) return vigil.api.preset(spec) end
+
+-- The declared discover { } schedule, for the host's periodic discovery.
+function entry.discover() return require("vigil.discover").declared() end
+-- What the rules set in vigil.discover (weights, threshold, ...), for the
+-- state the daemon's discovery runs its policy in.
+function entry.discover_tuning() return require("vigil.discover").tuning() end
 
 -- A request on the API listener: may `id` do it? -> allowed, reason. A
 -- hook that fails or answers something else than a boolean denies.

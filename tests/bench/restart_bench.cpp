@@ -482,6 +482,7 @@ struct Options {
   bool keep = false;
   double event_load = 0;  // > 0: only the event-sink comparison, at this many events/s
   int reloads = 0;        // > 0: only the hot-reload figure, this many reloads
+  int discover_procs = 0;  // > 0: only the issue 18 comparison, with this many extra processes
   std::string vigil = VIGIL_BINARY;
   std::string tmp_parent;
 };
@@ -912,7 +913,7 @@ void print_table(const std::vector<Row>& rows) {
           "usage: vigil_bench [--watches N] [--kills N] [--mass N] [--small-watches N]\n"
           "                   [--idle-seconds S] [--no-mass-all] [--no-floor] [--vigil PATH] "
           "[--tmp DIR]\n"
-          "                   [--keep] [--event-load EVENTS_PER_S] [--reloads N]\n"
+          "                   [--keep] [--event-load EVENTS_PER_S] [--reloads N] [--discover-procs N]\n"
           "Runs as root. Defaults: --watches 1000 --kills 200 --mass 100 --small-watches 10\n"
           "--idle-seconds 30. See tests/bench/README.md.\n");
   exit(2);
@@ -949,6 +950,8 @@ Options parse(int argc, char** argv) {
       o.reloads = static_cast<int>(num(i));
     else if (a == "--event-load")
       o.event_load = num(i);
+    else if (a == "--discover-procs")
+      o.discover_procs = static_cast<int>(num(i));
     else if (a == "--vigil" && i + 1 < argc)
       o.vigil = argv[++i];
     else if (a == "--tmp" && i + 1 < argc)
@@ -1048,6 +1051,115 @@ int run_event_load(const Options& o, const std::string& root, ProcMonitor& mon) 
   return 0;
 }
 
+// Issue 18: does the daemon's discovery slow restarts? `discover_procs`
+// extra processes (sleeps, orphans of a helper) make each scan heavy; two
+// daemons with the same watches, one without discovery and one whose
+// rules scan all the time (discover { every = "2s", window = "2s",
+// scans = 5 }: a scan every 0.5 s, the next as soon as the last is done
+// when it takes longer). Single-kill restart latency in both, as the
+// main figure.
+int run_discover(const Options& o, const std::string& root, ProcMonitor& mon) {
+  pid_t helper = fork();
+  if (helper == 0) {
+    char sleep_path[] = "/bin/sleep", secs[] = "3600";
+    char* args[] = {sleep_path, secs, nullptr};
+    for (int i = 0; i < o.discover_procs; ++i)
+      if (fork() == 0) {
+        execv(sleep_path, args);
+        _exit(127);
+      }
+    _exit(0);
+  }
+  waitpid(helper, nullptr, 0);
+  struct Reap {
+    ~Reap() {
+      // The sleeps are orphans re-parented to the bench (a subreaper) or init.
+      for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+        std::string n = e.path().filename();
+        if (n.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string c = read_text(e.path().string() + "/cmdline");
+        if (c == std::string("/bin/sleep\0" "3600\0", 16)) kill(std::stoi(n), SIGKILL);
+      }
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
+    }
+  } reap;
+  json out = {{"bench", "vigil_discover"},
+              {"extra_processes", o.discover_procs},
+              {"watches", o.watches},
+              {"kills", o.kills}};
+  for (bool disc : {false, true}) {
+    std::string label = disc ? "discovering" : "quiet";
+    Daemon d(o, root, label, o.watches, mon);
+    std::string dir = root + "/" + label;
+    if (disc)
+      write_text(dir + "/rules/discover.lua",
+                 "discover { every = '2s', window = '2s', scans = 5 }\n");
+    fprintf(stderr, "  .. %s: %d watches, %d extra processes%s\n", label.c_str(), o.watches,
+            o.discover_procs, disc ? ", discovering all the time" : "");
+    d.launch();
+    d.wait_execs(static_cast<size_t>(o.watches), 60, "startup");
+    // The runs the discovering daemon finished so far, and their CPU.
+    auto finished = [&](double& cpu, double& procs) {
+      int runs = 0;
+      cpu = 0;
+      std::string history = read_text(d.state_dir() + "/events.jsonl");
+      size_t at = 0;
+      while ((at = history.find("\"VGL0215\"", at)) != std::string::npos) {
+        size_t start = history.rfind('\n', at);
+        start = start == std::string::npos ? 0 : start + 1;
+        size_t end = history.find('\n', at);
+        json e = json::parse(history.substr(start, end - start), nullptr, false);
+        if (e.is_object() && e.contains("fields")) {
+          ++runs;
+          cpu += e["fields"].value("cpu", 0.0);
+          procs = e["fields"].value("processes", 0.0);
+        }
+        at = end == std::string::npos ? history.size() : end;
+      }
+      return runs;
+    };
+    double cpu = 0, procs = 0;
+    int runs0 = 0;
+    if (disc) {
+      // Kills start once the first discovery is over (the scans go on).
+      uint64_t deadline = now_ns() + 120'000'000'000ull;
+      while ((runs0 = finished(cpu, procs)) == 0 && now_ns() < deadline) usleep(100'000);
+      if (runs0 == 0) throw BenchError("no discovery finished in 120 s");
+    }
+    // Each kill on its own watch (a second quick death would back off):
+    // --kills sets how many discoveries the kills span.
+    uint64_t t0 = now_ns();
+    std::vector<double> lat;
+    auto pids = d.status_pids();
+    std::vector<pid_t> victims, repl;
+    for (int i = 0; i < o.kills; ++i) victims.push_back(pids.at(d.names[static_cast<size_t>(i)]));
+    for (const auto& k : single_kills(d, mon, victims, repl)) lat.push_back(k.latency_ms);
+    double secs = static_cast<double>(now_ns() - t0) / 1e9;
+    Stats s = stats(lat);
+    int runs = disc ? finished(cpu, procs) : 0;
+    double cpu_each = runs ? cpu / runs : 0.0;
+    runs -= runs0;
+    Memory mem = read_memory(d.pid());
+    printf("%-11s restart latency median %.3f ms, p95 %.3f ms, max %.3f ms (%zu kills, %.1f s); "
+           "RSS %.1f MiB (peak %.1f MiB)",
+           label.c_str(), s.median, s.p95, s.max, s.n, secs, mem.rss_kib / 1024.0,
+           mem.hwm_kib / 1024.0);
+    if (disc)
+      printf("; %d discoveries meanwhile, of %.0f processes, %.2f s of worker CPU each", runs,
+             procs, cpu_each);
+    printf("\n");
+    fflush(stdout);
+    out[label] = {{"restart_ms", stats_json(s)}, {"seconds", secs}, {"rss_kib", mem.rss_kib},
+                  {"hwm_kib", mem.hwm_kib}};
+    if (disc)
+      out[label]["discoveries"] = {{"runs", runs}, {"processes", procs}, {"cpu_s_each", cpu_each}};
+    d.stop();
+  }
+  printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
 // Issue 13: a hot reload of N unchanged watches. The daemon runs N
 // watches; the same rules are reloaded `reloads` times, each timed from
 // the request to the reply (the reply comes once the new rules are live
@@ -1128,6 +1240,7 @@ int run(const Options& o) {
 
   ProcMonitor mon;
   if (o.event_load > 0) return run_event_load(o, root, mon);
+  if (o.discover_procs > 0) return run_discover(o, root, mon);
   if (o.reloads > 0) return run_reloads(o, root, mon);
   SysCpu sys0 = read_sys_cpu(), idle_sys0, idle_sys1;
   std::string load0 = read_text("/proc/loadavg");

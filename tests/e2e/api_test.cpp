@@ -130,6 +130,11 @@ TEST_F(Api, ReadsAndActsWithTheRightCredentialsOnly) {
     EXPECT_NE(body.find("\"last_seq\""), std::string::npos) << body;
     EXPECT_EQ(body.find("history"), std::string::npos) << body;
   }
+  // GET /v1/discover is a read the API serves: here no discovery is declared.
+  r = remote({"discover", "--last"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("no discovery has run (declare discover { every = ... })"), std::string::npos)
+      << r.err;
   pid_t before = d_.watch_pid("web");
   r = remote({"restart", "web"});
   ASSERT_EQ(r.code, 0) << r.err;

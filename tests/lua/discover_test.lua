@@ -126,3 +126,113 @@ T.test("a process's argv, environment and socket paths with newlines and quotes 
   T.eq(load("return " .. text:match("\n  %-%- cwd = (\"[^\n]*\"),\n"))(), "/srv/a\nb", "the cwd")
   T.eq(load("return {" .. text:match("\n  %-%- env = { ([^\n]*) },\n") .. "}")().X, "a\nb", "the environment")
 end)
+
+-- The daemon's periodic discovery (discover { every = ... }) ----------------
+
+T.test("what the daemon watches, and its workers, is not proposed", function()
+  local by = run({
+    p { pid = 100, exe = "/usr/sbin/nginx", argv = { "nginx: master" } },
+    p { pid = 101, exe = "/usr/sbin/nginx", argv = { "nginx: worker" }, ppid = 100, session = 100 },
+    p { pid = 110, exe = "/usr/sbin/sshd", argv = { "/usr/sbin/sshd", "-D" } },
+  }, { watched = { 100 } })
+  T.eq(by.nginx, nil, "the adopted master")
+  T.eq(by["nginx-2"], nil, "nor its worker as a root of its own")
+  T.ok(by.sshd, "the others are")
+end)
+
+T.test("the diff: new and vanished by what the watch would match, not by pid or name", function()
+  local _, first = run({
+    p { pid = 120, exe = "/usr/sbin/sshd", argv = { "/usr/sbin/sshd", "-D" } },
+    p { pid = 121, exe = "/usr/bin/redis", argv = { "/usr/bin/redis" } },
+  })
+  T.eq(first.new, nil, "no previous run: no diff (the host reports the whole set once)")
+  T.eq(#first.summaries, 2, "a summary per candidate")
+  local s = first.summaries[1]
+  T.eq(s.name, "redis", "summaries in name order")
+  T.eq(s.pid, 121, "pid")
+  T.eq(s.exe, "/usr/bin/redis", "exe")
+  T.eq(s.recovery, "start", "recovery")
+  T.ok(s.score >= 30, "score")
+  -- sshd restarted (another pid), redis gone, postgres new.
+  local _, second = run({
+    p { pid = 220, exe = "/usr/sbin/sshd", argv = { "/usr/sbin/sshd", "-D" } },
+    p { pid = 230, exe = "/usr/bin/postgres", argv = { "/usr/bin/postgres" } },
+  }, { previous = first.summaries })
+  T.eq(#second.new, 1, "one new")
+  T.eq(second.new[1].name, "postgres", "postgres is new")
+  T.eq(second.new[1].pid, 230, "with its pid")
+  T.eq(#second.vanished, 1, "one vanished")
+  T.eq(second.vanished[1].name, "redis", "redis vanished")
+  -- The same set again: nothing to say.
+  local _, third = run({
+    p { pid = 220, exe = "/usr/sbin/sshd", argv = { "/usr/sbin/sshd", "-D" } },
+    p { pid = 230, exe = "/usr/bin/postgres", argv = { "/usr/bin/postgres" } },
+  }, { previous = second.summaries })
+  T.eq(#third.new + #third.vanished, 0, "steady: no news")
+  -- Instances are told apart by their argument.
+  local a = { key = "k1", name = "e-e1" }
+  local new, gone = D.diff({ a }, { { key = "k2", name = "e-e2" }, a })
+  T.eq(#new, 1, "e2 is new")
+  T.eq(new[1].name, "e-e2", "e2")
+  T.eq(#gone, 0, "e1 stays")
+end)
+
+T.test("discover { }: the schedule, its defaults and its bounds", function()
+  local fresh = function() return T.load({ "vigil.discover" }) end
+  local d = fresh()
+  T.eq(#T.errors_of(function() d.declare { every = "1h", window = "10m", scans = 7 } end), 0, "valid")
+  local s = d.declared()
+  T.eq(s.every, 3600, "every")
+  T.eq(s.window, 600, "window")
+  T.eq(s.scans, 7, "scans")
+  T.ok(s.where:match("discover_test.lua:%d+"), "where: " .. tostring(s.where))
+  d = fresh()
+  d.declare { every = "1h" }
+  T.eq(d.declared().window, 600, "window defaults to 10m")
+  T.eq(d.declared().scans, 5, "5 scans")
+  d = fresh()
+  d.declare { every = "10s" }
+  T.eq(d.declared().window, 5, "or half of every when that is shorter")
+  local cases = {
+    { { every = "1s" }, "discover.every: 1s is too short" },
+    { { window = "10m" }, "discover.every: required" },
+    { { every = "1h", window = "0.5s" }, "discover.window: 0.5s is too short" },
+    { { every = "5m", window = "10m" }, "discover.window: 600s is longer than every (300s)" },
+    { { every = "2s", window = "1s", scans = 20 }, "discover.scans: 20 scans over 1s" },
+    { { every = "1h", scans = 2 }, "discover.scans: 2 is out of range" },
+    { { every = "soon" }, "discover.every:" },
+    { { every = "1h", evry = 1 }, "discover: unknown key 'evry'" },
+  }
+  for i, c in ipairs(cases) do
+    d = fresh()
+    local at = T.here() local errs = T.errors_of(function() d.declare(c[1]) end)
+    T.eq(#errs >= 1, true, "case " .. i)
+    T.contains(errs[1], at, "file:line " .. i)
+    T.contains(errs[1], c[2], "case " .. i)
+    T.eq(d.declared(), nil, "not declared " .. i)
+  end
+  d = fresh()
+  d.declare { every = "1h" }
+  T.contains(T.errors_of(function() d.declare { every = "2h" } end)[1], "discover: declared twice", "twice")
+end)
+
+T.test("the daemon's policy state is tuned by what its live rules set (M.tuning)", function()
+  local live = T.load({ "vigil.discover" })
+  live.threshold = 45
+  live.weights.listening = 40
+  local tuning = live.tuning()
+  T.eq(tuning.threshold, 45, "threshold")
+  T.eq(tuning.weights.listening, 40, "weights")
+  T.eq(tuning.score, nil, "functions are not carried")
+  local worker = T.load({ "vigil.discover" })
+  local procs = {
+    p { pid = 300, exe = "/usr/bin/quiet", argv = { "/usr/bin/quiet" } },  -- age + daemonized + init = 50
+    p { pid = 301, exe = "/usr/bin/loud", argv = { "/usr/bin/loud" }, session = 1,
+        listening = { { proto = "tcp", port = 1 } } },  -- age + init + listening(40) = 70
+  }
+  local out = worker.run({ scans = 3, window = 10, every = 5, self = 9999, processes = procs,
+    tuning = { threshold = 60, weights = tuning.weights, score = "not a function" } })
+  T.eq(#out.candidates, 1, "only what scores 60 with the rules' weights")
+  T.eq(out.candidates[1].name, "loud", "loud")
+  T.eq(type(worker.score), "function", "only the tunables are taken")
+end)

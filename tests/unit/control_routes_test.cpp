@@ -80,6 +80,7 @@ TEST(ControlRoutes, EveryCliRequestGoesThereAndBack) {
       {{"cmd", "failover"}, {"name", "orders"}, {"kind", "group"}},
       {{"cmd", "failover"}, {"name", "orders"}, {"kind", "group"}, {"to", "nodeb"}},
       {{"cmd", "cluster"}},
+      {{"cmd", "discover"}},
       {{"cmd", "reload"}},
       {{"cmd", "quit"}},
       {{"cmd", "quit"}, {"keep", true}},
@@ -109,6 +110,8 @@ TEST(ControlRoutes, TheResourceModel) {
   EXPECT_EQ(t, "POST /v1/groups/g/failover");  // "to" goes in the body
   round_trip({{"cmd", "cluster"}}, &t);
   EXPECT_EQ(t, "GET /v1/cluster");
+  round_trip({{"cmd", "discover"}}, &t);
+  EXPECT_EQ(t, "GET /v1/discover");
   round_trip({{"cmd", "reload"}}, &t);
   EXPECT_EQ(t, "POST /v1/reload");
   round_trip({{"cmd", "stop"}, {"name", "a b/c"}}, &t);
