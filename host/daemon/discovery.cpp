@@ -122,8 +122,20 @@ Discovery::~Discovery() {
   loop_.cancel(run_timer_);
   loop_.cancel(scan_timer_);
   if (job_) job_->cancelled = true;
-  // A worker still scanning keeps its Job; its push() is refused once
-  // inbox_ is gone.
+  // A worker still scanning stops at its next process; its push() lands in
+  // an inbox whose tasks never run now.
+  reap_workers(true);
+}
+
+void Discovery::reap_workers(bool all) {
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (all || it->done->load()) {
+      if (it->thread.joinable()) it->thread.join();
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void Discovery::configure(const DiscoverSchedule& s) {
@@ -172,12 +184,16 @@ void Discovery::dispatch_scan() {
     j.self = getpid();
   }
   busy_ = true;
+  reap_workers(false);
   try {
-    std::thread([job = job_, sender = inbox_.sender(), self = this] {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([job = job_, sender = inbox_.sender(), self = this, done] {
       work(job);
       // Runs on the loop only while the inbox (and so this Discovery) lives.
       sender.push([job, self] { self->scanned(job); });
-    }).detach();
+      done->store(true);
+    });
+    workers_.push_back({std::move(t), std::move(done)});
   } catch (const std::system_error& e) {
     busy_ = false;
     job_.reset();

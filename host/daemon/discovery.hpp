@@ -24,11 +24,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "host/core/events.hpp"
@@ -101,6 +103,17 @@ class Discovery {
   LoopInbox inbox_;
   TimerId run_timer_ = 0, scan_timer_ = 0;
   std::shared_ptr<Job> job_;  // the run in progress (null between runs)
+  // The worker threads not yet joined, each with the flag it sets as its
+  // last act: joined once done (at the next dispatch, never blocking the
+  // loop) and at destruction (a dropped run's worker is cancelled first,
+  // so that wait is at most the policy's own budget), so no thread runs
+  // on while the daemon exits.
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Worker> workers_;
+  void reap_workers(bool all);
   bool busy_ = false;         // job_ is on a worker now
   int index_ = 0;             // the scan last dispatched (1 for the first)
   MonoTime run_start_{};
