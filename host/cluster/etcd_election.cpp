@@ -338,6 +338,7 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
   std::map<std::string, EtcdKv> leaders;  // group -> lowest create revision
   std::map<std::string, std::map<std::string, double>> failed;
   std::map<std::string, std::pair<std::string, double>> targets;
+  std::map<std::string, std::vector<EtcdKv>> mine;  // group -> our election keys
   for (const auto& kv : kvs) {
     if (kv.key.starts_with(nodes)) {
       live.insert(kv.key.substr(nodes.size()));
@@ -347,6 +348,7 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
       auto slash = rest.rfind('/');
       if (slash == std::string::npos) continue;
       std::string group = rest.substr(0, slash);
+      if (lease_ && kv.lease == lease_) mine[group].push_back(kv);
       auto it = leaders.find(group);
       if (it == leaders.end() || kv.create_revision < it->second.create_revision) leaders[group] = kv;
     } else if (kv.key.starts_with(data)) {
@@ -401,11 +403,28 @@ void EtcdCluster::polled(const std::vector<EtcdKv>& kvs, MonoTime sent) {
         }
         break;
       case GroupState::Idle:
-        evaluate(g);
+        // Our keys here are stale (below): resigned first, the group
+        // campaigns at a later poll, so the delete cannot race a new
+        // campaign's key.
+        if (!mine.contains(name)) evaluate(g);
         break;
       default:
         break;
     }
+  }
+  resign_stale(mine);
+}
+
+// An election key of ours in a group we neither hold nor campaign for (an
+// idle group, or one the rules no longer declare) was left by a resign that
+// failed (a timeout under load): while our lease lives it leads, or queues,
+// for nobody, and a move to another node waited for the target to expire.
+void EtcdCluster::resign_stale(const std::map<std::string, std::vector<EtcdKv>>& mine) {
+  for (const auto& [name, keys] : mine) {
+    const Group* g = find(name);
+    if (g && g->state != GroupState::Idle) continue;
+    for (const auto& kv : keys)
+      client_.resign({election_name(name), kv.key, kv.create_revision, kv.lease}, [](const EtcdResult&) {});
   }
 }
 

@@ -127,6 +127,7 @@ class EtcdCluster : public ClusterAdapter {
   void maybe_new_lease();
   void poll();
   void polled(const std::vector<EtcdKv>& kvs, MonoTime sent);
+  void resign_stale(const std::map<std::string, std::vector<EtcdKv>>& mine);
   void evaluate(Group& g);
   void campaign(Group& g);
   void recampaign_moved();

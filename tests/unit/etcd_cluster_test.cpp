@@ -451,6 +451,35 @@ TEST_F(RealEtcd, AMoveToANamedNodeIsWonByThatNodeOnly) {
   EXPECT_FALSE(a.info("g").failed_on.contains("a"));
 }
 
+// A resign that failed (a timeout under load) leaves an election key with a
+// live lease that leads for nobody: here c's, put by hand in g's queue
+// ahead of b, in a group c does not campaign for. When a hands over, that
+// key leads; c's next poll resigns it and b takes over.
+TEST_F(RealEtcd, AnElectionKeyLeftByAFailedResignIsResignedAtTheNextPoll) {
+  auto& a = node("a");
+  a.set_groups({"g"});
+  ASSERT_TRUE(wait([&] { return a.holds("g"); })) << journal_.dump();
+  auto& c = node("c");
+  c.set_groups({});
+  ASSERT_TRUE(wait([&] { return c.lease_id() != 0; }));
+  EtcdClientOptions o;
+  o.endpoints = {etcd_->url()};
+  EtcdClient probe(o, http_etcd_transport(loop_));
+  char hex[32];
+  snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(c.lease_id()));
+  bool put = false;
+  probe.put(ClusterConfig{}.prefix + "/election/g/" + hex, "c", c.lease_id(), [&](const EtcdResult& r) {
+    put = r.ok;
+  });
+  ASSERT_TRUE(wait([&] { return put; }));
+  auto& b = node("b");
+  b.set_groups({"g"});
+  ASSERT_TRUE(wait([&] { return b.info("g").holder == "a"; })) << journal_.dump();
+  EXPECT_EQ(failover("a"), "");
+  ASSERT_TRUE(wait([&] { return b.holds("g"); })) << journal_.dump();
+  EXPECT_EQ(journal_.overlaps, 0) << journal_.dump();
+}
+
 TEST_F(RealEtcd, AGroupThatFailedOnEveryNodeStaysDown) {
   ASSERT_NO_FATAL_FAILURE(a_holds_b_stands_by());
   auto& a = *nodes_.at("a");
