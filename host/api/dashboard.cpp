@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <regex>
 
 #include "host/api/api_server.hpp"
 #include "host/control/routes.hpp"
@@ -217,9 +217,14 @@ nlohmann::json error_list(const std::vector<std::string>& errors) {
 
 }  // namespace
 
+// Plain string scans, not std::regex: libstdc++'s regex recurses per
+// character (a long error text could exhaust the stack) and trips GCC's
+// maybe-uninitialized warnings under the sanitizers.
 bool valid_rule_file_name(std::string_view name) {
-  static const std::regex re("^[a-z0-9_-]+\\.lua$");
-  return name.size() <= 128 && std::regex_match(name.begin(), name.end(), re);
+  if (name.size() <= 4 || name.size() > 128 || !name.ends_with(".lua")) return false;
+  for (char c : name.substr(0, name.size() - 4))
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  return true;
 }
 
 bool dashboard_public(std::string_view method, std::string_view path) {
@@ -227,22 +232,50 @@ bool dashboard_public(std::string_view method, std::string_view path) {
   return path == "/" || path == "/ui" || path.rfind("/ui/", 0) == 0 || path == "/favicon.ico";
 }
 
+namespace {
+
+bool key_char(char c, bool brackets) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+         (brackets && (c == '.' || c == '[' || c == ']'));
+}
+
+// The key a declaration error names: "watch 'w'.restart.limit: ..." or
+// "group 'g': 'strategy' ...".
+std::string error_key(std::string_view message) {
+  if (!message.starts_with("watch '") && !message.starts_with("group '")) return "";
+  size_t close = message.find('\'', 7);
+  if (close == std::string_view::npos) return "";
+  std::string_view rest = message.substr(close + 1);
+  size_t n = 0;
+  if (rest.starts_with(".")) {
+    rest.remove_prefix(1);
+    while (n < rest.size() && key_char(rest[n], true)) ++n;
+    return std::string(rest.substr(0, n));
+  }
+  if (!rest.starts_with(": '")) return "";
+  rest.remove_prefix(3);
+  while (n < rest.size() && key_char(rest[n], false)) ++n;
+  return n > 0 && n < rest.size() && rest[n] == '\'' ? std::string(rest.substr(0, n)) : "";
+}
+
+}  // namespace
+
 nlohmann::json parse_rule_error(const std::string& error) {
-  static const std::regex at("^(.*?\\.lua):([0-9]+): ([\\s\\S]*)$");
-  static const std::regex key("^(?:watch|group) '[^']*'\\.([A-Za-z0-9_.\\[\\]]+)");
-  static const std::regex quoted("^(?:watch|group) '[^']*': '([A-Za-z0-9_]+)'");
   nlohmann::json out = {{"file", ""}, {"line", 0}, {"message", error}, {"key", ""}};
-  std::smatch m;
-  if (!std::regex_match(error, m, at)) return out;
-  std::string file = m[1].str();
-  size_t slash = file.rfind('/');
-  out["file"] = slash == std::string::npos ? file : file.substr(slash + 1);
-  out["line"] = std::stoi(m[2].str().substr(0, 9));
-  std::string message = m[3].str();
-  out["message"] = message;
-  std::smatch k;
-  if (std::regex_search(message, k, key) || std::regex_search(message, k, quoted))
-    out["key"] = k[1].str();
+  // FILE.lua:LINE: MESSAGE, at the first ".lua:" that digits and ": " follow.
+  for (size_t at = error.find(".lua:"); at != std::string::npos; at = error.find(".lua:", at + 1)) {
+    size_t digits = at + 5, end = digits;
+    while (end < error.size() && std::isdigit(static_cast<unsigned char>(error[end]))) ++end;
+    if (end == digits || error.compare(end, 2, ": ") != 0) continue;
+    std::string file = error.substr(0, at + 4);
+    size_t slash = file.rfind('/');
+    out["file"] = slash == std::string::npos ? file : file.substr(slash + 1);
+    out["line"] = std::stoi(error.substr(digits, std::min<size_t>(end - digits, 9)));
+    std::string message = error.substr(end + 2);
+    out["key"] = error_key(message);
+    out["message"] = std::move(message);
+    return out;
+  }
   return out;
 }
 

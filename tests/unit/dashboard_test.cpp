@@ -33,6 +33,14 @@ TEST(DashboardErrors, FileLineAndTheKeysPath) {
   e = parse_rule_error("cannot load the standard rule library");
   EXPECT_EQ(e["line"], 0);
   EXPECT_EQ(e["message"], "cannot load the standard rule library");
+  // A long error (a rule's message of a megabyte) is parsed, not recursed on.
+  std::string big = "/r/x.lua:2: " + std::string(1 << 20, 'x');
+  e = parse_rule_error(big);
+  EXPECT_EQ(e["line"], 2);
+  EXPECT_EQ(e["message"].get<std::string>().size(), size_t{1} << 20);
+  e = parse_rule_error("/r/a.lua:: b.lua:9: m");
+  EXPECT_EQ(e["line"], 9) << "the first .lua: that a line number follows";
+  EXPECT_EQ(e["message"], "m");
 }
 
 TEST(DashboardFiles, EmbeddedWithoutInlineScriptsOrStyles) {
