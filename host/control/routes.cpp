@@ -35,6 +35,7 @@ const std::vector<ControlRoute> kRoutes = {
      ""},
     {"dumps", "GET", "/v1/dumps", {{"watch", T::String}}, ""},
     {"metrics", "GET", "/v1/metrics", {}, ""},
+    {"metrics", "GET", "/v1/watches/{name}/metrics", {}, ""},
     {"discover", "GET", "/v1/discover", {}, ""},
 #define VIGIL_ROUTE(v) {#v, "POST", "/v1/watches/{name}/" #v, {}, ""},
     VIGIL_ACTIONS(VIGIL_ROUTE)

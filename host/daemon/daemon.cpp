@@ -936,6 +936,12 @@ void Daemon::serve(const std::string& cmd, const RequestFields& req,
   }
   if (cmd == "metrics") {
     if (!metrics_) return reply(error_reply("metrics are off: start vigil with --metrics"));
+    if (auto name = req.str("name")) {
+      // One watch's last hour (the dashboard's plots).
+      nlohmann::json h = metrics_->history(*name);
+      if (h.is_null()) return reply(error_reply("no metrics of '" + *name + "' (yet)", 404));
+      return reply(ok_reply(h));
+    }
     return reply(ok_reply(metrics_->to_json()));
   }
   if (cmd == "reload") {

@@ -1,5 +1,7 @@
 #include "host/metrics/metrics.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -199,6 +201,23 @@ void Metrics::sample_unit(const Unit& u, MonoTime now, double wall) {
   if (!s.up) s.pid = 0;
   append_csv_row(rows_, s);
   ++row_count_;
+  auto& h = t.history;
+  if (h.empty() || s.time - h.back().time >= history_step() * 0.99)
+    h.push_back({s.time, static_cast<float>(s.cpu_user_percent + s.cpu_system_percent),
+                 static_cast<uint32_t>(std::min<uint64_t>(s.rss_bytes / 1024, UINT32_MAX)),
+                 static_cast<int32_t>(std::clamp<int64_t>(s.open_fds, -1, INT32_MAX))});
+  while (!h.empty() && h.front().time < s.time - kHistorySeconds) h.pop_front();
+}
+
+double Metrics::history_step() const { return std::max(options_.interval, 10.0); }
+
+nlohmann::json Metrics::history(const std::string& watch) const {
+  auto it = tracks_.find(watch);
+  if (it == tracks_.end()) return nullptr;
+  nlohmann::json points = nlohmann::json::array();
+  for (const Point& p : it->second.history)
+    points.push_back({p.time, p.cpu, static_cast<uint64_t>(p.rss_kib) * 1024, p.fds});
+  return {{"watch", watch}, {"step", history_step()}, {"points", std::move(points)}};
 }
 
 // Reads one process and adds it to `s`; false when it is gone.

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -56,6 +57,11 @@ class Metrics {
   void start();
   // The newest sample of every watch, as for the "metrics" request.
   nlohmann::json to_json() const;
+  // The last hour of one watch (`points`: [time, cpu %, rss bytes, fds]),
+  // one point every max(interval, 10 s): at most 361 points, 24 bytes
+  // each, per watch. Null when the watch has none.
+  nlohmann::json history(const std::string& watch) const;
+  static constexpr double kHistorySeconds = 3600;
   std::string prometheus() const;
   int http_port() const { return http_ ? http_->port() : 0; }
 
@@ -71,11 +77,20 @@ class Metrics {
     MonoTime at;
     bool seen = false;  // sampled before: deltas are from then
   };
+  // One point of a watch's last hour: what the dashboard plots.
+  struct Point {
+    double time;  // unix seconds
+    float cpu;    // user + system, % of one core
+    uint32_t rss_kib;
+    int32_t fds;  // -1: unknown
+  };
   struct Track {
     std::unordered_map<pid_t, Proc> procs;
     WatchSample totals;  // counters accumulate here
     bool alive = false;  // still a unit in this pass
+    std::deque<Point> history;  // the last hour, a point every history_step()
   };
+  double history_step() const;
 
   void schedule();
   void begin_pass();

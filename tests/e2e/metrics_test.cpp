@@ -439,3 +439,32 @@ TEST(Metrics, MembersWatchSumsItsProcesses) {
   kill(idle, SIGKILL);
   reap(idle);
 }
+
+// The last hour of one watch, kept in memory for the dashboard's plots:
+// a point per max(interval, 10 s), the newest sample first kept.
+TEST(Metrics, AWatchsLastHourIsKeptAndServed) {
+  Daemon d;
+  d.write_rule("a.lua", kRules);
+  ASSERT_TRUE(d.start({"--metrics-interval", "0.3", "--no-metrics-csv"})) << d.output();
+  auto get = [&](const std::string& target) {
+    auto r = run_command({"/usr/bin/curl", "-sS", "--max-time", "30", "--unix-socket", d.socket(), "-w",
+                          "\n%{http_code}", "http://vigil" + target});
+    size_t nl = r.out.rfind('\n');
+    auto j = nlohmann::json::parse(nl == std::string::npos ? "" : r.out.substr(0, nl), nullptr, false);
+    return std::make_pair(j, nl == std::string::npos ? 0 : std::atoi(r.out.c_str() + nl + 1));
+  };
+  nlohmann::json h;
+  ASSERT_TRUE(wait_for([&] {
+    auto [j, status] = get("/v1/watches/idle/metrics");
+    h = j;
+    return status == 200 && j.is_object() && !j["points"].empty() && j["points"][0][2] > 0;
+  })) << h.dump() << d.output();
+  EXPECT_EQ(h["watch"], "idle");
+  EXPECT_EQ(h["step"], 10) << "a point every 10 s at most, whatever the interval";
+  ASSERT_EQ(h["points"][0].size(), 4u);
+  // Samples every 0.3 s keep one point until 10 s have passed.
+  auto t = std::chrono::steady_clock::now();
+  wait_for([&] { return std::chrono::steady_clock::now() - t > 1500ms; }, 3s);
+  EXPECT_EQ(get("/v1/watches/idle/metrics").first["points"].size(), 1u);
+  EXPECT_EQ(get("/v1/watches/nosuch/metrics").second, 404);
+}

@@ -412,14 +412,22 @@ async function showUnit(kind, name) {
   stream.listeners.add(v.listener);
 
   if (kind === 'watch') {
+    // The last hour the daemon kept, then a sample every 5 s.
+    const seeded = (async () => {
+      const r = await api('GET', '/v1/watches/' + q + '/metrics');
+      if (view !== v || !r.json.ok) return;
+      for (const [t, cpu, rss, fds] of r.json.points || [])
+        v.samples.push({ t, cpu, rss, fds });
+    })();
     const sample = async () => {
+      await seeded;
       const r = await api('GET', '/v1/metrics');
       if (view !== v) return;
       if (!r.json.ok) { box.plots.replaceChildren(h('p', { class: 'muted', text: r.json.error })); return; }
       const s = (r.json.watches || []).find(x => x.watch === name);
       if (s) {
         const t = Date.parse(s.time) / 1000;
-        if (!v.samples.length || v.samples[v.samples.length - 1].t !== t)
+        if (!v.samples.length || v.samples[v.samples.length - 1].t < t)
           v.samples.push({ t, cpu: (s.cpu_user_percent || 0) + (s.cpu_system_percent || 0), rss: s.rss_bytes, fds: s.open_fds });
         v.samples = v.samples.filter(x => x.t > t - 3600);
       }
