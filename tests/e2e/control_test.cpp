@@ -18,31 +18,6 @@ using namespace vigil::test;
 using namespace std::chrono_literals;
 
 namespace {
-// Sends raw bytes to the control socket and returns the reply.
-std::string raw_request(const std::string& socket_path, const std::string& bytes) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "";
-  }
-  size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  shutdown(fd, SHUT_WR);
-  std::string reply;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return reply;
-}
-
 // A JSON request as it is (the socket's protocol before it spoke HTTP),
 // through POST /v1/command; the reply's body. Nothing sent for "".
 std::string command(const std::string& socket_path, std::string json) {

@@ -190,6 +190,13 @@ TEST_F(Dashboard, WriteRefusesTraversalStaleHashesAndReaders) {
   EXPECT_NE(r.json().value("error", "").find("changed on disk"), std::string::npos) << r.body;
   EXPECT_EQ(read_file(d_.rules_dir() + "/x.lua"), other);
 
+  // The daemon hot-reloads the file changed on disk: x runs the other
+  // writer's command before anything below reads its pid.
+  ASSERT_TRUE(wait_for([&] {
+    pid_t p = d_.watch_pid("x");
+    return p > 0 && d_.watch_state("x") == "running" &&
+           read_file("/proc/" + std::to_string(p) + "/cmdline").find("10204") != std::string::npos;
+  })) << d_.output();
   // A bad text with the right hash: refused by the check, nothing written, nothing touched.
   std::string now = call("GET", "/v1/rules/x.lua", deploy_).json().value("hash", "");
   pid_t web = d_.watch_pid("web"), x = d_.watch_pid("x");

@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +96,26 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeo
     if (std::chrono::steady_clock::now() > deadline) return cond();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval, not a sync
   }
+}
+
+std::string raw_request(const std::string& socket_path, const std::string& bytes) {
+  vigil::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  if (!fd || connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = send(fd.get(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  shutdown(fd.get(), SHUT_WR);
+  std::string reply;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd.get(), buf, sizeof buf)) > 0) reply.append(buf, static_cast<size_t>(n));
+  return reply;
 }
 
 std::string read_file(const std::string& path) {

@@ -30,6 +30,9 @@ bool wait_for(const std::function<bool()>& cond,
 int free_port();
 
 std::string read_file(const std::string& path);
+// Raw bytes to a unix socket (the control socket), the whole reply back
+// (the peer closes it); "" when it cannot connect.
+std::string raw_request(const std::string& socket_path, const std::string& bytes);
 
 // The control socket speaks HTTP: a JSON request as it is (what the socket
 // took before), as the bytes of POST /v1/command ...
