@@ -443,6 +443,12 @@ void Daemon::configure_discovery(const nlohmann::json& schedule) {
     DiscoveryOptions o;
     o.stdlib_dir = options_.stdlib_dir;
     o.watched = [this] { return watched_pids(); };
+    o.matchers = [this] {
+      std::vector<Matcher> out;
+      for (const auto& [name, u] : supervisor_->units())
+        if (u->m) out.push_back(u->m->match);
+      return out;
+    };
     o.tuning = [this] { return runtime_ ? runtime_->discover_tuning() : nlohmann::json(); };
     discovery_ = std::make_unique<Discovery>(loop_, *log_, std::move(o));
   }

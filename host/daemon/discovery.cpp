@@ -45,6 +45,7 @@ struct Discovery::Job {
   std::vector<std::pair<int, DiscoveredProcess>> between;  // handed over at each dispatch
   // The last scan's: the policy's input and the rules that tune it.
   std::vector<pid_t> watched;
+  std::vector<Matcher> matchers;
   json previous, tuning;
   std::string stdlib_dir, init_dir;
   pid_t self = 0;
@@ -74,6 +75,22 @@ void run_policy(Discovery::Job& job) {
   RuleRuntime rt(ro, HostContext{});
   json watched = json::array();
   for (pid_t p : job.watched) watched.push_back(p);
+  json processes = job.window_seen.processes();
+  if (!job.matchers.empty()) {
+    ProcReader reader;
+    ProcView view(reader);
+    ProcStat st;
+    for (const auto& p : processes) {
+      pid_t pid = p.value("pid", 0);
+      if (pid <= 0 || !reader.stat(pid, st) || st.start_time != p.value("start_time", uint64_t{0})) continue;
+      view.reset(st);
+      for (const Matcher& m : job.matchers)
+        if (!m.uses_parent_watch() && m.matches(view)) {
+          watched.push_back(pid);
+          break;
+        }
+    }
+  }
   json input = {{"scans", job.scans},
                 {"window", job.window},
                 {"every", job.window / (job.scans - 1)},
@@ -81,7 +98,7 @@ void run_policy(Discovery::Job& job) {
                 {"systemd", systemd_is_init()},
                 {"init_scripts", discover_init_scripts(job.init_dir)},
                 {"watched", std::move(watched)},
-                {"processes", job.window_seen.processes()}};
+                {"processes", std::move(processes)}};
   if (!job.previous.is_null()) input["previous"] = job.previous;
   if (job.tuning.is_object()) input["tuning"] = job.tuning;
   std::string error;
@@ -177,6 +194,7 @@ void Discovery::dispatch_scan() {
   between_.clear();
   if (j.index == j.scans) {
     if (options_.watched) j.watched = options_.watched();
+    if (options_.matchers) j.matchers = options_.matchers();
     j.previous = previous_;
     if (options_.tuning) j.tuning = options_.tuning();
     j.stdlib_dir = options_.stdlib_dir;

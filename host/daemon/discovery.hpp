@@ -37,6 +37,7 @@
 #include "host/loop/event_loop.hpp"
 #include "host/loop/inbox.hpp"
 #include "host/proc/discover_scan.hpp"
+#include "host/proc/match.hpp"
 
 namespace vigil {
 
@@ -59,6 +60,10 @@ struct DiscoveryOptions {
   std::string init_dir = "/etc/init.d";
   // The pids the supervisor watches now (asked before the last scan).
   std::function<std::vector<pid_t>()> watched;
+  // The watches' matchers (asked before the last scan): what one of them
+  // selects is not proposed either, found or not yet (an observe watch
+  // still looking, an adoption after that last scan's list).
+  std::function<std::vector<Matcher>()> matchers;
   // The live rules' vigil.discover tuning (asked before the last scan).
   std::function<nlohmann::json()> tuning;
 };
@@ -69,7 +74,7 @@ class Discovery {
   static constexpr size_t kBetween = 2000;   // identities read from execs per window
 
   Discovery(EventLoop& loop, EventLog& log, DiscoveryOptions options);
-  ~Discovery();  // drops a run in flight (its worker ends alone); never waits
+  ~Discovery();  // drops a run in flight and joins its worker (a scan stops at once)
   Discovery(const Discovery&) = delete;
   Discovery& operator=(const Discovery&) = delete;
 

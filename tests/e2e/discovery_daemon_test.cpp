@@ -54,18 +54,24 @@ TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAn
   Daemon d;
   std::string steady = program(d.dir(), "steady-svc");
   std::string watched = program(d.dir(), "watched-svc");
+  std::string matched = program(d.dir(), "matched-svc");
   d.write_rule("rules.lua",
                "discover { every = '2s', window = '1s', scans = 3 }\n"
-               "watch 'w' { mode = 'observe', match = { exe = '" + watched + "' } }\n");
+               "watch 'w' { mode = 'observe', match = { exe = '" + watched + "' } }\n"
+               // Not started, so never adopted: its match alone keeps its process out.
+               "watch 'm' { autostart = false, restart_script = '/bin/true', match = { exe = '" + matched + "' } }\n");
   pid_t w = spawn_external({watched, "1000"});
+  spawn_external({matched, "1000"});
   ASSERT_TRUE(d.start());
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("w") == w; })) << d.output();
   // The first run: one summary, the whole set.
   ASSERT_TRUE(d.wait_event("VGL0211", "", 1, 20s)) << d.output();
   EXPECT_EQ(d.count_events("VGL0211"), 1);
   json first = d.last_event("VGL0211");  // kept: a loop over a temporary's member dangles
-  for (const auto& n : first["fields"]["candidates"])
+  for (const auto& n : first["fields"]["candidates"]) {
     EXPECT_NE(n, "watched-svc") << "a watched process is not proposed";
+    EXPECT_NE(n, "matched-svc") << "nor one a watch's match selects";
+  }
 
   pid_t s = spawn_external({steady, "1000"});
   ASSERT_TRUE(wait_for([&] { return !events_for(d, "VGL0212", steady).empty(); }, 30s))
