@@ -44,6 +44,8 @@ inline double mono_seconds(MonoTime t) {
 
 // Wall-clock seconds since the Unix epoch.
 double wall_seconds();
+// CPU seconds the calling thread has used (what a pass or a scan cost).
+double thread_cpu_seconds();
 // RFC 3339 UTC, e.g. "2026-11-22T01:50:03Z" (or with milliseconds).
 std::string rfc3339(double wall, bool millis = false);
 // RFC 3339 with `digits` of fractional seconds (0, 3, 6), in UTC ("Z") or

@@ -59,12 +59,6 @@ struct Discovery::Job {
 
 namespace {
 
-double thread_cpu() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
-}
-
 // The policy, on the worker: a rule state of its own with the stdlib
 // alone (no host), tuned by what the live rules set (input.tuning).
 void run_policy(Discovery::Job& job) {
@@ -110,7 +104,7 @@ void work(std::shared_ptr<Discovery::Job> job) {
   // Background work: on a busy machine the restarts (the loop, the
   // children's execs) go first. Linux's nice is per thread.
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
-  double cpu0 = thread_cpu();
+  double cpu0 = thread_cpu_seconds();
   try {
     for (auto& [after, p] : job->between)
       job->between_added += job->window_seen.add_between(std::move(p), after);
@@ -125,7 +119,7 @@ void work(std::shared_ptr<Discovery::Job> job) {
   } catch (const std::exception& e) {
     job->error = std::string("discovery worker: ") + e.what();
   }
-  job->cpu += thread_cpu() - cpu0;
+  job->cpu += thread_cpu_seconds() - cpu0;
 }
 
 json as_list(const json& j) { return j.is_array() ? j : json::array(); }

@@ -16,12 +16,6 @@ namespace {
 const double kTicks = static_cast<double>(sysconf(_SC_CLK_TCK));
 const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
-double thread_cpu_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 double boot_seconds() {
   timespec ts;
   clock_gettime(CLOCK_BOOTTIME, &ts);
