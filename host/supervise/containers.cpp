@@ -549,6 +549,18 @@ void Supervisor::cancel_container_timers(Unit::Containing& ct) {
   ct.grace_timer = ct.fill_timer = ct.hold_timer = 0;
 }
 
+// The set's members from an engine list: its running containers. True
+// when the set changed.
+bool Supervisor::take_members(Unit::Containing& ct, const std::vector<ContainerInfo>& found) {
+  std::map<std::string, double> now;
+  for (const auto& f : found)
+    if (f.running) now[f.id] = f.created;
+  bool changed_set = now != ct.members;
+  ct.members = std::move(now);
+  ct.seen = ct.seen || !ct.members.empty();
+  return changed_set;
+}
+
 void Supervisor::list_members(Unit& u) {
   Unit::Containing& ct = *u.ct;
   if (!containers_ || !containers_->up()) return;
@@ -568,12 +580,7 @@ void Supervisor::list_members(Unit& u) {
           return list_members(unit);
         }
         if (!error.empty()) return;  // the engine's down event tells
-        std::map<std::string, double> now;
-        for (const auto& f : found)
-          if (f.running) now[f.id] = f.created;
-        bool changed_set = now != c.members;
-        c.members = std::move(now);
-        c.seen = c.seen || !c.members.empty();
+        bool changed_set = take_members(c, found);
         if (unit.want_running && !unit.paused && !c.filling && !c.busy && !c.stops &&
             unit.state != UnitState::Exhausted && !unit.timer)
           set_state(unit, c.members.empty() ? UnitState::Stopped : UnitState::Running);
@@ -596,20 +603,16 @@ void Supervisor::start_counted(Unit& u) {
         c.busy = false;
         if (!unit.want_running || unit.paused) return;
         if (!error.empty()) return restart_failed(unit, "cannot list the containers: " + error);
-        c.members.clear();
+        bool seen_before = c.seen;
+        take_members(c, found);
         std::vector<ContainerInfo> stopped;
-        for (auto& f : found) {
-          if (f.running)
-            c.members[f.id] = f.created;
-          else if (f.status != "removing" && f.status != "dead")
-            stopped.push_back(std::move(f));
-        }
+        for (auto& f : found)
+          if (!f.running && f.status != "removing" && f.status != "dead") stopped.push_back(std::move(f));
         int64_t missing = c.decl.count->min - static_cast<int64_t>(c.members.size());
         if (missing <= 0 || !c.decl.fill) {
-          if (c.members.empty() && !c.seen)
+          if (c.members.empty() && !seen_before)
             log_.emit(Msg::ContainerNoMatch, unit.name,
                       {{"match", describe_container_match(c.decl.match)}});
-          c.seen = c.seen || !c.members.empty();
           set_state(unit, c.members.empty() ? UnitState::Stopped : UnitState::Running);
           check_bounds(unit, true);
           changed();

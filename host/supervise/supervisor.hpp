@@ -850,6 +850,7 @@ class Supervisor {
   void cancel_container_timers(Unit::Containing& ct);
   void start_counted(Unit& u);
   void list_members(Unit& u);
+  static bool take_members(Unit::Containing& ct, const std::vector<ContainerInfo>& found);
   void fill_count(Unit& u, std::vector<ContainerInfo> stopped, int64_t missing);
   void fill_start(Unit& u, const std::string& id, bool replace);
   void fill_create(Unit& u);
