@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <linux/futex.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,8 +16,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 
 #include "host/core/strings.hpp"
 #include "host/proc/proc_stat.hpp"
@@ -134,13 +137,16 @@ std::optional<std::string> resolve_identity(const ProcessSpec& spec, Identity& i
   return std::nullopt;
 }
 
-// Everything the child needs, prepared before fork.
+// Everything the child needs, prepared before the clone. It owns what
+// the child reads: a child that has not exec'd yet may outlive the spec
+// it was made from (the loop goes on meanwhile, see Flight).
 struct ChildPlan {
-  const char* path;
+  std::string path;
+  std::vector<std::string> argv_storage;
   std::vector<char*> argv;
   std::vector<std::string> env_storage;
   std::vector<char*> envp;
-  const char* cwd = nullptr;
+  std::string cwd;  // empty: vigil's
   Identity id;
   int umask = -1;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
@@ -150,8 +156,7 @@ struct ChildPlan {
   int ignored_count = 0;
   const rlimit* nofile = nullptr;  // restore this RLIMIT_NOFILE (vigil raised its own)
   // The rule's limits and scheduling (ProcessSpec), in the order applied.
-  const ProcessSpec::Limit* limits = nullptr;
-  size_t limit_count = 0;
+  std::vector<ProcessSpec::Limit> limits;
   int nice = ProcessSpec::kInherit;
   int ioprio = -1;
   char oom[16];  // the text written to /proc/self/oom_score_adj
@@ -176,120 +181,244 @@ struct IgnoredSignals {
   }
 };
 
-// The child reports a failed stage here. It shares the parent's memory
-// (CLONE_VM) and the parent is suspended until the child execs or exits
-// (CLONE_VFORK), so a plain store is seen by the parent when it resumes.
-[[noreturn]] void child_fail(ChildPlan& plan, int stage, int detail = -1) {
-  plan.failure = SpawnFailure{stage, errno, detail};
-  _exit(127);
+// The child runs in vigil's address space (CLONE_VM), and without
+// CLONE_VFORK alongside it: it must not touch what the loop thread uses.
+// glibc's wrappers store errno in the calling thread's TLS, which the
+// child shares with the loop, so the child makes its system calls raw:
+// each returns -errno and writes nothing but the plan's failure.
+#if defined(__x86_64__)
+constexpr bool kRawSyscalls = true;
+__attribute__((always_inline)) inline long sys(long n, long a = 0, long b = 0, long c = 0,
+                                               long d = 0, long e = 0) {
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+#elif defined(__aarch64__)
+constexpr bool kRawSyscalls = true;
+__attribute__((always_inline)) inline long sys(long n, long a = 0, long b = 0, long c = 0,
+                                               long d = 0, long e = 0) {
+  register long x8 asm("x8") = n;
+  register long x0 asm("x0") = a;
+  register long x1 asm("x1") = b;
+  register long x2 asm("x2") = c;
+  register long x3 asm("x3") = d;
+  register long x4 asm("x4") = e;
+  asm volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory", "cc");
+  return x0;
+}
+#else
+// Elsewhere through glibc, and every spawn waits for its exec (the
+// loop is suspended, so the shared errno is the child's alone).
+constexpr bool kRawSyscalls = false;
+inline long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) {
+  long r = syscall(n, a, b, c, d, e);
+  return r < 0 ? -errno : r;
+}
+#endif
+template <typename T>
+long arg(T v) {
+  if constexpr (std::is_pointer_v<T>)
+    return reinterpret_cast<long>(v);
+  else
+    return static_cast<long>(v);
+}
+
+// The child reports a failed stage here (the parent reads it once the
+// kernel has told it the child is gone from its memory, see Flight).
+[[noreturn]] __attribute__((no_sanitize("address"))) void child_fail(ChildPlan& plan, int stage,
+                                                                    long ret, int detail = -1) {
+  plan.failure = SpawnFailure{stage, static_cast<int>(-ret), detail};
+  for (;;) sys(SYS_exit_group, 127);
 }
 
 // The rule's limits, scheduling and OOM score, before the identity
 // changes: raising a hard limit, a negative nice, the realtime I/O class
 // and a lower oom_score_adj all need the privileges setuid drops.
-void child_resources(ChildPlan& plan) {
-  for (size_t i = 0; i < plan.limit_count; ++i) {
-    const ProcessSpec::Limit& l = plan.limits[i];
-    rlimit r{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
-    if (setrlimit(static_cast<__rlimit_resource_t>(l.resource), &r) != 0)
-      child_fail(plan, kStageRlimit, l.resource);
+__attribute__((no_sanitize("address"))) void child_resources(ChildPlan& plan) {
+  long r;
+  for (const ProcessSpec::Limit& l : plan.limits) {
+    rlimit lim{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
+    if ((r = sys(SYS_prlimit64, 0, l.resource, arg(&lim), 0)) < 0)
+      child_fail(plan, kStageRlimit, r, l.resource);
   }
-  if (plan.nice != ProcessSpec::kInherit && setpriority(PRIO_PROCESS, 0, plan.nice) != 0)
-    child_fail(plan, kStageNice);
-  if (plan.ioprio >= 0 && syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, plan.ioprio) != 0)
-    child_fail(plan, kStageIonice);
+  if (plan.nice != ProcessSpec::kInherit &&
+      (r = sys(SYS_setpriority, PRIO_PROCESS, 0, plan.nice)) < 0)
+    child_fail(plan, kStageNice, r);
+  if (plan.ioprio >= 0 && (r = sys(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, plan.ioprio)) < 0)
+    child_fail(plan, kStageIonice, r);
   if (plan.oom_len) {
     // /proc/self is the child's own (a process of its own, not a thread).
-    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) child_fail(plan, kStageOom);
-    if (write(fd, plan.oom, static_cast<size_t>(plan.oom_len)) != plan.oom_len)
-      child_fail(plan, kStageOom);
-    close(fd);
+    long fd = sys(SYS_openat, AT_FDCWD, arg("/proc/self/oom_score_adj"), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) child_fail(plan, kStageOom, fd);
+    if ((r = sys(SYS_write, fd, arg(plan.oom), plan.oom_len)) != plan.oom_len)
+      child_fail(plan, kStageOom, r < 0 ? r : -EIO);
+    sys(SYS_close, fd);
   }
 }
 
-// Runs in the cloned child, on its own stack, in the parent's address
-// space: async-signal-safe calls only, no allocation, and the identity
-// changes as raw syscalls (glibc's setxid wrappers would try to
-// synchronise threads of the parent).
-int child_main(void* arg) {
-  ChildPlan& plan = *static_cast<ChildPlan*>(arg);
+// Runs in the cloned child, on its flight's stack, in the parent's
+// address space: raw system calls only (see sys), no allocation, nothing
+// read that the parent may change (the plan is the flight's own).
+__attribute__((no_sanitize("address"))) int child_main(void* arg_) {
+  ChildPlan& plan = *static_cast<ChildPlan*>(arg_);
+  long r;
   // vigil blocks the signals it reads through signalfd and ignores SIGPIPE;
   // the program must start with neither. exec resets caught signals but
   // keeps ignored ones, so only those are reset. The child has its own copy
-  // of the dispositions (no CLONE_SIGHAND): vigil's are not touched.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int i = 0; i < plan.ignored_count; ++i) sigaction(plan.ignored[i], &dfl, nullptr);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+  // of the dispositions (no CLONE_SIGHAND): vigil's are not touched. (The
+  // kernel's sigaction, all zero: SIG_DFL, no flags, no mask.)
+  long dfl[4] = {0, 0, 0, 0};
+  for (int i = 0; i < plan.ignored_count; ++i)
+    sys(SYS_rt_sigaction, plan.ignored[i], arg(dfl), 0, sizeof(uint64_t));
+  uint64_t none = 0;
+  sys(SYS_rt_sigprocmask, SIG_SETMASK, arg(&none), 0, sizeof none);
   // The table is still vigil's (CLONE_FILES): first a table of the
   // child's own holding only the slots below the first free one past the
-  // stdio slots (a copy of a dozen entries, not of every pidfd).
-  if (syscall(SYS_close_range, plan.table_end, ~0U, CLOSE_RANGE_UNSHARE) != 0)
-    child_fail(plan, kStageSetup);
-  if (setsid() < 0) child_fail(plan, kStageSetup);
-  if (dup2(plan.stdin_fd, 0) < 0 || dup2(plan.stdout_fd, 1) < 0 || dup2(plan.stderr_fd, 2) < 0)
-    child_fail(plan, kStageSetup);
-  if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
-  if (plan.nofile) setrlimit(RLIMIT_NOFILE, plan.nofile);
-  if (plan.limit_count || plan.nice != ProcessSpec::kInherit || plan.ioprio >= 0 || plan.oom_len)
+  // stdio slots (a copy of a few dozen entries, not of every pidfd).
+  if ((r = sys(SYS_close_range, plan.table_end, ~0U, CLOSE_RANGE_UNSHARE)) < 0)
+    child_fail(plan, kStageSetup, r);
+  if ((r = sys(SYS_setsid)) < 0) child_fail(plan, kStageSetup, r);
+  // dup3, not dup2 (aarch64 has no dup2): the slots are never 0-2.
+  if ((r = sys(SYS_dup3, plan.stdin_fd, 0, 0)) < 0 || (r = sys(SYS_dup3, plan.stdout_fd, 1, 0)) < 0 ||
+      (r = sys(SYS_dup3, plan.stderr_fd, 2, 0)) < 0)
+    child_fail(plan, kStageSetup, r);
+  if (plan.umask >= 0) sys(SYS_umask, plan.umask);
+  if (plan.nofile) sys(SYS_prlimit64, 0, RLIMIT_NOFILE, arg(plan.nofile), 0);
+  if (!plan.limits.empty() || plan.nice != ProcessSpec::kInherit || plan.ioprio >= 0 ||
+      plan.oom_len)
     child_resources(plan);
-  if (plan.cwd && chdir(plan.cwd) != 0) child_fail(plan, kStageChdir);
+  if (!plan.cwd.empty() && (r = sys(SYS_chdir, arg(plan.cwd.c_str()))) < 0)
+    child_fail(plan, kStageChdir, r);
   if (plan.id.set) {
-    if (geteuid() == 0 && syscall(SYS_setgroups, plan.id.groups.size(), plan.id.groups.data()) != 0)
-      child_fail(plan, kStageGroups);
-    if (syscall(SYS_setresgid, plan.id.gid, plan.id.gid, plan.id.gid) != 0)
-      child_fail(plan, kStageGid);
-    if (syscall(SYS_setresuid, plan.id.uid, plan.id.uid, plan.id.uid) != 0)
-      child_fail(plan, kStageUid);
+    if (sys(SYS_geteuid) == 0 &&
+        (r = sys(SYS_setgroups, static_cast<long>(plan.id.groups.size()), arg(plan.id.groups.data()))) < 0)
+      child_fail(plan, kStageGroups, r);
+    if ((r = sys(SYS_setresgid, plan.id.gid, plan.id.gid, plan.id.gid)) < 0)
+      child_fail(plan, kStageGid, r);
+    if ((r = sys(SYS_setresuid, plan.id.uid, plan.id.uid, plan.id.uid)) < 0)
+      child_fail(plan, kStageUid, r);
   }
   // Last: it does not stop the setuid above, and from here on no exec
   // gains privileges (setuid bits, file capabilities).
-  if (plan.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    child_fail(plan, kStageNoNewPrivs);
+  if (plan.no_new_privs && (r = sys(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0)
+    child_fail(plan, kStageNoNewPrivs, r);
   // Nothing of vigil's leaks into the program (what the small table has
   // of vigil's low descriptors, and the slots).
-  close_range(3, ~0U, 0);
-  execve(plan.path, plan.argv.data(), plan.envp.data());
-  child_fail(plan, kStageExec);
+  sys(SYS_close_range, 3, ~0U, 0);
+  r = sys(SYS_execve, arg(plan.path.c_str()), arg(plan.argv.data()), arg(plan.envp.data()));
+  child_fail(plan, kStageExec, r);
 }
 
-// The child's stack. The parent is suspended while the child uses it
-// (CLONE_VFORK) and the loop is single-threaded, so one is enough.
-alignas(64) char g_child_stack[64 * 1024];
+// A child between its clone and its exec, and what it uses meanwhile:
+// its plan, its stack, and two descriptor slots that hold what become its
+// stdout and stderr.
+//
+// Issue 13: a clone with CLONE_VFORK suspends the loop until the child
+// has exec'd, so a burst of restarts (or the launch of 1000 watches)
+// started one child at a time, one exec after the other on one core. A
+// flight lets the loop go on while the child execs (a spawn with
+// wait_exec = false): the kernel clears `word` when the child leaves
+// vigil's memory, at its exec or its exit (CLONE_CHILD_CLEARTID), and
+// wakes a futex waiter on it. Until then nothing of the flight is touched.
+//
+// The descriptors. A clone without CLONE_FILES copies vigil's whole
+// table (a pidfd per child and more), and the exec then closes every one
+// of those copies: 0.7 ms of each spawn at 1000 watches, against 0.2 ms
+// at 20. So the child shares the table and unshares only its low end,
+// where the slots are: /dev/null for stdin (all flights), and per flight
+// the output files dup'd in for this spawn (/dev/null put back when the
+// flight lands). The slots are taken at start, so they are low numbers,
+// and never 0-2 (dup3 onto the same number fails).
+constexpr size_t kFlights = 8;
+struct Flight {
+  alignas(64) char stack[64 * 1024];
+  ChildPlan plan;
+  pid_t pid = 0;
+  bool busy = false;
+  bool asked = false;  // spawn_outcome will be asked for it (wait_exec = false)
+  int word = 0;        // 1 from the clone until the child left vigil's memory
+  int out_slot = -1, err_slot = -1;
+};
 
-// The child's descriptors (issue 13). A clone without CLONE_FILES copies
-// vigil's whole descriptor table (a pidfd per child and more), and the
-// exec then closes every one of those copies: 0.7 ms of each spawn at
-// 1000 watches, against 0.2 ms at 20. So the child shares the table and
-// unshares only its low end, where three slots hold what becomes its
-// stdin, stdout and stderr: /dev/null, or the output file dup'd into the
-// slot for this spawn (and /dev/null put back after it). The slots are
-// taken at start, so they are low numbers, and never 0-2 (dup2 onto the
-// same number would keep its close-on-exec flag).
-struct StdioSlots {
-  Fd fd[3];
-  int end = 0;  // one past the highest slot
-  StdioSlots() {
-    Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
-    for (auto& f : fd) {
-      f = Fd(null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1);
-      end = std::max(end, f.get() + 1);
+struct Flights {
+  std::array<Flight, kFlights> f;
+  Fd null;           // the stdin slot
+  int table_end = 0;  // one past the highest slot
+  bool ok = true;
+  // Outcomes of landed flights that spawn_outcome has not been asked for
+  // yet (a pid's newest).
+  std::unordered_map<pid_t, std::optional<SpawnFailure>> outcomes;
+  size_t next = 0;
+
+  Flights() {
+    Fd dev(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    null = Fd(dev ? fcntl(dev.get(), F_DUPFD_CLOEXEC, 3) : -1);
+    ok = static_cast<bool>(null);
+    table_end = null.get() + 1;
+    for (Flight& fl : f) {
+      fl.out_slot = null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1;
+      fl.err_slot = null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1;
+      ok = ok && fl.out_slot >= 0 && fl.err_slot >= 0;
+      table_end = std::max({table_end, fl.out_slot + 1, fl.err_slot + 1});
     }
   }
-  bool ok() const { return fd[0] && fd[1] && fd[2]; }
-  // The slot holds `src` (or /dev/null for -1); its number, or -1.
-  int put(int i, int src) {
-    if (src < 0 || src == fd[i].get()) return fd[i].get();
-    return dup3(src, fd[i].get(), O_CLOEXEC) < 0 ? -1 : fd[i].get();
+  ~Flights() {
+    for (Flight& fl : f) {
+      if (fl.out_slot >= 0) ::close(fl.out_slot);
+      if (fl.err_slot >= 0) ::close(fl.err_slot);
+    }
   }
-  void reset() {
-    for (int i = 1; i < 3; ++i) dup3(fd[0].get(), fd[i].get(), O_CLOEXEC);
+
+  static bool landed(const Flight& fl) { return __atomic_load_n(&fl.word, __ATOMIC_ACQUIRE) == 0; }
+  static void wait(Flight& fl) {
+    // A shared futex (not _PRIVATE): the kernel's wake at the child's
+    // exec or exit is a shared one.
+    while (!landed(fl)) syscall(SYS_futex, &fl.word, FUTEX_WAIT, 1, nullptr, nullptr, 0);
+  }
+  // The flight is done with: its slots back to /dev/null, its outcome
+  // kept if it will be asked for, the flight free.
+  std::optional<SpawnFailure> land(Flight& fl) {
+    std::optional<SpawnFailure> out = fl.plan.failure;
+    dup3(null.get(), fl.out_slot, O_CLOEXEC);
+    dup3(null.get(), fl.err_slot, O_CLOEXEC);
+    fl.plan = ChildPlan{};
+    fl.busy = false;
+    return out;
+  }
+  void collect() {
+    for (Flight& fl : f)
+      if (fl.busy && landed(fl)) {
+        bool asked = fl.asked;
+        pid_t pid = fl.pid;
+        auto out = land(fl);
+        // Asked once each by the supervisor; a bound all the same.
+        if (asked && (outcomes.size() < 65536 || outcomes.contains(pid))) outcomes[pid] = out;
+      }
+  }
+  // A free flight: a landed one, else the oldest, once it has landed.
+  Flight& take() {
+    collect();
+    for (size_t i = 0; i < kFlights; ++i) {
+      Flight& fl = f[(next + i) % kFlights];
+      if (!fl.busy) {
+        next = (next + i + 1) % kFlights;
+        return fl;
+      }
+    }
+    Flight& oldest = f[next];
+    wait(oldest);
+    collect();
+    next = (next + 1) % kFlights;
+    return oldest;
   }
 };
-StdioSlots g_slots;
+Flights g_flights;
 
 // The child's start time as /proc/PID/stat gives it (field 22: clock
 // ticks of the boot clock, taken when the kernel created the task), from
@@ -308,51 +437,71 @@ uint64_t start_ticks(const timespec& before, const timespec& after) {
   return a == b ? a : 0;
 }
 
-std::optional<Spawned> fork_plan(ChildPlan& plan, std::string& error) {
-  if (!g_slots.ok()) {
+std::optional<Spawned> fork_plan(ChildPlan&& built, bool wait_exec, std::string& error) {
+  if (!g_flights.ok) {
     error = "/dev/null: cannot keep descriptors for the children's stdio";
     return std::nullopt;
   }
-  plan.stdin_fd = g_slots.fd[0].get();
-  plan.stdout_fd = g_slots.put(1, plan.stdout_fd);
-  plan.stderr_fd = g_slots.put(2, plan.stderr_fd);
-  plan.table_end = g_slots.end;
-  struct Reset {
-    ~Reset() { g_slots.reset(); }  // no output file stays open in a slot
-  } reset;
+  if (!kRawSyscalls) wait_exec = true;
+  Flight& fl = g_flights.take();
+  fl.plan = std::move(built);
+  ChildPlan& plan = fl.plan;
+  auto put = [&](int slot, int src) {
+    if (src < 0) return slot;  // /dev/null already
+    return dup3(src, slot, O_CLOEXEC) < 0 ? -1 : slot;
+  };
+  plan.stdin_fd = g_flights.null.get();
+  plan.stdout_fd = put(fl.out_slot, plan.stdout_fd);
+  plan.stderr_fd = put(fl.err_slot, plan.stderr_fd);
+  plan.table_end = g_flights.table_end;
   if (plan.stdout_fd < 0 || plan.stderr_fd < 0) {
     error = "dup3: " + errno_text(errno);
+    g_flights.land(fl);
     return std::nullopt;
   }
   static const IgnoredSignals ignored;
   plan.ignored = ignored.list;
   plan.ignored_count = ignored.count;
   if (g_child_nofile_set) plan.nofile = &g_child_nofile;
+  plan.argv.clear();
+  for (auto& a : plan.argv_storage) plan.argv.push_back(a.data());
   plan.argv.push_back(nullptr);
+  plan.envp.clear();
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
 
-  // clone(CLONE_VM | CLONE_VFORK) instead of fork(): no page tables are
-  // copied and no page of the daemon goes copy-on-write, so the daemon's
-  // size does not slow its restarts. The call returns once the child has
-  // exec'd (or failed and exited), which also tells the exec result at once.
+  // clone(CLONE_VM) instead of fork(): no page tables are copied and no
+  // page of the daemon goes copy-on-write, so the daemon's size does not
+  // slow its restarts. With CLONE_VFORK (wait_exec) the call returns once
+  // the child has exec'd or failed; without it, at once (see Flight).
   // CLONE_PIDFD: the kernel hands back the child's pidfd with it (the pid
   // cannot be recycled before we reap it in any case).
   int pidfd = -1;
+  fl.busy = true;
+  fl.asked = !wait_exec;
+  __atomic_store_n(&fl.word, 1, __ATOMIC_RELEASE);
   timespec before{}, after{};
   clock_gettime(CLOCK_BOOTTIME, &before);
-  pid_t pid = clone(child_main, g_child_stack + sizeof g_child_stack,
-                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &plan, &pidfd);
+  int flags = CLONE_VM | CLONE_FILES | CLONE_PIDFD | CLONE_CHILD_CLEARTID | SIGCHLD |
+              (wait_exec ? CLONE_VFORK : 0);
+  pid_t pid = clone(child_main, fl.stack + sizeof fl.stack, flags, &plan, &pidfd, nullptr, &fl.word);
   clock_gettime(CLOCK_BOOTTIME, &after);
   if (pid < 0) {
     error = "clone: " + errno_text(errno);
+    g_flights.land(fl);
     return std::nullopt;
   }
+  fl.pid = pid;
 
   Spawned out;
   out.pid = pid;
-  out.failure = plan.failure;
   out.pidfd = Fd(pidfd);
+  if (wait_exec) {
+    Flights::wait(fl);  // landed already: CLONE_VFORK returned after the exec
+    out.failure = g_flights.land(fl);
+  } else {
+    out.exec_pending = true;
+  }
   if (!out.pidfd) {
     error = "clone: no pidfd";
     kill(pid, SIGKILL);
@@ -488,8 +637,8 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
     error = *err;
     return std::nullopt;
   }
-  plan.path = spec.path.empty() ? spec.argv.at(0).c_str() : spec.path.c_str();
-  for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.path = spec.path.empty() ? spec.argv.at(0) : spec.path;
+  plan.argv_storage = spec.argv;
   if (spec.env_file.empty()) {
     plan.env_storage = build_env(&spec, &plan.id);
   } else {
@@ -502,10 +651,9 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
     plan.env_storage = build_env(&spec, &plan.id, &file);
   }
   for (const auto& [k, v] : io.extra_env) plan.env_storage.push_back(k + "=" + v);
-  plan.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  plan.cwd = spec.cwd;
   plan.umask = spec.umask;
-  plan.limits = spec.limits.data();
-  plan.limit_count = spec.limits.size();
+  plan.limits = spec.limits;
   plan.nice = spec.nice;
   plan.ioprio = spec.ioprio;
   if (spec.oom_score_adj != ProcessSpec::kInherit)
@@ -513,7 +661,20 @@ std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
   plan.no_new_privs = spec.no_new_privs;
   plan.stdout_fd = io.stdout_fd;
   plan.stderr_fd = io.stderr_fd;
-  return fork_plan(plan, error);
+  return fork_plan(std::move(plan), io.wait_exec, error);
+}
+
+std::optional<SpawnFailure> spawn_outcome(pid_t pid) {
+  for (Flight& fl : g_flights.f)
+    if (fl.busy && fl.pid == pid) {
+      Flights::wait(fl);
+      return g_flights.land(fl);
+    }
+  auto it = g_flights.outcomes.find(pid);
+  if (it == g_flights.outcomes.end()) return std::nullopt;
+  auto out = it->second;
+  g_flights.outcomes.erase(it);
+  return out;
 }
 
 void set_child_nofile(const rlimit& limit) {
@@ -535,13 +696,13 @@ std::optional<Spawned> spawn_command(const std::vector<std::string>& argv, std::
     return std::nullopt;
   }
   ChildPlan plan;
-  plan.path = resolved->c_str();
-  for (const auto& a : argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.path = *resolved;
+  plan.argv_storage = argv;
   ProcessSpec with_env;
   with_env.env = env;
   plan.env_storage = build_env(&with_env, nullptr);
   plan.stdout_fd = plan.stderr_fd = output_fd;
-  return fork_plan(plan, error);
+  return fork_plan(std::move(plan), true, error);
 }
 
 }  // namespace vigil

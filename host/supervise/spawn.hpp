@@ -1,8 +1,10 @@
-// Spawning a supervised process: clone(CLONE_VM | CLONE_VFORK), then in the
-// child only async-signal-safe calls (everything is prepared in the
-// parent), then exec. The child gets its own session and process group, so
-// stopping it can signal the whole group. The parent resumes when the child
-// has exec'd or failed, so the exec result is known when spawn returns.
+// Spawning a supervised process: clone(CLONE_VM), then in the child only
+// raw system calls (everything is prepared in the parent), then exec. The
+// child gets its own session and process group, so stopping it can signal
+// the whole group. By default the parent resumes when the child has
+// exec'd or failed (CLONE_VFORK), so the exec result is known when spawn
+// returns; with SpawnIo::wait_exec = false it resumes at once and
+// spawn_outcome() tells the result later (spawn.cpp, Flight).
 #pragma once
 
 #include <sys/resource.h>
@@ -74,6 +76,9 @@ struct SpawnIo {
   // Added to the environment for this start only (NOTIFY_SOCKET, ...):
   // not part of the spec, so it never makes a reload restart the process.
   std::vector<std::pair<std::string, std::string>> extra_env;
+  // false: return before the child has exec'd (Spawned::exec_pending),
+  // so that the loop goes on while it does.
+  bool wait_exec = true;
 };
 
 // Set by a child whose exec (or preparation) failed; it then exits 127.
@@ -88,6 +93,7 @@ struct Spawned {
   Fd pidfd;
   std::optional<SpawnFailure> failure;  // the child failed before exec
   uint64_t start_time = 0;
+  bool exec_pending = false;  // wait_exec = false: failure is spawn_outcome(pid)'s
 };
 const char* spawn_stage_name(int stage);
 // "setrlimit(nofile): Operation not permitted", "exec: No such file...".
@@ -104,6 +110,12 @@ std::optional<std::string> resolve_program(const std::string& prog, const std::s
 // Forks and execs. On error returns nullopt and sets `error`.
 std::optional<Spawned> spawn_process(const ProcessSpec& spec, const SpawnIo& io,
                                      std::string& error);
+
+// How a spawn made with wait_exec = false went: its failure before exec,
+// or nullopt once it has exec'd. Waits if the child has not yet done
+// either (microseconds after its clone); asked once per such spawn (a
+// second answer, or one for any other pid, is nullopt).
+std::optional<SpawnFailure> spawn_outcome(pid_t pid);
 
 // Processes vigil starts get this RLIMIT_NOFILE instead of vigil's own
 // (the daemon raises its soft limit for many probes and pidfds; a program

@@ -610,7 +610,12 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   std::string error;
   std::vector<std::pair<std::string, std::string>> env = notify_env(u);
   for (auto& kv : marks(u)) env.push_back(std::move(kv));
-  auto spawned = spawn_process(u.spec, SpawnIo{u.out.fd(), u.err.fd(), std::move(env)}, error);
+  // The loop goes on while the child execs (the exec's result comes back
+  // through confirm_exec): a burst of restarts, or a launch, spawns on
+  // both cores instead of one exec after the other (issue 13).
+  SpawnIo io{u.out.fd(), u.err.fd(), std::move(env)};
+  io.wait_exec = false;
+  auto spawned = spawn_process(u.spec, io, error);
   if (!spawned) {
     if (quiet) return false;  // the caller goes the usual way
     // Could not even fork: the rules decide, as for any failed start.
@@ -632,23 +637,58 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   c.start_time = spawned->start_time;
   c.started = MonoClock::now();
   c.failure = spawned->failure;
+  c.exec_pending = spawned->exec_pending;
   c.unconfirmed = quiet;
   Unit* up = &u;
   u.child = std::move(c);
   reaper_.track(spawned->pid, std::move(spawned->pidfd),
                 [this, up](const ExitStatus& st) { on_exit(*up, st); });
-  if (u.child->failure) {
-    set_state(u, UnitState::Starting);  // the child exits 127; on_exit reports it
+  // In the journal at once: a vigil killed before the exec is known must
+  // find this process, not start a second one.
+  record(u);
+  if (u.child->exec_pending) {
+    set_state(u, UnitState::Starting);
+    // Told at the end of the burst, all at once (one advance of the
+    // start order for a launch of 1000, not one each).
+    execs_.push_back({u.name, u.child->pid, quiet});
+    if (execs_.size() == 1) loop_.lag([this] { execs_known(); });
     return true;
   }
+  launched(u, quiet);
+  return true;
+}
+
+// The exec results of the children spawned since the last call, from
+// their flights (spawn_outcome). A child that ended first was told at
+// its exit (on_exit); one whose watch is gone or restarted meanwhile
+// only has its flight landed.
+void Supervisor::execs_known() {
+  std::vector<PendingExec> list = std::move(execs_);
+  execs_.clear();
+  for (const PendingExec& p : list) {
+    Unit* u = find(p.name);
+    if (!u || !u->child || u->child->pid != p.pid || !u->child->exec_pending) {
+      spawn_outcome(p.pid);
+      continue;
+    }
+    u->child->exec_pending = false;
+    u->child->failure = spawn_outcome(p.pid);
+    launched(*u, p.quiet);
+  }
+}
+
+// What follows a start once the exec is known.
+void Supervisor::launched(Unit& u, bool quiet) {
+  if (u.child->failure) {
+    set_state(u, UnitState::Starting);  // the child exits 127; on_exit reports it
+    return;
+  }
   set_state(u, UnitState::Running);
-  record(u);
   if (!quiet) {
     log_.emit(Msg::ProcessStarted, u.name, {{"pid", u.child->pid}});
     u.armed.reset();  // asked at its exit (a launch asks nothing)
   }
   start_probes(u);
-  return true;
 }
 
 // The rules may answer otherwise now: each running process's order is
@@ -691,6 +731,11 @@ void Supervisor::record(Unit& u) {
 }
 
 void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
+  // Ended before the loop learnt how its exec went: it has landed now.
+  if (u.child && u.child->exec_pending) {
+    u.child->exec_pending = false;
+    u.child->failure = spawn_outcome(u.child->pid);
+  }
   // An exit the rules have not answered yet comes first: its restart,
   // made by their standing order, is this process.
   if (u.pending_exit) settle_exit(u);

@@ -393,6 +393,9 @@ struct Unit {
     uint64_t start_time = 0;
     MonoTime started;
     std::optional<SpawnFailure> failure;  // it never reached exec
+    // Spawned without waiting for its exec: `failure` is not known yet
+    // (Supervisor::exec_known tells it; the unit is Starting until then).
+    bool exec_pending = false;
     // Adopted: not vigil's child (or no longer: vigil restarted). Watched
     // through a pidfd of its own; the exit status comes from the proc
     // connector, or from reaping it when it was reparented to vigil.
@@ -727,6 +730,8 @@ class Supervisor {
   // Starts u's process; `quiet`: no event (the standing order's restart,
   // reported when the rules confirm it). False when there is no process.
   bool spawn(Unit& u, bool quiet = false);
+  void execs_known();
+  void launched(Unit& u, bool quiet);
   // By kind: spawn, restart script, or wait. `look_first`: a single watch
   // with `start` first looks whether its process came back by itself.
   void start_process(Unit& u, bool look_first = true);
@@ -967,6 +972,14 @@ class Supervisor {
   };
   std::vector<Batch> batches_;
   bool advance_posted_ = false;
+  // Children spawned without waiting for their exec, told at the end of
+  // the burst (execs_known).
+  struct PendingExec {
+    std::string name;
+    pid_t pid;
+    bool quiet;
+  };
+  std::vector<PendingExec> execs_;
   TimerId advance_timer_ = 0;
   MonoTime advance_at_{};
   std::function<void()> on_change_;
