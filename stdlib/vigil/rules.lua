@@ -88,7 +88,9 @@ _G.group = group.group
 _G.cluster = cluster.configure
 _G.api = vigil.api.declare
 _G.peer = peer.peer
-_G.discover = require("vigil.discover").declare
+-- Loaded when the rules use it: the daemon's memory does not carry the
+-- discovery policy for rules that never discover (issue 13).
+_G.discover = function(...) return require("vigil.discover").declare(...) end
 -- Probe constructors for a watch's `probes` list.
 for _, k in ipairs({ "http", "tcp", "script", "file", "notify", "probe", "exec" }) do
   _G[k] = vigil.probes[k]
@@ -166,7 +168,10 @@ function entry.api() return vigil.api.declared() end
 function entry.preset_api(spec) return vigil.api.preset(spec) end
 
 -- The declared discover { } schedule, for the host's periodic discovery.
-function entry.discover() return require("vigil.discover").declared() end
+function entry.discover()
+  local d = package.loaded["vigil.discover"]
+  return d and d.declared() or nil
+end
 -- What the rules set in vigil.discover (weights, threshold, ...), for the
 -- state the daemon's discovery runs its policy in.
 function entry.discover_tuning() return require("vigil.discover").tuning() end
