@@ -611,7 +611,7 @@ bool Supervisor::spawn(Unit& u, bool quiet) {
   std::vector<std::pair<std::string, std::string>> env = notify_env(u);
   for (auto& kv : marks(u)) env.push_back(std::move(kv));
   // The loop goes on while the child execs (the exec's result comes back
-  // through confirm_exec): a burst of restarts, or a launch, spawns on
+  // through execs_known): a burst of restarts, or a launch, spawns on
   // both cores instead of one exec after the other (issue 13).
   SpawnIo io{u.out.fd(), u.err.fd(), std::move(env)};
   io.wait_exec = false;
