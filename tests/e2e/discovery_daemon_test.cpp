@@ -50,6 +50,9 @@ bool has_exe(const json& candidates, const std::string& exe) {
 
 }  // namespace
 
+// The discovery worker runs at nice 19, so on a machine busy at nice 0
+// (a build, the rest of the suite) a run can take tens of seconds: the
+// deadlines for a run's events are a minute (20 s failed once so).
 TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAnswersTheApi) {
   Daemon d;
   std::string steady = program(d.dir(), "steady-svc");
@@ -65,7 +68,7 @@ TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAn
   ASSERT_TRUE(d.start());
   ASSERT_TRUE(wait_for([&] { return d.watch_pid("w") == w; })) << d.output();
   // The first run: one summary, the whole set.
-  ASSERT_TRUE(d.wait_event("VGL0211", "", 1, 20s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0211", "", 1, 60s)) << d.output();
   EXPECT_EQ(d.count_events("VGL0211"), 1);
   json first = d.last_event("VGL0211");  // kept: a loop over a temporary's member dangles
   for (const auto& n : first["fields"]["candidates"]) {
@@ -74,7 +77,7 @@ TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAn
   }
 
   pid_t s = spawn_external({steady, "1000"});
-  ASSERT_TRUE(wait_for([&] { return !events_for(d, "VGL0212", steady).empty(); }, 30s))
+  ASSERT_TRUE(wait_for([&] { return !events_for(d, "VGL0212", steady).empty(); }, 60s))
       << d.output();
   json fresh = events_for(d, "VGL0212", steady)[0]["fields"];
   EXPECT_EQ(fresh["pid"], s);
@@ -83,7 +86,7 @@ TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAn
   EXPECT_GE(fresh["score"].get<int>(), 30);
   // Two more runs: not said again.
   int ran = d.count_events("VGL0215");
-  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 2, 30s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 2, 60s)) << d.output();
   EXPECT_EQ(events_for(d, "VGL0212", steady).size(), 1u);
 
   // GET /v1/discover: the last answer, as vigil discover --json has it.
@@ -111,11 +114,11 @@ TEST(DaemonDiscovery, ReportsANewProcessOnceAndItsEndOnceNeverWhatItWatchesAndAn
 
   kill(s, SIGKILL);
   ASSERT_TRUE(reap(s));
-  ASSERT_TRUE(wait_for([&] { return !events_for(d, "VGL0213", steady).empty(); }, 30s))
+  ASSERT_TRUE(wait_for([&] { return !events_for(d, "VGL0213", steady).empty(); }, 60s))
       << d.output();
   EXPECT_EQ(events_for(d, "VGL0213", steady)[0]["fields"]["pid"], s);
   ran = d.count_events("VGL0215");
-  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 2, 30s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 2, 60s)) << d.output();
   EXPECT_EQ(events_for(d, "VGL0213", steady).size(), 1u);
   EXPECT_EQ(events_for(d, "VGL0212", steady).size(), 1u);
   EXPECT_TRUE(events_for(d, "VGL0212", watched).empty());
@@ -153,13 +156,13 @@ TEST(DaemonDiscovery, BadValuesAreLoadErrorsAndAReloadAddsAndRemovesIt) {
 
   d.write_rule("rules.lua", "discover { every = '2s', window = '1s' }\n");
   ASSERT_EQ(d.cli({"reload"}).code, 0);
-  ASSERT_TRUE(d.wait_event("VGL0211", "", 1, 20s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0211", "", 1, 60s)) << d.output();
   EXPECT_NE(get(d, "/v1/discover").find("200 OK"), std::string::npos);
   // A bad value in a reload is refused; the running schedule goes on.
   d.write_rule("rules.lua", "discover { every = '2s', window = '5s' }\n");
   EXPECT_NE(d.cli({"reload"}).code, 0);
   int ran = d.count_events("VGL0215");
-  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 1, 20s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 1, 60s)) << d.output();
   // Removed: no more runs, and nothing to answer.
   d.write_rule("rules.lua", "-- discovery off\n");
   ASSERT_EQ(d.cli({"reload"}).code, 0);
@@ -196,11 +199,11 @@ TEST(DaemonDiscovery, ExecsBetweenScansAreSeenWhenTheConnectorIsHeld) {
           if (e.value("id", "") == "VGL0215" && e["fields"].value("between", 0) > 0) return true;
         return false;
       },
-      30s);
+      60s);
   for (pid_t b : briefs) reap(b);
   ASSERT_TRUE(seen) << d.output();
   int ran = d.count_events("VGL0215");
-  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 1, 30s)) << d.output();
+  ASSERT_TRUE(d.wait_event("VGL0215", "", ran + 1, 60s)) << d.output();
   EXPECT_TRUE(events_for(d, "VGL0212", brief).empty()) << "a brief process is not a service";
   json last = json::parse(http_body(get(d, "/v1/discover")), nullptr, false);
   EXPECT_FALSE(has_exe(last["candidates"], brief));
