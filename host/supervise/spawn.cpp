@@ -343,7 +343,7 @@ struct Flight {
   bool busy = false;
   bool asked = false;  // spawn_outcome will be asked for it (wait_exec = false)
   int word = 0;        // 1 from the clone until the child left vigil's memory
-  int out_slot = -1, err_slot = -1;
+  Fd out_slot, err_slot;
 };
 
 struct Flights {
@@ -362,16 +362,10 @@ struct Flights {
     ok = static_cast<bool>(null);
     table_end = null.get() + 1;
     for (Flight& fl : f) {
-      fl.out_slot = null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1;
-      fl.err_slot = null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1;
-      ok = ok && fl.out_slot >= 0 && fl.err_slot >= 0;
-      table_end = std::max({table_end, fl.out_slot + 1, fl.err_slot + 1});
-    }
-  }
-  ~Flights() {
-    for (Flight& fl : f) {
-      if (fl.out_slot >= 0) ::close(fl.out_slot);
-      if (fl.err_slot >= 0) ::close(fl.err_slot);
+      fl.out_slot = Fd(null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1);
+      fl.err_slot = Fd(null ? fcntl(null.get(), F_DUPFD_CLOEXEC, 3) : -1);
+      ok = ok && fl.out_slot && fl.err_slot;
+      table_end = std::max({table_end, fl.out_slot.get() + 1, fl.err_slot.get() + 1});
     }
   }
 
@@ -385,8 +379,8 @@ struct Flights {
   // kept if it will be asked for, the flight free.
   std::optional<SpawnFailure> land(Flight& fl) {
     std::optional<SpawnFailure> out = fl.plan.failure;
-    dup3(null.get(), fl.out_slot, O_CLOEXEC);
-    dup3(null.get(), fl.err_slot, O_CLOEXEC);
+    dup3(null.get(), fl.out_slot.get(), O_CLOEXEC);
+    dup3(null.get(), fl.err_slot.get(), O_CLOEXEC);
     fl.plan = ChildPlan{};
     fl.busy = false;
     return out;
@@ -446,9 +440,9 @@ std::optional<Spawned> fork_plan(ChildPlan&& built, bool wait_exec, std::string&
   Flight& fl = g_flights.take();
   fl.plan = std::move(built);
   ChildPlan& plan = fl.plan;
-  auto put = [&](int slot, int src) {
-    if (src < 0) return slot;  // /dev/null already
-    return dup3(src, slot, O_CLOEXEC) < 0 ? -1 : slot;
+  auto put = [&](const Fd& slot, int src) {
+    if (src < 0) return slot.get();  // /dev/null already
+    return dup3(src, slot.get(), O_CLOEXEC) < 0 ? -1 : slot.get();
   };
   plan.stdin_fd = g_flights.null.get();
   plan.stdout_fd = put(fl.out_slot, plan.stdout_fd);

@@ -671,10 +671,15 @@ void Supervisor::execs_known() {
       spawn_outcome(p.pid);
       continue;
     }
-    u->child->exec_pending = false;
-    u->child->failure = spawn_outcome(p.pid);
+    exec_result(*u);
     launched(*u, p.quiet);
   }
+}
+
+// How the exec of u's child went, from its flight (spawn_outcome).
+void Supervisor::exec_result(Unit& u) {
+  u.child->exec_pending = false;
+  u.child->failure = spawn_outcome(u.child->pid);
 }
 
 // What follows a start once the exec is known.
@@ -732,10 +737,7 @@ void Supervisor::record(Unit& u) {
 
 void Supervisor::on_exit(Unit& u, const ExitStatus& st) {
   // Ended before the loop learnt how its exec went: it has landed now.
-  if (u.child && u.child->exec_pending) {
-    u.child->exec_pending = false;
-    u.child->failure = spawn_outcome(u.child->pid);
-  }
+  if (u.child && u.child->exec_pending) exec_result(u);
   // An exit the rules have not answered yet comes first: its restart,
   // made by their standing order, is this process.
   if (u.pending_exit) settle_exit(u);

@@ -731,6 +731,7 @@ class Supervisor {
   // reported when the rules confirm it). False when there is no process.
   bool spawn(Unit& u, bool quiet = false);
   void execs_known();
+  void exec_result(Unit& u);
   void launched(Unit& u, bool quiet);
   // By kind: spawn, restart script, or wait. `look_first`: a single watch
   // with `start` first looks whether its process came back by itself.
