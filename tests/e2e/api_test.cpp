@@ -32,28 +32,6 @@ std::vector<uint64_t> sse_ids(const std::string& text) {
   return ids;
 }
 
-// Sockets the process holds: connections that leaked would stay here
-// (other fds come and go with the checks: /proc files kept open, pipes).
-size_t fd_count(pid_t pid) {
-  size_t n = 0;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    n += std::filesystem::read_symlink(it->path(), ec).string().rfind("socket:", 0) == 0;
-  return n;
-}
-
-// What each fd is (for a failure's message).
-std::string fd_list(pid_t pid) {
-  std::string out;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    out += " " + it->path().filename().string() + "->" +
-           std::filesystem::read_symlink(it->path(), ec).string();
-  return out;
-}
-
 class Api : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -318,7 +296,7 @@ TEST_F(Api, MalformedAndFloodedConnectionsLeaveTheDaemonUnaffected) {
   // One request first: what the first TLS session opens for good (the
   // library's files) is not a leak.
   ASSERT_EQ(remote({"status"}).code, 0);
-  size_t fds_before = fd_count(d_.pid());
+  size_t fds_before = socket_count(d_.pid());
   std::string before_list = fd_list(d_.pid());
   auto connect_api = [&] {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -349,8 +327,8 @@ TEST_F(Api, MalformedAndFloodedConnectionsLeaveTheDaemonUnaffected) {
   auto r = remote({"status"});
   EXPECT_EQ(r.code, 0) << r.err;
   // Nothing leaks: the fds come back to what they were.
-  EXPECT_TRUE(wait_for([&] { return fd_count(d_.pid()) <= fds_before; }, std::chrono::seconds(30)))
-      << fd_count(d_.pid()) << " sockets, " << fds_before << " before:" << fd_list(d_.pid())
+  EXPECT_TRUE(wait_for([&] { return socket_count(d_.pid()) <= fds_before; }, std::chrono::seconds(30)))
+      << socket_count(d_.pid()) << " sockets, " << fds_before << " before:" << fd_list(d_.pid())
       << "\nbefore:" << before_list;
 }
 

@@ -178,6 +178,25 @@ std::vector<pid_t> pids_with_cmdline(const std::string& needle) {
 }
 }  // namespace
 
+size_t socket_count(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    n += std::filesystem::read_symlink(it->path(), ec).string().starts_with("socket:");
+  return n;
+}
+
+std::string fd_list(pid_t pid) {
+  std::string out;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    out += " " + it->path().filename().string() + "->" +
+           std::filesystem::read_symlink(it->path(), ec).string();
+  return out;
+}
+
 int count_processes(const std::string& needle) {
   int n = 0;
   for (pid_t p : pids_with_cmdline(needle)) n += process_alive(p);

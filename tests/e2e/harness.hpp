@@ -68,6 +68,12 @@ class BlockedProcess {
   int go_ = -1, ready_ = -1;
   bool blocked_ = false;
 };
+// The sockets process pid holds: connections that leaked would stay
+// here. (Its other fds come and go with the checks: /proc files a check
+// keeps open for a child, pipes of a probe.)
+size_t socket_count(pid_t pid);
+// What each fd of pid is, "N->target ..." (for a failure's message).
+std::string fd_list(pid_t pid);
 // Number of live processes whose cmdline contains `needle`.
 int count_processes(const std::string& needle);
 // KILLs every process whose cmdline contains `needle` (and reaps those
