@@ -283,7 +283,6 @@ bool Daemon::start(std::string& error) {
     return false;
   }
   if (options_.watch_rules && !watch_rule_dirs(error)) return false;
-  schedule_rotation();
   if (options_.metrics.enabled()) {
     if (options_.metrics.csv_dir.empty())
       options_.metrics.csv_dir = options_.state_dir + "/metrics";
@@ -609,13 +608,6 @@ void Daemon::on_inotify() {
   });
 }
 
-void Daemon::schedule_rotation() {
-  loop_.after(from_seconds(options_.rotate_interval), [this] {
-    supervisor_->rotate_logs();
-    schedule_rotation();
-  });
-}
-
 // Gives freed pages back (malloc_trim) after a big reply, at most once a
 // second: trimming after every reply made `status` in a loop pay for the
 // trim and for faulting the pages in again each time.
@@ -720,6 +712,8 @@ nlohmann::json Daemon::daemon_json() const {
           {"checks",
            {{"passes", supervisor_->check_passes()}, {"samples", supervisor_->check_samples()},
             {"unchanged", supervisor_->check_unchanged()}}},
+          // Output logs whose size was looked at (after a write, or opened).
+          {"output_logs", {{"looked", supervisor_->logs_looked()}}},
           {"lua_memory", runtime_ ? runtime_->memory_used() : 0},
           {"api", api_ ? api_->status() : nlohmann::json()},
           {"event_streams", streams_ ? streams_->clients() : 0},

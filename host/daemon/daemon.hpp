@@ -40,7 +40,6 @@ struct DaemonOptions {
   // and one rotated file, each at most this size.
   size_t history_max_bytes = 8u << 20;
   double callback_budget = 0.5;
-  double rotate_interval = 60;  // seconds between output-log size checks
   bool watch_rules = true;      // inotify-driven reload
   bool proc_events = true;      // use the kernel's process events (else scan /proc)
   double scan_interval = 5;     // seconds between /proc scans without them
@@ -74,7 +73,6 @@ class Daemon {
   void shutdown(const std::string& reason, bool keep_processes = false);
   void on_proc_event(const ProcEvent& ev);
   bool watch_rule_dirs(std::string& error);
-  void schedule_rotation();
   void apply_rule_sinks(std::vector<SinkSpec> specs);
   nlohmann::json status_json() const;
   bool lock_state_dir(std::string& error);

@@ -466,6 +466,7 @@ void Supervisor::open_output(Unit& u) {
     std::string path = log_dir_ + "/" + u.name + "." + stream + ".log";
     std::string err = log.open(path, u.spec.log_max_bytes, u.spec.log_keep);
     if (!err.empty()) log_.emit(Msg::OutputLogError, u.name, {{"path", path}, {"error", err}});
+    if (log.bounded()) rotation_.opened();
   };
   open_one(u.out, "stdout");
   open_one(u.err, "stderr");
@@ -1302,11 +1303,13 @@ std::optional<pid_t> Supervisor::run_command(
 void Supervisor::rotate_logs() {
   for (auto& [name, u] : units_) {
     for (OutputLog* log : {&u->out, &u->err}) {
+      if (!rotation_.take(*log)) continue;  // not written since its last look
       std::string err = log->rotate_if_needed();
       if (!err.empty())
         log_.emit(Msg::OutputLogError, name, {{"path", log->path()}, {"error", err}});
     }
   }
+  rotation_.passed();
 }
 
 void Supervisor::erase(std::string name) {

@@ -566,6 +566,8 @@ class Supervisor {
   uint64_t check_passes() const { return check_passes_; }
   uint64_t check_samples() const { return check_samples_; }
   uint64_t check_unchanged() const { return check_unchanged_; }
+  // Output logs whose size was looked at, since the start (LogRotation).
+  uint64_t logs_looked() const { return rotation_.looked(); }
 
   // Makes the set of units match `decls` (a reload): unchanged units keep
   // their process, changed ones restart, removed ones stop, new ones start
@@ -707,8 +709,6 @@ class Supervisor {
                                   std::string& error);
   const std::string& dump_dir() const { return dump_dir_; }
 
-  // Rotates output logs that grew past their size.
-  void rotate_logs();
   // Where the output of u's processes goes (`vigil logs`): the path of
   // its stdout or stderr file, or "" and `why` when vigil captures none
   // (log = false, or vigil does not start its process).
@@ -903,12 +903,15 @@ class Supervisor {
   void check_unit(Unit& u, MonoTime now);
   static void open_samples(const StateChecks& k, Unit::Child& c);
   void watch_zombie(const std::string& name, pid_t pid, uint64_t start_time, pid_t ppid);
+  // Rotates the output logs that were written and grew past their size.
+  void rotate_logs();
 
   EventLoop& loop_;
   EventLog& log_;
   std::string log_dir_;
   std::string dump_dir_;
   Reaper reaper_;
+  LogRotation rotation_{loop_, [this] { rotate_logs(); }};
   ProcReader reader_;
   Journal journal_;
   std::map<std::string, JournalEntry> journal_previous_;

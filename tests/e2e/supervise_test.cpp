@@ -498,3 +498,48 @@ TEST(Supervise, AChildHasItsStdioAndNoOtherDescriptor) {
   EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(d.watch_pid("w3")) + "/fd/2"),
             d.state_dir() + "/logs/w3.stderr.log");
 }
+
+// An output log's size is looked at after a write, not on a clock: the
+// logs of idle programs are left alone, and one written past its
+// max_size is rotated within seconds, and again after its next write.
+TEST(Supervise, AnOutputLogWrittenPastItsSizeIsRotatedAndIdleOnesAreNotLookedAt) {
+  Daemon d;
+  std::string rules;
+  for (int i = 0; i < 4; ++i)
+    rules += "watch \"idle" + std::to_string(i) + "\" { start = { \"sleep\", \"100071\" } }\n";
+  // The writer writes 3000 bytes each time the test creates GO.
+  rules += "watch \"w\" { start = { \"sh\", \"-c\", [[while :; do while [ ! -e '" + d.dir() +
+           "/GO' ]; do sleep 0.05; done; rm '" + d.dir() +
+           "/GO'; head -c 3000 /dev/zero | tr '\\0' x; done]] }, log = { max_size = \"1KB\", "
+           "keep = 2 } }\n";
+  d.write_rule("a.lua", rules);
+  ASSERT_TRUE(d.start()) << d.output();
+  auto looked = [&] {
+    auto info = d.daemon_info();
+    return info.is_object() ? info["output_logs"].value("looked", uint64_t{0}) : uint64_t{0};
+  };
+  // Each of the ten files is looked at once, after it was opened.
+  ASSERT_TRUE(wait_for([&] { return looked() == 10; })) << looked() << "\n" << d.output();
+  pid_t writer = d.watch_pid("w");
+  std::string log = d.state_dir() + "/logs/w.stdout.log";
+  auto size = [](const std::string& path) {
+    std::error_code ec;
+    auto n = std::filesystem::file_size(path, ec);
+    return ec ? -1 : static_cast<long>(n);
+  };
+  for (int round = 1; round <= 2; ++round) {
+    uint64_t before = looked();
+    write_file(d.dir() + "/GO", "");
+    ASSERT_TRUE(wait_for([&] { return size(log + "." + std::to_string(round)) == 3000; },
+                         std::chrono::seconds(40)))
+        << "round " << round << ": " << size(log + ".1") << " " << size(log + ".2") << "\n"
+        << d.output();
+    EXPECT_EQ(size(log + ".1"), 3000);
+    EXPECT_EQ(size(log), 0);
+    // The written file, and (once more) after vigil's own truncation of it:
+    // not the other nine.
+    EXPECT_GE(looked(), before + 1);
+    EXPECT_LE(looked(), before + 2) << "idle logs were looked at";
+  }
+  EXPECT_EQ(d.watch_pid("w"), writer);  // the writer was not touched
+}
