@@ -151,7 +151,7 @@ struct ChildPlan {
   int umask = -1;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
   int table_end = 3;                    // the child's own table keeps the descriptors below this
-  std::optional<SpawnFailure> failure;  // written by the child
+  SpawnFailure failure{-1, 0, -1};  // written by the child (plain stores); stage -1: none
   const int* ignored = nullptr;         // signals vigil ignores (SIG_IGN)
   int ignored_count = 0;
   const rlimit* nofile = nullptr;  // restore this RLIMIT_NOFILE (vigil raised its own)
@@ -162,6 +162,26 @@ struct ChildPlan {
   char oom[16];  // the text written to /proc/self/oom_score_adj
   int oom_len = 0;
   bool no_new_privs = false;
+  // What the child reads of the containers above, as plain pointers and
+  // counts set by the parent before the clone (seal). The child calls no
+  // library function, not even vector::empty: a sanitizer build does not
+  // inline those, and an instrumented call takes its frame from the loop
+  // thread's fake stack, which the child shares (ASan's
+  // stack-use-after-return report during a restart storm).
+  struct Raw {
+    const char* path = nullptr;
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
+    const char* cwd = nullptr;  // nullptr: vigil's
+    const ProcessSpec::Limit* limits = nullptr;
+    size_t limit_count = 0;
+    const gid_t* groups = nullptr;
+    size_t group_count = 0;
+  } raw;
+  void seal() {
+    raw = {path.c_str(), argv.data(),   envp.data(),      cwd.empty() ? nullptr : cwd.c_str(),
+           limits.data(), limits.size(), id.groups.data(), id.groups.size()};
+  }
 };
 
 // The open-file limit vigil started with, when it raised its own.
@@ -222,7 +242,7 @@ inline long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e =
 }
 #endif
 template <typename T>
-long arg(T v) {
+__attribute__((always_inline)) inline long arg(T v) {
   if constexpr (std::is_pointer_v<T>)
     return reinterpret_cast<long>(v);
   else
@@ -233,7 +253,9 @@ long arg(T v) {
 // kernel has told it the child is gone from its memory, see Flight).
 [[noreturn]] __attribute__((no_sanitize("address"))) void child_fail(ChildPlan& plan, int stage,
                                                                     long ret, int detail = -1) {
-  plan.failure = SpawnFailure{stage, static_cast<int>(-ret), detail};
+  plan.failure.stage = stage;
+  plan.failure.err = static_cast<int>(-ret);
+  plan.failure.detail = detail;
   for (;;) sys(SYS_exit_group, 127);
 }
 
@@ -242,7 +264,8 @@ long arg(T v) {
 // and a lower oom_score_adj all need the privileges setuid drops.
 __attribute__((no_sanitize("address"))) void child_resources(ChildPlan& plan) {
   long r;
-  for (const ProcessSpec::Limit& l : plan.limits) {
+  for (size_t i = 0; i < plan.raw.limit_count; ++i) {
+    const ProcessSpec::Limit& l = plan.raw.limits[i];
     rlimit lim{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
     if ((r = sys(SYS_prlimit64, 0, l.resource, arg(&lim), 0)) < 0)
       child_fail(plan, kStageRlimit, r, l.resource);
@@ -290,14 +313,14 @@ __attribute__((no_sanitize("address"))) int child_main(void* arg_) {
     child_fail(plan, kStageSetup, r);
   if (plan.umask >= 0) sys(SYS_umask, plan.umask);
   if (plan.nofile) sys(SYS_prlimit64, 0, RLIMIT_NOFILE, arg(plan.nofile), 0);
-  if (!plan.limits.empty() || plan.nice != ProcessSpec::kInherit || plan.ioprio >= 0 ||
+  if (plan.raw.limit_count > 0 || plan.nice != ProcessSpec::kInherit || plan.ioprio >= 0 ||
       plan.oom_len)
     child_resources(plan);
-  if (!plan.cwd.empty() && (r = sys(SYS_chdir, arg(plan.cwd.c_str()))) < 0)
+  if (plan.raw.cwd && (r = sys(SYS_chdir, arg(plan.raw.cwd))) < 0)
     child_fail(plan, kStageChdir, r);
   if (plan.id.set) {
     if (sys(SYS_geteuid) == 0 &&
-        (r = sys(SYS_setgroups, static_cast<long>(plan.id.groups.size()), arg(plan.id.groups.data()))) < 0)
+        (r = sys(SYS_setgroups, static_cast<long>(plan.raw.group_count), arg(plan.raw.groups))) < 0)
       child_fail(plan, kStageGroups, r);
     if ((r = sys(SYS_setresgid, plan.id.gid, plan.id.gid, plan.id.gid)) < 0)
       child_fail(plan, kStageGid, r);
@@ -311,7 +334,7 @@ __attribute__((no_sanitize("address"))) int child_main(void* arg_) {
   // Nothing of vigil's leaks into the program (what the small table has
   // of vigil's low descriptors, and the slots).
   sys(SYS_close_range, 3, ~0U, 0);
-  r = sys(SYS_execve, arg(plan.path.c_str()), arg(plan.argv.data()), arg(plan.envp.data()));
+  r = sys(SYS_execve, arg(plan.raw.path), arg(plan.raw.argv), arg(plan.raw.envp));
   child_fail(plan, kStageExec, r);
 }
 
@@ -378,7 +401,8 @@ struct Flights {
   // The flight is done with: its slots back to /dev/null, its outcome
   // kept if it will be asked for, the flight free.
   std::optional<SpawnFailure> land(Flight& fl) {
-    std::optional<SpawnFailure> out = fl.plan.failure;
+    std::optional<SpawnFailure> out;
+    if (fl.plan.failure.stage >= 0) out = fl.plan.failure;
     dup3(null.get(), fl.out_slot.get(), O_CLOEXEC);
     dup3(null.get(), fl.err_slot.get(), O_CLOEXEC);
     fl.plan = ChildPlan{};
@@ -463,6 +487,7 @@ std::optional<Spawned> fork_plan(ChildPlan&& built, bool wait_exec, std::string&
   plan.envp.clear();
   for (auto& e : plan.env_storage) plan.envp.push_back(e.data());
   plan.envp.push_back(nullptr);
+  plan.seal();
 
   // clone(CLONE_VM) instead of fork(): no page tables are copied and no
   // page of the daemon goes copy-on-write, so the daemon's size does not
