@@ -15,8 +15,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "host/core/fd.hpp"
 #include "host/core/clock.hpp"
+#include "host/core/fd.hpp"
 #include "host/loop/event_loop.hpp"
 
 namespace vigil {

@@ -150,9 +150,9 @@ struct ChildPlan {
   Identity id;
   int umask = -1;
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
-  int table_end = 3;                    // the child's own table keeps the descriptors below this
+  int table_end = 3;                // the child's own table keeps the descriptors below this
   SpawnFailure failure{-1, 0, -1};  // written by the child (plain stores); stage -1: none
-  const int* ignored = nullptr;         // signals vigil ignores (SIG_IGN)
+  const int* ignored = nullptr;     // signals vigil ignores (SIG_IGN)
   int ignored_count = 0;
   const rlimit* nofile = nullptr;  // restore this RLIMIT_NOFILE (vigil raised its own)
   // The rule's limits and scheduling (ProcessSpec), in the order applied.
