@@ -359,6 +359,26 @@ local live_fields = {
 
 local default_restart = policy.normalize(nil)
 
+-- Watches with equal budgets share one normalized table: a thousand
+-- watches declaring the same `restart` hold one table, not a thousand
+-- (issue 13, memory). `vigil set` copies a shared one before it changes
+-- it (set_live). A state lives one load, so the cache does too.
+local shared_budgets = { [default_restart] = true }
+local budget_cache = {}
+local budget_keys = { limit = true, within = true, delay = true, reset = true, backoff = true }
+local function budget_table(budget)
+  if not budget then return default_restart end
+  local t = policy.normalize(budget)
+  for k in pairs(t) do if not budget_keys[k] then return t end end
+  local b = t.backoff
+  local key = string.format("%.17g %.17g %.17g %.17g %.17g %.17g",
+    t.limit, t.within, t.delay, t.reset, b.min, b.max)
+  local hit = budget_cache[key]
+  if hit then return hit end
+  budget_cache[key], shared_budgets[t] = t, true
+  return t
+end
+
 local function fail(where, name, msg)
   errors.refuse(string.format("%s: watch '%s': %s", where, name, msg))
 end
@@ -544,9 +564,8 @@ function M.declare(where, name, spec)
     local w = {
       name = name,
       where = where,
-      -- Watches without their own policy share one table; `vigil set`
-      -- copies before changing it.
-      restart = budget and policy.normalize(budget) or default_restart,
+      -- Watches with equal budgets (or none) share one table.
+      restart = budget_table(budget),
     }
     w.restart_on = restart_on
     w.success_exit = s.success_exit
@@ -694,7 +713,7 @@ function M.declare_container(where, name, spec)
   local w = {
     name = name,
     where = where,
-    restart = budget and policy.normalize(budget) or default_restart,
+    restart = budget_table(budget),
     container = true,
     can_start = true,
   }
@@ -1063,9 +1082,10 @@ function M.set_live(owner, key, value)
   end
   local v, err = k[1](value, key)
   if v == nil then return nil, err end
-  if owner.restart == default_restart then
-    owner.restart = {}
-    for kk, vv in pairs(default_restart) do owner.restart[kk] = vv end
+  if shared_budgets[owner.restart] then
+    local copy = {}
+    for kk, vv in pairs(owner.restart) do copy[kk] = vv end
+    owner.restart = copy
   end
   -- The declared value, the first time the key is set in this state:
   -- what `vigil set NAME KEY --default` brings back.

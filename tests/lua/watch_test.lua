@@ -271,6 +271,27 @@ T.test("vigil set goes through the same checkers", function()
   T.eq(W.watches.s.restart.limit, 7, "refused values changed nothing")
 end)
 
+T.test("equal budgets share one table, and vigil set changes only its watch", function()
+  local W = fresh()
+  W.watch "a" { start = "x", restart = { limit = 9, within = "1s", reset = "1s" } }
+  W.watch "b" { start = "x", restart = { limit = 9, within = "1s", reset = "1s" } }
+  W.watch "c" { start = "x", restart = { limit = 8, within = "1s", reset = "1s" } }
+  W.watch "d" { start = "x" }
+  W.watch "e" { start = "x" }
+  T.ok(W.watches.a.restart == W.watches.b.restart, "equal budgets: one table (memory at a thousand watches)")
+  T.ok(W.watches.a.restart ~= W.watches.c.restart, "another limit: its own")
+  T.ok(W.watches.d.restart == W.watches.e.restart, "no budget: the defaults, shared")
+  T.eq(W.watches.a.own_policy, true, "a shared budget is still the watch's own policy")
+  T.eq(W.set("a", "restart.limit", "3"), "3", "set one of them")
+  T.eq(W.watches.a.restart.limit, 3, "changed on a")
+  T.eq(W.watches.b.restart.limit, 9, "not on b, which shared the table")
+  T.eq(W.watches.a.restart.within, 1, "the rest of a's budget kept")
+  T.eq(W.reset("a", "restart.limit"), "9", "--default brings back the declared value")
+  T.eq(W.watches.b.restart.limit, 9, "b untouched by the reset")
+  T.eq(W.set("d", "restart.limit", "1"), "1", "set on a default budget")
+  T.eq(W.watches.e.restart.limit, 5, "the other default watch keeps the default")
+end)
+
 T.test("match.parent must name another watch", function()
   local W = fresh()
   W.watch "child" { match = { name = "x", parent = "prnt" } }
