@@ -321,7 +321,7 @@ end
 -- left (uses only leave the window as time passes).
 function M.armable(w)
   local group = require "vigil.group"
-  if w.group or not w.can_start then return false end
+  if w.group or w.cannot_start then return false end
   if w.restart_on and w.restart_on ~= "always" then return false end  -- it depends on the exit
   local step = (w.ladder or M.default)[1]
   if not step or step.action ~= "restart" or step.budget then return false end

@@ -194,7 +194,7 @@ T.test("a good watch is handed to the host normalized", function()
   T.eq(w.restart.within, 600, "window")
   T.eq(w.restart.backoff.max, 30, "backoff")
   T.eq(w.rearm, 3600, "rearm")
-  T.eq(w.can_start, true, "can start")
+  T.eq(w.cannot_start, nil, "can start")
   -- restart = false never restarts.
   W.watch "once" { start = "x", restart = false }
   T.eq(W.watches.once.restart.limit, 0, "restart = false")
@@ -322,7 +322,7 @@ T.test("mode = observe watches and alerts, never acts", function()
   W.watch "obs" { mode = "observe", match = { name = "x" }, restart_script = "true",
     count = { min = 2 }, on_under = "restart" }
   T.eq(rec.declared.obs.observe, true, "handed to the host")
-  T.eq(W.watches.obs.can_start, nil, "the policy cannot start it")
+  T.eq(W.watches.obs.cannot_start, true, "the policy cannot start it")
   W.on_exit("obs", { pid = 42, code = 1, uptime = 5 })
   T.eq(#fakes.ops(rec, "restart"), 0, "no restart")
   T.eq(#fakes.ops(rec, "lose"), 1, "waits for it to come back by its match")
